@@ -1,0 +1,645 @@
+#!/usr/bin/env python3
+"""Smoke test for emulator/local_aws.py: every /_test control, through boto3 and raw HTTP.
+
+    scripts/local-aws-setup --dev && .venv/bin/python emulator/smoke_test.py
+
+Starts its own emulator on a free port (or uses $LOCAL_AWS_URL if set), runs the checks
+serially with /_test/reset between groups, and ends with the line 'N passed, N failed'.
+Needs boto3 (emulator/requirements-dev.txt).
+"""
+from __future__ import annotations
+
+import base64
+import concurrent.futures
+import datetime as dtm
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+import urllib.request
+import xml.etree.ElementTree as ET
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import botocore.parsers
+import botocore.serialize
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionClosedError, EndpointConnectionError
+
+REGION = "eu-central-1"
+HERE = os.path.dirname(os.path.abspath(__file__))
+OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+URL = ""
+CHECKS: list = []
+
+
+def check(fn):
+    CHECKS.append(fn)
+    return fn
+
+
+def ctl(method: str, path: str, body=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(URL + path, data=data, method=method,
+                                 headers={"Content-Type": "application/json"})
+    with OPENER.open(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def client(name: str, retries: int = 1):
+    return boto3.client(name, endpoint_url=URL, region_name=REGION, aws_access_key_id="test",
+                        aws_secret_access_key="test", config=Config(retries={"max_attempts": retries,
+                                                                             "mode": "standard"}))
+
+
+def eq(a, b, what=""):
+    assert a == b, f"{what}: expected {b!r}, got {a!r}"
+
+
+# ----------------------------------------------------------------------------- fixtures
+LOGCONF = {"logDriver": "awslogs", "options": {"awslogs-group": "/ecs/web", "awslogs-region": REGION,
+                                               "awslogs-stream-prefix": "ecs"}}
+
+
+def ecs_fixture(revisions: int = 3):
+    ecs, ec2 = client("ecs"), client("ec2")
+    subnet = ec2.describe_subnets()["Subnets"][0]["SubnetId"]
+    ecs.create_cluster(clusterName="prod")
+    for _ in range(revisions):
+        ecs.register_task_definition(
+            family="web", requiresCompatibilities=["FARGATE"], networkMode="awsvpc", cpu="256", memory="512",
+            containerDefinitions=[
+                {"name": "app", "image": "app:1", "essential": True, "logConfiguration": LOGCONF},  # no memory
+                {"name": "sidecar", "image": "side:1", "memory": 64, "essential": False},
+            ])
+    net = {"awsvpcConfiguration": {"subnets": [subnet]}}  # no securityGroups: moto used to crash
+    return ecs, net
+
+
+def describe(ecs, name="web"):
+    return ecs.describe_services(cluster="prod", services=[name])["services"][0]
+
+
+def run(ecs, net, **kw):
+    return ecs.run_task(cluster="prod", taskDefinition="web", launchType="FARGATE",
+                        networkConfiguration=net, **kw)["tasks"][0]
+
+
+def task(ecs, arn):
+    return ecs.describe_tasks(cluster="prod", tasks=[arn])["tasks"][0]
+
+
+def stream_lines(task_arn: str, container="app"):
+    logs = client("logs")
+    stream = f"ecs/{container}/{task_arn.split('/')[-1]}"
+    events = logs.get_log_events(logGroupName="/ecs/web", logStreamName=stream, startFromHead=True)["events"]
+    return [e["message"] for e in events]
+
+
+# ----------------------------------------------------------------------------- ECS services
+@check
+def ecs_create_service_settles_after_one_describe():
+    ecs, net = ecs_fixture()
+    conf = {"maximumPercent": 200, "minimumHealthyPercent": 50,
+            "deploymentCircuitBreaker": {"enable": True, "rollback": False}}
+    svc = ecs.create_service(cluster="prod", serviceName="web", taskDefinition="web:1", desiredCount=2,
+                             launchType="FARGATE", networkConfiguration=net,
+                             deploymentConfiguration=conf)["service"]
+    eq(svc["deploymentConfiguration"], conf, "deploymentConfiguration echoed")
+    eq((svc["runningCount"], svc["pendingCount"]), (0, 2), "create counts")
+    first = describe(ecs)
+    eq(first["deployments"][0]["rolloutState"], "IN_PROGRESS", "1st describe")
+    second = describe(ecs)
+    d = second["deployments"]
+    eq((len(d), d[0]["rolloutState"], d[0]["runningCount"], d[0]["pendingCount"]), (1, "COMPLETED", 2, 0), "2nd")
+    eq(second["runningCount"], 2, "service running")
+    eq(second["events"][0]["message"], "(service web) has reached a steady state.", "newest event first")
+    assert "deployment completed." in second["events"][1]["message"]
+    assert second["events"][2]["message"].startswith("(service web) has started 2 tasks: (task ")
+    eq(len(ecs.list_tasks(cluster="prod", serviceName="web")["taskArns"]), 2, "service tasks")
+    eq(describe(ecs)["deploymentConfiguration"], conf, "stored")
+
+
+@check
+def ecs_update_service_rolls_primary_and_active():
+    ecs, net = ecs_fixture()
+    ecs.create_service(cluster="prod", serviceName="web", taskDefinition="web:1", desiredCount=2,
+                       launchType="FARGATE", networkConfiguration=net)
+    describe(ecs), describe(ecs)
+    svc = ecs.update_service(cluster="prod", service="web", taskDefinition="web:2")["service"]
+    arn2 = svc["taskDefinition"]
+    assert arn2.startswith("arn:aws:ecs:") and arn2.endswith("task-definition/web:2"), arn2
+    d = describe(ecs)
+    eq([(x["status"], x["rolloutState"]) for x in d["deployments"]],
+       [("PRIMARY", "IN_PROGRESS"), ("ACTIVE", "COMPLETED")], "rolling")
+    p = d["deployments"][0]
+    assert p["id"].startswith("ecs-svc/") and p["id"][8:].isdigit()
+    eq((p["taskDefinition"], p["runningCount"], p["pendingCount"], p["failedTasks"]), (arn2, 0, 2, 0), "primary")
+    eq(d["runningCount"], 2, "old tasks still counted while rolling")
+    d = describe(ecs)
+    eq([(x["status"], x["rolloutState"]) for x in d["deployments"]], [("PRIMARY", "COMPLETED")], "settled")
+    tasks = ecs.describe_tasks(cluster="prod", tasks=ecs.list_tasks(cluster="prod", serviceName="web")["taskArns"])
+    eq({t["taskDefinitionArn"] for t in tasks["tasks"]}, {arn2}, "service tasks on the new revision")
+    eq({t["group"] for t in tasks["tasks"]}, {"service:web"}, "group")
+    stopped = ecs.list_tasks(cluster="prod", serviceName="web", desiredStatus="STOPPED")["taskArns"]
+    eq(len(stopped), 2, "old tasks stopped")
+    rollouts = ctl("GET", "/_test/ecs/rollouts")
+    eq([(r["outcome"], r["taskDefinition"]) for r in rollouts][-1], ("COMPLETED", arn2), "rollouts")
+    assert all(r["settledAt"] >= r["startedAt"] for r in rollouts)
+
+
+@check
+def ecs_failed_rollout_with_stopped_tasks_and_logs():
+    ecs, net = ecs_fixture()
+    ecs.create_service(cluster="prod", serviceName="web", taskDefinition="web:1", desiredCount=2,
+                       launchType="FARGATE", networkConfiguration=net)
+    describe(ecs), describe(ecs)
+    ctl("POST", "/_test/ecs/service-rules", {"service": "web", "outcome": "FAILED", "failedTasks": 2, "times": 1,
+                                            "taskExitCode": 3, "taskLogs": ["starting", "FATAL: no db"],
+                                            "taskStopCode": "EssentialContainerExited"})
+    ecs.update_service(cluster="prod", service="web", taskDefinition="web:3")
+    eq(describe(ecs)["deployments"][0]["rolloutState"], "IN_PROGRESS", "1st")
+    d = describe(ecs)
+    p = d["deployments"][0]
+    eq((p["rolloutState"], p["failedTasks"]), ("FAILED", 2), "failed")
+    eq(p["rolloutStateReason"], "ECS deployment circuit breaker: tasks failed to start.", "reason")
+    eq(d["events"][0]["message"], f"(service web) (deployment {p['id']}) deployment failed: tasks failed to start.",
+       "event")
+    eq(d["deployments"][1]["status"], "ACTIVE", "old deployment still active")
+    eq(d["runningCount"], 2, "old tasks still running")
+    arns = ecs.list_tasks(cluster="prod", startedBy=p["id"], desiredStatus="STOPPED")["taskArns"]
+    eq(len(arns), 2, "N stopped tasks")
+    for t in ecs.describe_tasks(cluster="prod", tasks=arns)["tasks"]:
+        eq((t["lastStatus"], t["stopCode"], t["group"], t["startedBy"]),
+           ("STOPPED", "EssentialContainerExited", "service:web", p["id"]), "stopped task")
+        eq(t["containers"][0]["exitCode"], 3, "exit code")
+        eq(t["stoppedReason"], "Essential container in task exited", "stopped reason")
+        eq(stream_lines(t["taskArn"]), ["starting", "FATAL: no db"], "failed task logs")
+    # the rule had times=1: the client's own rollback completes by default
+    ecs.update_service(cluster="prod", service="web", taskDefinition="web:1")
+    describe(ecs)
+    d = describe(ecs)
+    eq([(x["status"], x["rolloutState"]) for x in d["deployments"]], [("PRIMARY", "COMPLETED")], "rolled back")
+    eq(d["taskDefinition"].split("/")[-1], "web:1", "rolled back td")
+
+
+@check
+def ecs_settle_after_seconds_and_never():
+    ecs, net = ecs_fixture()
+    ctl("POST", "/_test/ecs/service-rules", {"service": "*", "settleAfterSeconds": 0.5})
+    ecs.create_service(cluster="prod", serviceName="web", taskDefinition="web:1", desiredCount=1,
+                       launchType="FARGATE", networkConfiguration=net)
+    eq(describe(ecs)["deployments"][0]["rolloutState"], "IN_PROGRESS", "before")
+    time.sleep(0.6)
+    eq(describe(ecs)["deployments"][0]["rolloutState"], "COMPLETED", "after 0.5 s")
+    r = ctl("GET", "/_test/ecs/rollouts")[-1]
+    assert abs(r["settledAt"] - r["startedAt"] - 0.5) < 0.01, r
+    ctl("POST", "/_test/ecs/service-rules", {"service": "web", "outcome": "NEVER"})
+    ecs.update_service(cluster="prod", service="web", forceNewDeployment=True)
+    for _ in range(5):
+        eq(describe(ecs)["deployments"][0]["rolloutState"], "IN_PROGRESS", "never settles")
+    eq(ctl("GET", "/_test/ecs/rollouts")[-1]["settledAt"], None, "no settledAt")
+    eq(len(describe(ecs)["deployments"]), 2, "forceNewDeployment creates a deployment")
+
+
+@check
+def ecs_desired_count_only_converges_without_new_deployment():
+    ecs, net = ecs_fixture()
+    ecs.create_service(cluster="prod", serviceName="web", taskDefinition="web:1", desiredCount=2,
+                       launchType="FARGATE", networkConfiguration=net)
+    describe(ecs), describe(ecs)
+    dep_id = describe(ecs)["deployments"][0]["id"]
+    ecs.update_service(cluster="prod", service="web", desiredCount=3)
+    d = describe(ecs)
+    p = d["deployments"][0]
+    eq((len(d["deployments"]), p["id"], p["desiredCount"], p["rolloutState"]), (1, dep_id, 3, "COMPLETED"), "scale")
+    eq((d["runningCount"], d["desiredCount"]), (2, 3), "converging")
+    d = describe(ecs)
+    eq((d["runningCount"], d["pendingCount"], d["deployments"][0]["runningCount"]), (3, 0, 3), "converged")
+    ecs.update_service(cluster="prod", service="web", desiredCount=0)
+    describe(ecs)
+    d = describe(ecs)
+    eq((d["runningCount"], d["deployments"][0]["runningCount"]), (0, 0), "scaled to zero")
+    eq(ecs.list_tasks(cluster="prod", serviceName="web")["taskArns"], [], "no running tasks")
+
+
+@check
+def ecs_describe_missing_service():
+    ecs, _ = ecs_fixture(1)
+    r = ecs.describe_services(cluster="prod", services=["nope"])
+    eq(r["failures"][0]["reason"], "MISSING", "failure")
+    assert r["failures"][0]["arn"].endswith("service/nope")
+
+
+# ----------------------------------------------------------------------------- ECS tasks
+@check
+def ecs_run_task_default_lifecycle():
+    ecs, net = ecs_fixture(1)
+    t = run(ecs, net, startedBy="deploy-action", group="migrate", tags=[{"key": "k", "value": "v"}],
+            overrides={"containerOverrides": [{"name": "app", "command": ["migrate"]}]})
+    eq((t["lastStatus"], t["desiredStatus"]), ("PROVISIONING", "RUNNING"), "run_task")
+    eq([c["name"] for c in t["containers"]], ["app", "sidecar"], "all containers")
+    assert all(c["taskArn"] == t["taskArn"] and c["lastStatus"] == "PENDING" and "exitCode" not in c
+               for c in t["containers"])
+    eq((t["startedBy"], t["group"], t["tags"]), ("deploy-action", "migrate", [{"key": "k", "value": "v"}]), "echo")
+    eq(t["overrides"]["containerOverrides"][0]["command"], ["migrate"], "overrides")
+    assert isinstance(t["createdAt"], dtm.datetime)
+    r = task(ecs, t["taskArn"])
+    eq((r["lastStatus"], r["containers"][0]["lastStatus"]), ("RUNNING", "RUNNING"), "running")
+    assert "startedAt" in r and "exitCode" not in r["containers"][0]
+    r = task(ecs, t["taskArn"])
+    eq((r["lastStatus"], r["desiredStatus"], r["stopCode"]), ("STOPPED", "STOPPED", "EssentialContainerExited"), "")
+    eq([c["exitCode"] for c in r["containers"]], [0, 0], "exit codes")
+    assert all(k in r for k in ("stoppedAt", "executionStoppedAt", "stoppingAt", "stoppedReason"))
+    eq(ecs.list_tasks(cluster="prod", desiredStatus="STOPPED")["taskArns"], [t["taskArn"]], "listed as STOPPED")
+    eq(ecs.list_tasks(cluster="prod")["taskArns"], [], "not listed as RUNNING")
+
+
+@check
+def ecs_task_rule_exit_code_and_logs():
+    ecs, net = ecs_fixture(1)
+    ctl("POST", "/_test/ecs/task-rules", {"match": "--fail-for-test", "exitCode": 1, "runningDescribes": 2,
+                                         "logs": ["migrating...", "ERROR x"]})
+    t = run(ecs, net, overrides={"containerOverrides": [{"name": "app", "command": ["migrate", "--fail-for-test"]}]})
+    eq([task(ecs, t["taskArn"])["lastStatus"] for _ in range(3)], ["RUNNING", "RUNNING", "STOPPED"], "lifecycle")
+    r = task(ecs, t["taskArn"])
+    eq([c["exitCode"] for c in r["containers"]], [1, 0], "exit on the essential container only")
+    eq(stream_lines(t["taskArn"]), ["migrating...", "ERROR x"], "awslogs stream")
+    other = run(ecs, net)  # no match: default rule
+    eq([task(ecs, other["taskArn"])["lastStatus"] for _ in range(2)], ["RUNNING", "STOPPED"], "default")
+
+
+@check
+def ecs_task_failed_to_start():
+    ecs, net = ecs_fixture(1)
+    ctl("POST", "/_test/ecs/task-rules", {"match": "web", "stopCode": "TaskFailedToStart", "times": 1})
+    t = run(ecs, net)
+    r = task(ecs, t["taskArn"])
+    eq((r["lastStatus"], r["stopCode"]), ("STOPPED", "TaskFailedToStart"), "straight to STOPPED")
+    assert r["stoppedReason"].startswith("CannotPullContainerError"), r["stoppedReason"]
+    assert "startedAt" not in r and all("exitCode" not in c for c in r["containers"])
+    eq(ctl("GET", "/_test/ecs/task-rules")[0]["remaining"], 0, "rule used up")
+
+
+@check
+def ecs_generate_lines_drained_before_stopped():
+    ecs, net = ecs_fixture(1)
+    ctl("POST", "/_test/ecs/task-rules", {"match": "web", "exitCode": 0,
+                                         "generateLines": {"count": 40, "template": "line {i}", "overSeconds": 1.0}})
+    t = run(ecs, net)
+    t0 = time.time()
+    seen_running_partial = False
+    while True:
+        r = task(ecs, t["taskArn"])
+        n = len(stream_lines(t["taskArn"])) if r["lastStatus"] != "PROVISIONING" else 0
+        if r["lastStatus"] == "STOPPED":
+            break
+        if 0 < n < 40:
+            seen_running_partial = True
+        assert time.time() - t0 < 5, "never stopped"
+        time.sleep(0.1)
+    assert time.time() - t0 >= 0.9, "stopped too early"
+    assert seen_running_partial, "lines were not spread over time"
+    lines = stream_lines(t["taskArn"])
+    eq((len(lines), lines[0], lines[-1]), (40, "line 1", "line 40"), "all lines there after STOPPED")
+
+
+@check
+def ecs_never_stop_then_stop_task_and_task_exit():
+    ecs, net = ecs_fixture(1)
+    ctl("POST", "/_test/ecs/task-rules", {"match": "web", "neverStop": True})
+    a, b = run(ecs, net), run(ecs, net)
+    for _ in range(4):
+        eq(task(ecs, a["taskArn"])["lastStatus"], "RUNNING", "never stops")
+    s = ecs.stop_task(cluster="prod", task=a["taskArn"], reason="deploy cancelled")["task"]
+    eq((s["lastStatus"], s["desiredStatus"], s["stopCode"], s["stoppedReason"]),
+       ("STOPPED", "STOPPED", "UserInitiated", "deploy cancelled"), "stop_task")
+    eq(s["containers"][0]["exitCode"], 137, "137")
+    ctl("POST", "/_test/ecs/task-exit", {"task": b["taskArn"].split("/")[-1], "exitCode": 5})
+    r = task(ecs, b["taskArn"])
+    eq((r["lastStatus"], r["containers"][0]["exitCode"], r["stopCode"]), ("STOPPED", 5, "EssentialContainerExited"),
+       "task-exit")
+    listed = {x["taskArn"]: x for x in ctl("GET", "/_test/ecs/tasks")}
+    eq(listed[b["taskArn"]]["exitCodes"]["app"], 5, "GET /_test/ecs/tasks")
+
+
+@check
+def ecs_describe_unknown_task_and_list_filters():
+    ecs, net = ecs_fixture(1)
+    t = run(ecs, net, startedBy="me")
+    r = ecs.describe_tasks(cluster="prod", tasks=[t["taskArn"], "0123456789abcdef0123456789abcdef"])
+    eq(len(r["tasks"]), 1, "found")
+    eq(r["failures"][0]["reason"], "MISSING", "missing")
+    eq(ecs.list_tasks(cluster="prod", startedBy="me")["taskArns"], [t["taskArn"]], "startedBy")
+    eq(ecs.list_tasks(cluster="prod", family="web")["taskArns"], [t["taskArn"]], "family")
+    eq(ecs.list_tasks(cluster="prod", launchType="EC2")["taskArns"], [], "launchType")
+    eq(ecs.list_tasks(cluster="prod", launchType="FARGATE")["taskArns"], [t["taskArn"]], "launchType")
+
+
+# ----------------------------------------------------------------------------- RDS
+def rds_fixture():
+    rds = client("rds")
+    rds.create_db_instance(DBInstanceIdentifier="db1", DBInstanceClass="db.t3.micro", Engine="postgres",
+                           MasterUsername="u", MasterUserPassword="password123", AllocatedStorage=20)
+    rds.create_db_cluster(DBClusterIdentifier="cl1", Engine="aurora-postgresql", MasterUsername="u",
+                          MasterUserPassword="password123")
+    return rds
+
+
+@check
+def rds_snapshot_progress_tags_and_filters():
+    rds = rds_fixture()
+    ctl("POST", "/_test/rds/snapshot-rules", {"creatingDescribes": 2})
+    s = rds.create_db_snapshot(DBInstanceIdentifier="db1", DBSnapshotIdentifier="pre-deploy-1",
+                               Tags=[{"Key": "deploy-action", "Value": "v1"}])["DBSnapshot"]
+    eq((s["Status"], s["PercentProgress"]), ("creating", 0), "create response")
+    seen = []
+    for _ in range(3):
+        x = rds.describe_db_snapshots(DBSnapshotIdentifier="pre-deploy-1")["DBSnapshots"][0]
+        seen.append((x["Status"], x["PercentProgress"]))
+    eq(seen, [("creating", 33), ("creating", 66), ("available", 100)], "progress")
+    assert isinstance(x["SnapshotCreateTime"], dtm.datetime)
+    tags = rds.list_tags_for_resource(ResourceName=x["DBSnapshotArn"])["TagList"]
+    eq(tags, [{"Key": "deploy-action", "Value": "v1"}], "tags")
+    manual = rds.describe_db_snapshots(DBInstanceIdentifier="db1", SnapshotType="manual")["DBSnapshots"]
+    eq([m["DBSnapshotIdentifier"] for m in manual], ["pre-deploy-1"], "manual filter hides automated")
+    rds.delete_db_snapshot(DBSnapshotIdentifier="pre-deploy-1")
+    eq(rds.describe_db_snapshots(DBInstanceIdentifier="db1", SnapshotType="manual")["DBSnapshots"], [], "deleted")
+    c = rds.create_db_cluster_snapshot(DBClusterIdentifier="cl1", DBClusterSnapshotIdentifier="pre-c")
+    eq(c["DBClusterSnapshot"]["Status"], "creating", "cluster snapshot")
+    seen = [(x["Status"], x["PercentProgress"]) for x in (
+        rds.describe_db_cluster_snapshots(DBClusterSnapshotIdentifier="pre-c")["DBClusterSnapshots"][0]
+        for _ in range(3))]
+    eq(seen, [("creating", 33), ("creating", 66), ("available", 100)], "cluster progress")
+    ctl("POST", "/_test/rds/snapshot-rules", {"neverAvailable": True})
+    rds.create_db_snapshot(DBInstanceIdentifier="db1", DBSnapshotIdentifier="stuck")
+    for _ in range(5):
+        eq(rds.describe_db_snapshots(DBSnapshotIdentifier="stuck")["DBSnapshots"][0]["Status"], "creating", "stuck")
+    ctl("POST", "/_test/rds/snapshot-rules", {})
+    s = rds.create_db_snapshot(DBInstanceIdentifier="db1", DBSnapshotIdentifier="quick")["DBSnapshot"]
+    eq((s["Status"], s["PercentProgress"]), ("available", 100), "default: available at once")
+
+
+@check
+def rds_stop_start_transitions():
+    rds = rds_fixture()
+    rds.describe_db_clusters(DBClusterIdentifier="cl1")  # creating -> available
+    eq(rds.stop_db_instance(DBInstanceIdentifier="db1")["DBInstance"]["DBInstanceStatus"], "stopping", "response")
+    eq(rds.describe_db_instances(DBInstanceIdentifier="db1")["DBInstances"][0]["DBInstanceStatus"], "stopped", "N=0")
+    eq(rds.stop_db_cluster(DBClusterIdentifier="cl1")["DBCluster"]["Status"], "stopping", "cluster response")
+    eq(rds.describe_db_clusters(DBClusterIdentifier="cl1")["DBClusters"][0]["Status"], "stopped", "cluster N=0")
+    ctl("POST", "/_test/rds/instance-rules", {"transitionDescribes": 2})
+    eq(rds.start_db_instance(DBInstanceIdentifier="db1")["DBInstance"]["DBInstanceStatus"], "starting", "start")
+    seen = [rds.describe_db_instances(DBInstanceIdentifier="db1")["DBInstances"][0]["DBInstanceStatus"]
+            for _ in range(3)]
+    eq(seen, ["starting", "starting", "available"], "instance transition")
+    eq(rds.start_db_cluster(DBClusterIdentifier="cl1")["DBCluster"]["Status"], "starting", "cluster start")
+    seen = [rds.describe_db_clusters(DBClusterIdentifier="cl1")["DBClusters"][0]["Status"] for _ in range(3)]
+    eq(seen, ["starting", "starting", "available"], "cluster transition")
+
+
+# ----------------------------------------------------------------------------- CloudWatch
+def signed(service: str, body: bytes, headers: dict, path: str = "/"):
+    req = botocore.awsrequest.AWSRequest(method="POST", url=URL + path, data=body, headers=headers)
+    botocore.auth.SigV4Auth(botocore.credentials.Credentials("test", "test"), service, REGION).add_auth(req)
+    r = urllib.request.Request(URL + path, data=body, method="POST", headers=dict(req.headers.items()))
+    try:
+        with OPENER.open(r, timeout=10) as resp:
+            return resp.status, dict(resp.headers.items()), resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers.items()), e.read()
+
+
+def cbor_call(operation: str, params: dict):
+    """Exactly what aws-sdk-cloudwatch 1.x sends: smithy rpc-v2-cbor."""
+    model = boto3.session.Session().client("cloudwatch", region_name=REGION)._service_model
+    op = model.operation_model(operation)
+    ser = botocore.serialize.create_serializer("smithy-rpc-v2-cbor").serialize_to_request(params, op)
+    status, headers, body = signed("monitoring", ser["body"], dict(ser["headers"]), ser["url_path"])
+    parser = botocore.parsers.create_parser("smithy-rpc-v2-cbor")
+    parsed = parser.parse({"status_code": status, "headers": {k.lower(): v for k, v in headers.items()},
+                           "body": body}, op.output_shape)
+    return status, headers, parsed
+
+
+@check
+def cloudwatch_json_query_and_cbor():
+    cw = client("cloudwatch")
+    now = dtm.datetime.now(dtm.timezone.utc)
+    ctl("POST", "/_test/cloudwatch/metric", {
+        "namespace": "AWS/ApplicationELB", "metric": "RequestCount", "region": REGION,
+        "dimensions": {"TargetGroup": "targetgroup/web/abc"},
+        "values": [{"secondsAgo": 150, "value": 5}, {"secondsAgo": 140, "value": 7}, {"secondsAgo": 30, "value": 1}]})
+    cw.put_metric_data(Namespace="AWS/RDS", MetricData=[
+        {"MetricName": "CPUUtilization", "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "db1"}],
+         "Value": v, "Timestamp": now - dtm.timedelta(seconds=10)} for v in (20.0, 40.0)])
+    dims = [{"Name": "TargetGroup", "Value": "targetgroup/web/abc"}]
+    start, end = now - dtm.timedelta(minutes=10), now + dtm.timedelta(minutes=1)
+    st = cw.get_metric_statistics(Namespace="AWS/ApplicationELB", MetricName="RequestCount", Dimensions=dims,
+                                  StartTime=start, EndTime=end, Period=60, Statistics=["Sum"])
+    eq(sum(p["Sum"] for p in st["Datapoints"]), 13.0, "json GetMetricStatistics total")
+    eq(sorted(p["Sum"] for p in st["Datapoints"]), [1.0, 12.0], "60 s buckets")
+    cpu = cw.get_metric_statistics(Namespace="AWS/RDS", MetricName="CPUUtilization", StartTime=start, EndTime=end,
+                                   Dimensions=[{"Name": "DBInstanceIdentifier", "Value": "db1"}], Period=60,
+                                   Statistics=["Average"])
+    eq([p["Average"] for p in cpu["Datapoints"]], [30.0], "Average")
+    q = {"Id": "r", "MetricStat": {"Metric": {"Namespace": "AWS/ApplicationELB", "MetricName": "RequestCount",
+                                              "Dimensions": dims}, "Period": 60, "Stat": "Sum"}}
+    md = cw.get_metric_data(MetricDataQueries=[q], StartTime=start, EndTime=end)
+    eq(sum(md["MetricDataResults"][0]["Values"]), 13.0, "json GetMetricData")
+    # rpc-v2-cbor (the Rust SDK's protocol)
+    status, headers, parsed = cbor_call("GetMetricStatistics", {
+        "Namespace": "AWS/RDS", "MetricName": "CPUUtilization", "StartTime": start, "EndTime": end, "Period": 60,
+        "Statistics": ["Average"], "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "db1"}]})
+    eq((status, headers.get("smithy-protocol")), (200, "rpc-v2-cbor"), "cbor status")
+    eq([p["Average"] for p in parsed["Datapoints"]], [30.0], "cbor Average")
+    assert isinstance(parsed["Datapoints"][0]["Timestamp"], dtm.datetime)
+    status, _, parsed = cbor_call("GetMetricData", {"MetricDataQueries": [q], "StartTime": start, "EndTime": end})
+    eq(sum(parsed["MetricDataResults"][0]["Values"]), 13.0, "cbor GetMetricData")
+    status, _, parsed = cbor_call("PutMetricData", {"Namespace": "X", "MetricData": [{"MetricName": "m", "Value": 1}]})
+    eq(status, 200, "cbor PutMetricData")
+    status, _, parsed = cbor_call("GetMetricStatistics", {"Namespace": "X", "MetricName": "m", "StartTime": end,
+                                                          "EndTime": start, "Period": 60, "Statistics": ["Sum"]})
+    eq((status, parsed["Error"]["Code"]), (400, "InvalidParameterValue"), "cbor error")
+    # awsQuery
+    form = (f"Action=GetMetricStatistics&Version=2010-08-01&Namespace=AWS%2FRDS&MetricName=CPUUtilization"
+            f"&StartTime={start:%Y-%m-%dT%H:%M:%SZ}&EndTime={end:%Y-%m-%dT%H:%M:%SZ}&Period=60"
+            f"&Statistics.member.1=Average&Dimensions.member.1.Name=DBInstanceIdentifier"
+            f"&Dimensions.member.1.Value=db1").encode()
+    status, _, body = signed("monitoring", form, {"Content-Type": "application/x-www-form-urlencoded"})
+    eq(status, 200, "query status")
+    assert b"<Average>30.0</Average>" in body, body
+
+
+# ----------------------------------------------------------------------------- faults
+@check
+def faults_throttle_5xx_latency_reset_after():
+    ecs, rds, cw = client("ecs"), client("rds"), client("cloudwatch")
+    ecs.create_cluster(clusterName="prod")
+    ctl("POST", "/_test/faults", {"operation": "DescribeClusters", "service": "ecs", "kind": "throttle", "count": 2})
+    for _ in range(2):
+        try:
+            ecs.describe_clusters(clusters=["prod"])
+            raise AssertionError("not throttled")
+        except ClientError as e:
+            eq((e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]),
+               ("ThrottlingException", 400), "json throttle")
+            eq(e.response["ResponseMetadata"]["HTTPHeaders"]["x-amzn-errortype"], "ThrottlingException", "header")
+    ecs.describe_clusters(clusters=["prod"])
+    ctl("POST", "/_test/faults", {"operation": "DescribeDBSnapshots", "kind": "throttle", "after": 1})
+    rds.describe_db_snapshots()
+    try:
+        rds.describe_db_snapshots()
+        raise AssertionError("not throttled")
+    except ClientError as e:
+        eq((e.response["Error"]["Code"], e.response["Error"]["Type"]), ("Throttling", "Sender"), "query throttle")
+    rds.describe_db_snapshots()
+    for kind, code, status in (("500", "InternalFailure", 500), ("503", "ServiceUnavailable", 503)):
+        ctl("POST", "/_test/faults", {"operation": "ListClusters", "kind": kind})
+        try:
+            ecs.list_clusters()
+            raise AssertionError("no fault")
+        except ClientError as e:
+            eq((e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]), (code, status), kind)
+        ctl("POST", "/_test/faults", {"operation": "DescribeDBInstances", "kind": kind})
+        try:
+            rds.describe_db_instances()
+            raise AssertionError("no fault")
+        except ClientError as e:
+            eq(e.response["Error"]["Code"], code, f"query {kind}")
+    ctl("POST", "/_test/faults", {"operation": "GetMetricData", "kind": "throttle"})
+    status, headers, parsed = cbor_call("GetMetricData", {"MetricDataQueries": [], "StartTime": 0, "EndTime": 60})
+    eq((status, parsed["Error"]["Code"]), (400, "Throttling"), "cbor throttle (query-compatible code)")
+    ctl("POST", "/_test/faults", {"operation": "ListClusters", "kind": "latency", "latencyMs": 300})
+    t0 = time.time()
+    ecs.list_clusters()
+    assert time.time() - t0 >= 0.3, "latency"
+    ctl("POST", "/_test/faults", {"operation": "ListClusters", "kind": "reset"})
+    try:
+        ecs.list_clusters()
+        raise AssertionError("no reset")
+    except (ConnectionClosedError, EndpointConnectionError, ConnectionError) as e:
+        assert "Connection" in type(e).__name__, e
+    ecs.list_clusters()
+    ctl("POST", "/_test/faults", {"operation": "ListClusters", "kind": "throttle", "count": -1})
+    for _ in range(3):
+        try:
+            ecs.list_clusters()
+            raise AssertionError("not throttled")
+        except ClientError:
+            pass
+    eq(ctl("DELETE", "/_test/faults"), [], "cleared")
+    ecs.list_clusters()
+    faulted = [c["fault"] for c in ctl("GET", "/_test/calls") if c["fault"]]
+    eq(faulted.count("reset") + faulted.count("latency"), 2, "call log records faults")
+
+
+@check
+def moto_crash_is_aws_shaped_500():
+    ecs = client("ecs")
+    ecs.create_cluster(clusterName="ec2only")
+    ecs.register_task_definition(family="w", containerDefinitions=[{"name": "a", "image": "x", "memory": 64}])
+    try:
+        ecs.run_task(cluster="ec2only", taskDefinition="w", launchType="EC2")  # no container instances: crash
+        raise AssertionError("no error")
+    except ClientError as e:
+        eq((e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]), ("InternalFailure", 500),
+           "crash")
+
+
+# ----------------------------------------------------------------------------- call log, other services
+@check
+def call_log_and_other_services():
+    ctl("DELETE", "/_test/calls")
+    logs, ssm, elb, ec2, sts = (client(n) for n in ("logs", "ssm", "elbv2", "ec2", "sts"))
+    logs.create_log_group(logGroupName="g")
+    ssm.put_parameter(Name="/app/prod/DB_URL", Value="postgres://x", Type="SecureString")
+    eq(len(ssm.get_parameters_by_path(Path="/app/prod", WithDecryption=True)["Parameters"]), 1, "ssm")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    lb = elb.create_load_balancer(Name="web", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    tg = elb.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]
+    ls = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80,
+                             DefaultActions=[{"Type": "forward", "TargetGroupArn": tg["TargetGroupArn"]}])
+    elb.create_rule(ListenerArn=ls["Listeners"][0]["ListenerArn"], Priority=1,
+                    Conditions=[{"Field": "path-pattern", "Values": ["/*"]}],
+                    Actions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "503"}}])
+    sts.get_caller_identity()
+    calls = ctl("GET", "/_test/calls")
+    got = [(c["service"], c["operation"]) for c in calls]
+    for want in [("logs", "CreateLogGroup"), ("ssm", "PutParameter"), ("ssm", "GetParametersByPath"),
+                 ("ec2", "DescribeVpcs"), ("elbv2", "CreateLoadBalancer"), ("elbv2", "CreateRule"),
+                 ("sts", "GetCallerIdentity")]:
+        assert want in got, (want, got)
+    assert all(c["region"] == REGION and c["status"] == 200 and c["fault"] is None for c in calls), calls
+    eq([c["seq"] for c in calls], sorted(c["seq"] for c in calls), "ordered")
+    later = ctl("GET", f"/_test/calls?since={calls[-2]['seq']}")
+    eq([c["seq"] for c in later], [calls[-1]["seq"]], "since")
+    assert not any(c["operation"] is None for c in calls)
+
+
+@check
+def concurrency_and_reset_speed():
+    ecs = client("ecs")
+    ecs.create_cluster(clusterName="prod")
+    ctl("POST", "/_test/faults", {"operation": "ListClusters", "kind": "latency", "latencyMs": 300, "count": 20})
+    t0 = time.time()
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        results = list(pool.map(lambda _: client("ecs").list_clusters()["clusterArns"], range(20)))
+    took = time.time() - t0
+    assert all(len(r) == 1 for r in results), results
+    assert took < 2.0, f"20 x 300 ms requests took {took:.2f}s: not concurrent"
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        list(pool.map(lambda _: client("ecs").describe_clusters(clusters=["prod"]), range(20)))
+    ctl("POST", "/_test/ecs/task-rules", {"match": "x"})
+    t0 = time.time()
+    ctl("POST", "/_test/reset")
+    took = time.time() - t0
+    assert took < 0.5, f"reset took {took:.2f}s"
+    eq((ctl("GET", "/_test/ecs/task-rules"), ctl("GET", "/_test/calls"), ctl("GET", "/_test/faults")),
+       ([], [], []), "reset clears emulator state")
+    eq(client("ecs").list_clusters()["clusterArns"], [], "reset clears moto")
+    print(f"    (20 concurrent 300 ms calls: {took:.2f}s reset)")
+
+
+# ----------------------------------------------------------------------------- runner
+def main() -> int:
+    global URL
+    proc = None
+    URL = os.environ.get("LOCAL_AWS_URL", "")
+    if not URL:
+        t0 = time.time()
+        proc = subprocess.Popen([sys.executable, os.path.join(HERE, "local_aws.py"), "--port", "0"],
+                                stdout=subprocess.PIPE, text=True)
+        line = proc.stdout.readline().strip()
+        assert line.startswith("LOCAL_AWS_READY http://127.0.0.1:"), line
+        URL = line.split()[1]
+        print(f"emulator ready at {URL} in {time.time() - t0:.1f}s")
+    passed = failed = 0
+    try:
+        for fn in CHECKS:
+            ctl("POST", "/_test/reset")
+            t0 = time.time()
+            try:
+                fn()
+                passed += 1
+                print(f"ok   {fn.__name__} ({time.time() - t0:.2f}s)")
+            except Exception:  # noqa: BLE001
+                failed += 1
+                print(f"FAIL {fn.__name__}")
+                traceback.print_exc()
+    finally:
+        if proc:
+            proc.terminate()
+            rc = proc.wait(10)
+            print(f"emulator exited with {rc} on SIGTERM")
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,3 @@
+//! The GitHub side: runner I/O (outputs, summary, masks, groups, annotations).
+
+pub mod runner;

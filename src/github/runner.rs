@@ -1,0 +1,232 @@
+//! Runner I/O: `$GITHUB_OUTPUT`, `$GITHUB_STEP_SUMMARY`, `::add-mask::`, `::group::`, `::error::`.
+//!
+//! Streams: results go to stdout (text for a person, or one JSON object); logs, groups and annotations go to
+//! stderr, so they stay in order with the log lines they wrap. `::add-mask::` goes to both streams, before anything
+//! else is printed, so a secret is masked whichever stream could carry it.
+
+use std::fs::OpenOptions;
+use std::io::{self, Write};
+use std::path::PathBuf;
+
+use rand::Rng;
+use serde::Serialize;
+
+use crate::inputs::{GithubEnv, OutputFormat};
+
+/// What every phase returns: serialisable (JSON), with outputs, a markdown summary and a text rendering.
+pub trait Outcome: Serialize {
+    /// Whether the phase reached its goal (exit 0) or not (exit 1).
+    fn ok(&self) -> bool;
+    /// `$GITHUB_OUTPUT` name/value pairs.
+    fn outputs(&self) -> Vec<(&'static str, String)>;
+    /// Markdown for `$GITHUB_STEP_SUMMARY` (the reason first on failure).
+    fn summary(&self) -> String;
+    /// Plain text for a person at a terminal.
+    fn text(&self) -> String;
+}
+
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub on_actions: bool,
+    pub format: OutputFormat,
+    output_file: Option<PathBuf>,
+    summary_file: Option<PathBuf>,
+}
+
+impl Runner {
+    pub fn new(github: &GithubEnv, format: OutputFormat) -> Runner {
+        Runner {
+            on_actions: github.on_runner(),
+            format,
+            output_file: github.output_file.clone(),
+            summary_file: github.step_summary_file.clone(),
+        }
+    }
+
+    /// Registers a secret with the runner (each line separately, as multi-line masks need). A no-op off a runner.
+    pub fn mask(&self, secret: &str) {
+        if !self.on_actions {
+            return;
+        }
+        for line in secret.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            let cmd = format!("::add-mask::{}\n", escape_data(line));
+            let _ = io::stdout().write_all(cmd.as_bytes());
+            let _ = io::stdout().flush();
+            let _ = io::stderr().write_all(cmd.as_bytes());
+        }
+    }
+
+    /// A collapsible group in the job log (a heading off a runner). Ends when the guard drops.
+    pub fn group(&self, title: &str) -> Group {
+        if self.on_actions {
+            eprintln!("::group::{}", escape_data(title));
+        } else {
+            eprintln!("── {title}");
+        }
+        Group { on_actions: self.on_actions }
+    }
+
+    /// The final failure as an annotation (on a runner) or a plain line.
+    pub fn error(&self, message: &str) {
+        if self.on_actions {
+            eprintln!("::error title=deploy-action::{}", escape_data(message));
+        } else {
+            eprintln!("error: {message}");
+        }
+    }
+
+    pub fn warning(&self, message: &str) {
+        if self.on_actions {
+            eprintln!("::warning title=deploy-action::{}", escape_data(message));
+        } else {
+            eprintln!("warning: {message}");
+        }
+    }
+
+    /// Appends outputs to `$GITHUB_OUTPUT`, every value in the multi-line form with a random delimiter.
+    pub fn set_outputs(&self, outputs: &[(&str, String)]) -> io::Result<()> {
+        let Some(path) = &self.output_file else { return Ok(()) };
+        let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+        f.write_all(format_outputs(outputs, &mut rand::rng()).as_bytes())
+    }
+
+    /// Appends markdown to `$GITHUB_STEP_SUMMARY`.
+    pub fn append_summary(&self, markdown: &str) -> io::Result<()> {
+        let Some(path) = &self.summary_file else { return Ok(()) };
+        let mut f = OpenOptions::new().create(true).append(true).open(path)?;
+        f.write_all(markdown.as_bytes())?;
+        if !markdown.ends_with('\n') {
+            f.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    /// Writes the outcome everywhere it belongs: outputs and summary on a runner, text or JSON on stdout.
+    pub fn emit<O: Outcome>(&self, phase: &str, outcome: &O) -> io::Result<()> {
+        let mut outputs = outcome.outputs();
+        outputs.push(("result", if outcome.ok() { "success" } else { "failure" }.to_string()));
+        if let Err(e) = self.set_outputs(&outputs) {
+            self.warning(&format!("could not write $GITHUB_OUTPUT: {e}"));
+        }
+        if let Err(e) = self.append_summary(&outcome.summary()) {
+            self.warning(&format!("could not write $GITHUB_STEP_SUMMARY: {e}"));
+        }
+        let mut out = io::stdout().lock();
+        match self.format {
+            OutputFormat::Json => {
+                let value = serde_json::json!({ "phase": phase, "ok": outcome.ok(), "outcome": outcome });
+                writeln!(out, "{}", serde_json::to_string(&value).map_err(io::Error::other)?)?;
+            }
+            OutputFormat::Text => {
+                let text = outcome.text();
+                write!(out, "{text}")?;
+                if !text.ends_with('\n') {
+                    writeln!(out)?;
+                }
+            }
+        }
+        out.flush()
+    }
+}
+
+/// Closes a log group when dropped.
+pub struct Group {
+    on_actions: bool,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if self.on_actions {
+            eprintln!("::endgroup::");
+        }
+    }
+}
+
+/// `name<<DELIM\nvalue\nDELIM\n` for each output, with a delimiter that occurs in no value.
+pub fn format_outputs(outputs: &[(&str, String)], rng: &mut impl Rng) -> String {
+    let mut s = String::new();
+    for (name, value) in outputs {
+        let delim = loop {
+            let d = format!("ghadelimiter_{:016x}", rng.random::<u64>());
+            if !value.contains(&d) {
+                break d;
+            }
+        };
+        s.push_str(&format!("{name}<<{delim}\n{value}\n{delim}\n"));
+    }
+    s
+}
+
+/// Escapes a workflow command's data part (`%`, CR, LF).
+pub fn escape_data(s: &str) -> String {
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+}
+
+/// A markdown table from a header and rows; cells have `|` and newlines escaped.
+pub fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cell = |c: &str| c.replace('|', "\\|").replace('\n', "<br>");
+    let mut s = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
+    for r in rows {
+        s.push_str(&format!("| {} |\n", r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")));
+    }
+    s
+}
+
+/// A plain-text table with aligned columns.
+pub fn text_table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut l = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            l.push_str(c);
+            if i + 1 < cells.len() {
+                l.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+            }
+        }
+        l.trim_end().to_string() + "\n"
+    };
+    let mut s = line(header.to_vec());
+    for r in rows {
+        s.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn outputs_use_a_delimiter_absent_from_the_value() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let s = format_outputs(&[("a", "one".into()), ("b", "two\nlines".into())], &mut rng);
+        let lines: Vec<&str> = s.lines().collect();
+        assert!(lines[0].starts_with("a<<ghadelimiter_"));
+        let delim = lines[0].split_once("<<").unwrap().1;
+        assert_eq!(lines[1], "one");
+        assert_eq!(lines[2], delim);
+        assert!(lines[3].starts_with("b<<"));
+        assert_eq!(&lines[4..6], &["two", "lines"]);
+    }
+
+    #[test]
+    fn workflow_command_data_is_escaped() {
+        assert_eq!(escape_data("50%\nnext\r"), "50%25%0Anext%0D");
+    }
+
+    #[test]
+    fn tables() {
+        let md = md_table(&["a", "b"], &[vec!["x|y".into(), "1".into()]]);
+        assert_eq!(md, "| a | b |\n|---|---|\n| x\\|y | 1 |\n");
+        let t = text_table(&["name", "n"], &[vec!["core".into(), "2".into()]]);
+        assert_eq!(t, "name  n\ncore  2\n");
+    }
+}

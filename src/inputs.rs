@@ -1,0 +1,648 @@
+//! Inputs: two front ends, one request.
+//!
+//! # Precedence (the one place it is written down)
+//! For every input, the first of these that is set and not empty wins:
+//! 1. the CLI flag (`deploy-action deploy --version v1.2.3`), or the subcommand for `phase`;
+//! 2. the Action input, read from `INPUT_<NAME>` with the name upper-cased and hyphens kept
+//!    (`INPUT_TIMEOUT-MINUTES`); the runner sets an empty value for inputs the workflow leaves out, and empty
+//!    counts as not set;
+//! 3. the environment's entry in the config file (`timeout-minutes`, for example), then its `[defaults]`;
+//! 4. the built-in default documented in `action.yml` and the README.
+//!
+//! Inputs are resolved into typed requests before any AWS client is built, so bad input exits with code 2 and
+//! makes no AWS call.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Environment};
+use crate::error::UsageError;
+use crate::version::Version;
+
+pub const DEFAULT_CONFIG: &str = ".github/deploy.toml";
+pub const DEFAULT_TIMEOUT_MINUTES: u64 = 30;
+
+/// Every input the action knows, as strings, before validation. Field names are the Action input names.
+#[derive(Debug, Default, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case", default)]
+pub struct RawInputs {
+    pub phase: Option<String>,
+    pub environment: Option<String>,
+    pub version: Option<String>,
+    pub state: Option<String>,
+    pub config: Option<String>,
+    pub dry_run: Option<String>,
+    pub timeout_minutes: Option<String>,
+    pub github_token: Option<String>,
+    pub output: Option<String>,
+    pub maintenance_header_name: Option<String>,
+    pub maintenance_header_value: Option<String>,
+    pub skip_drain: Option<String>,
+    pub max_snapshot_age: Option<String>,
+    pub allow_without_snapshot: Option<String>,
+    pub smoke_url: Option<String>,
+    pub smoke_status: Option<String>,
+    pub fast: Option<String>,
+    pub wait: Option<String>,
+    pub keep_revisions: Option<String>,
+    pub task: Option<String>,
+    pub command: Option<String>,
+    pub override_freeze: Option<String>,
+    pub webhook_url: Option<String>,
+    pub pr_number: Option<String>,
+}
+
+macro_rules! merge_fields {
+    ($hi:ident, $lo:ident, $($f:ident),*) => { RawInputs { $($f: $hi.$f.or($lo.$f)),* } };
+}
+
+impl RawInputs {
+    /// `INPUT_*` variables from the process environment (empty values dropped).
+    pub fn from_env() -> Result<RawInputs, UsageError> {
+        let vars = std::env::vars().filter(|(k, v)| k.starts_with("INPUT_") && !v.trim().is_empty());
+        envy::prefixed("INPUT_")
+            .from_iter(vars)
+            .map_err(|e| UsageError::new(format!("Action inputs: {e}; check the `with:` block of the step")))
+    }
+
+    /// `self` wins over `lower`, field by field.
+    pub fn or(self, lower: RawInputs) -> RawInputs {
+        let hi = self;
+        let lo = lower;
+        merge_fields!(
+            hi,
+            lo,
+            phase,
+            environment,
+            version,
+            state,
+            config,
+            dry_run,
+            timeout_minutes,
+            github_token,
+            output,
+            maintenance_header_name,
+            maintenance_header_value,
+            skip_drain,
+            max_snapshot_age,
+            allow_without_snapshot,
+            smoke_url,
+            smoke_status,
+            fast,
+            wait,
+            keep_revisions,
+            task,
+            command,
+            override_freeze,
+            webhook_url,
+            pr_number
+        )
+    }
+
+    /// Secret values: masked before anything could print them.
+    pub fn secrets(&self) -> Vec<&str> {
+        [&self.github_token, &self.maintenance_header_name, &self.maintenance_header_value, &self.webhook_url]
+            .into_iter()
+            .filter_map(|s| s.as_deref())
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
+/// Input parsing helpers: each error names the input and the fix.
+pub fn parse_bool(name: &str, value: Option<&str>, default: bool) -> Result<bool, UsageError> {
+    match value.map(|v| v.trim().to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) => match v.as_str() {
+            "true" | "yes" | "1" | "on" => Ok(true),
+            "false" | "no" | "0" | "off" => Ok(false),
+            _ => Err(UsageError::new(format!("input `{name}`: {v:?} is not a boolean; use true or false"))),
+        },
+    }
+}
+
+pub fn parse_u64(name: &str, value: Option<&str>, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>, UsageError> {
+    let Some(v) = value else { return Ok(None) };
+    match v.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Ok(Some(n)),
+        _ => Err(UsageError::new(format!(
+            "input `{name}`: {v:?} is not a whole number from {} to {}",
+            range.start(),
+            range.end()
+        ))),
+    }
+}
+
+/// `90m`, `2h`, `1h 30m`, or a number of minutes.
+pub fn parse_duration(name: &str, value: Option<&str>) -> Result<Option<Duration>, UsageError> {
+    let Some(v) = value else { return Ok(None) };
+    let v = v.trim();
+    if let Ok(minutes) = v.parse::<u64>() {
+        return Ok(Some(Duration::from_secs(minutes * 60)));
+    }
+    humantime::parse_duration(v)
+        .map(Some)
+        .map_err(|_| UsageError::new(format!("input `{name}`: {v:?} is not a duration; use e.g. 2h, 90m or a number of minutes")))
+}
+
+/// Which phase to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    Status,
+    State,
+    Snapshot,
+    Migrate,
+    Deploy,
+    Rollback,
+    Run,
+    CheckConfig,
+}
+
+impl Phase {
+    pub fn parse(s: &str) -> Result<Phase, UsageError> {
+        <Phase as ValueEnum>::from_str(s.trim(), true).map_err(|_| {
+            let names: Vec<String> =
+                Phase::value_variants().iter().filter_map(|p| p.to_possible_value()).map(|v| v.get_name().to_string()).collect();
+            UsageError::new(format!("input `phase`: unknown phase {s:?}; use one of: {}", names.join(", ")))
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Status => "status",
+            Phase::State => "state",
+            Phase::Snapshot => "snapshot",
+            Phase::Migrate => "migrate",
+            Phase::Deploy => "deploy",
+            Phase::Rollback => "rollback",
+            Phase::Run => "run",
+            Phase::CheckConfig => "check-config",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutputFormat {
+    /// For a person.
+    #[default]
+    Text,
+    /// For a machine: the outcome as one JSON object on stdout.
+    Json,
+}
+
+/// deploy-action: take an ECS + RDS backend through a release one safe phase at a time.
+///
+/// As a GitHub Action it reads its inputs from INPUT_* variables; locally each phase is a subcommand.
+#[derive(Debug, Parser)]
+#[command(name = "deploy-action", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Report an environment: derived state, services, database, maintenance, migrations in flight (read-only).
+    Status(StatusArgs),
+    /// Move an environment to running, restricted, db-only or stopped.
+    State(StateArgs),
+    /// Take a manual snapshot of the environment's database and wait until it is available.
+    Snapshot(SnapshotArgs),
+    /// Run the database migration task for a version, after checking for a fresh snapshot.
+    Migrate(MigrateArgs),
+    /// Deploy a version to every core service and wait until ECS completes the roll-out.
+    Deploy(DeployArgs),
+    /// Roll every core service back to its last known-good revision or to a named version.
+    Rollback(RollbackArgs),
+    /// Run a configured one-off task, watched like a migration.
+    Run(RunArgs),
+    /// Validate the config file; every error names the key and the fix.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct CommonArgs {
+    /// Environment name from the config file.
+    #[arg(long = "env", short = 'e', visible_alias = "environment")]
+    pub environment: Option<String>,
+    /// Config file [default: .github/deploy.toml].
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Print what would change and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Bound on every wait of the phase, in minutes [default: from config, else 30].
+    #[arg(long)]
+    pub timeout_minutes: Option<u64>,
+    /// text for people, json for machines.
+    #[arg(long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MaintenanceArgs {
+    /// Name of the secret header that bypasses maintenance (or env DEPLOY_MAINTENANCE_HEADER_NAME).
+    #[arg(long, env = "DEPLOY_MAINTENANCE_HEADER_NAME", hide_env_values = true)]
+    pub maintenance_header_name: Option<String>,
+    /// Value of the secret bypass header (or env DEPLOY_MAINTENANCE_HEADER_VALUE).
+    #[arg(long, env = "DEPLOY_MAINTENANCE_HEADER_VALUE", hide_env_values = true)]
+    pub maintenance_header_value: Option<String>,
+    /// Do not wait for traffic to drain after maintenance goes on.
+    #[arg(long)]
+    pub skip_drain: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Target state: running, restricted, db-only or stopped.
+    #[arg(long)]
+    pub state: Option<String>,
+    #[command(flatten)]
+    pub maintenance: MaintenanceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The version the snapshot is taken for (goes into its name and tags).
+    #[arg(long)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The version whose migration image runs.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Newest snapshot must be younger than this [default: 2h].
+    #[arg(long)]
+    pub max_snapshot_age: Option<String>,
+    /// Run without a fresh snapshot (said loudly in the log and summary).
+    #[arg(long)]
+    pub allow_without_snapshot: bool,
+    #[command(flatten)]
+    pub maintenance: MaintenanceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The version to deploy.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// restricted keeps maintenance on; running lifts it after every service completed [default: running].
+    #[arg(long)]
+    pub state: Option<String>,
+    /// URL requested after the roll-out; a wrong status rolls back.
+    #[arg(long)]
+    pub smoke_url: Option<String>,
+    /// Expected HTTP status of the smoke check [default: 200].
+    #[arg(long)]
+    pub smoke_status: Option<u16>,
+    #[command(flatten)]
+    pub maintenance: MaintenanceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Roll back to this version instead of the last known-good revision.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Emergency mode: update every service and return without waiting (unless --wait).
+    #[arg(long)]
+    pub fast: bool,
+    /// With --fast: wait for the roll-out after all.
+    #[arg(long)]
+    pub wait: bool,
+    /// Keep this many newest revisions per family when deregistering bad ones [default: 10].
+    #[arg(long)]
+    pub keep_revisions: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Task name from the environment's [tasks] table.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// The version whose image the task runs.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Command override as a JSON list of strings, e.g. '["rake","db:seed"]'.
+    #[arg(long)]
+    pub command: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Config file [default: .github/deploy.toml].
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Check only this environment.
+    #[arg(long = "env", short = 'e', visible_alias = "environment")]
+    pub environment: Option<String>,
+    #[arg(long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+fn s(v: &Option<String>) -> Option<String> {
+    v.clone().filter(|v| !v.trim().is_empty())
+}
+fn flag(b: bool) -> Option<String> {
+    b.then(|| "true".to_string())
+}
+
+impl CommonArgs {
+    fn raw(&self, phase: &str) -> RawInputs {
+        RawInputs {
+            phase: Some(phase.to_string()),
+            environment: s(&self.environment),
+            config: self.config.as_ref().map(|p| p.display().to_string()),
+            dry_run: flag(self.dry_run),
+            timeout_minutes: self.timeout_minutes.map(|n| n.to_string()),
+            output: self.output.map(|o| format!("{o:?}").to_lowercase()),
+            ..RawInputs::default()
+        }
+    }
+}
+
+impl MaintenanceArgs {
+    fn fill(&self, r: &mut RawInputs) {
+        r.maintenance_header_name = s(&self.maintenance_header_name);
+        r.maintenance_header_value = s(&self.maintenance_header_value);
+        r.skip_drain = flag(self.skip_drain);
+    }
+}
+
+impl Command {
+    /// The CLI's flags as raw inputs (unset flags are `None`, so Action inputs and defaults can fill them).
+    pub fn raw(&self) -> RawInputs {
+        match self {
+            Command::Status(a) => a.common.raw("status"),
+            Command::State(a) => {
+                let mut r = a.common.raw("state");
+                r.state = s(&a.state);
+                a.maintenance.fill(&mut r);
+                r
+            }
+            Command::Snapshot(a) => RawInputs { version: s(&a.version), ..a.common.raw("snapshot") },
+            Command::Migrate(a) => {
+                let mut r = a.common.raw("migrate");
+                r.version = s(&a.version);
+                r.max_snapshot_age = s(&a.max_snapshot_age);
+                r.allow_without_snapshot = flag(a.allow_without_snapshot);
+                a.maintenance.fill(&mut r);
+                r
+            }
+            Command::Deploy(a) => {
+                let mut r = a.common.raw("deploy");
+                r.version = s(&a.version);
+                r.state = s(&a.state);
+                r.smoke_url = s(&a.smoke_url);
+                r.smoke_status = a.smoke_status.map(|n| n.to_string());
+                a.maintenance.fill(&mut r);
+                r
+            }
+            Command::Rollback(a) => RawInputs {
+                version: s(&a.version),
+                fast: flag(a.fast),
+                wait: flag(a.wait),
+                keep_revisions: a.keep_revisions.map(|n| n.to_string()),
+                ..a.common.raw("rollback")
+            },
+            Command::Run(a) => RawInputs {
+                task: s(&a.task),
+                version: s(&a.version),
+                command: s(&a.command),
+                ..a.common.raw("run")
+            },
+            Command::CheckConfig(a) => RawInputs {
+                phase: Some("check-config".into()),
+                config: a.config.as_ref().map(|p| p.display().to_string()),
+                environment: s(&a.environment),
+                output: a.output.map(|o| format!("{o:?}").to_lowercase()),
+                ..RawInputs::default()
+            },
+        }
+    }
+}
+
+/// What the workflow run looks like from inside (all optional: absent when run locally).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct GithubEnv {
+    #[serde(rename = "github_actions")]
+    pub actions: Option<String>,
+    #[serde(rename = "github_repository")]
+    pub repository: Option<String>,
+    #[serde(rename = "github_run_id")]
+    pub run_id: Option<String>,
+    #[serde(rename = "github_run_attempt")]
+    pub run_attempt: Option<String>,
+    #[serde(rename = "github_server_url")]
+    pub server_url: Option<String>,
+    #[serde(rename = "github_api_url")]
+    pub api_url: Option<String>,
+    #[serde(rename = "github_sha")]
+    pub sha: Option<String>,
+    #[serde(rename = "github_ref_name")]
+    pub ref_name: Option<String>,
+    #[serde(rename = "github_output")]
+    pub output_file: Option<PathBuf>,
+    #[serde(rename = "github_step_summary")]
+    pub step_summary_file: Option<PathBuf>,
+    #[serde(rename = "github_workflow")]
+    pub workflow: Option<String>,
+    #[serde(rename = "github_job")]
+    pub job: Option<String>,
+}
+
+impl GithubEnv {
+    pub fn from_env() -> GithubEnv {
+        let vars = std::env::vars().filter(|(k, v)| k.starts_with("GITHUB_") && !v.is_empty());
+        envy::from_iter(vars).unwrap_or_default()
+    }
+
+    pub fn on_runner(&self) -> bool {
+        self.actions.as_deref() == Some("true")
+    }
+
+    /// The workflow run's URL, for `log_url` and the summary.
+    pub fn run_url(&self) -> Option<String> {
+        Some(format!(
+            "{}/{}/actions/runs/{}",
+            self.server_url.as_deref().unwrap_or("https://github.com"),
+            self.repository.as_deref()?,
+            self.run_id.as_deref()?
+        ))
+    }
+
+    /// Identifies this workflow run across re-runs of the same job: used to tag what the run creates, so a rerun
+    /// finds and reuses it.
+    pub fn run_key(&self) -> Option<String> {
+        Some(format!("{}/{}", self.repository.as_deref()?, self.run_id.as_deref()?))
+    }
+}
+
+/// The resolved invocation: the phase, its raw inputs, and the runner context.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub phase: Phase,
+    pub raw: RawInputs,
+    pub github: GithubEnv,
+}
+
+/// Common inputs every phase that touches an environment uses.
+#[derive(Debug, Clone)]
+pub struct Common {
+    pub environment: Environment,
+    pub config_path: PathBuf,
+    pub dry_run: bool,
+    pub timeout: Duration,
+    pub output: OutputFormat,
+}
+
+impl Invocation {
+    /// CLI flags over `INPUT_*` variables. `cli` is `None` when no subcommand was given (the Action front end).
+    pub fn resolve(cli: Option<&Command>, env_inputs: RawInputs, github: GithubEnv) -> Result<Invocation, UsageError> {
+        let raw = match cli {
+            Some(cmd) => cmd.raw().or(env_inputs),
+            None => env_inputs,
+        };
+        let phase = match raw.phase.as_deref() {
+            Some(p) => Phase::parse(p)?,
+            None => {
+                return Err(UsageError::new(
+                    "input `phase`: missing; set `phase:` in the step's `with:` block, or run `deploy-action <phase> --env <name>` (see --help)",
+                ))
+            }
+        };
+        Ok(Invocation { phase, raw, github })
+    }
+
+    pub fn output_format(&self) -> OutputFormat {
+        match self.raw.output.as_deref().map(str::trim) {
+            Some("json") => OutputFormat::Json,
+            _ => OutputFormat::Text,
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        PathBuf::from(self.raw.config.as_deref().unwrap_or(DEFAULT_CONFIG))
+    }
+
+    /// Loads the config and picks the environment; validates the common inputs.
+    pub fn common(&self) -> Result<Common, UsageError> {
+        let output = match self.raw.output.as_deref().map(str::trim) {
+            None | Some("text") => OutputFormat::Text,
+            Some("json") => OutputFormat::Json,
+            Some(other) => {
+                return Err(UsageError::new(format!("input `output`: {other:?} is not text or json")));
+            }
+        };
+        let name = self.raw.environment.as_deref().map(str::trim).ok_or_else(|| {
+            UsageError::new("input `environment`: missing; name an environment from the config file (--env stage)")
+        })?;
+        let config_path = self.config_path();
+        let config = Config::load(&config_path)?;
+        let environment = config.environment(name)?.clone();
+        let dry_run = parse_bool("dry-run", self.raw.dry_run.as_deref(), false)?;
+        let minutes = parse_u64("timeout-minutes", self.raw.timeout_minutes.as_deref(), 1..=1440)?
+            .or(environment.timeout_minutes)
+            .unwrap_or(DEFAULT_TIMEOUT_MINUTES);
+        Ok(Common { environment, config_path, dry_run, timeout: Duration::from_secs(minutes * 60), output })
+    }
+
+    /// The `version` input, required.
+    pub fn version(&self) -> Result<Version, UsageError> {
+        match self.raw.version.as_deref() {
+            Some(v) => Version::parse(v),
+            None => Err(UsageError::new(format!(
+                "input `version`: missing; phase {} needs the release tag or label to use (e.g. v1.66.0)",
+                self.phase.name()
+            ))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_inputs(pairs: &[(&str, &str)]) -> RawInputs {
+        let vars = pairs.iter().map(|(k, v)| (format!("INPUT_{k}"), v.to_string())).filter(|(_, v)| !v.is_empty());
+        envy::prefixed("INPUT_").from_iter(vars).unwrap()
+    }
+
+    #[test]
+    fn action_inputs_keep_hyphens_and_empty_means_unset() {
+        let raw = env_inputs(&[("PHASE", "deploy"), ("TIMEOUT-MINUTES", "15"), ("DRY-RUN", ""), ("ENVIRONMENT", "stage")]);
+        assert_eq!(raw.timeout_minutes.as_deref(), Some("15"));
+        assert_eq!(raw.dry_run, None);
+        let inv = Invocation::resolve(None, raw, GithubEnv::default()).unwrap();
+        assert_eq!(inv.phase, Phase::Deploy);
+    }
+
+    #[test]
+    fn cli_flags_win_over_action_inputs() {
+        let cli = Cli::try_parse_from(["deploy-action", "deploy", "--env", "prod", "--version", "v2.0.0"]).unwrap();
+        let env = env_inputs(&[("PHASE", "status"), ("ENVIRONMENT", "stage"), ("VERSION", "v1.0.0"), ("TIMEOUT-MINUTES", "7")]);
+        let inv = Invocation::resolve(cli.command.as_ref(), env, GithubEnv::default()).unwrap();
+        assert_eq!(inv.phase, Phase::Deploy);
+        assert_eq!(inv.raw.environment.as_deref(), Some("prod"));
+        assert_eq!(inv.raw.version.as_deref(), Some("v2.0.0"));
+        assert_eq!(inv.raw.timeout_minutes.as_deref(), Some("7"), "unset flags fall back to Action inputs");
+    }
+
+    #[test]
+    fn bad_inputs_name_the_input() {
+        let e = Invocation::resolve(None, RawInputs::default(), GithubEnv::default()).unwrap_err().to_string();
+        assert!(e.starts_with("input `phase`"), "{e}");
+        let e = Invocation::resolve(None, env_inputs(&[("PHASE", "deplyo")]), GithubEnv::default()).unwrap_err().to_string();
+        assert!(e.contains("unknown phase") && e.contains("deploy"), "{e}");
+        assert!(parse_bool("dry-run", Some("maybe"), false).unwrap_err().to_string().contains("`dry-run`"));
+        assert!(parse_u64("timeout-minutes", Some("0"), 1..=1440).is_err());
+        assert!(parse_u64("timeout-minutes", Some("ten"), 1..=1440).is_err());
+        assert_eq!(parse_duration("max-snapshot-age", Some("2h")).unwrap(), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("max-snapshot-age", Some("90")).unwrap(), Some(Duration::from_secs(5400)));
+        assert!(parse_duration("max-snapshot-age", Some("soon")).is_err());
+    }
+
+    #[test]
+    fn every_phase_has_help() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        for p in ["status", "state", "snapshot", "migrate", "deploy", "rollback", "run", "check-config"] {
+            let e = Cli::try_parse_from(["deploy-action", p, "--help"]).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{p}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_listed_for_masking() {
+        let raw = env_inputs(&[("MAINTENANCE-HEADER-VALUE", "s3cret"), ("GITHUB-TOKEN", "ghs_x")]);
+        let mut s = raw.secrets();
+        s.sort();
+        assert_eq!(s, vec!["ghs_x", "s3cret"]);
+    }
+}

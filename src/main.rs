@@ -1,0 +1,112 @@
+//! Parse inputs, start logging, dispatch one phase, emit its outcome. Nothing else lives here.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use deploy_action::error::{exit, UsageError};
+use deploy_action::github::runner::Runner;
+use deploy_action::inputs::{Cli, GithubEnv, Invocation, Phase, RawInputs};
+use deploy_action::phases::{self, Ctx};
+use deploy_action::wait::WaitError;
+use deploy_action::{aws, log};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            let first = e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
+            eprintln!("error: {first} (see deploy-action --help)");
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let github = GithubEnv::from_env();
+    log::init(github.on_runner());
+    let inv = RawInputs::from_env().and_then(|env| Invocation::resolve(cli.command.as_ref(), env, github.clone()));
+    let inv = match inv {
+        Ok(inv) => inv,
+        Err(e) => {
+            Runner::new(&github, Default::default()).error(&e.to_string());
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let runner = Runner::new(&github, inv.output_format());
+    for secret in inv.raw.secrets() {
+        runner.mask(secret);
+    }
+    let code = match dispatch(&inv, &runner).await {
+        Ok(code) => code,
+        Err(e) => report_error(&runner, inv.phase, &e),
+    };
+    ExitCode::from(code)
+}
+
+/// One match: phase → request → clients → run → emit.
+async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
+    if inv.phase == Phase::CheckConfig {
+        let out = phases::check_config::run(&inv.config_path(), inv.raw.environment.as_deref())?;
+        return emit(runner, inv.phase, &out);
+    }
+    let common = inv.common()?;
+    let sdk = aws::sdk_config(&common.environment.region).await;
+    let cancel = CancellationToken::new();
+    watch_signals(cancel.clone());
+    let ctx = Ctx {
+        runner: runner.clone(),
+        github: inv.github.clone(),
+        cancel,
+        deadline: tokio::time::Instant::now() + common.timeout,
+        dry_run: common.dry_run,
+    };
+    let _ = &ctx;
+    match inv.phase {
+        Phase::Status => {
+            let out = phases::status::observe(&common.environment, &phases::status::Clients::new(&sdk)).await?;
+            emit(runner, inv.phase, &out)
+        }
+        Phase::CheckConfig => unreachable!("handled above"),
+        other => Err(UsageError::new(format!("input `phase`: {} is not available in this build yet", other.name())).into()),
+    }
+}
+
+fn emit<O: deploy_action::github::runner::Outcome>(runner: &Runner, phase: Phase, out: &O) -> anyhow::Result<u8> {
+    runner.emit(phase.name(), out)?;
+    Ok(if out.ok() { exit::OK } else { exit::FAILED })
+}
+
+/// Prints the error chain once, as one annotation, and picks the exit code.
+fn report_error(runner: &Runner, phase: Phase, e: &anyhow::Error) -> u8 {
+    let msg = format!("{e:#}");
+    runner.error(&msg);
+    let code = if e.chain().any(|c| c.is::<UsageError>()) {
+        exit::USAGE
+    } else if e.chain().any(|c| matches!(c.downcast_ref::<WaitError>(), Some(WaitError::Cancelled { .. }))) {
+        exit::CANCELLED
+    } else {
+        exit::FAILED
+    };
+    if code != exit::USAGE {
+        let _ = runner.append_summary(&format!("### ❌ {} failed\n\n{}\n", phase.name(), msg));
+    }
+    code
+}
+
+/// SIGINT (the runner's first signal on cancel) or SIGTERM (7.5 s later) cancel the run; phases clean up.
+fn watch_signals(cancel: CancellationToken) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
+        loop {
+            let name = tokio::select! { _ = int.recv() => "SIGINT", _ = term.recv() => "SIGTERM" };
+            tracing::warn!("{name} received: cancelling; stopping what this run started before exiting");
+            cancel.cancel();
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
