@@ -52,7 +52,7 @@ def ctl(method: str, path: str, body=None):
 
 def client(name: str, retries: int = 1):
     return boto3.client(name, endpoint_url=URL, region_name=REGION, aws_access_key_id="test",
-                        aws_secret_access_key="test", config=Config(retries={"max_attempts": retries,
+                        aws_secret_access_key="test", config=Config(retries={"total_max_attempts": retries,
                                                                              "mode": "standard"}))
 
 

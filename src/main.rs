@@ -54,7 +54,6 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         return emit(runner, inv.phase, &out);
     }
     let common = inv.common()?;
-    let sdk = aws::sdk_config(&common.environment.region).await;
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
     let ctx = Ctx {
@@ -64,14 +63,24 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         deadline: tokio::time::Instant::now() + common.timeout,
         dry_run: common.dry_run,
     };
-    let _ = &ctx;
-    match inv.phase {
-        Phase::Status => {
-            let out = phases::status::observe(&common.environment, &phases::status::Clients::new(&sdk)).await?;
+    // Every phase: validate its inputs (no AWS call yet), build only its clients, run, emit.
+    macro_rules! phase {
+        ($m:ident) => {{
+            let req = phases::$m::Request::from_invocation(inv, &common)?;
+            let sdk = aws::sdk_config(&common.environment.region).await;
+            let out = phases::$m::run(&req, &phases::$m::Clients::new(&sdk), &ctx).await?;
             emit(runner, inv.phase, &out)
-        }
+        }};
+    }
+    match inv.phase {
+        Phase::Status => phase!(status),
+        Phase::State => phase!(state),
+        Phase::Snapshot => phase!(snapshot),
+        Phase::Migrate => phase!(migrate),
+        Phase::Deploy => phase!(deploy),
+        Phase::Rollback => phase!(rollback),
+        Phase::Run => phase!(run),
         Phase::CheckConfig => unreachable!("handled above"),
-        other => Err(UsageError::new(format!("input `phase`: {} is not available in this build yet", other.name())).into()),
     }
 }
 

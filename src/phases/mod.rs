@@ -1,6 +1,12 @@
 //! One module per phase: a `Request`, one `run` function, a serialisable outcome.
 
 pub mod check_config;
+pub mod deploy;
+pub mod migrate;
+pub mod rollback;
+pub mod run;
+pub mod snapshot;
+pub mod state;
 pub mod status;
 
 use tokio::time::Instant;

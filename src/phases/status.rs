@@ -40,6 +40,17 @@ pub struct Request {
     pub environment: Environment,
 }
 
+impl Request {
+    pub fn from_invocation(_inv: &crate::inputs::Invocation, common: &crate::inputs::Common) -> Result<Request, crate::error::UsageError> {
+        Ok(Request { environment: common.environment.clone() })
+    }
+}
+
+/// `status` is [`observe`] reported as an outcome.
+pub async fn run(req: &Request, clients: &Clients, _ctx: &super::Ctx) -> Result<Status> {
+    observe(&req.environment, clients).await
+}
+
 /// Only the clients `status` uses.
 pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,

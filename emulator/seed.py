@@ -1,0 +1,252 @@
+#!/usr/bin/env python3
+"""Seed a realistic environment into the local AWS and write the deploy-action config for it.
+
+    python emulator/seed.py --endpoint http://127.0.0.1:PORT --env stage --out /tmp/x/deploy.toml
+
+Creates, in one region: an ECS cluster with core services (`core` with a sidecar, `workers` by default), task
+definitions for them and for a `migrate` family, CloudWatch log groups, a Postgres RDS instance (or an Aurora
+cluster with --aurora), and an ALB with a listener, target groups and forwarding rules. Waits until the services'
+first roll-outs completed. Prints a one-line summary on stderr; writes the TOML config to --out (stdout if omitted).
+Several environments can live in one region (names are prefixed with the environment).
+"""
+
+import argparse
+import json
+import sys
+import time
+
+import boto3
+
+ACCOUNT = "123456789012"
+
+
+def client(name, args):
+    return boto3.client(
+        name,
+        endpoint_url=args.endpoint,
+        region_name=args.region,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--endpoint", required=True)
+    p.add_argument("--env", default="stage")
+    p.add_argument("--region", default="eu-central-1")
+    p.add_argument("--services", default="core,workers", help="comma-separated core service names")
+    p.add_argument("--version", default="v1.0.0", help="the version the services run now")
+    p.add_argument("--aurora", action="store_true", help="an Aurora cluster instead of an RDS instance")
+    p.add_argument("--no-database", action="store_true")
+    p.add_argument("--no-maintenance", action="store_true")
+    p.add_argument("--tasks", default="seed", help="comma-separated one-off task names for [tasks]")
+    p.add_argument("--out")
+    args = p.parse_args()
+
+    env, region, version = args.env, args.region, args.version
+    repo = f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/app"
+    names = [s for s in args.services.split(",") if s]
+    ec2, ecs, logs, elb, rds = (client(n, args) for n in ("ec2", "ecs", "logs", "elbv2", "rds"))
+
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]["VpcId"]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc]}])["Subnets"]][:2]
+    sg = ec2.create_security_group(GroupName=f"{env}-app", Description="app", VpcId=vpc)["GroupId"]
+
+    cluster = f"app-{env}"
+    ecs.create_cluster(clusterName=cluster, tags=[{"key": "environment", "value": env}])
+
+    def log_config(family):
+        group = f"/ecs/{cluster}/{family}"
+        try:
+            logs.create_log_group(logGroupName=group)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        return {"logDriver": "awslogs", "options": {"awslogs-group": group, "awslogs-region": region, "awslogs-stream-prefix": "ecs"}}
+
+    def register(family, containers):
+        return ecs.register_task_definition(
+            family=f"{env}-{family}",
+            networkMode="awsvpc",
+            requiresCompatibilities=["FARGATE"],
+            cpu="512",
+            memory="1024",
+            executionRoleArn=f"arn:aws:iam::{ACCOUNT}:role/{env}-ecs-execution",
+            taskRoleArn=f"arn:aws:iam::{ACCOUNT}:role/{env}-{family}",
+            runtimePlatform={"cpuArchitecture": "ARM64", "operatingSystemFamily": "LINUX"},
+            ephemeralStorage={"sizeInGiB": 30},
+            containerDefinitions=containers,
+            tags=[{"key": "environment", "value": env}],
+        )["taskDefinition"]["taskDefinitionArn"]
+
+    def container(name, image, essential=True, **extra):
+        c = {
+            "name": name,
+            "image": image,
+            "essential": essential,
+            "memory": 512,
+            "logConfiguration": log_config(name),
+            "environment": [{"name": "NODE_ENV", "value": "production"}, {"name": "APP_ENV", "value": env}],
+        }
+        c.update(extra)
+        return c
+
+    # Load balancer, target groups, listener and forwarding rules.
+    lb = elb.create_load_balancer(Name=f"app-{env}", Subnets=subnets, SecurityGroups=[sg], Scheme="internet-facing", Type="application")[
+        "LoadBalancers"
+    ][0]["LoadBalancerArn"]
+    tgs = {}
+    for n in names:
+        tgs[n] = elb.create_target_group(Name=f"{env}-{n}"[:32], Protocol="HTTP", Port=8080, VpcId=vpc, TargetType="ip")["TargetGroups"][0][
+            "TargetGroupArn"
+        ]
+    first_tg = tgs[names[0]]
+    listener = elb.create_listener(
+        LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=[{"Type": "forward", "TargetGroupArn": first_tg}]
+    )["Listeners"][0]["ListenerArn"]
+    elb.create_rule(
+        ListenerArn=listener,
+        Priority=10,
+        Conditions=[{"Field": "path-pattern", "PathPatternConfig": {"Values": ["/api/*"]}}],
+        Actions=[{"Type": "forward", "TargetGroupArn": first_tg}],
+    )
+    elb.create_rule(
+        ListenerArn=listener,
+        Priority=20,
+        Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": [f"admin.{env}.example.org"]}}],
+        Actions=[{"Type": "forward", "TargetGroupArn": first_tg}],
+    )
+    if len(names) > 1:
+        elb.create_rule(
+            ListenerArn=listener,
+            Priority=30,
+            Conditions=[{"Field": "path-pattern", "PathPatternConfig": {"Values": [f"/{names[1]}/*"]}}],
+            Actions=[{"Type": "forward", "TargetGroupArn": tgs[names[1]]}],
+        )
+
+    # Task definitions and services.
+    desired = {}
+    for i, n in enumerate(names):
+        containers = [container(n, f"{repo}:{n}-{version}", portMappings=[{"containerPort": 8080, "protocol": "tcp"}])]
+        if i == 0:
+            containers.append(container("nudenet", "ghcr.io/notai-tech/nudenet:3.4", essential=False))
+        td = register(n, containers)
+        desired[n] = 2 if i == 0 else 1
+        ecs.create_service(
+            cluster=cluster,
+            serviceName=n,
+            taskDefinition=td,
+            desiredCount=desired[n],
+            launchType="FARGATE",
+            networkConfiguration={"awsvpcConfiguration": {"subnets": subnets, "securityGroups": [sg], "assignPublicIp": "DISABLED"}},
+            loadBalancers=[{"targetGroupArn": tgs[n], "containerName": n, "containerPort": 8080}],
+            deploymentConfiguration={
+                "deploymentCircuitBreaker": {"enable": True, "rollback": False},
+                "maximumPercent": 200,
+                "minimumHealthyPercent": 100,
+            },
+            tags=[{"key": "environment", "value": env}],
+        )
+    register("migrate", [container("migrate", f"{repo}:migrate-{version}", command=["npx", "drizzle-kit", "migrate"])])
+    task_names = [t for t in args.tasks.split(",") if t]
+    for t in task_names:
+        register(t, [container(t, f"{repo}:{names[0]}-{version}", command=["npm", "run", t])])
+
+    # Wait for the first roll-outs to settle.
+    deadline = time.time() + 30
+    while True:
+        svcs = ecs.describe_services(cluster=cluster, services=names)["services"]
+        if all(
+            s["runningCount"] == s["desiredCount"] and all(d.get("rolloutState") == "COMPLETED" for d in s["deployments"] if d["status"] == "PRIMARY")
+            for s in svcs
+        ):
+            break
+        if time.time() > deadline:
+            sys.exit(f"seed: services did not settle: {json.dumps(svcs, default=str)[:500]}")
+        time.sleep(0.05)
+
+    # Database.
+    db_line = ""
+    if not args.no_database:
+        ident = f"app-{env}"
+        if args.aurora:
+            rds.create_db_cluster(
+                DBClusterIdentifier=ident, Engine="aurora-postgresql", MasterUsername="app", MasterUserPassword="not-a-secret-123"
+            )
+            rds.create_db_instance(DBInstanceIdentifier=f"{ident}-1", DBClusterIdentifier=ident, Engine="aurora-postgresql", DBInstanceClass="db.r6g.large")
+            rds.describe_db_clusters(DBClusterIdentifier=ident)
+            db_line = f'cluster = "{ident}"'
+        else:
+            rds.create_db_instance(
+                DBInstanceIdentifier=ident,
+                Engine="postgres",
+                EngineVersion="16.11",
+                DBInstanceClass="db.t4g.micro",
+                AllocatedStorage=20,
+                MasterUsername="app",
+                MasterUserPassword="not-a-secret-123",
+                Tags=[{"Key": "environment", "Value": env}],
+            )
+            db_line = f'instance = "{ident}"'
+
+    toml = [
+        "# Written by emulator/seed.py for the local AWS.",
+        "[defaults]",
+        f'region = "{region}"',
+        f'image-repository = "{repo}"',
+        "timeout-minutes = 10",
+        "",
+        f"[environments.{env}]",
+        f'cluster = "{cluster}"',
+        f'url = "https://{env}.example.org"',
+        "",
+    ]
+    for n in names:
+        toml += [
+            f"[environments.{env}.services.{n}]",
+            f'containers = ["{n}"]',
+            f"desired-count = {desired[n]}",
+            f'image-tag = "{n}-{{version}}"',
+            "",
+        ]
+    toml += [
+        f"[environments.{env}.migration]",
+        f'family = "{env}-migrate"',
+        'container = "migrate"',
+        'image-tag = "migrate-{version}"',
+        f'network-from-service = "{names[0]}"',
+        "",
+    ]
+    for t in task_names:
+        toml += [
+            f"[environments.{env}.tasks.{t}]",
+            f'family = "{env}-{t}"',
+            f'container = "{t}"',
+            f'image-tag = "{names[0]}-{{version}}"',
+            "",
+        ]
+    if db_line:
+        toml += [f"[environments.{env}.database]", db_line, ""]
+    if not args.no_maintenance:
+        toml += [
+            f"[environments.{env}.maintenance]",
+            f'listener-arn = "{listener}"',
+            'fixed-response = { status-code = 503, content-type = "text/html", body = "<h1>Down for maintenance</h1>" }',
+            "drain = { threshold = 0, window-seconds = 60, timeout-minutes = 2 }",
+            "",
+        ]
+    text = "\n".join(toml)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    print(
+        f"seeded {env} in {region}: cluster {cluster}, services {', '.join(names)}, "
+        f"{'aurora cluster' if args.aurora else 'rds instance'} app-{env}, listener {listener.rsplit('/', 3)[-3]}",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+//! The one integration-test binary: every test runs the real binary (or library code) against the local AWS.
+
+mod support;
+
+mod foundation;

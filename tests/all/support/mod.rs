@@ -1,0 +1,295 @@
+//! The test universe: one local AWS (moto + our extension) per test binary, reset between tests, seeded with a
+//! realistic environment; the real `deploy-action` binary run against it through `AWS_ENDPOINT_URL`.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+pub const REGION: &str = "eu-central-1";
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn python() -> PathBuf {
+    let venv = std::env::var_os("LOCAL_AWS_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
+    let py = venv.join("bin/python");
+    assert!(
+        py.exists(),
+        "the local AWS is not installed ({} missing): run scripts/local-aws-setup (scripts/test does it)",
+        py.display()
+    );
+    py
+}
+
+struct LocalAws {
+    url: String,
+    _child: Child,
+}
+
+static LOCAL_AWS: OnceLock<LocalAws> = OnceLock::new();
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Starts the emulator once for the whole test binary. It exits when our end of its stdin closes (when this
+/// process exits, however it exits).
+fn local_aws() -> &'static LocalAws {
+    LOCAL_AWS.get_or_init(|| {
+        let mut child = Command::new(python())
+            .arg(repo().join("emulator/local_aws.py"))
+            .args(["--port", "0", "--exit-on-stdin-eof"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start emulator/local_aws.py");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let url = loop {
+            let line = lines.next().expect("emulator exited before it was ready").expect("read emulator stdout");
+            if let Some(url) = line.strip_prefix("LOCAL_AWS_READY ") {
+                break url.trim().to_string();
+            }
+        };
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        LocalAws { url, _child: child }
+    })
+}
+
+/// One test's view of the universe. Holding it serialises tests that use the local AWS.
+pub struct TestContext {
+    _guard: tokio::sync::MutexGuard<'static, ()>,
+    pub url: String,
+    pub dir: TempDir,
+    pub http: reqwest::Client,
+}
+
+/// What a run of the binary left behind.
+#[derive(Debug)]
+pub struct RunResult {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    /// `$GITHUB_OUTPUT` parsed (Action runs only).
+    pub outputs: BTreeMap<String, String>,
+    /// `$GITHUB_STEP_SUMMARY` (Action runs only).
+    pub summary: String,
+}
+
+impl RunResult {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+impl TestContext {
+    pub async fn new() -> TestContext {
+        let guard = SERIAL.lock().await;
+        let url = local_aws().url.clone();
+        let ctx = TestContext { _guard: guard, url, dir: tempfile::tempdir().unwrap(), http: reqwest::Client::new() };
+        ctx.post("/_test/reset", serde_json::json!({})).await;
+        ctx
+    }
+
+    /// Seeds an environment (see emulator/seed.py for the flags) and writes its config to `<dir>/deploy.toml`.
+    pub fn seed(&self, env: &str, extra: &[&str]) -> PathBuf {
+        let out = self.config_path();
+        let mut cmd = Command::new(python());
+        cmd.arg(repo().join("emulator/seed.py"))
+            .args(["--endpoint", &self.url, "--env", env, "--region", REGION, "--out"])
+            .arg(&out)
+            .args(extra);
+        let res = cmd.output().expect("run seed.py");
+        assert!(res.status.success(), "seed failed: {}", String::from_utf8_lossy(&res.stderr));
+        out
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("deploy.toml")
+    }
+
+    pub fn write_config(&self, text: &str) -> PathBuf {
+        let p = self.config_path();
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn base_command(&self) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_deploy-action"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("INPUT_") || k.starts_with("GITHUB_") || k.starts_with("AWS_") || k == "RUNNER_DEBUG" {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.current_dir(self.dir.path())
+            .env("AWS_ENDPOINT_URL", &self.url)
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("no-aws-credentials"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        cmd
+    }
+
+    /// Runs the CLI front end: `deploy-action <args...>` with the config in this test's directory.
+    pub async fn cli(&self, args: &[&str]) -> RunResult {
+        let mut cmd = self.base_command();
+        cmd.args(args);
+        self.finish(cmd, None).await
+    }
+
+    /// Runs the Action front end: `INPUT_*` variables, `GITHUB_ACTIONS=true`, output and summary files.
+    pub async fn action(&self, inputs: &[(&str, &str)]) -> RunResult {
+        self.action_with_env(inputs, &[]).await
+    }
+
+    pub async fn action_with_env(&self, inputs: &[(&str, &str)], env: &[(&str, &str)]) -> RunResult {
+        let mut cmd = self.base_command();
+        let out = self.dir.path().join(format!("github_output_{}", rand_suffix()));
+        let summary = self.dir.path().join(format!("step_summary_{}", rand_suffix()));
+        std::fs::write(&out, "").unwrap();
+        std::fs::write(&summary, "").unwrap();
+        cmd.env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_OUTPUT", &out)
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .env("GITHUB_REPOSITORY", "acme/backend")
+            .env("GITHUB_RUN_ID", "4242")
+            .env("GITHUB_RUN_ATTEMPT", "1")
+            .env("GITHUB_SERVER_URL", "https://github.com");
+        for (k, v) in inputs {
+            cmd.env(format!("INPUT_{}", k.to_uppercase()), v);
+        }
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        self.finish(cmd, Some((out, summary))).await
+    }
+
+    async fn finish(&self, mut cmd: tokio::process::Command, files: Option<(PathBuf, PathBuf)>) -> RunResult {
+        let child = cmd.spawn().expect("spawn deploy-action");
+        let res = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
+            .await
+            .expect("deploy-action did not finish within 180 s")
+            .expect("wait for deploy-action");
+        let (outputs, summary) = match files {
+            Some((o, s)) => (parse_outputs(&std::fs::read_to_string(o).unwrap()), std::fs::read_to_string(s).unwrap()),
+            None => (BTreeMap::new(), String::new()),
+        };
+        RunResult {
+            code: res.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&res.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&res.stderr).into_owned(),
+            outputs,
+            summary,
+        }
+    }
+
+    /// POST to the emulator's control API.
+    pub async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self.http.post(format!("{}{path}", self.url)).json(&body).send().await.expect("control API");
+        assert!(r.status().is_success(), "POST {path}: {}", r.status());
+        r.json().await.unwrap_or(Value::Null)
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let r = self.http.get(format!("{}{path}", self.url)).send().await.expect("control API");
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// Every AWS call the emulator received since the last reset, as (service, operation).
+    pub async fn calls(&self) -> Vec<(String, String)> {
+        let v = self.get("/_test/calls").await;
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| (c["service"].as_str().unwrap_or("").to_string(), c["operation"].as_str().unwrap_or("").to_string()))
+            .collect()
+    }
+
+    pub async fn clear_calls(&self) {
+        let r = self.http.delete(format!("{}/_test/calls", self.url)).send().await.unwrap();
+        assert!(r.status().is_success());
+    }
+
+    /// Calls that change something (anything but Describe*, List*, Get*).
+    pub async fn mutating_calls(&self) -> Vec<String> {
+        self.calls()
+            .await
+            .into_iter()
+            .filter(|(_, op)| !(op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get")))
+            .map(|(s, op)| format!("{s}:{op}"))
+            .collect()
+    }
+
+    pub async fn sdk(&self) -> aws_config::SdkConfig {
+        aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(REGION))
+            .endpoint_url(&self.url)
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "tests"))
+            .load()
+            .await
+    }
+
+    pub async fn ecs(&self) -> aws_sdk_ecs::Client {
+        aws_sdk_ecs::Client::new(&self.sdk().await)
+    }
+    pub async fn rds(&self) -> aws_sdk_rds::Client {
+        aws_sdk_rds::Client::new(&self.sdk().await)
+    }
+    pub async fn elb(&self) -> aws_sdk_elasticloadbalancingv2::Client {
+        aws_sdk_elasticloadbalancingv2::Client::new(&self.sdk().await)
+    }
+    pub async fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
+        aws_sdk_cloudwatchlogs::Client::new(&self.sdk().await)
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+/// Parses `$GITHUB_OUTPUT` (both `k=v` and `k<<DELIM` forms).
+pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        if let Some((name, delim)) = line.split_once("<<") {
+            let mut value = Vec::new();
+            for l in lines.by_ref() {
+                if l == delim {
+                    break;
+                }
+                value.push(l);
+            }
+            out.insert(name.to_string(), value.join("\n"));
+        } else if let Some((k, v)) = line.split_once('=') {
+            out.insert(k.to_string(), v.to_string());
+        }
+    }
+    out
+}
