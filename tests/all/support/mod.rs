@@ -31,6 +31,11 @@ fn python() -> PathBuf {
     py
 }
 
+/// `emulator/` of this checkout, or `LOCAL_AWS_EMULATOR_DIR`.
+fn emulator_dir() -> PathBuf {
+    std::env::var_os("LOCAL_AWS_EMULATOR_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("emulator"))
+}
+
 struct LocalAws {
     url: String,
     _child: Child,
@@ -43,9 +48,13 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 /// process exits, however it exits).
 fn local_aws() -> &'static LocalAws {
     LOCAL_AWS.get_or_init(|| {
-        let mut child = Command::new(python())
-            .arg(repo().join("emulator/local_aws.py"))
-            .args(["--port", "0", "--exit-on-stdin-eof"])
+        // A small bash wrapper ties the emulator's life to ours: when this process exits, its stdin pipe closes,
+        // `cat` returns, and the trap stops the emulator.
+        let mut child = Command::new("bash")
+            .arg("-c")
+            .arg(r#""$0" "$1" --host 127.0.0.1 --port 0 & child=$!; trap 'kill $child 2>/dev/null' EXIT; cat >/dev/null"#)
+            .arg(python())
+            .arg(emulator_dir().join("local_aws.py"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -109,7 +118,7 @@ impl TestContext {
     pub fn seed(&self, env: &str, extra: &[&str]) -> PathBuf {
         let out = self.config_path();
         let mut cmd = Command::new(python());
-        cmd.arg(repo().join("emulator/seed.py"))
+        cmd.arg(emulator_dir().join("seed.py"))
             .args(["--endpoint", &self.url, "--env", env, "--region", REGION, "--out"])
             .arg(&out)
             .args(extra);
