@@ -45,11 +45,18 @@ pub fn classify(default_is_forward: bool, tag: Option<&str>) -> MaintenanceState
 }
 
 pub async fn observe(elb: &Client, cfg: Option<&Maintenance>) -> Result<MaintenanceState> {
-    let Some(cfg) = cfg else { return Ok(MaintenanceState::NotConfigured) };
+    let Some(cfg) = cfg else {
+        return Ok(MaintenanceState::NotConfigured);
+    };
     let actions = elb::listener_default_actions(elb, &cfg.listener_arn).await?;
-    let forward = actions.iter().any(|a| a.r#type() == Some(&ActionTypeEnum::Forward));
+    let forward = actions
+        .iter()
+        .any(|a| a.r#type() == Some(&ActionTypeEnum::Forward));
     let tags = elb::tags(elb, &cfg.listener_arn).await?;
-    let tag = tags.iter().find(|(k, _)| k == TAG_STATE).map(|(_, v)| v.as_str());
+    let tag = tags
+        .iter()
+        .find(|(k, _)| k == TAG_STATE)
+        .map(|(_, v)| v.as_str());
     Ok(classify(forward, tag))
 }
 
