@@ -1,0 +1,33 @@
+//! The tags deploy-action puts on what it creates (snapshots, task definition revisions, one-off tasks), so that a
+//! rerun of the same workflow run finds its own work, and clean-up never touches anything a person made.
+
+/// `deploy-action` on everything this action created; retention deletes only what carries it.
+pub const CREATED_BY: &str = "deploy-action:created-by";
+/// The value of [`CREATED_BY`].
+pub const CREATOR: &str = "deploy-action";
+/// The version (release tag or label) the resource was made for.
+pub const VERSION: &str = "deploy-action:version";
+/// The workflow run that made it (`owner/repo/run-id`, see [`crate::inputs::GithubEnv::run_key`]).
+pub const RUN: &str = "deploy-action:run";
+/// The environment name from the config file.
+pub const ENVIRONMENT: &str = "deploy-action:environment";
+/// The one-off task's name (`migration`, or a name from `[tasks]`).
+pub const TASK: &str = "deploy-action:task";
+
+/// The value of `key` among (key, value) pairs.
+pub fn get<'a>(tags: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+}
+
+/// The common tags: created-by, version, environment, and the run when there is one.
+pub fn standard(environment: &str, version: &str, run: Option<&str>) -> Vec<(String, String)> {
+    let mut tags = vec![
+        (CREATED_BY.to_string(), CREATOR.to_string()),
+        (VERSION.to_string(), version.to_string()),
+        (ENVIRONMENT.to_string(), environment.to_string()),
+    ];
+    if let Some(run) = run {
+        tags.push((RUN.to_string(), run.to_string()));
+    }
+    tags
+}
