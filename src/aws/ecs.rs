@@ -1,7 +1,11 @@
 //! The ECS calls the phases share.
 
 use anyhow::{anyhow, Result};
-use aws_sdk_ecs::types::{Deployment, DeploymentRolloutState, Service};
+use aws_sdk_ecs::types::{
+    ContainerDefinition, ContainerOverride, Deployment, DeploymentRolloutState, DesiredStatus,
+    LaunchType, NetworkConfiguration, Service, Tag, Task, TaskDefinition, TaskDefinitionField,
+    TaskField, TaskOverride,
+};
 use aws_sdk_ecs::Client;
 use futures::future::try_join_all;
 use serde::Serialize;
@@ -153,6 +157,236 @@ pub async fn images_by_task_definition(
     }))
     .await?;
     Ok(described)
+}
+
+/// The latest ACTIVE revision of a family, with its tags (`None` when the family has no ACTIVE revision).
+pub async fn latest_task_definition(
+    ecs: &Client,
+    family: &str,
+) -> Result<Option<(TaskDefinition, Vec<Tag>)>, AwsError> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(family)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await;
+    match out {
+        Ok(out) => Ok(out
+            .task_definition()
+            .cloned()
+            .map(|td| (td, out.tags().to_vec()))),
+        // ECS answers a family it does not know with a ClientException.
+        Err(e) => {
+            let e = AwsError::from_sdk("ECS DescribeTaskDefinition", family, e);
+            if e.is("ClientException") {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// One task definition by ARN or `family:revision`.
+pub async fn task_definition(ecs: &Client, td: &str) -> Result<TaskDefinition, AwsError> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(td)
+        .send()
+        .await
+        .aws("ECS DescribeTaskDefinition", td_short(td))?;
+    out.task_definition().cloned().ok_or_else(|| AwsError {
+        operation: "ECS DescribeTaskDefinition",
+        resource: td_short(td).to_string(),
+        code: None,
+        message: "ECS returned no task definition".into(),
+        transient: false,
+    })
+}
+
+/// Registers a new revision that is `td` with `containers` and `tags`: every other field the
+/// RegisterTaskDefinition input accepts is copied as it is (inference accelerators, retired by AWS, excepted).
+pub async fn register_revision(
+    ecs: &Client,
+    td: &TaskDefinition,
+    containers: Vec<ContainerDefinition>,
+    tags: Vec<Tag>,
+) -> Result<TaskDefinition, AwsError> {
+    fn some<T: Clone>(v: &[T]) -> Option<Vec<T>> {
+        (!v.is_empty()).then(|| v.to_vec())
+    }
+    let family = td.family().unwrap_or_default();
+    let out = ecs
+        .register_task_definition()
+        .family(family)
+        .set_task_role_arn(td.task_role_arn().map(str::to_string))
+        .set_execution_role_arn(td.execution_role_arn().map(str::to_string))
+        .set_network_mode(td.network_mode().cloned())
+        .set_container_definitions(Some(containers))
+        .set_volumes(some(td.volumes()))
+        .set_placement_constraints(some(td.placement_constraints()))
+        .set_requires_compatibilities(some(td.requires_compatibilities()))
+        .set_cpu(td.cpu().map(str::to_string))
+        .set_memory(td.memory().map(str::to_string))
+        .set_tags(some(&tags))
+        .set_pid_mode(td.pid_mode().cloned())
+        .set_ipc_mode(td.ipc_mode().cloned())
+        .set_proxy_configuration(td.proxy_configuration().cloned())
+        .set_ephemeral_storage(td.ephemeral_storage().cloned())
+        .set_runtime_platform(td.runtime_platform().cloned())
+        .set_enable_fault_injection(td.enable_fault_injection())
+        .send()
+        .await
+        .aws("ECS RegisterTaskDefinition", family)?;
+    out.task_definition().cloned().ok_or_else(|| AwsError {
+        operation: "ECS RegisterTaskDefinition",
+        resource: family.to_string(),
+        code: None,
+        message: "ECS returned no task definition".into(),
+        transient: false,
+    })
+}
+
+/// ARNs of a family's tasks with the given desired status (`RUNNING` covers pending and provisioning tasks).
+pub async fn list_tasks(
+    ecs: &Client,
+    cluster: &str,
+    family: &str,
+    desired: DesiredStatus,
+) -> Result<Vec<String>, AwsError> {
+    let mut arns = Vec::new();
+    let mut pages = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .family(family)
+        .desired_status(desired)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.aws("ECS ListTasks", format!("{cluster} family {family}"))?;
+        arns.extend(page.task_arns().iter().cloned());
+    }
+    Ok(arns)
+}
+
+/// DescribeTasks with tags, 100 a call (the API's limit). Tasks ECS no longer knows are left out.
+pub async fn describe_tasks(
+    ecs: &Client,
+    cluster: &str,
+    arns: &[String],
+) -> Result<Vec<Task>, AwsError> {
+    let mut tasks = Vec::new();
+    for chunk in arns.chunks(100) {
+        let out = ecs
+            .describe_tasks()
+            .cluster(cluster)
+            .set_tasks(Some(chunk.to_vec()))
+            .include(TaskField::Tags)
+            .send()
+            .await
+            .aws("ECS DescribeTasks", format!("cluster {cluster}"))?;
+        tasks.extend(out.tasks().iter().cloned());
+    }
+    Ok(tasks)
+}
+
+/// What a one-off RunTask starts.
+#[derive(Debug, Clone)]
+pub struct RunTaskInput<'a> {
+    pub cluster: &'a str,
+    pub task_definition: &'a str,
+    pub launch_type: &'a str,
+    pub network: Option<NetworkConfiguration>,
+    /// The container whose command `command` overrides.
+    pub container: &'a str,
+    pub command: Option<&'a [String]>,
+    pub started_by: &'a str,
+    pub group: &'a str,
+    pub tags: &'a [(String, String)],
+    /// The same token on every attempt: ECS starts one task per token.
+    pub client_token: &'a str,
+}
+
+/// One RunTask attempt, with the SDK's own retries switched off: after an ambiguous failure the caller looks for
+/// the task before it tries again. A task ECS could not place comes back as an error with the failure's reason as
+/// its code.
+pub async fn run_task_once(ecs: &Client, input: &RunTaskInput<'_>) -> Result<Task, AwsError> {
+    let overrides = input.command.map(|cmd| {
+        TaskOverride::builder()
+            .container_overrides(
+                ContainerOverride::builder()
+                    .name(input.container)
+                    .set_command(Some(cmd.to_vec()))
+                    .build(),
+            )
+            .build()
+    });
+    let resource = format!("{} {}", input.cluster, td_short(input.task_definition));
+    let out = ecs
+        .run_task()
+        .cluster(input.cluster)
+        .task_definition(input.task_definition)
+        .count(1)
+        .launch_type(LaunchType::from(input.launch_type))
+        .set_network_configuration(input.network.clone())
+        .set_overrides(overrides)
+        .started_by(input.started_by)
+        .group(input.group)
+        .set_tags(Some(ecs_tags(input.tags)))
+        .client_token(input.client_token)
+        .customize()
+        .config_override(
+            aws_sdk_ecs::config::Builder::default()
+                .retry_config(aws_config::retry::RetryConfig::disabled()),
+        )
+        .send()
+        .await
+        .aws("ECS RunTask", resource.clone())?;
+    if let Some(task) = out.tasks().first() {
+        return Ok(task.clone());
+    }
+    let failure = out.failures().first();
+    Err(AwsError {
+        operation: "ECS RunTask",
+        resource,
+        code: failure.and_then(|f| f.reason()).map(str::to_string),
+        message: failure
+            .and_then(|f| f.detail())
+            .unwrap_or("ECS started no task and gave no reason")
+            .to_string(),
+        transient: false,
+    })
+}
+
+/// StopTask with a reason ECS shows as the task's stopped reason.
+pub async fn stop_task(ecs: &Client, cluster: &str, arn: &str, reason: &str) -> Result<(), AwsError> {
+    ecs.stop_task()
+        .cluster(cluster)
+        .task(arn)
+        .reason(reason)
+        .send()
+        .await
+        .aws("ECS StopTask", arn)?;
+    Ok(())
+}
+
+/// (key, value) pairs as ECS tags.
+pub fn ecs_tags(tags: &[(String, String)]) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect()
+}
+
+/// ECS tags as (key, value) pairs.
+pub fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]

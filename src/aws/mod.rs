@@ -6,6 +6,7 @@
 
 pub mod ecs;
 pub mod elb;
+pub mod logs;
 pub mod rds;
 
 use std::fmt;

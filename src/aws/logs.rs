@@ -1,0 +1,44 @@
+//! The CloudWatch Logs calls the phases share.
+
+use aws_sdk_cloudwatchlogs::Client;
+
+use super::{AwsError, AwsResultExt};
+
+/// One GetLogEvents page, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsPage {
+    pub messages: Vec<String>,
+    /// Pass it back to read on; it equals the token sent once there is nothing newer.
+    pub next_forward_token: Option<String>,
+}
+
+/// The events of a stream after `token` (from the head when `None`). `None` when the stream (or its group) does
+/// not exist yet: ECS creates it when the container starts.
+pub async fn events_after(
+    logs: &Client,
+    group: &str,
+    stream: &str,
+    token: Option<&str>,
+) -> Result<Option<EventsPage>, AwsError> {
+    let out = logs
+        .get_log_events()
+        .log_group_name(group)
+        .log_stream_name(stream)
+        .start_from_head(true)
+        .set_next_token(token.map(str::to_string))
+        .send()
+        .await
+        .aws("CloudWatch Logs GetLogEvents", format!("{group} {stream}"));
+    match out {
+        Ok(out) => Ok(Some(EventsPage {
+            messages: out
+                .events()
+                .iter()
+                .map(|e| e.message().unwrap_or_default().to_string())
+                .collect(),
+            next_forward_token: out.next_forward_token().map(str::to_string),
+        })),
+        Err(e) if e.is("ResourceNotFoundException") => Ok(None),
+        Err(e) => Err(e),
+    }
+}

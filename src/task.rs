@@ -1,0 +1,1006 @@
+//! One-off ECS tasks (the migration, and the named tasks of phase `run`): launched at most once per
+//! (environment, task), followed live, judged by exit code.
+//!
+//! [`run`] does, in order:
+//! 1. **Exactly one per (environment, task).** Tasks of the family in this environment's `group`
+//!    (`deploy-action:<environment>:<task>`) are looked up first: one still running for the same version is attached
+//!    to instead of starting another, one of another version is refused, one still stopping is waited for
+//!    ([`plan_launch`]).
+//! 2. **A revision with only the image changed**: the latest ACTIVE revision of the family, described with its tags,
+//!    is registered again with every RegisterTaskDefinition field copied, the task's container image set to the
+//!    version's, and the tag `deploy-action:version`. When the latest revision already is exactly that, it is used.
+//! 3. **RunTask, never retried blindly**: launch type and network from the config (or the network of the core service
+//!    named by `network-from-service`), optional command override, `startedBy = deploy-action`, the group, and tags
+//!    (version, run, environment, task). The SDK's retries are off for this one call; after an ambiguous failure
+//!    (throttling, 5xx, timeout) the group is looked up again before another attempt, with the same client token.
+//! 4. **Live logs**: the container's awslogs stream (`<prefix>/<container>/<task-id>`) is read with GetLogEvents
+//!    about once a second and printed into the job log inside a group; after the task stopped it is read on until
+//!    the forward token stops moving, so no line is lost. The last [`LAST_LINES`] lines are kept for the report.
+//! 5. **Verdict** from the container's exit code and the task's stop code ([`verdict`]).
+//!
+//! The deadline (`timeout-minutes`) stops the task with a reason, waits until it stopped and reports `timed-out`.
+//! Cancellation (SIGINT, then SIGTERM from the runner) stops it with the reason "cancelled by workflow" and ends the
+//! phase as cancelled. Throttling and 5xx while watching are polled through (see [`crate::wait::Poller`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_ecs::types::{
+    AssignPublicIp, AwsVpcConfiguration, DesiredStatus, NetworkConfiguration, NetworkMode, Task,
+    TaskStopCode,
+};
+use serde::Serialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::aws::ecs::{self, td_short};
+use crate::aws::logs;
+use crate::config::{Environment, TaskConfig, TaskNetwork};
+use crate::github::runner::{Group, Runner};
+use crate::phases::Ctx;
+use crate::tags;
+use crate::version::Version;
+use crate::wait::{human, Backoff, Check, Poller, WaitError};
+
+/// `startedBy` of every task this action starts.
+pub const STARTED_BY: &str = "deploy-action";
+/// How many of the last log lines the report keeps.
+pub const LAST_LINES: usize = 50;
+/// The cadence of the watch: logs and task status about once a second, so a line shows within 2 s.
+pub const TAIL: Backoff = Backoff {
+    first: Duration::from_millis(500),
+    max: Duration::from_secs(1),
+};
+/// After StopTask at the deadline: ECS's longest stopTimeout (120 s) and some.
+const STOP_GRACE: Duration = Duration::from_secs(150);
+/// After StopTask on cancel: the runner sends SIGTERM 7.5 s after SIGINT, and kills soon after.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// Reading the rest of the log stream after the task stopped.
+const DRAIN_GRACE: Duration = Duration::from_secs(60);
+
+/// Only the clients a one-off task uses.
+pub struct Clients {
+    pub ecs: aws_sdk_ecs::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+}
+
+impl Clients {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Clients {
+        Clients {
+            ecs: aws_sdk_ecs::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+        }
+    }
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct Launch<'a> {
+    pub environment: &'a Environment,
+    pub task: &'a TaskConfig,
+    pub version: &'a Version,
+    /// Replaces the config's `command` (and so the task definition's) when set.
+    pub command: Option<&'a [String]>,
+}
+
+impl Launch<'_> {
+    /// `migration`, or `task <name>`: how logs, errors and the summary name it.
+    pub fn label(&self) -> String {
+        if self.task.name == "migration" {
+            "migration".to_string()
+        } else {
+            format!("task {}", self.task.name)
+        }
+    }
+
+    /// The config key of this task's table, for errors.
+    fn key(&self) -> String {
+        if self.task.name == "migration" {
+            format!("environments.{}.migration", self.environment.name)
+        } else {
+            format!("environments.{}.tasks.{}", self.environment.name, self.task.name)
+        }
+    }
+
+    fn command(&self) -> Option<&[String]> {
+        self.command.or(self.task.command.as_deref())
+    }
+}
+
+/// The ECS `group` of a one-off task: one in flight per group.
+pub fn group_name(environment: &str, task: &str) -> String {
+    format!("deploy-action:{environment}:{task}")
+}
+
+/// How a one-off task ended (or would start, in a dry run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The container exited 0 and the stop code is EssentialContainerExited.
+    Succeeded,
+    /// The container exited non-zero (or with no exit code), or ECS gave a stop code deploy-action does not know.
+    Failed,
+    /// ECS could not start it (image pull, secrets, capacity...).
+    FailedToStart,
+    /// Stopped from outside: by someone (UserInitiated), the scheduler, a Spot interruption, host retirement.
+    Interrupted,
+    /// Still running at `timeout-minutes`: deploy-action stopped it.
+    TimedOut,
+    /// Dry run: nothing started.
+    Planned,
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Verdict::Succeeded => "succeeded",
+            Verdict::Failed => "failed",
+            Verdict::FailedToStart => "failed to start",
+            Verdict::Interrupted => "interrupted",
+            Verdict::TimedOut => "timed out",
+            Verdict::Planned => "planned (dry run)",
+        })
+    }
+}
+
+/// A task stop code as we branch on it (the SDK's enum is non-exhaustive; unknown values are kept, not hidden).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum StopCode {
+    EssentialContainerExited,
+    TaskFailedToStart,
+    UserInitiated,
+    ServiceSchedulerInitiated,
+    SpotInterruption,
+    TerminationNotice,
+    InfrastructureHealth,
+    /// No stop code (the task has not stopped).
+    None,
+    Other(String),
+}
+
+impl StopCode {
+    pub fn of(code: Option<&TaskStopCode>) -> StopCode {
+        match code {
+            None => StopCode::None,
+            Some(TaskStopCode::EssentialContainerExited) => StopCode::EssentialContainerExited,
+            Some(TaskStopCode::TaskFailedToStart) => StopCode::TaskFailedToStart,
+            Some(TaskStopCode::UserInitiated) => StopCode::UserInitiated,
+            Some(TaskStopCode::ServiceSchedulerInitiated) => StopCode::ServiceSchedulerInitiated,
+            Some(TaskStopCode::SpotInterruption) => StopCode::SpotInterruption,
+            Some(TaskStopCode::TerminationNotice) => StopCode::TerminationNotice,
+            Some(TaskStopCode::InfrastructureHealth) => StopCode::InfrastructureHealth,
+            Some(other) => StopCode::Other(other.as_str().to_string()),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            StopCode::EssentialContainerExited => "EssentialContainerExited",
+            StopCode::TaskFailedToStart => "TaskFailedToStart",
+            StopCode::UserInitiated => "UserInitiated",
+            StopCode::ServiceSchedulerInitiated => "ServiceSchedulerInitiated",
+            StopCode::SpotInterruption => "SpotInterruption",
+            StopCode::TerminationNotice => "TerminationNotice",
+            StopCode::InfrastructureHealth => "InfrastructureHealth",
+            StopCode::None => "none",
+            StopCode::Other(s) => s,
+        }
+    }
+}
+
+/// Pure: the verdict on a stopped task. Success only if the container exited 0 **and** the stop code is
+/// EssentialContainerExited.
+pub fn verdict(stop: &StopCode, exit_code: Option<i32>) -> Verdict {
+    match (stop, exit_code) {
+        (StopCode::EssentialContainerExited, Some(0)) => Verdict::Succeeded,
+        (StopCode::EssentialContainerExited, Some(_) | None) => Verdict::Failed,
+        (StopCode::TaskFailedToStart, _) => Verdict::FailedToStart,
+        (
+            StopCode::UserInitiated
+            | StopCode::ServiceSchedulerInitiated
+            | StopCode::SpotInterruption
+            | StopCode::TerminationNotice
+            | StopCode::InfrastructureHealth,
+            _,
+        ) => Verdict::Interrupted,
+        (StopCode::None | StopCode::Other(_), _) => Verdict::Failed,
+    }
+}
+
+/// A task, reduced to what the runner decides on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskView {
+    pub arn: String,
+    pub last_status: String,
+    pub desired_status: String,
+    pub stop_code: StopCode,
+    pub stopped_reason: Option<String>,
+    /// The exit code of the task's container (the one the config names).
+    pub exit_code: Option<i32>,
+    /// Why the container stopped, when ECS says (e.g. CannotPullContainerError).
+    pub container_reason: Option<String>,
+    pub group: Option<String>,
+    /// The `deploy-action:version` tag.
+    pub version: Option<String>,
+    pub task_definition: String,
+}
+
+impl TaskView {
+    pub fn of(task: &Task, container: &str) -> TaskView {
+        let c = task.containers().iter().find(|c| c.name() == Some(container));
+        let tags = ecs::tag_pairs(task.tags());
+        TaskView {
+            arn: task.task_arn().unwrap_or_default().to_string(),
+            last_status: task.last_status().unwrap_or("UNKNOWN").to_string(),
+            desired_status: task.desired_status().unwrap_or("UNKNOWN").to_string(),
+            stop_code: StopCode::of(task.stop_code()),
+            stopped_reason: task.stopped_reason().map(str::to_string),
+            exit_code: c.and_then(|c| c.exit_code()),
+            container_reason: c.and_then(|c| c.reason()).map(str::to_string),
+            group: task.group().map(str::to_string),
+            version: tags::get(&tags, tags::VERSION).map(str::to_string),
+            task_definition: task.task_definition_arn().unwrap_or_default().to_string(),
+        }
+    }
+
+    /// The task id (the last part of the ARN).
+    pub fn id(&self) -> &str {
+        self.arn.rsplit('/').next().unwrap_or(&self.arn)
+    }
+
+    fn stopped(&self) -> bool {
+        self.last_status == "STOPPED"
+    }
+}
+
+/// What to do about tasks already in this (environment, task) group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchPlan {
+    Start,
+    /// One is running for the same version (a rerun after a killed job): follow it.
+    Attach(TaskView),
+    /// Tasks asked to stop that have not stopped yet: wait, then start.
+    WaitForStopping(Vec<String>),
+    /// One is running for another version (or several are running): refuse, with the fix.
+    Refuse(String),
+}
+
+/// Pure: the launch plan from the tasks of this group (running ones and recently stopped ones).
+pub fn plan_launch(in_group: &[TaskView], version: &str, label: &str) -> LaunchPlan {
+    let running: Vec<&TaskView> = in_group
+        .iter()
+        .filter(|t| !t.stopped() && t.desired_status != "STOPPED")
+        .collect();
+    let stopping: Vec<String> = in_group
+        .iter()
+        .filter(|t| !t.stopped() && t.desired_status == "STOPPED")
+        .map(|t| t.arn.clone())
+        .collect();
+    match running.as_slice() {
+        [] if stopping.is_empty() => LaunchPlan::Start,
+        [] => LaunchPlan::WaitForStopping(stopping),
+        [one] if one.version.as_deref() == Some(version) => LaunchPlan::Attach((*one).clone()),
+        [one] => LaunchPlan::Refuse(format!(
+            "a {label} task for version {} is still running ({}); wait for it to finish or stop it, then run again",
+            one.version.as_deref().unwrap_or("unknown"),
+            one.arn
+        )),
+        many => LaunchPlan::Refuse(format!(
+            "{} {label} tasks are running for this environment ({}); stop them, then run again",
+            many.len(),
+            many.iter().map(|t| t.id()).collect::<Vec<_>>().join(", ")
+        )),
+    }
+}
+
+/// Where the awslogs driver writes a container's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogTarget {
+    pub group: String,
+    pub stream: String,
+    pub region: Option<String>,
+}
+
+/// Pure: the log group and stream of a container from its log configuration, or why its output cannot be followed.
+pub fn log_target(
+    driver: Option<&str>,
+    options: &HashMap<String, String>,
+    container: &str,
+    task_id: &str,
+) -> Result<LogTarget, String> {
+    match driver {
+        Some("awslogs") => {}
+        Some(other) => {
+            return Err(format!(
+                "container {container} logs with the {other} driver; only awslogs output can be followed"
+            ))
+        }
+        None => return Err(format!("container {container} has no log configuration")),
+    }
+    let group = options
+        .get("awslogs-group")
+        .ok_or_else(|| format!("container {container}: awslogs has no awslogs-group"))?;
+    let prefix = options.get("awslogs-stream-prefix").ok_or_else(|| {
+        format!("container {container}: awslogs has no awslogs-stream-prefix, so the stream name is not known")
+    })?;
+    Ok(LogTarget {
+        group: group.clone(),
+        stream: format!("{prefix}/{container}/{task_id}"),
+        region: options.get("awslogs-region").cloned(),
+    })
+}
+
+/// Everything a one-off task run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskReport {
+    pub label: String,
+    /// `None` in a dry run that would start a task.
+    pub task_arn: Option<String>,
+    pub task_definition: Option<String>,
+    pub image: Option<String>,
+    /// Followed a task that was already running instead of starting one.
+    pub attached: bool,
+    pub verdict: Verdict,
+    pub exit_code: Option<i32>,
+    pub stop_code: Option<String>,
+    pub stopped_reason: Option<String>,
+    pub container_reason: Option<String>,
+    pub log_lines: u64,
+    pub last_lines: Vec<String>,
+    pub log_stream: Option<String>,
+    /// Why the logs could not be followed, if they could not.
+    pub log_note: Option<String>,
+    pub duration_seconds: u64,
+}
+
+impl TaskReport {
+    pub fn ok(&self) -> bool {
+        matches!(self.verdict, Verdict::Succeeded | Verdict::Planned)
+    }
+
+    /// One line: what happened and why.
+    pub fn explanation(&self) -> String {
+        let stop = match (&self.stop_code, &self.stopped_reason) {
+            (Some(c), Some(r)) => format!("stop code {c}: {r}"),
+            (Some(c), None) => format!("stop code {c}"),
+            (None, Some(r)) => r.clone(),
+            (None, None) => "no stop code".into(),
+        };
+        let exit = match self.exit_code {
+            Some(n) => format!("exit code {n}"),
+            None => "no exit code".into(),
+        };
+        let container = self
+            .container_reason
+            .as_deref()
+            .map(|r| format!("; container: {r}"))
+            .unwrap_or_default();
+        match self.verdict {
+            Verdict::Succeeded => format!("{} succeeded (exit code 0)", self.label),
+            Verdict::Failed => format!("{} failed: {exit} ({stop}{container})", self.label),
+            Verdict::FailedToStart => {
+                format!("{} failed to start ({stop}{container})", self.label)
+            }
+            Verdict::Interrupted => {
+                format!("{} was stopped before it finished: {exit} ({stop})", self.label)
+            }
+            Verdict::TimedOut => format!(
+                "{} did not finish within timeout-minutes and was stopped: {exit} ({stop})",
+                self.label
+            ),
+            Verdict::Planned => format!("{} planned (dry run): nothing started", self.label),
+        }
+    }
+
+    /// The last lines as a collapsed markdown block (empty when there are none).
+    pub fn last_lines_markdown(&self) -> String {
+        if self.last_lines.is_empty() {
+            return String::new();
+        }
+        let body = self.last_lines.join("\n").replace("```", "'''");
+        format!(
+            "<details><summary>Last {} of {} log lines</summary>\n\n```text\n{body}\n```\n\n</details>\n",
+            self.last_lines.len(),
+            self.log_lines
+        )
+    }
+}
+
+/// Runs (or attaches to) the one-off task and follows it to the end. See the module docs.
+pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<TaskReport> {
+    let started = Instant::now();
+    let env = launch.environment;
+    let cfg = launch.task;
+    let label = launch.label();
+    let version = launch.version.as_str();
+    let group = group_name(&env.name, &cfg.name);
+
+    let mut plan = plan_launch(&in_group(clients, launch, &group).await?, version, &label);
+    if let LaunchPlan::WaitForStopping(arns) = &plan {
+        if ctx.dry_run {
+            tracing::info!("dry run: {} earlier {label} task(s) still stopping; a real run waits for them first", arns.len());
+        } else {
+            wait_all_stopped(clients, launch, arns, ctx).await?;
+            plan = plan_launch(&in_group(clients, launch, &group).await?, version, &label);
+        }
+    }
+    let (task, attached, td, image) = match plan {
+        LaunchPlan::Refuse(why) => bail!("{why}"),
+        LaunchPlan::WaitForStopping(arns) if !ctx.dry_run => bail!(
+            "earlier {label} tasks are still stopping after the wait ({}); run again in a minute",
+            arns.join(", ")
+        ),
+        LaunchPlan::Attach(task) => {
+            tracing::info!(
+                "a {label} task for {version} is already running ({}): attaching to it instead of starting another",
+                task.arn
+            );
+            if ctx.dry_run {
+                return Ok(planned(&label, Some(task.arn.clone()), Some(task.task_definition.clone()), None, true, started));
+            }
+            let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
+            (task, true, td, None)
+        }
+        LaunchPlan::Start | LaunchPlan::WaitForStopping(_) => {
+            let prepared = prepare(clients, launch).await?;
+            let network = network(clients, launch, &prepared.latest).await?;
+            let command = launch.command();
+            if ctx.dry_run {
+                tracing::info!(
+                    "dry run: would {} and run it on {} ({}) with group {group}{}",
+                    if prepared.reuse {
+                        format!("use {} (already runs {})", td_short(prepared.latest.task_definition_arn().unwrap_or_default()), prepared.image)
+                    } else {
+                        format!("register a revision of {} with {} = {}", cfg.family, cfg.container, prepared.image)
+                    },
+                    env.cluster,
+                    cfg.launch_type,
+                    command.map(|c| format!(", command {c:?}")).unwrap_or_default()
+                );
+                return Ok(planned(&label, None, None, Some(prepared.image), false, started));
+            }
+            let td = if prepared.reuse {
+                tracing::info!(
+                    "{} already runs {} for {version}; using it",
+                    td_short(prepared.latest.task_definition_arn().unwrap_or_default()),
+                    prepared.image
+                );
+                prepared.latest.clone()
+            } else {
+                let td = ecs::register_revision(&clients.ecs, &prepared.latest, prepared.containers.clone(), prepared.tags.clone())
+                    .await
+                    .with_context(|| format!("registering a revision of {} for {label}", cfg.family))?;
+                tracing::info!("registered {} with {} = {}", td_short(td.task_definition_arn().unwrap_or_default()), cfg.container, prepared.image);
+                td
+            };
+            let td_arn = td.task_definition_arn().unwrap_or_default().to_string();
+            let run_tags = {
+                let mut t = tags::standard(&env.name, version, ctx.github.run_key().as_deref());
+                t.push((tags::TASK.to_string(), cfg.name.clone()));
+                t
+            };
+            let token = format!("deploy-action-{:032x}", rand::random::<u128>());
+            let input = ecs::RunTaskInput {
+                cluster: &env.cluster,
+                task_definition: &td_arn,
+                launch_type: &cfg.launch_type,
+                network,
+                container: &cfg.container,
+                command,
+                started_by: STARTED_BY,
+                group: &group,
+                tags: &run_tags,
+                client_token: &token,
+            };
+            let (task, attached) = start(clients, launch, &group, &input, ctx).await?;
+            (task, attached, td, Some(prepared.image))
+        }
+    };
+    let id = task.id().to_string();
+    tracing::info!("{label} task {id} ({}): {}", td_short(&task.task_definition), task.last_status);
+
+    let tail = match tail_for(clients, &td, &cfg.container, &id) {
+        Ok(t) => Some(t),
+        Err(why) => {
+            tracing::warn!("{why}; the {label}'s output is not followed here (see the ECS console)");
+            None
+        }
+    };
+    let log_stream = tail.as_ref().map(|t| format!("{} {}", t.target.group, t.target.stream));
+    let log_note = tail.is_none().then(|| "output not followed: no awslogs stream".to_string());
+    let tail = Mutex::new(tail);
+    let section = LogSection::open(&ctx.runner, &format!("{label} logs: {} ({id})", cfg.container));
+    let watched = watch(clients, launch, &task.arn, &tail, ctx.poller(format!("{label} task {id}"), TAIL)).await;
+    let (view, timed_out) = match watched {
+        Ok(view) => (view, false),
+        Err(WaitError::Timeout { .. }) => {
+            let reason = format!("deploy-action: timeout-minutes reached after {}", human(started.elapsed()));
+            tracing::warn!("{label} task {id} is still running at the deadline: stopping it ({reason})");
+            ecs::stop_task(&clients.ecs, &env.cluster, &task.arn, &reason)
+                .await
+                .with_context(|| format!("{label} task {} did not finish within timeout-minutes and could not be stopped; stop it in the ECS console", task.arn))?;
+            let grace = Poller::new(format!("{label} task {id} to stop"), TAIL, Instant::now() + STOP_GRACE, ctx.cancel.clone());
+            let view = watch(clients, launch, &task.arn, &tail, grace).await.map_err(|e| {
+                anyhow!(e).context(format!("{label} task {} did not finish within timeout-minutes; StopTask was sent", task.arn))
+            })?;
+            (view, true)
+        }
+        Err(WaitError::Cancelled { what, waited, last }) => {
+            tracing::warn!("cancelled by workflow: stopping {label} task {}", task.arn);
+            let stop = ecs::stop_task(&clients.ecs, &env.cluster, &task.arn, "cancelled by workflow").await;
+            let grace = Poller::new(format!("{label} task {id} to stop"), TAIL, Instant::now() + CANCEL_GRACE, CancellationToken::new());
+            let stopped = match &stop {
+                Ok(()) => watch(clients, launch, &task.arn, &tail, grace).await.ok(),
+                Err(_) => None,
+            };
+            if stopped.is_some() {
+                drain(&tail, CANCEL_GRACE).await;
+            }
+            drop(section);
+            let msg = match (&stop, &stopped) {
+                (Err(e), _) => format!("cancelled by workflow; StopTask for {label} task {} failed ({e}): stop it in the ECS console", task.arn),
+                (Ok(()), Some(_)) => format!("cancelled by workflow: {label} task {} stopped", task.arn),
+                (Ok(()), None) => format!("cancelled by workflow: StopTask sent for {label} task {}; ECS is stopping it", task.arn),
+            };
+            tracing::warn!("{msg}");
+            return Err(anyhow!(WaitError::Cancelled { what, waited, last }).context(msg));
+        }
+        Err(WaitError::Failed(e)) => {
+            return Err(e.context(format!(
+                "could not follow {label} task {}; it may still be running: run the phase again to attach to it, or see the ECS console",
+                task.arn
+            )));
+        }
+    };
+    drain(&tail, DRAIN_GRACE).await;
+    drop(section);
+    let tail = tail.into_inner();
+    let verdict = match (timed_out, &view.stop_code) {
+        (true, StopCode::UserInitiated) => Verdict::TimedOut,
+        _ => verdict(&view.stop_code, view.exit_code),
+    };
+    let report = TaskReport {
+        label,
+        task_arn: Some(view.arn.clone()),
+        task_definition: Some(view.task_definition.clone()),
+        image,
+        attached,
+        verdict,
+        exit_code: view.exit_code,
+        stop_code: (view.stop_code != StopCode::None).then(|| view.stop_code.as_str().to_string()),
+        stopped_reason: view.stopped_reason.clone(),
+        container_reason: view.container_reason.clone(),
+        log_lines: tail.as_ref().map_or(0, |t| t.lines),
+        last_lines: tail.as_ref().map(|t| t.last.iter().cloned().collect()).unwrap_or_default(),
+        log_stream,
+        log_note,
+        duration_seconds: started.elapsed().as_secs(),
+    };
+    if report.ok() {
+        tracing::info!("{} ({} log lines, {})", report.explanation(), report.log_lines, human(started.elapsed()));
+    } else {
+        tracing::error!("{}", report.explanation());
+    }
+    Ok(report)
+}
+
+fn planned(label: &str, arn: Option<String>, td: Option<String>, image: Option<String>, attached: bool, started: Instant) -> TaskReport {
+    TaskReport {
+        label: label.to_string(),
+        task_arn: arn,
+        task_definition: td,
+        image,
+        attached,
+        verdict: Verdict::Planned,
+        exit_code: None,
+        stop_code: None,
+        stopped_reason: None,
+        container_reason: None,
+        log_lines: 0,
+        last_lines: vec![],
+        log_stream: None,
+        log_note: None,
+        duration_seconds: started.elapsed().as_secs(),
+    }
+}
+
+/// Tasks of the family in this group: those ECS wants running, and recently stopped ones still stopping.
+async fn in_group(clients: &Clients, launch: &Launch<'_>, group: &str) -> Result<Vec<TaskView>> {
+    let cluster = &launch.environment.cluster;
+    let family = &launch.task.family;
+    let (running, stopped) = tokio::try_join!(
+        ecs::list_tasks(&clients.ecs, cluster, family, DesiredStatus::Running),
+        ecs::list_tasks(&clients.ecs, cluster, family, DesiredStatus::Stopped),
+    )?;
+    let mut arns = running;
+    arns.extend(stopped);
+    if arns.is_empty() {
+        return Ok(vec![]);
+    }
+    let tasks = ecs::describe_tasks(&clients.ecs, cluster, &arns).await?;
+    Ok(tasks
+        .iter()
+        .filter(|t| t.group() == Some(group))
+        .map(|t| TaskView::of(t, &launch.task.container))
+        .collect())
+}
+
+async fn wait_all_stopped(clients: &Clients, launch: &Launch<'_>, arns: &[String], ctx: &Ctx) -> Result<()> {
+    let label = launch.label();
+    tracing::info!("waiting for {} earlier {label} task(s) to stop before starting a new one: {}", arns.len(), arns.join(", "));
+    ctx.poller(format!("earlier {label} tasks to stop"), Backoff::FAST)
+        .run(|| async {
+            let tasks = ecs::describe_tasks(&clients.ecs, &launch.environment.cluster, arns).await?;
+            let left = tasks.iter().filter(|t| t.last_status() != Some("STOPPED")).count();
+            Ok(if left == 0 { Check::Done(()) } else { Check::Pending(format!("{left} earlier {label} task(s) still stopping")) })
+        })
+        .await?;
+    Ok(())
+}
+
+/// The latest ACTIVE revision and the revision to register from it.
+struct Prepared {
+    latest: aws_sdk_ecs::types::TaskDefinition,
+    containers: Vec<aws_sdk_ecs::types::ContainerDefinition>,
+    tags: Vec<aws_sdk_ecs::types::Tag>,
+    image: String,
+    /// The latest revision already is exactly the one to run.
+    reuse: bool,
+}
+
+async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
+    let cfg = launch.task;
+    let key = launch.key();
+    let Some((latest, td_tags)) = ecs::latest_task_definition(&clients.ecs, &cfg.family).await? else {
+        bail!(
+            "task definition family {} has no ACTIVE revision; register one, or correct {key}.family in the config",
+            cfg.family
+        );
+    };
+    let name = td_short(latest.task_definition_arn().unwrap_or_default()).to_string();
+    let mut containers = latest.container_definitions().to_vec();
+    let Some(target) = containers.iter_mut().find(|c| c.name.as_deref() == Some(cfg.container.as_str())) else {
+        let names: Vec<&str> = latest.container_definitions().iter().filter_map(|c| c.name()).collect();
+        bail!(
+            "{name} has no container {:?} (it has: {}); correct {key}.container in the config",
+            cfg.container,
+            names.join(", ")
+        );
+    };
+    let current = target.image.clone().unwrap_or_default();
+    let image = cfg.image.image_for(launch.version, &current)?;
+    target.image = Some(image.clone());
+    let mut tags = ecs::tag_pairs(&td_tags);
+    let tagged = tags::get(&tags, tags::VERSION) == Some(launch.version.as_str());
+    tags.retain(|(k, _)| k != tags::VERSION);
+    tags.push((tags::VERSION.to_string(), launch.version.to_string()));
+    Ok(Prepared {
+        reuse: current == image && tagged,
+        latest,
+        containers,
+        tags: ecs::ecs_tags(&tags),
+        image,
+    })
+}
+
+/// The awsvpc settings: from the config, or copied from the core service named by `network-from-service`.
+async fn network(
+    clients: &Clients,
+    launch: &Launch<'_>,
+    td: &aws_sdk_ecs::types::TaskDefinition,
+) -> Result<Option<NetworkConfiguration>> {
+    let awsvpc = td.network_mode() == Some(&NetworkMode::Awsvpc);
+    let net = match &launch.task.network {
+        TaskNetwork::Explicit(n) => Some(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    AwsVpcConfiguration::builder()
+                        .set_subnets(Some(n.subnets.clone()))
+                        .set_security_groups(Some(n.security_groups.clone()))
+                        .assign_public_ip(if n.assign_public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
+                        .build()
+                        .context("network settings")?,
+                )
+                .build(),
+        ),
+        TaskNetwork::FromService(name) => {
+            let svc = ecs::describe_services(&clients.ecs, &launch.environment.cluster, std::slice::from_ref(name)).await?;
+            let net = svc.first().and_then(|s| s.network_configuration()).cloned();
+            if net.is_none() && awsvpc {
+                bail!(
+                    "service {name} has no awsvpc network configuration to copy for {}; set {}.network (subnets, security-groups) in the config",
+                    launch.label(),
+                    launch.key()
+                );
+            }
+            net
+        }
+    };
+    Ok(if awsvpc { net } else { None })
+}
+
+/// RunTask once per attempt; after an ambiguous failure, the group is looked up before the next attempt.
+async fn start(
+    clients: &Clients,
+    launch: &Launch<'_>,
+    group: &str,
+    input: &ecs::RunTaskInput<'_>,
+    ctx: &Ctx,
+) -> Result<(TaskView, bool)> {
+    let label = launch.label();
+    let attempts = AtomicU32::new(0);
+    let started = ctx
+        .poller(format!("starting the {label} task"), Backoff::FAST)
+        .run(|| async {
+            if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
+                // The last attempt may have started the task after all: look before trying again.
+                let found = in_group(clients, launch, group).await?;
+                if let Some(t) = found.into_iter().find(|t| !t.stopped() && t.desired_status != "STOPPED") {
+                    tracing::info!("the {label} task was started after all ({}); following it", t.arn);
+                    return Ok(Check::Done((t, true)));
+                }
+            }
+            let task = ecs::run_task_once(&clients.ecs, input).await?;
+            Ok(Check::Done((TaskView::of(&task, &launch.task.container), false)))
+        })
+        .await;
+    match started {
+        Ok((task, found)) => {
+            if !found {
+                tracing::info!("started {label} task {}", task.arn);
+            }
+            // Found after an ambiguous failure: this run started it, it is not an attach.
+            Ok((task, false))
+        }
+        Err(WaitError::Failed(e)) => Err(e.context(format!("could not start the {label} task"))),
+        Err(e) => Err(anyhow!(e).context(format!("could not start the {label} task"))),
+    }
+}
+
+/// Polls the task (and reads its logs) until it is STOPPED.
+async fn watch(
+    clients: &Clients,
+    launch: &Launch<'_>,
+    arn: &str,
+    tail: &Mutex<Option<Tail>>,
+    poller: Poller,
+) -> Result<TaskView, WaitError> {
+    let label = launch.label();
+    poller
+        .run(|| async {
+            if let Some(t) = tail.lock().await.as_mut() {
+                t.read().await?;
+            }
+            let tasks = ecs::describe_tasks(&clients.ecs, &launch.environment.cluster, &[arn.to_string()]).await?;
+            let Some(task) = tasks.first() else {
+                bail!("ECS no longer knows task {arn} (it forgets stopped tasks after about an hour)");
+            };
+            let view = TaskView::of(task, &launch.task.container);
+            Ok(if view.stopped() {
+                Check::Done(view)
+            } else {
+                Check::Pending(format!("{label} task {}: {}", view.id(), view.last_status))
+            })
+        })
+        .await
+}
+
+/// Reads the rest of the stream after the task stopped (until the forward token stops moving), through throttling.
+async fn drain(tail: &Mutex<Option<Tail>>, grace: Duration) {
+    let mut guard = tail.lock().await;
+    let Some(t) = guard.as_mut() else { return };
+    let t = Mutex::new(t);
+    let poller = Poller::new("reading the last log lines", TAIL, Instant::now() + grace, CancellationToken::new());
+    let res = poller
+        .run(|| async {
+            t.lock().await.read().await?;
+            Ok(Check::Done(()))
+        })
+        .await;
+    if let Err(e) = res {
+        tracing::warn!("{e}; the log may miss its last lines (see {} {} in CloudWatch)", t.lock().await.target.group, t.lock().await.target.stream);
+    }
+}
+
+fn tail_for(clients: &Clients, td: &aws_sdk_ecs::types::TaskDefinition, container: &str, task_id: &str) -> Result<Tail, String> {
+    let c = td
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some(container))
+        .ok_or_else(|| format!("{} has no container {container}", td_short(td.task_definition_arn().unwrap_or_default())))?;
+    let lc = c.log_configuration();
+    let target = log_target(
+        lc.map(|l| l.log_driver().as_str()),
+        &lc.and_then(|l| l.options()).cloned().unwrap_or_default(),
+        container,
+        task_id,
+    )?;
+    let client = match &target.region {
+        Some(r) if Some(r.as_str()) != clients.logs.config().region().map(|x| x.as_ref()) => {
+            aws_sdk_cloudwatchlogs::Client::from_conf(
+                clients.logs.config().to_builder().region(aws_config::Region::new(r.clone())).build(),
+            )
+        }
+        _ => clients.logs.clone(),
+    };
+    Ok(Tail { client, target, token: None, lines: 0, last: VecDeque::new() })
+}
+
+/// Follows one log stream: everything after the last event read, printed as it comes.
+struct Tail {
+    client: aws_sdk_cloudwatchlogs::Client,
+    target: LogTarget,
+    token: Option<String>,
+    lines: u64,
+    last: VecDeque<String>,
+}
+
+impl Tail {
+    /// Reads every event after the last one read, page after page, until the forward token stops moving. A stream
+    /// that does not exist yet has nothing to read.
+    async fn read(&mut self) -> Result<(), crate::aws::AwsError> {
+        loop {
+            let Some(page) = logs::events_after(&self.client, &self.target.group, &self.target.stream, self.token.as_deref()).await? else {
+                return Ok(());
+            };
+            for m in page.messages {
+                let line = m.trim_end_matches(['\n', '\r']).to_string();
+                tracing::info!("{line}");
+                self.lines += 1;
+                if self.last.len() == LAST_LINES {
+                    self.last.pop_front();
+                }
+                self.last.push_back(line);
+            }
+            let moved = page.next_forward_token.is_some() && page.next_forward_token != self.token;
+            if page.next_forward_token.is_some() {
+                self.token = page.next_forward_token;
+            }
+            if !moved {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A log group in the job log whose lines the runner does not interpret as workflow commands (the task's output
+/// could contain `::` lines): `::stop-commands::` inside the group, resumed before it closes.
+struct LogSection {
+    resume: Option<String>,
+    _group: Group,
+}
+
+impl LogSection {
+    fn open(runner: &Runner, title: &str) -> LogSection {
+        let group = runner.group(title);
+        let resume = runner.on_actions.then(|| {
+            let token = format!("deploy-action-{:016x}", rand::random::<u64>());
+            eprintln!("::stop-commands::{token}");
+            token
+        });
+        LogSection { resume, _group: group }
+    }
+}
+
+impl Drop for LogSection {
+    fn drop(&mut self) {
+        if let Some(token) = &self.resume {
+            eprintln!("::{token}::");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        use StopCode as S;
+        let cases = [
+            (S::EssentialContainerExited, Some(0), Verdict::Succeeded),
+            (S::EssentialContainerExited, Some(1), Verdict::Failed),
+            (S::EssentialContainerExited, Some(137), Verdict::Failed),
+            (S::EssentialContainerExited, None, Verdict::Failed),
+            (S::TaskFailedToStart, None, Verdict::FailedToStart),
+            (S::TaskFailedToStart, Some(0), Verdict::FailedToStart),
+            (S::UserInitiated, Some(0), Verdict::Interrupted),
+            (S::UserInitiated, Some(137), Verdict::Interrupted),
+            (S::ServiceSchedulerInitiated, Some(0), Verdict::Interrupted),
+            (S::SpotInterruption, Some(0), Verdict::Interrupted),
+            (S::TerminationNotice, None, Verdict::Interrupted),
+            (S::InfrastructureHealth, Some(0), Verdict::Interrupted),
+            (S::None, Some(0), Verdict::Failed),
+            (S::Other("SomethingNew".into()), Some(0), Verdict::Failed),
+        ];
+        for (stop, exit, want) in cases {
+            assert_eq!(verdict(&stop, exit), want, "{stop:?} {exit:?}");
+        }
+        assert_eq!(StopCode::of(Some(&TaskStopCode::from("Brand new"))), S::Other("Brand new".into()));
+        assert_eq!(StopCode::of(None), S::None);
+    }
+
+    fn task(id: &str, last: &str, desired: &str, version: Option<&str>) -> TaskView {
+        TaskView {
+            arn: format!("arn:aws:ecs:r:1:task/c/{id}"),
+            last_status: last.into(),
+            desired_status: desired.into(),
+            stop_code: StopCode::None,
+            stopped_reason: None,
+            exit_code: None,
+            container_reason: None,
+            group: Some("deploy-action:stage:migration".into()),
+            version: version.map(str::to_string),
+            task_definition: "td".into(),
+        }
+    }
+
+    #[test]
+    fn launch_plans() {
+        let v1 = Some("v1");
+        let cases: Vec<(Vec<TaskView>, &str)> = vec![
+            (vec![], "start"),
+            (vec![task("a", "STOPPED", "STOPPED", v1)], "start"),
+            (vec![task("a", "RUNNING", "RUNNING", v1)], "attach a"),
+            (vec![task("a", "PROVISIONING", "RUNNING", v1), task("b", "STOPPED", "STOPPED", v1)], "attach a"),
+            (vec![task("a", "RUNNING", "RUNNING", Some("v0"))], "refuse"),
+            (vec![task("a", "RUNNING", "RUNNING", None)], "refuse"),
+            (vec![task("a", "RUNNING", "RUNNING", v1), task("b", "PENDING", "RUNNING", v1)], "refuse"),
+            (vec![task("a", "DEACTIVATING", "STOPPED", v1)], "wait a"),
+            (vec![task("a", "DEACTIVATING", "STOPPED", v1), task("b", "RUNNING", "RUNNING", v1)], "attach b"),
+        ];
+        for (tasks, want) in cases {
+            let got = match plan_launch(&tasks, "v1", "migration") {
+                LaunchPlan::Start => "start".to_string(),
+                LaunchPlan::Attach(t) => format!("attach {}", t.id()),
+                LaunchPlan::WaitForStopping(a) => format!("wait {}", a.iter().map(|x| x.rsplit('/').next().unwrap()).collect::<Vec<_>>().join(",")),
+                LaunchPlan::Refuse(why) => {
+                    assert!(why.contains("then run again"), "{why}");
+                    "refuse".to_string()
+                }
+            };
+            assert_eq!(got, want, "{tasks:?}");
+        }
+    }
+
+    #[test]
+    fn log_targets() {
+        let opts = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
+        let full = opts(&[("awslogs-group", "/ecs/migrate"), ("awslogs-stream-prefix", "ecs"), ("awslogs-region", "eu-west-1")]);
+        assert_eq!(
+            log_target(Some("awslogs"), &full, "migrate", "abc123"),
+            Ok(LogTarget { group: "/ecs/migrate".into(), stream: "ecs/migrate/abc123".into(), region: Some("eu-west-1".into()) })
+        );
+        let no_prefix = opts(&[("awslogs-group", "/ecs/migrate")]);
+        assert!(log_target(Some("awslogs"), &no_prefix, "migrate", "x").unwrap_err().contains("awslogs-stream-prefix"));
+        assert!(log_target(Some("awslogs"), &opts(&[]), "migrate", "x").unwrap_err().contains("awslogs-group"));
+        assert!(log_target(Some("awsfirelens"), &full, "migrate", "x").unwrap_err().contains("awsfirelens"));
+        assert!(log_target(None, &full, "migrate", "x").unwrap_err().contains("no log configuration"));
+    }
+
+    #[test]
+    fn explanations_name_exit_and_stop_codes() {
+        let mut r = planned("migration", None, None, None, false, Instant::now());
+        r.verdict = Verdict::Failed;
+        r.exit_code = Some(1);
+        r.stop_code = Some("EssentialContainerExited".into());
+        r.stopped_reason = Some("Essential container in task exited".into());
+        assert_eq!(
+            r.explanation(),
+            "migration failed: exit code 1 (stop code EssentialContainerExited: Essential container in task exited)"
+        );
+        r.verdict = Verdict::FailedToStart;
+        r.exit_code = None;
+        r.stop_code = Some("TaskFailedToStart".into());
+        r.stopped_reason = Some("CannotPullContainerError: not found".into());
+        assert!(r.explanation().starts_with("migration failed to start (stop code TaskFailedToStart: CannotPullContainerError"));
+        assert!(r.last_lines_markdown().is_empty());
+        r.last_lines = vec!["a".into(), "```b".into()];
+        r.log_lines = 7;
+        let md = r.last_lines_markdown();
+        assert!(md.starts_with("<details><summary>Last 2 of 7 log lines</summary>") && md.contains("'''b"), "{md}");
+    }
+}
