@@ -46,12 +46,19 @@ impl std::fmt::Display for Rollout {
 
 /// The PRIMARY deployment (the one ECS is rolling towards).
 pub fn primary(service: &Service) -> Option<&Deployment> {
-    service.deployments().iter().find(|d| d.status() == Some("PRIMARY"))
+    service
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
 }
 
 /// DescribeServices for every name, batched 10 a call (the API's limit), batches in parallel. A service ECS reports
 /// MISSING or INACTIVE is an error naming it and the fix. Results come back in the order of `names`.
-pub async fn describe_services(ecs: &Client, cluster: &str, names: &[String]) -> Result<Vec<Service>> {
+pub async fn describe_services(
+    ecs: &Client,
+    cluster: &str,
+    names: &[String],
+) -> Result<Vec<Service>> {
     let batches = names.chunks(10).map(|chunk| async move {
         let out = ecs
             .describe_services()
@@ -90,7 +97,10 @@ pub fn td_revision(arn: &str) -> Option<i32> {
 }
 
 /// Images of a task definition's containers, by container name.
-pub async fn container_images(ecs: &Client, task_definition: &str) -> Result<Vec<(String, String)>, AwsError> {
+pub async fn container_images(
+    ecs: &Client,
+    task_definition: &str,
+) -> Result<Vec<(String, String)>, AwsError> {
     let out = ecs
         .describe_task_definition()
         .task_definition(task_definition)
@@ -102,14 +112,23 @@ pub async fn container_images(ecs: &Client, task_definition: &str) -> Result<Vec
         .map(|td| {
             td.container_definitions()
                 .iter()
-                .map(|c| (c.name().unwrap_or_default().to_string(), c.image().unwrap_or_default().to_string()))
+                .map(|c| {
+                    (
+                        c.name().unwrap_or_default().to_string(),
+                        c.image().unwrap_or_default().to_string(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default())
 }
 
 /// ARNs of tasks of a family that are not stopped (running, pending or provisioning).
-pub async fn live_tasks_of_family(ecs: &Client, cluster: &str, family: &str) -> Result<Vec<String>, AwsError> {
+pub async fn live_tasks_of_family(
+    ecs: &Client,
+    cluster: &str,
+    family: &str,
+) -> Result<Vec<String>, AwsError> {
     let out = ecs
         .list_tasks()
         .cluster(cluster)
@@ -122,7 +141,10 @@ pub async fn live_tasks_of_family(ecs: &Client, cluster: &str, family: &str) -> 
 }
 
 /// Resolves each service's images concurrently, sharing describes for services on the same revision.
-pub async fn images_by_task_definition(ecs: &Client, tds: &[String]) -> Result<Vec<(String, Vec<(String, String)>)>> {
+pub async fn images_by_task_definition(
+    ecs: &Client,
+    tds: &[String],
+) -> Result<Vec<(String, Vec<(String, String)>)>> {
     let mut unique: Vec<String> = tds.to_vec();
     unique.sort();
     unique.dedup();
@@ -144,4 +166,65 @@ mod tests {
         assert_eq!(td_revision(arn), Some(12));
         assert_eq!(td_revision("core"), None);
     }
+}
+
+/// UpdateService with only a new desired count (no new deployment).
+pub async fn set_desired_count(
+    ecs: &Client,
+    cluster: &str,
+    service: &str,
+    desired: i32,
+) -> Result<(), AwsError> {
+    ecs.update_service()
+        .cluster(cluster)
+        .service(service)
+        .desired_count(desired)
+        .send()
+        .await
+        .aws("ECS UpdateService", format!("{cluster}/{service}"))?;
+    Ok(())
+}
+
+/// A resource's tags (service, task definition, ...), as (key, value).
+pub async fn tags(ecs: &Client, arn: &str) -> Result<Vec<(String, String)>, AwsError> {
+    let out = ecs
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .aws("ECS ListTagsForResource", arn)?;
+    Ok(out
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
+pub async fn tag(ecs: &Client, arn: &str, key: &str, value: &str) -> Result<(), AwsError> {
+    let tag = aws_sdk_ecs::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build();
+    ecs.tag_resource()
+        .resource_arn(arn)
+        .tags(tag)
+        .send()
+        .await
+        .aws("ECS TagResource", arn)?;
+    Ok(())
+}
+
+pub async fn untag(ecs: &Client, arn: &str, key: &str) -> Result<(), AwsError> {
+    ecs.untag_resource()
+        .resource_arn(arn)
+        .tag_keys(key)
+        .send()
+        .await
+        .aws("ECS UntagResource", arn)?;
+    Ok(())
 }

@@ -27,7 +27,12 @@ pub async fn db_status(rds: &Client, db: &Database) -> Result<String, AwsError> 
                 .send()
                 .await
                 .aws("RDS DescribeDBInstances", &db.identifier)?;
-            Ok(out.db_instances().first().and_then(|i| i.db_instance_status()).unwrap_or("unknown").to_string())
+            Ok(out
+                .db_instances()
+                .first()
+                .and_then(|i| i.db_instance_status())
+                .unwrap_or("unknown")
+                .to_string())
         }
         DatabaseKind::Cluster => {
             let out = rds
@@ -36,7 +41,12 @@ pub async fn db_status(rds: &Client, db: &Database) -> Result<String, AwsError> 
                 .send()
                 .await
                 .aws("RDS DescribeDBClusters", &db.identifier)?;
-            Ok(out.db_clusters().first().and_then(|c| c.status()).unwrap_or("unknown").to_string())
+            Ok(out
+                .db_clusters()
+                .first()
+                .and_then(|c| c.status())
+                .unwrap_or("unknown")
+                .to_string())
         }
     }
 }
@@ -76,7 +86,10 @@ pub async fn manual_snapshots(rds: &Client, db: &Database) -> Result<Vec<Snapsho
                 let page = page.aws("RDS DescribeDBClusterSnapshots", &db.identifier)?;
                 for s in page.db_cluster_snapshots() {
                     snaps.push(Snapshot {
-                        id: s.db_cluster_snapshot_identifier().unwrap_or_default().to_string(),
+                        id: s
+                            .db_cluster_snapshot_identifier()
+                            .unwrap_or_default()
+                            .to_string(),
                         arn: s.db_cluster_snapshot_arn().unwrap_or_default().to_string(),
                         status: s.status().unwrap_or("unknown").to_string(),
                         percent: s.percent_progress(),
@@ -88,4 +101,53 @@ pub async fn manual_snapshots(rds: &Client, db: &Database) -> Result<Vec<Snapsho
     }
     snaps.sort_by_key(|s| std::cmp::Reverse(s.created));
     Ok(snaps)
+}
+
+/// StartDBInstance / StartDBCluster.
+pub async fn start(rds: &Client, db: &Database) -> Result<(), AwsError> {
+    match db.kind {
+        DatabaseKind::Instance => {
+            rds.start_db_instance()
+                .db_instance_identifier(&db.identifier)
+                .send()
+                .await
+                .aws("RDS StartDBInstance", &db.identifier)?;
+        }
+        DatabaseKind::Cluster => {
+            rds.start_db_cluster()
+                .db_cluster_identifier(&db.identifier)
+                .send()
+                .await
+                .aws("RDS StartDBCluster", &db.identifier)?;
+        }
+    }
+    Ok(())
+}
+
+/// StopDBInstance / StopDBCluster (AWS starts a stopped database again by itself after seven days).
+pub async fn stop(rds: &Client, db: &Database) -> Result<(), AwsError> {
+    match db.kind {
+        DatabaseKind::Instance => {
+            rds.stop_db_instance()
+                .db_instance_identifier(&db.identifier)
+                .send()
+                .await
+                .aws("RDS StopDBInstance", &db.identifier)?;
+        }
+        DatabaseKind::Cluster => {
+            rds.stop_db_cluster()
+                .db_cluster_identifier(&db.identifier)
+                .send()
+                .await
+                .aws("RDS StopDBCluster", &db.identifier)?;
+        }
+    }
+    Ok(())
+}
+
+/// The error codes RDS answers when a start/stop races with another state change.
+pub fn is_invalid_state(err: &AwsError) -> bool {
+    err.is("InvalidDBInstanceState")
+        || err.is("InvalidDBInstanceStateFault")
+        || err.is("InvalidDBClusterStateFault")
 }
