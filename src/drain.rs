@@ -250,11 +250,9 @@ pub async fn wait_drained(
         cfg.window_seconds,
         human(timeout)
     );
-    wait_quiet(cw, WHAT, &queries, rule, since, timeout, ctx).await.with_context(|| {
-        format!(
-            "traffic did not drain (maintenance is on; nothing else changed); re-run with skip-drain: true to go on anyway, or raise maintenance.drain.threshold / timeout-minutes"
-        )
-    })
+    wait_quiet(cw, WHAT, &queries, rule, since, timeout, ctx).await.context(
+        "traffic did not drain (maintenance is on; nothing else changed); re-run with skip-drain: true to go on anyway, or raise maintenance.drain.threshold / timeout-minutes",
+    )
 }
 
 /// The DB settle wait (for after migrations): the database's CPUUtilization stays under

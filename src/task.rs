@@ -101,7 +101,10 @@ impl Launch<'_> {
         if self.task.name == "migration" {
             format!("environments.{}.migration", self.environment.name)
         } else {
-            format!("environments.{}.tasks.{}", self.environment.name, self.task.name)
+            format!(
+                "environments.{}.tasks.{}",
+                self.environment.name, self.task.name
+            )
         }
     }
 
@@ -230,7 +233,10 @@ pub struct TaskView {
 
 impl TaskView {
     pub fn of(task: &Task, container: &str) -> TaskView {
-        let c = task.containers().iter().find(|c| c.name() == Some(container));
+        let c = task
+            .containers()
+            .iter()
+            .find(|c| c.name() == Some(container));
         let tags = ecs::tag_pairs(task.tags());
         TaskView {
             arn: task.task_arn().unwrap_or_default().to_string(),
@@ -385,7 +391,10 @@ impl TaskReport {
                 format!("{} failed to start ({stop}{container})", self.label)
             }
             Verdict::Interrupted => {
-                format!("{} was stopped before it finished: {exit} ({stop})", self.label)
+                format!(
+                    "{} was stopped before it finished: {exit} ({stop})",
+                    self.label
+                )
             }
             Verdict::TimedOut => format!(
                 "{} did not finish within timeout-minutes and was stopped: {exit} ({stop})",
@@ -439,7 +448,14 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 task.arn
             );
             if ctx.dry_run {
-                return Ok(planned(&label, Some(task.arn.clone()), Some(task.task_definition.clone()), None, true, started));
+                return Ok(planned(
+                    &label,
+                    Some(task.arn.clone()),
+                    Some(task.task_definition.clone()),
+                    None,
+                    true,
+                    started,
+                ));
             }
             let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
             (task, true, td, None)
@@ -452,15 +468,31 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 tracing::info!(
                     "dry run: would {} and run it on {} ({}) with group {group}{}",
                     if prepared.reuse {
-                        format!("use {} (already runs {})", td_short(prepared.latest.task_definition_arn().unwrap_or_default()), prepared.image)
+                        format!(
+                            "use {} (already runs {})",
+                            td_short(prepared.latest.task_definition_arn().unwrap_or_default()),
+                            prepared.image
+                        )
                     } else {
-                        format!("register a revision of {} with {} = {}", cfg.family, cfg.container, prepared.image)
+                        format!(
+                            "register a revision of {} with {} = {}",
+                            cfg.family, cfg.container, prepared.image
+                        )
                     },
                     env.cluster,
                     cfg.launch_type,
-                    command.map(|c| format!(", command {c:?}")).unwrap_or_default()
+                    command
+                        .map(|c| format!(", command {c:?}"))
+                        .unwrap_or_default()
                 );
-                return Ok(planned(&label, None, None, Some(prepared.image), false, started));
+                return Ok(planned(
+                    &label,
+                    None,
+                    None,
+                    Some(prepared.image),
+                    false,
+                    started,
+                ));
             }
             let td = if prepared.reuse {
                 tracing::info!(
@@ -470,10 +502,20 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 );
                 prepared.latest.clone()
             } else {
-                let td = ecs::register_revision(&clients.ecs, &prepared.latest, prepared.containers.clone(), prepared.tags.clone())
-                    .await
-                    .with_context(|| format!("registering a revision of {} for {label}", cfg.family))?;
-                tracing::info!("registered {} with {} = {}", td_short(td.task_definition_arn().unwrap_or_default()), cfg.container, prepared.image);
+                let td = ecs::register_revision(
+                    &clients.ecs,
+                    &prepared.latest,
+                    prepared.containers.clone(),
+                    prepared.tags.clone(),
+                )
+                .await
+                .with_context(|| format!("registering a revision of {} for {label}", cfg.family))?;
+                tracing::info!(
+                    "registered {} with {} = {}",
+                    td_short(td.task_definition_arn().unwrap_or_default()),
+                    cfg.container,
+                    prepared.image
+                );
                 td
             };
             let td_arn = td.task_definition_arn().unwrap_or_default().to_string();
@@ -500,38 +542,84 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
         }
     };
     let id = task.id().to_string();
-    tracing::info!("{label} task {id} ({}): {}", td_short(&task.task_definition), task.last_status);
+    tracing::info!(
+        "{label} task {id} ({}): {}",
+        td_short(&task.task_definition),
+        task.last_status
+    );
 
     let tail = match tail_for(clients, &td, &cfg.container, &id) {
         Ok(t) => Some(t),
         Err(why) => {
-            tracing::warn!("{why}; the {label}'s output is not followed here (see the ECS console)");
+            tracing::warn!(
+                "{why}; the {label}'s output is not followed here (see the ECS console)"
+            );
             None
         }
     };
-    let log_stream = tail.as_ref().map(|t| format!("{} {}", t.target.group, t.target.stream));
-    let log_note = tail.is_none().then(|| "output not followed: no awslogs stream".to_string());
+    let log_stream = tail
+        .as_ref()
+        .map(|t| format!("{} {}", t.target.group, t.target.stream));
+    let log_note = tail
+        .is_none()
+        .then(|| "output not followed: no awslogs stream".to_string());
     let tail = Mutex::new(tail);
-    let section = LogSection::open(&ctx.runner, &format!("{label} logs: {} ({id})", cfg.container));
-    let watched = watch(clients, launch, &task.arn, &tail, ctx.poller(format!("{label} task {id}"), TAIL)).await;
+    let section = LogSection::open(
+        &ctx.runner,
+        &format!("{label} logs: {} ({id})", cfg.container),
+    );
+    let watched = watch(
+        clients,
+        launch,
+        &task.arn,
+        &tail,
+        ctx.poller(format!("{label} task {id}"), TAIL),
+    )
+    .await;
     let (view, timed_out) = match watched {
         Ok(view) => (view, false),
         Err(WaitError::Timeout { .. }) => {
-            let reason = format!("deploy-action: timeout-minutes reached after {}", human(started.elapsed()));
-            tracing::warn!("{label} task {id} is still running at the deadline: stopping it ({reason})");
+            let reason = format!(
+                "deploy-action: timeout-minutes reached after {}",
+                human(started.elapsed())
+            );
+            tracing::warn!(
+                "{label} task {id} is still running at the deadline: stopping it ({reason})"
+            );
             ecs::stop_task(&clients.ecs, &env.cluster, &task.arn, &reason)
                 .await
                 .with_context(|| format!("{label} task {} did not finish within timeout-minutes and could not be stopped; stop it in the ECS console", task.arn))?;
-            let grace = Poller::new(format!("{label} task {id} to stop"), TAIL, Instant::now() + STOP_GRACE, ctx.cancel.clone());
-            let view = watch(clients, launch, &task.arn, &tail, grace).await.map_err(|e| {
-                anyhow!(e).context(format!("{label} task {} did not finish within timeout-minutes; StopTask was sent", task.arn))
-            })?;
+            let grace = Poller::new(
+                format!("{label} task {id} to stop"),
+                TAIL,
+                Instant::now() + STOP_GRACE,
+                ctx.cancel.clone(),
+            );
+            let view = watch(clients, launch, &task.arn, &tail, grace)
+                .await
+                .map_err(|e| {
+                    anyhow!(e).context(format!(
+                        "{label} task {} did not finish within timeout-minutes; StopTask was sent",
+                        task.arn
+                    ))
+                })?;
             (view, true)
         }
         Err(WaitError::Cancelled { what, waited, last }) => {
             tracing::warn!("cancelled by workflow: stopping {label} task {}", task.arn);
-            let stop = ecs::stop_task(&clients.ecs, &env.cluster, &task.arn, "cancelled by workflow").await;
-            let grace = Poller::new(format!("{label} task {id} to stop"), TAIL, Instant::now() + CANCEL_GRACE, CancellationToken::new());
+            let stop = ecs::stop_task(
+                &clients.ecs,
+                &env.cluster,
+                &task.arn,
+                "cancelled by workflow",
+            )
+            .await;
+            let grace = Poller::new(
+                format!("{label} task {id} to stop"),
+                TAIL,
+                Instant::now() + CANCEL_GRACE,
+                CancellationToken::new(),
+            );
             let stopped = match &stop {
                 Ok(()) => watch(clients, launch, &task.arn, &tail, grace).await.ok(),
                 Err(_) => None,
@@ -574,20 +662,35 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
         stopped_reason: view.stopped_reason.clone(),
         container_reason: view.container_reason.clone(),
         log_lines: tail.as_ref().map_or(0, |t| t.lines),
-        last_lines: tail.as_ref().map(|t| t.last.iter().cloned().collect()).unwrap_or_default(),
+        last_lines: tail
+            .as_ref()
+            .map(|t| t.last.iter().cloned().collect())
+            .unwrap_or_default(),
         log_stream,
         log_note,
         duration_seconds: started.elapsed().as_secs(),
     };
     if report.ok() {
-        tracing::info!("{} ({} log lines, {})", report.explanation(), report.log_lines, human(started.elapsed()));
+        tracing::info!(
+            "{} ({} log lines, {})",
+            report.explanation(),
+            report.log_lines,
+            human(started.elapsed())
+        );
     } else {
         tracing::error!("{}", report.explanation());
     }
     Ok(report)
 }
 
-fn planned(label: &str, arn: Option<String>, td: Option<String>, image: Option<String>, attached: bool, started: Instant) -> TaskReport {
+fn planned(
+    label: &str,
+    arn: Option<String>,
+    td: Option<String>,
+    image: Option<String>,
+    attached: bool,
+    started: Instant,
+) -> TaskReport {
     TaskReport {
         label: label.to_string(),
         task_arn: arn,
@@ -605,6 +708,18 @@ fn planned(label: &str, arn: Option<String>, td: Option<String>, image: Option<S
         log_note: None,
         duration_seconds: started.elapsed().as_secs(),
     }
+}
+
+/// The launch plan [`run`] would start from (read-only): callers that change things before [`run`] (migrate brings
+/// the environment to db-only) refuse early on [`LaunchPlan::Refuse`].
+pub async fn plan(launch: &Launch<'_>, clients: &Clients) -> Result<LaunchPlan> {
+    let group = group_name(&launch.environment.name, &launch.task.name);
+    let tasks = in_group(clients, launch, &group).await?;
+    Ok(plan_launch(
+        &tasks,
+        launch.version.as_str(),
+        &launch.label(),
+    ))
 }
 
 /// Tasks of the family in this group: those ECS wants running, and recently stopped ones still stopping.
@@ -628,14 +743,31 @@ async fn in_group(clients: &Clients, launch: &Launch<'_>, group: &str) -> Result
         .collect())
 }
 
-async fn wait_all_stopped(clients: &Clients, launch: &Launch<'_>, arns: &[String], ctx: &Ctx) -> Result<()> {
+async fn wait_all_stopped(
+    clients: &Clients,
+    launch: &Launch<'_>,
+    arns: &[String],
+    ctx: &Ctx,
+) -> Result<()> {
     let label = launch.label();
-    tracing::info!("waiting for {} earlier {label} task(s) to stop before starting a new one: {}", arns.len(), arns.join(", "));
+    tracing::info!(
+        "waiting for {} earlier {label} task(s) to stop before starting a new one: {}",
+        arns.len(),
+        arns.join(", ")
+    );
     ctx.poller(format!("earlier {label} tasks to stop"), Backoff::FAST)
         .run(|| async {
-            let tasks = ecs::describe_tasks(&clients.ecs, &launch.environment.cluster, arns).await?;
-            let left = tasks.iter().filter(|t| t.last_status() != Some("STOPPED")).count();
-            Ok(if left == 0 { Check::Done(()) } else { Check::Pending(format!("{left} earlier {label} task(s) still stopping")) })
+            let tasks =
+                ecs::describe_tasks(&clients.ecs, &launch.environment.cluster, arns).await?;
+            let left = tasks
+                .iter()
+                .filter(|t| t.last_status() != Some("STOPPED"))
+                .count();
+            Ok(if left == 0 {
+                Check::Done(())
+            } else {
+                Check::Pending(format!("{left} earlier {label} task(s) still stopping"))
+            })
         })
         .await?;
     Ok(())
@@ -654,7 +786,8 @@ struct Prepared {
 async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
     let cfg = launch.task;
     let key = launch.key();
-    let Some((latest, td_tags)) = ecs::latest_task_definition(&clients.ecs, &cfg.family).await? else {
+    let Some((latest, td_tags)) = ecs::latest_task_definition(&clients.ecs, &cfg.family).await?
+    else {
         bail!(
             "task definition family {} has no ACTIVE revision; register one, or correct {key}.family in the config",
             cfg.family
@@ -662,8 +795,15 @@ async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
     };
     let name = td_short(latest.task_definition_arn().unwrap_or_default()).to_string();
     let mut containers = latest.container_definitions().to_vec();
-    let Some(target) = containers.iter_mut().find(|c| c.name.as_deref() == Some(cfg.container.as_str())) else {
-        let names: Vec<&str> = latest.container_definitions().iter().filter_map(|c| c.name()).collect();
+    let Some(target) = containers
+        .iter_mut()
+        .find(|c| c.name.as_deref() == Some(cfg.container.as_str()))
+    else {
+        let names: Vec<&str> = latest
+            .container_definitions()
+            .iter()
+            .filter_map(|c| c.name())
+            .collect();
         bail!(
             "{name} has no container {:?} (it has: {}); correct {key}.container in the config",
             cfg.container,
@@ -700,14 +840,23 @@ async fn network(
                     AwsVpcConfiguration::builder()
                         .set_subnets(Some(n.subnets.clone()))
                         .set_security_groups(Some(n.security_groups.clone()))
-                        .assign_public_ip(if n.assign_public_ip { AssignPublicIp::Enabled } else { AssignPublicIp::Disabled })
+                        .assign_public_ip(if n.assign_public_ip {
+                            AssignPublicIp::Enabled
+                        } else {
+                            AssignPublicIp::Disabled
+                        })
                         .build()
                         .context("network settings")?,
                 )
                 .build(),
         ),
         TaskNetwork::FromService(name) => {
-            let svc = ecs::describe_services(&clients.ecs, &launch.environment.cluster, std::slice::from_ref(name)).await?;
+            let svc = ecs::describe_services(
+                &clients.ecs,
+                &launch.environment.cluster,
+                std::slice::from_ref(name),
+            )
+            .await?;
             let net = svc.first().and_then(|s| s.network_configuration()).cloned();
             if net.is_none() && awsvpc {
                 bail!(
@@ -738,13 +887,22 @@ async fn start(
             if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
                 // The last attempt may have started the task after all: look before trying again.
                 let found = in_group(clients, launch, group).await?;
-                if let Some(t) = found.into_iter().find(|t| !t.stopped() && t.desired_status != "STOPPED") {
-                    tracing::info!("the {label} task was started after all ({}); following it", t.arn);
+                if let Some(t) = found
+                    .into_iter()
+                    .find(|t| !t.stopped() && t.desired_status != "STOPPED")
+                {
+                    tracing::info!(
+                        "the {label} task was started after all ({}); following it",
+                        t.arn
+                    );
                     return Ok(Check::Done((t, true)));
                 }
             }
             let task = ecs::run_task_once(&clients.ecs, input).await?;
-            Ok(Check::Done((TaskView::of(&task, &launch.task.container), false)))
+            Ok(Check::Done((
+                TaskView::of(&task, &launch.task.container),
+                false,
+            )))
         })
         .await;
     match started {
@@ -774,9 +932,16 @@ async fn watch(
             if let Some(t) = tail.lock().await.as_mut() {
                 t.read().await?;
             }
-            let tasks = ecs::describe_tasks(&clients.ecs, &launch.environment.cluster, &[arn.to_string()]).await?;
+            let tasks = ecs::describe_tasks(
+                &clients.ecs,
+                &launch.environment.cluster,
+                &[arn.to_string()],
+            )
+            .await?;
             let Some(task) = tasks.first() else {
-                bail!("ECS no longer knows task {arn} (it forgets stopped tasks after about an hour)");
+                bail!(
+                    "ECS no longer knows task {arn} (it forgets stopped tasks after about an hour)"
+                );
             };
             let view = TaskView::of(task, &launch.task.container);
             Ok(if view.stopped() {
@@ -793,7 +958,12 @@ async fn drain(tail: &Mutex<Option<Tail>>, grace: Duration) {
     let mut guard = tail.lock().await;
     let Some(t) = guard.as_mut() else { return };
     let t = Mutex::new(t);
-    let poller = Poller::new("reading the last log lines", TAIL, Instant::now() + grace, CancellationToken::new());
+    let poller = Poller::new(
+        "reading the last log lines",
+        TAIL,
+        Instant::now() + grace,
+        CancellationToken::new(),
+    );
     let res = poller
         .run(|| async {
             t.lock().await.read().await?;
@@ -801,16 +971,30 @@ async fn drain(tail: &Mutex<Option<Tail>>, grace: Duration) {
         })
         .await;
     if let Err(e) = res {
-        tracing::warn!("{e}; the log may miss its last lines (see {} {} in CloudWatch)", t.lock().await.target.group, t.lock().await.target.stream);
+        tracing::warn!(
+            "{e}; the log may miss its last lines (see {} {} in CloudWatch)",
+            t.lock().await.target.group,
+            t.lock().await.target.stream
+        );
     }
 }
 
-fn tail_for(clients: &Clients, td: &aws_sdk_ecs::types::TaskDefinition, container: &str, task_id: &str) -> Result<Tail, String> {
+fn tail_for(
+    clients: &Clients,
+    td: &aws_sdk_ecs::types::TaskDefinition,
+    container: &str,
+    task_id: &str,
+) -> Result<Tail, String> {
     let c = td
         .container_definitions()
         .iter()
         .find(|c| c.name() == Some(container))
-        .ok_or_else(|| format!("{} has no container {container}", td_short(td.task_definition_arn().unwrap_or_default())))?;
+        .ok_or_else(|| {
+            format!(
+                "{} has no container {container}",
+                td_short(td.task_definition_arn().unwrap_or_default())
+            )
+        })?;
     let lc = c.log_configuration();
     let target = log_target(
         lc.map(|l| l.log_driver().as_str()),
@@ -821,12 +1005,23 @@ fn tail_for(clients: &Clients, td: &aws_sdk_ecs::types::TaskDefinition, containe
     let client = match &target.region {
         Some(r) if Some(r.as_str()) != clients.logs.config().region().map(|x| x.as_ref()) => {
             aws_sdk_cloudwatchlogs::Client::from_conf(
-                clients.logs.config().to_builder().region(aws_config::Region::new(r.clone())).build(),
+                clients
+                    .logs
+                    .config()
+                    .to_builder()
+                    .region(aws_config::Region::new(r.clone()))
+                    .build(),
             )
         }
         _ => clients.logs.clone(),
     };
-    Ok(Tail { client, target, token: None, lines: 0, last: VecDeque::new() })
+    Ok(Tail {
+        client,
+        target,
+        token: None,
+        lines: 0,
+        last: VecDeque::new(),
+    })
 }
 
 /// Follows one log stream: everything after the last event read, printed as it comes.
@@ -843,7 +1038,14 @@ impl Tail {
     /// that does not exist yet has nothing to read.
     async fn read(&mut self) -> Result<(), crate::aws::AwsError> {
         loop {
-            let Some(page) = logs::events_after(&self.client, &self.target.group, &self.target.stream, self.token.as_deref()).await? else {
+            let Some(page) = logs::events_after(
+                &self.client,
+                &self.target.group,
+                &self.target.stream,
+                self.token.as_deref(),
+            )
+            .await?
+            else {
                 return Ok(());
             };
             for m in page.messages {
@@ -881,7 +1083,10 @@ impl LogSection {
             eprintln!("::stop-commands::{token}");
             token
         });
-        LogSection { resume, _group: group }
+        LogSection {
+            resume,
+            _group: group,
+        }
     }
 }
 
@@ -919,7 +1124,10 @@ mod tests {
         for (stop, exit, want) in cases {
             assert_eq!(verdict(&stop, exit), want, "{stop:?} {exit:?}");
         }
-        assert_eq!(StopCode::of(Some(&TaskStopCode::from("Brand new"))), S::Other("Brand new".into()));
+        assert_eq!(
+            StopCode::of(Some(&TaskStopCode::from("Brand new"))),
+            S::Other("Brand new".into())
+        );
         assert_eq!(StopCode::of(None), S::None);
     }
 
@@ -945,18 +1153,42 @@ mod tests {
             (vec![], "start"),
             (vec![task("a", "STOPPED", "STOPPED", v1)], "start"),
             (vec![task("a", "RUNNING", "RUNNING", v1)], "attach a"),
-            (vec![task("a", "PROVISIONING", "RUNNING", v1), task("b", "STOPPED", "STOPPED", v1)], "attach a"),
+            (
+                vec![
+                    task("a", "PROVISIONING", "RUNNING", v1),
+                    task("b", "STOPPED", "STOPPED", v1),
+                ],
+                "attach a",
+            ),
             (vec![task("a", "RUNNING", "RUNNING", Some("v0"))], "refuse"),
             (vec![task("a", "RUNNING", "RUNNING", None)], "refuse"),
-            (vec![task("a", "RUNNING", "RUNNING", v1), task("b", "PENDING", "RUNNING", v1)], "refuse"),
+            (
+                vec![
+                    task("a", "RUNNING", "RUNNING", v1),
+                    task("b", "PENDING", "RUNNING", v1),
+                ],
+                "refuse",
+            ),
             (vec![task("a", "DEACTIVATING", "STOPPED", v1)], "wait a"),
-            (vec![task("a", "DEACTIVATING", "STOPPED", v1), task("b", "RUNNING", "RUNNING", v1)], "attach b"),
+            (
+                vec![
+                    task("a", "DEACTIVATING", "STOPPED", v1),
+                    task("b", "RUNNING", "RUNNING", v1),
+                ],
+                "attach b",
+            ),
         ];
         for (tasks, want) in cases {
             let got = match plan_launch(&tasks, "v1", "migration") {
                 LaunchPlan::Start => "start".to_string(),
                 LaunchPlan::Attach(t) => format!("attach {}", t.id()),
-                LaunchPlan::WaitForStopping(a) => format!("wait {}", a.iter().map(|x| x.rsplit('/').next().unwrap()).collect::<Vec<_>>().join(",")),
+                LaunchPlan::WaitForStopping(a) => format!(
+                    "wait {}",
+                    a.iter()
+                        .map(|x| x.rsplit('/').next().unwrap())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ),
                 LaunchPlan::Refuse(why) => {
                     assert!(why.contains("then run again"), "{why}");
                     "refuse".to_string()
@@ -968,17 +1200,38 @@ mod tests {
 
     #[test]
     fn log_targets() {
-        let opts = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<HashMap<_, _>>();
-        let full = opts(&[("awslogs-group", "/ecs/migrate"), ("awslogs-stream-prefix", "ecs"), ("awslogs-region", "eu-west-1")]);
+        let opts = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let full = opts(&[
+            ("awslogs-group", "/ecs/migrate"),
+            ("awslogs-stream-prefix", "ecs"),
+            ("awslogs-region", "eu-west-1"),
+        ]);
         assert_eq!(
             log_target(Some("awslogs"), &full, "migrate", "abc123"),
-            Ok(LogTarget { group: "/ecs/migrate".into(), stream: "ecs/migrate/abc123".into(), region: Some("eu-west-1".into()) })
+            Ok(LogTarget {
+                group: "/ecs/migrate".into(),
+                stream: "ecs/migrate/abc123".into(),
+                region: Some("eu-west-1".into())
+            })
         );
         let no_prefix = opts(&[("awslogs-group", "/ecs/migrate")]);
-        assert!(log_target(Some("awslogs"), &no_prefix, "migrate", "x").unwrap_err().contains("awslogs-stream-prefix"));
-        assert!(log_target(Some("awslogs"), &opts(&[]), "migrate", "x").unwrap_err().contains("awslogs-group"));
-        assert!(log_target(Some("awsfirelens"), &full, "migrate", "x").unwrap_err().contains("awsfirelens"));
-        assert!(log_target(None, &full, "migrate", "x").unwrap_err().contains("no log configuration"));
+        assert!(log_target(Some("awslogs"), &no_prefix, "migrate", "x")
+            .unwrap_err()
+            .contains("awslogs-stream-prefix"));
+        assert!(log_target(Some("awslogs"), &opts(&[]), "migrate", "x")
+            .unwrap_err()
+            .contains("awslogs-group"));
+        assert!(log_target(Some("awsfirelens"), &full, "migrate", "x")
+            .unwrap_err()
+            .contains("awsfirelens"));
+        assert!(log_target(None, &full, "migrate", "x")
+            .unwrap_err()
+            .contains("no log configuration"));
     }
 
     #[test]
@@ -996,11 +1249,17 @@ mod tests {
         r.exit_code = None;
         r.stop_code = Some("TaskFailedToStart".into());
         r.stopped_reason = Some("CannotPullContainerError: not found".into());
-        assert!(r.explanation().starts_with("migration failed to start (stop code TaskFailedToStart: CannotPullContainerError"));
+        assert!(r.explanation().starts_with(
+            "migration failed to start (stop code TaskFailedToStart: CannotPullContainerError"
+        ));
         assert!(r.last_lines_markdown().is_empty());
         r.last_lines = vec!["a".into(), "```b".into()];
         r.log_lines = 7;
         let md = r.last_lines_markdown();
-        assert!(md.starts_with("<details><summary>Last 2 of 7 log lines</summary>") && md.contains("'''b"), "{md}");
+        assert!(
+            md.starts_with("<details><summary>Last 2 of 7 log lines</summary>")
+                && md.contains("'''b"),
+            "{md}"
+        );
     }
 }

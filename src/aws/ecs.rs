@@ -359,7 +359,12 @@ pub async fn run_task_once(ecs: &Client, input: &RunTaskInput<'_>) -> Result<Tas
 }
 
 /// StopTask with a reason ECS shows as the task's stopped reason.
-pub async fn stop_task(ecs: &Client, cluster: &str, arn: &str, reason: &str) -> Result<(), AwsError> {
+pub async fn stop_task(
+    ecs: &Client,
+    cluster: &str,
+    arn: &str,
+    reason: &str,
+) -> Result<(), AwsError> {
     ecs.stop_task()
         .cluster(cluster)
         .task(arn)
@@ -387,19 +392,6 @@ pub fn tag_pairs(tags: &[Tag]) -> Vec<(String, String)> {
             )
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_definition_names() {
-        let arn = "arn:aws:ecs:eu-central-1:123456789012:task-definition/core:12";
-        assert_eq!(td_short(arn), "core:12");
-        assert_eq!(td_revision(arn), Some(12));
-        assert_eq!(td_revision("core"), None);
-    }
 }
 
 /// UpdateService with only a new desired count (no new deployment).
@@ -461,4 +453,17 @@ pub async fn untag(ecs: &Client, arn: &str, key: &str) -> Result<(), AwsError> {
         .await
         .aws("ECS UntagResource", arn)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_definition_names() {
+        let arn = "arn:aws:ecs:eu-central-1:123456789012:task-definition/core:12";
+        assert_eq!(td_short(arn), "core:12");
+        assert_eq!(td_revision(arn), Some(12));
+        assert_eq!(td_revision("core"), None);
+    }
 }

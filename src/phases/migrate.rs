@@ -1,53 +1,507 @@
-//! Phase `migrate`: the database migration task, after a fresh snapshot.
+//! Phase `migrate`: the database migration task for a version, run so that it cannot lose data.
 //!
-//! Not built yet: `run` refuses with a usage error before any AWS call.
+//! 1. **Preconditions, before anything changes**: a snapshot of this database made by this action, `available` and
+//!    younger than `max-snapshot-age` (default 2h), must exist ([`snapshot_precondition`]); else the phase refuses
+//!    with the fix (run the snapshot phase first). `allow-without-snapshot: true` skips the check and says so in a
+//!    warning annotation and a banner in the summary. A migration of another version still running is refused too.
+//! 2. **db-only**: maintenance on, core services at 0, no core task left, through the `state` phase's
+//!    [`state::converge`].
+//! 3. **The migration task** through [`crate::task::run`]: a revision with only the migration image changed, one
+//!    task per environment (a rerun attaches), live logs, verdict by exit code and stop code.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
+use tokio::time::Instant;
 
+use super::state::{self, StateOptions};
+use super::status::EnvState;
 use super::Ctx;
+use crate::aws::rds::{self, Snapshot};
+use crate::config::{Database, Environment, TaskConfig};
 use crate::error::UsageError;
-use crate::github::runner::Outcome;
-use crate::inputs::{Common, Invocation};
+use crate::github::runner::{md_table, Outcome};
+use crate::inputs::{parse_bool, parse_duration, Common, Invocation};
+use crate::tags;
+use crate::task::{self, LaunchPlan, TaskReport, Verdict};
+use crate::version::Version;
+use crate::wait::human;
+
+/// `max-snapshot-age` when the input is not given.
+pub const DEFAULT_MAX_SNAPSHOT_AGE: Duration = Duration::from_secs(2 * 3600);
 
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub common: Common,
+    pub environment: Environment,
+    pub database: Database,
+    pub migration: TaskConfig,
+    pub version: Version,
+    pub max_snapshot_age: Duration,
+    pub allow_without_snapshot: bool,
+    /// How `state` brings the environment to db-only (bypass header, skip-drain).
+    pub state: StateOptions,
 }
 
 impl Request {
     pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<Request, UsageError> {
-        let _ = inv;
-        Err(UsageError::new("input `phase`: migrate is not available in this build yet; see the README for the phases that are"))
-            .map(|()| Request { common: common.clone() })
+        let env = &common.environment;
+        let database = super::snapshot::required_database(common, "migrate")?;
+        let migration = env.migration.clone().ok_or_else(|| {
+            UsageError::new(format!(
+                "config file {}: environments.{name}.migration: missing; phase migrate needs it: add [environments.{name}.migration] with `family = \"<task definition family>\"` and `container = \"<container>\"`",
+                common.config_path.display(),
+                name = env.name
+            ))
+        })?;
+        let version = inv.version()?;
+        let max_snapshot_age =
+            parse_duration("max-snapshot-age", inv.raw.max_snapshot_age.as_deref())?
+                .unwrap_or(DEFAULT_MAX_SNAPSHOT_AGE);
+        if max_snapshot_age.is_zero() {
+            return Err(UsageError::new(
+                "input `max-snapshot-age`: 0 would refuse every snapshot; use e.g. 2h or 30m",
+            ));
+        }
+        let allow_without_snapshot = parse_bool(
+            "allow-without-snapshot",
+            inv.raw.allow_without_snapshot.as_deref(),
+            false,
+        )?;
+        let state = StateOptions {
+            bypass_header: state::bypass_header(
+                inv.raw.maintenance_header_name.as_deref(),
+                inv.raw.maintenance_header_value.as_deref(),
+            )?,
+            skip_drain: parse_bool("skip-drain", inv.raw.skip_drain.as_deref(), false)?,
+        };
+        state::check_target(env, EnvState::DbOnly, &state)?;
+        Ok(Request {
+            environment: env.clone(),
+            database,
+            migration,
+            version,
+            max_snapshot_age,
+            allow_without_snapshot,
+            state,
+        })
     }
 }
 
-pub struct Clients {}
+/// The clients `state` (db-only) and the task runner use.
+pub struct Clients {
+    pub state: state::Clients,
+    pub task: task::Clients,
+}
 
 impl Clients {
-    pub fn new(_sdk: &aws_config::SdkConfig) -> Clients {
-        Clients {}
+    pub fn new(sdk: &aws_config::SdkConfig) -> Clients {
+        Clients {
+            state: state::Clients::new(sdk),
+            task: task::Clients::new(sdk),
+        }
     }
+}
+
+/// The snapshot the precondition accepted.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotCheck {
+    pub id: String,
+    pub age_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct MigrateOutcome {}
+pub struct MigrateOutcome {
+    pub environment: String,
+    pub version: String,
+    pub dry_run: bool,
+    /// The fresh snapshot the precondition found; `None` only with allow-without-snapshot.
+    pub snapshot: Option<SnapshotCheck>,
+    /// Ran without a fresh snapshot (allow-without-snapshot), and why there was none.
+    pub without_snapshot: Option<String>,
+    /// The environment's state before the phase brought it to db-only.
+    pub previous_state: EnvState,
+    /// What `state` did to reach db-only (empty when it already was).
+    pub state_steps: Vec<String>,
+    pub task: TaskReport,
+    pub duration_seconds: u64,
+}
 
-pub async fn run(_req: &Request, _clients: &Clients, _ctx: &Ctx) -> anyhow::Result<MigrateOutcome> {
-    Err(UsageError::new("input `phase`: migrate is not available in this build yet").into())
+pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateOutcome> {
+    let started = Instant::now();
+    let env = &req.environment;
+    let launch = task::Launch {
+        environment: env,
+        task: &req.migration,
+        version: &req.version,
+        command: None,
+    };
+
+    // 1. Preconditions: nothing changes before all of them hold.
+    let snaps = rds::manual_snapshots(&clients.state.rds, &req.database)
+        .await
+        .with_context(|| {
+            format!(
+                "listing the manual snapshots of database {}",
+                req.database.identifier
+            )
+        })?;
+    let (snapshot, without_snapshot) =
+        match snapshot_precondition(&snaps, &req.database, now_secs(), req.max_snapshot_age) {
+            Ok(s) => {
+                let check = SnapshotCheck {
+                    id: s.id.clone(),
+                    age_seconds: age_seconds(s, now_secs()),
+                };
+                tracing::info!(
+                    "snapshot {} of {} is available and {} old (max-snapshot-age {})",
+                    check.id,
+                    req.database.identifier,
+                    human(Duration::from_secs(check.age_seconds)),
+                    human(req.max_snapshot_age)
+                );
+                (Some(check), None)
+            }
+            Err(why) if req.allow_without_snapshot => {
+                ctx.runner.warning(&format!(
+                    "migrating {} WITHOUT a fresh snapshot: {why}; allow-without-snapshot is true",
+                    env.name
+                ));
+                (None, Some(why))
+            }
+            Err(why) => bail!(
+                "refusing to migrate {}: {why}; run the snapshot phase first (phase: snapshot, version: {}), or set allow-without-snapshot: true to migrate without one",
+                env.name,
+                req.version
+            ),
+        };
+    if let LaunchPlan::Refuse(why) = task::plan(&launch, &clients.task).await? {
+        bail!("refusing to migrate {}: {why}", env.name);
+    }
+
+    // 2. db-only.
+    let state = state::converge(env, EnvState::DbOnly, &req.state, &clients.state, ctx)
+        .await
+        .with_context(|| format!("bringing {} to db-only before the migration", env.name))?;
+
+    // 3. The migration task.
+    let report = task::run(&launch, &clients.task, ctx).await?;
+    Ok(MigrateOutcome {
+        environment: env.name.clone(),
+        version: req.version.to_string(),
+        dry_run: ctx.dry_run,
+        snapshot,
+        without_snapshot,
+        previous_state: state.previous_state,
+        state_steps: if ctx.dry_run {
+            state.plan.iter().map(ToString::to_string).collect()
+        } else {
+            state.steps.iter().map(|s| s.step.to_string()).collect()
+        },
+        task: report,
+        duration_seconds: started.elapsed().as_secs(),
+    })
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn age_seconds(s: &Snapshot, now: i64) -> u64 {
+    s.created.map_or(0, |c| (now - c).max(0) as u64)
+}
+
+/// Pure: the newest snapshot of this database made by this action that is `available` and younger than `max_age`,
+/// or why there is none (one line, without the fix).
+pub fn snapshot_precondition<'a>(
+    snaps: &'a [Snapshot],
+    db: &Database,
+    now: i64,
+    max_age: Duration,
+) -> Result<&'a Snapshot, String> {
+    let mut mine: Vec<&Snapshot> = snaps
+        .iter()
+        .filter(|s| s.tag(tags::CREATED_BY) == Some(tags::CREATOR))
+        .collect();
+    mine.sort_by_key(|s| std::cmp::Reverse(s.created.unwrap_or(i64::MAX)));
+    let fresh = |s: &&&Snapshot| {
+        s.created
+            .is_some_and(|c| now - c <= max_age.as_secs() as i64)
+    };
+    if let Some(s) = mine.iter().filter(|s| s.status == "available").find(fresh) {
+        return Ok(s);
+    }
+    let id = &db.identifier;
+    let limit = human(max_age);
+    if let Some(s) = mine
+        .iter()
+        .find(|s| s.status != "available" && (s.created.is_none() || fresh(s)))
+    {
+        return Err(format!(
+            "the newest snapshot of {id} made by deploy-action, {}, is {} (not available yet)",
+            s.id, s.status
+        ));
+    }
+    match mine.iter().find(|s| s.status == "available") {
+        Some(s) => Err(format!(
+            "the newest available snapshot of {id} made by deploy-action, {}, is {} old; max-snapshot-age is {limit}",
+            s.id,
+            human(Duration::from_secs(age_seconds(s, now)))
+        )),
+        None => Err(format!("no available snapshot of {id} made by deploy-action exists")),
+    }
 }
 
 impl Outcome for MigrateOutcome {
     fn ok(&self) -> bool {
-        false
+        self.task.ok()
     }
+
     fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![]
+        vec![
+            ("task-arn", self.task.task_arn.clone().unwrap_or_default()),
+            (
+                "exit-code",
+                self.task
+                    .exit_code
+                    .map(|c| c.to_string())
+                    .unwrap_or_default(),
+            ),
+            ("log-lines", self.task.log_lines.to_string()),
+            (
+                "snapshot-id",
+                self.snapshot
+                    .as_ref()
+                    .map(|s| s.id.clone())
+                    .unwrap_or_default(),
+            ),
+        ]
     }
+
     fn summary(&self) -> String {
-        String::new()
+        let icon = match self.task.verdict {
+            Verdict::Succeeded => "✅",
+            Verdict::Planned => "📝",
+            Verdict::Failed | Verdict::FailedToStart | Verdict::Interrupted | Verdict::TimedOut => {
+                "❌"
+            }
+        };
+        let mut s = format!(
+            "### {icon} Migration {} on `{}`: {}\n\n",
+            self.version, self.environment, self.task.verdict
+        );
+        if !self.task.ok() {
+            s.push_str(&format!("**{}**\n\n", self.task.explanation()));
+        }
+        if let Some(why) = &self.without_snapshot {
+            s.push_str(&format!(
+                "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {why}.\n\n"
+            ));
+        }
+        s.push_str(&md_table(&["", ""], &self.rows()));
+        if !self.task.ok() {
+            let block = self.task.last_lines_markdown();
+            if !block.is_empty() {
+                s.push('\n');
+                s.push_str(&block);
+            }
+        }
+        s
     }
+
     fn text(&self) -> String {
-        String::new()
+        let mut s = format!(
+            "migration {} on {}: {}\n",
+            self.version, self.environment, self.task.verdict
+        );
+        if !self.task.ok() {
+            s.push_str(&format!("  {}\n", self.task.explanation()));
+        }
+        if let Some(why) = &self.without_snapshot {
+            s.push_str(&format!(
+                "  WITHOUT a fresh snapshot (allow-without-snapshot): {why}\n"
+            ));
+        }
+        for row in self.rows() {
+            s.push_str(&format!("  {:<17}{}\n", row[0], row[1]));
+        }
+        if !self.task.ok() && !self.task.last_lines.is_empty() {
+            s.push_str(&format!(
+                "\nlast {} of {} log lines:\n",
+                self.task.last_lines.len(),
+                self.task.log_lines
+            ));
+            for l in &self.task.last_lines {
+                s.push_str(&format!("  {l}\n"));
+            }
+        }
+        s
+    }
+}
+
+impl MigrateOutcome {
+    fn rows(&self) -> Vec<Vec<String>> {
+        let t = &self.task;
+        let mut rows = vec![];
+        if let Some(arn) = &t.task_arn {
+            let how = if t.attached {
+                " (attached: it was already running)"
+            } else {
+                ""
+            };
+            rows.push(vec!["task".into(), format!("{arn}{how}")]);
+        }
+        if let Some(td) = &t.task_definition {
+            rows.push(vec![
+                "task definition".into(),
+                crate::aws::ecs::td_short(td).to_string(),
+            ]);
+        }
+        if let Some(image) = &t.image {
+            rows.push(vec!["image".into(), image.clone()]);
+        }
+        if !self.dry_run {
+            rows.push(vec![
+                "exit code".into(),
+                t.exit_code.map_or("none".into(), |c| c.to_string()),
+            ]);
+            rows.push(vec![
+                "stop code".into(),
+                match (&t.stop_code, &t.stopped_reason) {
+                    (Some(c), Some(r)) => format!("{c}: {r}"),
+                    (Some(c), None) => c.clone(),
+                    (None, _) => "none".into(),
+                },
+            ]);
+            rows.push(vec![
+                "log lines".into(),
+                match &t.log_note {
+                    Some(note) => format!("{} ({note})", t.log_lines),
+                    None => t.log_lines.to_string(),
+                },
+            ]);
+        }
+        rows.push(vec![
+            "snapshot".into(),
+            match &self.snapshot {
+                Some(s) => format!(
+                    "{} ({} old)",
+                    s.id,
+                    human(Duration::from_secs(s.age_seconds))
+                ),
+                None => "none (allow-without-snapshot)".into(),
+            },
+        ]);
+        rows.push(vec![
+            "environment".into(),
+            if self.state_steps.is_empty() {
+                format!("{} (already db-only)", self.previous_state)
+            } else {
+                format!(
+                    "{} → db-only: {}",
+                    self.previous_state,
+                    self.state_steps.join(", ")
+                )
+            },
+        ]);
+        rows.push(vec![
+            "took".into(),
+            human(Duration::from_secs(self.duration_seconds)),
+        ]);
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DatabaseKind;
+
+    fn db() -> Database {
+        Database {
+            kind: DatabaseKind::Instance,
+            identifier: "app-stage".into(),
+            snapshot_name: crate::config::DEFAULT_SNAPSHOT_NAME.into(),
+            snapshot_retention: None,
+            settle: None,
+        }
+    }
+
+    fn snap(id: &str, age_minutes: Option<i64>, status: &str, mine: bool) -> Snapshot {
+        Snapshot {
+            id: id.into(),
+            arn: String::new(),
+            status: status.into(),
+            percent: None,
+            created: age_minutes.map(|m| NOW - m * 60),
+            tags: if mine {
+                vec![(tags::CREATED_BY.into(), tags::CREATOR.into())]
+            } else {
+                vec![]
+            },
+        }
+    }
+
+    const NOW: i64 = 1_800_000_000;
+    const TWO_HOURS: Duration = Duration::from_secs(7200);
+
+    #[test]
+    fn the_snapshot_precondition() {
+        let cases: Vec<(Vec<Snapshot>, Result<&str, &str>)> = vec![
+            (vec![snap("a", Some(10), "available", true)], Ok("a")),
+            (
+                vec![
+                    snap("old", Some(300), "available", true),
+                    snap("new", Some(5), "available", true),
+                ],
+                Ok("new"),
+            ),
+            (vec![snap("edge", Some(120), "available", true)], Ok("edge")),
+            (
+                vec![],
+                Err("no available snapshot of app-stage made by deploy-action exists"),
+            ),
+            (
+                vec![snap("by-hand", Some(1), "available", false)],
+                Err("no available snapshot"),
+            ),
+            (
+                vec![snap("stale", Some(121), "available", true)],
+                Err("stale, is 2h 1m old; max-snapshot-age is 2h 0m"),
+            ),
+            (
+                vec![snap("busy", None, "creating", true)],
+                Err("busy, is creating (not available yet)"),
+            ),
+            (
+                vec![
+                    snap("busy", Some(1), "creating", true),
+                    snap("stale", Some(500), "available", true),
+                ],
+                Err("busy, is creating"),
+            ),
+            (
+                vec![
+                    snap("busy", Some(1), "creating", true),
+                    snap("ok", Some(30), "available", true),
+                ],
+                Ok("ok"),
+            ),
+            (
+                vec![snap("failed", Some(1), "failed", true)],
+                Err("failed, is failed"),
+            ),
+        ];
+        for (snaps, want) in cases {
+            let got = snapshot_precondition(&snaps, &db(), NOW, TWO_HOURS).map(|s| s.id.as_str());
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w),
+                (Err(g), Err(w)) => assert!(g.contains(w), "{g:?} should contain {w:?}"),
+                (g, w) => panic!("{snaps:?}: got {g:?}, want {w:?}"),
+            }
+        }
     }
 }

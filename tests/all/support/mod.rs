@@ -163,7 +163,7 @@ impl TestContext {
         p
     }
 
-    fn base_command(&self) -> tokio::process::Command {
+    pub fn base_command(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_deploy-action"));
         for (k, _) in std::env::vars() {
             if k.starts_with("INPUT_")
