@@ -11,6 +11,9 @@ pub const VERSION: &str = "deploy-action:version";
 pub const RUN: &str = "deploy-action:run";
 /// The environment name from the config file.
 pub const ENVIRONMENT: &str = "deploy-action:environment";
+/// The RunTask client token of one launch: after an ambiguous RunTask failure, the task it may have started after
+/// all is found by this tag.
+pub const LAUNCH: &str = "deploy-action:launch";
 /// The one-off task's name (`migration`, or a name from `[tasks]`).
 pub const TASK: &str = "deploy-action:task";
 

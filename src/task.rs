@@ -228,6 +228,8 @@ pub struct TaskView {
     pub group: Option<String>,
     /// The `deploy-action:version` tag.
     pub version: Option<String>,
+    /// The `deploy-action:launch` tag (the RunTask client token that started it).
+    pub launch: Option<String>,
     pub task_definition: String,
 }
 
@@ -248,6 +250,7 @@ impl TaskView {
             container_reason: c.and_then(|c| c.reason()).map(str::to_string),
             group: task.group().map(str::to_string),
             version: tags::get(&tags, tags::VERSION).map(str::to_string),
+            launch: tags::get(&tags, tags::LAUNCH).map(str::to_string),
             task_definition: task.task_definition_arn().unwrap_or_default().to_string(),
         }
     }
@@ -267,7 +270,7 @@ impl TaskView {
 pub enum LaunchPlan {
     Start,
     /// One is running for the same version (a rerun after a killed job): follow it.
-    Attach(TaskView),
+    Attach(Box<TaskView>),
     /// Tasks asked to stop that have not stopped yet: wait, then start.
     WaitForStopping(Vec<String>),
     /// One is running for another version (or several are running): refuse, with the fix.
@@ -288,7 +291,7 @@ pub fn plan_launch(in_group: &[TaskView], version: &str, label: &str) -> LaunchP
     match running.as_slice() {
         [] if stopping.is_empty() => LaunchPlan::Start,
         [] => LaunchPlan::WaitForStopping(stopping),
-        [one] if one.version.as_deref() == Some(version) => LaunchPlan::Attach((*one).clone()),
+        [one] if one.version.as_deref() == Some(version) => LaunchPlan::Attach(Box::new((*one).clone())),
         [one] => LaunchPlan::Refuse(format!(
             "a {label} task for version {} is still running ({}); wait for it to finish or stop it, then run again",
             one.version.as_deref().unwrap_or("unknown"),
@@ -458,7 +461,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 ));
             }
             let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
-            (task, true, td, None)
+            (*task, true, td, None)
         }
         LaunchPlan::Start | LaunchPlan::WaitForStopping(_) => {
             let prepared = prepare(clients, launch).await?;
@@ -519,12 +522,13 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 td
             };
             let td_arn = td.task_definition_arn().unwrap_or_default().to_string();
+            let token = format!("deploy-action-{:032x}", rand::random::<u128>());
             let run_tags = {
                 let mut t = tags::standard(&env.name, version, ctx.github.run_key().as_deref());
                 t.push((tags::TASK.to_string(), cfg.name.clone()));
+                t.push((tags::LAUNCH.to_string(), token.clone()));
                 t
             };
-            let token = format!("deploy-action-{:032x}", rand::random::<u128>());
             let input = ecs::RunTaskInput {
                 cluster: &env.cluster,
                 task_definition: &td_arn,
@@ -538,7 +542,12 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 client_token: &token,
             };
             let (task, attached) = start(clients, launch, &group, &input, ctx).await?;
-            (task, attached, td, Some(prepared.image))
+            if attached {
+                let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
+                (task, true, td, None)
+            } else {
+                (task, false, td, Some(prepared.image))
+            }
         }
     };
     let id = task.id().to_string();
@@ -885,34 +894,38 @@ async fn start(
         .poller(format!("starting the {label} task"), Backoff::FAST)
         .run(|| async {
             if attempts.fetch_add(1, Ordering::SeqCst) > 0 {
-                // The last attempt may have started the task after all: look before trying again.
+                // The last attempt may have started the task after all: look before trying again. Ours carries this
+                // launch's token (whatever its status); one someone else started meanwhile is followed, not doubled.
                 let found = in_group(clients, launch, group).await?;
-                if let Some(t) = found
-                    .into_iter()
-                    .find(|t| !t.stopped() && t.desired_status != "STOPPED")
-                {
+                let ours = found
+                    .iter()
+                    .find(|t| t.launch.as_deref() == Some(input.client_token));
+                let running = found
+                    .iter()
+                    .find(|t| !t.stopped() && t.desired_status != "STOPPED");
+                if let Some(t) = ours {
                     tracing::info!(
                         "the {label} task was started after all ({}); following it",
                         t.arn
                     );
-                    return Ok(Check::Done((t, true)));
+                    return Ok(Check::Done((t.clone(), false)));
+                }
+                if let Some(t) = running {
+                    tracing::info!(
+                        "a {label} task was started meanwhile by another run ({}); attaching to it",
+                        t.arn
+                    );
+                    return Ok(Check::Done((t.clone(), true)));
                 }
             }
             let task = ecs::run_task_once(&clients.ecs, input).await?;
-            Ok(Check::Done((
-                TaskView::of(&task, &launch.task.container),
-                false,
-            )))
+            let task = TaskView::of(&task, &launch.task.container);
+            tracing::info!("started {label} task {}", task.arn);
+            Ok(Check::Done((task, false)))
         })
         .await;
     match started {
-        Ok((task, found)) => {
-            if !found {
-                tracing::info!("started {label} task {}", task.arn);
-            }
-            // Found after an ambiguous failure: this run started it, it is not an attach.
-            Ok((task, false))
-        }
+        Ok(started) => Ok(started),
         Err(WaitError::Failed(e)) => Err(e.context(format!("could not start the {label} task"))),
         Err(e) => Err(anyhow!(e).context(format!("could not start the {label} task"))),
     }
@@ -1142,6 +1155,7 @@ mod tests {
             container_reason: None,
             group: Some("deploy-action:stage:migration".into()),
             version: version.map(str::to_string),
+            launch: None,
             task_definition: "td".into(),
         }
     }

@@ -742,3 +742,61 @@ async fn migrate_bad_input_exits_2_with_one_line_and_no_aws_call() {
     }
     assert_eq!(ctx.calls().await, vec![], "bad input must not reach AWS");
 }
+
+/// An ambiguous RunTask: the client gives up (timeout) while ECS starts the task anyway. The runner must find the
+/// task by its launch tag before trying again, and follow it: one task, one RunTask.
+#[tokio::test]
+async fn after_an_ambiguous_run_task_the_runner_finds_the_task_instead_of_starting_another() {
+    use deploy_action::task;
+    let ctx = TestContext::new().await;
+    ready(&ctx).await;
+    ctx.post(
+        "/_test/ecs/task-rules",
+        json!({"match": "stage-migrate", "exitCode": 0, "describes": 2, "logs": ["once"]}),
+    )
+    .await;
+    // The server sleeps 1 s before it runs the task; the client waits 0.3 s.
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "RunTask", "kind": "latency", "latencyMs": 1000, "count": 1}),
+    )
+    .await;
+    let sdk = ctx
+        .sdk()
+        .await
+        .into_builder()
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(Duration::from_millis(300))
+                .build(),
+        )
+        .build();
+    let config = deploy_action::config::Config::load(&ctx.config_path()).unwrap();
+    let env = config.environment("stage").unwrap();
+    let version = deploy_action::version::Version::parse("v2.0.0").unwrap();
+    let launch = task::Launch {
+        environment: env,
+        task: env.migration.as_ref().unwrap(),
+        version: &version,
+        command: None,
+    };
+    let report = task::run(
+        &launch,
+        &task::Clients::new(&sdk),
+        &lib_ctx(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(report.verdict, task::Verdict::Succeeded, "{report:?}");
+    assert!(!report.attached, "this run started it");
+    assert_eq!(report.last_lines, vec!["once"]);
+    let calls = ctx.calls().await;
+    assert_eq!(
+        count(&calls, "RunTask"),
+        1,
+        "never a second RunTask: {calls:?}"
+    );
+    let tasks = migration_tasks(&ctx).await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0]["taskArn"].as_str(), report.task_arn.as_deref());
+}
