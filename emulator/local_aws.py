@@ -19,7 +19,9 @@ Prints exactly one line `LOCAL_AWS_READY http://HOST:PORT` on stdout once it ans
 from __future__ import annotations
 
 import argparse
+import calendar
 import copy
+import functools
 import gc
 import io
 import json
@@ -36,7 +38,7 @@ import types
 import urllib.parse
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from random import randint
 from typing import Any
 
@@ -52,6 +54,7 @@ from moto.ecs.models import Container, EC2ContainerServiceBackend, Task  # noqa:
 from moto.rds import models as rds_models  # noqa: E402
 from moto.rds.responses import RDSResponse  # noqa: E402
 from moto.logs.models import logs_backends  # noqa: E402
+from moto.cloudwatch import models as cw_models  # noqa: E402
 from moto.cloudwatch.models import cloudwatch_backends  # noqa: E402
 from moto.moto_api import state_manager  # noqa: E402
 from moto.moto_api._internal.managed_state_model import ManagedState  # noqa: E402
@@ -1019,6 +1022,19 @@ def service_model(name: str):
 CBOR_PATH = re.compile(r"^/service/([^/]+)/operation/([^/]+)$")
 
 
+_orig_daterange = cw_models.daterange
+
+
+def _aligned_daterange(start, stop, step, inclusive=False):
+    """GetMetricStatistics buckets start on period boundaries (AWS), not at the first datapoint (moto)."""
+    p = int(step.total_seconds()) or 1
+    floor = start - timedelta(seconds=calendar.timegm(start.timetuple()) % p, microseconds=start.microsecond)
+    return _orig_daterange(floor, stop, step, inclusive)
+
+
+cw_models.daterange = _aligned_daterange  # used only by get_metric_statistics
+
+
 def seed_metric(body: dict) -> dict:
     region = body.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     backend = cloudwatch_backends[body.get("account", DEFAULT_ACCOUNT)][region]
@@ -1137,8 +1153,15 @@ def record(req: Req, status: int | None, fault: str | None) -> None:
 # Control API (/_test/*)
 # =============================================================================
 
+# lru_caches on moto model methods (e.g. Subnet._base_avail_ip_iterator) keep every reset
+# backend alive (~4 MB per reset); found once after warm-up, cleared on every reset.
+METHOD_CACHES: list = []
+
+
 def reset_all() -> None:
     moto_api_backend.reset()
+    for cache in METHOD_CACHES:
+        cache.cache_clear()
     state_manager._transitions.clear()
     _last_ts.clear()
     S.__init__()
@@ -1401,6 +1424,8 @@ def warm_up(app: Emulator) -> None:
                     headers={"Authorization": auth.format(r=region, s=svc),
                              "Content-Type": "application/x-www-form-urlencoded"})
     service_model("cloudwatch")
+    METHOD_CACHES.extend(o for o in gc.get_objects() if isinstance(o, functools._lru_cache_wrapper)
+                         and (getattr(o, "__module__", None) or "").startswith("moto") and "." in o.__qualname__)
     with LOCK:
         reset_all()
     # Keep the (large, immortal) imported module state out of the cyclic GC's scans: a full
