@@ -9,7 +9,6 @@ Needs boto3 (emulator/requirements-dev.txt).
 """
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import datetime as dtm
 import json
@@ -19,7 +18,6 @@ import sys
 import time
 import traceback
 import urllib.request
-import xml.etree.ElementTree as ET
 
 import boto3
 import botocore.auth
@@ -477,12 +475,22 @@ def cloudwatch_json_query_and_cbor():
     status, _, body = signed("monitoring", form, {"Content-Type": "application/x-www-form-urlencoded"})
     eq(status, 200, "query status")
     assert b"<Average>30.0</Average>" in body, body
+    put = (f"Action=PutMetricData&Version=2010-08-01&Namespace=Q&MetricData.member.1.MetricName=m"
+           f"&MetricData.member.1.Value=4&MetricData.member.1.Timestamp={now:%Y-%m-%dT%H:%M:%SZ}").encode()
+    eq(signed("monitoring", put, {"Content-Type": "application/x-www-form-urlencoded"})[0], 200, "query put")
+    gmd = (f"Action=GetMetricData&Version=2010-08-01&StartTime={start:%Y-%m-%dT%H:%M:%SZ}"
+           f"&EndTime={end:%Y-%m-%dT%H:%M:%SZ}&MetricDataQueries.member.1.Id=q"
+           f"&MetricDataQueries.member.1.MetricStat.Metric.Namespace=Q"
+           f"&MetricDataQueries.member.1.MetricStat.Metric.MetricName=m"
+           f"&MetricDataQueries.member.1.MetricStat.Period=60&MetricDataQueries.member.1.MetricStat.Stat=Sum").encode()
+    status, _, body = signed("monitoring", gmd, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and b"<member>4.0</member>" in body, body
 
 
 # ----------------------------------------------------------------------------- faults
 @check
 def faults_throttle_5xx_latency_reset_after():
-    ecs, rds, cw = client("ecs"), client("rds"), client("cloudwatch")
+    ecs, rds = client("ecs"), client("rds")
     ecs.create_cluster(clusterName="prod")
     ctl("POST", "/_test/faults", {"operation": "DescribeClusters", "service": "ecs", "kind": "throttle", "count": 2})
     for _ in range(2):
@@ -584,6 +592,17 @@ def call_log_and_other_services():
     later = ctl("GET", f"/_test/calls?since={calls[-2]['seq']}")
     eq([c["seq"] for c in later], [calls[-1]["seq"]], "since")
     assert not any(c["operation"] is None for c in calls)
+
+
+@check
+def exits_on_stdin_eof():
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "local_aws.py"), "--exit-on-stdin-eof"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("LOCAL_AWS_READY http://127.0.0.1:"), line
+    eq(proc.stdout.readline(), "", "exactly one line on stdout")  # blocks until exit: stdout closed
+    proc.stdin.close()
+    eq(proc.wait(10), 0, "clean exit when the harness goes away")
 
 
 @check
