@@ -792,8 +792,19 @@ cluster = "aurora-prod"
     fn the_example_config_is_valid() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy.toml");
         let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(c.environments.keys().collect::<Vec<_>>(), vec!["prod", "stage"]);
-        assert!(matches!(c.environment("prod").unwrap().maintenance.as_ref().unwrap().response, MaintenanceResponse::Redirect(_)));
+        assert_eq!(
+            c.environments.keys().collect::<Vec<_>>(),
+            vec!["prod", "stage"]
+        );
+        assert!(matches!(
+            c.environment("prod")
+                .unwrap()
+                .maintenance
+                .as_ref()
+                .unwrap()
+                .response,
+            MaintenanceResponse::Redirect(_)
+        ));
     }
 
     #[test]
