@@ -307,10 +307,7 @@ impl Config {
             deep_merge(&mut merged, table.clone());
             // Shared settings in [defaults.maintenance] / [defaults.database] apply only to environments that name
             // their own listener / database; they do not switch those features on everywhere.
-            for (section, keys) in [
-                ("maintenance", &["listener-arn"][..]),
-                ("database", &["instance", "cluster"][..]),
-            ] {
+            for (section, keys) in [("maintenance", &["listener-arn"][..]), ("database", &["instance", "cluster"][..])] {
                 let identified = merged
                     .get(section)
                     .and_then(toml::Value::as_table)
@@ -320,14 +317,10 @@ impl Config {
                 }
             }
             let env: EnvRaw = from_value(merged, &format!("config file {file}"), &prefix)?;
-            let env = resolve(name, env)
-                .map_err(|e| UsageError::new(format!("config file {file}: {e}")))?;
+            let env = resolve(name, env).map_err(|e| UsageError::new(format!("config file {file}: {e}")))?;
             environments.insert(name.clone(), env);
         }
-        Ok(Config {
-            path: path.to_path_buf(),
-            environments,
-        })
+        Ok(Config { path: path.to_path_buf(), environments })
     }
 
     /// The environment named by the `environment` input, or a usage error listing the known ones.
@@ -353,13 +346,8 @@ impl Environment {
 pub fn validate_env_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 40
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -369,24 +357,15 @@ pub fn validate_env_name(name: &str) -> Result<(), String> {
     }
 }
 
-fn from_toml<T: serde::de::DeserializeOwned>(
-    text: &str,
-    what: &str,
-    prefix: &str,
-) -> Result<T, UsageError> {
-    let de = toml::Deserializer::parse(text)
-        .map_err(|e| toml_error(what, prefix, "", &e, Some(text)))?;
+fn from_toml<T: serde::de::DeserializeOwned>(text: &str, what: &str, prefix: &str) -> Result<T, UsageError> {
+    let de = toml::Deserializer::parse(text).map_err(|e| toml_error(what, prefix, "", &e, Some(text)))?;
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         toml_error(what, prefix, &path, e.inner(), Some(text))
     })
 }
 
-fn from_value<T: serde::de::DeserializeOwned>(
-    table: toml::Table,
-    what: &str,
-    prefix: &str,
-) -> Result<T, UsageError> {
+fn from_value<T: serde::de::DeserializeOwned>(table: toml::Table, what: &str, prefix: &str) -> Result<T, UsageError> {
     serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let path = e.path().to_string();
         toml_error(what, prefix, &path, e.inner(), None)
@@ -394,30 +373,17 @@ fn from_value<T: serde::de::DeserializeOwned>(
 }
 
 /// One line: `config file X: <key>: <problem> (line N); <fix>`.
-fn toml_error(
-    what: &str,
-    prefix: &str,
-    path: &str,
-    e: &toml::de::Error,
-    text: Option<&str>,
-) -> UsageError {
+fn toml_error(what: &str, prefix: &str, path: &str, e: &toml::de::Error, text: Option<&str>) -> UsageError {
     let message = e.message().trim().replace('\n', " ");
     let line = match (text, e.span()) {
-        (Some(text), Some(span)) => format!(
-            " (line {})",
-            text[..span.start.min(text.len())].lines().count().max(1)
-        ),
+        (Some(text), Some(span)) => format!(" (line {})", text[..span.start.min(text.len())].lines().count().max(1)),
         _ => String::new(),
     };
     let key = match path {
         "" | "." => prefix.trim_end_matches('.').to_string(),
         p => format!("{prefix}{p}"),
     };
-    let key = if key.is_empty() {
-        String::new()
-    } else {
-        format!("{key}: ")
-    };
+    let key = if key.is_empty() { String::new() } else { format!("{key}: ") };
     let fix = if message.starts_with("unknown field") {
         "; remove the key or correct its spelling"
     } else if message.starts_with("invalid type") {
@@ -449,30 +415,16 @@ fn required<T>(value: Option<T>, key: &str, fix: &str) -> Result<T, String> {
 
 fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
     let p = format!("environments.{name}");
-    let region = required(
-        raw.region,
-        &format!("{p}.region"),
-        "add `region = \"eu-central-1\"` to the environment or to [defaults]",
-    )?;
-    let cluster = required(
-        raw.cluster,
-        &format!("{p}.cluster"),
-        "add `cluster = \"<ECS cluster name>\"`",
-    )?;
+    let region = required(raw.region, &format!("{p}.region"), "add `region = \"eu-central-1\"` to the environment or to [defaults]")?;
+    let cluster = required(raw.cluster, &format!("{p}.cluster"), "add `cluster = \"<ECS cluster name>\"`")?;
     if raw.services.is_empty() {
         return Err(format!(
             "{p}.services: no core services; add at least one table such as [environments.{name}.services.core] with `containers = [\"core\"]`"
         ));
     }
     let repo_default = raw.image_repository.clone();
-    let tag_default = raw
-        .image_tag
-        .clone()
-        .unwrap_or_else(|| "{version}".to_string());
-    let template = |key: &str,
-                    repo: Option<String>,
-                    tag: Option<String>|
-     -> Result<ImageTagTemplate, String> {
+    let tag_default = raw.image_tag.clone().unwrap_or_else(|| "{version}".to_string());
+    let template = |key: &str, repo: Option<String>, tag: Option<String>| -> Result<ImageTagTemplate, String> {
         let repo = repo.or_else(|| repo_default.clone());
         let tag = tag.unwrap_or_else(|| tag_default.clone());
         ImageTagTemplate::new(repo, &tag).map_err(|why| format!("{key}.image-tag: {why}"))
@@ -480,21 +432,13 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
     let mut services = Vec::new();
     for (sname, s) in raw.services {
         let key = format!("{p}.services.{sname}");
-        let containers = required(
-            s.containers,
-            &format!("{key}.containers"),
-            "list the containers that take the new image, e.g. `containers = [\"core\"]`",
-        )?;
+        let containers = required(s.containers, &format!("{key}.containers"), "list the containers that take the new image, e.g. `containers = [\"core\"]`")?;
         if containers.is_empty() || containers.iter().any(|c| c.trim().is_empty()) {
-            return Err(format!(
-                "{key}.containers: must name at least one container, with no empty names"
-            ));
+            return Err(format!("{key}.containers: must name at least one container, with no empty names"));
         }
         if let Some(n) = s.desired_count {
             if !(0..=10_000).contains(&n) {
-                return Err(format!(
-                    "{key}.desired-count: {n} is out of range; use 0 to 10000"
-                ));
+                return Err(format!("{key}.desired-count: {n} is out of range; use 0 to 10000"));
             }
         }
         services.push(Service {
@@ -506,17 +450,11 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
     }
     let service_names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
     let task = |tname: &str, key: &str, m: MigrationRaw| -> Result<TaskConfig, String> {
-        let family = required(
-            m.family,
-            &format!("{key}.family"),
-            "name the task definition family, e.g. `family = \"migrate\"`",
-        )?;
+        let family = required(m.family, &format!("{key}.family"), "name the task definition family, e.g. `family = \"migrate\"`")?;
         let container = m.container.unwrap_or_else(|| family.clone());
         let network = match (m.network_from_service, m.network) {
             (Some(_), Some(_)) => {
-                return Err(format!(
-                    "{key}: both `network-from-service` and `network` are set; keep one"
-                ));
+                return Err(format!("{key}: both `network-from-service` and `network` are set; keep one"));
             }
             (Some(svc), None) => {
                 if !service_names.contains(&svc) {
@@ -529,9 +467,7 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
             }
             (None, Some(n)) => {
                 if n.subnets.is_empty() {
-                    return Err(format!(
-                        "{key}.network.subnets: list at least one subnet id"
-                    ));
+                    return Err(format!("{key}.network.subnets: list at least one subnet id"));
                 }
                 TaskNetwork::Explicit(n)
             }
@@ -544,9 +480,7 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         }
         let launch_type = m.launch_type.unwrap_or_else(|| "FARGATE".into());
         if !["FARGATE", "EC2", "EXTERNAL"].contains(&launch_type.as_str()) {
-            return Err(format!(
-                "{key}.launch-type: {launch_type:?} is not FARGATE, EC2 or EXTERNAL"
-            ));
+            return Err(format!("{key}.launch-type: {launch_type:?} is not FARGATE, EC2 or EXTERNAL"));
         }
         Ok(TaskConfig {
             name: tname.to_string(),
@@ -581,13 +515,8 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
                     return Err(format!("{key}: set `instance = \"<RDS instance id>\"` or `cluster = \"<Aurora cluster id>\"`"));
                 }
             };
-            let snapshot_name = d
-                .snapshot_name
-                .unwrap_or_else(|| DEFAULT_SNAPSHOT_NAME.to_string());
-            if !snapshot_name.contains("{version}")
-                && !snapshot_name.contains("{time}")
-                && !snapshot_name.contains("{run}")
-            {
+            let snapshot_name = d.snapshot_name.unwrap_or_else(|| DEFAULT_SNAPSHOT_NAME.to_string());
+            if !snapshot_name.contains("{version}") && !snapshot_name.contains("{time}") && !snapshot_name.contains("{run}") {
                 return Err(format!(
                     "{key}.snapshot-name: {snapshot_name:?} would give every snapshot the same name; include {{version}}, {{time}} or {{run}}"
                 ));
@@ -595,60 +524,34 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
             if d.snapshot_retention == Some(0) {
                 return Err(format!("{key}.snapshot-retention: 0 would delete every snapshot; use at least 1, or remove the key to keep all"));
             }
-            Some(Database {
-                kind,
-                identifier,
-                snapshot_name,
-                snapshot_retention: d.snapshot_retention,
-                settle: d.settle,
-            })
+            Some(Database { kind, identifier, snapshot_name, snapshot_retention: d.snapshot_retention, settle: d.settle })
         }
     };
     let maintenance = match raw.maintenance {
         None => None,
         Some(m) => {
             let key = format!("{p}.maintenance");
-            let listener_arn = required(
-                m.listener_arn,
-                &format!("{key}.listener-arn"),
-                "give the ARN of the ALB listener that serves the site",
-            )?;
+            let listener_arn = required(m.listener_arn, &format!("{key}.listener-arn"), "give the ARN of the ALB listener that serves the site")?;
             if !listener_arn.starts_with("arn:") || !listener_arn.contains(":listener/") {
                 return Err(format!("{key}.listener-arn: {listener_arn:?} is not an ALB listener ARN (arn:aws:elasticloadbalancing:...:listener/app/...)"));
             }
             let response = match (m.fixed_response, m.redirect) {
-                (Some(_), Some(_)) => {
-                    return Err(format!(
-                        "{key}: both `fixed-response` and `redirect` are set; keep one"
-                    ))
-                }
+                (Some(_), Some(_)) => return Err(format!("{key}: both `fixed-response` and `redirect` are set; keep one")),
                 (Some(f), None) => {
                     if f.body.len() > 1024 {
-                        return Err(format!(
-                            "{key}.fixed-response.body: {} bytes; ALB allows at most 1024",
-                            f.body.len()
-                        ));
+                        return Err(format!("{key}.fixed-response.body: {} bytes; ALB allows at most 1024", f.body.len()));
                     }
                     if !(200..=599).contains(&f.status_code) {
-                        return Err(format!(
-                            "{key}.fixed-response.status-code: {} is not an HTTP status (200-599)",
-                            f.status_code
-                        ));
+                        return Err(format!("{key}.fixed-response.status-code: {} is not an HTTP status (200-599)", f.status_code));
                     }
                     MaintenanceResponse::Fixed(f)
                 }
                 (None, Some(r)) => {
                     if !(r.url.starts_with("https://") || r.url.starts_with("http://")) {
-                        return Err(format!(
-                            "{key}.redirect.url: {:?} must start with https://",
-                            r.url
-                        ));
+                        return Err(format!("{key}.redirect.url: {:?} must start with https://", r.url));
                     }
                     if r.status_code != 301 && r.status_code != 302 {
-                        return Err(format!(
-                            "{key}.redirect.status-code: {} must be 301 or 302",
-                            r.status_code
-                        ));
+                        return Err(format!("{key}.redirect.status-code: {} must be 301 or 302", r.status_code));
                     }
                     MaintenanceResponse::Redirect(r)
                 }
@@ -658,18 +561,12 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
                     body: "<h1>Down for maintenance</h1><p>We will be back shortly.</p>".into(),
                 }),
             };
-            Some(Maintenance {
-                listener_arn,
-                response,
-                drain: m.drain,
-            })
+            Some(Maintenance { listener_arn, response, drain: m.drain })
         }
     };
     if let Some(req) = &raw.requires {
         if req == name {
-            return Err(format!(
-                "{p}.requires: an environment cannot require itself"
-            ));
+            return Err(format!("{p}.requires: an environment cannot require itself"));
         }
     }
     if raw.timeout_minutes == Some(0) {
@@ -753,10 +650,7 @@ cluster = "aurora-prod"
         let prod = c.environment("prod").unwrap();
         assert_eq!(prod.region, "eu-west-1");
         assert_eq!(prod.database.as_ref().unwrap().kind, DatabaseKind::Cluster);
-        assert!(
-            prod.maintenance.is_none(),
-            "defaults.maintenance alone has no listener and must not leak in"
-        );
+        assert!(prod.maintenance.is_none(), "defaults.maintenance alone has no listener and must not leak in");
     }
 
     #[test]
@@ -780,10 +674,7 @@ cluster = "aurora-prod"
         ];
         for (text, key) in cases {
             let err = parse(text).expect_err(text);
-            assert!(
-                err.contains(key),
-                "error for {text:?} should name {key:?}: {err}"
-            );
+            assert!(err.contains(key), "error for {text:?} should name {key:?}: {err}");
             assert!(!err.contains('\n'), "error must be one line: {err:?}");
         }
     }
@@ -792,9 +683,6 @@ cluster = "aurora-prod"
     fn unknown_environment_lists_the_known_ones() {
         let c = parse(GOOD).unwrap();
         let e = c.environment("qa").unwrap_err().to_string();
-        assert!(
-            e.contains("input `environment`") && e.contains("prod, stage"),
-            "{e}"
-        );
+        assert!(e.contains("input `environment`") && e.contains("prod, stage"), "{e}");
     }
 }

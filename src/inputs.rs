@@ -62,13 +62,10 @@ macro_rules! merge_fields {
 impl RawInputs {
     /// `INPUT_*` variables from the process environment (empty values dropped).
     pub fn from_env() -> Result<RawInputs, UsageError> {
-        let vars =
-            std::env::vars().filter(|(k, v)| k.starts_with("INPUT_") && !v.trim().is_empty());
-        envy::prefixed("INPUT_").from_iter(vars).map_err(|e| {
-            UsageError::new(format!(
-                "Action inputs: {e}; check the `with:` block of the step"
-            ))
-        })
+        let vars = std::env::vars().filter(|(k, v)| k.starts_with("INPUT_") && !v.trim().is_empty());
+        envy::prefixed("INPUT_")
+            .from_iter(vars)
+            .map_err(|e| UsageError::new(format!("Action inputs: {e}; check the `with:` block of the step")))
     }
 
     /// `self` wins over `lower`, field by field.
@@ -107,16 +104,11 @@ impl RawInputs {
 
     /// Secret values: masked before anything could print them.
     pub fn secrets(&self) -> Vec<&str> {
-        [
-            &self.github_token,
-            &self.maintenance_header_name,
-            &self.maintenance_header_value,
-            &self.webhook_url,
-        ]
-        .into_iter()
-        .filter_map(|s| s.as_deref())
-        .filter(|s| !s.is_empty())
-        .collect()
+        [&self.github_token, &self.maintenance_header_name, &self.maintenance_header_value, &self.webhook_url]
+            .into_iter()
+            .filter_map(|s| s.as_deref())
+            .filter(|s| !s.is_empty())
+            .collect()
     }
 }
 
@@ -127,18 +119,12 @@ pub fn parse_bool(name: &str, value: Option<&str>, default: bool) -> Result<bool
         Some(v) => match v.as_str() {
             "true" | "yes" | "1" | "on" => Ok(true),
             "false" | "no" | "0" | "off" => Ok(false),
-            _ => Err(UsageError::new(format!(
-                "input `{name}`: {v:?} is not a boolean; use true or false"
-            ))),
+            _ => Err(UsageError::new(format!("input `{name}`: {v:?} is not a boolean; use true or false"))),
         },
     }
 }
 
-pub fn parse_u64(
-    name: &str,
-    value: Option<&str>,
-    range: std::ops::RangeInclusive<u64>,
-) -> Result<Option<u64>, UsageError> {
+pub fn parse_u64(name: &str, value: Option<&str>, range: std::ops::RangeInclusive<u64>) -> Result<Option<u64>, UsageError> {
     let Some(v) = value else { return Ok(None) };
     match v.trim().parse::<u64>() {
         Ok(n) if range.contains(&n) => Ok(Some(n)),
@@ -157,11 +143,9 @@ pub fn parse_duration(name: &str, value: Option<&str>) -> Result<Option<Duration
     if let Ok(minutes) = v.parse::<u64>() {
         return Ok(Some(Duration::from_secs(minutes * 60)));
     }
-    humantime::parse_duration(v).map(Some).map_err(|_| {
-        UsageError::new(format!(
-            "input `{name}`: {v:?} is not a duration; use e.g. 2h, 90m or a number of minutes"
-        ))
-    })
+    humantime::parse_duration(v)
+        .map(Some)
+        .map_err(|_| UsageError::new(format!("input `{name}`: {v:?} is not a duration; use e.g. 2h, 90m or a number of minutes")))
 }
 
 /// Which phase to run.
@@ -181,15 +165,9 @@ pub enum Phase {
 impl Phase {
     pub fn parse(s: &str) -> Result<Phase, UsageError> {
         <Phase as ValueEnum>::from_str(s.trim(), true).map_err(|_| {
-            let names: Vec<String> = Phase::value_variants()
-                .iter()
-                .filter_map(|p| p.to_possible_value())
-                .map(|v| v.get_name().to_string())
-                .collect();
-            UsageError::new(format!(
-                "input `phase`: unknown phase {s:?}; use one of: {}",
-                names.join(", ")
-            ))
+            let names: Vec<String> =
+                Phase::value_variants().iter().filter_map(|p| p.to_possible_value()).map(|v| v.get_name().to_string()).collect();
+            UsageError::new(format!("input `phase`: unknown phase {s:?}; use one of: {}", names.join(", ")))
         })
     }
 
@@ -427,10 +405,7 @@ impl Command {
                 a.maintenance.fill(&mut r);
                 r
             }
-            Command::Snapshot(a) => RawInputs {
-                version: s(&a.version),
-                ..a.common.raw("snapshot")
-            },
+            Command::Snapshot(a) => RawInputs { version: s(&a.version), ..a.common.raw("snapshot") },
             Command::Migrate(a) => {
                 let mut r = a.common.raw("migrate");
                 r.version = s(&a.version);
@@ -525,11 +500,7 @@ impl GithubEnv {
     /// Identifies this workflow run across re-runs of the same job: used to tag what the run creates, so a rerun
     /// finds and reuses it.
     pub fn run_key(&self) -> Option<String> {
-        Some(format!(
-            "{}/{}",
-            self.repository.as_deref()?,
-            self.run_id.as_deref()?
-        ))
+        Some(format!("{}/{}", self.repository.as_deref()?, self.run_id.as_deref()?))
     }
 }
 
@@ -553,11 +524,7 @@ pub struct Common {
 
 impl Invocation {
     /// CLI flags over `INPUT_*` variables. `cli` is `None` when no subcommand was given (the Action front end).
-    pub fn resolve(
-        cli: Option<&Command>,
-        env_inputs: RawInputs,
-        github: GithubEnv,
-    ) -> Result<Invocation, UsageError> {
+    pub fn resolve(cli: Option<&Command>, env_inputs: RawInputs, github: GithubEnv) -> Result<Invocation, UsageError> {
         let raw = match cli {
             Some(cmd) => cmd.raw().or(env_inputs),
             None => env_inputs,
@@ -590,9 +557,7 @@ impl Invocation {
             None | Some("text") => OutputFormat::Text,
             Some("json") => OutputFormat::Json,
             Some(other) => {
-                return Err(UsageError::new(format!(
-                    "input `output`: {other:?} is not text or json"
-                )));
+                return Err(UsageError::new(format!("input `output`: {other:?} is not text or json")));
             }
         };
         let name = self.raw.environment.as_deref().map(str::trim).ok_or_else(|| {
@@ -602,20 +567,10 @@ impl Invocation {
         let config = Config::load(&config_path)?;
         let environment = config.environment(name)?.clone();
         let dry_run = parse_bool("dry-run", self.raw.dry_run.as_deref(), false)?;
-        let minutes = parse_u64(
-            "timeout-minutes",
-            self.raw.timeout_minutes.as_deref(),
-            1..=1440,
-        )?
-        .or(environment.timeout_minutes)
-        .unwrap_or(DEFAULT_TIMEOUT_MINUTES);
-        Ok(Common {
-            environment,
-            config_path,
-            dry_run,
-            timeout: Duration::from_secs(minutes * 60),
-            output,
-        })
+        let minutes = parse_u64("timeout-minutes", self.raw.timeout_minutes.as_deref(), 1..=1440)?
+            .or(environment.timeout_minutes)
+            .unwrap_or(DEFAULT_TIMEOUT_MINUTES);
+        Ok(Common { environment, config_path, dry_run, timeout: Duration::from_secs(minutes * 60), output })
     }
 
     /// The `version` input, required.
@@ -635,21 +590,13 @@ mod tests {
     use super::*;
 
     fn env_inputs(pairs: &[(&str, &str)]) -> RawInputs {
-        let vars = pairs
-            .iter()
-            .map(|(k, v)| (format!("INPUT_{k}"), v.to_string()))
-            .filter(|(_, v)| !v.is_empty());
+        let vars = pairs.iter().map(|(k, v)| (format!("INPUT_{k}"), v.to_string())).filter(|(_, v)| !v.is_empty());
         envy::prefixed("INPUT_").from_iter(vars).unwrap()
     }
 
     #[test]
     fn action_inputs_keep_hyphens_and_empty_means_unset() {
-        let raw = env_inputs(&[
-            ("PHASE", "deploy"),
-            ("TIMEOUT-MINUTES", "15"),
-            ("DRY-RUN", ""),
-            ("ENVIRONMENT", "stage"),
-        ]);
+        let raw = env_inputs(&[("PHASE", "deploy"), ("TIMEOUT-MINUTES", "15"), ("DRY-RUN", ""), ("ENVIRONMENT", "stage")]);
         assert_eq!(raw.timeout_minutes.as_deref(), Some("15"));
         assert_eq!(raw.dry_run, None);
         let inv = Invocation::resolve(None, raw, GithubEnv::default()).unwrap();
@@ -658,60 +605,26 @@ mod tests {
 
     #[test]
     fn cli_flags_win_over_action_inputs() {
-        let cli = Cli::try_parse_from([
-            "deploy-action",
-            "deploy",
-            "--env",
-            "prod",
-            "--version",
-            "v2.0.0",
-        ])
-        .unwrap();
-        let env = env_inputs(&[
-            ("PHASE", "status"),
-            ("ENVIRONMENT", "stage"),
-            ("VERSION", "v1.0.0"),
-            ("TIMEOUT-MINUTES", "7"),
-        ]);
+        let cli = Cli::try_parse_from(["deploy-action", "deploy", "--env", "prod", "--version", "v2.0.0"]).unwrap();
+        let env = env_inputs(&[("PHASE", "status"), ("ENVIRONMENT", "stage"), ("VERSION", "v1.0.0"), ("TIMEOUT-MINUTES", "7")]);
         let inv = Invocation::resolve(cli.command.as_ref(), env, GithubEnv::default()).unwrap();
         assert_eq!(inv.phase, Phase::Deploy);
         assert_eq!(inv.raw.environment.as_deref(), Some("prod"));
         assert_eq!(inv.raw.version.as_deref(), Some("v2.0.0"));
-        assert_eq!(
-            inv.raw.timeout_minutes.as_deref(),
-            Some("7"),
-            "unset flags fall back to Action inputs"
-        );
+        assert_eq!(inv.raw.timeout_minutes.as_deref(), Some("7"), "unset flags fall back to Action inputs");
     }
 
     #[test]
     fn bad_inputs_name_the_input() {
-        let e = Invocation::resolve(None, RawInputs::default(), GithubEnv::default())
-            .unwrap_err()
-            .to_string();
+        let e = Invocation::resolve(None, RawInputs::default(), GithubEnv::default()).unwrap_err().to_string();
         assert!(e.starts_with("input `phase`"), "{e}");
-        let e = Invocation::resolve(
-            None,
-            env_inputs(&[("PHASE", "deplyo")]),
-            GithubEnv::default(),
-        )
-        .unwrap_err()
-        .to_string();
+        let e = Invocation::resolve(None, env_inputs(&[("PHASE", "deplyo")]), GithubEnv::default()).unwrap_err().to_string();
         assert!(e.contains("unknown phase") && e.contains("deploy"), "{e}");
-        assert!(parse_bool("dry-run", Some("maybe"), false)
-            .unwrap_err()
-            .to_string()
-            .contains("`dry-run`"));
+        assert!(parse_bool("dry-run", Some("maybe"), false).unwrap_err().to_string().contains("`dry-run`"));
         assert!(parse_u64("timeout-minutes", Some("0"), 1..=1440).is_err());
         assert!(parse_u64("timeout-minutes", Some("ten"), 1..=1440).is_err());
-        assert_eq!(
-            parse_duration("max-snapshot-age", Some("2h")).unwrap(),
-            Some(Duration::from_secs(7200))
-        );
-        assert_eq!(
-            parse_duration("max-snapshot-age", Some("90")).unwrap(),
-            Some(Duration::from_secs(5400))
-        );
+        assert_eq!(parse_duration("max-snapshot-age", Some("2h")).unwrap(), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("max-snapshot-age", Some("90")).unwrap(), Some(Duration::from_secs(5400)));
         assert!(parse_duration("max-snapshot-age", Some("soon")).is_err());
     }
 
@@ -719,16 +632,7 @@ mod tests {
     fn every_phase_has_help() {
         use clap::CommandFactory;
         Cli::command().debug_assert();
-        for p in [
-            "status",
-            "state",
-            "snapshot",
-            "migrate",
-            "deploy",
-            "rollback",
-            "run",
-            "check-config",
-        ] {
+        for p in ["status", "state", "snapshot", "migrate", "deploy", "rollback", "run", "check-config"] {
             let e = Cli::try_parse_from(["deploy-action", p, "--help"]).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{p}");
         }
@@ -736,10 +640,7 @@ mod tests {
 
     #[test]
     fn secrets_are_listed_for_masking() {
-        let raw = env_inputs(&[
-            ("MAINTENANCE-HEADER-VALUE", "s3cret"),
-            ("GITHUB-TOKEN", "ghs_x"),
-        ]);
+        let raw = env_inputs(&[("MAINTENANCE-HEADER-VALUE", "s3cret"), ("GITHUB-TOKEN", "ghs_x")]);
         let mut s = raw.secrets();
         s.sort();
         assert_eq!(s, vec!["ghs_x", "s3cret"]);

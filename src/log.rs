@@ -19,25 +19,14 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     N: for<'a> FormatFields<'a> + 'static,
 {
-    fn format_event(
-        &self,
-        ctx: &FmtContext<'_, S, N>,
-        mut w: Writer<'_>,
-        event: &Event<'_>,
-    ) -> fmt::Result {
+    fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut w: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let mut msg = String::new();
         ctx.format_fields(Writer::new(&mut msg), event)?;
         let level = *event.metadata().level();
         match (self.on_actions, level) {
-            (true, Level::ERROR) => {
-                write!(w, "::error::{}", crate::github::runner::escape_data(&msg))?
-            }
-            (true, Level::WARN) => {
-                write!(w, "::warning::{}", crate::github::runner::escape_data(&msg))?
-            }
-            (true, Level::DEBUG | Level::TRACE) => {
-                write!(w, "::debug::{}", crate::github::runner::escape_data(&msg))?
-            }
+            (true, Level::ERROR) => write!(w, "::error::{}", crate::github::runner::escape_data(&msg))?,
+            (true, Level::WARN) => write!(w, "::warning::{}", crate::github::runner::escape_data(&msg))?,
+            (true, Level::DEBUG | Level::TRACE) => write!(w, "::debug::{}", crate::github::runner::escape_data(&msg))?,
             (false, Level::ERROR) => write!(w, "error: {msg}")?,
             (false, Level::WARN) => write!(w, "warning: {msg}")?,
             (false, Level::DEBUG | Level::TRACE) => write!(w, "debug: {msg}")?,
@@ -49,11 +38,7 @@ where
 
 pub fn init(on_actions: bool) {
     let debug = std::env::var("RUNNER_DEBUG").is_ok_and(|v| v == "1");
-    let default = if debug {
-        "deploy_action=debug,warn"
-    } else {
-        "deploy_action=info,warn"
-    };
+    let default = if debug { "deploy_action=debug,warn" } else { "deploy_action=info,warn" };
     let filter = std::env::var("DEPLOY_ACTION_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .ok()

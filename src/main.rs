@@ -21,21 +21,14 @@ async fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            let first = e
-                .to_string()
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("error: ")
-                .to_string();
+            let first = e.to_string().lines().next().unwrap_or_default().trim_start_matches("error: ").to_string();
             eprintln!("error: {first} (see deploy-action --help)");
             return ExitCode::from(exit::USAGE);
         }
     };
     let github = GithubEnv::from_env();
     log::init(github.on_runner());
-    let inv = RawInputs::from_env()
-        .and_then(|env| Invocation::resolve(cli.command.as_ref(), env, github.clone()));
+    let inv = RawInputs::from_env().and_then(|env| Invocation::resolve(cli.command.as_ref(), env, github.clone()));
     let inv = match inv {
         Ok(inv) => inv,
         Err(e) => {
@@ -91,11 +84,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
     }
 }
 
-fn emit<O: deploy_action::github::runner::Outcome>(
-    runner: &Runner,
-    phase: Phase,
-    out: &O,
-) -> anyhow::Result<u8> {
+fn emit<O: deploy_action::github::runner::Outcome>(runner: &Runner, phase: Phase, out: &O) -> anyhow::Result<u8> {
     runner.emit(phase.name(), out)?;
     Ok(if out.ok() { exit::OK } else { exit::FAILED })
 }
@@ -106,12 +95,7 @@ fn report_error(runner: &Runner, phase: Phase, e: &anyhow::Error) -> u8 {
     runner.error(&msg);
     let code = if e.chain().any(|c| c.is::<UsageError>()) {
         exit::USAGE
-    } else if e.chain().any(|c| {
-        matches!(
-            c.downcast_ref::<WaitError>(),
-            Some(WaitError::Cancelled { .. })
-        )
-    }) {
+    } else if e.chain().any(|c| matches!(c.downcast_ref::<WaitError>(), Some(WaitError::Cancelled { .. }))) {
         exit::CANCELLED
     } else {
         exit::FAILED
@@ -126,17 +110,10 @@ fn report_error(runner: &Runner, phase: Phase, e: &anyhow::Error) -> u8 {
 fn watch_signals(cancel: CancellationToken) {
     tokio::spawn(async move {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
         loop {
             let name = tokio::select! { _ = int.recv() => "SIGINT", _ = term.recv() => "SIGTERM" };
-            tracing::warn!(
-                "{name} received: cancelling; stopping what this run started before exiting"
-            );
+            tracing::warn!("{name} received: cancelling; stopping what this run started before exiting");
             cancel.cancel();
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

@@ -17,13 +17,8 @@ impl Version {
             Some("is empty".to_string())
         } else if v.len() > 128 {
             Some(format!("is {} characters long (at most 128)", v.len()))
-        } else if let Some(c) = v
-            .chars()
-            .find(|c| !(c.is_ascii_alphanumeric() || "._/+-".contains(*c)))
-        {
-            Some(format!(
-                "contains {c:?}; use letters, digits, '.', '_', '-', '+' and '/' only"
-            ))
+        } else if let Some(c) = v.chars().find(|c| !(c.is_ascii_alphanumeric() || "._/+-".contains(*c))) {
+            Some(format!("contains {c:?}; use letters, digits, '.', '_', '-', '+' and '/' only"))
         } else if v.starts_with(['/', '.', '-', '+']) || v.ends_with('/') {
             Some("must start and end with a letter, digit or '_'".to_string())
         } else if v.contains("//") || v.contains("..") {
@@ -63,10 +58,7 @@ impl std::fmt::Display for Version {
 /// `v1.2.3`, `api/v1.2.3`, `core-v1.2.3` style strings to a semver, if they hold one.
 pub fn semver_of(s: &str) -> Option<semver::Version> {
     let last = s.rsplit('/').next().unwrap_or(s);
-    let last = last
-        .strip_prefix('v')
-        .or_else(|| last.strip_prefix('V'))
-        .unwrap_or(last);
+    let last = last.strip_prefix('v').or_else(|| last.strip_prefix('V')).unwrap_or(last);
     semver::Version::parse(last).ok()
 }
 
@@ -97,32 +89,21 @@ pub struct ImageTagTemplate {
 impl ImageTagTemplate {
     pub fn new(repository: Option<String>, tag: &str) -> Result<Self, String> {
         if tag.matches("{version}").count() != 1 {
-            return Err(format!(
-                "{tag:?} must contain {{version}} exactly once, e.g. \"core-{{version}}\""
-            ));
+            return Err(format!("{tag:?} must contain {{version}} exactly once, e.g. \"core-{{version}}\""));
         }
         let rest = tag.replace("{version}", "x");
         if rest.contains(['{', '}']) {
-            return Err(format!(
-                "{tag:?} has an unknown placeholder; only {{version}} is replaced"
-            ));
+            return Err(format!("{tag:?} has an unknown placeholder; only {{version}} is replaced"));
         }
         if !is_valid_image_tag(&rest) {
-            return Err(format!(
-                "{tag:?} cannot form a valid image tag; use letters, digits, '_', '.', '-'"
-            ));
+            return Err(format!("{tag:?} cannot form a valid image tag; use letters, digits, '_', '.', '-'"));
         }
         if let Some(r) = &repository {
             if r.is_empty() || r.contains(char::is_whitespace) || split_image(r).1.is_some() {
-                return Err(format!(
-                    "image-repository {r:?} must be a repository without a tag"
-                ));
+                return Err(format!("image-repository {r:?} must be a repository without a tag"));
             }
         }
-        Ok(ImageTagTemplate {
-            repository,
-            tag: tag.to_string(),
-        })
+        Ok(ImageTagTemplate { repository, tag: tag.to_string() })
     }
 
     /// The image tag for a version, or a usage error naming the `version` input.
@@ -171,30 +152,10 @@ mod tests {
 
     #[test]
     fn versions_accepted_and_rejected() {
-        for ok in [
-            "v1.66.0",
-            "v3.56.2-rc1",
-            "drizzle-init",
-            "api/v2024.10.02.1",
-            "1.0.0+build.5",
-            "hotfix_2",
-        ] {
+        for ok in ["v1.66.0", "v3.56.2-rc1", "drizzle-init", "api/v2024.10.02.1", "1.0.0+build.5", "hotfix_2"] {
             Version::parse(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in [
-            "",
-            " ",
-            "v1 2",
-            "-v1",
-            "/api",
-            "api/",
-            "a//b",
-            "a..b",
-            "v1;rm",
-            "ü",
-            &"x".repeat(129),
-            "v1:2",
-        ] {
+        for bad in ["", " ", "v1 2", "-v1", "/api", "api/", "a//b", "a..b", "v1;rm", "ü", &"x".repeat(129), "v1:2"] {
             let e = Version::parse(bad).expect_err(bad).to_string();
             assert!(e.starts_with("input `version`"), "{e}");
         }
@@ -217,24 +178,13 @@ mod tests {
         let t = ImageTagTemplate::new(None, "core-{version}").unwrap();
         let v = Version::parse("api/v2024.10.02.1").unwrap();
         assert_eq!(t.tag_for(&v).unwrap(), "core-api-v2024.10.02.1");
-        assert_eq!(
-            t.image_for(&v, "reg:5000/app:core-v1").unwrap(),
-            "reg:5000/app:core-api-v2024.10.02.1"
-        );
-        assert_eq!(
-            t.version_of("reg:5000/app:core-v1.2.3"),
-            Some("v1.2.3".into())
-        );
+        assert_eq!(t.image_for(&v, "reg:5000/app:core-v1").unwrap(), "reg:5000/app:core-api-v2024.10.02.1");
+        assert_eq!(t.version_of("reg:5000/app:core-v1.2.3"), Some("v1.2.3".into()));
         assert_eq!(t.version_of("reg:5000/app:workers-v1.2.3"), None);
         assert_eq!(t.version_of("reg:5000/app"), None);
         let long = Version::parse(&"a".repeat(126)).unwrap();
         assert!(t.tag_for(&long).is_err());
-        for bad in [
-            "core",
-            "{version}-{version}",
-            "{env}-{version}",
-            "a b{version}",
-        ] {
+        for bad in ["core", "{version}-{version}", "{env}-{version}", "a b{version}"] {
             assert!(ImageTagTemplate::new(None, bad).is_err(), "{bad}");
         }
         assert!(ImageTagTemplate::new(Some("repo:tag".into()), "{version}").is_err());
@@ -244,9 +194,6 @@ mod tests {
     fn image_split() {
         assert_eq!(split_image("a/b:c"), ("a/b", Some("c")));
         assert_eq!(split_image("h:5000/b"), ("h:5000/b", None));
-        assert_eq!(
-            split_image("h:5000/b:t@sha256:abc"),
-            ("h:5000/b", Some("t"))
-        );
+        assert_eq!(split_image("h:5000/b:t@sha256:abc"), ("h:5000/b", Some("t")));
     }
 }

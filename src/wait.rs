@@ -18,17 +18,9 @@ pub enum Check<T> {
 #[derive(Debug, thiserror::Error)]
 pub enum WaitError {
     #[error("{what}: not done within {}; last seen: {last}", crate::wait::human(*waited))]
-    Timeout {
-        what: String,
-        waited: Duration,
-        last: String,
-    },
+    Timeout { what: String, waited: Duration, last: String },
     #[error("{what}: cancelled after {}; last seen: {last}", crate::wait::human(*waited))]
-    Cancelled {
-        what: String,
-        waited: Duration,
-        last: String,
-    },
+    Cancelled { what: String, waited: Duration, last: String },
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
@@ -42,15 +34,9 @@ pub struct Backoff {
 
 impl Backoff {
     /// For ECS roll-outs and tasks: start at 1 s, never more than 3 s between looks, so "done" is seen within ~3 s.
-    pub const FAST: Backoff = Backoff {
-        first: Duration::from_secs(1),
-        max: Duration::from_secs(3),
-    };
+    pub const FAST: Backoff = Backoff { first: Duration::from_secs(1), max: Duration::from_secs(3) };
     /// For slow things (snapshots, DB start/stop, metrics windows).
-    pub const SLOW: Backoff = Backoff {
-        first: Duration::from_secs(2),
-        max: Duration::from_secs(15),
-    };
+    pub const SLOW: Backoff = Backoff { first: Duration::from_secs(2), max: Duration::from_secs(15) };
 
     pub fn next(&self, current: Duration) -> Duration {
         (current + current / 2).min(self.max)
@@ -67,18 +53,8 @@ pub struct Poller {
 }
 
 impl Poller {
-    pub fn new(
-        what: impl Into<String>,
-        backoff: Backoff,
-        deadline: Instant,
-        cancel: CancellationToken,
-    ) -> Poller {
-        Poller {
-            what: what.into(),
-            backoff,
-            deadline,
-            cancel,
-        }
+    pub fn new(what: impl Into<String>, backoff: Backoff, deadline: Instant, cancel: CancellationToken) -> Poller {
+        Poller { what: what.into(), backoff, deadline, cancel }
     }
 
     /// Calls `check` until it is done, the deadline passes, or the run is cancelled. Transient AWS errors
@@ -95,11 +71,7 @@ impl Poller {
         let mut last_error: Option<String> = None;
         loop {
             if self.cancel.is_cancelled() {
-                return Err(WaitError::Cancelled {
-                    what: self.what.clone(),
-                    waited: start.elapsed(),
-                    last,
-                });
+                return Err(WaitError::Cancelled { what: self.what.clone(), waited: start.elapsed(), last });
             }
             match check().await {
                 Ok(Check::Done(v)) => return Ok(v),
@@ -121,11 +93,7 @@ impl Poller {
             }
             let now = Instant::now();
             if now >= self.deadline {
-                return Err(WaitError::Timeout {
-                    what: self.what.clone(),
-                    waited: start.elapsed(),
-                    last,
-                });
+                return Err(WaitError::Timeout { what: self.what.clone(), waited: start.elapsed(), last });
             }
             let wake = (now + interval).min(self.deadline);
             tokio::select! {
@@ -157,10 +125,7 @@ mod tests {
     fn poller(deadline_in: Duration) -> Poller {
         Poller::new(
             "thing",
-            Backoff {
-                first: Duration::from_millis(10),
-                max: Duration::from_millis(40),
-            },
+            Backoff { first: Duration::from_millis(10), max: Duration::from_millis(40) },
             Instant::now() + deadline_in,
             CancellationToken::new(),
         )
@@ -172,11 +137,7 @@ mod tests {
         let v = poller(Duration::from_secs(5))
             .run(|| async {
                 let i = n.fetch_add(1, Ordering::SeqCst);
-                Ok(if i == 3 {
-                    Check::Done(i)
-                } else {
-                    Check::Pending(format!("at {i}"))
-                })
+                Ok(if i == 3 { Check::Done(i) } else { Check::Pending(format!("at {i}")) })
             })
             .await
             .unwrap();
@@ -231,19 +192,13 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(50)).await;
             token.cancel();
         });
-        let e = p
-            .run(|| async { Ok::<_, anyhow::Error>(Check::<()>::Pending("x".into())) })
-            .await
-            .unwrap_err();
+        let e = p.run(|| async { Ok::<_, anyhow::Error>(Check::<()>::Pending("x".into())) }).await.unwrap_err();
         assert!(matches!(e, WaitError::Cancelled { .. }));
     }
 
     #[test]
     fn backoff_is_capped() {
-        let b = Backoff {
-            first: Duration::from_secs(1),
-            max: Duration::from_secs(3),
-        };
+        let b = Backoff { first: Duration::from_secs(1), max: Duration::from_secs(3) };
         let mut d = b.first;
         let mut seen = vec![];
         for _ in 0..5 {

@@ -46,19 +46,12 @@ impl std::fmt::Display for Rollout {
 
 /// The PRIMARY deployment (the one ECS is rolling towards).
 pub fn primary(service: &Service) -> Option<&Deployment> {
-    service
-        .deployments()
-        .iter()
-        .find(|d| d.status() == Some("PRIMARY"))
+    service.deployments().iter().find(|d| d.status() == Some("PRIMARY"))
 }
 
 /// DescribeServices for every name, batched 10 a call (the API's limit), batches in parallel. A service ECS reports
 /// MISSING or INACTIVE is an error naming it and the fix. Results come back in the order of `names`.
-pub async fn describe_services(
-    ecs: &Client,
-    cluster: &str,
-    names: &[String],
-) -> Result<Vec<Service>> {
+pub async fn describe_services(ecs: &Client, cluster: &str, names: &[String]) -> Result<Vec<Service>> {
     let batches = names.chunks(10).map(|chunk| async move {
         let out = ecs
             .describe_services()
@@ -97,10 +90,7 @@ pub fn td_revision(arn: &str) -> Option<i32> {
 }
 
 /// Images of a task definition's containers, by container name.
-pub async fn container_images(
-    ecs: &Client,
-    task_definition: &str,
-) -> Result<Vec<(String, String)>, AwsError> {
+pub async fn container_images(ecs: &Client, task_definition: &str) -> Result<Vec<(String, String)>, AwsError> {
     let out = ecs
         .describe_task_definition()
         .task_definition(task_definition)
@@ -112,23 +102,14 @@ pub async fn container_images(
         .map(|td| {
             td.container_definitions()
                 .iter()
-                .map(|c| {
-                    (
-                        c.name().unwrap_or_default().to_string(),
-                        c.image().unwrap_or_default().to_string(),
-                    )
-                })
+                .map(|c| (c.name().unwrap_or_default().to_string(), c.image().unwrap_or_default().to_string()))
                 .collect()
         })
         .unwrap_or_default())
 }
 
 /// ARNs of tasks of a family that are not stopped (running, pending or provisioning).
-pub async fn live_tasks_of_family(
-    ecs: &Client,
-    cluster: &str,
-    family: &str,
-) -> Result<Vec<String>, AwsError> {
+pub async fn live_tasks_of_family(ecs: &Client, cluster: &str, family: &str) -> Result<Vec<String>, AwsError> {
     let out = ecs
         .list_tasks()
         .cluster(cluster)
@@ -141,10 +122,7 @@ pub async fn live_tasks_of_family(
 }
 
 /// Resolves each service's images concurrently, sharing describes for services on the same revision.
-pub async fn images_by_task_definition(
-    ecs: &Client,
-    tds: &[String],
-) -> Result<Vec<(String, Vec<(String, String)>)>> {
+pub async fn images_by_task_definition(ecs: &Client, tds: &[String]) -> Result<Vec<(String, Vec<(String, String)>)>> {
     let mut unique: Vec<String> = tds.to_vec();
     unique.sort();
     unique.dedup();
@@ -153,19 +131,6 @@ pub async fn images_by_task_definition(
     }))
     .await?;
     Ok(described)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn task_definition_names() {
-        let arn = "arn:aws:ecs:eu-central-1:123456789012:task-definition/core:12";
-        assert_eq!(td_short(arn), "core:12");
-        assert_eq!(td_revision(arn), Some(12));
-        assert_eq!(td_revision("core"), None);
-    }
 }
 
 /// UpdateService with only a new desired count (no new deployment).
@@ -227,4 +192,17 @@ pub async fn untag(ecs: &Client, arn: &str, key: &str) -> Result<(), AwsError> {
         .await
         .aws("ECS UntagResource", arn)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn task_definition_names() {
+        let arn = "arn:aws:ecs:eu-central-1:123456789012:task-definition/core:12";
+        assert_eq!(td_short(arn), "core:12");
+        assert_eq!(td_revision(arn), Some(12));
+        assert_eq!(td_revision("core"), None);
+    }
 }

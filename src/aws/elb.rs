@@ -8,10 +8,7 @@ use aws_sdk_elasticloadbalancingv2::Client;
 use super::{AwsError, AwsResultExt};
 
 /// The listener's default actions.
-pub async fn listener_default_actions(
-    elb: &Client,
-    listener_arn: &str,
-) -> Result<Vec<Action>, AwsError> {
+pub async fn listener_default_actions(elb: &Client, listener_arn: &str) -> Result<Vec<Action>, AwsError> {
     let out = elb
         .describe_listeners()
         .listener_arns(listener_arn)
@@ -32,22 +29,12 @@ pub async fn listener_default_actions(
 
 /// Tags of one resource, as (key, value).
 pub async fn tags(elb: &Client, arn: &str) -> Result<Vec<(String, String)>, AwsError> {
-    let out = elb
-        .describe_tags()
-        .resource_arns(arn)
-        .send()
-        .await
-        .aws("ELBv2 DescribeTags", arn)?;
+    let out = elb.describe_tags().resource_arns(arn).send().await.aws("ELBv2 DescribeTags", arn)?;
     Ok(out
         .tag_descriptions()
         .iter()
         .flat_map(|d| d.tags())
-        .map(|t| {
-            (
-                t.key().unwrap_or_default().to_string(),
-                t.value().unwrap_or_default().to_string(),
-            )
-        })
+        .map(|t| (t.key().unwrap_or_default().to_string(), t.value().unwrap_or_default().to_string()))
         .collect())
 }
 

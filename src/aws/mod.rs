@@ -49,11 +49,7 @@ pub struct AwsError {
 impl fmt::Display for AwsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.code {
-            Some(code) => write!(
-                f,
-                "{} {}: {code}: {}",
-                self.operation, self.resource, self.message
-            ),
+            Some(code) => write!(f, "{} {}: {code}: {}", self.operation, self.resource, self.message),
             None => write!(f, "{} {}: {}", self.operation, self.resource, self.message),
         }
     }
@@ -79,11 +75,7 @@ const THROTTLING: &[&str] = &[
 ];
 
 impl AwsError {
-    pub fn from_sdk<E>(
-        operation: &'static str,
-        resource: impl Into<String>,
-        err: SdkError<E, HttpResponse>,
-    ) -> AwsError
+    pub fn from_sdk<E>(operation: &'static str, resource: impl Into<String>, err: SdkError<E, HttpResponse>) -> AwsError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
@@ -92,41 +84,22 @@ impl AwsError {
             SdkError::ServiceError(ctx) => {
                 let status = ctx.raw().status().as_u16();
                 let code = ctx.err().code().map(str::to_string);
-                let transient =
-                    status >= 500 || code.as_deref().is_some_and(|c| THROTTLING.contains(&c));
-                let message = ctx
-                    .err()
-                    .message()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| format!("HTTP {status}"));
-                AwsError {
-                    operation,
-                    resource,
-                    code,
-                    message,
-                    transient,
-                }
+                let transient = status >= 500 || code.as_deref().is_some_and(|c| THROTTLING.contains(&c));
+                let message = ctx.err().message().map(str::to_string).unwrap_or_else(|| format!("HTTP {status}"));
+                AwsError { operation, resource, code, message, transient }
             }
-            SdkError::TimeoutError(_)
-            | SdkError::DispatchFailure(_)
-            | SdkError::ResponseError(_) => AwsError {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => AwsError {
                 operation,
                 resource,
                 code: None,
-                message: format!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&err)
-                ),
+                message: format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
                 transient: true,
             },
             _ => AwsError {
                 operation,
                 resource,
                 code: None,
-                message: format!(
-                    "{}",
-                    aws_smithy_types::error::display::DisplayErrorContext(&err)
-                ),
+                message: format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
                 transient: false,
             },
         }
@@ -153,12 +126,10 @@ where
 
 /// Whether an error (anywhere in its chain) is a transient AWS failure worth another poll.
 pub fn is_transient(err: &anyhow::Error) -> bool {
-    err.chain()
-        .any(|e| e.downcast_ref::<AwsError>().is_some_and(|a| a.transient))
+    err.chain().any(|e| e.downcast_ref::<AwsError>().is_some_and(|a| a.transient))
 }
 
 /// The modeled AWS error code anywhere in the chain.
 pub fn error_code(err: &anyhow::Error) -> Option<&str> {
-    err.chain()
-        .find_map(|e| e.downcast_ref::<AwsError>().and_then(|a| a.code.as_deref()))
+    err.chain().find_map(|e| e.downcast_ref::<AwsError>().and_then(|a| a.code.as_deref()))
 }

@@ -27,12 +27,7 @@ pub async fn db_status(rds: &Client, db: &Database) -> Result<String, AwsError> 
                 .send()
                 .await
                 .aws("RDS DescribeDBInstances", &db.identifier)?;
-            Ok(out
-                .db_instances()
-                .first()
-                .and_then(|i| i.db_instance_status())
-                .unwrap_or("unknown")
-                .to_string())
+            Ok(out.db_instances().first().and_then(|i| i.db_instance_status()).unwrap_or("unknown").to_string())
         }
         DatabaseKind::Cluster => {
             let out = rds
@@ -41,12 +36,7 @@ pub async fn db_status(rds: &Client, db: &Database) -> Result<String, AwsError> 
                 .send()
                 .await
                 .aws("RDS DescribeDBClusters", &db.identifier)?;
-            Ok(out
-                .db_clusters()
-                .first()
-                .and_then(|c| c.status())
-                .unwrap_or("unknown")
-                .to_string())
+            Ok(out.db_clusters().first().and_then(|c| c.status()).unwrap_or("unknown").to_string())
         }
     }
 }
@@ -86,10 +76,7 @@ pub async fn manual_snapshots(rds: &Client, db: &Database) -> Result<Vec<Snapsho
                 let page = page.aws("RDS DescribeDBClusterSnapshots", &db.identifier)?;
                 for s in page.db_cluster_snapshots() {
                     snaps.push(Snapshot {
-                        id: s
-                            .db_cluster_snapshot_identifier()
-                            .unwrap_or_default()
-                            .to_string(),
+                        id: s.db_cluster_snapshot_identifier().unwrap_or_default().to_string(),
                         arn: s.db_cluster_snapshot_arn().unwrap_or_default().to_string(),
                         status: s.status().unwrap_or("unknown").to_string(),
                         percent: s.percent_progress(),

@@ -63,9 +63,7 @@ impl Runner {
         } else {
             eprintln!("── {title}");
         }
-        Group {
-            on_actions: self.on_actions,
-        }
+        Group { on_actions: self.on_actions }
     }
 
     /// The final failure as an annotation (on a runner) or a plain line.
@@ -87,18 +85,14 @@ impl Runner {
 
     /// Appends outputs to `$GITHUB_OUTPUT`, every value in the multi-line form with a random delimiter.
     pub fn set_outputs(&self, outputs: &[(&str, String)]) -> io::Result<()> {
-        let Some(path) = &self.output_file else {
-            return Ok(());
-        };
+        let Some(path) = &self.output_file else { return Ok(()) };
         let mut f = OpenOptions::new().create(true).append(true).open(path)?;
         f.write_all(format_outputs(outputs, &mut rand::rng()).as_bytes())
     }
 
     /// Appends markdown to `$GITHUB_STEP_SUMMARY`.
     pub fn append_summary(&self, markdown: &str) -> io::Result<()> {
-        let Some(path) = &self.summary_file else {
-            return Ok(());
-        };
+        let Some(path) = &self.summary_file else { return Ok(()) };
         let mut f = OpenOptions::new().create(true).append(true).open(path)?;
         f.write_all(markdown.as_bytes())?;
         if !markdown.ends_with('\n') {
@@ -110,10 +104,7 @@ impl Runner {
     /// Writes the outcome everywhere it belongs: outputs and summary on a runner, text or JSON on stdout.
     pub fn emit<O: Outcome>(&self, phase: &str, outcome: &O) -> io::Result<()> {
         let mut outputs = outcome.outputs();
-        outputs.push((
-            "result",
-            if outcome.ok() { "success" } else { "failure" }.to_string(),
-        ));
+        outputs.push(("result", if outcome.ok() { "success" } else { "failure" }.to_string()));
         if let Err(e) = self.set_outputs(&outputs) {
             self.warning(&format!("could not write $GITHUB_OUTPUT: {e}"));
         }
@@ -123,13 +114,8 @@ impl Runner {
         let mut out = io::stdout().lock();
         match self.format {
             OutputFormat::Json => {
-                let value =
-                    serde_json::json!({ "phase": phase, "ok": outcome.ok(), "outcome": outcome });
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&value).map_err(io::Error::other)?
-                )?;
+                let value = serde_json::json!({ "phase": phase, "ok": outcome.ok(), "outcome": outcome });
+                writeln!(out, "{}", serde_json::to_string(&value).map_err(io::Error::other)?)?;
             }
             OutputFormat::Text => {
                 let text = outcome.text();
@@ -173,24 +159,15 @@ pub fn format_outputs(outputs: &[(&str, String)], rng: &mut impl Rng) -> String 
 
 /// Escapes a workflow command's data part (`%`, CR, LF).
 pub fn escape_data(s: &str) -> String {
-    s.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
 }
 
 /// A markdown table from a header and rows; cells have `|` and newlines escaped.
 pub fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
     let cell = |c: &str| c.replace('|', "\\|").replace('\n', "<br>");
-    let mut s = format!(
-        "| {} |\n|{}\n",
-        header.join(" | "),
-        "---|".repeat(header.len())
-    );
+    let mut s = format!("| {} |\n|{}\n", header.join(" | "), "---|".repeat(header.len()));
     for r in rows {
-        s.push_str(&format!(
-            "| {} |\n",
-            r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")
-        ));
+        s.push_str(&format!("| {} |\n", r.iter().map(|c| cell(c)).collect::<Vec<_>>().join(" | ")));
     }
     s
 }

@@ -39,17 +39,11 @@ pub fn run(path: &std::path::Path, only: Option<&str>) -> Result<Checked, UsageE
             cluster: e.cluster.clone(),
             services: e.services.iter().map(|s| s.name.clone()).collect(),
             migration: e.migration.as_ref().map(|m| m.family.clone()),
-            database: e
-                .database
-                .as_ref()
-                .map(|d| format!("{:?} {}", d.kind, d.identifier).to_lowercase()),
+            database: e.database.as_ref().map(|d| format!("{:?} {}", d.kind, d.identifier).to_lowercase()),
             maintenance: e.maintenance.is_some(),
         })
         .collect();
-    Ok(Checked {
-        config: path.display().to_string(),
-        environments,
-    })
+    Ok(Checked { config: path.display().to_string(), environments })
 }
 
 impl Checked {
@@ -71,42 +65,19 @@ impl Checked {
     }
 }
 
-const HEADER: [&str; 7] = [
-    "environment",
-    "region",
-    "cluster",
-    "services",
-    "migration",
-    "database",
-    "maintenance",
-];
+const HEADER: [&str; 7] = ["environment", "region", "cluster", "services", "migration", "database", "maintenance"];
 
 impl Outcome for Checked {
     fn ok(&self) -> bool {
         true
     }
     fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![(
-            "environments",
-            self.environments
-                .iter()
-                .map(|e| e.name.as_str())
-                .collect::<Vec<_>>()
-                .join(","),
-        )]
+        vec![("environments", self.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>().join(","))]
     }
     fn summary(&self) -> String {
-        format!(
-            "### Config `{}` is valid\n\n{}",
-            self.config,
-            md_table(&HEADER, &self.rows())
-        )
+        format!("### Config `{}` is valid\n\n{}", self.config, md_table(&HEADER, &self.rows()))
     }
     fn text(&self) -> String {
-        format!(
-            "{} is valid\n\n{}",
-            self.config,
-            text_table(&HEADER, &self.rows())
-        )
+        format!("{} is valid\n\n{}", self.config, text_table(&HEADER, &self.rows()))
     }
 }

@@ -33,11 +33,7 @@ impl Clients {
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackOutcome {}
 
-pub async fn run(
-    _req: &Request,
-    _clients: &Clients,
-    _ctx: &Ctx,
-) -> anyhow::Result<RollbackOutcome> {
+pub async fn run(_req: &Request, _clients: &Clients, _ctx: &Ctx) -> anyhow::Result<RollbackOutcome> {
     Err(UsageError::new("input `phase`: rollback is not available in this build yet").into())
 }
 

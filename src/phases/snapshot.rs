@@ -33,11 +33,7 @@ impl Clients {
 #[derive(Debug, Clone, Serialize)]
 pub struct SnapshotOutcome {}
 
-pub async fn run(
-    _req: &Request,
-    _clients: &Clients,
-    _ctx: &Ctx,
-) -> anyhow::Result<SnapshotOutcome> {
+pub async fn run(_req: &Request, _clients: &Clients, _ctx: &Ctx) -> anyhow::Result<SnapshotOutcome> {
     Err(UsageError::new("input `phase`: snapshot is not available in this build yet").into())
 }
 

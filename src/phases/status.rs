@@ -41,13 +41,8 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn from_invocation(
-        _inv: &crate::inputs::Invocation,
-        common: &crate::inputs::Common,
-    ) -> Result<Request, crate::error::UsageError> {
-        Ok(Request {
-            environment: common.environment.clone(),
-        })
+    pub fn from_invocation(_inv: &crate::inputs::Invocation, common: &crate::inputs::Common) -> Result<Request, crate::error::UsageError> {
+        Ok(Request { environment: common.environment.clone() })
     }
 }
 
@@ -123,38 +118,22 @@ pub async fn observe(env: &Environment, c: &Clients) -> Result<Status> {
     let maint_fut = maintenance::observe(&c.elb, env.maintenance.as_ref());
     let mig_fut = async {
         match &env.migration {
-            Some(m) => ecs::live_tasks_of_family(&c.ecs, &env.cluster, &m.family)
-                .await
-                .map_err(anyhow::Error::from),
+            Some(m) => ecs::live_tasks_of_family(&c.ecs, &env.cluster, &m.family).await.map_err(anyhow::Error::from),
             None => Ok(vec![]),
         }
     };
-    let (services, database, maintenance, migration_tasks) =
-        tokio::try_join!(services_fut, db_fut, maint_fut, mig_fut)?;
+    let (services, database, maintenance, migration_tasks) = tokio::try_join!(services_fut, db_fut, maint_fut, mig_fut)?;
 
-    let tds: Vec<String> = services
-        .iter()
-        .map(|s| s.task_definition().unwrap_or_default().to_string())
-        .collect();
+    let tds: Vec<String> = services.iter().map(|s| s.task_definition().unwrap_or_default().to_string()).collect();
     let images = ecs::images_by_task_definition(&c.ecs, &tds).await?;
     let mut out = Vec::new();
     for (cfg, svc) in env.services.iter().zip(&services) {
         let td = svc.task_definition().unwrap_or_default().to_string();
-        let containers = images
-            .iter()
-            .find(|(t, _)| *t == td)
-            .map(|(_, c)| c.clone())
-            .unwrap_or_default();
+        let containers = images.iter().find(|(t, _)| *t == td).map(|(_, c)| c.clone()).unwrap_or_default();
         let imgs: Vec<String> = cfg
             .containers
             .iter()
-            .map(|name| {
-                containers
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, i)| i.clone())
-                    .unwrap_or_else(|| format!("(no container {name})"))
-            })
+            .map(|name| containers.iter().find(|(n, _)| n == name).map(|(_, i)| i.clone()).unwrap_or_else(|| format!("(no container {name})")))
             .collect();
         let version = imgs.first().and_then(|i| cfg.image.version_of(i));
         let primary = ecs::primary(svc);
@@ -194,13 +173,7 @@ impl Status {
             services: self
                 .services
                 .iter()
-                .map(|s| ServiceObs {
-                    desired: s.desired,
-                    running: s.running,
-                    pending: s.pending,
-                    rollout: s.rollout.clone(),
-                    deployments: s.deployments,
-                })
+                .map(|s| ServiceObs { desired: s.desired, running: s.running, pending: s.pending, rollout: s.rollout.clone(), deployments: s.deployments })
                 .collect(),
             maintenance: self.maintenance,
             db: self.database.as_ref().map(|d| d.status.clone()),
@@ -208,29 +181,18 @@ impl Status {
     }
 }
 
-async fn observe_db(
-    rds_client: &aws_sdk_rds::Client,
-    db: Option<&Database>,
-) -> Result<Option<DatabaseStatus>> {
+async fn observe_db(rds_client: &aws_sdk_rds::Client, db: Option<&Database>) -> Result<Option<DatabaseStatus>> {
     let Some(db) = db else { return Ok(None) };
-    let (status, snaps) = tokio::try_join!(
-        rds::db_status(rds_client, db),
-        rds::manual_snapshots(rds_client, db)
-    )
-    .with_context(|| format!("reading database {}", db.identifier))?;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let (status, snaps) = tokio::try_join!(rds::db_status(rds_client, db), rds::manual_snapshots(rds_client, db))
+        .with_context(|| format!("reading database {}", db.identifier))?;
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
     let newest = snaps.iter().find(|s| s.status == "available");
     Ok(Some(DatabaseStatus {
         identifier: db.identifier.clone(),
         kind: db.kind,
         status,
         newest_snapshot: newest.map(|s| s.id.clone()),
-        newest_snapshot_age_minutes: newest
-            .and_then(|s| s.created)
-            .map(|t| (now - t).max(0) / 60),
+        newest_snapshot_age_minutes: newest.and_then(|s| s.created).map(|t| (now - t).max(0) / 60),
     }))
 }
 
@@ -259,11 +221,7 @@ impl ServiceObs {
             Rollout::Completed | Rollout::None => true,
             Rollout::InProgress | Rollout::Failed | Rollout::Other(_) => false,
         };
-        self.desired > 0
-            && self.running == self.desired
-            && self.pending == 0
-            && settled
-            && self.deployments <= 1
+        self.desired > 0 && self.running == self.desired && self.pending == 0 && settled && self.deployments <= 1
     }
     /// Scaled to 0 with no task left.
     pub fn down(&self) -> bool {
@@ -318,70 +276,39 @@ impl Outcome for Status {
         let mut o = vec![
             ("state", self.state.to_string()),
             ("maintenance", self.maintenance.to_string()),
-            (
-                "services",
-                serde_json::to_string(&self.services).unwrap_or_default(),
-            ),
+            ("services", serde_json::to_string(&self.services).unwrap_or_default()),
             ("migration-tasks", self.migration_tasks.join(",")),
         ];
-        let versions: Vec<&str> = self
-            .services
-            .iter()
-            .filter_map(|s| s.version.as_deref())
-            .collect();
+        let versions: Vec<&str> = self.services.iter().filter_map(|s| s.version.as_deref()).collect();
         if !versions.is_empty() && versions.iter().all(|v| *v == versions[0]) {
             o.push(("version", versions[0].to_string()));
         }
         if let Some(db) = &self.database {
             o.push(("database-status", db.status.clone()));
-            o.push((
-                "snapshot-id",
-                db.newest_snapshot.clone().unwrap_or_default(),
-            ));
-            o.push((
-                "snapshot-age-minutes",
-                db.newest_snapshot_age_minutes
-                    .map(|m| m.to_string())
-                    .unwrap_or_default(),
-            ));
+            o.push(("snapshot-id", db.newest_snapshot.clone().unwrap_or_default()));
+            o.push(("snapshot-age-minutes", db.newest_snapshot_age_minutes.map(|m| m.to_string()).unwrap_or_default()));
         }
         o
     }
 
     fn summary(&self) -> String {
-        let mut s = format!(
-            "### Environment `{}`: **{}**\n\n",
-            self.environment, self.state
-        );
+        let mut s = format!("### Environment `{}`: **{}**\n\n", self.environment, self.state);
         if let Some(r) = &self.state_reason {
             s.push_str(&format!("> {r}\n\n"));
         }
-        s.push_str(&md_table(
-            &[
-                "service", "revision", "version", "desired", "running", "pending", "roll-out",
-            ],
-            &self.service_rows(),
-        ));
+        s.push_str(&md_table(&["service", "revision", "version", "desired", "running", "pending", "roll-out"], &self.service_rows()));
         s.push('\n');
         s.push_str(&md_table(&["", ""], &self.detail_rows()));
         s
     }
 
     fn text(&self) -> String {
-        let mut s = format!(
-            "environment {} ({} in {}): {}\n",
-            self.environment, self.cluster, self.region, self.state
-        );
+        let mut s = format!("environment {} ({} in {}): {}\n", self.environment, self.cluster, self.region, self.state);
         if let Some(r) = &self.state_reason {
             s.push_str(&format!("  {r}\n"));
         }
         s.push('\n');
-        s.push_str(&text_table(
-            &[
-                "SERVICE", "REVISION", "VERSION", "DESIRED", "RUNNING", "PENDING", "ROLL-OUT",
-            ],
-            &self.service_rows(),
-        ));
+        s.push_str(&text_table(&["SERVICE", "REVISION", "VERSION", "DESIRED", "RUNNING", "PENDING", "ROLL-OUT"], &self.service_rows()));
         s.push('\n');
         for row in self.detail_rows() {
             s.push_str(&format!("{:<16}{}\n", row[0], row[1]));
@@ -412,23 +339,14 @@ impl Status {
     }
 
     fn detail_rows(&self) -> Vec<Vec<String>> {
-        let mut rows = vec![vec![
-            "maintenance".to_string(),
-            self.maintenance.to_string(),
-        ]];
+        let mut rows = vec![vec!["maintenance".to_string(), self.maintenance.to_string()]];
         match &self.database {
             Some(db) => {
-                rows.push(vec![
-                    "database".into(),
-                    format!("{} ({})", db.identifier, db.status),
-                ]);
+                rows.push(vec!["database".into(), format!("{} ({})", db.identifier, db.status)]);
                 rows.push(vec![
                     "newest snapshot".into(),
                     match (&db.newest_snapshot, db.newest_snapshot_age_minutes) {
-                        (Some(id), Some(m)) => format!(
-                            "{id} ({} old)",
-                            crate::wait::human(std::time::Duration::from_secs(m as u64 * 60))
-                        ),
+                        (Some(id), Some(m)) => format!("{id} ({} old)", crate::wait::human(std::time::Duration::from_secs(m as u64 * 60))),
                         (Some(id), None) => id.clone(),
                         _ => "none".into(),
                     },
@@ -441,11 +359,7 @@ impl Status {
             if self.migration_tasks.is_empty() {
                 "none in flight".into()
             } else {
-                format!(
-                    "{} in flight: {}",
-                    self.migration_tasks.len(),
-                    self.migration_tasks.join(", ")
-                )
+                format!("{} in flight: {}", self.migration_tasks.len(), self.migration_tasks.join(", "))
             },
         ]);
         rows
@@ -458,13 +372,7 @@ mod tests {
     use MaintenanceState as M;
 
     fn svc(desired: i32, running: i32, rollout: Rollout) -> ServiceObs {
-        ServiceObs {
-            desired,
-            running,
-            pending: 0,
-            rollout,
-            deployments: 1,
-        }
+        ServiceObs { desired, running, pending: 0, rollout, deployments: 1 }
     }
 
     #[test]
@@ -478,45 +386,18 @@ mod tests {
             (up(), M::On, avail.clone(), EnvState::Restricted),
             (down(), M::On, avail.clone(), EnvState::DbOnly),
             (down(), M::On, Some("stopped".into()), EnvState::Stopped),
-            (
-                down(),
-                M::NotConfigured,
-                Some("stopped".into()),
-                EnvState::Stopped,
-            ),
+            (down(), M::NotConfigured, Some("stopped".into()), EnvState::Stopped),
             (down(), M::Off, avail.clone(), EnvState::Mixed),
             (up(), M::Partial, avail.clone(), EnvState::Mixed),
             (up(), M::Off, Some("stopped".into()), EnvState::Mixed),
             (up(), M::Off, Some("starting".into()), EnvState::Mixed),
-            (
-                vec![
-                    svc(2, 1, Rollout::InProgress),
-                    svc(1, 1, Rollout::Completed),
-                ],
-                M::Off,
-                avail.clone(),
-                EnvState::Mixed,
-            ),
-            (
-                vec![svc(2, 2, Rollout::Failed)],
-                M::Off,
-                avail.clone(),
-                EnvState::Mixed,
-            ),
-            (
-                vec![svc(2, 2, Rollout::Completed), svc(0, 0, Rollout::Completed)],
-                M::On,
-                avail.clone(),
-                EnvState::Mixed,
-            ),
+            (vec![svc(2, 1, Rollout::InProgress), svc(1, 1, Rollout::Completed)], M::Off, avail.clone(), EnvState::Mixed),
+            (vec![svc(2, 2, Rollout::Failed)], M::Off, avail.clone(), EnvState::Mixed),
+            (vec![svc(2, 2, Rollout::Completed), svc(0, 0, Rollout::Completed)], M::On, avail.clone(), EnvState::Mixed),
             (down(), M::On, Some("stopping".into()), EnvState::Mixed),
         ];
         for (services, m, db, want) in cases {
-            let o = Observed {
-                services,
-                maintenance: m,
-                db,
-            };
+            let o = Observed { services, maintenance: m, db };
             let (got, why) = derive_state(&o);
             assert_eq!(got, want, "{o:?}");
             assert_eq!(why.is_some(), want == EnvState::Mixed, "{o:?}: {why:?}");
@@ -527,11 +408,7 @@ mod tests {
     fn a_second_deployment_still_draining_is_not_settled() {
         let mut s = svc(2, 2, Rollout::Completed);
         s.deployments = 2;
-        let o = Observed {
-            services: vec![s],
-            maintenance: M::Off,
-            db: None,
-        };
+        let o = Observed { services: vec![s], maintenance: M::Off, db: None };
         assert_eq!(derive_state(&o).0, EnvState::Mixed);
     }
 }

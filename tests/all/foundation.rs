@@ -8,17 +8,7 @@ use crate::support::TestContext;
 async fn status_reports_the_seeded_environment_as_json_and_text() {
     let ctx = TestContext::new().await;
     ctx.seed("stage", &[]);
-    let r = ctx
-        .cli(&[
-            "status",
-            "--env",
-            "stage",
-            "--config",
-            "deploy.toml",
-            "--output",
-            "json",
-        ])
-        .await;
+    let r = ctx.cli(&["status", "--env", "stage", "--config", "deploy.toml", "--output", "json"]).await;
     r.assert_code(0);
     let v = r.json();
     assert_eq!(v["phase"], "status");
@@ -37,57 +27,25 @@ async fn status_reports_the_seeded_environment_as_json_and_text() {
     assert!(o["database"]["newest_snapshot"].is_null());
     assert_eq!(o["migration_tasks"], json!([]));
 
-    let text = ctx
-        .cli(&["status", "--env", "stage", "--config", "deploy.toml"])
-        .await;
+    let text = ctx.cli(&["status", "--env", "stage", "--config", "deploy.toml"]).await;
     text.assert_code(0);
-    assert!(
-        text.stdout
-            .starts_with("environment stage (app-stage in eu-central-1): running"),
-        "{}",
-        text.stdout
-    );
-    assert!(
-        text.stdout.contains("core")
-            && text.stdout.contains("v1.0.0")
-            && text.stdout.contains("COMPLETED"),
-        "{}",
-        text.stdout
-    );
-    assert!(
-        ctx.mutating_calls().await.is_empty(),
-        "status must be read-only"
-    );
+    assert!(text.stdout.starts_with("environment stage (app-stage in eu-central-1): running"), "{}", text.stdout);
+    assert!(text.stdout.contains("core") && text.stdout.contains("v1.0.0") && text.stdout.contains("COMPLETED"), "{}", text.stdout);
+    assert!(ctx.mutating_calls().await.is_empty(), "status must be read-only");
 }
 
 #[tokio::test]
 async fn status_as_an_action_writes_outputs_and_a_summary() {
     let ctx = TestContext::new().await;
     ctx.seed("stage", &["--aurora"]);
-    let r = ctx
-        .action(&[
-            ("phase", "status"),
-            ("environment", "stage"),
-            ("config", "deploy.toml"),
-            ("dry-run", ""),
-        ])
-        .await;
+    let r = ctx.action(&[("phase", "status"), ("environment", "stage"), ("config", "deploy.toml"), ("dry-run", "")]).await;
     r.assert_code(0);
     assert_eq!(r.outputs["state"], "running");
     assert_eq!(r.outputs["version"], "v1.0.0");
     assert_eq!(r.outputs["database-status"], "available");
     assert_eq!(r.outputs["result"], "success");
-    assert!(
-        r.summary.contains("### Environment `stage`: **running**"),
-        "{}",
-        r.summary
-    );
-    assert!(
-        r.summary
-            .contains("| core | stage-core:1 | v1.0.0 | 2 | 2 | 0 | COMPLETED |"),
-        "{}",
-        r.summary
-    );
+    assert!(r.summary.contains("### Environment `stage`: **running**"), "{}", r.summary);
+    assert!(r.summary.contains("| core | stage-core:1 | v1.0.0 | 2 | 2 | 0 | COMPLETED |"), "{}", r.summary);
     assert!(r.summary.contains("app-stage (available)"), "{}", r.summary);
 }
 
@@ -96,17 +54,8 @@ async fn status_sees_snapshots_migrations_in_flight_and_maintenance() {
     let ctx = TestContext::new().await;
     ctx.seed("stage", &[]);
     let rds = ctx.rds().await;
-    rds.create_db_snapshot()
-        .db_instance_identifier("app-stage")
-        .db_snapshot_identifier("before-v2")
-        .send()
-        .await
-        .unwrap();
-    ctx.post(
-        "/_test/ecs/task-rules",
-        json!({"match": "stage-migrate", "neverStop": true}),
-    )
-    .await;
+    rds.create_db_snapshot().db_instance_identifier("app-stage").db_snapshot_identifier("before-v2").send().await.unwrap();
+    ctx.post("/_test/ecs/task-rules", json!({"match": "stage-migrate", "neverStop": true})).await;
     let ecs = ctx.ecs().await;
     let task = ecs
         .run_task()
@@ -115,12 +64,7 @@ async fn status_sees_snapshots_migrations_in_flight_and_maintenance() {
         .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
         .network_configuration(
             aws_sdk_ecs::types::NetworkConfiguration::builder()
-                .awsvpc_configuration(
-                    aws_sdk_ecs::types::AwsVpcConfiguration::builder()
-                        .subnets("subnet-x")
-                        .build()
-                        .unwrap(),
-                )
+                .awsvpc_configuration(aws_sdk_ecs::types::AwsVpcConfiguration::builder().subnets("subnet-x").build().unwrap())
                 .build(),
         )
         .send()
@@ -129,13 +73,7 @@ async fn status_sees_snapshots_migrations_in_flight_and_maintenance() {
     let task = match task {
         Ok(t) => t,
         Err(_) => {
-            let svc = ecs
-                .describe_services()
-                .cluster("app-stage")
-                .services("core")
-                .send()
-                .await
-                .unwrap();
+            let svc = ecs.describe_services().cluster("app-stage").services("core").send().await.unwrap();
             let net = svc.services()[0].network_configuration().cloned().unwrap();
             ecs.run_task()
                 .cluster("app-stage")
@@ -148,17 +86,7 @@ async fn status_sees_snapshots_migrations_in_flight_and_maintenance() {
         }
     };
     let arn = task.tasks()[0].task_arn().unwrap().to_string();
-    let r = ctx
-        .cli(&[
-            "status",
-            "--env",
-            "stage",
-            "-c",
-            "deploy.toml",
-            "--output",
-            "json",
-        ])
-        .await;
+    let r = ctx.cli(&["status", "--env", "stage", "-c", "deploy.toml", "--output", "json"]).await;
     r.assert_code(0);
     let o = &r.json()["outcome"];
     assert_eq!(o["database"]["newest_snapshot"], "before-v2");
@@ -170,27 +98,9 @@ async fn status_sees_snapshots_migrations_in_flight_and_maintenance() {
 async fn status_polls_through_throttling() {
     let ctx = TestContext::new().await;
     ctx.seed("stage", &[]);
-    ctx.post(
-        "/_test/faults",
-        json!({"operation": "DescribeServices", "kind": "throttle", "count": 2}),
-    )
-    .await;
-    ctx.post(
-        "/_test/faults",
-        json!({"operation": "DescribeDBInstances", "kind": "503", "count": 1}),
-    )
-    .await;
-    let r = ctx
-        .cli(&[
-            "status",
-            "--env",
-            "stage",
-            "-c",
-            "deploy.toml",
-            "--output",
-            "json",
-        ])
-        .await;
+    ctx.post("/_test/faults", json!({"operation": "DescribeServices", "kind": "throttle", "count": 2})).await;
+    ctx.post("/_test/faults", json!({"operation": "DescribeDBInstances", "kind": "503", "count": 1})).await;
+    let r = ctx.cli(&["status", "--env", "stage", "-c", "deploy.toml", "--output", "json"]).await;
     r.assert_code(0);
     assert_eq!(r.json()["outcome"]["state"], "running");
 }
@@ -199,19 +109,11 @@ async fn status_polls_through_throttling() {
 async fn a_service_missing_in_ecs_is_named_with_the_fix() {
     let ctx = TestContext::new().await;
     let path = ctx.seed("stage", &[]);
-    let text = std::fs::read_to_string(&path).unwrap()
-        + "\n[environments.stage.services.library]\ncontainers = [\"library\"]\n";
+    let text = std::fs::read_to_string(&path).unwrap() + "\n[environments.stage.services.library]\ncontainers = [\"library\"]\n";
     std::fs::write(&path, text).unwrap();
-    let r = ctx
-        .cli(&["status", "--env", "stage", "-c", "deploy.toml"])
-        .await;
+    let r = ctx.cli(&["status", "--env", "stage", "-c", "deploy.toml"]).await;
     r.assert_code(1);
-    assert!(
-        r.stderr
-            .contains("ECS service app-stage/library does not exist"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("ECS service app-stage/library does not exist"), "{}", r.stderr);
 }
 
 #[tokio::test]
@@ -221,24 +123,13 @@ async fn check_config_validates_and_names_keys() {
     let r = ctx.cli(&["check-config", "-c", "deploy.toml"]).await;
     r.assert_code(0);
     assert!(r.stdout.contains("deploy.toml is valid"), "{}", r.stdout);
-    assert!(
-        r.stdout.contains("stage") && r.stdout.contains("core, workers"),
-        "{}",
-        r.stdout
-    );
+    assert!(r.stdout.contains("stage") && r.stdout.contains("core, workers"), "{}", r.stdout);
     let path = ctx.config_path();
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("desired-count = 2", "desired-cont = 2");
+    let text = std::fs::read_to_string(&path).unwrap().replace("desired-count = 2", "desired-cont = 2");
     std::fs::write(&path, text).unwrap();
     let r = ctx.cli(&["check-config", "-c", "deploy.toml"]).await;
     r.assert_code(2);
-    assert!(
-        r.stderr
-            .contains("environments.stage.services.core.desired-cont"),
-        "{}",
-        r.stderr
-    );
+    assert!(r.stderr.contains("environments.stage.services.core.desired-cont"), "{}", r.stderr);
     assert_eq!(r.stderr.trim().lines().count(), 1, "{}", r.stderr);
 }
 
@@ -249,86 +140,32 @@ async fn bad_input_exits_2_with_one_line_and_makes_no_aws_call() {
     ctx.seed("stage", &[]);
     ctx.clear_calls().await;
     let cli_cases: &[(&[&str], &str)] = &[
-        (
-            &["status", "--env", "qa", "-c", "deploy.toml"],
-            "unknown environment \"qa\"",
-        ),
+        (&["status", "--env", "qa", "-c", "deploy.toml"], "unknown environment \"qa\""),
         (&["status", "-c", "deploy.toml"], "input `environment`"),
-        (
-            &["status", "--env", "stage", "-c", "missing.toml"],
-            "missing.toml",
-        ),
-        (
-            &[
-                "status",
-                "--env",
-                "stage",
-                "-c",
-                "deploy.toml",
-                "--timeout-minutes",
-                "0",
-            ],
-            "`timeout-minutes`",
-        ),
+        (&["status", "--env", "stage", "-c", "missing.toml"], "missing.toml"),
+        (&["status", "--env", "stage", "-c", "deploy.toml", "--timeout-minutes", "0"], "`timeout-minutes`"),
         (&["launch", "--env", "stage"], "launch"),
         (&["status", "--env", "stage", "--bogus"], "--bogus"),
     ];
     for (args, needle) in cli_cases {
         let r = ctx.cli(args).await;
         assert_eq!(r.code, 2, "{args:?}: {}", r.stderr);
-        assert!(
-            r.stderr.contains(needle),
-            "{args:?}: stderr should name {needle:?}: {}",
-            r.stderr
-        );
-        assert_eq!(
-            r.stderr.trim().lines().count(),
-            1,
-            "{args:?}: one line: {}",
-            r.stderr
-        );
+        assert!(r.stderr.contains(needle), "{args:?}: stderr should name {needle:?}: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{args:?}: one line: {}", r.stderr);
         assert!(r.stdout.is_empty(), "{args:?}: {}", r.stdout);
     }
     let action_cases: &[(&[(&str, &str)], &str)] = &[
         (&[("environment", "stage")], "input `phase`"),
-        (
-            &[("phase", "deplyo"), ("environment", "stage")],
-            "unknown phase \"deplyo\"",
-        ),
-        (
-            &[
-                ("phase", "status"),
-                ("environment", "stage"),
-                ("config", "deploy.toml"),
-                ("dry-run", "perhaps"),
-            ],
-            "`dry-run`",
-        ),
-        (
-            &[
-                ("phase", "status"),
-                ("environment", "stage"),
-                ("config", "deploy.toml"),
-                ("output", "yaml"),
-            ],
-            "`output`",
-        ),
+        (&[("phase", "deplyo"), ("environment", "stage")], "unknown phase \"deplyo\""),
+        (&[("phase", "status"), ("environment", "stage"), ("config", "deploy.toml"), ("dry-run", "perhaps")], "`dry-run`"),
+        (&[("phase", "status"), ("environment", "stage"), ("config", "deploy.toml"), ("output", "yaml")], "`output`"),
     ];
     for (inputs, needle) in action_cases {
         let r = ctx.action(inputs).await;
         assert_eq!(r.code, 2, "{inputs:?}: {}", r.stderr);
         assert!(r.stderr.contains(needle), "{inputs:?}: {}", r.stderr);
-        assert!(
-            r.stderr.starts_with("::error"),
-            "{inputs:?}: an annotation on a runner: {}",
-            r.stderr
-        );
-        assert_eq!(
-            r.stderr.trim().lines().count(),
-            1,
-            "{inputs:?}: {}",
-            r.stderr
-        );
+        assert!(r.stderr.starts_with("::error"), "{inputs:?}: an annotation on a runner: {}", r.stderr);
+        assert_eq!(r.stderr.trim().lines().count(), 1, "{inputs:?}: {}", r.stderr);
     }
     assert_eq!(ctx.calls().await, vec![], "bad input must not reach AWS");
 }
@@ -351,18 +188,10 @@ async fn secrets_are_masked_before_anything_else_is_printed() {
         for (name, stream) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
             let mut lines = stream.lines();
             let first_other = lines.position(|l| !l.starts_with("::add-mask::"));
-            let leaks: Vec<&str> = stream
-                .lines()
-                .filter(|l| l.contains(secret) && !l.starts_with("::add-mask::"))
-                .collect();
+            let leaks: Vec<&str> = stream.lines().filter(|l| l.contains(secret) && !l.starts_with("::add-mask::")).collect();
             assert!(leaks.is_empty(), "{secret} leaked on {name}: {leaks:?}");
-            let mask_line = stream
-                .lines()
-                .position(|l| l == format!("::add-mask::{secret}"));
-            assert!(
-                mask_line.is_some() && mask_line < first_other.map(|n| n + 1),
-                "{name} must mask {secret} first:\n{stream}"
-            );
+            let mask_line = stream.lines().position(|l| l == format!("::add-mask::{secret}"));
+            assert!(mask_line.is_some() && mask_line < first_other.map(|n| n + 1), "{name} must mask {secret} first:\n{stream}");
         }
         assert!(!r.summary.contains(secret));
         assert!(r.outputs.values().all(|v| !v.contains(secret)));

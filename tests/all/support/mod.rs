@@ -21,9 +21,7 @@ pub fn repo() -> PathBuf {
 }
 
 fn python() -> PathBuf {
-    let venv = std::env::var_os("LOCAL_AWS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv"));
+    let venv = std::env::var_os("LOCAL_AWS_VENV").map(PathBuf::from).unwrap_or_else(|| repo().join(".venv"));
     let py = venv.join("bin/python");
     assert!(
         py.exists(),
@@ -35,9 +33,7 @@ fn python() -> PathBuf {
 
 /// `emulator/` of this checkout, or `LOCAL_AWS_EMULATOR_DIR`.
 fn emulator_dir() -> PathBuf {
-    std::env::var_os("LOCAL_AWS_EMULATOR_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("emulator"))
+    std::env::var_os("LOCAL_AWS_EMULATOR_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("emulator"))
 }
 
 struct LocalAws {
@@ -100,16 +96,11 @@ pub struct RunResult {
 
 impl RunResult {
     pub fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
     }
     #[track_caller]
     pub fn assert_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code, code,
-            "exit code; stdout:\n{}\nstderr:\n{}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, code, "exit code; stdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
         self
     }
 }
@@ -118,12 +109,7 @@ impl TestContext {
     pub async fn new() -> TestContext {
         let guard = SERIAL.lock().await;
         let url = local_aws().url.clone();
-        let ctx = TestContext {
-            _guard: guard,
-            url,
-            dir: tempfile::tempdir().unwrap(),
-            http: reqwest::Client::new(),
-        };
+        let ctx = TestContext { _guard: guard, url, dir: tempfile::tempdir().unwrap(), http: reqwest::Client::new() };
         ctx.post("/_test/reset", serde_json::json!({})).await;
         ctx
     }
@@ -133,23 +119,11 @@ impl TestContext {
         let out = self.config_path();
         let mut cmd = Command::new(python());
         cmd.arg(emulator_dir().join("seed.py"))
-            .args([
-                "--endpoint",
-                &self.url,
-                "--env",
-                env,
-                "--region",
-                REGION,
-                "--out",
-            ])
+            .args(["--endpoint", &self.url, "--env", env, "--region", REGION, "--out"])
             .arg(&out)
             .args(extra);
         let res = cmd.output().expect("run seed.py");
-        assert!(
-            res.status.success(),
-            "seed failed: {}",
-            String::from_utf8_lossy(&res.stderr)
-        );
+        assert!(res.status.success(), "seed failed: {}", String::from_utf8_lossy(&res.stderr));
         out
     }
 
@@ -166,11 +140,7 @@ impl TestContext {
     fn base_command(&self) -> tokio::process::Command {
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_deploy-action"));
         for (k, _) in std::env::vars() {
-            if k.starts_with("INPUT_")
-                || k.starts_with("GITHUB_")
-                || k.starts_with("AWS_")
-                || k == "RUNNER_DEBUG"
-            {
+            if k.starts_with("INPUT_") || k.starts_with("GITHUB_") || k.starts_with("AWS_") || k == "RUNNER_DEBUG" {
                 cmd.env_remove(k);
             }
         }
@@ -180,10 +150,7 @@ impl TestContext {
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
             .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
-            .env(
-                "AWS_SHARED_CREDENTIALS_FILE",
-                self.dir.path().join("no-aws-credentials"),
-            )
+            .env("AWS_SHARED_CREDENTIALS_FILE", self.dir.path().join("no-aws-credentials"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -203,20 +170,10 @@ impl TestContext {
         self.action_with_env(inputs, &[]).await
     }
 
-    pub async fn action_with_env(
-        &self,
-        inputs: &[(&str, &str)],
-        env: &[(&str, &str)],
-    ) -> RunResult {
+    pub async fn action_with_env(&self, inputs: &[(&str, &str)], env: &[(&str, &str)]) -> RunResult {
         let mut cmd = self.base_command();
-        let out = self
-            .dir
-            .path()
-            .join(format!("github_output_{}", rand_suffix()));
-        let summary = self
-            .dir
-            .path()
-            .join(format!("step_summary_{}", rand_suffix()));
+        let out = self.dir.path().join(format!("github_output_{}", rand_suffix()));
+        let summary = self.dir.path().join(format!("step_summary_{}", rand_suffix()));
         std::fs::write(&out, "").unwrap();
         std::fs::write(&summary, "").unwrap();
         cmd.env("GITHUB_ACTIONS", "true")
@@ -235,21 +192,14 @@ impl TestContext {
         self.finish(cmd, Some((out, summary))).await
     }
 
-    async fn finish(
-        &self,
-        mut cmd: tokio::process::Command,
-        files: Option<(PathBuf, PathBuf)>,
-    ) -> RunResult {
+    async fn finish(&self, mut cmd: tokio::process::Command, files: Option<(PathBuf, PathBuf)>) -> RunResult {
         let child = cmd.spawn().expect("spawn deploy-action");
         let res = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
             .await
             .expect("deploy-action did not finish within 180 s")
             .expect("wait for deploy-action");
         let (outputs, summary) = match files {
-            Some((o, s)) => (
-                parse_outputs(&std::fs::read_to_string(o).unwrap()),
-                std::fs::read_to_string(s).unwrap(),
-            ),
+            Some((o, s)) => (parse_outputs(&std::fs::read_to_string(o).unwrap()), std::fs::read_to_string(s).unwrap()),
             None => (BTreeMap::new(), String::new()),
         };
         RunResult {
@@ -263,24 +213,13 @@ impl TestContext {
 
     /// POST to the emulator's control API.
     pub async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .expect("control API");
+        let r = self.http.post(format!("{}{path}", self.url)).json(&body).send().await.expect("control API");
         assert!(r.status().is_success(), "POST {path}: {}", r.status());
         r.json().await.unwrap_or(Value::Null)
     }
 
     pub async fn get(&self, path: &str) -> Value {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .expect("control API");
+        let r = self.http.get(format!("{}{path}", self.url)).send().await.expect("control API");
         assert!(r.status().is_success(), "GET {path}: {}", r.status());
         r.json().await.unwrap()
     }
@@ -291,22 +230,12 @@ impl TestContext {
         v.as_array()
             .unwrap()
             .iter()
-            .map(|c| {
-                (
-                    c["service"].as_str().unwrap_or("").to_string(),
-                    c["operation"].as_str().unwrap_or("").to_string(),
-                )
-            })
+            .map(|c| (c["service"].as_str().unwrap_or("").to_string(), c["operation"].as_str().unwrap_or("").to_string()))
             .collect()
     }
 
     pub async fn clear_calls(&self) {
-        let r = self
-            .http
-            .delete(format!("{}/_test/calls", self.url))
-            .send()
-            .await
-            .unwrap();
+        let r = self.http.delete(format!("{}/_test/calls", self.url)).send().await.unwrap();
         assert!(r.status().is_success());
     }
 
@@ -315,9 +244,7 @@ impl TestContext {
         self.calls()
             .await
             .into_iter()
-            .filter(|(_, op)| {
-                !(op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get"))
-            })
+            .filter(|(_, op)| !(op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get")))
             .map(|(s, op)| format!("{s}:{op}"))
             .collect()
     }
@@ -326,9 +253,7 @@ impl TestContext {
         aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&self.url)
-            .credentials_provider(aws_sdk_ecs::config::Credentials::new(
-                "test", "test", None, None, "tests",
-            ))
+            .credentials_provider(aws_sdk_ecs::config::Credentials::new("test", "test", None, None, "tests"))
             .load()
             .await
     }
