@@ -6,3 +6,4 @@ mod foundation;
 
 mod migrate;
 mod snapshot;
+mod state;
