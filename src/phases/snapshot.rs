@@ -10,7 +10,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tokio::time::Instant;
 
@@ -145,16 +145,12 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<Snapshot
                     plan.notes,
                 ));
             }
-            tracing::info!("creating snapshot {id} of {what}");
             let tags = tags::standard(
                 &req.environment,
                 req.version.as_str(),
                 req.run_key.as_deref(),
             );
-            let made = rds::create_snapshot(&clients.rds, db, &id, &tags)
-                .await
-                .map_err(|e| create_error(e, db))?;
-            (made, false)
+            (create(&clients.rds, db, &id, &tags).await?, false)
         }
     };
     if ctx.dry_run {
@@ -212,6 +208,50 @@ fn db_label(db: &Database) -> String {
         DatabaseKind::Instance => format!("RDS instance {}", db.identifier),
         DatabaseKind::Cluster => format!("Aurora cluster {}", db.identifier),
     }
+}
+
+/// How many names [`create`] tries when the one from the template is taken (two runs in the same second).
+const NAME_ATTEMPTS: u32 = 5;
+
+/// CreateDB(Cluster)Snapshot under the template's name, or `<name>-2`, `<name>-3`... when another snapshot (of any
+/// database in the account and region) already has it.
+async fn create(
+    client: &aws_sdk_rds::Client,
+    db: &Database,
+    id: &str,
+    tags: &[(String, String)],
+) -> Result<Snapshot> {
+    let what = db_label(db);
+    for n in 1..=NAME_ATTEMPTS {
+        let candidate = candidate_id(id, n);
+        tracing::info!("creating snapshot {candidate} of {what}");
+        match rds::create_snapshot(client, db, &candidate, tags).await {
+            Ok(made) => return Ok(made),
+            Err(e)
+                if e.is("DBSnapshotAlreadyExists")
+                    || e.is("DBClusterSnapshotAlreadyExistsFault") =>
+            {
+                tracing::info!(
+                    "the name {candidate} is taken by another snapshot; trying the next one"
+                );
+            }
+            Err(e) => return Err(create_error(e, db)),
+        }
+    }
+    bail!(
+        "cannot snapshot {what}: the names {id} to {} are all taken; change database.snapshot-name (add {{run}} or {{time}})",
+        candidate_id(id, NAME_ATTEMPTS)
+    )
+}
+
+/// Pure: the `n`-th name to try: the name itself, then `<name>-n`, still a valid identifier of at most 255.
+pub fn candidate_id(id: &str, n: u32) -> String {
+    if n <= 1 {
+        return id.to_string();
+    }
+    let suffix = format!("-{n}");
+    let base = rds_identifier(&id[..id.len().min(255 - suffix.len())]);
+    format!("{base}{suffix}")
 }
 
 /// CreateDB(Cluster)Snapshot errors a person can act on, with the next step.
@@ -606,6 +646,22 @@ mod tests {
                 "{raw:?} -> {id:?}"
             );
         }
+    }
+
+    #[test]
+    fn taken_names_get_a_suffix_and_stay_valid() {
+        assert_eq!(candidate_id("deploy-stage-v1", 1), "deploy-stage-v1");
+        assert_eq!(candidate_id("deploy-stage-v1", 2), "deploy-stage-v1-2");
+        let long = "a".repeat(255);
+        let c = candidate_id(&long, 5);
+        assert_eq!(c.len(), 255);
+        assert!(c.ends_with("a-5"), "{c}");
+        let hyphen_at_cut = format!("{}-{}", "a".repeat(252), "bb");
+        let c = candidate_id(&hyphen_at_cut, 3);
+        assert!(
+            !c.contains("--") && c.ends_with("-3") && c.len() <= 255,
+            "{c}"
+        );
     }
 
     #[test]

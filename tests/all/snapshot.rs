@@ -166,7 +166,33 @@ async fn a_rerun_of_the_same_workflow_run_reuses_its_snapshot() {
         .await;
     other.assert_code(0);
     assert_ne!(other.outputs["snapshot-id"], first.outputs["snapshot-id"]);
-    assert_eq!(ctx.mutating_calls().await, vec!["rds:CreateDBSnapshot"]);
+    // Within the same second the first name is taken and the next one is tried.
+    let creates = ctx.mutating_calls().await;
+    assert!(
+        (1..=2).contains(&creates.len()) && creates.iter().all(|c| c == "rds:CreateDBSnapshot"),
+        "{creates:?}"
+    );
+}
+
+/// Regression: two workflow runs whose template gives the same name (same second, or no {time}) both get a
+/// snapshot; the second one's name gets a suffix.
+#[tokio::test]
+async fn a_name_already_taken_gets_a_suffix() {
+    let ctx = TestContext::new().await;
+    let path = ctx.seed("stage", &[]);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[environments.stage.database]\n",
+        "[environments.stage.database]\nsnapshot-name = \"pre-{version}\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    let first = ctx.action(SNAPSHOT).await;
+    first.assert_code(0);
+    assert_eq!(first.outputs["snapshot-id"], "pre-v2-0-0");
+    let second = ctx
+        .action_with_env(SNAPSHOT, &[("GITHUB_RUN_ID", "4343")])
+        .await;
+    second.assert_code(0);
+    assert_eq!(second.outputs["snapshot-id"], "pre-v2-0-0-2");
 }
 
 #[tokio::test]
