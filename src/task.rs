@@ -359,6 +359,8 @@ pub struct TaskReport {
     pub container_reason: Option<String>,
     pub log_lines: u64,
     pub last_lines: Vec<String>,
+    /// How long lines took from their timestamp to the job log (for an attached task, earlier lines count too).
+    pub log_lag: Option<Lag>,
     pub log_stream: Option<String>,
     /// Why the logs could not be followed, if they could not.
     pub log_note: Option<String>,
@@ -675,6 +677,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
             .as_ref()
             .map(|t| t.last.iter().cloned().collect())
             .unwrap_or_default(),
+        log_lag: tail.as_ref().filter(|t| t.lines > 0).map(|t| t.lag),
         log_stream,
         log_note,
         duration_seconds: started.elapsed().as_secs(),
@@ -713,6 +716,7 @@ fn planned(
         container_reason: None,
         log_lines: 0,
         last_lines: vec![],
+        log_lag: None,
         log_stream: None,
         log_note: None,
         duration_seconds: started.elapsed().as_secs(),
@@ -1034,6 +1038,7 @@ fn tail_for(
         token: None,
         lines: 0,
         last: VecDeque::new(),
+        lag: Lag::default(),
     })
 }
 
@@ -1044,6 +1049,34 @@ struct Tail {
     token: Option<String>,
     lines: u64,
     last: VecDeque<String>,
+    lag: Lag,
+}
+
+/// From a line's timestamp to the moment it was printed here, over every line read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Lag {
+    pub max_ms: u64,
+    pub mean_ms: u64,
+    #[serde(skip)]
+    sum_ms: u128,
+    #[serde(skip)]
+    n: u64,
+}
+
+impl Lag {
+    fn add(&mut self, ms: u64) {
+        self.max_ms = self.max_ms.max(ms);
+        self.sum_ms += u128::from(ms);
+        self.n += 1;
+        self.mean_ms = (self.sum_ms / u128::from(self.n)) as u64;
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Tail {
@@ -1061,10 +1094,13 @@ impl Tail {
             else {
                 return Ok(());
             };
-            for m in page.messages {
-                let line = m.trim_end_matches(['\n', '\r']).to_string();
+            for e in page.events {
+                let line = e.message.trim_end_matches(['\n', '\r']).to_string();
                 tracing::info!("{line}");
                 self.lines += 1;
+                if let Some(ts) = e.timestamp {
+                    self.lag.add(now_ms().saturating_sub(ts).max(0) as u64);
+                }
                 if self.last.len() == LAST_LINES {
                     self.last.pop_front();
                 }

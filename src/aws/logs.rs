@@ -4,10 +4,18 @@ use aws_sdk_cloudwatchlogs::Client;
 
 use super::{AwsError, AwsResultExt};
 
+/// One log event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogEvent {
+    /// When the line was written, in milliseconds since the epoch.
+    pub timestamp: Option<i64>,
+    pub message: String,
+}
+
 /// One GetLogEvents page, oldest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventsPage {
-    pub messages: Vec<String>,
+    pub events: Vec<LogEvent>,
     /// Pass it back to read on; it equals the token sent once there is nothing newer.
     pub next_forward_token: Option<String>,
 }
@@ -31,10 +39,13 @@ pub async fn events_after(
         .aws("CloudWatch Logs GetLogEvents", format!("{group} {stream}"));
     match out {
         Ok(out) => Ok(Some(EventsPage {
-            messages: out
+            events: out
                 .events()
                 .iter()
-                .map(|e| e.message().unwrap_or_default().to_string())
+                .map(|e| LogEvent {
+                    timestamp: e.timestamp(),
+                    message: e.message().unwrap_or_default().to_string(),
+                })
                 .collect(),
             next_forward_token: out.next_forward_token().map(str::to_string),
         })),
