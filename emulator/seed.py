@@ -42,6 +42,7 @@ def main():
     p.add_argument("--no-database", action="store_true")
     p.add_argument("--no-maintenance", action="store_true")
     p.add_argument("--tasks", default="seed", help="comma-separated one-off task names for [tasks]")
+    p.add_argument("--drain-window", type=int, default=60, help="maintenance.drain window-seconds in the config")
     p.add_argument("--out")
     args = p.parse_args()
 
@@ -233,7 +234,7 @@ def main():
             f"[environments.{env}.maintenance]",
             f'listener-arn = "{listener}"',
             'fixed-response = { status-code = 503, content-type = "text/html", body = "<h1>Down for maintenance</h1>" }',
-            "drain = { threshold = 0, window-seconds = 60, timeout-minutes = 2 }",
+            f"drain = {{ threshold = 0, window-seconds = {args.drain_window}, timeout-minutes = 2 }}",
             "",
         ]
     text = "\n".join(toml)
