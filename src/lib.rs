@@ -11,5 +11,6 @@ pub mod inputs;
 pub mod log;
 pub mod maintenance;
 pub mod phases;
+pub mod rollout;
 pub mod version;
 pub mod wait;
