@@ -382,7 +382,10 @@ pub fn validate_ssm_path(path: &str) -> Result<(), String> {
         return Err(format!("{path:?} must start with '/'; {fix}"));
     }
     if path.len() > 2048 {
-        return Err(format!("{} characters is too long (at most 2048); {fix}", path.len()));
+        return Err(format!(
+            "{} characters is too long (at most 2048); {fix}",
+            path.len()
+        ));
     }
     if let Some(c) = path
         .chars()
@@ -398,7 +401,9 @@ pub fn validate_ssm_path(path: &str) -> Result<(), String> {
     }
     let lower = path.to_ascii_lowercase();
     if lower.starts_with("/aws") || lower.starts_with("/ssm") {
-        return Err(format!("{path:?} starts with a reserved prefix (aws, ssm); {fix}"));
+        return Err(format!(
+            "{path:?} starts with a reserved prefix (aws, ssm); {fix}"
+        ));
     }
     Ok(())
 }
@@ -830,14 +835,30 @@ cluster = "aurora-prod"
     fn ssm_path_is_inherited_and_validated() {
         let text = GOOD.replace("[defaults]\n", "[defaults]\nssm-path = \"/app/shared/\"\n");
         let c = parse(&text).unwrap();
-        assert_eq!(c.environment("stage").unwrap().ssm_path.as_deref(), Some("/app/shared/"));
+        assert_eq!(
+            c.environment("stage").unwrap().ssm_path.as_deref(),
+            Some("/app/shared/")
+        );
         let base = "[environments.stage]\nregion=\"r\"\ncluster = \"c\"\n[environments.stage.services.core]\ncontainers=[\"core\"]\n";
         for ok in ["/app/stage/", "/app/stage", "/a_b.c-d/e"] {
-            let t = base.replace("cluster = \"c\"", &format!("cluster = \"c\"\nssm-path = {ok:?}"));
+            let t = base.replace(
+                "cluster = \"c\"",
+                &format!("cluster = \"c\"\nssm-path = {ok:?}"),
+            );
             parse(&t).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
-        for bad in ["app/stage/", "/app//stage", "/app/st age/", "/aws/x", "/SSM/x", ""] {
-            let t = base.replace("cluster = \"c\"", &format!("cluster = \"c\"\nssm-path = {bad:?}"));
+        for bad in [
+            "app/stage/",
+            "/app//stage",
+            "/app/st age/",
+            "/aws/x",
+            "/SSM/x",
+            "",
+        ] {
+            let t = base.replace(
+                "cluster = \"c\"",
+                &format!("cluster = \"c\"\nssm-path = {bad:?}"),
+            );
             let e = parse(&t).expect_err(bad);
             assert!(e.contains("environments.stage.ssm-path"), "{bad}: {e}");
         }

@@ -34,7 +34,8 @@ pub fn timestamp_now() -> String {
     let fmt = time::macros::format_description!(
         "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
     );
-    now.format(&fmt).unwrap_or_else(|_| now.unix_timestamp().to_string())
+    now.format(&fmt)
+        .unwrap_or_else(|_| now.unix_timestamp().to_string())
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -172,7 +173,11 @@ pub struct RevisionInfo {
 
 impl RevisionInfo {
     pub fn new(arn: &str, tags: &[(String, String)]) -> RevisionInfo {
-        let tag = |k: &str| tags.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        let tag = |k: &str| {
+            tags.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        };
         RevisionInfo {
             arn: arn.to_string(),
             revision: ecs::td_revision(arn).unwrap_or(0),
@@ -228,7 +233,11 @@ pub fn revisions_to_deregister(
         .map(|r| r.arn.clone())
         .collect();
     let rest = newest_first.iter().filter(|r| !bad(r) || protected(r));
-    out.extend(rest.skip(keep).filter(|r| !protected(r)).map(|r| r.arn.clone()));
+    out.extend(
+        rest.skip(keep)
+            .filter(|r| !protected(r))
+            .map(|r| r.arn.clone()),
+    );
     out
 }
 
@@ -297,7 +306,12 @@ impl WatchReport {
 
 /// Event ids a service shows now: the watch prints only events that appear after these.
 pub fn event_ids(service: &Service) -> HashSet<String> {
-    service.events().iter().filter_map(|e| e.id()).map(str::to_string).collect()
+    service
+        .events()
+        .iter()
+        .filter_map(|e| e.id())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Polls DescribeServices (batched) until every target is done, one fails, or the poller's deadline passes. Prints
@@ -333,7 +347,9 @@ pub async fn watch(
             let mut watched = state.lock().unwrap_or_else(|e| e.into_inner());
             for (w, svc) in watched.iter_mut().zip(&services) {
                 for e in svc.events().iter().rev() {
-                    let (Some(id), Some(msg)) = (e.id(), e.message()) else { continue };
+                    let (Some(id), Some(msg)) = (e.id(), e.message()) else {
+                        continue;
+                    };
                     if w.seen_events.insert(id.to_string()) {
                         tracing::info!("{}: {msg}", w.service);
                         w.events.push(msg.to_string());
@@ -347,10 +363,17 @@ pub async fn watch(
                 w.verdict = progress(&w.target, &deployments, w.seen_target);
                 if w.verdict == Verdict::Done && w.done_after.is_none() {
                     w.done_after = Some(start.elapsed());
-                    tracing::info!("{}: roll-out to {} completed", w.service, td_short(&w.target));
+                    tracing::info!(
+                        "{}: roll-out to {} completed",
+                        w.service,
+                        td_short(&w.target)
+                    );
                 }
             }
-            if watched.iter().any(|w| matches!(w.verdict, Verdict::Failed(_))) {
+            if watched
+                .iter()
+                .any(|w| matches!(w.verdict, Verdict::Failed(_)))
+            {
                 return Ok(Check::Done(WatchEnd::Failed));
             }
             if watched.iter().all(|w| w.verdict == Verdict::Done) {
@@ -395,7 +418,11 @@ pub async fn update_services(
     let calls = targets.iter().map(|t| async move {
         let res = ecs::update_service(ecs_client, cluster, &t.service, &t.task_definition).await;
         match &res {
-            Ok(_) => tracing::info!("{}: UpdateService → {}", t.service, td_short(&t.task_definition)),
+            Ok(_) => tracing::info!(
+                "{}: UpdateService → {}",
+                t.service,
+                td_short(&t.task_definition)
+            ),
             Err(e) => tracing::error!("{}: {e}", t.service),
         }
         (t.clone(), res.err())
@@ -425,7 +452,10 @@ pub struct StoppedTask {
 impl StoppedTask {
     /// `abc123: EssentialContainerExited, Essential container in task exited; core exit 1`
     pub fn line(&self) -> String {
-        let mut parts = vec![self.stop_code.clone().unwrap_or_else(|| "no stop code".into())];
+        let mut parts = vec![self
+            .stop_code
+            .clone()
+            .unwrap_or_else(|| "no stop code".into())];
         if let Some(r) = &self.stopped_reason {
             parts.push(r.clone());
         }
@@ -489,20 +519,30 @@ pub async fn explain(
         notes: vec![],
     };
     let Some(deployment) = &w.deployment_id else {
-        report.notes.push("no deployment of the new revision was seen, so no task to explain".into());
+        report
+            .notes
+            .push("no deployment of the new revision was seen, so no task to explain".into());
         return report;
     };
     let tasks = match ecs::stopped_tasks_of_deployment(ecs_client, cluster, deployment, 5).await {
         Ok(t) => t,
         Err(e) => {
-            report.notes.push(format!("stopped tasks not readable: {e}"));
+            report
+                .notes
+                .push(format!("stopped tasks not readable: {e}"));
             return report;
         }
     };
     report.stopped_tasks = tasks
         .iter()
         .map(|t| StoppedTask {
-            task_id: t.task_arn().unwrap_or_default().rsplit('/').next().unwrap_or_default().to_string(),
+            task_id: t
+                .task_arn()
+                .unwrap_or_default()
+                .rsplit('/')
+                .next()
+                .unwrap_or_default()
+                .to_string(),
             stop_code: t.stop_code().map(|c| c.as_str().to_string()),
             stopped_reason: t.stopped_reason().map(str::to_string),
             containers: t
@@ -516,9 +556,19 @@ pub async fn explain(
                 .collect(),
         })
         .collect();
-    if let Some((group, stream)) = report.stopped_tasks.first().and_then(|t| log_stream(t, containers)) {
+    if let Some((group, stream)) = report
+        .stopped_tasks
+        .first()
+        .and_then(|t| log_stream(t, containers))
+    {
         match logs::last_lines(logs_client, &group, &stream, 20).await {
-            Ok(lines) => report.log = Some(LogExcerpt { group, stream, lines }),
+            Ok(lines) => {
+                report.log = Some(LogExcerpt {
+                    group,
+                    stream,
+                    lines,
+                })
+            }
             Err(e) => report.notes.push(format!("log lines not readable: {e}")),
         }
     }
@@ -527,7 +577,10 @@ pub async fn explain(
 
 /// The awslogs group and stream of a stopped task's most telling container: the first with a non-zero exit code,
 /// else the first essential one with awslogs settings. `prefix/container/task-id` is the stream name ECS uses.
-pub fn log_stream(task: &StoppedTask, containers: &[ContainerDefinition]) -> Option<(String, String)> {
+pub fn log_stream(
+    task: &StoppedTask,
+    containers: &[ContainerDefinition],
+) -> Option<(String, String)> {
     let failed: Vec<&str> = task
         .containers
         .iter()
@@ -538,7 +591,12 @@ pub fn log_stream(task: &StoppedTask, containers: &[ContainerDefinition]) -> Opt
         c.log_configuration()
             .filter(|l| *l.log_driver() == LogDriver::Awslogs)
             .and_then(|l| l.options())
-            .and_then(|o| Some((o.get("awslogs-group")?.clone(), o.get("awslogs-stream-prefix")?.clone())))
+            .and_then(|o| {
+                Some((
+                    o.get("awslogs-group")?.clone(),
+                    o.get("awslogs-stream-prefix")?.clone(),
+                ))
+            })
     };
     let pick = containers
         .iter()
@@ -548,7 +606,14 @@ pub fn log_stream(task: &StoppedTask, containers: &[ContainerDefinition]) -> Opt
             (!failed.contains(&name), c.essential() == Some(false))
         })?;
     let (group, prefix) = awslogs(&pick)?;
-    Some((group, format!("{prefix}/{}/{}", pick.name().unwrap_or_default(), task.task_id)))
+    Some((
+        group,
+        format!(
+            "{prefix}/{}/{}",
+            pick.name().unwrap_or_default(),
+            task.task_id
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -558,7 +623,14 @@ mod tests {
     const OLD: &str = "arn:aws:ecs:r:1:task-definition/core:1";
     const NEW: &str = "arn:aws:ecs:r:1:task-definition/core:2";
 
-    fn dep(status: &str, td: &str, rollout: Rollout, running: i32, desired: i32, failed: i32) -> DeploymentObs {
+    fn dep(
+        status: &str,
+        td: &str,
+        rollout: Rollout,
+        running: i32,
+        desired: i32,
+        failed: i32,
+    ) -> DeploymentObs {
         DeploymentObs {
             id: format!("ecs-svc/{status}{}", td_short(td)),
             status: status.into(),
@@ -576,22 +648,118 @@ mod tests {
     fn roll_out_verdicts() {
         use Rollout as R;
         let cases: Vec<(&str, Vec<DeploymentObs>, bool, &str)> = vec![
-            ("done: completed, nothing else", vec![dep("PRIMARY", NEW, R::Completed, 2, 2, 0)], true, "done"),
-            ("completed but the old one drains", vec![dep("PRIMARY", NEW, R::Completed, 2, 2, 0), dep("ACTIVE", OLD, R::Completed, 1, 2, 0)], true, "in-progress"),
-            ("an INACTIVE leftover does not hold it", vec![dep("PRIMARY", NEW, R::Completed, 2, 2, 0), dep("INACTIVE", OLD, R::Completed, 0, 2, 0)], true, "done"),
-            ("an unknown status holds it", vec![dep("PRIMARY", NEW, R::Completed, 2, 2, 0), dep("DRAINING", OLD, R::Completed, 1, 2, 0)], true, "in-progress"),
-            ("running = desired is not enough while IN_PROGRESS", vec![dep("PRIMARY", NEW, R::InProgress, 2, 2, 0)], true, "in-progress"),
-            ("no rolloutState: running = desired is done", vec![dep("PRIMARY", NEW, R::None, 2, 2, 0)], true, "done"),
-            ("no rolloutState, short", vec![dep("PRIMARY", NEW, R::None, 1, 2, 0)], true, "in-progress"),
-            ("no rolloutState, old draining", vec![dep("PRIMARY", NEW, R::None, 2, 2, 0), dep("ACTIVE", OLD, R::None, 1, 1, 0)], true, "in-progress"),
-            ("circuit breaker", vec![dep("PRIMARY", NEW, R::Failed, 0, 2, 3), dep("ACTIVE", OLD, R::Completed, 2, 2, 0)], true, "failed"),
-            ("tasks failing, no breaker", vec![dep("PRIMARY", NEW, R::InProgress, 0, 2, 4), dep("ACTIVE", OLD, R::Completed, 2, 2, 0)], true, "stuck"),
-            ("ECS rolled back, failed one still listed", vec![dep("PRIMARY", OLD, R::InProgress, 1, 2, 0), dep("ACTIVE", NEW, R::Failed, 0, 2, 3)], true, "failed"),
-            ("ECS rolled back, failed one gone", vec![dep("PRIMARY", OLD, R::Completed, 2, 2, 0)], true, "failed"),
-            ("not started yet", vec![dep("PRIMARY", OLD, R::Completed, 2, 2, 0)], false, "in-progress"),
-            ("no primary", vec![dep("ACTIVE", NEW, R::InProgress, 0, 2, 0)], false, "in-progress"),
+            (
+                "done: completed, nothing else",
+                vec![dep("PRIMARY", NEW, R::Completed, 2, 2, 0)],
+                true,
+                "done",
+            ),
+            (
+                "completed but the old one drains",
+                vec![
+                    dep("PRIMARY", NEW, R::Completed, 2, 2, 0),
+                    dep("ACTIVE", OLD, R::Completed, 1, 2, 0),
+                ],
+                true,
+                "in-progress",
+            ),
+            (
+                "an INACTIVE leftover does not hold it",
+                vec![
+                    dep("PRIMARY", NEW, R::Completed, 2, 2, 0),
+                    dep("INACTIVE", OLD, R::Completed, 0, 2, 0),
+                ],
+                true,
+                "done",
+            ),
+            (
+                "an unknown status holds it",
+                vec![
+                    dep("PRIMARY", NEW, R::Completed, 2, 2, 0),
+                    dep("DRAINING", OLD, R::Completed, 1, 2, 0),
+                ],
+                true,
+                "in-progress",
+            ),
+            (
+                "running = desired is not enough while IN_PROGRESS",
+                vec![dep("PRIMARY", NEW, R::InProgress, 2, 2, 0)],
+                true,
+                "in-progress",
+            ),
+            (
+                "no rolloutState: running = desired is done",
+                vec![dep("PRIMARY", NEW, R::None, 2, 2, 0)],
+                true,
+                "done",
+            ),
+            (
+                "no rolloutState, short",
+                vec![dep("PRIMARY", NEW, R::None, 1, 2, 0)],
+                true,
+                "in-progress",
+            ),
+            (
+                "no rolloutState, old draining",
+                vec![
+                    dep("PRIMARY", NEW, R::None, 2, 2, 0),
+                    dep("ACTIVE", OLD, R::None, 1, 1, 0),
+                ],
+                true,
+                "in-progress",
+            ),
+            (
+                "circuit breaker",
+                vec![
+                    dep("PRIMARY", NEW, R::Failed, 0, 2, 3),
+                    dep("ACTIVE", OLD, R::Completed, 2, 2, 0),
+                ],
+                true,
+                "failed",
+            ),
+            (
+                "tasks failing, no breaker",
+                vec![
+                    dep("PRIMARY", NEW, R::InProgress, 0, 2, 4),
+                    dep("ACTIVE", OLD, R::Completed, 2, 2, 0),
+                ],
+                true,
+                "stuck",
+            ),
+            (
+                "ECS rolled back, failed one still listed",
+                vec![
+                    dep("PRIMARY", OLD, R::InProgress, 1, 2, 0),
+                    dep("ACTIVE", NEW, R::Failed, 0, 2, 3),
+                ],
+                true,
+                "failed",
+            ),
+            (
+                "ECS rolled back, failed one gone",
+                vec![dep("PRIMARY", OLD, R::Completed, 2, 2, 0)],
+                true,
+                "failed",
+            ),
+            (
+                "not started yet",
+                vec![dep("PRIMARY", OLD, R::Completed, 2, 2, 0)],
+                false,
+                "in-progress",
+            ),
+            (
+                "no primary",
+                vec![dep("ACTIVE", NEW, R::InProgress, 0, 2, 0)],
+                false,
+                "in-progress",
+            ),
             ("no deployments", vec![], false, "in-progress"),
-            ("a new rollout state keeps waiting", vec![dep("PRIMARY", NEW, R::Other("PAUSED".into()), 2, 2, 0)], true, "in-progress"),
+            (
+                "a new rollout state keeps waiting",
+                vec![dep("PRIMARY", NEW, R::Other("PAUSED".into()), 2, 2, 0)],
+                true,
+                "in-progress",
+            ),
         ];
         for (name, deployments, seen, want) in cases {
             let got = match progress(NEW, &deployments, seen) {
@@ -608,9 +776,17 @@ mod tests {
     fn failure_reasons_name_the_revisions() {
         let mut d = dep("PRIMARY", NEW, Rollout::Failed, 0, 2, 3);
         d.rollout_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
-        let Verdict::Failed(why) = progress(NEW, &[d], true) else { panic!() };
+        let Verdict::Failed(why) = progress(NEW, &[d], true) else {
+            panic!()
+        };
         assert!(why.contains("circuit breaker"), "{why}");
-        let Verdict::Failed(why) = progress(NEW, &[dep("PRIMARY", OLD, Rollout::Completed, 2, 2, 0)], true) else { panic!() };
+        let Verdict::Failed(why) = progress(
+            NEW,
+            &[dep("PRIMARY", OLD, Rollout::Completed, 2, 2, 0)],
+            true,
+        ) else {
+            panic!()
+        };
         assert!(why.contains("core:2") && why.contains("core:1"), "{why}");
     }
 
@@ -634,13 +810,48 @@ mod tests {
         type Case = (&'static str, Vec<RevisionInfo>, i32, Option<(bool, i32)>);
         let cases: Vec<Case> = vec![
             ("none tagged", vec![rev(1, None), rev(2, None)], 2, None),
-            ("current is the last known good", vec![rev(1, Some(t1)), rev(2, Some(t2))], 2, Some((true, 2))),
-            ("a bad revision on top", vec![rev(1, Some(t1)), rev(2, Some(t2)), rev(3, None)], 3, Some((false, 2))),
-            ("skips untagged in between", vec![rev(4, Some(t1)), rev(5, None), rev(6, None), rev(7, None)], 7, Some((false, 4))),
-            ("a rollback re-tagged an older one", vec![rev(1, Some(t3)), rev(2, Some(t2))], 1, Some((true, 1))),
-            ("newest timestamp wins over higher revision", vec![rev(1, Some(t3)), rev(2, Some(t2)), rev(3, None)], 3, Some((false, 1))),
-            ("tie: higher revision", vec![rev(1, Some(t1)), rev(2, Some(t1))], 1, Some((false, 2))),
-            ("current not listed (inactive)", vec![rev(1, Some(t1))], 9, Some((false, 1))),
+            (
+                "current is the last known good",
+                vec![rev(1, Some(t1)), rev(2, Some(t2))],
+                2,
+                Some((true, 2)),
+            ),
+            (
+                "a bad revision on top",
+                vec![rev(1, Some(t1)), rev(2, Some(t2)), rev(3, None)],
+                3,
+                Some((false, 2)),
+            ),
+            (
+                "skips untagged in between",
+                vec![rev(4, Some(t1)), rev(5, None), rev(6, None), rev(7, None)],
+                7,
+                Some((false, 4)),
+            ),
+            (
+                "a rollback re-tagged an older one",
+                vec![rev(1, Some(t3)), rev(2, Some(t2))],
+                1,
+                Some((true, 1)),
+            ),
+            (
+                "newest timestamp wins over higher revision",
+                vec![rev(1, Some(t3)), rev(2, Some(t2)), rev(3, None)],
+                3,
+                Some((false, 1)),
+            ),
+            (
+                "tie: higher revision",
+                vec![rev(1, Some(t1)), rev(2, Some(t1))],
+                1,
+                Some((false, 2)),
+            ),
+            (
+                "current not listed (inactive)",
+                vec![rev(1, Some(t1))],
+                9,
+                Some((false, 1)),
+            ),
         ];
         for (name, revs, current, want) in cases {
             let got = known_good(&revs, &arn(current)).map(|k| match k {
@@ -655,15 +866,77 @@ mod tests {
     fn deregistration_keeps_what_is_in_use_the_target_and_the_known_good() {
         let t1 = "2026-11-01T10:00:00.000Z";
         let t2 = "2026-11-02T10:00:00.000Z";
-        type Case = (&'static str, Vec<RevisionInfo>, i32, Vec<i32>, usize, Vec<i32>);
+        type Case = (
+            &'static str,
+            Vec<RevisionInfo>,
+            i32,
+            Vec<i32>,
+            usize,
+            Vec<i32>,
+        );
         let cases: Vec<Case> = vec![
-            ("bad ones above the target go", vec![rev(1, Some(t1)), rev(2, None), rev(3, None)], 1, vec![1], 10, vec![3, 2]),
-            ("known-good above the target stays", vec![rev(1, Some(t1)), rev(2, Some(t2)), rev(3, None)], 1, vec![1], 10, vec![3]),
-            ("in use stays", vec![rev(1, Some(t1)), rev(2, None), rev(3, None)], 1, vec![1, 3], 10, vec![2]),
-            ("keep newest N of the rest", vec![rev(1, None), rev(2, None), rev(3, None), rev(4, Some(t1))], 4, vec![4], 2, vec![2, 1]),
-            ("never the target or last known good when pruning", vec![rev(1, Some(t2)), rev(2, None), rev(3, None), rev(4, None), rev(5, None)], 2, vec![2], 1, vec![5, 4, 3]),
-            ("keep 0 still keeps target and in use", vec![rev(1, None), rev(2, None)], 2, vec![2], 0, vec![1]),
-            ("nothing to do", vec![rev(1, Some(t1))], 1, vec![1], 10, vec![]),
+            (
+                "bad ones above the target go",
+                vec![rev(1, Some(t1)), rev(2, None), rev(3, None)],
+                1,
+                vec![1],
+                10,
+                vec![3, 2],
+            ),
+            (
+                "known-good above the target stays",
+                vec![rev(1, Some(t1)), rev(2, Some(t2)), rev(3, None)],
+                1,
+                vec![1],
+                10,
+                vec![3],
+            ),
+            (
+                "in use stays",
+                vec![rev(1, Some(t1)), rev(2, None), rev(3, None)],
+                1,
+                vec![1, 3],
+                10,
+                vec![2],
+            ),
+            (
+                "keep newest N of the rest",
+                vec![rev(1, None), rev(2, None), rev(3, None), rev(4, Some(t1))],
+                4,
+                vec![4],
+                2,
+                vec![2, 1],
+            ),
+            (
+                "never the target or last known good when pruning",
+                vec![
+                    rev(1, Some(t2)),
+                    rev(2, None),
+                    rev(3, None),
+                    rev(4, None),
+                    rev(5, None),
+                ],
+                2,
+                vec![2],
+                1,
+                vec![5, 4, 3],
+            ),
+            (
+                "keep 0 still keeps target and in use",
+                vec![rev(1, None), rev(2, None)],
+                2,
+                vec![2],
+                0,
+                vec![1],
+            ),
+            (
+                "nothing to do",
+                vec![rev(1, Some(t1))],
+                1,
+                vec![1],
+                10,
+                vec![],
+            ),
         ];
         for (name, revs, target, in_use, keep, want) in cases {
             let in_use: Vec<String> = in_use.into_iter().map(arn).collect();
@@ -692,22 +965,50 @@ mod tests {
                 .unwrap()
         };
         let containers = vec![
-            ContainerDefinition::builder().name("core").essential(true).log_configuration(logc("/ecs/core")).build(),
-            ContainerDefinition::builder().name("sidecar").essential(false).log_configuration(logc("/ecs/sidecar")).build(),
+            ContainerDefinition::builder()
+                .name("core")
+                .essential(true)
+                .log_configuration(logc("/ecs/core"))
+                .build(),
+            ContainerDefinition::builder()
+                .name("sidecar")
+                .essential(false)
+                .log_configuration(logc("/ecs/sidecar"))
+                .build(),
         ];
         let task = |core: Option<i32>, side: Option<i32>| StoppedTask {
             task_id: "abc".into(),
             stop_code: Some("EssentialContainerExited".into()),
             stopped_reason: None,
             containers: vec![
-                StoppedContainer { name: "core".into(), exit_code: core, reason: None },
-                StoppedContainer { name: "sidecar".into(), exit_code: side, reason: None },
+                StoppedContainer {
+                    name: "core".into(),
+                    exit_code: core,
+                    reason: None,
+                },
+                StoppedContainer {
+                    name: "sidecar".into(),
+                    exit_code: side,
+                    reason: None,
+                },
             ],
         };
-        assert_eq!(log_stream(&task(Some(1), Some(0)), &containers), Some(("/ecs/core".into(), "ecs/core/abc".into())));
-        assert_eq!(log_stream(&task(Some(0), Some(2)), &containers), Some(("/ecs/sidecar".into(), "ecs/sidecar/abc".into())));
-        assert_eq!(log_stream(&task(None, None), &containers), Some(("/ecs/core".into(), "ecs/core/abc".into())));
+        assert_eq!(
+            log_stream(&task(Some(1), Some(0)), &containers),
+            Some(("/ecs/core".into(), "ecs/core/abc".into()))
+        );
+        assert_eq!(
+            log_stream(&task(Some(0), Some(2)), &containers),
+            Some(("/ecs/sidecar".into(), "ecs/sidecar/abc".into()))
+        );
+        assert_eq!(
+            log_stream(&task(None, None), &containers),
+            Some(("/ecs/core".into(), "ecs/core/abc".into()))
+        );
         assert_eq!(log_stream(&task(Some(1), None), &[]), None);
-        assert_eq!(task(Some(1), Some(0)).line(), "abc: EssentialContainerExited; core exit 1");
+        assert_eq!(
+            task(Some(1), Some(0)).line(),
+            "abc: EssentialContainerExited; core exit 1"
+        );
     }
 }

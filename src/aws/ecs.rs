@@ -209,7 +209,10 @@ pub async fn describe_task_definition(
 /// a field added to RegisterTaskDefinition by a newer SDK fails the build's tests until it is moved here too.
 // Inference accelerators are deprecated, but a task definition that still carries them must keep them.
 #[allow(deprecated)]
-pub fn register_input_from(td: TaskDefinition, tags: Vec<Tag>) -> RegisterTaskDefinitionInputBuilder {
+pub fn register_input_from(
+    td: TaskDefinition,
+    tags: Vec<Tag>,
+) -> RegisterTaskDefinitionInputBuilder {
     RegisterTaskDefinitionInput::builder()
         .set_family(td.family)
         .set_task_role_arn(td.task_role_arn)
@@ -241,8 +244,9 @@ pub async fn register_task_definition(
         .send_with(ecs)
         .await
         .aws("ECS RegisterTaskDefinition", format!("family {family}"))?;
-    out.task_definition
-        .ok_or_else(|| anyhow!("ECS RegisterTaskDefinition family {family}: the response holds no task definition"))
+    out.task_definition.ok_or_else(|| {
+        anyhow!("ECS RegisterTaskDefinition family {family}: the response holds no task definition")
+    })
 }
 
 /// Points a service at a task definition revision (ECS starts a new deployment). Returns the service as updated.
@@ -270,7 +274,11 @@ pub async fn update_service(
 }
 
 /// Adds (or overwrites) tags on a task definition revision.
-pub async fn tag_task_definition(ecs: &Client, arn: &str, tags: &[(&str, String)]) -> Result<(), AwsError> {
+pub async fn tag_task_definition(
+    ecs: &Client,
+    arn: &str,
+    tags: &[(&str, String)],
+) -> Result<(), AwsError> {
     ecs.tag_resource()
         .resource_arn(arn)
         .set_tags(Some(
@@ -285,7 +293,10 @@ pub async fn tag_task_definition(ecs: &Client, arn: &str, tags: &[(&str, String)
 }
 
 /// Tags of a task definition revision as (key, value).
-pub async fn task_definition_tags(ecs: &Client, arn: &str) -> Result<Vec<(String, String)>, AwsError> {
+pub async fn task_definition_tags(
+    ecs: &Client,
+    arn: &str,
+) -> Result<Vec<(String, String)>, AwsError> {
     let out = ecs
         .list_tags_for_resource()
         .resource_arn(arn)
@@ -342,7 +353,10 @@ pub async fn stopped_tasks_of_deployment(
         .desired_status(DesiredStatus::Stopped)
         .send()
         .await
-        .aws("ECS ListTasks", format!("{cluster} deployment {deployment_id}"))?;
+        .aws(
+            "ECS ListTasks",
+            format!("{cluster} deployment {deployment_id}"),
+        )?;
     let arns: Vec<String> = out.task_arns().iter().take(100).cloned().collect();
     if arns.is_empty() {
         return Ok(vec![]);
@@ -353,9 +367,14 @@ pub async fn stopped_tasks_of_deployment(
         .set_tasks(Some(arns))
         .send()
         .await
-        .aws("ECS DescribeTasks", format!("{cluster} deployment {deployment_id}"))?;
+        .aws(
+            "ECS DescribeTasks",
+            format!("{cluster} deployment {deployment_id}"),
+        )?;
     let mut tasks = out.tasks().to_vec();
-    tasks.sort_by_key(|t| std::cmp::Reverse(t.stopped_at().map(|d| d.as_secs_f64() as i64).unwrap_or(0)));
+    tasks.sort_by_key(|t| {
+        std::cmp::Reverse(t.stopped_at().map(|d| d.as_secs_f64() as i64).unwrap_or(0))
+    });
     tasks.truncate(limit);
     Ok(tasks)
 }
@@ -470,7 +489,9 @@ mod tests {
             "the fixture leaves TaskDefinition fields unset (set them, and copy them if RegisterTaskDefinition takes them): {unset:?}"
         );
         let tags = vec![Tag::builder().key("environment").value("stage").build()];
-        let input = register_input_from(td.clone(), tags.clone()).build().unwrap();
+        let input = register_input_from(td.clone(), tags.clone())
+            .build()
+            .unwrap();
         let debug = format!("{input:#?}");
         let members: Vec<String> = RegisterTaskDefinitionInput::SCHEMA
             .members()
@@ -496,7 +517,10 @@ mod tests {
 
     #[test]
     fn families() {
-        assert_eq!(td_family("arn:aws:ecs:r:1:task-definition/stage-core:12"), "stage-core");
+        assert_eq!(
+            td_family("arn:aws:ecs:r:1:task-definition/stage-core:12"),
+            "stage-core"
+        );
         assert_eq!(td_family("stage-core:3"), "stage-core");
         assert_eq!(td_family("stage-core"), "stage-core");
     }

@@ -6,7 +6,12 @@ use super::{AwsError, AwsResultExt};
 
 /// The last `n` lines of a log stream, oldest first. A stream that does not exist (the container never started)
 /// gives no lines.
-pub async fn last_lines(logs: &Client, group: &str, stream: &str, n: i32) -> Result<Vec<String>, AwsError> {
+pub async fn last_lines(
+    logs: &Client,
+    group: &str,
+    stream: &str,
+    n: i32,
+) -> Result<Vec<String>, AwsError> {
     let res = logs
         .get_log_events()
         .log_group_name(group)

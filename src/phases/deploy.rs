@@ -137,7 +137,10 @@ impl Request {
                             "input `smoke-url`: {url:?} is not an http(s) URL; give one such as https://stage.example.org/health"
                         ))
                     })?;
-                Some(Smoke { url: parsed, status: status.map(|s| s as u16).unwrap_or(200) })
+                Some(Smoke {
+                    url: parsed,
+                    status: status.map(|s| s as u16).unwrap_or(200),
+                })
             }
         };
         let maintenance = common.environment.maintenance.is_some();
@@ -146,7 +149,13 @@ impl Request {
                 "input `maintenance-header-name`: the smoke check in state restricted must pass the maintenance page; set maintenance-header-name and maintenance-header-value",
             ));
         }
-        Ok(Request { common: common.clone(), version, state, smoke, bypass })
+        Ok(Request {
+            common: common.clone(),
+            version,
+            state,
+            smoke,
+            bypass,
+        })
     }
 }
 
@@ -186,7 +195,10 @@ pub struct Release {
 /// secrets merged over their own (same name: replaced in place; new: appended in name order); a plaintext
 /// `environment` entry named like a secret is dropped, so the value only ever comes from SSM. Every other container
 /// and every other field stays exactly as it was.
-pub fn release_containers(containers: &[ContainerDefinition], release: &Release) -> Vec<ContainerDefinition> {
+pub fn release_containers(
+    containers: &[ContainerDefinition],
+    release: &Release,
+) -> Vec<ContainerDefinition> {
     containers
         .iter()
         .map(|c| {
@@ -207,7 +219,13 @@ pub fn release_containers(containers: &[ContainerDefinition], release: &Release)
                 }
                 added.sort();
                 for (n, v) in added {
-                    merged.push(Secret::builder().name(n).value_from(v).build().expect("name and valueFrom are set"));
+                    merged.push(
+                        Secret::builder()
+                            .name(n)
+                            .value_from(v)
+                            .build()
+                            .expect("name and valueFrom are set"),
+                    );
                 }
                 let names: HashSet<&str> = merged.iter().map(|s| s.name()).collect();
                 if let Some(env) = c.environment.as_mut() {
@@ -233,7 +251,10 @@ pub fn secrets_from(params: &[ParameterRef]) -> Result<Vec<(String, String)>, St
             ));
         }
     }
-    Ok(by_name.into_iter().map(|(n, p)| (n, p.arn.clone())).collect())
+    Ok(by_name
+        .into_iter()
+        .map(|(n, p)| (n, p.arn.clone()))
+        .collect())
 }
 
 /// One service's plan.
@@ -263,26 +284,59 @@ async fn plan(req: &Request, c: &Clients) -> Result<Vec<ServicePlan>> {
             Some(path) => ssm::parameters_by_path(&c.ssm, path)
                 .await
                 .map(Some)
-                .with_context(|| format!("reading SSM parameters under {path} (ssm-path of environment {})", env.name)),
+                .with_context(|| {
+                    format!(
+                        "reading SSM parameters under {path} (ssm-path of environment {})",
+                        env.name
+                    )
+                }),
             None => Ok(None),
         }
     };
     let (services, params) = tokio::try_join!(services_fut, params_fut)?;
     let secrets = match &params {
         Some(p) => {
-            let s = secrets_from(p).map_err(|e| anyhow!("{e} (under ssm-path {})", env.ssm_path.as_deref().unwrap_or_default()))?;
-            tracing::info!("{} SSM parameter(s) under {} become secrets", s.len(), env.ssm_path.as_deref().unwrap_or_default());
+            let s = secrets_from(p).map_err(|e| {
+                anyhow!(
+                    "{e} (under ssm-path {})",
+                    env.ssm_path.as_deref().unwrap_or_default()
+                )
+            })?;
+            tracing::info!(
+                "{} SSM parameter(s) under {} become secrets",
+                s.len(),
+                env.ssm_path.as_deref().unwrap_or_default()
+            );
             Some(s)
         }
         None => None,
     };
-    let tds = try_join_all(services.iter().map(|s| ecs::describe_task_definition(&c.ecs, s.task_definition().unwrap_or_default()))).await?;
-    env.services
+    let tds =
+        try_join_all(services.iter().map(|s| {
+            ecs::describe_task_definition(&c.ecs, s.task_definition().unwrap_or_default())
+        }))
+        .await?;
+    let results: Vec<Result<ServicePlan>> = env
+        .services
         .iter()
         .zip(services)
         .zip(tds)
-        .map(|((cfg, svc), (td, tags))| plan_service(env, cfg, &svc, td, tags, &req.version, secrets.as_deref()))
-        .collect()
+        .map(|((cfg, svc), (td, tags))| {
+            plan_service(env, cfg, &svc, td, tags, &req.version, secrets.as_deref())
+        })
+        .collect();
+    let errors: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| format!("{e:#}"))
+        .collect();
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("checked above"))
+        .collect())
 }
 
 fn plan_service(
@@ -297,8 +351,16 @@ fn plan_service(
     let current = td.task_definition_arn().unwrap_or_default().to_string();
     let mut images = Vec::new();
     for name in &cfg.containers {
-        let Some(container) = td.container_definitions().iter().find(|c| c.name() == Some(name.as_str())) else {
-            let known: Vec<&str> = td.container_definitions().iter().filter_map(|c| c.name()).collect();
+        let Some(container) = td
+            .container_definitions()
+            .iter()
+            .find(|c| c.name() == Some(name.as_str()))
+        else {
+            let known: Vec<&str> = td
+                .container_definitions()
+                .iter()
+                .filter_map(|c| c.name())
+                .collect();
             bail!(
                 "ECS service {}/{}: its task definition {} has no container {name:?} (it has: {}); correct services.{}.containers in the config",
                 env.cluster,
@@ -308,18 +370,28 @@ fn plan_service(
                 cfg.name
             );
         };
-        let image = cfg.image.image_for(version, container.image().unwrap_or_default())?;
+        let image = cfg
+            .image
+            .image_for(version, container.image().unwrap_or_default())?;
         images.push((name.clone(), image));
     }
     let from_version = cfg
         .containers
         .first()
-        .and_then(|n| td.container_definitions().iter().find(|c| c.name() == Some(n.as_str())))
+        .and_then(|n| {
+            td.container_definitions()
+                .iter()
+                .find(|c| c.name() == Some(n.as_str()))
+        })
         .and_then(|c| cfg.image.version_of(c.image().unwrap_or_default()));
-    let release = Release { images: images.clone(), secrets: secrets.map(<[_]>::to_vec) };
+    let release = Release {
+        images: images.clone(),
+        secrets: secrets.map(<[_]>::to_vec),
+    };
     let new = release_containers(td.container_definitions(), &release);
     let changed = new != td.container_definitions();
-    let primary_done = rollout::progress(&current, &rollout::DeploymentObs::of(svc), true) == Verdict::Done;
+    let primary_done =
+        rollout::progress(&current, &rollout::DeploymentObs::of(svc), true) == Verdict::Done;
     Ok(ServicePlan {
         name: cfg.name.clone(),
         current,
@@ -341,9 +413,17 @@ impl ServicePlan {
                 self.name,
                 td_short(&self.current),
                 self.from_version.as_deref().unwrap_or("unknown version"),
-                self.images.iter().map(|(n, i)| format!("{n}={i}")).collect::<Vec<_>>().join(", ")
+                self.images
+                    .iter()
+                    .map(|(n, i)| format!("{n}={i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
-            None if self.settled => format!("{}: {} runs {version} already; nothing to change", self.name, td_short(&self.current)),
+            None if self.settled => format!(
+                "{}: {} runs {version} already; nothing to change",
+                self.name,
+                td_short(&self.current)
+            ),
             None => format!(
                 "{}: {} has {version} already; its roll-out has not completed yet, watching it",
                 self.name,
@@ -357,10 +437,18 @@ impl ServicePlan {
 fn new_revision_tags(current: &[Tag], version: &Version) -> Vec<Tag> {
     let mut tags: Vec<Tag> = current
         .iter()
-        .filter(|t| t.key().is_some_and(|k| !k.starts_with(rollout::TAG_PREFIX) && !k.starts_with("aws:")))
+        .filter(|t| {
+            t.key()
+                .is_some_and(|k| !k.starts_with(rollout::TAG_PREFIX) && !k.starts_with("aws:"))
+        })
         .cloned()
         .collect();
-    tags.push(Tag::builder().key(rollout::TAG_VERSION).value(version.as_str()).build());
+    tags.push(
+        Tag::builder()
+            .key(rollout::TAG_VERSION)
+            .value(version.as_str())
+            .build(),
+    );
     tags
 }
 
@@ -464,7 +552,10 @@ impl DeployOutcome {
     }
 
     fn row(&mut self, name: &str) -> &mut ServiceRow {
-        self.services.iter_mut().find(|r| r.service == name).expect("a row per planned service")
+        self.services
+            .iter_mut()
+            .find(|r| r.service == name)
+            .expect("a row per planned service")
     }
 }
 
@@ -475,7 +566,10 @@ impl DeployOutcome {
 pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome> {
     let env = &req.common.environment;
     let plans = {
-        let _g = ctx.runner.group(&format!("Plan: {} to {} ({})", req.version, env.name, env.cluster));
+        let _g = ctx.runner.group(&format!(
+            "Plan: {} to {} ({})",
+            req.version, env.name, env.cluster
+        ));
         let plans = plan(req, c).await?;
         for p in &plans {
             tracing::info!("{}", p.line(&req.version));
@@ -485,7 +579,10 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
     let mut out = DeployOutcome::new(req, &plans, ctx.dry_run);
     if let Some(prev) = &out.previous_version {
         if version::is_downgrade(&req.version, prev) {
-            tracing::warn!("{} is lower than the version running now ({prev}): this deploy is a downgrade", req.version);
+            tracing::warn!(
+                "{} is lower than the version running now ({prev}): this deploy is a downgrade",
+                req.version
+            );
         }
     }
     if req.state == DeployState::Restricted {
@@ -498,7 +595,11 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
     if ctx.dry_run {
         for p in &plans {
             let row = out.row(&p.name);
-            row.to = if p.new_containers.is_some() { "(new revision)".into() } else { p.current.clone() };
+            row.to = if p.new_containers.is_some() {
+                "(new revision)".into()
+            } else {
+                p.current.clone()
+            };
         }
         tracing::info!("dry run: no revision registered, no service updated");
         return Ok(out);
@@ -511,7 +612,11 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
         .zip(&registered)
         .map(|(p, r)| Target {
             service: p.name.clone(),
-            task_definition: r.as_ref().and_then(|td| td.task_definition_arn()).unwrap_or(&p.current).to_string(),
+            task_definition: r
+                .as_ref()
+                .and_then(|td| td.task_definition_arn())
+                .unwrap_or(&p.current)
+                .to_string(),
         })
         .collect();
     for (p, t) in plans.iter().zip(&targets) {
@@ -529,16 +634,37 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
         .collect();
     let started = Instant::now();
     let updates = rollout::update_services(&c.ecs, &env.cluster, &changed).await;
-    let updated: Vec<String> = updates.iter().filter(|(_, e)| e.is_none()).map(|(t, _)| t.service.clone()).collect();
+    let updated: Vec<String> = updates
+        .iter()
+        .filter(|(_, e)| e.is_none())
+        .map(|(t, _)| t.service.clone())
+        .collect();
     if let Some((t, Some(e))) = updates.iter().find(|(_, e)| e.is_some()) {
         let reason = format!("UpdateService failed for {}: {e}", t.service);
-        let applied = Applied { req, c, ctx, plans: &plans, registered: &registered, updated: &updated };
+        let applied = Applied {
+            req,
+            c,
+            ctx,
+            plans: &plans,
+            registered: &registered,
+            updated: &updated,
+        };
         return fail(&applied, out, reason, None).await;
     }
-    let seen: BTreeMap<String, HashSet<String>> = plans.iter().map(|p| (p.name.clone(), p.events.clone())).collect();
+    let seen: BTreeMap<String, HashSet<String>> = plans
+        .iter()
+        .map(|p| (p.name.clone(), p.events.clone()))
+        .collect();
     let report = {
-        let _g = ctx.runner.group(&format!("Roll-out of {} on {} service(s)", req.version, targets.len()));
-        let poller = ctx.poller(format!("roll-out of {} in {}", req.version, env.cluster), Backoff::FAST);
+        let _g = ctx.runner.group(&format!(
+            "Roll-out of {} on {} service(s)",
+            req.version,
+            targets.len()
+        ));
+        let poller = ctx.poller(
+            format!("roll-out of {} in {}", req.version, env.cluster),
+            Backoff::FAST,
+        );
         rollout::watch(&c.ecs, &env.cluster, &targets, seen, poller).await
     };
     for w in &report.services {
@@ -565,11 +691,17 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
         WatchEnd::Cancelled(msg) => {
             let back: Vec<Target> = back_targets(&plans, &updated);
             let results = rollout::update_services(&c.ecs, &env.cluster, &back).await;
-            let failed: Vec<String> = results.iter().filter_map(|(t, e)| e.as_ref().map(|e| format!("{}: {e}", t.service))).collect();
+            let failed: Vec<String> = results
+                .iter()
+                .filter_map(|(t, e)| e.as_ref().map(|e| format!("{}: {e}", t.service)))
+                .collect();
             let what = if failed.is_empty() {
                 format!("every changed service ({}) was pointed back at its previous revision, not waited for", back.len())
             } else {
-                format!("pointing services back at their previous revisions failed: {}", failed.join("; "))
+                format!(
+                    "pointing services back at their previous revisions failed: {}",
+                    failed.join("; ")
+                )
             };
             return Err(anyhow::Error::new(WaitError::Cancelled {
                 what: msg.clone(),
@@ -580,12 +712,23 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
         }
     };
     if let Some(reason) = reason {
-        let applied = Applied { req, c, ctx, plans: &plans, registered: &registered, updated: &updated };
+        let applied = Applied {
+            req,
+            c,
+            ctx,
+            plans: &plans,
+            registered: &registered,
+            updated: &updated,
+        };
         return fail(&applied, out, reason, Some(&report)).await;
     }
     for p in &plans {
         let row = out.row(&p.name);
-        row.result = if p.new_containers.is_some() { ServiceResult::Deployed } else { ServiceResult::Unchanged };
+        row.result = if p.new_containers.is_some() {
+            ServiceResult::Deployed
+        } else {
+            ServiceResult::Unchanged
+        };
     }
 
     // Smoke check.
@@ -597,19 +740,36 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
                 for p in &plans {
                     out.row(&p.name).duration_seconds = None;
                 }
-                let applied = Applied { req, c, ctx, plans: &plans, registered: &registered, updated: &updated };
+                let applied = Applied {
+                    req,
+                    c,
+                    ctx,
+                    plans: &plans,
+                    registered: &registered,
+                    updated: &updated,
+                };
                 return fail(&applied, out, why, None).await;
             }
         }
     }
 
     // Known good: every service completed on its target.
-    let tag_results = join_all(plans.iter().zip(&targets).map(|(p, t)| {
-        let tags = if p.new_containers.is_some() { vec![] } else { ecs::tag_pairs(&p.current_tags) };
-        let from_version = p.from_version.clone();
-        async move { tag_known_good(&c.ecs, &t.task_definition, &tags, from_version.as_deref()).await }
-    }))
-    .await;
+    let tag_results =
+        join_all(
+            plans.iter().zip(&targets).map(|(p, t)| {
+                let (tags, version) = match &p.new_containers {
+                    Some(_) => (
+                        ecs::tag_pairs(&new_revision_tags(&p.current_tags, &req.version)),
+                        Some(req.version.to_string()),
+                    ),
+                    None => (ecs::tag_pairs(&p.current_tags), p.from_version.clone()),
+                };
+                async move {
+                    tag_known_good(&c.ecs, &t.task_definition, &tags, version.as_deref()).await
+                }
+            }),
+        )
+        .await;
     for r in tag_results {
         if let Err(e) = r {
             out.notes.push(format!("known-good tag not written: {e}"));
@@ -627,14 +787,24 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
 
 /// Registers the planned revisions concurrently; `None` for services that keep their revision. If any registration
 /// fails, the ones that succeeded are deregistered again and the error is returned (nothing else changed yet).
-async fn register(req: &Request, c: &Clients, plans: &[ServicePlan]) -> Result<Vec<Option<TaskDefinition>>> {
+async fn register(
+    req: &Request,
+    c: &Clients,
+    plans: &[ServicePlan],
+) -> Result<Vec<Option<TaskDefinition>>> {
     let calls = plans.iter().map(|p| async move {
-        let Some(containers) = &p.new_containers else { return Ok(None) };
+        let Some(containers) = &p.new_containers else {
+            return Ok(None);
+        };
         let mut td = p.current_td.clone();
         td.container_definitions = Some(containers.clone());
         let input = ecs::register_input_from(td, new_revision_tags(&p.current_tags, &req.version));
         let new = ecs::register_task_definition(&c.ecs, input).await?;
-        tracing::info!("{}: registered {}", p.name, td_short(new.task_definition_arn().unwrap_or_default()));
+        tracing::info!(
+            "{}: registered {}",
+            p.name,
+            td_short(new.task_definition_arn().unwrap_or_default())
+        );
         Ok::<_, anyhow::Error>(Some(new))
     });
     let results = join_all(calls).await;
@@ -649,23 +819,41 @@ async fn register(req: &Request, c: &Clients, plans: &[ServicePlan]) -> Result<V
                 tracing::warn!("{e}");
             }
         }
-        let errors: Vec<String> = results.into_iter().filter_map(|r| r.err()).map(|e| format!("{e:#}")).collect();
-        bail!("registering the new revisions failed, no service was changed: {}", errors.join("; "));
+        let errors: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| r.err())
+            .map(|e| format!("{e:#}"))
+            .collect();
+        bail!(
+            "registering the new revisions failed, no service was changed: {}",
+            errors.join("; ")
+        );
     }
-    Ok(results.into_iter().map(|r| r.expect("checked above")).collect())
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("checked above"))
+        .collect())
 }
 
 fn back_targets(plans: &[ServicePlan], updated: &[String]) -> Vec<Target> {
     plans
         .iter()
         .filter(|p| updated.contains(&p.name))
-        .map(|p| Target { service: p.name.clone(), task_definition: p.current.clone() })
+        .map(|p| Target {
+            service: p.name.clone(),
+            task_definition: p.current.clone(),
+        })
         .collect()
 }
 
 /// Tags a revision `known-good=<now>` (and its version, when it has none) unless it is tagged known good already: a
 /// rerun of a finished deploy changes nothing.
-async fn tag_known_good(ecs_client: &aws_sdk_ecs::Client, arn: &str, tags: &[(String, String)], version: Option<&str>) -> Result<()> {
+async fn tag_known_good(
+    ecs_client: &aws_sdk_ecs::Client,
+    arn: &str,
+    tags: &[(String, String)],
+    version: Option<&str>,
+) -> Result<()> {
     if tags.iter().any(|(k, _)| k == rollout::TAG_KNOWN_GOOD) {
         return Ok(());
     }
@@ -697,7 +885,14 @@ async fn fail(
     reason: String,
     report: Option<&WatchReport>,
 ) -> Result<DeployOutcome> {
-    let Applied { req, c, ctx, plans, registered, updated } = *d;
+    let Applied {
+        req,
+        c,
+        ctx,
+        plans,
+        registered,
+        updated,
+    } = *d;
     let env = &req.common.environment;
     tracing::error!("deploy of {} failed: {reason}", req.version);
     out.error = Some(reason);
@@ -705,10 +900,15 @@ async fn fail(
     let back = back_targets(plans, updated);
     let results = rollout::update_services(&c.ecs, &env.cluster, &back).await;
     out.rolled_back = !back.is_empty();
-    let not_back: Vec<String> = results.iter().filter(|(_, e)| e.is_some()).map(|(t, _)| t.service.clone()).collect();
+    let not_back: Vec<String> = results
+        .iter()
+        .filter(|(_, e)| e.is_some())
+        .map(|(t, _)| t.service.clone())
+        .collect();
     for (t, e) in &results {
         if let Some(e) = e {
-            out.notes.push(format!("{}: rollback UpdateService failed: {e}", t.service));
+            out.notes
+                .push(format!("{}: rollback UpdateService failed: {e}", t.service));
         }
     }
 
@@ -725,9 +925,16 @@ async fn fail(
                 .iter()
                 .zip(registered)
                 .find(|(p, _)| p.name == w.service)
-                .map(|(p, r)| r.as_ref().unwrap_or(&p.current_td).container_definitions().to_vec())
+                .map(|(p, r)| {
+                    r.as_ref()
+                        .unwrap_or(&p.current_td)
+                        .container_definitions()
+                        .to_vec()
+                })
                 .unwrap_or_default();
-            Some(async move { rollout::explain(&c.ecs, &c.logs, &env.cluster, w, why, &containers).await })
+            Some(async move {
+                rollout::explain(&c.ecs, &c.logs, &env.cluster, w, why, &containers).await
+            })
         });
         out.failures = join_all(explain).await;
         for f in &out.failures {
@@ -744,7 +951,11 @@ async fn fail(
     }
 
     // Wait for the rollback.
-    let ok_back: Vec<Target> = back.iter().filter(|t| !not_back.contains(&t.service)).cloned().collect();
+    let ok_back: Vec<Target> = back
+        .iter()
+        .filter(|t| !not_back.contains(&t.service))
+        .cloned()
+        .collect();
     let back_report = if ok_back.is_empty() {
         None
     } else {
@@ -756,7 +967,11 @@ async fn fail(
         );
         Some(rollout::watch(&c.ecs, &env.cluster, &ok_back, BTreeMap::new(), poller).await)
     };
-    let failed_services: Vec<&str> = out.failures.iter().map(|f| f.service.as_str()).collect::<Vec<_>>();
+    let failed_services: Vec<&str> = out
+        .failures
+        .iter()
+        .map(|f| f.service.as_str())
+        .collect::<Vec<_>>();
     let failed_services: Vec<String> = failed_services.into_iter().map(str::to_string).collect();
     for p in plans {
         let rolled = ok_back.iter().any(|t| t.service == p.name);
@@ -772,13 +987,19 @@ async fn fail(
             (true, true, true) => ServiceResult::RolledBack,
             (true, _, _) => ServiceResult::RollbackFailed,
         };
-        if matches!(row.result, ServiceResult::Failed | ServiceResult::RolledBack) && rolled {
+        if matches!(
+            row.result,
+            ServiceResult::Failed | ServiceResult::RolledBack
+        ) && rolled
+        {
             row.task_definition = p.current.clone();
         }
     }
     match back_report.as_ref().map(|r| &r.end) {
         None | Some(WatchEnd::Completed) => {}
-        Some(WatchEnd::Failed | WatchEnd::TimedOut(_) | WatchEnd::Error(_) | WatchEnd::Cancelled(_)) => {
+        Some(
+            WatchEnd::Failed | WatchEnd::TimedOut(_) | WatchEnd::Error(_) | WatchEnd::Cancelled(_),
+        ) => {
             let r = back_report.as_ref().expect("matched Some");
             let line = r
                 .services
@@ -787,14 +1008,25 @@ async fn fail(
                 .map(|w| format!("{}: {:?}", w.service, w.verdict))
                 .collect::<Vec<_>>()
                 .join("; ");
-            out.notes.push(format!("the rollback did not complete: {line}; look at the services now"));
+            out.notes.push(format!(
+                "the rollback did not complete: {line}; look at the services now"
+            ));
         }
     }
     // The revisions the services ran before were just seen COMPLETED again.
     if let Some(r) = &back_report {
         for p in plans {
-            if r.service(&p.name).is_some_and(|w| w.verdict == Verdict::Done) {
-                if let Err(e) = tag_known_good(&c.ecs, &p.current, &ecs::tag_pairs(&p.current_tags), p.from_version.as_deref()).await {
+            if r.service(&p.name)
+                .is_some_and(|w| w.verdict == Verdict::Done)
+            {
+                if let Err(e) = tag_known_good(
+                    &c.ecs,
+                    &p.current,
+                    &ecs::tag_pairs(&p.current_tags),
+                    p.from_version.as_deref(),
+                )
+                .await
+                {
                     out.notes.push(format!("known-good tag not written: {e}"));
                 }
             }
@@ -803,9 +1035,15 @@ async fn fail(
 
     // Deregister the revisions of this failed deploy (not one a service still points at).
     for (p, r) in plans.iter().zip(registered) {
-        let Some(arn) = r.as_ref().and_then(|td| td.task_definition_arn()) else { continue };
+        let Some(arn) = r.as_ref().and_then(|td| td.task_definition_arn()) else {
+            continue;
+        };
         if not_back.contains(&p.name) {
-            out.notes.push(format!("{}: {} stays registered (the service still uses it)", p.name, td_short(arn)));
+            out.notes.push(format!(
+                "{}: {} stays registered (the service still uses it)",
+                p.name,
+                td_short(arn)
+            ));
             continue;
         }
         match ecs::deregister_task_definition(&c.ecs, arn).await {
@@ -813,7 +1051,11 @@ async fn fail(
                 tracing::info!("{}: deregistered {}", p.name, td_short(arn));
                 out.deregistered.push(arn.to_string());
             }
-            Err(e) => out.notes.push(format!("{}: deregistering {} failed: {e}", p.name, td_short(arn))),
+            Err(e) => out.notes.push(format!(
+                "{}: deregistering {} failed: {e}",
+                p.name,
+                td_short(arn)
+            )),
         }
     }
     Ok(out)
@@ -830,7 +1072,10 @@ async fn smoke_check(smoke: &Smoke, bypass: Option<&Bypass>, ctx: &Ctx) -> Resul
     let url = smoke.url.clone();
     let poller = Poller::new(
         format!("smoke check GET {url}"),
-        Backoff { first: Duration::from_secs(1), max: Duration::from_secs(4) },
+        Backoff {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+        },
         Instant::now() + SMOKE_WINDOW,
         ctx.cancel.clone(),
     );
@@ -843,8 +1088,14 @@ async fn smoke_check(smoke: &Smoke, bypass: Option<&Bypass>, ctx: &Ctx) -> Resul
             let url = url.clone();
             async move {
                 Ok(match request.send().await {
-                    Ok(r) if r.status().as_u16() == smoke.status => Check::Done(r.status().as_u16()),
-                    Ok(r) => Check::Pending(format!("smoke check GET {url}: {}, expected {}", r.status().as_u16(), smoke.status)),
+                    Ok(r) if r.status().as_u16() == smoke.status => {
+                        Check::Done(r.status().as_u16())
+                    }
+                    Ok(r) => Check::Pending(format!(
+                        "smoke check GET {url}: {}, expected {}",
+                        r.status().as_u16(),
+                        smoke.status
+                    )),
                     Err(e) => Check::Pending(format!("smoke check GET {url}: {}", without_url(&e))),
                 })
             }
@@ -905,7 +1156,9 @@ impl DeployOutcome {
                     rev_and_version(&r.from, r.from_version.as_deref()),
                     rev_and_version(&r.to, r.to_version.as_deref()),
                     r.result.to_string(),
-                    r.duration_seconds.map(|s| crate::wait::human(Duration::from_secs_f64(s))).unwrap_or_else(|| "-".into()),
+                    r.duration_seconds
+                        .map(|s| crate::wait::human(Duration::from_secs_f64(s)))
+                        .unwrap_or_else(|| "-".into()),
                 ]
             })
             .collect()
@@ -913,10 +1166,19 @@ impl DeployOutcome {
 
     fn headline(&self) -> String {
         match (&self.error, self.dry_run) {
-            (_, true) => format!("Deploy {} to {}: dry run, nothing changed", self.version, self.environment),
-            (None, false) => format!("Deploy {} to {}: done (state {})", self.version, self.environment, self.state),
+            (_, true) => format!(
+                "Deploy {} to {}: dry run, nothing changed",
+                self.version, self.environment
+            ),
+            (None, false) => format!(
+                "Deploy {} to {}: done (state {})",
+                self.version, self.environment, self.state
+            ),
             (Some(_), false) if self.rolled_back => {
-                format!("Deploy {} to {}: FAILED, rolled back", self.version, self.environment)
+                format!(
+                    "Deploy {} to {}: FAILED, rolled back",
+                    self.version, self.environment
+                )
             }
             (Some(_), false) => format!("Deploy {} to {}: FAILED", self.version, self.environment),
         }
@@ -952,11 +1214,21 @@ impl Outcome for DeployOutcome {
     }
 
     fn outputs(&self) -> Vec<(&'static str, String)> {
-        let arns: BTreeMap<&str, &str> = self.services.iter().map(|r| (r.service.as_str(), r.task_definition.as_str())).collect();
+        let arns: BTreeMap<&str, &str> = self
+            .services
+            .iter()
+            .map(|r| (r.service.as_str(), r.task_definition.as_str()))
+            .collect();
         vec![
             ("version", self.version.clone()),
-            ("previous-version", self.previous_version.clone().unwrap_or_default()),
-            ("task-definition-arns", serde_json::to_string(&arns).unwrap_or_default()),
+            (
+                "previous-version",
+                self.previous_version.clone().unwrap_or_default(),
+            ),
+            (
+                "task-definition-arns",
+                serde_json::to_string(&arns).unwrap_or_default(),
+            ),
             ("rolled-back", self.rolled_back.to_string()),
         ]
     }
@@ -967,7 +1239,10 @@ impl Outcome for DeployOutcome {
         if let Some(e) = &self.error {
             s.push_str(&format!("> {e}\n\n"));
         }
-        s.push_str(&md_table(&["service", "from", "to", "result", "duration"], &self.rows()));
+        s.push_str(&md_table(
+            &["service", "from", "to", "result", "duration"],
+            &self.rows(),
+        ));
         let failures = self.failure_lines();
         if !failures.is_empty() {
             s.push_str("\n**Why**\n\n```\n");
@@ -987,7 +1262,11 @@ impl Outcome for DeployOutcome {
         if !self.deregistered.is_empty() {
             details.push(format!(
                 "deregistered: {}",
-                self.deregistered.iter().map(|a| td_short(a)).collect::<Vec<_>>().join(", ")
+                self.deregistered
+                    .iter()
+                    .map(|a| td_short(a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         details.extend(self.notes.iter().cloned());
@@ -1006,7 +1285,10 @@ impl Outcome for DeployOutcome {
             s.push_str(&format!("  {e}\n"));
         }
         s.push('\n');
-        s.push_str(&text_table(&["SERVICE", "FROM", "TO", "RESULT", "DURATION"], &self.rows()));
+        s.push_str(&text_table(
+            &["SERVICE", "FROM", "TO", "RESULT", "DURATION"],
+            &self.rows(),
+        ));
         let failures = self.failure_lines();
         if !failures.is_empty() {
             s.push_str("\nwhy:\n");
@@ -1023,7 +1305,11 @@ impl Outcome for DeployOutcome {
         if !self.deregistered.is_empty() {
             s.push_str(&format!(
                 "deregistered: {}\n",
-                self.deregistered.iter().map(|a| td_short(a)).collect::<Vec<_>>().join(", ")
+                self.deregistered
+                    .iter()
+                    .map(|a| td_short(a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         for n in &self.notes {
@@ -1044,84 +1330,176 @@ mod tests {
             .image(image)
             .essential(true)
             .memory(512)
-            .environment(KeyValuePair::builder().name("NODE_ENV").value("production").build())
-            .environment(KeyValuePair::builder().name("DATABASE_URL").value("plaintext").build())
-            .secrets(Secret::builder().name("API_KEY").value_from("arn:old").build().unwrap())
-            .log_configuration(LogConfiguration::builder().log_driver(aws_sdk_ecs::types::LogDriver::Awslogs).options("awslogs-group", "/ecs/x").build().unwrap())
+            .environment(
+                KeyValuePair::builder()
+                    .name("NODE_ENV")
+                    .value("production")
+                    .build(),
+            )
+            .environment(
+                KeyValuePair::builder()
+                    .name("DATABASE_URL")
+                    .value("plaintext")
+                    .build(),
+            )
+            .secrets(
+                Secret::builder()
+                    .name("API_KEY")
+                    .value_from("arn:old")
+                    .build()
+                    .unwrap(),
+            )
+            .log_configuration(
+                LogConfiguration::builder()
+                    .log_driver(aws_sdk_ecs::types::LogDriver::Awslogs)
+                    .options("awslogs-group", "/ecs/x")
+                    .build()
+                    .unwrap(),
+            )
             .build()
     }
 
     #[test]
     fn only_the_configured_containers_change() {
-        let before = vec![container("core", "repo:core-v1"), container("sidecar", "ghcr.io/x:3.4")];
-        let release = Release { images: vec![("core".into(), "repo:core-v2".into())], secrets: None };
+        let before = vec![
+            container("core", "repo:core-v1"),
+            container("sidecar", "ghcr.io/x:3.4"),
+        ];
+        let release = Release {
+            images: vec![("core".into(), "repo:core-v2".into())],
+            secrets: None,
+        };
         let after = release_containers(&before, &release);
         assert_eq!(after[1], before[1], "the sidecar is untouched");
         assert_eq!(after[0].image(), Some("repo:core-v2"));
         let mut expected = before[0].clone();
         expected.image = Some("repo:core-v2".into());
-        assert_eq!(after[0], expected, "every other field of the container is kept");
-        let same = Release { images: vec![("core".into(), "repo:core-v1".into())], secrets: None };
-        assert_eq!(release_containers(&before, &same), before, "same image: nothing changes");
+        assert_eq!(
+            after[0], expected,
+            "every other field of the container is kept"
+        );
+        let same = Release {
+            images: vec![("core".into(), "repo:core-v1".into())],
+            secrets: None,
+        };
+        assert_eq!(
+            release_containers(&before, &same),
+            before,
+            "same image: nothing changes"
+        );
     }
 
     #[test]
     fn ssm_secrets_merge_over_existing_and_replace_plaintext() {
         let before = vec![container("core", "repo:core-v1"), container("sidecar", "x")];
         let secrets = vec![
-            ("DATABASE_URL".to_string(), "arn:aws:ssm:r:1:parameter/app/stage/DATABASE_URL".to_string()),
-            ("API_KEY".to_string(), "arn:aws:ssm:r:1:parameter/app/stage/API_KEY".to_string()),
+            (
+                "DATABASE_URL".to_string(),
+                "arn:aws:ssm:r:1:parameter/app/stage/DATABASE_URL".to_string(),
+            ),
+            (
+                "API_KEY".to_string(),
+                "arn:aws:ssm:r:1:parameter/app/stage/API_KEY".to_string(),
+            ),
         ];
-        let release = Release { images: vec![("core".into(), "repo:core-v2".into())], secrets: Some(secrets) };
+        let release = Release {
+            images: vec![("core".into(), "repo:core-v2".into())],
+            secrets: Some(secrets),
+        };
         let after = release_containers(&before, &release);
         let core = &after[0];
-        let s: Vec<(&str, &str)> = core.secrets().iter().map(|s| (s.name(), s.value_from())).collect();
+        let s: Vec<(&str, &str)> = core
+            .secrets()
+            .iter()
+            .map(|s| (s.name(), s.value_from()))
+            .collect();
         assert_eq!(
             s,
             vec![
                 ("API_KEY", "arn:aws:ssm:r:1:parameter/app/stage/API_KEY"),
-                ("DATABASE_URL", "arn:aws:ssm:r:1:parameter/app/stage/DATABASE_URL"),
+                (
+                    "DATABASE_URL",
+                    "arn:aws:ssm:r:1:parameter/app/stage/DATABASE_URL"
+                ),
             ]
         );
         let env: Vec<&str> = core.environment().iter().filter_map(|e| e.name()).collect();
-        assert_eq!(env, vec!["NODE_ENV"], "a plaintext variable named like a secret is dropped");
-        assert_eq!(after[1], before[1], "containers not configured get no secrets");
-        assert_eq!(release_containers(&after, &release), after, "applying it again changes nothing");
+        assert_eq!(
+            env,
+            vec!["NODE_ENV"],
+            "a plaintext variable named like a secret is dropped"
+        );
+        assert_eq!(
+            after[1], before[1],
+            "containers not configured get no secrets"
+        );
+        assert_eq!(
+            release_containers(&after, &release),
+            after,
+            "applying it again changes nothing"
+        );
     }
 
     #[test]
     fn ssm_parameters_become_secret_names_and_clashes_are_errors() {
-        let p = |n: &str| ParameterRef { name: n.into(), arn: format!("arn:aws:ssm:r:1:parameter{n}") };
+        let p = |n: &str| ParameterRef {
+            name: n.into(),
+            arn: format!("arn:aws:ssm:r:1:parameter{n}"),
+        };
         let ok = secrets_from(&[p("/app/stage/B"), p("/app/stage/nested/A")]).unwrap();
         assert_eq!(
             ok,
             vec![
-                ("A".to_string(), "arn:aws:ssm:r:1:parameter/app/stage/nested/A".to_string()),
-                ("B".to_string(), "arn:aws:ssm:r:1:parameter/app/stage/B".to_string()),
+                (
+                    "A".to_string(),
+                    "arn:aws:ssm:r:1:parameter/app/stage/nested/A".to_string()
+                ),
+                (
+                    "B".to_string(),
+                    "arn:aws:ssm:r:1:parameter/app/stage/B".to_string()
+                ),
             ]
         );
         let e = secrets_from(&[p("/app/stage/A"), p("/app/stage/x/A")]).unwrap_err();
-        assert!(e.contains("/app/stage/A") && e.contains("/app/stage/x/A"), "{e}");
+        assert!(
+            e.contains("/app/stage/A") && e.contains("/app/stage/x/A"),
+            "{e}"
+        );
     }
 
     #[test]
     fn new_revisions_keep_foreign_tags_and_get_the_version() {
         let current = vec![
             Tag::builder().key("environment").value("stage").build(),
-            Tag::builder().key(rollout::TAG_KNOWN_GOOD).value("2026-01-01T00:00:00.000Z").build(),
+            Tag::builder()
+                .key(rollout::TAG_KNOWN_GOOD)
+                .value("2026-01-01T00:00:00.000Z")
+                .build(),
             Tag::builder().key(rollout::TAG_VERSION).value("v1").build(),
-            Tag::builder().key("aws:cloudformation:stack-name").value("x").build(),
+            Tag::builder()
+                .key("aws:cloudformation:stack-name")
+                .value("x")
+                .build(),
         ];
-        let tags = ecs::tag_pairs(&new_revision_tags(&current, &Version::parse("v2.0.0").unwrap()));
+        let tags = ecs::tag_pairs(&new_revision_tags(
+            &current,
+            &Version::parse("v2.0.0").unwrap(),
+        ));
         assert_eq!(
             tags,
-            vec![("environment".to_string(), "stage".to_string()), (rollout::TAG_VERSION.to_string(), "v2.0.0".to_string())]
+            vec![
+                ("environment".to_string(), "stage".to_string()),
+                (rollout::TAG_VERSION.to_string(), "v2.0.0".to_string())
+            ]
         );
     }
 
     #[test]
     fn bypass_header_is_never_printed() {
-        let b = Bypass { name: "x-bypass".into(), value: "s3cret".into() };
+        let b = Bypass {
+            name: "x-bypass".into(),
+            value: "s3cret".into(),
+        };
         assert!(!format!("{b:?}").contains("s3cret"));
     }
 }
