@@ -19,7 +19,9 @@ Prints exactly one line `LOCAL_AWS_READY http://HOST:PORT` on stdout once it ans
 from __future__ import annotations
 
 import argparse
+import calendar
 import copy
+import functools
 import gc
 import io
 import json
@@ -36,27 +38,28 @@ import types
 import urllib.parse
 import urllib.request
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from random import randint
 from typing import Any
 
-from moto.moto_server.werkzeug_app import (  # noqa: E402
+from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
-from moto.core.responses import ActionResult  # noqa: E402
-from moto.ecs.exceptions import InvalidParameterException  # noqa: E402
-from moto.ecs.responses import DESCRIBE_TASKS_TAGS, EC2ContainerServiceResponse  # noqa: E402
-from moto.ecs.models import Container, EC2ContainerServiceBackend, Task  # noqa: E402
-from moto.rds import models as rds_models  # noqa: E402
-from moto.rds.responses import RDSResponse  # noqa: E402
-from moto.logs.models import logs_backends  # noqa: E402
-from moto.cloudwatch.models import cloudwatch_backends  # noqa: E402
-from moto.moto_api import state_manager  # noqa: E402
-from moto.moto_api._internal.managed_state_model import ManagedState  # noqa: E402
-from moto.moto_api._internal.models import moto_api_backend  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
+from moto.core.responses import ActionResult
+from moto.ecs.exceptions import InvalidParameterException
+from moto.ecs.responses import DESCRIBE_TASKS_TAGS, EC2ContainerServiceResponse
+from moto.ecs.models import Container, EC2ContainerServiceBackend, Task
+from moto.rds import models as rds_models
+from moto.rds.responses import RDSResponse
+from moto.logs.models import logs_backends
+from moto.cloudwatch import models as cw_models
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.moto_api import state_manager
+from moto.moto_api._internal.managed_state_model import ManagedState
+from moto.moto_api._internal.models import moto_api_backend
+from werkzeug.serving import make_server
 
 # One lock for moto's (not thread-safe) backends and all emulator state. The HTTP
 # server is threaded: I/O, latency faults and control calls overlap; backend work
@@ -212,6 +215,9 @@ def init_task(task: Task, td: Any, status: str, t: float) -> None:
     task.availability_zone = f"{task.region_name}a"
     task.stop_code = None
     task.stopped_reason = None
+    if task.launch_type == "FARGATE":
+        task.platform_version = task.platform_version or "1.4.0"
+        task.platform_family = "Linux"
     build_containers(task, td)
     S.tasks[task.task_arn] = task
 
@@ -331,6 +337,10 @@ def _run_task(self, cluster_str, task_definition_str, count, overrides, started_
 EC2ContainerServiceBackend.run_task = _run_task
 
 
+PULL_ERROR = ("CannotPullContainerError: pull image manifest has been retried 5 time(s): "
+              "failed to resolve ref: not found")
+
+
 def task_step(task: Task, t: float, describe: bool) -> None:
     """Advance one emulated task: PROVISIONING -> RUNNING -> STOPPED, by rule."""
     sim = task._emu
@@ -340,9 +350,7 @@ def task_step(task: Task, t: float, describe: bool) -> None:
     timed = sim["run_secs"] is not None
     if rule.get("stopCode") == "TaskFailedToStart":
         if describe:
-            stop_task_now(task, t, None, "TaskFailedToStart", rule.get(
-                "stoppedReason", "CannotPullContainerError: pull image manifest has been retried 5 time(s): "
-                "failed to resolve ref: not found"))
+            stop_task_now(task, t, None, "TaskFailedToStart", rule.get("stoppedReason", PULL_ERROR))
         return
     if task._emu_status == "PROVISIONING":
         if not (describe or timed):
@@ -457,9 +465,9 @@ _orig_stop_task = EC2ContainerServiceBackend.stop_task
 def _stop_task(self, cluster_str, task_str, reason):
     try:
         task = _orig_stop_task(self, cluster_str, task_str, reason)
-    except Exception as e:  # moto raises a bare Exception for an unknown task
-        if "task" in str(e):
-            raise InvalidParameterException("The referenced task was not found.")
+    except Exception as e:
+        if type(e) is Exception:  # moto raises a bare Exception for an unknown task
+            raise InvalidParameterException("The referenced task was not found.") from None
         raise
     if getattr(task, "_emu_status", None):
         stop_task_now(task, now(), None, "UserInitiated", reason or "Task stopped by user", all_exit=137)
@@ -479,7 +487,7 @@ class Rollout:
     def __init__(self, service, kind: str, deployment: dict, rule: dict, t: float):
         self.service, self.kind, self.deployment, self.started = service, kind, deployment, t
         self.rule = rule
-        self.outcome = rule.get("outcome", "COMPLETED")
+        self.outcome = rule.get("outcome", rule.get("rolloutState", "COMPLETED"))
         self.after_seconds = rule.get("settleAfterSeconds")
         self.after_describes = rule.get("settleAfterDescribes")
         if self.after_describes is None and self.after_seconds is None:
@@ -591,8 +599,8 @@ def new_scale(service, t: float) -> None:
     service.pending_count = dep["pendingCount"]
     if desired == running:
         return
-    rule = next((r for r in reversed(S.service_rules)
-                 if r.get("service") in ("*", service.name, service.arn)), {})
+    rule = next((r for r in reversed(S.service_rules)  # timing only: a scale uses up no `times`
+                 if r.get("service") in ("*", service.name, service.arn) and r.get("_left", 1) > 0), {})
     ro = Rollout(service, "scale", dep, public(rule), t)
     ro.task_ids = start_ids(service, desired - running, t)
     S.rollouts.append(ro.record)
@@ -620,13 +628,15 @@ def settle(ro: Rollout, t: float) -> None:
     if ro.kind == "deployment" and ro.outcome == "FAILED":
         n = int(ro.rule.get("failedTasks", 3))
         ids = (ro.task_ids + [uuid.uuid4().hex for _ in range(n)])[:n]
+        code = ro.rule.get("taskStopCode", "EssentialContainerExited")
         for tid in ids:
             task = new_service_task(service, dep, tid, t)
-            start_task_running(task, t)
-            write_logs(task, ro.rule.get("taskLogs") or [])
-            stop_task_now(task, t, int(ro.rule.get("taskExitCode", 1)),
-                          ro.rule.get("taskStopCode", "EssentialContainerExited"),
-                          ro.rule.get("taskStoppedReason", "Essential container in task exited"))
+            if code != "TaskFailedToStart":  # those never ran: no startedAt, logs or exit code
+                start_task_running(task, t)
+                write_logs(task, ro.rule.get("taskLogs") or [])
+            stop_task_now(task, t, int(ro.rule.get("taskExitCode", 1)), code,
+                          ro.rule.get("taskStoppedReason", PULL_ERROR if code == "TaskFailedToStart"
+                                      else "Essential container in task exited"))
         dep.update(rolloutState="FAILED", failedTasks=n, runningCount=0, pendingCount=0,
                    rolloutStateReason="ECS deployment circuit breaker: tasks failed to start.")
         service.running_count = sum(int(d.get("runningCount", 0)) for d in service.deployments[1:])
@@ -1019,6 +1029,19 @@ def service_model(name: str):
 CBOR_PATH = re.compile(r"^/service/([^/]+)/operation/([^/]+)$")
 
 
+_orig_daterange = cw_models.daterange
+
+
+def _aligned_daterange(start, stop, step, inclusive=False):
+    """GetMetricStatistics buckets start on period boundaries (AWS), not at the first datapoint (moto)."""
+    p = int(step.total_seconds()) or 1
+    floor = start - timedelta(seconds=calendar.timegm(start.timetuple()) % p, microseconds=start.microsecond)
+    return _orig_daterange(floor, stop, step, inclusive)
+
+
+cw_models.daterange = _aligned_daterange  # used only by get_metric_statistics
+
+
 def seed_metric(body: dict) -> dict:
     region = body.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
     backend = cloudwatch_backends[body.get("account", DEFAULT_ACCOUNT)][region]
@@ -1137,8 +1160,15 @@ def record(req: Req, status: int | None, fault: str | None) -> None:
 # Control API (/_test/*)
 # =============================================================================
 
+# lru_caches on moto model methods (e.g. Subnet._base_avail_ip_iterator) keep every reset
+# backend alive (~4 MB per reset); found once after warm-up, cleared on every reset.
+METHOD_CACHES: list = []
+
+
 def reset_all() -> None:
     moto_api_backend.reset()
+    for cache in METHOD_CACHES:
+        cache.cache_clear()
     state_manager._transitions.clear()
     _last_ts.clear()
     S.__init__()
@@ -1185,6 +1215,8 @@ def control(method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         return 200, seed_metric(body)
     if path == "/_test/faults":
         if method == "POST":
+            if body.get("kind") not in ("throttle", "500", "503", "latency", "reset"):
+                return 400, {"error": "kind must be throttle, 500, 503, latency or reset"}
             f = dict(body, _skipped=0, _hits=0)
             f["_left"] = int(body.get("count", 1))
             S.faults.append(f)
@@ -1243,9 +1275,6 @@ class Emulator:
             resp = req.error(status, code, "Rate exceeded" if kind == "throttle" else f"injected {kind}", qcode)
             record(req, status, kind)
             return self._respond(start_response, *resp)
-        elif kind:
-            record(req, 400, kind)
-            return self._respond(start_response, *req.error(400, "ValidationException", f"unknown fault kind {kind}"))
         try:
             if req.cbor:
                 resp = self._call_cbor(environ, req, body)
@@ -1276,6 +1305,7 @@ class Emulator:
             body = b""
         environ["wsgi.input"] = io.BytesIO(body)
         environ["CONTENT_LENGTH"] = str(len(body))
+        environ.pop("HTTP_TRANSFER_ENCODING", None)  # already de-chunked by the server
         return body
 
     @staticmethod
@@ -1303,9 +1333,9 @@ class Emulator:
         """rpc-v2-cbor request -> moto's awsJson1.0 -> CBOR response."""
         prefix = CBOR_PATH.match(environ["PATH_INFO"]).group(1)
         payload = json.dumps(cbor_decode(body)).encode()
-        environ.update({"PATH_INFO": "/", "CONTENT_TYPE": "application/x-amz-json-1.0",
-                        "HTTP_X_AMZ_TARGET": f"{prefix}.{req.operation}", "CONTENT_LENGTH": str(len(payload)),
-                        "wsgi.input": io.BytesIO(payload)})
+        environ.update({"PATH_INFO": "/", "RAW_URI": "/", "REQUEST_URI": "/",
+                        "CONTENT_TYPE": "application/x-amz-json-1.0", "HTTP_X_AMZ_TARGET": f"{prefix}.{req.operation}",
+                        "CONTENT_LENGTH": str(len(payload)), "wsgi.input": io.BytesIO(payload)})
         with LOCK:
             status, headers, out = self._call_moto(environ)
         try:
@@ -1401,6 +1431,8 @@ def warm_up(app: Emulator) -> None:
                     headers={"Authorization": auth.format(r=region, s=svc),
                              "Content-Type": "application/x-www-form-urlencoded"})
     service_model("cloudwatch")
+    METHOD_CACHES.extend(o for o in gc.get_objects() if isinstance(o, functools._lru_cache_wrapper)
+                         and (getattr(o, "__module__", None) or "").startswith("moto") and "." in o.__qualname__)
     with LOCK:
         reset_all()
     # Keep the (large, immortal) imported module state out of the cyclic GC's scans: a full
@@ -1414,6 +1446,8 @@ def main() -> None:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
+    ap.add_argument("--exit-on-stdin-eof", action="store_true",
+                    help="stop when stdin closes (a test harness that dies takes the emulator with it)")
     args = ap.parse_args()
 
     app = Emulator()
@@ -1439,12 +1473,17 @@ def main() -> None:
         except OSError:
             time.sleep(0.02)
     print(f"LOCAL_AWS_READY {url}", flush=True)
+    # Exactly one line on stdout: anything printed later (moto has stray prints) goes to stderr,
+    # so a harness that stops reading stdout can never block us on a full pipe.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
     def on_signal(signum, frame):
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.exit_on_stdin_eof:
+        threading.Thread(target=lambda: (sys.stdin.buffer.read(), stop.set()), daemon=True).start()
     while not stop.wait(0.5):
         pass
     server.shutdown()

@@ -9,7 +9,6 @@ Needs boto3 (emulator/requirements-dev.txt).
 """
 from __future__ import annotations
 
-import base64
 import concurrent.futures
 import datetime as dtm
 import json
@@ -19,7 +18,6 @@ import sys
 import time
 import traceback
 import urllib.request
-import xml.etree.ElementTree as ET
 
 import boto3
 import botocore.auth
@@ -430,10 +428,13 @@ def cbor_call(operation: str, params: dict):
 def cloudwatch_json_query_and_cbor():
     cw = client("cloudwatch")
     now = dtm.datetime.now(dtm.timezone.utc)
+    base = (int(now.timestamp()) // 60 - 3) * 60  # a minute boundary 3-4 minutes ago
+    ago = now.timestamp() - base
     ctl("POST", "/_test/cloudwatch/metric", {
         "namespace": "AWS/ApplicationELB", "metric": "RequestCount", "region": REGION,
         "dimensions": {"TargetGroup": "targetgroup/web/abc"},
-        "values": [{"secondsAgo": 150, "value": 5}, {"secondsAgo": 140, "value": 7}, {"secondsAgo": 30, "value": 1}]})
+        "values": [{"secondsAgo": ago - 5, "value": 5}, {"secondsAgo": ago - 55, "value": 7},
+                   {"secondsAgo": ago - 65, "value": 1}]})
     cw.put_metric_data(Namespace="AWS/RDS", MetricData=[
         {"MetricName": "CPUUtilization", "Dimensions": [{"Name": "DBInstanceIdentifier", "Value": "db1"}],
          "Value": v, "Timestamp": now - dtm.timedelta(seconds=10)} for v in (20.0, 40.0)])
@@ -442,7 +443,8 @@ def cloudwatch_json_query_and_cbor():
     st = cw.get_metric_statistics(Namespace="AWS/ApplicationELB", MetricName="RequestCount", Dimensions=dims,
                                   StartTime=start, EndTime=end, Period=60, Statistics=["Sum"])
     eq(sum(p["Sum"] for p in st["Datapoints"]), 13.0, "json GetMetricStatistics total")
-    eq(sorted(p["Sum"] for p in st["Datapoints"]), [1.0, 12.0], "60 s buckets")
+    eq(sorted((p["Timestamp"].timestamp(), p["Sum"]) for p in st["Datapoints"]),
+       [(base, 12.0), (base + 60, 1.0)], "60 s buckets on minute boundaries")
     cpu = cw.get_metric_statistics(Namespace="AWS/RDS", MetricName="CPUUtilization", StartTime=start, EndTime=end,
                                    Dimensions=[{"Name": "DBInstanceIdentifier", "Value": "db1"}], Period=60,
                                    Statistics=["Average"])
@@ -473,12 +475,22 @@ def cloudwatch_json_query_and_cbor():
     status, _, body = signed("monitoring", form, {"Content-Type": "application/x-www-form-urlencoded"})
     eq(status, 200, "query status")
     assert b"<Average>30.0</Average>" in body, body
+    put = (f"Action=PutMetricData&Version=2010-08-01&Namespace=Q&MetricData.member.1.MetricName=m"
+           f"&MetricData.member.1.Value=4&MetricData.member.1.Timestamp={now:%Y-%m-%dT%H:%M:%SZ}").encode()
+    eq(signed("monitoring", put, {"Content-Type": "application/x-www-form-urlencoded"})[0], 200, "query put")
+    gmd = (f"Action=GetMetricData&Version=2010-08-01&StartTime={start:%Y-%m-%dT%H:%M:%SZ}"
+           f"&EndTime={end:%Y-%m-%dT%H:%M:%SZ}&MetricDataQueries.member.1.Id=q"
+           f"&MetricDataQueries.member.1.MetricStat.Metric.Namespace=Q"
+           f"&MetricDataQueries.member.1.MetricStat.Metric.MetricName=m"
+           f"&MetricDataQueries.member.1.MetricStat.Period=60&MetricDataQueries.member.1.MetricStat.Stat=Sum").encode()
+    status, _, body = signed("monitoring", gmd, {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 200 and b"<member>4.0</member>" in body, body
 
 
 # ----------------------------------------------------------------------------- faults
 @check
 def faults_throttle_5xx_latency_reset_after():
-    ecs, rds, cw = client("ecs"), client("rds"), client("cloudwatch")
+    ecs, rds = client("ecs"), client("rds")
     ecs.create_cluster(clusterName="prod")
     ctl("POST", "/_test/faults", {"operation": "DescribeClusters", "service": "ecs", "kind": "throttle", "count": 2})
     for _ in range(2):
@@ -583,6 +595,17 @@ def call_log_and_other_services():
 
 
 @check
+def exits_on_stdin_eof():
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "local_aws.py"), "--exit-on-stdin-eof"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    line = proc.stdout.readline()
+    assert line.startswith("LOCAL_AWS_READY http://127.0.0.1:"), line
+    eq(proc.stdout.readline(), "", "exactly one line on stdout")  # blocks until exit: stdout closed
+    proc.stdin.close()
+    eq(proc.wait(10), 0, "clean exit when the harness goes away")
+
+
+@check
 def concurrency_and_reset_speed():
     ecs = client("ecs")
     ecs.create_cluster(clusterName="prod")
@@ -598,12 +621,12 @@ def concurrency_and_reset_speed():
     ctl("POST", "/_test/ecs/task-rules", {"match": "x"})
     t0 = time.time()
     ctl("POST", "/_test/reset")
-    took = time.time() - t0
-    assert took < 0.5, f"reset took {took:.2f}s"
+    reset = time.time() - t0
+    assert reset < 0.5, f"reset took {reset:.2f}s"
     eq((ctl("GET", "/_test/ecs/task-rules"), ctl("GET", "/_test/calls"), ctl("GET", "/_test/faults")),
        ([], [], []), "reset clears emulator state")
     eq(client("ecs").list_clusters()["clusterArns"], [], "reset clears moto")
-    print(f"    (20 concurrent 300 ms calls: {took:.2f}s reset)")
+    print(f"    (20 concurrent 300 ms calls took {took:.2f}s; reset {reset * 1000:.0f} ms)")
 
 
 # ----------------------------------------------------------------------------- runner
@@ -613,8 +636,10 @@ def main() -> int:
     URL = os.environ.get("LOCAL_AWS_URL", "")
     if not URL:
         t0 = time.time()
+        log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), "local-aws-smoke.log"), "w")
+        print(f"emulator log: {log.name}")
         proc = subprocess.Popen([sys.executable, os.path.join(HERE, "local_aws.py"), "--port", "0"],
-                                stdout=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=log, text=True)
         line = proc.stdout.readline().strip()
         assert line.startswith("LOCAL_AWS_READY http://127.0.0.1:"), line
         URL = line.split()[1]

@@ -865,6 +865,25 @@ cluster = "aurora-prod"
     }
 
     #[test]
+    fn the_example_config_is_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/deploy.toml");
+        let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            c.environments.keys().collect::<Vec<_>>(),
+            vec!["prod", "stage"]
+        );
+        assert!(matches!(
+            c.environment("prod")
+                .unwrap()
+                .maintenance
+                .as_ref()
+                .unwrap()
+                .response,
+            MaintenanceResponse::Redirect(_)
+        ));
+    }
+
+    #[test]
     fn unknown_environment_lists_the_known_ones() {
         let c = parse(GOOD).unwrap();
         let e = c.environment("qa").unwrap_err().to_string();

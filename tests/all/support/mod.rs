@@ -49,16 +49,12 @@ static LOCAL_AWS: OnceLock<LocalAws> = OnceLock::new();
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Starts the emulator once for the whole test binary. It exits when our end of its stdin closes (when this
-/// process exits, however it exits).
+/// process exits, however it exits: `--exit-on-stdin-eof`).
 fn local_aws() -> &'static LocalAws {
     LOCAL_AWS.get_or_init(|| {
-        // A small bash wrapper ties the emulator's life to ours: when this process exits, its stdin pipe closes,
-        // `cat` returns, and the trap stops the emulator.
-        let mut child = Command::new("bash")
-            .arg("-c")
-            .arg(r#""$0" "$1" --host 127.0.0.1 --port 0 & child=$!; trap 'kill $child 2>/dev/null' EXIT; cat >/dev/null"#)
-            .arg(python())
+        let mut child = Command::new(python())
             .arg(emulator_dir().join("local_aws.py"))
+            .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
