@@ -5,6 +5,7 @@
 
 pub mod aws;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod github;
 pub mod inputs;

@@ -160,6 +160,67 @@ pub async fn images_by_task_definition(
     Ok(described)
 }
 
+/// UpdateService with only a new desired count (no new deployment).
+pub async fn set_desired_count(
+    ecs: &Client,
+    cluster: &str,
+    service: &str,
+    desired: i32,
+) -> Result<(), AwsError> {
+    ecs.update_service()
+        .cluster(cluster)
+        .service(service)
+        .desired_count(desired)
+        .send()
+        .await
+        .aws("ECS UpdateService", format!("{cluster}/{service}"))?;
+    Ok(())
+}
+
+/// A resource's tags (service, task definition, ...), as (key, value).
+pub async fn tags(ecs: &Client, arn: &str) -> Result<Vec<(String, String)>, AwsError> {
+    let out = ecs
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .aws("ECS ListTagsForResource", arn)?;
+    Ok(out
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
+pub async fn tag(ecs: &Client, arn: &str, key: &str, value: &str) -> Result<(), AwsError> {
+    let tag = aws_sdk_ecs::types::Tag::builder()
+        .key(key)
+        .value(value)
+        .build();
+    ecs.tag_resource()
+        .resource_arn(arn)
+        .tags(tag)
+        .send()
+        .await
+        .aws("ECS TagResource", arn)?;
+    Ok(())
+}
+
+pub async fn untag(ecs: &Client, arn: &str, key: &str) -> Result<(), AwsError> {
+    ecs.untag_resource()
+        .resource_arn(arn)
+        .tag_keys(key)
+        .send()
+        .await
+        .aws("ECS UntagResource", arn)?;
+    Ok(())
+}
+
 /// The family of a task definition ARN or `family:revision` (`arn:...:task-definition/core:12` → `core`).
 pub fn td_family(arn: &str) -> &str {
     let short = td_short(arn);
@@ -290,20 +351,6 @@ pub async fn tag_task_definition(
         .await
         .aws("ECS TagResource", td_short(arn))?;
     Ok(())
-}
-
-/// Tags of a task definition revision as (key, value).
-pub async fn task_definition_tags(
-    ecs: &Client,
-    arn: &str,
-) -> Result<Vec<(String, String)>, AwsError> {
-    let out = ecs
-        .list_tags_for_resource()
-        .resource_arn(arn)
-        .send()
-        .await
-        .aws("ECS ListTagsForResource", td_short(arn))?;
-    Ok(tag_pairs(out.tags()))
 }
 
 /// Marks a revision INACTIVE (running tasks keep running; no new task or deployment can use it).

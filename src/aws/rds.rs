@@ -102,3 +102,52 @@ pub async fn manual_snapshots(rds: &Client, db: &Database) -> Result<Vec<Snapsho
     snaps.sort_by_key(|s| std::cmp::Reverse(s.created));
     Ok(snaps)
 }
+
+/// StartDBInstance / StartDBCluster.
+pub async fn start(rds: &Client, db: &Database) -> Result<(), AwsError> {
+    match db.kind {
+        DatabaseKind::Instance => {
+            rds.start_db_instance()
+                .db_instance_identifier(&db.identifier)
+                .send()
+                .await
+                .aws("RDS StartDBInstance", &db.identifier)?;
+        }
+        DatabaseKind::Cluster => {
+            rds.start_db_cluster()
+                .db_cluster_identifier(&db.identifier)
+                .send()
+                .await
+                .aws("RDS StartDBCluster", &db.identifier)?;
+        }
+    }
+    Ok(())
+}
+
+/// StopDBInstance / StopDBCluster (AWS starts a stopped database again by itself after seven days).
+pub async fn stop(rds: &Client, db: &Database) -> Result<(), AwsError> {
+    match db.kind {
+        DatabaseKind::Instance => {
+            rds.stop_db_instance()
+                .db_instance_identifier(&db.identifier)
+                .send()
+                .await
+                .aws("RDS StopDBInstance", &db.identifier)?;
+        }
+        DatabaseKind::Cluster => {
+            rds.stop_db_cluster()
+                .db_cluster_identifier(&db.identifier)
+                .send()
+                .await
+                .aws("RDS StopDBCluster", &db.identifier)?;
+        }
+    }
+    Ok(())
+}
+
+/// The error codes RDS answers when a start/stop races with another state change.
+pub fn is_invalid_state(err: &AwsError) -> bool {
+    err.is("InvalidDBInstanceState")
+        || err.is("InvalidDBInstanceStateFault")
+        || err.is("InvalidDBClusterStateFault")
+}

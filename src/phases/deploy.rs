@@ -20,6 +20,8 @@ use futures::future::{join_all, try_join_all};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::state::{self, StateOptions};
+use super::status::EnvState;
 use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::ssm::{self, ParameterRef};
@@ -27,7 +29,7 @@ use crate::config::{Environment, Service as ServiceConfig};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
-use crate::maintenance::{self, MaintenanceState};
+use crate::maintenance::{self, BypassHeader, MaintenanceState};
 use crate::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
 use crate::version::{self, Version};
 use crate::wait::{Backoff, Check, Poller, WaitError};
@@ -54,19 +56,6 @@ impl std::fmt::Display for DeployState {
     }
 }
 
-/// The secret bypass header (never printed: Debug is redacted).
-#[derive(Clone)]
-pub struct Bypass {
-    pub name: String,
-    pub value: String,
-}
-
-impl std::fmt::Debug for Bypass {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Bypass(<redacted>)")
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct Smoke {
     pub url: reqwest::Url,
@@ -79,7 +68,8 @@ pub struct Request {
     pub version: Version,
     pub state: DeployState,
     pub smoke: Option<Smoke>,
-    pub bypass: Option<Bypass>,
+    /// The secret header that gets through maintenance: sent with the smoke check, and used if maintenance changes.
+    pub bypass: Option<BypassHeader>,
 }
 
 impl Request {
@@ -97,27 +87,10 @@ impl Request {
                 )))
             }
         };
-        let bypass = match (&inv.raw.maintenance_header_name, &inv.raw.maintenance_header_value) {
-            (Some(name), Some(value)) => {
-                if reqwest::header::HeaderName::from_bytes(name.trim().as_bytes()).is_err() {
-                    return Err(UsageError::new(
-                        "input `maintenance-header-name`: not a valid HTTP header name; use letters, digits and '-'",
-                    ));
-                }
-                if reqwest::header::HeaderValue::from_str(value).is_err() {
-                    return Err(UsageError::new(
-                        "input `maintenance-header-value`: not a valid HTTP header value; use visible ASCII characters",
-                    ));
-                }
-                Some(Bypass { name: name.trim().to_string(), value: value.clone() })
-            }
-            (None, None) => None,
-            (Some(_), None) | (None, Some(_)) => {
-                return Err(UsageError::new(
-                    "inputs `maintenance-header-name` and `maintenance-header-value`: set both or neither",
-                ))
-            }
-        };
+        let bypass = state::bypass_header(
+            inv.raw.maintenance_header_name.as_deref(),
+            inv.raw.maintenance_header_value.as_deref(),
+        )?;
         let status = parse_u64("smoke-status", inv.raw.smoke_status.as_deref(), 100..=599)?;
         let smoke = match inv.raw.smoke_url.as_deref().map(str::trim) {
             None => {
@@ -159,12 +132,12 @@ impl Request {
     }
 }
 
-/// Only the clients `deploy` uses.
+/// Only the clients `deploy` uses (`state` lifts maintenance at the end).
 pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
-    pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub state: state::Clients,
 }
 
 impl Clients {
@@ -173,7 +146,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
-            elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            state: state::Clients::new(sdk),
         }
     }
 }
@@ -586,7 +559,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
         }
     }
     if req.state == DeployState::Restricted {
-        let m = maintenance::observe(&c.elb, env.maintenance.as_ref()).await?;
+        let m = maintenance::observe(&c.state.elb, env.maintenance.as_ref()).await?;
         if m != MaintenanceState::On {
             tracing::warn!("state restricted, but maintenance is {m}: users will reach the new version; run phase state with restricted first to test it behind the maintenance page");
         }
@@ -778,7 +751,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
 
     // Maintenance.
     if req.state == DeployState::Running {
-        out.maintenance = Some(lift_maintenance(env, c, ctx).await.context(
+        out.maintenance = Some(lift_maintenance(req, c, ctx).await.context(
             "every service runs the new version, but maintenance could not be lifted; run phase state with running",
         )?);
     }
@@ -1063,7 +1036,11 @@ async fn fail(
 
 /// GET the smoke URL until it answers the expected status (redirects are not followed; the bypass header is sent when
 /// given). Tries for [`SMOKE_WINDOW`].
-async fn smoke_check(smoke: &Smoke, bypass: Option<&Bypass>, ctx: &Ctx) -> Result<String, String> {
+async fn smoke_check(
+    smoke: &Smoke,
+    bypass: Option<&BypassHeader>,
+    ctx: &Ctx,
+) -> Result<String, String> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
@@ -1124,15 +1101,30 @@ fn without_url(e: &reqwest::Error) -> String {
     s
 }
 
-/// State `running`: maintenance off once every service completed.
-async fn lift_maintenance(env: &Environment, c: &Clients, _ctx: &Ctx) -> Result<String> {
-    match maintenance::observe(&c.elb, env.maintenance.as_ref()).await? {
-        MaintenanceState::Off => Ok("off".into()),
-        MaintenanceState::NotConfigured => Ok("not configured".into()),
-        m @ (MaintenanceState::On | MaintenanceState::Partial) => Err(anyhow!(
-            "maintenance is {m} and this build cannot lift it from phase deploy yet"
-        )),
-    }
+/// State `running`: the environment converges on running (maintenance off) once every service completed. Returns
+/// what it did, one line.
+async fn lift_maintenance(req: &Request, c: &Clients, ctx: &Ctx) -> Result<String> {
+    let opts = StateOptions {
+        bypass_header: req.bypass.clone(),
+        skip_drain: true,
+    };
+    let done = state::converge(
+        &req.common.environment,
+        EnvState::Running,
+        &opts,
+        &c.state,
+        ctx,
+    )
+    .await?;
+    Ok(if done.steps.is_empty() {
+        format!("environment {} was running already", done.environment)
+    } else {
+        done.steps
+            .iter()
+            .map(|s| format!("{}: {}", s.step, s.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -1495,11 +1487,8 @@ mod tests {
     }
 
     #[test]
-    fn bypass_header_is_never_printed() {
-        let b = Bypass {
-            name: "x-bypass".into(),
-            value: "s3cret".into(),
-        };
+    fn the_bypass_header_is_never_printed() {
+        let b = BypassHeader::new("x-bypass", "s3cret").unwrap();
         assert!(!format!("{b:?}").contains("s3cret"));
     }
 }

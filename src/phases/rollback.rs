@@ -447,7 +447,7 @@ async fn plan_service(
     let arns = ecs::active_revisions(&c.ecs, &family).await?;
     let revisions: Vec<RevisionInfo> = stream::iter(arns.iter())
         .map(|arn| async move {
-            let tags = ecs::task_definition_tags(&c.ecs, arn).await?;
+            let tags = ecs::tags(&c.ecs, arn).await?;
             Ok::<_, anyhow::Error>(RevisionInfo::new(arn, &tags))
         })
         .buffered(8)

@@ -172,32 +172,40 @@ pub async fn observe(env: &Environment, c: &Clients) -> Result<Status> {
             deployments: svc.deployments().len(),
         });
     }
-    let observed = Observed {
-        services: out
-            .iter()
-            .map(|s| ServiceObs {
-                desired: s.desired,
-                running: s.running,
-                pending: s.pending,
-                rollout: s.rollout.clone(),
-                deployments: s.deployments,
-            })
-            .collect(),
-        maintenance,
-        db: database.as_ref().map(|d| d.status.clone()),
-    };
-    let (state, state_reason) = derive_state(&observed);
-    Ok(Status {
+    let mut status = Status {
         environment: env.name.clone(),
         cluster: env.cluster.clone(),
         region: env.region.clone(),
-        state,
-        state_reason,
+        state: EnvState::Mixed,
+        state_reason: None,
         services: out,
         database,
         maintenance,
         migration_tasks,
-    })
+    };
+    (status.state, status.state_reason) = derive_state(&status.observed());
+    Ok(status)
+}
+
+impl Status {
+    /// What decides the state (and what `state` plans from).
+    pub fn observed(&self) -> Observed {
+        Observed {
+            services: self
+                .services
+                .iter()
+                .map(|s| ServiceObs {
+                    desired: s.desired,
+                    running: s.running,
+                    pending: s.pending,
+                    rollout: s.rollout.clone(),
+                    deployments: s.deployments,
+                })
+                .collect(),
+            maintenance: self.maintenance,
+            db: self.database.as_ref().map(|d| d.status.clone()),
+        }
+    }
 }
 
 async fn observe_db(
@@ -245,7 +253,8 @@ pub struct ServiceObs {
 }
 
 impl ServiceObs {
-    fn up(&self) -> bool {
+    /// Settled at a count above 0: running == desired, nothing pending, the roll-out done, one deployment.
+    pub fn up(&self) -> bool {
         let settled = match self.rollout {
             Rollout::Completed | Rollout::None => true,
             Rollout::InProgress | Rollout::Failed | Rollout::Other(_) => false,
@@ -256,7 +265,8 @@ impl ServiceObs {
             && settled
             && self.deployments <= 1
     }
-    fn down(&self) -> bool {
+    /// Scaled to 0 with no task left.
+    pub fn down(&self) -> bool {
         self.desired == 0 && self.running == 0 && self.pending == 0
     }
 }

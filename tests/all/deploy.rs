@@ -893,3 +893,74 @@ async fn fast_rollback_returns_without_waiting_unless_asked() {
         "the bad revision is deregistered"
     );
 }
+
+/// The runbook: deploy behind the maintenance page (restricted), test, then deploy again in running, which lifts
+/// maintenance only after every service completed.
+#[tokio::test]
+async fn deploy_in_restricted_then_running_lifts_maintenance_at_the_end() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    let header = [
+        ("maintenance-header-name", "x-maintenance-bypass"),
+        ("maintenance-header-value", "s3cret-value"),
+    ];
+    let mut inputs = vec![
+        ("phase", "state"),
+        ("environment", "stage"),
+        ("config", "deploy.toml"),
+        ("state", "restricted"),
+        ("skip-drain", "true"),
+    ];
+    inputs.extend_from_slice(&header);
+    ctx.action(&inputs).await.assert_code(0);
+
+    let mut restricted = vec![("state", "restricted")];
+    restricted.extend_from_slice(&header);
+    let r = deploy(&ctx, "v1.1.0", &restricted).await;
+    r.assert_code(0);
+    assert!(
+        !r.stderr.contains("users will reach the new version"),
+        "maintenance is on: no warning: {}",
+        r.stderr
+    );
+    let st = ctx
+        .cli(&[
+            "status",
+            "--env",
+            "stage",
+            "-c",
+            "deploy.toml",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(st.json()["outcome"]["state"], "restricted", "{}", st.stdout);
+    assert_eq!(service_td(&ctx, "core").await, td_arn("core", 2));
+
+    ctx.clear_calls().await;
+    let r = deploy(&ctx, "v1.1.0", &header).await;
+    r.assert_code(0);
+    assert!(
+        r.summary.contains("maintenance: maintenance off"),
+        "{}",
+        r.summary
+    );
+    let mutating = ctx.mutating_calls().await;
+    assert!(
+        mutating.iter().all(|c| c.starts_with("elbv2:")),
+        "the same version again only lifts maintenance: {mutating:?}"
+    );
+    assert!(!mutating.is_empty());
+    let st = ctx
+        .cli(&[
+            "status",
+            "--env",
+            "stage",
+            "-c",
+            "deploy.toml",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(st.json()["outcome"]["state"], "running", "{}", st.stdout);
+}
