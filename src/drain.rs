@@ -148,7 +148,8 @@ async fn wait_quiet(
     let detail = poller
         .run(|| async {
             let now = now_secs();
-            let start = floor.min(now - rule.window_seconds) - rule.period_seconds;
+            // Two periods before the window, so a busy period that began before `floor` is seen.
+            let start = floor.min(now - rule.window_seconds) - 2 * rule.period_seconds;
             let mut series = Vec::new();
             for q in queries {
                 series.push(cloudwatch::datapoints(cw, q, start, now + rule.period_seconds).await?);
@@ -250,11 +251,9 @@ pub async fn wait_drained(
         cfg.window_seconds,
         human(timeout)
     );
-    wait_quiet(cw, WHAT, &queries, rule, since, timeout, ctx).await.with_context(|| {
-        format!(
-            "traffic did not drain (maintenance is on; nothing else changed); re-run with skip-drain: true to go on anyway, or raise maintenance.drain.threshold / timeout-minutes"
-        )
-    })
+    wait_quiet(cw, WHAT, &queries, rule, since, timeout, ctx).await.context(
+        "traffic did not drain (maintenance is on); re-run with skip-drain: true to go on anyway, or raise maintenance.drain.threshold / timeout-minutes",
+    )
 }
 
 /// The DB settle wait (for after migrations): the database's CPUUtilization stays under

@@ -1,0 +1,982 @@
+//! Issue 3: phase `state` against the local AWS: maintenance rules asserted exactly, services, database, drain,
+//! idempotency, a run killed half-way, dry run, bad input.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, Rule, RuleCondition};
+use serde_json::json;
+
+use crate::support::{RunResult, TestContext};
+
+const HEADER: &str = "X-Bypass-Token";
+const SECRET: &str = "let-me-in-7f3a9c";
+
+fn listener_arn(ctx: &TestContext) -> String {
+    let text = std::fs::read_to_string(ctx.config_path()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("listener-arn"))
+        .expect("listener-arn in the seeded config");
+    line.split('"').nth(1).unwrap().to_string()
+}
+
+async fn state(ctx: &TestContext, target: &str, extra: &[(&str, &str)]) -> RunResult {
+    let mut inputs = vec![
+        ("phase", "state"),
+        ("environment", "stage"),
+        ("config", "deploy.toml"),
+        ("state", target),
+        ("maintenance-header-name", HEADER),
+        ("maintenance-header-value", SECRET),
+        ("skip-drain", "true"),
+    ];
+    for (k, v) in extra {
+        inputs.retain(|(key, _)| key != k);
+        if !v.is_empty() {
+            inputs.push((k, v));
+        }
+    }
+    ctx.action(&inputs).await
+}
+
+/// The listener as a comparable value: default actions, and every rule (by priority) with its conditions,
+/// actions and tags.
+#[derive(Debug, Clone, PartialEq)]
+struct ListenerDump {
+    default_actions: Vec<Action>,
+    listener_tags: BTreeMap<String, String>,
+    rules: Vec<DumpedRule>,
+}
+
+/// (priority, conditions, actions, tags)
+type DumpedRule = (
+    String,
+    Vec<RuleCondition>,
+    Vec<Action>,
+    BTreeMap<String, String>,
+);
+
+async fn dump(ctx: &TestContext) -> ListenerDump {
+    let elb = ctx.elb().await;
+    let arn = listener_arn(ctx);
+    let l = elb
+        .describe_listeners()
+        .listener_arns(&arn)
+        .send()
+        .await
+        .unwrap();
+    let mut rules: Vec<Rule> = elb
+        .describe_rules()
+        .listener_arn(&arn)
+        .send()
+        .await
+        .unwrap()
+        .rules()
+        .to_vec();
+    rules.sort_by_key(|r| {
+        r.priority()
+            .and_then(|p| p.parse::<i32>().ok())
+            .unwrap_or(i32::MAX)
+    });
+    let tags_of = |arn: String| {
+        let elb = elb.clone();
+        async move {
+            let out = elb.describe_tags().resource_arns(arn).send().await.unwrap();
+            out.tag_descriptions()
+                .iter()
+                .flat_map(|d| d.tags())
+                .map(|t| {
+                    (
+                        t.key().unwrap().to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect::<BTreeMap<_, _>>()
+        }
+    };
+    let mut dumped = vec![];
+    for r in &rules {
+        let tags = tags_of(r.rule_arn().unwrap().to_string()).await;
+        dumped.push((
+            r.priority().unwrap().to_string(),
+            r.conditions().to_vec(),
+            r.actions().to_vec(),
+            tags,
+        ));
+    }
+    ListenerDump {
+        default_actions: l.listeners()[0].default_actions().to_vec(),
+        listener_tags: tags_of(arn).await,
+        rules: dumped,
+    }
+}
+
+fn summary_of(c: &RuleCondition) -> String {
+    let field = c.field().unwrap_or_default();
+    let values: Vec<String> = match field {
+        "http-header" => {
+            let h = c.http_header_config().unwrap();
+            vec![format!(
+                "{}={}",
+                h.http_header_name().unwrap(),
+                h.values().join("|")
+            )]
+        }
+        "path-pattern" => c
+            .path_pattern_config()
+            .map(|p| p.values().to_vec())
+            .unwrap_or_else(|| c.values().to_vec()),
+        "host-header" => c
+            .host_header_config()
+            .map(|p| p.values().to_vec())
+            .unwrap_or_else(|| c.values().to_vec()),
+        _ => c.values().to_vec(),
+    };
+    format!("{field}:{}", values.join(","))
+}
+
+fn forward_target(actions: &[Action]) -> String {
+    match actions {
+        [a] if a.r#type() == Some(&ActionTypeEnum::Forward) => a
+            .target_group_arn()
+            .unwrap_or_default()
+            .rsplit(':')
+            .next()
+            .unwrap()
+            .to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+async fn services(ctx: &TestContext) -> Vec<(String, i32, i32, i32)> {
+    let ecs = ctx.ecs().await;
+    let out = ecs
+        .describe_services()
+        .cluster("app-stage")
+        .services("core")
+        .services("workers")
+        .send()
+        .await
+        .unwrap();
+    out.services()
+        .iter()
+        .map(|s| {
+            (
+                s.service_name().unwrap().to_string(),
+                s.desired_count(),
+                s.running_count(),
+                s.pending_count(),
+            )
+        })
+        .collect()
+}
+
+async fn db_status(ctx: &TestContext, aurora: bool) -> String {
+    let rds = ctx.rds().await;
+    if aurora {
+        let out = rds
+            .describe_db_clusters()
+            .db_cluster_identifier("app-stage")
+            .send()
+            .await
+            .unwrap();
+        out.db_clusters()[0].status().unwrap().to_string()
+    } else {
+        let out = rds
+            .describe_db_instances()
+            .db_instance_identifier("app-stage")
+            .send()
+            .await
+            .unwrap();
+        out.db_instances()[0]
+            .db_instance_status()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn assert_no_secret(r: &RunResult) {
+    for (name, stream) in [("stdout", &r.stdout), ("stderr", &r.stderr)] {
+        let leaks: Vec<&str> = stream
+            .lines()
+            .filter(|l| {
+                (l.contains(SECRET) || l.contains(HEADER)) && !l.starts_with("::add-mask::")
+            })
+            .collect();
+        assert!(leaks.is_empty(), "secret leaked on {name}: {leaks:?}");
+    }
+    assert!(
+        !r.summary.contains(SECRET) && !r.summary.contains(HEADER),
+        "{}",
+        r.summary
+    );
+    assert!(
+        r.outputs
+            .values()
+            .all(|v| !v.contains(SECRET) && !v.contains(HEADER)),
+        "{:?}",
+        r.outputs
+    );
+}
+
+/// The exact listener in maintenance: default = the configured fixed response; every forwarding rule keeps its
+/// conditions and gets the bypass header; the non-forwarding ones are untouched; the bypass rule comes last.
+fn assert_restricted(before: &ListenerDump, now: &ListenerDump) {
+    let d = &now.default_actions;
+    assert_eq!(d.len(), 1, "{d:?}");
+    assert_eq!(d[0].r#type(), Some(&ActionTypeEnum::FixedResponse));
+    let f = d[0].fixed_response_config().unwrap();
+    assert_eq!(
+        (f.status_code(), f.content_type(), f.message_body()),
+        (
+            Some("503"),
+            Some("text/html"),
+            Some("<h1>Down for maintenance</h1>")
+        )
+    );
+    assert_eq!(
+        now.listener_tags
+            .get("deploy-action:maintenance")
+            .map(String::as_str),
+        Some("on"),
+        "{:?}",
+        now.listener_tags
+    );
+    assert!(now
+        .listener_tags
+        .contains_key("deploy-action:default-action:0"));
+    assert!(
+        now.listener_tags
+            .values()
+            .all(|v| !v.contains(HEADER) && !v.contains(SECRET)),
+        "no secret in tags"
+    );
+
+    let bypass = format!("http-header:{HEADER}={SECRET}");
+    let want: Vec<(String, Vec<String>, String)> = before
+        .rules
+        .iter()
+        .filter(|(p, ..)| p != "default")
+        .map(|(p, conds, actions, _)| {
+            let mut c: Vec<String> = conds.iter().map(summary_of).collect();
+            c.push(bypass.clone());
+            (p.clone(), c, forward_target(actions))
+        })
+        .chain([
+            (
+                "50000".to_string(),
+                vec![bypass.clone()],
+                forward_target(&before.default_actions),
+            ),
+            ("default".to_string(), vec![], "fixed".to_string()),
+        ])
+        .collect();
+    let got: Vec<(String, Vec<String>, String)> = now
+        .rules
+        .iter()
+        .map(|(p, conds, actions, _)| {
+            let target = if p == "default" {
+                "fixed".to_string()
+            } else {
+                forward_target(actions)
+            };
+            (p.clone(), conds.iter().map(summary_of).collect(), target)
+        })
+        .collect();
+    assert_eq!(got, want, "every rule's conditions, exactly");
+    for (p, conds, _, tags) in &now.rules {
+        if p == "default" {
+            continue;
+        }
+        let header_conds: Vec<&RuleCondition> = conds
+            .iter()
+            .filter(|c| c.field() == Some("http-header"))
+            .collect();
+        assert_eq!(header_conds.len(), 1, "rule {p}: one bypass condition");
+        if p == "50000" {
+            assert_eq!(
+                tags.get("deploy-action:bypass-rule").map(String::as_str),
+                Some("true")
+            );
+        } else {
+            let hash = tags
+                .get("deploy-action:bypass")
+                .unwrap_or_else(|| panic!("rule {p} tags: {tags:?}"));
+            assert_eq!(hash.len(), 16, "a sha256 prefix, not the name: {hash}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn running_to_restricted_and_back_gives_the_exact_rules_back() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    let before = dump(&ctx).await;
+    assert_eq!(
+        before.rules.len(),
+        4,
+        "seed: 3 forwarding rules and the default: {before:?}"
+    );
+
+    let r = state(&ctx, "restricted", &[]).await;
+    r.assert_code(0);
+    assert_no_secret(&r);
+    assert_eq!(r.outputs["previous-state"], "running");
+    assert_eq!(r.outputs["state"], "restricted");
+    assert_eq!(
+        r.outputs["steps"],
+        "maintenance on\nwait for traffic to drain"
+    );
+    assert!(
+        r.summary.contains("running → restricted") && r.summary.contains("| maintenance on |"),
+        "{}",
+        r.summary
+    );
+    assert!(
+        r.summary.contains("skipped: input skip-drain"),
+        "{}",
+        r.summary
+    );
+    assert_restricted(&before, &dump(&ctx).await);
+
+    let status = ctx
+        .cli(&[
+            "status",
+            "--env",
+            "stage",
+            "-c",
+            "deploy.toml",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(status.json()["outcome"]["state"], "restricted");
+
+    let r = state(&ctx, "running", &[]).await;
+    r.assert_code(0);
+    assert_eq!(r.outputs["previous-state"], "restricted");
+    assert_eq!(r.outputs["state"], "running");
+    assert_eq!(r.outputs["steps"], "maintenance off");
+    let after = dump(&ctx).await;
+    assert_eq!(
+        after, before,
+        "exactly the original default action, rules and tags"
+    );
+}
+
+#[tokio::test]
+async fn applying_twice_makes_no_mutating_call() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    for target in ["restricted", "stopped", "running"] {
+        state(&ctx, target, &[]).await.assert_code(0);
+        ctx.clear_calls().await;
+        let r = state(&ctx, target, &[]).await;
+        r.assert_code(0);
+        assert!(r.stdout.contains("nothing to do"), "{}", r.stdout);
+        assert_eq!(r.outputs["steps"], "");
+        assert_eq!(
+            ctx.mutating_calls().await,
+            Vec::<String>::new(),
+            "{target} twice"
+        );
+    }
+}
+
+#[tokio::test]
+async fn running_to_db_only_and_back_restores_the_service_counts() {
+    let ctx = TestContext::new().await;
+    let path = ctx.seed("stage", &[]);
+    // workers has no desired-count in the config: its count comes back from the tag written when it went to 0.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let text = text.replacen("desired-count = 1\n", "", 1);
+    std::fs::write(&path, text).unwrap();
+    let ecs = ctx.ecs().await;
+    ecs.update_service()
+        .cluster("app-stage")
+        .service("workers")
+        .desired_count(3)
+        .send()
+        .await
+        .unwrap();
+    let r = state(&ctx, "running", &[]).await;
+    r.assert_code(0);
+    assert_eq!(
+        services(&ctx).await,
+        vec![("core".into(), 2, 2, 0), ("workers".into(), 3, 3, 0)]
+    );
+
+    let r = ctx
+        .cli(&[
+            "state",
+            "--env",
+            "stage",
+            "-c",
+            "deploy.toml",
+            "--state",
+            "db-only",
+            "--skip-drain",
+            "--output",
+            "json",
+        ])
+        .await;
+    r.assert_code(0);
+    let o = &r.json()["outcome"];
+    assert_eq!(o["previous_state"], "running");
+    assert_eq!(o["state"], "db-only");
+    let steps: Vec<&str> = o["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, vec!["maintenance-on", "drain-wait", "scale-down"]);
+    assert_eq!(
+        services(&ctx).await,
+        vec![("core".into(), 0, 0, 0), ("workers".into(), 0, 0, 0)]
+    );
+    let svc = ecs
+        .describe_services()
+        .cluster("app-stage")
+        .services("workers")
+        .send()
+        .await
+        .unwrap();
+    let arn = svc.services()[0].service_arn().unwrap().to_string();
+    let tags = ecs
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tags()
+            .iter()
+            .any(|t| t.key() == Some("deploy-action:desired-count") && t.value() == Some("3")),
+        "{tags:?}"
+    );
+    // Without bypass inputs, maintenance is on with a header nobody knows.
+    let d = dump(&ctx).await;
+    assert!(
+        d.rules.iter().any(|(_, c, ..)| c
+            .iter()
+            .any(|c| summary_of(c).starts_with("http-header:x-deploy-action-locked="))),
+        "{d:?}"
+    );
+
+    let r = state(&ctx, "running", &[]).await;
+    r.assert_code(0);
+    assert_eq!(r.outputs["steps"], "scale services up\nmaintenance off");
+    assert_eq!(
+        services(&ctx).await,
+        vec![("core".into(), 2, 2, 0), ("workers".into(), 3, 3, 0)]
+    );
+    let tags = ecs
+        .list_tags_for_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        tags.tags()
+            .iter()
+            .all(|t| t.key() != Some("deploy-action:desired-count")),
+        "{tags:?}"
+    );
+    // Maintenance came off only after the services completed.
+    let calls = ctx.calls().await;
+    let last_update = calls
+        .iter()
+        .rposition(|(_, op)| op == "UpdateService")
+        .unwrap();
+    let listener_back = calls
+        .iter()
+        .rposition(|(_, op)| op == "ModifyListener")
+        .unwrap();
+    let completed_check = calls[last_update..listener_back]
+        .iter()
+        .filter(|(_, op)| op == "DescribeServices")
+        .count();
+    assert!(
+        completed_check >= 1,
+        "services were checked COMPLETED before maintenance came off: {calls:?}"
+    );
+}
+
+async fn stopped_and_back(aurora: bool) {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", if aurora { &["--aurora"] } else { &[] });
+    let before = dump(&ctx).await;
+    let r = state(&ctx, "stopped", &[]).await;
+    r.assert_code(0);
+    assert_eq!(r.outputs["state"], "stopped");
+    assert_eq!(
+        r.outputs["steps"],
+        "maintenance on\nwait for traffic to drain\nscale services to 0\nstop the database"
+    );
+    let at = &r.outputs["database-restarts-at"];
+    assert!(
+        at.ends_with(" UTC") && r.summary.contains(at.as_str()) && r.stderr.contains(at.as_str()),
+        "{at}\n{}\n{}",
+        r.summary,
+        r.stderr
+    );
+    assert_eq!(db_status(&ctx, aurora).await, "stopped");
+    assert_eq!(
+        services(&ctx).await,
+        vec![("core".into(), 0, 0, 0), ("workers".into(), 0, 0, 0)]
+    );
+    let stop = if aurora {
+        "StopDBCluster"
+    } else {
+        "StopDBInstance"
+    };
+    let calls = ctx.mutating_calls().await;
+    assert_eq!(
+        calls.last().map(String::as_str),
+        Some(format!("rds:{stop}").as_str()),
+        "the database stops last: {calls:?}"
+    );
+
+    ctx.clear_calls().await;
+    let r = state(&ctx, "running", &[]).await;
+    r.assert_code(0);
+    assert_eq!(
+        r.outputs["steps"],
+        "start the database\nscale services up\nmaintenance off"
+    );
+    assert_eq!(db_status(&ctx, aurora).await, "available");
+    assert_eq!(
+        services(&ctx).await,
+        vec![("core".into(), 2, 2, 0), ("workers".into(), 1, 1, 0)]
+    );
+    assert_eq!(dump(&ctx).await, before);
+    let start = if aurora {
+        "rds:StartDBCluster"
+    } else {
+        "rds:StartDBInstance"
+    };
+    assert_eq!(
+        ctx.mutating_calls().await.first().map(String::as_str),
+        Some(start),
+        "the database starts first"
+    );
+}
+
+#[tokio::test]
+async fn stopped_and_back_with_an_rds_instance() {
+    stopped_and_back(false).await;
+}
+
+#[tokio::test]
+async fn stopped_and_back_with_an_aurora_cluster() {
+    stopped_and_back(true).await;
+}
+
+#[tokio::test]
+async fn database_transitions_are_waited_for() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.post(
+        "/_test/rds/instance-rules",
+        json!({"transitionDescribes": 2}),
+    )
+    .await;
+    let r = state(&ctx, "stopped", &[]).await;
+    r.assert_code(0);
+    assert!(r.stderr.contains("is stopping"), "{}", r.stderr);
+    let r = state(&ctx, "db-only", &[]).await;
+    r.assert_code(0);
+    assert!(r.stderr.contains("is starting"), "{}", r.stderr);
+    assert_eq!(db_status(&ctx, false).await, "available");
+}
+
+/// A run killed half-way (here: an AWS error on the 2nd rule change) leaves enough recorded that the next run
+/// converges, in either direction, and the original rules come back exactly.
+#[tokio::test]
+async fn a_run_killed_half_way_converges_on_the_next_run() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    let before = dump(&ctx).await;
+
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "ModifyRule", "kind": "500", "after": 1, "count": -1}),
+    )
+    .await;
+    let r = ctx
+        .action_with_env(
+            &[
+                ("phase", "state"),
+                ("environment", "stage"),
+                ("config", "deploy.toml"),
+                ("state", "restricted"),
+                ("maintenance-header-name", HEADER),
+                ("maintenance-header-value", SECRET),
+                ("skip-drain", "true"),
+            ],
+            &[("AWS_MAX_ATTEMPTS", "1")],
+        )
+        .await;
+    r.assert_code(1);
+    assert!(
+        r.stderr.contains("step 1 of 2 (maintenance on) failed") && r.stderr.contains("ModifyRule"),
+        "{}",
+        r.stderr
+    );
+    assert_no_secret(&r);
+    let half = dump(&ctx).await;
+    assert_eq!(
+        half.listener_tags
+            .get("deploy-action:maintenance")
+            .map(String::as_str),
+        Some("turning-on")
+    );
+    let s = ctx
+        .cli(&[
+            "status",
+            "--env",
+            "stage",
+            "-c",
+            "deploy.toml",
+            "--output",
+            "json",
+        ])
+        .await;
+    assert_eq!(s.json()["outcome"]["state"], "mixed");
+    assert_eq!(s.json()["outcome"]["maintenance"], "partial");
+    let faults = ctx
+        .http
+        .delete(format!("{}/_test/faults", ctx.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(faults.status().is_success());
+
+    // Off from half-on: exactly the original.
+    let r = state(&ctx, "running", &[]).await;
+    r.assert_code(0);
+    assert_eq!(r.outputs["previous-state"], "mixed");
+    assert_eq!(dump(&ctx).await, before);
+
+    // Half-on again, then on converges, then off in a run that dies half-way, then off again.
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "ModifyRule", "kind": "500", "after": 2, "count": -1}),
+    )
+    .await;
+    let inputs = [
+        ("phase", "state"),
+        ("environment", "stage"),
+        ("config", "deploy.toml"),
+        ("state", "restricted"),
+        ("maintenance-header-name", HEADER),
+        ("maintenance-header-value", SECRET),
+        ("skip-drain", "true"),
+    ];
+    ctx.action_with_env(&inputs, &[("AWS_MAX_ATTEMPTS", "1")])
+        .await
+        .assert_code(1);
+    ctx.http
+        .delete(format!("{}/_test/faults", ctx.url))
+        .send()
+        .await
+        .unwrap();
+    let r = state(&ctx, "restricted", &[]).await;
+    r.assert_code(0);
+    assert_restricted(&before, &dump(&ctx).await);
+
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "ModifyListener", "kind": "500", "count": -1}),
+    )
+    .await;
+    let mut off = inputs;
+    off[3] = ("state", "running");
+    ctx.action_with_env(&off, &[("AWS_MAX_ATTEMPTS", "1")])
+        .await
+        .assert_code(1);
+    let half = dump(&ctx).await;
+    assert_eq!(
+        half.listener_tags
+            .get("deploy-action:maintenance")
+            .map(String::as_str),
+        Some("turning-off")
+    );
+    ctx.http
+        .delete(format!("{}/_test/faults", ctx.url))
+        .send()
+        .await
+        .unwrap();
+    state(&ctx, "running", &[]).await.assert_code(0);
+    assert_eq!(dump(&ctx).await, before);
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_plan_and_changes_nothing() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.clear_calls().await;
+    let r = state(&ctx, "stopped", &[("dry-run", "true")]).await;
+    r.assert_code(0);
+    assert_eq!(
+        r.outputs["plan"],
+        "maintenance on\nwait for traffic to drain\nscale services to 0\nstop the database"
+    );
+    assert_eq!(r.outputs["steps"], "");
+    assert_eq!(r.outputs["state"], "running");
+    assert!(
+        r.stdout.contains("dry run") && r.stdout.contains("stop the database"),
+        "{}",
+        r.stdout
+    );
+    assert_eq!(ctx.mutating_calls().await, Vec::<String>::new());
+    assert!(!ctx.calls().await.is_empty(), "the dry run observes");
+}
+
+#[tokio::test]
+async fn bad_input_exits_2_and_makes_no_aws_call() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &["--no-database", "--no-maintenance"]);
+    ctx.clear_calls().await;
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("state", "paused")], "unknown state \"paused\""),
+        (&[("state", "")], "input `state`: missing"),
+        (&[("state", "mixed")], "unknown state \"mixed\""),
+        (&[("state", "stopped")], "environments.stage.database"),
+        (&[("state", "restricted")], "environments.stage.maintenance"),
+        (
+            &[("state", "running"), ("maintenance-header-value", "")],
+            "maintenance-header-value",
+        ),
+        (
+            &[
+                ("state", "running"),
+                ("maintenance-header-value", "wild*card"),
+            ],
+            "maintenance-header-value",
+        ),
+        (
+            &[("state", "running"), ("skip-drain", "maybe")],
+            "`skip-drain`",
+        ),
+    ];
+    for (extra, needle) in cases {
+        let r = state(&ctx, "running", extra).await;
+        assert_eq!(r.code, 2, "{extra:?}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(needle),
+            "{extra:?} should name {needle:?}: {}",
+            r.stderr
+        );
+        let lines: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| !l.starts_with("::add-mask::"))
+            .collect();
+        assert_eq!(lines.len(), 1, "{extra:?}: one line: {}", r.stderr);
+        assert!(
+            lines.iter().all(|l| !l.contains("wild*card")),
+            "the value is never echoed: {}",
+            r.stderr
+        );
+    }
+    // restricted with a listener but without the header inputs.
+    ctx.post("/_test/reset", json!({})).await;
+    ctx.seed("stage", &[]);
+    ctx.clear_calls().await;
+    let r = state(
+        &ctx,
+        "restricted",
+        &[
+            ("maintenance-header-name", ""),
+            ("maintenance-header-value", ""),
+        ],
+    )
+    .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("maintenance-header-name")
+            && r.stderr.contains("maintenance-header-value"),
+        "{}",
+        r.stderr
+    );
+    let r = ctx
+        .cli(&[
+            "state",
+            "--env",
+            "stage",
+            "-c",
+            "deploy.toml",
+            "--state",
+            "restricted",
+        ])
+        .await;
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert_eq!(ctx.calls().await, vec![], "bad input must not reach AWS");
+}
+
+fn with_drain(ctx: &TestContext, drain: &str) {
+    let path = ctx.config_path();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("drain = {").unwrap();
+    let end = start + text[start..].find('\n').unwrap();
+    let text = format!("{}drain = {drain}{}", &text[..start], &text[end..]);
+    std::fs::write(&path, text).unwrap();
+}
+
+/// The body for `/_test/cloudwatch/metric`: RequestCount of the core target group, as ALB reports it.
+async fn requests_metric(ctx: &TestContext, value: f64, seconds_ago: i64) -> serde_json::Value {
+    let elb = ctx.elb().await;
+    let arn = listener_arn(ctx);
+    let l = elb
+        .describe_listeners()
+        .listener_arns(&arn)
+        .send()
+        .await
+        .unwrap();
+    let lb = l.listeners()[0]
+        .load_balancer_arn()
+        .unwrap()
+        .split_once(":loadbalancer/")
+        .unwrap()
+        .1
+        .to_string();
+    let tgs = elb.describe_target_groups().send().await.unwrap();
+    let core = tgs
+        .target_groups()
+        .iter()
+        .find(|t| t.target_group_name() == Some("stage-core"))
+        .unwrap();
+    let tg = core
+        .target_group_arn()
+        .unwrap()
+        .rsplit_once(':')
+        .unwrap()
+        .1
+        .to_string();
+    json!({"region": "eu-central-1", "namespace": "AWS/ApplicationELB", "metric": "RequestCount",
+           "dimensions": {"TargetGroup": tg, "LoadBalancer": lb}, "unit": "Count",
+           "values": [{"value": value, "secondsAgo": seconds_ago}]})
+}
+
+async fn seed_requests(ctx: &TestContext, value: f64, seconds_ago: i64) {
+    let body = requests_metric(ctx, value, seconds_ago).await;
+    ctx.post("/_test/cloudwatch/metric", body).await;
+}
+
+#[tokio::test]
+async fn drain_waits_for_the_window_and_ignores_traffic_from_before() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    with_drain(
+        &ctx,
+        "{ threshold = 5, window-seconds = 4, timeout-minutes = 1 }",
+    );
+    seed_requests(&ctx, 500.0, 100).await; // busy before maintenance went on (its minute ended before)
+    seed_requests(&ctx, 2.0, 0).await; // a trickle under the threshold
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "GetMetricStatistics", "kind": "throttle", "count": 2}),
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let r = state(&ctx, "restricted", &[("skip-drain", "")]).await;
+    r.assert_code(0);
+    assert!(
+        started.elapsed().as_secs() >= 3,
+        "waited the window: {}",
+        r.stderr
+    );
+    let steps = r.outputs["steps"].clone();
+    assert_eq!(steps, "maintenance on\nwait for traffic to drain");
+    assert!(r.summary.contains("quiet since"), "{}", r.summary);
+    let gets = ctx
+        .calls()
+        .await
+        .iter()
+        .filter(|(_, op)| op == "GetMetricStatistics")
+        .count();
+    assert!(gets >= 2, "read the metric: {gets}");
+}
+
+#[tokio::test]
+async fn drain_times_out_naming_the_way_out_and_can_be_skipped() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    with_drain(
+        &ctx,
+        "{ threshold = 5, window-seconds = 5, timeout-minutes = 1 }",
+    );
+    // Traffic keeps coming after maintenance went on (say, long-polling clients), a datapoint every 2 s.
+    let body = requests_metric(&ctx, 120.0, 0).await;
+    let (http, url) = (
+        ctx.http.clone(),
+        format!("{}/_test/cloudwatch/metric", ctx.url),
+    );
+    let traffic = tokio::spawn(async move {
+        loop {
+            http.post(&url).json(&body).send().await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        }
+    });
+    let r = state(&ctx, "db-only", &[("skip-drain", "")]).await;
+    traffic.abort();
+    r.assert_code(1);
+    assert!(
+        r.stderr.contains("traffic did not drain") && r.stderr.contains("skip-drain"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("RequestCount 120"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("not done: scale services to 0"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        services(&ctx).await,
+        vec![("core".into(), 2, 2, 0), ("workers".into(), 1, 1, 0)],
+        "nothing scaled"
+    );
+
+    ctx.clear_calls().await;
+    let r = state(&ctx, "db-only", &[("skip-drain", "true")]).await;
+    r.assert_code(0);
+    assert!(ctx
+        .calls()
+        .await
+        .iter()
+        .all(|(_, op)| op != "GetMetricStatistics"));
+    assert_eq!(
+        r.outputs["steps"], "scale services to 0",
+        "maintenance was already on"
+    );
+}
+
+#[tokio::test]
+async fn throttling_during_waits_does_not_fail() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "DescribeServices", "kind": "throttle", "after": 3, "count": 3}),
+    )
+    .await;
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "DescribeDBInstances", "kind": "503", "after": 1, "count": 2}),
+    )
+    .await;
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "DescribeRules", "kind": "throttle", "count": 1}),
+    )
+    .await;
+    let r = state(&ctx, "stopped", &[]).await;
+    r.assert_code(0);
+    assert_eq!(r.outputs["state"], "stopped");
+    let r = state(&ctx, "running", &[]).await;
+    r.assert_code(0);
+    assert_eq!(r.outputs["state"], "running");
+}
