@@ -287,9 +287,31 @@ pub enum WatchEnd {
     /// At least one service failed (the others may still be rolling).
     Failed,
     TimedOut(String),
-    Cancelled(String),
+    /// The run was cancelled (SIGINT/SIGTERM); [`WatchEnd::into_cancelled`] gives the error to return.
+    Cancelled {
+        what: String,
+        #[serde(skip)]
+        waited: Duration,
+        last: String,
+    },
     /// A non-transient error ended the watch (the services' state is unknown).
     Error(String),
+}
+
+impl WatchEnd {
+    /// For `Cancelled`: the poller's error again, for the caller to return (exit code 130).
+    pub fn cancelled_error(&self) -> Option<WaitError> {
+        match self {
+            WatchEnd::Cancelled { what, waited, last } => Some(WaitError::Cancelled {
+                what: what.clone(),
+                waited: *waited,
+                last: last.clone(),
+            }),
+            WatchEnd::Completed | WatchEnd::Failed | WatchEnd::TimedOut(_) | WatchEnd::Error(_) => {
+                None
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -301,6 +323,14 @@ pub struct WatchReport {
 impl WatchReport {
     pub fn service(&self, name: &str) -> Option<&Watched> {
         self.services.iter().find(|w| w.service == name)
+    }
+
+    /// The event ids every service showed so far: a later watch of the same services prints only newer ones.
+    pub fn seen_events(&self) -> BTreeMap<String, HashSet<String>> {
+        self.services
+            .iter()
+            .map(|w| (w.service.clone(), w.seen_events.clone()))
+            .collect()
     }
 }
 
@@ -388,7 +418,9 @@ pub async fn watch(
             let watched = state.lock().unwrap_or_else(|e| e.into_inner());
             WatchEnd::TimedOut(pending_line(&watched))
         }
-        Err(e @ WaitError::Cancelled { .. }) => WatchEnd::Cancelled(e.to_string()),
+        Err(WaitError::Cancelled { what, waited, last }) => {
+            WatchEnd::Cancelled { what, waited, last }
+        }
         Err(WaitError::Failed(e)) => WatchEnd::Error(format!("{e:#}")),
     };
     let services = state.into_inner().unwrap_or_else(|e| e.into_inner());

@@ -574,6 +574,26 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
                 p.current.clone()
             };
         }
+        if req.state == DeployState::Running {
+            // converge plans (read-only) and stops before the first change on a dry run.
+            let opts = StateOptions {
+                bypass_header: req.bypass.clone(),
+                skip_drain: true,
+            };
+            let o = state::converge(env, EnvState::Running, &opts, &c.state, ctx).await?;
+            out.maintenance = Some(if o.plan.is_empty() {
+                "nothing to change".into()
+            } else {
+                format!(
+                    "after the roll-out: {}",
+                    o.plan
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+        }
         tracing::info!("dry run: no revision registered, no service updated");
         return Ok(out);
     }
@@ -661,7 +681,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
             crate::wait::human(started.elapsed())
         )),
         WatchEnd::Error(e) => Some(format!("watching the roll-out failed: {e}")),
-        WatchEnd::Cancelled(msg) => {
+        end @ WatchEnd::Cancelled { .. } => {
             let back: Vec<Target> = back_targets(&plans, &updated);
             let results = rollout::update_services(&c.ecs, &env.cluster, &back).await;
             let failed: Vec<String> = results
@@ -676,12 +696,9 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
                     failed.join("; ")
                 )
             };
-            return Err(anyhow::Error::new(WaitError::Cancelled {
-                what: msg.clone(),
-                waited: started.elapsed(),
-                last: "cancelled".into(),
-            })
-            .context(format!("deploy of {} cancelled; {what}", req.version)));
+            let cancelled = end.cancelled_error().expect("a cancelled watch");
+            return Err(anyhow::Error::new(cancelled)
+                .context(format!("deploy of {} cancelled; {what}", req.version)));
         }
     };
     if let Some(reason) = reason {
@@ -721,7 +738,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
                     registered: &registered,
                     updated: &updated,
                 };
-                return fail(&applied, out, why, None).await;
+                return fail(&applied, out, why, Some(&report)).await;
             }
         }
     }
@@ -751,9 +768,32 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
 
     // Maintenance.
     if req.state == DeployState::Running {
-        out.maintenance = Some(lift_maintenance(req, c, ctx).await.context(
-            "every service runs the new version, but maintenance could not be lifted; run phase state with running",
-        )?);
+        match lift_maintenance(req, c, ctx).await {
+            Ok(line) => out.maintenance = Some(line),
+            Err(e)
+                if e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<WaitError>(),
+                        Some(WaitError::Cancelled { .. })
+                    )
+                }) =>
+            {
+                return Err(e.context(format!(
+                    "every service runs {}; lifting maintenance was cancelled",
+                    req.version
+                )));
+            }
+            Err(e) => {
+                // The services stay on the new version (they completed); only the last step is left to do.
+                let why = format!(
+                    "every service runs {}, but lifting maintenance failed: {e:#}; run phase state with running",
+                    req.version
+                );
+                tracing::error!("{why}");
+                out.maintenance = Some("not lifted".into());
+                out.error = Some(why);
+            }
+        }
     }
     Ok(out)
 }
@@ -938,7 +978,14 @@ async fn fail(
             Instant::now() + req.common.timeout,
             ctx.cancel.clone(),
         );
-        Some(rollout::watch(&c.ecs, &env.cluster, &ok_back, BTreeMap::new(), poller).await)
+        let seen = match report {
+            Some(r) => r.seen_events(),
+            None => plans
+                .iter()
+                .map(|p| (p.name.clone(), p.events.clone()))
+                .collect(),
+        };
+        Some(rollout::watch(&c.ecs, &env.cluster, &ok_back, seen, poller).await)
     };
     let failed_services: Vec<&str> = out
         .failures
@@ -971,7 +1018,10 @@ async fn fail(
     match back_report.as_ref().map(|r| &r.end) {
         None | Some(WatchEnd::Completed) => {}
         Some(
-            WatchEnd::Failed | WatchEnd::TimedOut(_) | WatchEnd::Error(_) | WatchEnd::Cancelled(_),
+            WatchEnd::Failed
+            | WatchEnd::TimedOut(_)
+            | WatchEnd::Error(_)
+            | WatchEnd::Cancelled { .. },
         ) => {
             let r = back_report.as_ref().expect("matched Some");
             let line = r

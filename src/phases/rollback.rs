@@ -27,7 +27,7 @@ use crate::github::runner::{md_table, text_table, Outcome};
 use crate::inputs::{parse_bool, parse_u64, Common, Invocation};
 use crate::rollout::{self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd};
 use crate::version::Version;
-use crate::wait::{Backoff, WaitError};
+use crate::wait::Backoff;
 
 pub const DEFAULT_KEEP_REVISIONS: u64 = 10;
 
@@ -314,13 +314,9 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
                 "the rollback did not complete within timeout-minutes; last seen: {last}"
             )),
             WatchEnd::Error(e) => Some(format!("watching the rollback failed: {e}")),
-            WatchEnd::Cancelled(msg) => {
-                return Err(anyhow::Error::new(WaitError::Cancelled {
-                    what: msg.clone(),
-                    waited: Duration::ZERO,
-                    last: "cancelled".into(),
-                })
-                .context(
+            end @ WatchEnd::Cancelled { .. } => {
+                let cancelled = end.cancelled_error().expect("a cancelled watch");
+                return Err(anyhow::Error::new(cancelled).context(
                     "rollback cancelled; the services were already pointed at their targets",
                 ));
             }

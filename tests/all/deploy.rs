@@ -597,6 +597,10 @@ async fn deploy_dry_run_plans_and_changes_nothing() {
     let o = &r.json()["outcome"];
     assert_eq!(o["dry_run"], true);
     assert_eq!(o["services"][0]["result"], "planned");
+    assert_eq!(
+        o["maintenance"], "nothing to change",
+        "state running: converge planned, read-only"
+    );
     assert!(
         r.stderr
             .contains("core: stage-core:1 (v1.0.0) → new revision with core="),
@@ -963,4 +967,41 @@ async fn deploy_in_restricted_then_running_lifts_maintenance_at_the_end() {
         ])
         .await;
     assert_eq!(st.json()["outcome"]["state"], "running", "{}", st.stdout);
+}
+
+/// One UpdateService refused (after the SDK's retries): the services already updated go back, nothing is left on a
+/// new revision, and every new revision is deregistered.
+#[tokio::test]
+async fn deploy_with_an_update_refused_rolls_the_others_back() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", THREE);
+    // The first UpdateService goes through, the second fails (AWS_MAX_ATTEMPTS=1: no SDK retry), the rest pass.
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "UpdateService", "kind": "500", "count": 1, "after": 1}),
+    )
+    .await;
+    let r = ctx
+        .action_with_env(
+            &[
+                ("phase", "deploy"),
+                ("environment", "stage"),
+                ("config", "deploy.toml"),
+                ("version", "v1.1.0"),
+            ],
+            &[("AWS_MAX_ATTEMPTS", "1")],
+        )
+        .await;
+    r.assert_code(1);
+    assert_eq!(r.outputs["rolled-back"], "true");
+    assert!(
+        r.summary.contains("UpdateService failed for"),
+        "{}",
+        r.summary
+    );
+    for s in SERVICES {
+        assert_eq!(service_td(&ctx, s).await, td_arn(s, 1), "{s}");
+        let (td, _) = describe(&ctx, &td_arn(s, 2)).await;
+        assert_eq!(td.status(), Some(&TaskDefinitionStatus::Inactive), "{s}");
+    }
 }
