@@ -925,7 +925,8 @@ async fn fail(
         }
     }
 
-    // Why: while the rollback starts, read the failed services' stopped tasks and logs.
+    // Why: while the rollback starts, read the failed services' stopped tasks and logs (log lines, not annotations:
+    // the one annotation is the reason above).
     if let Some(report) = report {
         let explain = report.services.iter().filter_map(|w| {
             let why = match &w.verdict {
@@ -952,12 +953,12 @@ async fn fail(
         out.failures = join_all(explain).await;
         for f in &out.failures {
             for t in &f.stopped_tasks {
-                tracing::error!("{}: stopped task {}", f.service, t.line());
+                tracing::info!("{}: stopped task {}", f.service, t.line());
             }
             if let Some(log) = &f.log {
-                tracing::error!("{}: last log lines of {}:", f.service, log.stream);
+                tracing::info!("{}: last log lines of {}:", f.service, log.stream);
                 for l in &log.lines {
-                    tracing::error!("  {l}");
+                    tracing::info!("  {l}");
                 }
             }
         }
