@@ -802,10 +802,13 @@ async fn move_database(db: &Database, want: DbWant, c: &Clients, ctx: &Ctx) -> R
                 match call {
                     Ok(()) => {
                         called.set(true);
-                        tracing::info!("database {}: {status} → {}", db.identifier, if want == DbWant::Available { "starting" } else { "stopping" });
-                        Ok(Check::Pending(format!("database {} was {status}; asked AWS to make it {target}", db.identifier)))
+                        // Look once more right away: a database that got there at once is done now.
+                        let now = rds::db_status(&c.rds, db).await?;
+                        if db_move(&now, want) == DbMove::Done {
+                            return Ok(Check::Done(()));
+                        }
+                        Ok(Check::Pending(format!("database {} was {status}, now {now}; waiting until it is {target}", db.identifier)))
                     }
-                    // Someone else moved it meanwhile: look again.
                     Err(e) if rds::is_invalid_state(&e) => Ok(Check::Pending(format!("database {} is changing state ({})", db.identifier, code(&e)))),
                     Err(e) => Err(e.into()),
                 }

@@ -980,3 +980,73 @@ async fn throttling_during_waits_does_not_fail() {
     r.assert_code(0);
     assert_eq!(r.outputs["state"], "running");
 }
+
+/// The DB settle wait other phases call after a migration (library API, same mechanism as the drain wait).
+#[tokio::test]
+async fn db_settle_waits_for_cpu_under_the_threshold() {
+    use deploy_action::config::{Database, DatabaseKind, SettleConfig};
+    use deploy_action::github::runner::Runner;
+    use deploy_action::inputs::{GithubEnv, OutputFormat};
+    use deploy_action::phases::Ctx;
+
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    let cw = aws_sdk_cloudwatch::Client::new(&ctx.sdk().await);
+    let db = Database {
+        kind: DatabaseKind::Instance,
+        identifier: "app-stage".into(),
+        snapshot_name: "x-{version}".into(),
+        snapshot_retention: None,
+        settle: Some(SettleConfig {
+            cpu_threshold: 30,
+            window_seconds: 2,
+            timeout_minutes: 1,
+            skip: false,
+        }),
+    };
+    let phase = |secs: u64| Ctx {
+        runner: Runner::new(&GithubEnv::default(), OutputFormat::Text),
+        github: GithubEnv::default(),
+        cancel: tokio_util::sync::CancellationToken::new(),
+        deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(secs),
+        dry_run: false,
+    };
+    let cpu = |value: f64| {
+        json!({"region": "eu-central-1", "namespace": "AWS/RDS", "metric": "CPUUtilization",
+               "dimensions": {"DBInstanceIdentifier": "app-stage"}, "unit": "Percent",
+               "values": [{"value": value, "secondsAgo": 0}]})
+    };
+    // Quiet CPU: settled at once.
+    ctx.post("/_test/cloudwatch/metric", cpu(12.0)).await;
+    let report = deploy_action::drain::wait_db_settled(&cw, &db, &phase(30))
+        .await
+        .unwrap();
+    assert!(
+        report.skipped.is_none() && report.waited_seconds < 2,
+        "{report:?}"
+    );
+    // Busy CPU: bounded by the phase deadline, and the error says what was seen.
+    ctx.post("/_test/cloudwatch/metric", cpu(85.0)).await;
+    let e = deploy_action::drain::wait_db_settled(&cw, &db, &phase(3))
+        .await
+        .unwrap_err();
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("database app-stage did not settle")
+            && msg.contains("CPUUtilization")
+            && msg.contains("(threshold 30)"),
+        "{msg}"
+    );
+    // Skipped by config.
+    let skip = Database {
+        settle: Some(SettleConfig {
+            skip: true,
+            ..db.settle.clone().unwrap()
+        }),
+        ..db.clone()
+    };
+    let report = deploy_action::drain::wait_db_settled(&cw, &skip, &phase(3))
+        .await
+        .unwrap();
+    assert!(report.skipped.is_some());
+}
