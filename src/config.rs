@@ -60,6 +60,8 @@ struct EnvRaw {
     timeout_minutes: Option<u64>,
     /// Another environment whose successful deployment of the same version must exist first (issue 6 gate).
     requires: Option<String>,
+    /// SSM parameter path whose parameters become `secrets` of the configured containers (phase deploy).
+    ssm_path: Option<String>,
     #[serde(default)]
     services: BTreeMap<String, ServiceRaw>,
     migration: Option<MigrationRaw>,
@@ -204,6 +206,9 @@ pub struct Environment {
     pub url: Option<String>,
     pub timeout_minutes: Option<u64>,
     pub requires: Option<String>,
+    /// SSM parameter path (`/app/stage/`): every parameter under it (recursively) becomes a `secrets` entry
+    /// `{name: <last path segment>, valueFrom: <parameter ARN>}` of the configured containers on deploy.
+    pub ssm_path: Option<String>,
     /// Core services, in the order of their names.
     pub services: Vec<Service>,
     pub migration: Option<TaskConfig>,
@@ -367,6 +372,40 @@ pub fn validate_env_name(name: &str) -> Result<(), String> {
             "invalid environment name {name:?}; use 1-40 letters, digits, '-' or '_', starting with a letter or digit"
         ))
     }
+}
+
+/// An SSM hierarchy path as GetParametersByPath takes it: `/` first, then `/`-separated segments of letters, digits
+/// and `_.-`, at most 15 levels deep.
+pub fn validate_ssm_path(path: &str) -> Result<(), String> {
+    let fix = "use a parameter hierarchy such as \"/app/stage/\"";
+    if !path.starts_with('/') {
+        return Err(format!("{path:?} must start with '/'; {fix}"));
+    }
+    if path.len() > 2048 {
+        return Err(format!(
+            "{} characters is too long (at most 2048); {fix}",
+            path.len()
+        ));
+    }
+    if let Some(c) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/_.-".contains(*c)))
+    {
+        return Err(format!("{path:?} contains {c:?}; {fix}"));
+    }
+    if path.contains("//") {
+        return Err(format!("{path:?} contains '//'; {fix}"));
+    }
+    if path.matches('/').count() > 15 {
+        return Err(format!("{path:?} is more than 15 levels deep; {fix}"));
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.starts_with("/aws") || lower.starts_with("/ssm") {
+        return Err(format!(
+            "{path:?} starts with a reserved prefix (aws, ssm); {fix}"
+        ));
+    }
+    Ok(())
 }
 
 fn from_toml<T: serde::de::DeserializeOwned>(
@@ -672,6 +711,9 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
             ));
         }
     }
+    if let Some(path) = &raw.ssm_path {
+        validate_ssm_path(path).map_err(|why| format!("{p}.ssm-path: {why}"))?;
+    }
     if raw.timeout_minutes == Some(0) {
         return Err(format!("{p}.timeout-minutes: 0; use at least 1"));
     }
@@ -682,6 +724,7 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         url: raw.url,
         timeout_minutes: raw.timeout_minutes,
         requires: raw.requires,
+        ssm_path: raw.ssm_path,
         services,
         migration,
         tasks,
@@ -785,6 +828,39 @@ cluster = "aurora-prod"
                 "error for {text:?} should name {key:?}: {err}"
             );
             assert!(!err.contains('\n'), "error must be one line: {err:?}");
+        }
+    }
+
+    #[test]
+    fn ssm_path_is_inherited_and_validated() {
+        let text = GOOD.replace("[defaults]\n", "[defaults]\nssm-path = \"/app/shared/\"\n");
+        let c = parse(&text).unwrap();
+        assert_eq!(
+            c.environment("stage").unwrap().ssm_path.as_deref(),
+            Some("/app/shared/")
+        );
+        let base = "[environments.stage]\nregion=\"r\"\ncluster = \"c\"\n[environments.stage.services.core]\ncontainers=[\"core\"]\n";
+        for ok in ["/app/stage/", "/app/stage", "/a_b.c-d/e"] {
+            let t = base.replace(
+                "cluster = \"c\"",
+                &format!("cluster = \"c\"\nssm-path = {ok:?}"),
+            );
+            parse(&t).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "app/stage/",
+            "/app//stage",
+            "/app/st age/",
+            "/aws/x",
+            "/SSM/x",
+            "",
+        ] {
+            let t = base.replace(
+                "cluster = \"c\"",
+                &format!("cluster = \"c\"\nssm-path = {bad:?}"),
+            );
+            let e = parse(&t).expect_err(bad);
+            assert!(e.contains("environments.stage.ssm-path"), "{bad}: {e}");
         }
     }
 

@@ -1,10 +1,12 @@
 //! The ECS calls the phases share.
 
 use anyhow::{anyhow, Result};
+use aws_sdk_ecs::operation::register_task_definition::builders::RegisterTaskDefinitionInputBuilder;
+use aws_sdk_ecs::operation::register_task_definition::RegisterTaskDefinitionInput;
 use aws_sdk_ecs::types::{
     ContainerDefinition, ContainerOverride, Deployment, DeploymentRolloutState, DesiredStatus,
-    LaunchType, NetworkConfiguration, Service, Tag, Task, TaskDefinition, TaskDefinitionField,
-    TaskField, TaskOverride,
+    LaunchType, NetworkConfiguration, Service, SortOrder, Tag, Task, TaskDefinition,
+    TaskDefinitionField, TaskDefinitionStatus, TaskField, TaskOverride,
 };
 use aws_sdk_ecs::Client;
 use futures::future::try_join_all;
@@ -455,6 +457,199 @@ pub async fn untag(ecs: &Client, arn: &str, key: &str) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// The family of a task definition ARN or `family:revision` (`arn:...:task-definition/core:12` → `core`).
+pub fn td_family(arn: &str) -> &str {
+    let short = td_short(arn);
+    short.rsplit_once(':').map(|(f, _)| f).unwrap_or(short)
+}
+
+/// A task definition as DescribeTaskDefinition returns it, with its tags.
+pub async fn describe_task_definition(
+    ecs: &Client,
+    task_definition: &str,
+) -> Result<(TaskDefinition, Vec<Tag>)> {
+    let out = ecs
+        .describe_task_definition()
+        .task_definition(task_definition)
+        .include(TaskDefinitionField::Tags)
+        .send()
+        .await
+        .aws("ECS DescribeTaskDefinition", td_short(task_definition))?;
+    let tags = out.tags().to_vec();
+    let td = out.task_definition.ok_or_else(|| {
+        anyhow!(
+            "ECS DescribeTaskDefinition {}: the response holds no task definition",
+            td_short(task_definition)
+        )
+    })?;
+    Ok((td, tags))
+}
+
+/// A RegisterTaskDefinition request that registers `td` again as it is: every field RegisterTaskDefinition accepts is
+/// moved over, including the ones this code never looks at (volumes, proxy configuration, runtime platform,
+/// ephemeral storage, ...). The fields only AWS sets (ARN, revision, status, compatibilities, requiresAttributes,
+/// registeredAt/By, deregisteredAt, deleteRequestedAt) are left out. `tags` become the new revision's tags.
+///
+/// The unit test `register_input_from_moves_every_field` compares against the SDK's own list of request members, so
+/// a field added to RegisterTaskDefinition by a newer SDK fails the build's tests until it is moved here too.
+// Inference accelerators are deprecated, but a task definition that still carries them must keep them.
+#[allow(deprecated)]
+pub fn register_input_from(
+    td: TaskDefinition,
+    tags: Vec<Tag>,
+) -> RegisterTaskDefinitionInputBuilder {
+    RegisterTaskDefinitionInput::builder()
+        .set_family(td.family)
+        .set_task_role_arn(td.task_role_arn)
+        .set_execution_role_arn(td.execution_role_arn)
+        .set_network_mode(td.network_mode)
+        .set_container_definitions(td.container_definitions)
+        .set_volumes(td.volumes)
+        .set_placement_constraints(td.placement_constraints)
+        .set_requires_compatibilities(td.requires_compatibilities)
+        .set_cpu(td.cpu)
+        .set_memory(td.memory)
+        .set_tags((!tags.is_empty()).then_some(tags))
+        .set_pid_mode(td.pid_mode)
+        .set_ipc_mode(td.ipc_mode)
+        .set_proxy_configuration(td.proxy_configuration)
+        .set_inference_accelerators(td.inference_accelerators)
+        .set_ephemeral_storage(td.ephemeral_storage)
+        .set_runtime_platform(td.runtime_platform)
+        .set_enable_fault_injection(td.enable_fault_injection)
+}
+
+/// Registers a new revision; returns it as ECS registered it.
+pub async fn register_task_definition(
+    ecs: &Client,
+    input: RegisterTaskDefinitionInputBuilder,
+) -> Result<TaskDefinition> {
+    let family = input.get_family().clone().unwrap_or_default();
+    let out = input
+        .send_with(ecs)
+        .await
+        .aws("ECS RegisterTaskDefinition", format!("family {family}"))?;
+    out.task_definition.ok_or_else(|| {
+        anyhow!("ECS RegisterTaskDefinition family {family}: the response holds no task definition")
+    })
+}
+
+/// Points a service at a task definition revision (ECS starts a new deployment). Returns the service as updated.
+pub async fn update_service(
+    ecs: &Client,
+    cluster: &str,
+    service: &str,
+    task_definition: &str,
+) -> Result<Service, AwsError> {
+    let out = ecs
+        .update_service()
+        .cluster(cluster)
+        .service(service)
+        .task_definition(task_definition)
+        .send()
+        .await
+        .aws("ECS UpdateService", format!("{cluster}/{service}"))?;
+    out.service.ok_or_else(|| AwsError {
+        operation: "ECS UpdateService",
+        resource: format!("{cluster}/{service}"),
+        code: None,
+        message: "the response holds no service".into(),
+        transient: false,
+    })
+}
+
+/// Adds (or overwrites) tags on a task definition revision.
+pub async fn tag_task_definition(
+    ecs: &Client,
+    arn: &str,
+    tags: &[(&str, String)],
+) -> Result<(), AwsError> {
+    ecs.tag_resource()
+        .resource_arn(arn)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(v.clone()).build())
+                .collect(),
+        ))
+        .send()
+        .await
+        .aws("ECS TagResource", td_short(arn))?;
+    Ok(())
+}
+
+/// Marks a revision INACTIVE (running tasks keep running; no new task or deployment can use it).
+pub async fn deregister_task_definition(ecs: &Client, arn: &str) -> Result<(), AwsError> {
+    ecs.deregister_task_definition()
+        .task_definition(arn)
+        .send()
+        .await
+        .aws("ECS DeregisterTaskDefinition", td_short(arn))?;
+    Ok(())
+}
+
+/// ACTIVE revisions of exactly this family (ListTaskDefinitions matches a prefix), newest first.
+pub async fn active_revisions(ecs: &Client, family: &str) -> Result<Vec<String>> {
+    let mut pages = ecs
+        .list_task_definitions()
+        .family_prefix(family)
+        .status(TaskDefinitionStatus::Active)
+        .sort(SortOrder::Desc)
+        .into_paginator()
+        .items()
+        .send();
+    let mut arns = Vec::new();
+    while let Some(arn) = pages.next().await {
+        let arn = arn.aws("ECS ListTaskDefinitions", format!("family {family}"))?;
+        if td_family(&arn) == family {
+            arns.push(arn);
+        }
+    }
+    // Sorted here as well: not every implementation honours `sort`.
+    arns.sort_by_key(|a| std::cmp::Reverse(td_revision(a).unwrap_or(0)));
+    Ok(arns)
+}
+
+/// The stopped tasks a deployment started (ListTasks startedBy + desiredStatus STOPPED, then DescribeTasks), newest
+/// first, at most `limit`.
+pub async fn stopped_tasks_of_deployment(
+    ecs: &Client,
+    cluster: &str,
+    deployment_id: &str,
+    limit: usize,
+) -> Result<Vec<Task>, AwsError> {
+    let out = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .started_by(deployment_id)
+        .desired_status(DesiredStatus::Stopped)
+        .send()
+        .await
+        .aws(
+            "ECS ListTasks",
+            format!("{cluster} deployment {deployment_id}"),
+        )?;
+    let arns: Vec<String> = out.task_arns().iter().take(100).cloned().collect();
+    if arns.is_empty() {
+        return Ok(vec![]);
+    }
+    let out = ecs
+        .describe_tasks()
+        .cluster(cluster)
+        .set_tasks(Some(arns))
+        .send()
+        .await
+        .aws(
+            "ECS DescribeTasks",
+            format!("{cluster} deployment {deployment_id}"),
+        )?;
+    let mut tasks = out.tasks().to_vec();
+    tasks.sort_by_key(|t| {
+        std::cmp::Reverse(t.stopped_at().map(|d| d.as_secs_f64() as i64).unwrap_or(0))
+    });
+    tasks.truncate(limit);
+    Ok(tasks)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -465,5 +660,139 @@ mod tests {
         assert_eq!(td_short(arn), "core:12");
         assert_eq!(td_revision(arn), Some(12));
         assert_eq!(td_revision("core"), None);
+    }
+
+    /// A task definition with every field set, as DescribeTaskDefinition could return it.
+    #[allow(deprecated)]
+    pub(crate) fn every_field_task_definition() -> TaskDefinition {
+        use aws_sdk_ecs::types::*;
+        TaskDefinition::builder()
+            .task_definition_arn("arn:aws:ecs:eu-central-1:123456789012:task-definition/core:7")
+            .container_definitions(
+                ContainerDefinition::builder()
+                    .name("core")
+                    .image("repo/app:core-v1.0.0")
+                    .build(),
+            )
+            .family("core")
+            .task_role_arn("arn:aws:iam::123456789012:role/task")
+            .execution_role_arn("arn:aws:iam::123456789012:role/exec")
+            .network_mode(NetworkMode::Awsvpc)
+            .revision(7)
+            .volumes(Volume::builder().name("data").build())
+            .status(TaskDefinitionStatus::Active)
+            .requires_attributes(
+                Attribute::builder()
+                    .name("com.amazonaws.ecs.capability.logging-driver.awslogs")
+                    .build()
+                    .unwrap(),
+            )
+            .placement_constraints(
+                TaskDefinitionPlacementConstraint::builder()
+                    .r#type(TaskDefinitionPlacementConstraintType::MemberOf)
+                    .expression("attribute:ecs.availability-zone in [eu-central-1a]")
+                    .build(),
+            )
+            .compatibilities(Compatibility::Fargate)
+            .runtime_platform(
+                RuntimePlatform::builder()
+                    .cpu_architecture(CpuArchitecture::Arm64)
+                    .operating_system_family(OsFamily::Linux)
+                    .build(),
+            )
+            .requires_compatibilities(Compatibility::Fargate)
+            .cpu("512")
+            .memory("1024")
+            .inference_accelerators(
+                InferenceAccelerator::builder()
+                    .device_name("gpu0")
+                    .device_type("eia2.medium")
+                    .build()
+                    .unwrap(),
+            )
+            .pid_mode(PidMode::Task)
+            .ipc_mode(IpcMode::Task)
+            .proxy_configuration(
+                ProxyConfiguration::builder()
+                    .container_name("envoy")
+                    .build()
+                    .unwrap(),
+            )
+            .registered_at(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+            .deregistered_at(aws_smithy_types::DateTime::from_secs(1_700_000_100))
+            .delete_requested_at(aws_smithy_types::DateTime::from_secs(1_700_000_200))
+            .registered_by("arn:aws:iam::123456789012:user/ci")
+            .ephemeral_storage(EphemeralStorage::builder().size_in_gib(30).build())
+            .enable_fault_injection(true)
+            .build()
+    }
+
+    /// Top-level fields a `{:#?}` rendering shows as `None`.
+    fn unset_fields(pretty_debug: &str) -> Vec<String> {
+        pretty_debug
+            .lines()
+            .filter(|l| l.starts_with("    ") && !l.starts_with("     "))
+            .filter_map(|l| l.trim().strip_suffix(": None,").map(str::to_string))
+            .collect()
+    }
+
+    fn snake_case(camel: &str) -> String {
+        let mut s = String::new();
+        for c in camel.chars() {
+            if c.is_ascii_uppercase() {
+                s.push('_');
+                s.push(c.to_ascii_lowercase());
+            } else {
+                s.push(c);
+            }
+        }
+        s
+    }
+
+    /// Guards against a forgotten field: every member of the SDK's RegisterTaskDefinition request must be filled from
+    /// a task definition that has every field set. A newer SDK with a new member fails here until it is copied.
+    #[test]
+    fn register_input_from_moves_every_field() {
+        let td = every_field_task_definition();
+        let unset = unset_fields(&format!("{td:#?}"));
+        assert!(
+            unset.is_empty(),
+            "the fixture leaves TaskDefinition fields unset (set them, and copy them if RegisterTaskDefinition takes them): {unset:?}"
+        );
+        let tags = vec![Tag::builder().key("environment").value("stage").build()];
+        let input = register_input_from(td.clone(), tags.clone())
+            .build()
+            .unwrap();
+        let debug = format!("{input:#?}");
+        let members: Vec<String> = RegisterTaskDefinitionInput::SCHEMA
+            .members()
+            .iter()
+            .filter_map(|m| m.member_name())
+            .map(snake_case)
+            .collect();
+        assert!(members.len() >= 18, "{members:?}");
+        for m in &members {
+            assert!(
+                debug.contains(&format!("\n    {m}: Some(")),
+                "RegisterTaskDefinition member `{m}` is not copied by register_input_from:\n{debug}"
+            );
+        }
+        assert!(unset_fields(&debug).is_empty(), "{debug}");
+        assert_eq!(input.family(), td.family());
+        assert_eq!(input.container_definitions(), td.container_definitions());
+        assert_eq!(input.runtime_platform(), td.runtime_platform());
+        assert_eq!(input.ephemeral_storage(), td.ephemeral_storage());
+        assert_eq!(input.proxy_configuration(), td.proxy_configuration());
+        assert_eq!(input.tags(), &tags[..]);
+    }
+
+    #[test]
+    fn families() {
+        assert_eq!(
+            td_family("arn:aws:ecs:r:1:task-definition/stage-core:12"),
+            "stage-core"
+        );
+        assert_eq!(td_family("stage-core:3"), "stage-core");
+        assert_eq!(td_family("stage-core"), "stage-core");
     }
 }

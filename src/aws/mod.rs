@@ -9,6 +9,7 @@ pub mod ecs;
 pub mod elb;
 pub mod logs;
 pub mod rds;
+pub mod ssm;
 
 use std::fmt;
 

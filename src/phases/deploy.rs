@@ -1,53 +1,1545 @@
 //! Phase `deploy`: a new core version on every service, done the moment ECS is.
 //!
-//! Not built yet: `run` refuses with a usage error before any AWS call.
+//! 1. Plan: each service's current revision is described; the new revision is that revision with only the configured
+//!    containers' images changed (and, with `ssm-path`, their `secrets`). A service already on it gets no new
+//!    revision and no UpdateService.
+//! 2. Register the new revisions (tagged `deploy-action:version`), UpdateService on every changed service at once.
+//! 3. Watch until every primary deployment on its new revision is COMPLETED with nothing else left
+//!    ([`rollout::progress`]), printing new service events; FAILED or ECS's own rollback is seen on the next poll.
+//! 4. Optional smoke check; then the revisions are tagged known good and, in state `running`, maintenance is lifted.
+//! 5. On failure, timeout or a failed smoke check: every changed service goes back to the revision it ran before
+//!    (waited for), the reasons are reported (events, stopped tasks, last log lines), the new revisions are
+//!    deregistered, and the phase exits 1 with `rolled-back=true`.
 
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, Secret, Service, Tag, TaskDefinition};
+use futures::future::{join_all, try_join_all};
 use serde::Serialize;
+use tokio::time::Instant;
 
+use super::state::{self, StateOptions};
+use super::status::EnvState;
 use super::Ctx;
+use crate::aws::ecs::{self, td_short};
+use crate::aws::ssm::{self, ParameterRef};
+use crate::config::{Environment, Service as ServiceConfig};
 use crate::error::UsageError;
-use crate::github::runner::Outcome;
-use crate::inputs::{Common, Invocation};
+use crate::github::runner::{md_table, text_table, Outcome};
+use crate::inputs::{parse_u64, Common, Invocation};
+use crate::maintenance::{self, BypassHeader, MaintenanceState};
+use crate::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
+use crate::version::{self, Version};
+use crate::wait::{Backoff, Check, Poller, WaitError};
+
+/// How long the smoke check keeps trying before it counts as failed.
+const SMOKE_WINDOW: Duration = Duration::from_secs(20);
+
+/// What the environment should be in after the deploy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeployState {
+    /// Maintenance stays as it is (on): test the new version with the bypass header.
+    Restricted,
+    /// Maintenance is lifted once every service completed (and the smoke check passed).
+    Running,
+}
+
+impl std::fmt::Display for DeployState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeployState::Restricted => "restricted",
+            DeployState::Running => "running",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Smoke {
+    pub url: reqwest::Url,
+    pub status: u16,
+}
 
 #[derive(Debug, Clone)]
 pub struct Request {
     pub common: Common,
+    pub version: Version,
+    pub state: DeployState,
+    pub smoke: Option<Smoke>,
+    /// The secret header that gets through maintenance: sent with the smoke check, and used if maintenance changes.
+    pub bypass: Option<BypassHeader>,
 }
 
 impl Request {
     pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<Request, UsageError> {
-        let _ = inv;
-        Err(UsageError::new("input `phase`: deploy is not available in this build yet; see the README for the phases that are"))
-            .map(|()| Request { common: common.clone() })
+        let version = inv.version()?;
+        for s in &common.environment.services {
+            s.image.tag_for(&version)?;
+        }
+        let state = match inv.raw.state.as_deref().map(str::trim) {
+            None | Some("running") => DeployState::Running,
+            Some("restricted") => DeployState::Restricted,
+            Some(other) => {
+                return Err(UsageError::new(format!(
+                    "input `state`: deploy takes running or restricted, not {other:?}; restricted keeps maintenance on, running lifts it after the roll-out"
+                )))
+            }
+        };
+        let bypass = state::bypass_header(
+            inv.raw.maintenance_header_name.as_deref(),
+            inv.raw.maintenance_header_value.as_deref(),
+        )?;
+        let status = parse_u64("smoke-status", inv.raw.smoke_status.as_deref(), 100..=599)?;
+        let smoke = match inv.raw.smoke_url.as_deref().map(str::trim) {
+            None => {
+                if status.is_some() {
+                    return Err(UsageError::new(
+                        "input `smoke-status`: set without `smoke-url`; add the URL to request or remove smoke-status",
+                    ));
+                }
+                None
+            }
+            Some(url) => {
+                let parsed = reqwest::Url::parse(url)
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                    .ok_or_else(|| {
+                        UsageError::new(format!(
+                            "input `smoke-url`: {url:?} is not an http(s) URL; give one such as https://stage.example.org/health"
+                        ))
+                    })?;
+                Some(Smoke {
+                    url: parsed,
+                    status: status.map(|s| s as u16).unwrap_or(200),
+                })
+            }
+        };
+        let maintenance = common.environment.maintenance.is_some();
+        if state == DeployState::Restricted && smoke.is_some() && maintenance && bypass.is_none() {
+            return Err(UsageError::new(
+                "input `maintenance-header-name`: the smoke check in state restricted must pass the maintenance page; set maintenance-header-name and maintenance-header-value",
+            ));
+        }
+        Ok(Request {
+            common: common.clone(),
+            version,
+            state,
+            smoke,
+            bypass,
+        })
     }
 }
 
-pub struct Clients {}
+/// Only the clients `deploy` uses (`state` lifts maintenance at the end).
+pub struct Clients {
+    pub ecs: aws_sdk_ecs::Client,
+    pub ssm: aws_sdk_ssm::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub state: state::Clients,
+}
 
 impl Clients {
-    pub fn new(_sdk: &aws_config::SdkConfig) -> Clients {
-        Clients {}
+    pub fn new(sdk: &aws_config::SdkConfig) -> Clients {
+        Clients {
+            ecs: aws_sdk_ecs::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            state: state::Clients::new(sdk),
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Plan
+// ------------------------------------------------------------------------------------------------------------------
+
+/// What changes in a new revision: image per configured container, and secrets from SSM.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    /// (container name, new image)
+    pub images: Vec<(String, String)>,
+    /// (secret name, valueFrom) for the configured containers, when `ssm-path` is set.
+    pub secrets: Option<Vec<(String, String)>>,
+}
+
+/// Pure: the container definitions of the new revision. The configured containers get their new image and the
+/// secrets merged over their own (same name: replaced in place; new: appended in name order); a plaintext
+/// `environment` entry named like a secret is dropped, so the value only ever comes from SSM. Every other container
+/// and every other field stays exactly as it was.
+pub fn release_containers(
+    containers: &[ContainerDefinition],
+    release: &Release,
+) -> Vec<ContainerDefinition> {
+    containers
+        .iter()
+        .map(|c| {
+            let name = c.name().unwrap_or_default();
+            let Some((_, image)) = release.images.iter().find(|(n, _)| n == name) else {
+                return c.clone();
+            };
+            let mut c = c.clone();
+            c.image = Some(image.clone());
+            if let Some(secrets) = &release.secrets {
+                let mut merged: Vec<Secret> = c.secrets.take().unwrap_or_default();
+                let mut added: Vec<&(String, String)> = vec![];
+                for s in secrets {
+                    match merged.iter_mut().find(|m| m.name() == s.0) {
+                        Some(existing) => existing.value_from = s.1.clone(),
+                        None => added.push(s),
+                    }
+                }
+                added.sort();
+                for (n, v) in added {
+                    merged.push(
+                        Secret::builder()
+                            .name(n)
+                            .value_from(v)
+                            .build()
+                            .expect("name and valueFrom are set"),
+                    );
+                }
+                let names: HashSet<&str> = merged.iter().map(|s| s.name()).collect();
+                if let Some(env) = c.environment.as_mut() {
+                    env.retain(|kv: &KeyValuePair| !kv.name().is_some_and(|n| names.contains(n)));
+                }
+                c.secrets = Some(merged);
+            }
+            c
+        })
+        .collect()
+}
+
+/// Pure: SSM parameters as secrets, named by the last path segment. Two parameters with the same last segment are an
+/// error naming both (one would silently hide the other).
+pub fn secrets_from(params: &[ParameterRef]) -> Result<Vec<(String, String)>, String> {
+    let mut by_name: BTreeMap<String, &ParameterRef> = BTreeMap::new();
+    for p in params {
+        let short = p.name.rsplit('/').next().unwrap_or(&p.name).to_string();
+        if let Some(other) = by_name.insert(short.clone(), p) {
+            return Err(format!(
+                "SSM parameters {} and {} would both become the secret {short}; rename one",
+                other.name, p.name
+            ));
+        }
+    }
+    Ok(by_name
+        .into_iter()
+        .map(|(n, p)| (n, p.arn.clone()))
+        .collect())
+}
+
+/// One service's plan.
+#[derive(Debug, Clone)]
+pub struct ServicePlan {
+    pub name: String,
+    /// The revision the service runs now.
+    pub current: String,
+    pub current_td: TaskDefinition,
+    pub current_tags: Vec<Tag>,
+    pub from_version: Option<String>,
+    /// The new revision's container definitions, `None` when the current revision already has them.
+    pub new_containers: Option<Vec<ContainerDefinition>>,
+    /// Whether the primary deployment still needs a look (not COMPLETED on the current revision).
+    pub settled: bool,
+    /// Event ids present before the deploy.
+    pub events: HashSet<String>,
+    pub images: Vec<(String, String)>,
+}
+
+async fn plan(req: &Request, c: &Clients) -> Result<Vec<ServicePlan>> {
+    let env = &req.common.environment;
+    let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
+    let services_fut = ecs::describe_services(&c.ecs, &env.cluster, &names);
+    let params_fut = async {
+        match &env.ssm_path {
+            Some(path) => ssm::parameters_by_path(&c.ssm, path)
+                .await
+                .map(Some)
+                .with_context(|| {
+                    format!(
+                        "reading SSM parameters under {path} (ssm-path of environment {})",
+                        env.name
+                    )
+                }),
+            None => Ok(None),
+        }
+    };
+    let (services, params) = tokio::try_join!(services_fut, params_fut)?;
+    let secrets = match &params {
+        Some(p) => {
+            let s = secrets_from(p).map_err(|e| {
+                anyhow!(
+                    "{e} (under ssm-path {})",
+                    env.ssm_path.as_deref().unwrap_or_default()
+                )
+            })?;
+            tracing::info!(
+                "{} SSM parameter(s) under {} become secrets",
+                s.len(),
+                env.ssm_path.as_deref().unwrap_or_default()
+            );
+            Some(s)
+        }
+        None => None,
+    };
+    let tds =
+        try_join_all(services.iter().map(|s| {
+            ecs::describe_task_definition(&c.ecs, s.task_definition().unwrap_or_default())
+        }))
+        .await?;
+    let results: Vec<Result<ServicePlan>> = env
+        .services
+        .iter()
+        .zip(services)
+        .zip(tds)
+        .map(|((cfg, svc), (td, tags))| {
+            plan_service(env, cfg, &svc, td, tags, &req.version, secrets.as_deref())
+        })
+        .collect();
+    let errors: Vec<String> = results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .map(|e| format!("{e:#}"))
+        .collect();
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("checked above"))
+        .collect())
+}
+
+fn plan_service(
+    env: &Environment,
+    cfg: &ServiceConfig,
+    svc: &Service,
+    td: TaskDefinition,
+    tags: Vec<Tag>,
+    version: &Version,
+    secrets: Option<&[(String, String)]>,
+) -> Result<ServicePlan> {
+    let current = td.task_definition_arn().unwrap_or_default().to_string();
+    let mut images = Vec::new();
+    for name in &cfg.containers {
+        let Some(container) = td
+            .container_definitions()
+            .iter()
+            .find(|c| c.name() == Some(name.as_str()))
+        else {
+            let known: Vec<&str> = td
+                .container_definitions()
+                .iter()
+                .filter_map(|c| c.name())
+                .collect();
+            bail!(
+                "ECS service {}/{}: its task definition {} has no container {name:?} (it has: {}); correct services.{}.containers in the config",
+                env.cluster,
+                cfg.name,
+                td_short(&current),
+                known.join(", "),
+                cfg.name
+            );
+        };
+        let image = cfg
+            .image
+            .image_for(version, container.image().unwrap_or_default())?;
+        images.push((name.clone(), image));
+    }
+    let from_version = cfg
+        .containers
+        .first()
+        .and_then(|n| {
+            td.container_definitions()
+                .iter()
+                .find(|c| c.name() == Some(n.as_str()))
+        })
+        .and_then(|c| cfg.image.version_of(c.image().unwrap_or_default()));
+    let release = Release {
+        images: images.clone(),
+        secrets: secrets.map(<[_]>::to_vec),
+    };
+    let new = release_containers(td.container_definitions(), &release);
+    let changed = new != td.container_definitions();
+    let primary_done =
+        rollout::progress(&current, &rollout::DeploymentObs::of(svc), true) == Verdict::Done;
+    Ok(ServicePlan {
+        name: cfg.name.clone(),
+        current,
+        from_version,
+        new_containers: changed.then_some(new),
+        settled: primary_done && svc.task_definition() == td.task_definition_arn(),
+        events: rollout::event_ids(svc),
+        current_td: td,
+        current_tags: tags,
+        images,
+    })
+}
+
+impl ServicePlan {
+    fn line(&self, version: &Version) -> String {
+        match &self.new_containers {
+            Some(_) => format!(
+                "{}: {} ({}) → new revision with {}",
+                self.name,
+                td_short(&self.current),
+                self.from_version.as_deref().unwrap_or("unknown version"),
+                self.images
+                    .iter()
+                    .map(|(n, i)| format!("{n}={i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            None if self.settled => format!(
+                "{}: {} runs {version} already; nothing to change",
+                self.name,
+                td_short(&self.current)
+            ),
+            None => format!(
+                "{}: {} has {version} already; its roll-out has not completed yet, watching it",
+                self.name,
+                td_short(&self.current)
+            ),
+        }
+    }
+}
+
+/// Tags of a new revision: the current revision's own tags (not this action's, not `aws:`) plus the version.
+fn new_revision_tags(current: &[Tag], version: &Version) -> Vec<Tag> {
+    let mut tags: Vec<Tag> = current
+        .iter()
+        .filter(|t| {
+            t.key()
+                .is_some_and(|k| !k.starts_with(rollout::TAG_PREFIX) && !k.starts_with("aws:"))
+        })
+        .cloned()
+        .collect();
+    tags.push(
+        Tag::builder()
+            .key(rollout::TAG_VERSION)
+            .value(version.as_str())
+            .build(),
+    );
+    tags
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Outcome
+// ------------------------------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ServiceResult {
+    /// Dry run: what would happen.
+    Planned,
+    /// Already on the version; nothing changed.
+    Unchanged,
+    Deployed,
+    /// Its roll-out failed (or did not finish); rolled back.
+    Failed,
+    /// Rolled back because the deploy failed elsewhere.
+    RolledBack,
+    /// The rollback of this service did not complete: look at it now.
+    RollbackFailed,
+}
+
+impl std::fmt::Display for ServiceResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServiceResult::Planned => "planned",
+            ServiceResult::Unchanged => "unchanged",
+            ServiceResult::Deployed => "deployed",
+            ServiceResult::Failed => "failed, rolled back",
+            ServiceResult::RolledBack => "rolled back",
+            ServiceResult::RollbackFailed => "ROLLBACK DID NOT COMPLETE",
+        })
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct DeployOutcome {}
+pub struct ServiceRow {
+    pub service: String,
+    pub from: String,
+    pub from_version: Option<String>,
+    pub to: String,
+    pub to_version: Option<String>,
+    /// The revision the service runs after the phase.
+    pub task_definition: String,
+    pub result: ServiceResult,
+    pub duration_seconds: Option<f64>,
+}
 
-pub async fn run(_req: &Request, _clients: &Clients, _ctx: &Ctx) -> anyhow::Result<DeployOutcome> {
-    Err(UsageError::new("input `phase`: deploy is not available in this build yet").into())
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployOutcome {
+    pub environment: String,
+    pub version: String,
+    pub previous_version: Option<String>,
+    pub state: DeployState,
+    pub dry_run: bool,
+    pub services: Vec<ServiceRow>,
+    pub rolled_back: bool,
+    /// Why the deploy failed (one line), when it did.
+    pub error: Option<String>,
+    pub failures: Vec<FailureReport>,
+    pub smoke: Option<String>,
+    pub maintenance: Option<String>,
+    pub deregistered: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+impl DeployOutcome {
+    fn new(req: &Request, plans: &[ServicePlan], dry_run: bool) -> DeployOutcome {
+        DeployOutcome {
+            environment: req.common.environment.name.clone(),
+            version: req.version.to_string(),
+            previous_version: plans.first().and_then(|p| p.from_version.clone()),
+            state: req.state,
+            dry_run,
+            services: plans
+                .iter()
+                .map(|p| ServiceRow {
+                    service: p.name.clone(),
+                    from: p.current.clone(),
+                    from_version: p.from_version.clone(),
+                    to: p.current.clone(),
+                    to_version: Some(req.version.to_string()),
+                    task_definition: p.current.clone(),
+                    result: if dry_run {
+                        ServiceResult::Planned
+                    } else {
+                        ServiceResult::Unchanged
+                    },
+                    duration_seconds: None,
+                })
+                .collect(),
+            rolled_back: false,
+            error: None,
+            failures: vec![],
+            smoke: None,
+            maintenance: None,
+            deregistered: vec![],
+            notes: vec![],
+        }
+    }
+
+    fn row(&mut self, name: &str) -> &mut ServiceRow {
+        self.services
+            .iter_mut()
+            .find(|r| r.service == name)
+            .expect("a row per planned service")
+    }
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Run
+// ------------------------------------------------------------------------------------------------------------------
+
+pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome> {
+    let env = &req.common.environment;
+    let plans = {
+        let _g = ctx.runner.group(&format!(
+            "Plan: {} to {} ({})",
+            req.version, env.name, env.cluster
+        ));
+        let plans = plan(req, c).await?;
+        for p in &plans {
+            tracing::info!("{}", p.line(&req.version));
+        }
+        plans
+    };
+    let mut out = DeployOutcome::new(req, &plans, ctx.dry_run);
+    if let Some(prev) = &out.previous_version {
+        if version::is_downgrade(&req.version, prev) {
+            tracing::warn!(
+                "{} is lower than the version running now ({prev}): this deploy is a downgrade",
+                req.version
+            );
+        }
+    }
+    if req.state == DeployState::Restricted {
+        let m = maintenance::observe(&c.state.elb, env.maintenance.as_ref()).await?;
+        if m != MaintenanceState::On {
+            tracing::warn!("state restricted, but maintenance is {m}: users will reach the new version; run phase state with restricted first to test it behind the maintenance page");
+        }
+        out.maintenance = Some(format!("{m} (left as it is)"));
+    }
+    if ctx.dry_run {
+        for p in &plans {
+            let row = out.row(&p.name);
+            row.to = if p.new_containers.is_some() {
+                "(new revision)".into()
+            } else {
+                p.current.clone()
+            };
+        }
+        if req.state == DeployState::Running {
+            // converge plans (read-only) and stops before the first change on a dry run.
+            let opts = StateOptions {
+                bypass_header: req.bypass.clone(),
+                skip_drain: true,
+            };
+            let o = state::converge(env, EnvState::Running, &opts, &c.state, ctx).await?;
+            out.maintenance = Some(if o.plan.is_empty() {
+                "nothing to change".into()
+            } else {
+                format!(
+                    "after the roll-out: {}",
+                    o.plan
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+        }
+        tracing::info!("dry run: no revision registered, no service updated");
+        return Ok(out);
+    }
+
+    // Register the new revisions.
+    let registered = register(req, c, &plans).await?;
+    let targets: Vec<Target> = plans
+        .iter()
+        .zip(&registered)
+        .map(|(p, r)| Target {
+            service: p.name.clone(),
+            task_definition: r
+                .as_ref()
+                .and_then(|td| td.task_definition_arn())
+                .unwrap_or(&p.current)
+                .to_string(),
+        })
+        .collect();
+    for (p, t) in plans.iter().zip(&targets) {
+        let row = out.row(&p.name);
+        row.to = t.task_definition.clone();
+        row.task_definition = t.task_definition.clone();
+    }
+
+    // Roll out.
+    let changed: Vec<Target> = plans
+        .iter()
+        .zip(&targets)
+        .filter(|(p, _)| p.new_containers.is_some())
+        .map(|(_, t)| t.clone())
+        .collect();
+    let started = Instant::now();
+    let updates = rollout::update_services(&c.ecs, &env.cluster, &changed).await;
+    let updated: Vec<String> = updates
+        .iter()
+        .filter(|(_, e)| e.is_none())
+        .map(|(t, _)| t.service.clone())
+        .collect();
+    if let Some((t, Some(e))) = updates.iter().find(|(_, e)| e.is_some()) {
+        let reason = format!("UpdateService failed for {}: {e}", t.service);
+        let applied = Applied {
+            req,
+            c,
+            ctx,
+            plans: &plans,
+            registered: &registered,
+            updated: &updated,
+        };
+        return fail(&applied, out, reason, None).await;
+    }
+    let seen: BTreeMap<String, HashSet<String>> = plans
+        .iter()
+        .map(|p| (p.name.clone(), p.events.clone()))
+        .collect();
+    let report = {
+        let _g = ctx.runner.group(&format!(
+            "Roll-out of {} on {} service(s)",
+            req.version,
+            targets.len()
+        ));
+        let poller = ctx.poller(
+            format!("roll-out of {} in {}", req.version, env.cluster),
+            Backoff::FAST,
+        );
+        rollout::watch(&c.ecs, &env.cluster, &targets, seen, poller).await
+    };
+    for w in &report.services {
+        out.row(&w.service).duration_seconds = w.done_after.map(|d| d.as_millis() as f64 / 1000.0);
+    }
+    let reason = match &report.end {
+        WatchEnd::Completed => None,
+        WatchEnd::Failed => Some(
+            report
+                .services
+                .iter()
+                .filter_map(|w| match &w.verdict {
+                    Verdict::Failed(why) => Some(format!("{}: {why}", w.service)),
+                    Verdict::Done | Verdict::InProgress(_) | Verdict::Stuck(_) => None,
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        WatchEnd::TimedOut(last) => Some(format!(
+            "the roll-out did not complete within {} (timeout-minutes); last seen: {last}",
+            crate::wait::human(started.elapsed())
+        )),
+        WatchEnd::Error(e) => Some(format!("watching the roll-out failed: {e}")),
+        end @ WatchEnd::Cancelled { .. } => {
+            let back: Vec<Target> = back_targets(&plans, &updated);
+            let results = rollout::update_services(&c.ecs, &env.cluster, &back).await;
+            let failed: Vec<String> = results
+                .iter()
+                .filter_map(|(t, e)| e.as_ref().map(|e| format!("{}: {e}", t.service)))
+                .collect();
+            let what = if failed.is_empty() {
+                format!("every changed service ({}) was pointed back at its previous revision, not waited for", back.len())
+            } else {
+                format!(
+                    "pointing services back at their previous revisions failed: {}",
+                    failed.join("; ")
+                )
+            };
+            let cancelled = end.cancelled_error().expect("a cancelled watch");
+            return Err(anyhow::Error::new(cancelled)
+                .context(format!("deploy of {} cancelled; {what}", req.version)));
+        }
+    };
+    if let Some(reason) = reason {
+        let applied = Applied {
+            req,
+            c,
+            ctx,
+            plans: &plans,
+            registered: &registered,
+            updated: &updated,
+        };
+        return fail(&applied, out, reason, Some(&report)).await;
+    }
+    for p in &plans {
+        let row = out.row(&p.name);
+        row.result = if p.new_containers.is_some() {
+            ServiceResult::Deployed
+        } else {
+            ServiceResult::Unchanged
+        };
+    }
+
+    // Smoke check.
+    if let Some(smoke) = &req.smoke {
+        match smoke_check(smoke, req.bypass.as_ref(), ctx).await {
+            Ok(line) => out.smoke = Some(line),
+            Err(why) => {
+                out.smoke = Some(why.clone());
+                for p in &plans {
+                    out.row(&p.name).duration_seconds = None;
+                }
+                let applied = Applied {
+                    req,
+                    c,
+                    ctx,
+                    plans: &plans,
+                    registered: &registered,
+                    updated: &updated,
+                };
+                return fail(&applied, out, why, Some(&report)).await;
+            }
+        }
+    }
+
+    // Known good: every service completed on its target.
+    let tag_results =
+        join_all(
+            plans.iter().zip(&targets).map(|(p, t)| {
+                let (tags, version) = match &p.new_containers {
+                    Some(_) => (
+                        ecs::tag_pairs(&new_revision_tags(&p.current_tags, &req.version)),
+                        Some(req.version.to_string()),
+                    ),
+                    None => (ecs::tag_pairs(&p.current_tags), p.from_version.clone()),
+                };
+                async move {
+                    tag_known_good(&c.ecs, &t.task_definition, &tags, version.as_deref()).await
+                }
+            }),
+        )
+        .await;
+    for r in tag_results {
+        if let Err(e) = r {
+            out.notes.push(format!("known-good tag not written: {e}"));
+        }
+    }
+
+    // Maintenance.
+    if req.state == DeployState::Running {
+        match lift_maintenance(req, c, ctx).await {
+            Ok(line) => out.maintenance = Some(line),
+            Err(e)
+                if e.chain().any(|c| {
+                    matches!(
+                        c.downcast_ref::<WaitError>(),
+                        Some(WaitError::Cancelled { .. })
+                    )
+                }) =>
+            {
+                return Err(e.context(format!(
+                    "every service runs {}; lifting maintenance was cancelled",
+                    req.version
+                )));
+            }
+            Err(e) => {
+                // The services stay on the new version (they completed); only the last step is left to do.
+                let why = format!(
+                    "every service runs {}, but lifting maintenance failed: {e:#}; run phase state with running",
+                    req.version
+                );
+                tracing::error!("{why}");
+                out.maintenance = Some("not lifted".into());
+                out.error = Some(why);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Registers the planned revisions concurrently; `None` for services that keep their revision. If any registration
+/// fails, the ones that succeeded are deregistered again and the error is returned (nothing else changed yet).
+async fn register(
+    req: &Request,
+    c: &Clients,
+    plans: &[ServicePlan],
+) -> Result<Vec<Option<TaskDefinition>>> {
+    let calls = plans.iter().map(|p| async move {
+        let Some(containers) = &p.new_containers else {
+            return Ok(None);
+        };
+        let mut td = p.current_td.clone();
+        td.container_definitions = Some(containers.clone());
+        let input = ecs::register_input_from(td, new_revision_tags(&p.current_tags, &req.version));
+        let new = ecs::register_task_definition(&c.ecs, input).await?;
+        tracing::info!(
+            "{}: registered {}",
+            p.name,
+            td_short(new.task_definition_arn().unwrap_or_default())
+        );
+        Ok::<_, anyhow::Error>(Some(new))
+    });
+    let results = join_all(calls).await;
+    if results.iter().any(Result::is_err) {
+        let done: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned().flatten())
+            .filter_map(|td| td.task_definition_arn().map(str::to_string))
+            .collect();
+        for arn in &done {
+            if let Err(e) = ecs::deregister_task_definition(&c.ecs, arn).await {
+                tracing::warn!("{e}");
+            }
+        }
+        let errors: Vec<String> = results
+            .into_iter()
+            .filter_map(|r| r.err())
+            .map(|e| format!("{e:#}"))
+            .collect();
+        bail!(
+            "registering the new revisions failed, no service was changed: {}",
+            errors.join("; ")
+        );
+    }
+    Ok(results
+        .into_iter()
+        .map(|r| r.expect("checked above"))
+        .collect())
+}
+
+fn back_targets(plans: &[ServicePlan], updated: &[String]) -> Vec<Target> {
+    plans
+        .iter()
+        .filter(|p| updated.contains(&p.name))
+        .map(|p| Target {
+            service: p.name.clone(),
+            task_definition: p.current.clone(),
+        })
+        .collect()
+}
+
+/// Tags a revision `known-good=<now>` (and its version, when it has none) unless it is tagged known good already: a
+/// rerun of a finished deploy changes nothing.
+async fn tag_known_good(
+    ecs_client: &aws_sdk_ecs::Client,
+    arn: &str,
+    tags: &[(String, String)],
+    version: Option<&str>,
+) -> Result<()> {
+    if tags.iter().any(|(k, _)| k == rollout::TAG_KNOWN_GOOD) {
+        return Ok(());
+    }
+    let mut new = vec![(rollout::TAG_KNOWN_GOOD, rollout::timestamp_now())];
+    if let Some(v) = version.filter(|_| !tags.iter().any(|(k, _)| k == rollout::TAG_VERSION)) {
+        new.push((rollout::TAG_VERSION, v.to_string()));
+    }
+    ecs::tag_task_definition(ecs_client, arn, &new).await?;
+    tracing::info!("{}: tagged known good", td_short(arn));
+    Ok(())
+}
+
+/// What a deploy changed so far: the failure path undoes it.
+struct Applied<'a> {
+    req: &'a Request,
+    c: &'a Clients,
+    ctx: &'a Ctx,
+    plans: &'a [ServicePlan],
+    registered: &'a [Option<TaskDefinition>],
+    /// Services whose UpdateService succeeded.
+    updated: &'a [String],
+}
+
+/// The failure path: every service this run updated goes back to its previous revision (waited for, on a fresh
+/// deadline), the reasons are collected, the new revisions are deregistered. Returns the outcome (exit 1).
+async fn fail(
+    d: &Applied<'_>,
+    mut out: DeployOutcome,
+    reason: String,
+    report: Option<&WatchReport>,
+) -> Result<DeployOutcome> {
+    let Applied {
+        req,
+        c,
+        ctx,
+        plans,
+        registered,
+        updated,
+    } = *d;
+    let env = &req.common.environment;
+    tracing::error!("deploy of {} failed: {reason}", req.version);
+    out.error = Some(reason);
+    let _g = ctx.runner.group("Rollback to the previous revisions");
+    let back = back_targets(plans, updated);
+    let results = rollout::update_services(&c.ecs, &env.cluster, &back).await;
+    out.rolled_back = !back.is_empty();
+    let not_back: Vec<String> = results
+        .iter()
+        .filter(|(_, e)| e.is_some())
+        .map(|(t, _)| t.service.clone())
+        .collect();
+    for (t, e) in &results {
+        if let Some(e) = e {
+            out.notes
+                .push(format!("{}: rollback UpdateService failed: {e}", t.service));
+        }
+    }
+
+    // Why: while the rollback starts, read the failed services' stopped tasks and logs (log lines, not annotations:
+    // the one annotation is the reason above).
+    if let Some(report) = report {
+        let explain = report.services.iter().filter_map(|w| {
+            let why = match &w.verdict {
+                Verdict::Done => return None,
+                Verdict::Failed(s) => s.clone(),
+                Verdict::Stuck(s) => format!("stuck: {s}"),
+                Verdict::InProgress(s) => format!("not completed: {s}"),
+            };
+            let containers = plans
+                .iter()
+                .zip(registered)
+                .find(|(p, _)| p.name == w.service)
+                .map(|(p, r)| {
+                    r.as_ref()
+                        .unwrap_or(&p.current_td)
+                        .container_definitions()
+                        .to_vec()
+                })
+                .unwrap_or_default();
+            Some(async move {
+                rollout::explain(&c.ecs, &c.logs, &env.cluster, w, why, &containers).await
+            })
+        });
+        out.failures = join_all(explain).await;
+        for f in &out.failures {
+            for t in &f.stopped_tasks {
+                tracing::info!("{}: stopped task {}", f.service, t.line());
+            }
+            if let Some(log) = &f.log {
+                tracing::info!("{}: last log lines of {}:", f.service, log.stream);
+                for l in &log.lines {
+                    tracing::info!("  {l}");
+                }
+            }
+        }
+    }
+
+    // Wait for the rollback.
+    let ok_back: Vec<Target> = back
+        .iter()
+        .filter(|t| !not_back.contains(&t.service))
+        .cloned()
+        .collect();
+    let back_report = if ok_back.is_empty() {
+        None
+    } else {
+        let poller = Poller::new(
+            format!("rollback in {}", env.cluster),
+            Backoff::FAST,
+            Instant::now() + req.common.timeout,
+            ctx.cancel.clone(),
+        );
+        let seen = match report {
+            Some(r) => r.seen_events(),
+            None => plans
+                .iter()
+                .map(|p| (p.name.clone(), p.events.clone()))
+                .collect(),
+        };
+        Some(rollout::watch(&c.ecs, &env.cluster, &ok_back, seen, poller).await)
+    };
+    let failed_services: Vec<&str> = out
+        .failures
+        .iter()
+        .map(|f| f.service.as_str())
+        .collect::<Vec<_>>();
+    let failed_services: Vec<String> = failed_services.into_iter().map(str::to_string).collect();
+    for p in plans {
+        let rolled = ok_back.iter().any(|t| t.service == p.name);
+        let done = back_report
+            .as_ref()
+            .and_then(|r| r.service(&p.name))
+            .is_some_and(|w| w.verdict == Verdict::Done);
+        let row = out.row(&p.name);
+        row.result = match (updated.contains(&p.name), rolled, done) {
+            (false, _, _) if failed_services.contains(&p.name) => ServiceResult::Failed,
+            (false, _, _) => ServiceResult::Unchanged,
+            (true, true, true) if failed_services.contains(&p.name) => ServiceResult::Failed,
+            (true, true, true) => ServiceResult::RolledBack,
+            (true, _, _) => ServiceResult::RollbackFailed,
+        };
+        if matches!(
+            row.result,
+            ServiceResult::Failed | ServiceResult::RolledBack
+        ) && rolled
+        {
+            row.task_definition = p.current.clone();
+        }
+    }
+    match back_report.as_ref().map(|r| &r.end) {
+        None | Some(WatchEnd::Completed) => {}
+        Some(
+            WatchEnd::Failed
+            | WatchEnd::TimedOut(_)
+            | WatchEnd::Error(_)
+            | WatchEnd::Cancelled { .. },
+        ) => {
+            let r = back_report.as_ref().expect("matched Some");
+            let line = r
+                .services
+                .iter()
+                .filter(|w| w.verdict != Verdict::Done)
+                .map(|w| format!("{}: {:?}", w.service, w.verdict))
+                .collect::<Vec<_>>()
+                .join("; ");
+            out.notes.push(format!(
+                "the rollback did not complete: {line}; look at the services now"
+            ));
+        }
+    }
+    // The revisions the services ran before were just seen COMPLETED again.
+    if let Some(r) = &back_report {
+        for p in plans {
+            if r.service(&p.name)
+                .is_some_and(|w| w.verdict == Verdict::Done)
+            {
+                if let Err(e) = tag_known_good(
+                    &c.ecs,
+                    &p.current,
+                    &ecs::tag_pairs(&p.current_tags),
+                    p.from_version.as_deref(),
+                )
+                .await
+                {
+                    out.notes.push(format!("known-good tag not written: {e}"));
+                }
+            }
+        }
+    }
+
+    // Deregister the revisions of this failed deploy (not one a service still points at).
+    for (p, r) in plans.iter().zip(registered) {
+        let Some(arn) = r.as_ref().and_then(|td| td.task_definition_arn()) else {
+            continue;
+        };
+        if not_back.contains(&p.name) {
+            out.notes.push(format!(
+                "{}: {} stays registered (the service still uses it)",
+                p.name,
+                td_short(arn)
+            ));
+            continue;
+        }
+        match ecs::deregister_task_definition(&c.ecs, arn).await {
+            Ok(()) => {
+                tracing::info!("{}: deregistered {}", p.name, td_short(arn));
+                out.deregistered.push(arn.to_string());
+            }
+            Err(e) => out.notes.push(format!(
+                "{}: deregistering {} failed: {e}",
+                p.name,
+                td_short(arn)
+            )),
+        }
+    }
+    Ok(out)
+}
+
+/// GET the smoke URL until it answers the expected status (redirects are not followed; the bypass header is sent when
+/// given). Tries for [`SMOKE_WINDOW`].
+async fn smoke_check(
+    smoke: &Smoke,
+    bypass: Option<&BypassHeader>,
+    ctx: &Ctx,
+) -> Result<String, String> {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("smoke check: cannot build an HTTP client: {e}"))?;
+    let url = smoke.url.clone();
+    let poller = Poller::new(
+        format!("smoke check GET {url}"),
+        Backoff {
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+        },
+        Instant::now() + SMOKE_WINDOW,
+        ctx.cancel.clone(),
+    );
+    let res = poller
+        .run(|| {
+            let mut request = http.get(url.clone());
+            if let Some(b) = bypass {
+                request = request.header(b.name.as_str(), b.value.as_str());
+            }
+            let url = url.clone();
+            async move {
+                Ok(match request.send().await {
+                    Ok(r) if r.status().as_u16() == smoke.status => {
+                        Check::Done(r.status().as_u16())
+                    }
+                    Ok(r) => Check::Pending(format!(
+                        "smoke check GET {url}: {}, expected {}",
+                        r.status().as_u16(),
+                        smoke.status
+                    )),
+                    Err(e) => Check::Pending(format!("smoke check GET {url}: {}", without_url(&e))),
+                })
+            }
+        })
+        .await;
+    match res {
+        Ok(status) => {
+            let line = format!("GET {url}: {status} as expected");
+            tracing::info!("smoke check: {line}");
+            Ok(line)
+        }
+        Err(e) => Err(format!("smoke check failed: {e}")),
+    }
+}
+
+fn without_url(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    if let Some(u) = e.url() {
+        s = s.replace(&format!(" ({u})"), "").replace(u.as_str(), "");
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    s
+}
+
+/// State `running`: the environment converges on running (maintenance off) once every service completed. Returns
+/// what it did, one line.
+async fn lift_maintenance(req: &Request, c: &Clients, ctx: &Ctx) -> Result<String> {
+    let opts = StateOptions {
+        bypass_header: req.bypass.clone(),
+        skip_drain: true,
+    };
+    let done = state::converge(
+        &req.common.environment,
+        EnvState::Running,
+        &opts,
+        &c.state,
+        ctx,
+    )
+    .await?;
+    Ok(if done.steps.is_empty() {
+        format!("environment {} was running already", done.environment)
+    } else {
+        done.steps
+            .iter()
+            .map(|s| format!("{}: {}", s.step, s.detail))
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Outcome rendering
+// ------------------------------------------------------------------------------------------------------------------
+
+fn rev_and_version(arn: &str, version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("{} ({v})", td_short(arn)),
+        None => td_short(arn).to_string(),
+    }
+}
+
+impl DeployOutcome {
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.services
+            .iter()
+            .map(|r| {
+                vec![
+                    r.service.clone(),
+                    rev_and_version(&r.from, r.from_version.as_deref()),
+                    rev_and_version(&r.to, r.to_version.as_deref()),
+                    r.result.to_string(),
+                    r.duration_seconds
+                        .map(|s| crate::wait::human(Duration::from_secs_f64(s)))
+                        .unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect()
+    }
+
+    fn headline(&self) -> String {
+        match (&self.error, self.dry_run) {
+            (_, true) => format!(
+                "Deploy {} to {}: dry run, nothing changed",
+                self.version, self.environment
+            ),
+            (None, false) => format!(
+                "Deploy {} to {}: done (state {})",
+                self.version, self.environment, self.state
+            ),
+            (Some(_), false) if self.rolled_back => {
+                format!(
+                    "Deploy {} to {}: FAILED, rolled back",
+                    self.version, self.environment
+                )
+            }
+            (Some(_), false) => format!("Deploy {} to {}: FAILED", self.version, self.environment),
+        }
+    }
+
+    fn failure_lines(&self) -> Vec<String> {
+        let mut lines = vec![];
+        for f in &self.failures {
+            lines.push(format!("{}: {}", f.service, f.reason));
+            for e in &f.events {
+                lines.push(format!("  event: {e}"));
+            }
+            for t in &f.stopped_tasks {
+                lines.push(format!("  stopped task {}", t.line()));
+            }
+            if let Some(log) = &f.log {
+                lines.push(format!("  last log lines ({} {}):", log.group, log.stream));
+                for l in &log.lines {
+                    lines.push(format!("    {l}"));
+                }
+            }
+            for n in &f.notes {
+                lines.push(format!("  note: {n}"));
+            }
+        }
+        lines
+    }
 }
 
 impl Outcome for DeployOutcome {
     fn ok(&self) -> bool {
-        false
+        self.error.is_none()
     }
+
     fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![]
+        let arns: BTreeMap<&str, &str> = self
+            .services
+            .iter()
+            .map(|r| (r.service.as_str(), r.task_definition.as_str()))
+            .collect();
+        vec![
+            ("version", self.version.clone()),
+            (
+                "previous-version",
+                self.previous_version.clone().unwrap_or_default(),
+            ),
+            (
+                "task-definition-arns",
+                serde_json::to_string(&arns).unwrap_or_default(),
+            ),
+            ("rolled-back", self.rolled_back.to_string()),
+        ]
     }
+
     fn summary(&self) -> String {
-        String::new()
+        let icon = if self.ok() { "✅" } else { "❌" };
+        let mut s = format!("### {icon} {}\n\n", self.headline());
+        if let Some(e) = &self.error {
+            s.push_str(&format!("> {e}\n\n"));
+        }
+        s.push_str(&md_table(
+            &["service", "from", "to", "result", "duration"],
+            &self.rows(),
+        ));
+        let failures = self.failure_lines();
+        if !failures.is_empty() {
+            s.push_str("\n**Why**\n\n```\n");
+            for l in failures {
+                s.push_str(&l);
+                s.push('\n');
+            }
+            s.push_str("```\n");
+        }
+        let mut details = vec![];
+        if let Some(m) = &self.maintenance {
+            details.push(format!("maintenance: {m}"));
+        }
+        if let Some(sm) = &self.smoke {
+            details.push(format!("smoke check: {sm}"));
+        }
+        if !self.deregistered.is_empty() {
+            details.push(format!(
+                "deregistered: {}",
+                self.deregistered
+                    .iter()
+                    .map(|a| td_short(a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        details.extend(self.notes.iter().cloned());
+        if !details.is_empty() {
+            s.push('\n');
+            for d in details {
+                s.push_str(&format!("- {d}\n"));
+            }
+        }
+        s
     }
+
     fn text(&self) -> String {
-        String::new()
+        let mut s = format!("{}\n", self.headline());
+        if let Some(e) = &self.error {
+            s.push_str(&format!("  {e}\n"));
+        }
+        s.push('\n');
+        s.push_str(&text_table(
+            &["SERVICE", "FROM", "TO", "RESULT", "DURATION"],
+            &self.rows(),
+        ));
+        let failures = self.failure_lines();
+        if !failures.is_empty() {
+            s.push_str("\nwhy:\n");
+            for l in failures {
+                s.push_str(&format!("  {l}\n"));
+            }
+        }
+        if let Some(m) = &self.maintenance {
+            s.push_str(&format!("\nmaintenance: {m}\n"));
+        }
+        if let Some(sm) = &self.smoke {
+            s.push_str(&format!("smoke check: {sm}\n"));
+        }
+        if !self.deregistered.is_empty() {
+            s.push_str(&format!(
+                "deregistered: {}\n",
+                self.deregistered
+                    .iter()
+                    .map(|a| td_short(a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        for n in &self.notes {
+            s.push_str(&format!("note: {n}\n"));
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_ecs::types::LogConfiguration;
+
+    fn container(name: &str, image: &str) -> ContainerDefinition {
+        ContainerDefinition::builder()
+            .name(name)
+            .image(image)
+            .essential(true)
+            .memory(512)
+            .environment(
+                KeyValuePair::builder()
+                    .name("NODE_ENV")
+                    .value("production")
+                    .build(),
+            )
+            .environment(
+                KeyValuePair::builder()
+                    .name("DATABASE_URL")
+                    .value("plaintext")
+                    .build(),
+            )
+            .secrets(
+                Secret::builder()
+                    .name("API_KEY")
+                    .value_from("arn:old")
+                    .build()
+                    .unwrap(),
+            )
+            .log_configuration(
+                LogConfiguration::builder()
+                    .log_driver(aws_sdk_ecs::types::LogDriver::Awslogs)
+                    .options("awslogs-group", "/ecs/x")
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    }
+
+    #[test]
+    fn only_the_configured_containers_change() {
+        let before = vec![
+            container("core", "repo:core-v1"),
+            container("sidecar", "ghcr.io/x:3.4"),
+        ];
+        let release = Release {
+            images: vec![("core".into(), "repo:core-v2".into())],
+            secrets: None,
+        };
+        let after = release_containers(&before, &release);
+        assert_eq!(after[1], before[1], "the sidecar is untouched");
+        assert_eq!(after[0].image(), Some("repo:core-v2"));
+        let mut expected = before[0].clone();
+        expected.image = Some("repo:core-v2".into());
+        assert_eq!(
+            after[0], expected,
+            "every other field of the container is kept"
+        );
+        let same = Release {
+            images: vec![("core".into(), "repo:core-v1".into())],
+            secrets: None,
+        };
+        assert_eq!(
+            release_containers(&before, &same),
+            before,
+            "same image: nothing changes"
+        );
+    }
+
+    #[test]
+    fn ssm_secrets_merge_over_existing_and_replace_plaintext() {
+        let before = vec![container("core", "repo:core-v1"), container("sidecar", "x")];
+        let secrets = vec![
+            (
+                "DATABASE_URL".to_string(),
+                "arn:aws:ssm:r:1:parameter/app/stage/DATABASE_URL".to_string(),
+            ),
+            (
+                "API_KEY".to_string(),
+                "arn:aws:ssm:r:1:parameter/app/stage/API_KEY".to_string(),
+            ),
+        ];
+        let release = Release {
+            images: vec![("core".into(), "repo:core-v2".into())],
+            secrets: Some(secrets),
+        };
+        let after = release_containers(&before, &release);
+        let core = &after[0];
+        let s: Vec<(&str, &str)> = core
+            .secrets()
+            .iter()
+            .map(|s| (s.name(), s.value_from()))
+            .collect();
+        assert_eq!(
+            s,
+            vec![
+                ("API_KEY", "arn:aws:ssm:r:1:parameter/app/stage/API_KEY"),
+                (
+                    "DATABASE_URL",
+                    "arn:aws:ssm:r:1:parameter/app/stage/DATABASE_URL"
+                ),
+            ]
+        );
+        let env: Vec<&str> = core.environment().iter().filter_map(|e| e.name()).collect();
+        assert_eq!(
+            env,
+            vec!["NODE_ENV"],
+            "a plaintext variable named like a secret is dropped"
+        );
+        assert_eq!(
+            after[1], before[1],
+            "containers not configured get no secrets"
+        );
+        assert_eq!(
+            release_containers(&after, &release),
+            after,
+            "applying it again changes nothing"
+        );
+    }
+
+    #[test]
+    fn ssm_parameters_become_secret_names_and_clashes_are_errors() {
+        let p = |n: &str| ParameterRef {
+            name: n.into(),
+            arn: format!("arn:aws:ssm:r:1:parameter{n}"),
+        };
+        let ok = secrets_from(&[p("/app/stage/B"), p("/app/stage/nested/A")]).unwrap();
+        assert_eq!(
+            ok,
+            vec![
+                (
+                    "A".to_string(),
+                    "arn:aws:ssm:r:1:parameter/app/stage/nested/A".to_string()
+                ),
+                (
+                    "B".to_string(),
+                    "arn:aws:ssm:r:1:parameter/app/stage/B".to_string()
+                ),
+            ]
+        );
+        let e = secrets_from(&[p("/app/stage/A"), p("/app/stage/x/A")]).unwrap_err();
+        assert!(
+            e.contains("/app/stage/A") && e.contains("/app/stage/x/A"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn new_revisions_keep_foreign_tags_and_get_the_version() {
+        let current = vec![
+            Tag::builder().key("environment").value("stage").build(),
+            Tag::builder()
+                .key(rollout::TAG_KNOWN_GOOD)
+                .value("2026-01-01T00:00:00.000Z")
+                .build(),
+            Tag::builder().key(rollout::TAG_VERSION).value("v1").build(),
+            Tag::builder()
+                .key("aws:cloudformation:stack-name")
+                .value("x")
+                .build(),
+        ];
+        let tags = ecs::tag_pairs(&new_revision_tags(
+            &current,
+            &Version::parse("v2.0.0").unwrap(),
+        ));
+        assert_eq!(
+            tags,
+            vec![
+                ("environment".to_string(), "stage".to_string()),
+                (rollout::TAG_VERSION.to_string(), "v2.0.0".to_string())
+            ]
+        );
+    }
+
+    #[test]
+    fn the_bypass_header_is_never_printed() {
+        let b = BypassHeader::new("x-bypass", "s3cret").unwrap();
+        assert!(!format!("{b:?}").contains("s3cret"));
     }
 }

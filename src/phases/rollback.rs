@@ -1,57 +1,695 @@
-//! Phase `rollback`: every core service back to its last known-good revision or a named version.
+//! Phase `rollback`: every core service back to its last known-good revision, or to a named version.
 //!
-//! Not built yet: `run` refuses with a usage error before any AWS call.
+//! - Known good: the revision with the newest `deploy-action:known-good` tag (what a deploy or rollback last saw
+//!   COMPLETED; [`rollout::known_good`]), never "revision minus one". A service already on it is skipped.
+//! - `version`: the newest ACTIVE revision of the service's family whose configured containers run that version's
+//!   image; none is an error naming the service (nothing is changed then).
+//! - `fast`: update every service and return without waiting (unless `wait`); otherwise wait until every roll-out
+//!   COMPLETED and tag the targets known good.
+//! - Afterwards the bad revisions (newer than the target, never known good) are deregistered and each family keeps its
+//!   newest `keep-revisions`; never a revision in use, the target or the last known-good one
+//!   ([`rollout::revisions_to_deregister`]).
 
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use aws_sdk_ecs::types::Service;
+use futures::future::join_all;
+use futures::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::Ctx;
+use crate::aws::ecs::{self, td_family, td_short};
+use crate::config::Service as ServiceConfig;
 use crate::error::UsageError;
-use crate::github::runner::Outcome;
-use crate::inputs::{Common, Invocation};
+use crate::github::runner::{md_table, text_table, Outcome};
+use crate::inputs::{parse_bool, parse_u64, Common, Invocation};
+use crate::rollout::{self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd};
+use crate::version::Version;
+use crate::wait::Backoff;
+
+pub const DEFAULT_KEEP_REVISIONS: u64 = 10;
 
 #[derive(Debug, Clone)]
 pub struct Request {
     pub common: Common,
+    /// Roll back to this version instead of the last known-good revision.
+    pub version: Option<Version>,
+    pub fast: bool,
+    pub wait: bool,
+    pub keep_revisions: usize,
 }
 
 impl Request {
     pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<Request, UsageError> {
-        let _ = inv;
-        Err(UsageError::new("input `phase`: rollback is not available in this build yet; see the README for the phases that are"))
-            .map(|()| Request { common: common.clone() })
+        let version = match inv.raw.version.as_deref() {
+            Some(v) => {
+                let v = Version::parse(v)?;
+                for s in &common.environment.services {
+                    s.image.tag_for(&v)?;
+                }
+                Some(v)
+            }
+            None => None,
+        };
+        let fast = parse_bool("fast", inv.raw.fast.as_deref(), false)?;
+        let wait = parse_bool("wait", inv.raw.wait.as_deref(), false)?;
+        let keep = parse_u64(
+            "keep-revisions",
+            inv.raw.keep_revisions.as_deref(),
+            1..=1000,
+        )?
+        .unwrap_or(DEFAULT_KEEP_REVISIONS) as usize;
+        Ok(Request {
+            common: common.clone(),
+            version,
+            fast,
+            wait,
+            keep_revisions: keep,
+        })
+    }
+
+    /// Whether the phase waits for the roll-outs.
+    pub fn waits(&self) -> bool {
+        !self.fast || self.wait
     }
 }
 
-pub struct Clients {}
+/// Only the clients `rollback` uses.
+pub struct Clients {
+    pub ecs: aws_sdk_ecs::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+}
 
 impl Clients {
-    pub fn new(_sdk: &aws_config::SdkConfig) -> Clients {
-        Clients {}
+    pub fn new(sdk: &aws_config::SdkConfig) -> Clients {
+        Clients {
+            ecs: aws_sdk_ecs::Client::new(sdk),
+            logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RowResult {
+    Planned,
+    /// Already on the target: nothing changed.
+    AlreadyOn,
+    RolledBack,
+    /// fast: UpdateService done, roll-out not waited for.
+    Started,
+    Failed,
+}
+
+impl std::fmt::Display for RowResult {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RowResult::Planned => "planned",
+            RowResult::AlreadyOn => "already on it",
+            RowResult::RolledBack => "rolled back",
+            RowResult::Started => "started (not waited for)",
+            RowResult::Failed => "FAILED",
+        })
     }
 }
 
 #[derive(Debug, Clone, Serialize)]
-pub struct RollbackOutcome {}
+pub struct RollbackRow {
+    pub service: String,
+    pub from: String,
+    pub from_version: Option<String>,
+    pub to: String,
+    pub to_version: Option<String>,
+    pub result: RowResult,
+    pub duration_seconds: Option<f64>,
+}
 
-pub async fn run(
-    _req: &Request,
-    _clients: &Clients,
-    _ctx: &Ctx,
-) -> anyhow::Result<RollbackOutcome> {
-    Err(UsageError::new("input `phase`: rollback is not available in this build yet").into())
+#[derive(Debug, Clone, Serialize)]
+pub struct RollbackOutcome {
+    pub environment: String,
+    /// `known-good` or `version <v>`.
+    pub mode: String,
+    pub dry_run: bool,
+    pub waited: bool,
+    pub services: Vec<RollbackRow>,
+    pub error: Option<String>,
+    pub failures: Vec<FailureReport>,
+    pub deregistered: Vec<String>,
+    pub notes: Vec<String>,
+}
+
+/// One service's plan: where it is, where it goes, and its family's ACTIVE revisions.
+struct Plan {
+    cfg: ServiceConfig,
+    current: String,
+    target: String,
+    revisions: Vec<RevisionInfo>,
+    from_version: Option<String>,
+    to_version: Option<String>,
+    events: HashSet<String>,
+}
+
+pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcome> {
+    let env = &req.common.environment;
+    let mode = match &req.version {
+        Some(v) => format!("version {v}"),
+        None => "known-good".to_string(),
+    };
+    let plans = {
+        let _g = ctx
+            .runner
+            .group(&format!("Plan: rollback of {} to {mode}", env.name));
+        let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
+        let services = ecs::describe_services(&c.ecs, &env.cluster, &names).await?;
+        let results = join_all(
+            env.services
+                .iter()
+                .zip(&services)
+                .map(|(cfg, svc)| plan_service(req, c, cfg, svc)),
+        )
+        .await;
+        let errors: Vec<String> = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|e| format!("{e:#}"))
+            .collect();
+        if !errors.is_empty() {
+            bail!("{}", errors.join("; "));
+        }
+        let plans: Vec<Plan> = results
+            .into_iter()
+            .map(|r| r.expect("checked above"))
+            .collect();
+        for p in &plans {
+            if p.current == p.target {
+                tracing::info!(
+                    "{}: on {} already; nothing to do",
+                    p.cfg.name,
+                    td_short(&p.current)
+                );
+            } else {
+                tracing::info!(
+                    "{}: {} ({}) → {} ({})",
+                    p.cfg.name,
+                    td_short(&p.current),
+                    p.from_version.as_deref().unwrap_or("?"),
+                    td_short(&p.target),
+                    p.to_version.as_deref().unwrap_or("?")
+                );
+            }
+        }
+        plans
+    };
+    let mut out = RollbackOutcome {
+        environment: env.name.clone(),
+        mode,
+        dry_run: ctx.dry_run,
+        waited: false,
+        services: plans
+            .iter()
+            .map(|p| RollbackRow {
+                service: p.cfg.name.clone(),
+                from: p.current.clone(),
+                from_version: p.from_version.clone(),
+                to: p.target.clone(),
+                to_version: p.to_version.clone(),
+                result: if p.current == p.target {
+                    RowResult::AlreadyOn
+                } else {
+                    RowResult::Planned
+                },
+                duration_seconds: None,
+            })
+            .collect(),
+        error: None,
+        failures: vec![],
+        deregistered: vec![],
+        notes: vec![],
+    };
+    if ctx.dry_run {
+        tracing::info!("dry run: no service updated, no revision deregistered");
+        return Ok(out);
+    }
+
+    let moving: Vec<Target> = plans
+        .iter()
+        .filter(|p| p.current != p.target)
+        .map(|p| Target {
+            service: p.cfg.name.clone(),
+            task_definition: p.target.clone(),
+        })
+        .collect();
+    let updates = rollout::update_services(&c.ecs, &env.cluster, &moving).await;
+    let mut failed_updates: Vec<String> = vec![];
+    for (t, e) in &updates {
+        let row = row(&mut out, &t.service);
+        match e {
+            None => row.result = RowResult::Started,
+            Some(e) => {
+                row.result = RowResult::Failed;
+                failed_updates.push(t.service.clone());
+                out.notes.push(format!("{}: {e}", t.service));
+            }
+        }
+    }
+    if !failed_updates.is_empty() {
+        out.error = Some(format!(
+            "UpdateService failed for {}",
+            failed_updates.join(", ")
+        ));
+    }
+
+    // Every service is watched (a skipped one must be settled too), unless fast mode returns at once.
+    let mut seen_completed: Vec<String> = vec![];
+    if req.waits() {
+        out.waited = true;
+        let targets: Vec<Target> = plans
+            .iter()
+            .filter(|p| !failed_updates.contains(&p.cfg.name))
+            .map(|p| Target {
+                service: p.cfg.name.clone(),
+                task_definition: p.target.clone(),
+            })
+            .collect();
+        let seen: BTreeMap<String, HashSet<String>> = plans
+            .iter()
+            .map(|p| (p.cfg.name.clone(), p.events.clone()))
+            .collect();
+        let report = {
+            let _g = ctx.runner.group(&format!(
+                "Roll-out of the rollback on {} service(s)",
+                moving.len()
+            ));
+            rollout::watch(
+                &c.ecs,
+                &env.cluster,
+                &targets,
+                seen,
+                ctx.poller(format!("rollback in {}", env.cluster), Backoff::FAST),
+            )
+            .await
+        };
+        for w in &report.services {
+            let moved = moving.iter().any(|t| t.service == w.service);
+            let r = row(&mut out, &w.service);
+            r.duration_seconds = w.done_after.map(|d| d.as_millis() as f64 / 1000.0);
+            match &w.verdict {
+                Verdict::Done => {
+                    seen_completed.push(w.service.clone());
+                    if moved {
+                        r.result = RowResult::RolledBack;
+                    }
+                }
+                Verdict::Failed(_) | Verdict::Stuck(_) | Verdict::InProgress(_) => {
+                    r.result = RowResult::Failed
+                }
+            }
+        }
+        let reason = match &report.end {
+            WatchEnd::Completed => None,
+            WatchEnd::Failed => Some("the rollback roll-out failed".to_string()),
+            WatchEnd::TimedOut(last) => Some(format!(
+                "the rollback did not complete within timeout-minutes; last seen: {last}"
+            )),
+            WatchEnd::Error(e) => Some(format!("watching the rollback failed: {e}")),
+            end @ WatchEnd::Cancelled { .. } => {
+                let cancelled = end.cancelled_error().expect("a cancelled watch");
+                return Err(anyhow::Error::new(cancelled).context(
+                    "rollback cancelled; the services were already pointed at their targets",
+                ));
+            }
+        };
+        if let Some(reason) = reason {
+            let explain = report
+                .services
+                .iter()
+                .filter(|w| w.verdict != Verdict::Done)
+                .map(|w| {
+                    let why = match &w.verdict {
+                        Verdict::Failed(s) => s.clone(),
+                        Verdict::Stuck(s) => format!("stuck: {s}"),
+                        Verdict::InProgress(s) => format!("not completed: {s}"),
+                        Verdict::Done => String::new(),
+                    };
+                    let env = &env;
+                    async move {
+                        let containers =
+                            match ecs::describe_task_definition(&c.ecs, &w.target).await {
+                                Ok((td, _)) => td.container_definitions().to_vec(),
+                                Err(_) => vec![],
+                            };
+                        rollout::explain(&c.ecs, &c.logs, &env.cluster, w, why, &containers).await
+                    }
+                });
+            out.failures = join_all(explain).await;
+            tracing::error!("{reason}");
+            out.error = Some(match out.error.take() {
+                Some(e) => format!("{e}; {reason}"),
+                None => reason,
+            });
+        }
+    }
+
+    // Known good: the targets seen COMPLETED are the last known-good revisions now.
+    let mut plans = plans;
+    for p in plans
+        .iter_mut()
+        .filter(|p| seen_completed.contains(&p.cfg.name))
+    {
+        if matches!(
+            rollout::known_good(&p.revisions, &p.target),
+            Some(KnownGood::AlreadyOn(_))
+        ) {
+            continue;
+        }
+        let stamp = rollout::timestamp_now();
+        let mut tags = vec![(rollout::TAG_KNOWN_GOOD, stamp.clone())];
+        let info = p.revisions.iter_mut().find(|r| r.arn == p.target);
+        if let (Some(v), true) = (
+            &p.to_version,
+            info.as_ref().is_none_or(|i| i.version.is_none()),
+        ) {
+            tags.push((rollout::TAG_VERSION, v.clone()));
+        }
+        match ecs::tag_task_definition(&c.ecs, &p.target, &tags).await {
+            Ok(()) => {
+                tracing::info!("{}: tagged known good", td_short(&p.target));
+                if let Some(i) = info {
+                    i.known_good = Some(stamp);
+                }
+            }
+            Err(e) => out.notes.push(format!("known-good tag not written: {e}")),
+        }
+    }
+
+    // Deregister the bad revisions and keep the newest N per family.
+    let in_use: Vec<String> = plans
+        .iter()
+        .map(|p| {
+            if failed_updates.contains(&p.cfg.name) {
+                p.current.clone()
+            } else {
+                p.target.clone()
+            }
+        })
+        .chain(
+            plans
+                .iter()
+                .filter(|p| failed_updates.contains(&p.cfg.name))
+                .map(|p| p.target.clone()),
+        )
+        .collect();
+    let mut doomed: Vec<(String, String)> = vec![];
+    for p in &plans {
+        for arn in
+            rollout::revisions_to_deregister(&p.revisions, &p.target, &in_use, req.keep_revisions)
+        {
+            if !doomed.iter().any(|(_, a)| *a == arn) {
+                doomed.push((p.cfg.name.clone(), arn));
+            }
+        }
+    }
+    for (service, arn) in doomed {
+        match ecs::deregister_task_definition(&c.ecs, &arn).await {
+            Ok(()) => {
+                tracing::info!("{service}: deregistered {}", td_short(&arn));
+                out.deregistered.push(arn);
+            }
+            Err(e) => out.notes.push(format!("{service}: {e}")),
+        }
+    }
+    Ok(out)
+}
+
+fn row<'a>(out: &'a mut RollbackOutcome, service: &str) -> &'a mut RollbackRow {
+    out.services
+        .iter_mut()
+        .find(|r| r.service == service)
+        .expect("a row per service")
+}
+
+/// Reads a service's family revisions and picks its target. Errors name the service and the fix.
+async fn plan_service(
+    req: &Request,
+    c: &Clients,
+    cfg: &ServiceConfig,
+    svc: &Service,
+) -> Result<Plan> {
+    let env = &req.common.environment;
+    let current = svc.task_definition().unwrap_or_default().to_string();
+    let family = td_family(&current).to_string();
+    let arns = ecs::active_revisions(&c.ecs, &family).await?;
+    let revisions: Vec<RevisionInfo> = stream::iter(arns.iter())
+        .map(|arn| async move {
+            let tags = ecs::tags(&c.ecs, arn).await?;
+            Ok::<_, anyhow::Error>(RevisionInfo::new(arn, &tags))
+        })
+        .buffered(8)
+        .try_collect()
+        .await?;
+    let version_of = |td: &aws_sdk_ecs::types::TaskDefinition| {
+        cfg.containers
+            .first()
+            .and_then(|n| {
+                td.container_definitions()
+                    .iter()
+                    .find(|c| c.name() == Some(n.as_str()))
+            })
+            .and_then(|c| cfg.image.version_of(c.image().unwrap_or_default()))
+    };
+    let (current_td, _) = ecs::describe_task_definition(&c.ecs, &current).await?;
+    let target = match &req.version {
+        Some(v) => {
+            let mut found = None;
+            for r in &revisions {
+                let (td, _) = ecs::describe_task_definition(&c.ecs, &r.arn).await?;
+                if runs_version(cfg, &td, v)? {
+                    found = Some(r.arn.clone());
+                    break;
+                }
+            }
+            match found {
+                Some(arn) => arn,
+                None => bail!(
+                    "ECS service {}/{}: no ACTIVE revision of family {family} runs {v} (image tag {}); deploy it with phase deploy, or name a version that ran before",
+                    env.cluster,
+                    cfg.name,
+                    cfg.image.tag_for(v)?
+                ),
+            }
+        }
+        None => match rollout::known_good(&revisions, &current) {
+            Some(KnownGood::AlreadyOn(r) | KnownGood::RollTo(r)) => r.arn.clone(),
+            None => bail!(
+                "ECS service {}/{}: no ACTIVE revision of family {family} is tagged {} (deploy tags the revisions it saw COMPLETED); roll back to a named version with `version`",
+                env.cluster,
+                cfg.name,
+                rollout::TAG_KNOWN_GOOD
+            ),
+        },
+    };
+    let to_version = if target == current {
+        version_of(&current_td)
+    } else {
+        let (td, _) = ecs::describe_task_definition(&c.ecs, &target).await?;
+        version_of(&td)
+    };
+    Ok(Plan {
+        cfg: cfg.clone(),
+        from_version: version_of(&current_td),
+        to_version,
+        current,
+        target,
+        revisions,
+        events: rollout::event_ids(svc),
+    })
+}
+
+/// Whether every configured container of `td` runs the image of version `v`.
+fn runs_version(
+    cfg: &ServiceConfig,
+    td: &aws_sdk_ecs::types::TaskDefinition,
+    v: &Version,
+) -> Result<bool> {
+    for name in &cfg.containers {
+        let Some(c) = td
+            .container_definitions()
+            .iter()
+            .find(|c| c.name() == Some(name.as_str()))
+        else {
+            return Ok(false);
+        };
+        let image = c.image().unwrap_or_default();
+        if cfg.image.image_for(v, image)? != image {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn rev_and_version(arn: &str, version: Option<&str>) -> String {
+    match version {
+        Some(v) => format!("{} ({v})", td_short(arn)),
+        None => td_short(arn).to_string(),
+    }
+}
+
+impl RollbackOutcome {
+    fn rows(&self) -> Vec<Vec<String>> {
+        self.services
+            .iter()
+            .map(|r| {
+                vec![
+                    r.service.clone(),
+                    rev_and_version(&r.from, r.from_version.as_deref()),
+                    rev_and_version(&r.to, r.to_version.as_deref()),
+                    r.result.to_string(),
+                    r.duration_seconds
+                        .map(|s| crate::wait::human(Duration::from_secs_f64(s)))
+                        .unwrap_or_else(|| "-".into()),
+                ]
+            })
+            .collect()
+    }
+
+    fn headline(&self) -> String {
+        let status = match (&self.error, self.dry_run, self.waited) {
+            (_, true, _) => "dry run, nothing changed",
+            (None, false, true) => "done",
+            (None, false, false) => "started, not waited for",
+            (Some(_), false, _) => "FAILED",
+        };
+        format!(
+            "Rollback of {} to {}: {status}",
+            self.environment, self.mode
+        )
+    }
+
+    /// The version every service runs after the rollback, when they agree.
+    fn version(&self) -> Option<&str> {
+        let v: Vec<Option<&str>> = self
+            .services
+            .iter()
+            .map(|r| r.to_version.as_deref())
+            .collect();
+        v.first()
+            .copied()
+            .flatten()
+            .filter(|first| v.iter().all(|x| *x == Some(*first)))
+    }
+
+    fn previous_version(&self) -> Option<&str> {
+        self.services
+            .first()
+            .and_then(|r| r.from_version.as_deref())
+    }
+
+    fn details(&self) -> Vec<String> {
+        let mut d = vec![];
+        for f in &self.failures {
+            d.push(format!("{}: {}", f.service, f.reason));
+            d.extend(f.events.iter().map(|e| format!("  event: {e}")));
+            d.extend(
+                f.stopped_tasks
+                    .iter()
+                    .map(|t| format!("  stopped task {}", t.line())),
+            );
+            if let Some(log) = &f.log {
+                d.push(format!("  last log lines ({} {}):", log.group, log.stream));
+                d.extend(log.lines.iter().map(|l| format!("    {l}")));
+            }
+        }
+        if !self.deregistered.is_empty() {
+            d.push(format!(
+                "deregistered: {}",
+                self.deregistered
+                    .iter()
+                    .map(|a| td_short(a))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        d.extend(self.notes.iter().map(|n| format!("note: {n}")));
+        d
+    }
 }
 
 impl Outcome for RollbackOutcome {
     fn ok(&self) -> bool {
-        false
+        self.error.is_none()
     }
+
     fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![]
+        let arns: BTreeMap<&str, &str> = self
+            .services
+            .iter()
+            .map(|r| {
+                let now = match r.result {
+                    RowResult::Planned | RowResult::Failed => &r.from,
+                    RowResult::AlreadyOn | RowResult::RolledBack | RowResult::Started => &r.to,
+                };
+                (r.service.as_str(), now.as_str())
+            })
+            .collect();
+        let moved = self
+            .services
+            .iter()
+            .any(|r| matches!(r.result, RowResult::RolledBack | RowResult::Started));
+        vec![
+            ("version", self.version().unwrap_or_default().to_string()),
+            (
+                "previous-version",
+                self.previous_version().unwrap_or_default().to_string(),
+            ),
+            (
+                "task-definition-arns",
+                serde_json::to_string(&arns).unwrap_or_default(),
+            ),
+            ("rolled-back", moved.to_string()),
+        ]
     }
+
     fn summary(&self) -> String {
-        String::new()
+        let icon = if self.ok() { "✅" } else { "❌" };
+        let mut s = format!("### {icon} {}\n\n", self.headline());
+        if let Some(e) = &self.error {
+            s.push_str(&format!("> {e}\n\n"));
+        }
+        s.push_str(&md_table(
+            &["service", "from", "to", "result", "duration"],
+            &self.rows(),
+        ));
+        let details = self.details();
+        if !details.is_empty() {
+            s.push_str("\n```\n");
+            for l in details {
+                s.push_str(&l);
+                s.push('\n');
+            }
+            s.push_str("```\n");
+        }
+        s
     }
+
     fn text(&self) -> String {
-        String::new()
+        let mut s = format!("{}\n", self.headline());
+        if let Some(e) = &self.error {
+            s.push_str(&format!("  {e}\n"));
+        }
+        s.push('\n');
+        s.push_str(&text_table(
+            &["SERVICE", "FROM", "TO", "RESULT", "DURATION"],
+            &self.rows(),
+        ));
+        let details = self.details();
+        if !details.is_empty() {
+            s.push('\n');
+            for l in details {
+                s.push_str(&format!("{l}\n"));
+            }
+        }
+        s
     }
 }

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod deploy;
 mod foundation;
 
 mod migrate;
