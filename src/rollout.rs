@@ -250,6 +250,9 @@ pub fn revisions_to_deregister(
 pub struct Target {
     pub service: String,
     pub task_definition: String,
+    /// A desired count to set with the update (a service scaled to 0 by `db-only` comes back up with the new
+    /// revision, watched like any roll-out); `None` keeps the service's count.
+    pub desired_count: Option<i32>,
 }
 
 /// What the watch saw of one service.
@@ -448,7 +451,14 @@ pub async fn update_services(
     targets: &[Target],
 ) -> Vec<(Target, Option<AwsError>)> {
     let calls = targets.iter().map(|t| async move {
-        let res = ecs::update_service(ecs_client, cluster, &t.service, &t.task_definition).await;
+        let res = ecs::update_service(
+            ecs_client,
+            cluster,
+            &t.service,
+            &t.task_definition,
+            t.desired_count,
+        )
+        .await;
         match &res {
             Ok(_) => tracing::info!(
                 "{}: UpdateService → {}",

@@ -540,12 +540,14 @@ pub async fn update_service(
     cluster: &str,
     service: &str,
     task_definition: &str,
+    desired_count: Option<i32>,
 ) -> Result<Service, AwsError> {
     let out = ecs
         .update_service()
         .cluster(cluster)
         .service(service)
         .task_definition(task_definition)
+        .set_desired_count(desired_count)
         .send()
         .await
         .aws("ECS UpdateService", format!("{cluster}/{service}"))?;

@@ -243,6 +243,9 @@ pub struct ServicePlan {
     pub new_containers: Option<Vec<ContainerDefinition>>,
     /// Whether the primary deployment still needs a look (not COMPLETED on the current revision).
     pub settled: bool,
+    /// Set when the service is at 0 (after `db-only`): the count the deploy brings it back to with the new
+    /// revision (config `desired-count`, else the count recorded when it was scaled down, else 1).
+    pub scale_up_to: Option<i32>,
     /// Event ids present before the deploy.
     pub events: HashSet<String>,
     pub images: Vec<(String, String)>,
@@ -289,6 +292,24 @@ async fn plan(req: &Request, c: &Clients) -> Result<Vec<ServicePlan>> {
             ecs::describe_task_definition(&c.ecs, s.task_definition().unwrap_or_default())
         }))
         .await?;
+    // Services at 0 (the environment is db-only after a migration) come back up with the new revision.
+    let scale_up = try_join_all(
+        env.services
+            .iter()
+            .zip(&services)
+            .map(|(cfg, svc)| async move {
+                if svc.desired_count() > 0 {
+                    return Ok::<_, anyhow::Error>(None);
+                }
+                let tags = ecs::tags(&c.ecs, svc.service_arn().unwrap_or_default()).await?;
+                let recorded = tags
+                    .iter()
+                    .find(|(k, _)| k == state::TAG_DESIRED_COUNT)
+                    .map(|(_, v)| v.as_str());
+                Ok(Some(state::scale_up_count(cfg.desired_count, recorded, 0)))
+            }),
+    )
+    .await?;
     let results: Vec<Result<ServicePlan>> = env
         .services
         .iter()
@@ -308,7 +329,11 @@ async fn plan(req: &Request, c: &Clients) -> Result<Vec<ServicePlan>> {
     }
     Ok(results
         .into_iter()
-        .map(|r| r.expect("checked above"))
+        .zip(scale_up)
+        .map(|(r, up)| ServicePlan {
+            scale_up_to: up,
+            ..r.expect("checked above")
+        })
         .collect())
 }
 
@@ -371,6 +396,7 @@ fn plan_service(
         from_version,
         new_containers: changed.then_some(new),
         settled: primary_done && svc.task_definition() == td.task_definition_arn(),
+        scale_up_to: None,
         events: rollout::event_ids(svc),
         current_td: td,
         current_tags: tags,
@@ -380,6 +406,14 @@ fn plan_service(
 
 impl ServicePlan {
     fn line(&self, version: &Version) -> String {
+        let line = self.change_line(version);
+        match self.scale_up_to {
+            Some(n) => format!("{line}; scaled from 0 up to {n} task(s)"),
+            None => line,
+        }
+    }
+
+    fn change_line(&self, version: &Version) -> String {
         match &self.new_containers {
             Some(_) => format!(
                 "{}: {} ({}) → new revision with {}",
@@ -610,6 +644,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
                 .and_then(|td| td.task_definition_arn())
                 .unwrap_or(&p.current)
                 .to_string(),
+            desired_count: p.scale_up_to,
         })
         .collect();
     for (p, t) in plans.iter().zip(&targets) {
@@ -622,7 +657,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
     let changed: Vec<Target> = plans
         .iter()
         .zip(&targets)
-        .filter(|(p, _)| p.new_containers.is_some())
+        .filter(|(p, _)| p.new_containers.is_some() || p.scale_up_to.is_some())
         .map(|(_, t)| t.clone())
         .collect();
     let started = Instant::now();
@@ -855,6 +890,8 @@ fn back_targets(plans: &[ServicePlan], updated: &[String]) -> Vec<Target> {
         .map(|p| Target {
             service: p.name.clone(),
             task_definition: p.current.clone(),
+            // A service this deploy scaled up from 0 goes back to 0: the state it was found in.
+            desired_count: p.scale_up_to.map(|_| 0),
         })
         .collect()
 }

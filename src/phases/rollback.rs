@@ -239,6 +239,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         .map(|p| Target {
             service: p.cfg.name.clone(),
             task_definition: p.target.clone(),
+            desired_count: None,
         })
         .collect();
     let updates = rollout::update_services(&c.ecs, &env.cluster, &moving).await;
@@ -271,6 +272,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             .map(|p| Target {
                 service: p.cfg.name.clone(),
                 task_definition: p.target.clone(),
+                desired_count: None,
             })
             .collect();
         let seen: BTreeMap<String, HashSet<String>> = plans

@@ -1005,3 +1005,105 @@ async fn deploy_with_an_update_refused_rolls_the_others_back() {
         assert_eq!(td.status(), Some(&TaskDefinitionStatus::Inactive), "{s}");
     }
 }
+
+/// The runbook's order: migrate leaves the environment db-only (services at 0, maintenance on); the deploy in
+/// `restricted` brings every service back to its count on the new revision, watched like any roll-out.
+#[tokio::test]
+async fn deploy_after_db_only_scales_the_services_back_up_on_the_new_revision() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    let header = [
+        ("maintenance-header-name", "x-maintenance-bypass"),
+        ("maintenance-header-value", "s3cret-value"),
+    ];
+    let mut inputs = vec![
+        ("phase", "state"),
+        ("environment", "stage"),
+        ("config", "deploy.toml"),
+        ("state", "db-only"),
+        ("skip-drain", "true"),
+    ];
+    inputs.extend_from_slice(&header);
+    ctx.action(&inputs).await.assert_code(0);
+
+    let mut restricted = vec![("state", "restricted")];
+    restricted.extend_from_slice(&header);
+    let r = deploy(&ctx, "v1.1.0", &restricted).await;
+    r.assert_code(0);
+    assert!(
+        r.stderr.contains("scaled from 0 up to 2 task(s)"),
+        "{}",
+        r.stderr
+    );
+    let st = ctx
+        .cli(&[
+            "status",
+            "--env",
+            "stage",
+            "-c",
+            "deploy.toml",
+            "--output",
+            "json",
+        ])
+        .await;
+    let o = &st.json()["outcome"];
+    assert_eq!(o["state"], "restricted", "{}", st.stdout);
+    for (name, count) in [("core", 2), ("workers", 1)] {
+        let s = o["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap();
+        assert_eq!(s["version"], "v1.1.0", "{s}");
+        assert_eq!(s["desired"], count, "{s}");
+        assert_eq!(s["running"], count, "{s}");
+    }
+}
+
+/// A failed roll-out from db-only puts the services back where they were: previous revision, 0 tasks.
+#[tokio::test]
+async fn a_failed_deploy_from_db_only_goes_back_to_zero_tasks() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    let header = [
+        ("maintenance-header-name", "x-maintenance-bypass"),
+        ("maintenance-header-value", "s3cret-value"),
+    ];
+    let mut inputs = vec![
+        ("phase", "state"),
+        ("environment", "stage"),
+        ("config", "deploy.toml"),
+        ("state", "db-only"),
+        ("skip-drain", "true"),
+    ];
+    inputs.extend_from_slice(&header);
+    ctx.action(&inputs).await.assert_code(0);
+    ctx.post(
+        "/_test/ecs/service-rules",
+        serde_json::json!({"service": "workers", "outcome": "FAILED", "times": 1}),
+    )
+    .await;
+    let mut restricted = vec![("state", "restricted")];
+    restricted.extend_from_slice(&header);
+    let r = deploy(&ctx, "v1.1.0", &restricted).await;
+    r.assert_code(1);
+    assert_eq!(r.outputs["rolled-back"], "true");
+    let st = ctx
+        .cli(&[
+            "status",
+            "--env",
+            "stage",
+            "-c",
+            "deploy.toml",
+            "--output",
+            "json",
+        ])
+        .await;
+    let o = &st.json()["outcome"];
+    assert_eq!(o["state"], "db-only", "{}", st.stdout);
+    for s in o["services"].as_array().unwrap() {
+        assert_eq!(s["version"], "v1.0.0", "{s}");
+        assert_eq!(s["desired"], 0, "{s}");
+    }
+}
