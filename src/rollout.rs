@@ -472,6 +472,29 @@ pub async fn update_services(
     join_all(calls).await
 }
 
+/// One row of a deploy or rollback table: service, from, to, result, duration.
+pub fn row_cells(
+    service: &str,
+    from: (&str, Option<&str>),
+    to: (&str, Option<&str>),
+    result: &dyn std::fmt::Display,
+    duration_seconds: Option<f64>,
+) -> Vec<String> {
+    let rev = |(arn, version): (&str, Option<&str>)| match version {
+        Some(v) => format!("{} ({v})", td_short(arn)),
+        None => td_short(arn).to_string(),
+    };
+    vec![
+        service.to_string(),
+        rev(from),
+        rev(to),
+        result.to_string(),
+        duration_seconds
+            .map(|s| crate::wait::human(std::time::Duration::from_secs_f64(s)))
+            .unwrap_or_else(|| "-".into()),
+    ]
+}
+
 // ------------------------------------------------------------------------------------------------------------------
 // Why a roll-out failed
 // ------------------------------------------------------------------------------------------------------------------

@@ -1219,27 +1219,18 @@ async fn lift_maintenance(req: &Request, c: &Clients, ctx: &Ctx) -> Result<Strin
 // Outcome rendering
 // ------------------------------------------------------------------------------------------------------------------
 
-fn rev_and_version(arn: &str, version: Option<&str>) -> String {
-    match version {
-        Some(v) => format!("{} ({v})", td_short(arn)),
-        None => td_short(arn).to_string(),
-    }
-}
-
 impl DeployOutcome {
     fn rows(&self) -> Vec<Vec<String>> {
         self.services
             .iter()
             .map(|r| {
-                vec![
-                    r.service.clone(),
-                    rev_and_version(&r.from, r.from_version.as_deref()),
-                    rev_and_version(&r.to, r.to_version.as_deref()),
-                    r.result.to_string(),
-                    r.duration_seconds
-                        .map(|s| crate::wait::human(Duration::from_secs_f64(s)))
-                        .unwrap_or_else(|| "-".into()),
-                ]
+                rollout::row_cells(
+                    &r.service,
+                    (&r.from, r.from_version.as_deref()),
+                    (&r.to, r.to_version.as_deref()),
+                    &r.result,
+                    r.duration_seconds,
+                )
             })
             .collect()
     }

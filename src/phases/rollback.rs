@@ -11,7 +11,6 @@
 //!   ([`rollout::revisions_to_deregister`]).
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
 
 use anyhow::{bail, Result};
 use aws_sdk_ecs::types::Service;
@@ -531,27 +530,18 @@ fn runs_version(
     Ok(true)
 }
 
-fn rev_and_version(arn: &str, version: Option<&str>) -> String {
-    match version {
-        Some(v) => format!("{} ({v})", td_short(arn)),
-        None => td_short(arn).to_string(),
-    }
-}
-
 impl RollbackOutcome {
     fn rows(&self) -> Vec<Vec<String>> {
         self.services
             .iter()
             .map(|r| {
-                vec![
-                    r.service.clone(),
-                    rev_and_version(&r.from, r.from_version.as_deref()),
-                    rev_and_version(&r.to, r.to_version.as_deref()),
-                    r.result.to_string(),
-                    r.duration_seconds
-                        .map(|s| crate::wait::human(Duration::from_secs_f64(s)))
-                        .unwrap_or_else(|| "-".into()),
-                ]
+                rollout::row_cells(
+                    &r.service,
+                    (&r.from, r.from_version.as_deref()),
+                    (&r.to, r.to_version.as_deref()),
+                    &r.result,
+                    r.duration_seconds,
+                )
             })
             .collect()
     }
