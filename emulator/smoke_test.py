@@ -288,8 +288,8 @@ def ecs_generate_lines_drained_before_stopped():
     ecs, net = ecs_fixture(1)
     ctl("POST", "/_test/ecs/task-rules", {"match": "web", "exitCode": 0,
                                          "generateLines": {"count": 40, "template": "line {i}", "overSeconds": 1.0}})
+    t0 = time.time()  # before RunTask: the lines are spread from the moment the task is created
     t = run(ecs, net)
-    t0 = time.time()
     seen_running_partial = False
     while True:
         r = task(ecs, t["taskArn"])
