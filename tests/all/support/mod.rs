@@ -63,7 +63,10 @@ fn local_aws() -> &'static LocalAws {
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let url = loop {
-            let line = lines.next().expect("emulator exited before it was ready").expect("read emulator stdout");
+            let line = lines
+                .next()
+                .expect("emulator exited before it was ready")
+                .expect("read emulator stdout");
             if let Some(url) = line.strip_prefix("LOCAL_AWS_READY ") {
                 break url.trim().to_string();
             }
