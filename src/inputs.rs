@@ -788,6 +788,34 @@ mod tests {
     }
 
     #[test]
+    fn release_flags_of_mutating_phases() {
+        let cli = Cli::try_parse_from([
+            "deploy-action",
+            "state",
+            "--env",
+            "prod",
+            "--override-freeze",
+            "INC-42 hotfix",
+        ])
+        .unwrap();
+        let env = env_inputs(&[
+            ("GITHUB-DEPLOYMENTS", "false"),
+            ("WEBHOOK-URL", "https://hooks.example/x"),
+        ]);
+        let inv = Invocation::resolve(cli.command.as_ref(), env, GithubEnv::default()).unwrap();
+        assert_eq!(inv.raw.override_freeze.as_deref(), Some("INC-42 hotfix"));
+        assert_eq!(inv.raw.github_deployments.as_deref(), Some("false"));
+        assert_eq!(
+            inv.raw.webhook_url.as_deref(),
+            Some("https://hooks.example/x")
+        );
+        assert!(inv.raw.secrets().contains(&"https://hooks.example/x"));
+        assert!(
+            Cli::try_parse_from(["deploy-action", "status", "--override-freeze", "x"]).is_err()
+        );
+    }
+
+    #[test]
     fn secrets_are_listed_for_masking() {
         let raw = env_inputs(&[
             ("MAINTENANCE-HEADER-VALUE", "s3cret"),

@@ -1352,6 +1352,45 @@ async fn binary_a_frozen_environment_refuses_state_changes_unless_overridden() {
 }
 
 #[tokio::test]
+async fn binary_bad_github_inputs_exit_2_with_zero_aws_calls() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.clear_calls().await;
+    let server = github_mock().await;
+    let base = [
+        ("phase", "snapshot"),
+        ("environment", "stage"),
+        ("version", "v1.2.3"),
+    ];
+    for (input, value, names) in [
+        ("github-deployments", "maybe", "input `github-deployments`"),
+        (
+            "webhook-url",
+            "hooks.example.org/T0/B0/s3cr3t",
+            "input `webhook-url`",
+        ),
+        ("override-freeze", "yes", "input `override-freeze`"),
+    ] {
+        let mut inputs = base.to_vec();
+        inputs.push((input, value));
+        let r = run_action(&ctx, &server, &inputs).await;
+        r.assert_code(2);
+        assert!(r.stderr.contains(names), "{}", r.stderr);
+        let leaked = r
+            .stderr
+            .lines()
+            .any(|l| l.contains("s3cr3t") && !l.starts_with("::add-mask::"));
+        assert!(!leaked, "the webhook URL is a secret: {}", r.stderr);
+    }
+    assert!(
+        ctx.calls().await.is_empty(),
+        "no AWS call: {:?}",
+        ctx.calls().await
+    );
+    assert!(server.received_requests().await.unwrap().is_empty());
+}
+
+#[tokio::test]
 async fn binary_status_is_read_only_and_records_nothing_on_github() {
     let ctx = TestContext::new().await;
     ctx.seed("stage", &[]);
