@@ -1391,6 +1391,50 @@ async fn binary_bad_github_inputs_exit_2_with_zero_aws_calls() {
 }
 
 #[tokio::test]
+async fn binary_a_deploy_summary_lists_the_changes_since_the_running_version() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    let server = github_mock().await;
+    list(&server, "stage", json!([])).await;
+    accept_records(&server).await;
+    let mut compare = compare_body();
+    compare["html_url"] = json!("https://github.com/acme/backend/compare/v1.0.0...v1.1.0");
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/backend/compare/v1.0.0...v1.1.0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(compare))
+        .mount(&server)
+        .await;
+    let r = run_action(
+        &ctx,
+        &server,
+        &[
+            ("phase", "deploy"),
+            ("environment", "stage"),
+            ("version", "v1.1.0"),
+        ],
+    )
+    .await;
+    r.assert_code(0);
+    assert_eq!(r.outputs["deployment-id"], "77");
+    for part in [
+        "### deploy v1.1.0 → stage",
+        "#### Changes v1.0.0 → v1.1.0",
+        "[#120](https://github.com/acme/backend/pull/120)",
+        "- `1111111` Add export (#120) — ann",
+    ] {
+        assert!(
+            r.summary.contains(part),
+            "{part:?} missing from:\n{}",
+            r.summary
+        );
+    }
+    let last: Value = requests(&server, "POST", &format!("{DEPLOYMENTS}/77/statuses")).await[1]
+        .body_json()
+        .unwrap();
+    assert_eq!(last["state"], "success");
+}
+
+#[tokio::test]
 async fn binary_status_is_read_only_and_records_nothing_on_github() {
     let ctx = TestContext::new().await;
     ctx.seed("stage", &[]);
