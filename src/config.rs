@@ -62,6 +62,8 @@ struct EnvRaw {
     requires: Option<String>,
     /// SSM parameter path whose parameters become `secrets` of the configured containers (phase deploy).
     ssm_path: Option<String>,
+    freeze: Option<FreezeRaw>,
+    github: Option<GithubRaw>,
     #[serde(default)]
     services: BTreeMap<String, ServiceRaw>,
     migration: Option<MigrationRaw>,
@@ -110,6 +112,42 @@ struct MaintenanceRaw {
     fixed_response: Option<FixedResponse>,
     redirect: Option<Redirect>,
     drain: Option<DrainConfig>,
+}
+
+/// `[environments.<name>.freeze]`: windows (UTC) in which the freeze gate refuses changes.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FreezeRaw {
+    #[serde(default)]
+    dates: Vec<DateWindowRaw>,
+    #[serde(default)]
+    weekly: Vec<WeeklyWindowRaw>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct DateWindowRaw {
+    from: String,
+    to: Option<String>,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct WeeklyWindowRaw {
+    days: Vec<String>,
+    from: Option<String>,
+    to: Option<String>,
+    reason: Option<String>,
+}
+
+/// `[environments.<name>.github]`: how the environment appears in GitHub Deployments.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct GithubRaw {
+    environment: Option<String>,
+    production: Option<bool>,
+    transient: Option<bool>,
 }
 
 /// Network settings for one-off tasks when they are not copied from a service.
@@ -209,6 +247,10 @@ pub struct Environment {
     /// SSM parameter path (`/app/stage/`): every parameter under it (recursively) becomes a `secrets` entry
     /// `{name: <last path segment>, valueFrom: <parameter ARN>}` of the configured containers on deploy.
     pub ssm_path: Option<String>,
+    /// Windows in which the freeze gate refuses changes (empty: never frozen).
+    pub freeze: Freeze,
+    /// How deployments of this environment are recorded on GitHub.
+    pub github: GithubSettings,
     /// Core services, in the order of their names.
     pub services: Vec<Service>,
     pub migration: Option<TaskConfig>,
@@ -216,6 +258,72 @@ pub struct Environment {
     pub tasks: BTreeMap<String, TaskConfig>,
     pub database: Option<Database>,
     pub maintenance: Option<Maintenance>,
+}
+
+/// Freeze windows, all in UTC. A moment is frozen when any window covers it (see [`crate::gates::frozen_at`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Freeze {
+    pub dates: Vec<DateWindow>,
+    pub weekly: Vec<WeeklyWindow>,
+}
+
+/// Whole days, `from` to `to` inclusive.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DateWindow {
+    #[serde(serialize_with = "display")]
+    pub from: time::Date,
+    #[serde(serialize_with = "display")]
+    pub to: time::Date,
+    pub reason: Option<String>,
+}
+
+/// On each of `days`, from minute `from` to minute `to` of the day (inclusive). When `to` is before `from` the
+/// window runs past midnight into the next day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WeeklyWindow {
+    #[serde(serialize_with = "weekdays")]
+    pub days: Vec<time::Weekday>,
+    /// Minutes after midnight.
+    pub from: u16,
+    pub to: u16,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GithubSettings {
+    /// The GitHub environment name (default: the environment's name in this file).
+    pub environment: String,
+    /// `production_environment` of the records (default: the name is prod or production).
+    pub production: bool,
+    /// `transient_environment` of the records (review apps).
+    pub transient: bool,
+}
+
+fn display<T: std::fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn weekdays<S: serde::Serializer>(days: &[time::Weekday], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(days.iter().map(|d| day_name(*d)))
+}
+
+/// `mon` … `sun`: how days are written in the config and in messages.
+pub fn day_name(d: time::Weekday) -> &'static str {
+    use time::Weekday::*;
+    match d {
+        Monday => "mon",
+        Tuesday => "tue",
+        Wednesday => "wed",
+        Thursday => "thu",
+        Friday => "fri",
+        Saturday => "sat",
+        Sunday => "sun",
+    }
+}
+
+/// `HH:MM` for minutes after midnight.
+pub fn hhmm(minutes: u16) -> String {
+    format!("{:02}:{:02}", minutes / 60, minutes % 60)
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -328,6 +436,18 @@ impl Config {
             let env = resolve(name, env)
                 .map_err(|e| UsageError::new(format!("config file {file}: {e}")))?;
             environments.insert(name.clone(), env);
+        }
+        for env in environments.values() {
+            if let Some(req) = &env.requires {
+                if !environments.contains_key(req) {
+                    let known: Vec<&str> = environments.keys().map(String::as_str).collect();
+                    return Err(UsageError::new(format!(
+                        "config file {file}: environments.{}.requires: {req:?} is not an environment of this file; use one of: {}",
+                        env.name,
+                        known.join(", ")
+                    )));
+                }
+            }
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -717,6 +837,11 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
     if raw.timeout_minutes == Some(0) {
         return Err(format!("{p}.timeout-minutes: 0; use at least 1"));
     }
+    let freeze = match raw.freeze {
+        Some(f) => freeze(&format!("{p}.freeze"), f)?,
+        None => Freeze::default(),
+    };
+    let github = github_settings(name, &format!("{p}.github"), raw.github.unwrap_or_default())?;
     Ok(Environment {
         name: name.to_string(),
         region,
@@ -725,11 +850,135 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         timeout_minutes: raw.timeout_minutes,
         requires: raw.requires,
         ssm_path: raw.ssm_path,
+        freeze,
+        github,
         services,
         migration,
         tasks,
         database,
         maintenance,
+    })
+}
+
+fn freeze(key: &str, raw: FreezeRaw) -> Result<Freeze, String> {
+    let date = |k: String, v: &str| -> Result<time::Date, String> {
+        time::Date::parse(
+            v.trim(),
+            time::macros::format_description!("[year]-[month]-[day]"),
+        )
+        .map_err(|_| {
+            format!("{k}: {v:?} is not a date; write it as YYYY-MM-DD, e.g. \"2026-12-20\"")
+        })
+    };
+    let minute = |k: String, v: &str| -> Result<u16, String> {
+        let parsed = v.trim().split_once(':').and_then(|(h, m)| {
+            let digits = (1..=2).contains(&h.len()) && m.len() == 2;
+            let (h, m) = (h.parse::<u16>().ok()?, m.parse::<u16>().ok()?);
+            (digits && h < 24 && m < 60).then_some(h * 60 + m)
+        });
+        parsed.ok_or_else(|| {
+            format!("{k}: {v:?} is not a time of day; write it as HH:MM from 00:00 to 23:59 (UTC)")
+        })
+    };
+    let reason = |k: String, r: Option<String>| -> Result<Option<String>, String> {
+        match r.map(|r| r.trim().to_string()) {
+            Some(r) if r.is_empty() => Err(format!(
+                "{k}: empty; say why (it is shown in the refusal) or remove the key"
+            )),
+            Some(r) if r.chars().count() > 200 => {
+                Err(format!("{k}: longer than 200 characters; shorten it"))
+            }
+            r => Ok(r),
+        }
+    };
+    let mut dates = Vec::new();
+    for (i, d) in raw.dates.into_iter().enumerate() {
+        let k = format!("{key}.dates[{i}]");
+        let from = date(format!("{k}.from"), &d.from)?;
+        let to = match &d.to {
+            Some(t) => date(format!("{k}.to"), t)?,
+            None => from,
+        };
+        if to < from {
+            return Err(format!("{k}.to: {to} is before from = {from}; swap them"));
+        }
+        dates.push(DateWindow {
+            from,
+            to,
+            reason: reason(format!("{k}.reason"), d.reason)?,
+        });
+    }
+    let mut weekly = Vec::new();
+    for (i, w) in raw.weekly.into_iter().enumerate() {
+        let k = format!("{key}.weekly[{i}]");
+        if w.days.is_empty() {
+            return Err(format!(
+                "{k}.days: empty; list days such as [\"fri\", \"sat\"]"
+            ));
+        }
+        let mut days = Vec::new();
+        for (j, d) in w.days.iter().enumerate() {
+            let day = parse_day(d).ok_or_else(|| {
+                format!(
+                    "{k}.days[{j}]: {d:?} is not a day; use mon, tue, wed, thu, fri, sat or sun"
+                )
+            })?;
+            if !days.contains(&day) {
+                days.push(day);
+            }
+        }
+        let from = match &w.from {
+            Some(v) => minute(format!("{k}.from"), v)?,
+            None => 0,
+        };
+        let to = match &w.to {
+            Some(v) => minute(format!("{k}.to"), v)?,
+            None => 23 * 60 + 59,
+        };
+        if from == to {
+            return Err(format!("{k}: from and to are both {}; a window needs a start and a later end (to is inclusive; use 23:59 for the end of the day)", hhmm(from)));
+        }
+        weekly.push(WeeklyWindow {
+            days,
+            from,
+            to,
+            reason: reason(format!("{k}.reason"), w.reason)?,
+        });
+    }
+    Ok(Freeze { dates, weekly })
+}
+
+fn parse_day(s: &str) -> Option<time::Weekday> {
+    use time::Weekday::*;
+    let s = s.trim().to_ascii_lowercase();
+    [
+        Monday, Tuesday, Wednesday, Thursday, Friday, Saturday, Sunday,
+    ]
+    .into_iter()
+    .find(|d| s == day_name(*d) || s == d.to_string().to_ascii_lowercase())
+}
+
+fn github_settings(name: &str, key: &str, raw: GithubRaw) -> Result<GithubSettings, String> {
+    let environment = match raw.environment.map(|e| e.trim().to_string()) {
+        Some(e)
+            if e.is_empty()
+                || e.chars().count() > 255
+                || e.contains(['\'', '"', '`', ',', ';', '/', '\\']) =>
+        {
+            return Err(format!(
+                "{key}.environment: {e:?} is not a GitHub environment name; use up to 255 characters without quotes, commas, semicolons or slashes"
+            ));
+        }
+        Some(e) => e,
+        None => name.to_string(),
+    };
+    let production = raw.production.unwrap_or_else(|| {
+        ["prod", "production"].contains(&environment.to_ascii_lowercase().as_str())
+    });
+    Ok(GithubSettings {
+        environment,
+        production,
+        transient: raw.transient.unwrap_or(false),
     })
 }
 
@@ -881,6 +1130,137 @@ cluster = "aurora-prod"
                 .response,
             MaintenanceResponse::Redirect(_)
         ));
+    }
+
+    const BASE: &str = "[environments.stage]\nregion=\"r\"\ncluster = \"c\"\n[environments.stage.services.core]\ncontainers=[\"core\"]\n";
+
+    #[test]
+    fn freeze_windows_are_parsed() {
+        let text = format!(
+            "{BASE}[environments.stage.freeze]\ndates = [{{ from = \"2026-12-20\", to = \"2027-01-05\", reason = \"holidays\" }}, {{ from = \"2026-11-26\" }}]\nweekly = [{{ days = [\"fri\", \"Saturday\", \"fri\"], from = \"16:00\", to = \"23:59\" }}, {{ days = [\"sun\"], from = \"22:00\", to = \"6:00\" }}, {{ days = [\"mon\"] }}]\n"
+        );
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let f = &c.environment("stage").unwrap().freeze;
+        assert_eq!(f.dates.len(), 2);
+        assert_eq!(f.dates[0].to, time::macros::date!(2027 - 01 - 05));
+        assert_eq!(f.dates[0].reason.as_deref(), Some("holidays"));
+        assert_eq!(f.dates[1].from, f.dates[1].to, "`to` defaults to `from`");
+        assert_eq!(
+            f.weekly[0].days,
+            vec![time::Weekday::Friday, time::Weekday::Saturday]
+        );
+        assert_eq!((f.weekly[0].from, f.weekly[0].to), (960, 1439));
+        assert_eq!((f.weekly[1].from, f.weekly[1].to), (1320, 360));
+        assert_eq!(
+            (f.weekly[2].from, f.weekly[2].to),
+            (0, 1439),
+            "whole days by default"
+        );
+        // [defaults.freeze] applies to every environment.
+        let text = format!("[defaults.freeze]\ndates = [{{ from = \"2026-12-24\" }}]\n{BASE}");
+        assert_eq!(
+            parse(&text)
+                .unwrap()
+                .environment("stage")
+                .unwrap()
+                .freeze
+                .dates
+                .len(),
+            1
+        );
+        assert_eq!(
+            parse(BASE).unwrap().environment("stage").unwrap().freeze,
+            Freeze::default()
+        );
+    }
+
+    #[test]
+    fn freeze_errors_name_the_key() {
+        let cases: &[(&str, &str)] = &[
+            (
+                "dates = [{ from = \"2026-13-01\" }]",
+                "environments.stage.freeze.dates[0].from",
+            ),
+            (
+                "dates = [{ from = \"2026-12-20\", to = \"2026-12-01\" }]",
+                "environments.stage.freeze.dates[0].to",
+            ),
+            (
+                "dates = [{ to = \"2026-12-01\" }]",
+                "environments.stage.freeze.dates[0]",
+            ),
+            (
+                "dates = [{ from = \"2026-12-20\", why = \"x\" }]",
+                "environments.stage.freeze.dates[0].why",
+            ),
+            (
+                "dates = [{ from = \"2026-12-20\", reason = \" \" }]",
+                "environments.stage.freeze.dates[0].reason",
+            ),
+            (
+                "weekly = [{ days = [] }]",
+                "environments.stage.freeze.weekly[0].days",
+            ),
+            (
+                "weekly = [{ days = [\"fri\", \"fry\"] }]",
+                "environments.stage.freeze.weekly[0].days[1]",
+            ),
+            (
+                "weekly = [{ days = [\"fri\"], from = \"24:00\" }]",
+                "environments.stage.freeze.weekly[0].from",
+            ),
+            (
+                "weekly = [{ days = [\"fri\"], to = \"4pm\" }]",
+                "environments.stage.freeze.weekly[0].to",
+            ),
+            (
+                "weekly = [{ days = [\"fri\"], from = \"10:00\", to = \"10:00\" }]",
+                "environments.stage.freeze.weekly[0]",
+            ),
+            ("monthly = []", "environments.stage.freeze.monthly"),
+        ];
+        for (freeze, key) in cases {
+            let text = format!("{BASE}[environments.stage.freeze]\n{freeze}\n");
+            let err = parse(&text).expect_err(freeze);
+            assert!(
+                err.contains(key),
+                "error for {freeze:?} should name {key:?}: {err}"
+            );
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn github_settings_and_requires() {
+        let c = parse(GOOD).unwrap();
+        let prod = &c.environment("prod").unwrap().github;
+        assert_eq!(
+            (prod.environment.as_str(), prod.production, prod.transient),
+            ("prod", true, false)
+        );
+        let stage = &c.environment("stage").unwrap().github;
+        assert!(!stage.production);
+        let text = format!("{BASE}[environments.stage.github]\nenvironment = \"Staging EU\"\nproduction = true\ntransient = true\n");
+        let g = parse(&text)
+            .unwrap()
+            .environment("stage")
+            .unwrap()
+            .github
+            .clone();
+        assert_eq!(
+            (g.environment.as_str(), g.production, g.transient),
+            ("Staging EU", true, true)
+        );
+        let e = parse(&format!(
+            "{BASE}[environments.stage.github]\nenvironment = \"a/b\"\n"
+        ))
+        .unwrap_err();
+        assert!(e.contains("environments.stage.github.environment"), "{e}");
+        let e = parse(&GOOD.replace("requires = \"stage\"", "requires = \"stag\"")).unwrap_err();
+        assert!(
+            e.contains("environments.prod.requires") && e.contains("prod, stage"),
+            "{e}"
+        );
     }
 
     #[test]

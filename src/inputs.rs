@@ -53,6 +53,7 @@ pub struct RawInputs {
     pub override_freeze: Option<String>,
     pub webhook_url: Option<String>,
     pub pr_number: Option<String>,
+    pub github_deployments: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -101,7 +102,8 @@ impl RawInputs {
             command,
             override_freeze,
             webhook_url,
-            pr_number
+            pr_number,
+            github_deployments
         )
     }
 
@@ -285,10 +287,30 @@ pub struct MaintenanceArgs {
     pub skip_drain: bool,
 }
 
+/// Flags of every phase that changes an environment (the gates and the notification).
+#[derive(Debug, Args, Default)]
+pub struct ReleaseArgs {
+    /// Go ahead during a freeze window; the reason goes into the log, the summary and the deployment record.
+    #[arg(long, value_name = "REASON")]
+    pub override_freeze: Option<String>,
+    /// Post the outcome as one Slack-compatible message to this URL (or env DEPLOY_WEBHOOK_URL).
+    #[arg(long, env = "DEPLOY_WEBHOOK_URL", hide_env_values = true)]
+    pub webhook_url: Option<String>,
+}
+
+impl ReleaseArgs {
+    fn fill(&self, r: &mut RawInputs) {
+        r.override_freeze = s(&self.override_freeze);
+        r.webhook_url = s(&self.webhook_url);
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct StateArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// Target state: running, restricted, db-only or stopped.
     #[arg(long)]
     pub state: Option<String>,
@@ -300,6 +322,8 @@ pub struct StateArgs {
 pub struct SnapshotArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// The version the snapshot is taken for (goes into its name and tags).
     #[arg(long)]
     pub version: Option<String>,
@@ -309,6 +333,8 @@ pub struct SnapshotArgs {
 pub struct MigrateArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// The version whose migration image runs.
     #[arg(long)]
     pub version: Option<String>,
@@ -326,6 +352,8 @@ pub struct MigrateArgs {
 pub struct DeployArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// The version to deploy.
     #[arg(long)]
     pub version: Option<String>,
@@ -346,6 +374,8 @@ pub struct DeployArgs {
 pub struct RollbackArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// Roll back to this version instead of the last known-good revision.
     #[arg(long)]
     pub version: Option<String>,
@@ -364,6 +394,8 @@ pub struct RollbackArgs {
 pub struct RunArgs {
     #[command(flatten)]
     pub common: CommonArgs,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
     /// Task name from the environment's [tasks] table.
     #[arg(long)]
     pub task: Option<String>,
@@ -419,6 +451,27 @@ impl MaintenanceArgs {
 impl Command {
     /// The CLI's flags as raw inputs (unset flags are `None`, so Action inputs and defaults can fill them).
     pub fn raw(&self) -> RawInputs {
+        let mut r = self.phase_raw();
+        if let Some(release) = self.release() {
+            release.fill(&mut r);
+        }
+        r
+    }
+
+    /// The flags shared by the phases that change an environment.
+    fn release(&self) -> Option<&ReleaseArgs> {
+        match self {
+            Command::State(a) => Some(&a.release),
+            Command::Snapshot(a) => Some(&a.release),
+            Command::Migrate(a) => Some(&a.release),
+            Command::Deploy(a) => Some(&a.release),
+            Command::Rollback(a) => Some(&a.release),
+            Command::Run(a) => Some(&a.release),
+            Command::Status(_) | Command::CheckConfig(_) => None,
+        }
+    }
+
+    fn phase_raw(&self) -> RawInputs {
         match self {
             Command::Status(a) => a.common.raw("status"),
             Command::State(a) => {
@@ -732,6 +785,34 @@ mod tests {
             let e = Cli::try_parse_from(["deploy-action", p, "--help"]).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{p}");
         }
+    }
+
+    #[test]
+    fn release_flags_of_mutating_phases() {
+        let cli = Cli::try_parse_from([
+            "deploy-action",
+            "state",
+            "--env",
+            "prod",
+            "--override-freeze",
+            "INC-42 hotfix",
+        ])
+        .unwrap();
+        let env = env_inputs(&[
+            ("GITHUB-DEPLOYMENTS", "false"),
+            ("WEBHOOK-URL", "https://hooks.example/x"),
+        ]);
+        let inv = Invocation::resolve(cli.command.as_ref(), env, GithubEnv::default()).unwrap();
+        assert_eq!(inv.raw.override_freeze.as_deref(), Some("INC-42 hotfix"));
+        assert_eq!(inv.raw.github_deployments.as_deref(), Some("false"));
+        assert_eq!(
+            inv.raw.webhook_url.as_deref(),
+            Some("https://hooks.example/x")
+        );
+        assert!(inv.raw.secrets().contains(&"https://hooks.example/x"));
+        assert!(
+            Cli::try_parse_from(["deploy-action", "status", "--override-freeze", "x"]).is_err()
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod aws;
 pub mod config;
 pub mod drain;
 pub mod error;
+pub mod gates;
 pub mod github;
 pub mod inputs;
 pub mod log;

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use deploy_action::error::{exit, UsageError};
+use deploy_action::github::deployments;
 use deploy_action::github::runner::Runner;
 use deploy_action::inputs::{Cli, GithubEnv, Invocation, Phase, RawInputs};
 use deploy_action::phases::{self, Ctx};
@@ -70,12 +71,16 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         deadline: tokio::time::Instant::now() + common.timeout,
         dry_run: common.dry_run,
     };
-    // Every phase: validate its inputs (no AWS call yet), build only its clients, run, emit.
+    // Every phase: validate its inputs (no AWS call yet), build only its clients, run, emit. Phases that change the
+    // environment run inside `deployments::around`: gates and the GitHub deployment record first, status after.
     macro_rules! phase {
         ($m:ident) => {{
             let req = phases::$m::Request::from_invocation(inv, &common)?;
-            let sdk = aws::sdk_config(&common.environment.region).await;
-            let out = phases::$m::run(&req, &phases::$m::Clients::new(&sdk), &ctx).await?;
+            let run = async {
+                let sdk = aws::sdk_config(&common.environment.region).await;
+                phases::$m::run(&req, &phases::$m::Clients::new(&sdk), &ctx).await
+            };
+            let out = deployments::around(inv, &common, &ctx, run).await?;
             emit(runner, inv.phase, &out)
         }};
     }

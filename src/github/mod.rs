@@ -1,3 +1,9 @@
-//! The GitHub side: runner I/O (outputs, summary, masks, groups, annotations).
+//! The GitHub side: runner I/O (outputs, summary, masks, groups, annotations), the REST API (deployments, compare),
+//! the deployment wrapper around mutating phases, summaries and the webhook notification.
 
+pub mod api;
+pub mod changelog;
+pub mod deployments;
+pub mod notify;
 pub mod runner;
+pub mod summary;

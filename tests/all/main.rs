@@ -4,7 +4,7 @@ mod support;
 
 mod deploy;
 mod foundation;
-
+mod github;
 mod migrate;
 mod snapshot;
 mod state;

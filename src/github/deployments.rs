@@ -1,0 +1,1111 @@
+//! GitHub Deployments around every phase that changes an environment, and the gates checked before it.
+//!
+//! [`around`] is what `main` calls with the phase's future (nothing of which has run yet):
+//! 1. [`Plan::from_invocation`]: the inputs this needs (`github-deployments`, `override-freeze`, `webhook-url`),
+//!    validated; read-only phases (status, check-config) pass straight through;
+//! 2. [`connect`]: the GitHub API when on a runner with a token and `GITHUB_REPOSITORY` (or when forced);
+//! 3. [`Release::begin`]: the gates (freeze; one at a time and promotion from the Deployments API), then the record
+//!    (`POST /deployments`, status `in_progress`). A refusal or a permission error ends the run here, exit 1,
+//!    before any AWS call;
+//! 4. the phase runs;
+//! 5. [`Release::finish`]: status `success` / `failure` / `error` (a failure to record it only warns), the changelog
+//!    for deploy, the summary section, the webhook.
+//!
+//! `dry-run` checks the gates (a refusal becomes a warning) and records nothing.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use time::OffsetDateTime;
+use tokio::time::Instant;
+
+use super::api::{Api, ApiError, Commit, Deployment, DeploymentStatus, WorkflowRun};
+use super::changelog;
+use super::notify::{self, Ending, Message};
+use super::runner::{md_table, Outcome, Runner};
+use super::summary::render_steps;
+use crate::config::{Config, Environment};
+use crate::error::UsageError;
+use crate::gates::{self, Gate, GateResult, GateSet, Seen, StatusState, Verdict};
+use crate::inputs::{Common, GithubEnv, Invocation, Phase};
+use crate::phases::Ctx;
+use crate::version::Version;
+use crate::wait::{human, WaitError};
+
+/// The payload marker that tells our records from a job's `environment:` records and other tools'.
+pub const TOOL: &str = "deploy-action";
+pub const DEFAULT_API_URL: &str = "https://api.github.com";
+/// How many of an environment's newest deployments the one-at-a-time gate looks at.
+const RECENT: u32 = 10;
+/// How many of the required environment's newest deployments the promotion gate looks at.
+const PROMOTION_WINDOW: u32 = 100;
+
+/// The `github-deployments` input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    /// Record when on a runner with a token and `GITHUB_REPOSITORY`, unless the job's own `environment:` already
+    /// records this run.
+    Auto,
+    /// Always record; missing token or repository is an error.
+    On,
+    /// Never call GitHub: no record, and the gates that need GitHub are skipped.
+    Off,
+}
+
+impl Mode {
+    pub fn parse(value: Option<&str>) -> Result<Mode, UsageError> {
+        match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+            None | Some("auto") => Ok(Mode::Auto),
+            Some("true" | "yes" | "on" | "1") => Ok(Mode::On),
+            Some("false" | "no" | "off" | "0") => Ok(Mode::Off),
+            Some(other) => Err(UsageError::new(format!(
+                "input `github-deployments`: {other:?} is not auto, true or false"
+            ))),
+        }
+    }
+}
+
+/// What the wrapper does for one invocation, from validated inputs.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub phase: Phase,
+    pub gates: GateSet,
+    pub environment: Environment,
+    /// The environment `requires` names: (its name in the config, its GitHub environment).
+    pub required: Option<(String, String)>,
+    pub version: Option<String>,
+    pub mode: Mode,
+    pub override_freeze: Option<String>,
+    pub webhook_url: Option<String>,
+    pub dry_run: bool,
+}
+
+impl Plan {
+    /// `None` for phases that change nothing. Every input error is a [`UsageError`] naming the input.
+    pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<Option<Plan>, UsageError> {
+        let Some(gates) = gates::gates_for(inv.phase) else {
+            return Ok(None);
+        };
+        let mode = Mode::parse(inv.raw.github_deployments.as_deref())?;
+        let override_freeze = inv
+            .raw
+            .override_freeze
+            .as_deref()
+            .map(parse_override)
+            .transpose()?;
+        let webhook_url = inv
+            .raw
+            .webhook_url
+            .as_deref()
+            .map(notify::validate_url)
+            .transpose()?;
+        let version = match inv.raw.version.as_deref() {
+            Some(v) => Some(Version::parse(v)?.to_string()),
+            None => None,
+        };
+        let env = &common.environment;
+        let required = match &env.requires {
+            Some(name) => {
+                let config = Config::load(&common.config_path)?;
+                let req = config.environment(name)?;
+                Some((name.clone(), req.github.environment.clone()))
+            }
+            None => None,
+        };
+        Ok(Some(Plan {
+            phase: inv.phase,
+            gates,
+            environment: env.clone(),
+            required,
+            version,
+            mode,
+            override_freeze,
+            webhook_url,
+            dry_run: common.dry_run,
+        }))
+    }
+
+    fn github_environment(&self) -> &str {
+        &self.environment.github.environment
+    }
+
+    /// `deploy v1.2.3 to prod`, `state on prod`.
+    fn what(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{} {v} to {}", self.phase.name(), self.environment.name),
+            None => format!("{} on {}", self.phase.name(), self.environment.name),
+        }
+    }
+}
+
+/// `override-freeze` must say why: text, not a yes.
+pub fn parse_override(value: &str) -> Result<String, UsageError> {
+    let reason: String = value.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lower = reason.to_ascii_lowercase();
+    if ["true", "yes", "1", "on", "false", "no", "0", "off"].contains(&lower.as_str()) {
+        return Err(UsageError::new(format!(
+            "input `override-freeze`: {reason:?} is not a reason; say why the freeze is overridden, e.g. override-freeze: \"hotfix for INC-123, approved by the on-call lead\""
+        )));
+    }
+    if reason.chars().count() > 200 {
+        return Err(UsageError::new(
+            "input `override-freeze`: longer than 200 characters; keep the reason to one sentence",
+        ));
+    }
+    Ok(reason)
+}
+
+/// The GitHub API if it is available, or why not (`Err` only when `github-deployments: true` cannot be honoured or
+/// the runner's GitHub variables are malformed).
+pub fn connect(
+    mode: Mode,
+    github: &GithubEnv,
+    token: Option<&str>,
+) -> anyhow::Result<Result<Api, String>> {
+    let token = token.map(str::trim).filter(|t| !t.is_empty());
+    let missing = match (
+        mode,
+        github.on_runner(),
+        token,
+        github.repository.as_deref(),
+    ) {
+        (Mode::Off, ..) => return Ok(Err("github-deployments is false".into())),
+        (Mode::Auto, false, ..) => return Ok(Err("not on a GitHub runner".into())),
+        (_, _, None, _) => "no github-token",
+        (_, _, Some(_), None) => "GITHUB_REPOSITORY is not set",
+        (_, _, Some(token), Some(repo)) => {
+            let url = github.api_url.as_deref().unwrap_or(DEFAULT_API_URL);
+            return Api::new(url, token, repo).map(Ok);
+        }
+    };
+    match mode {
+        Mode::On => anyhow::bail!(
+            "input `github-deployments`: true, but {missing}; pass a token with `deployments: write` (the default ${{{{ github.token }}}} has it when the job sets `permissions: deployments: write`), or set github-deployments: auto"
+        ),
+        Mode::Auto | Mode::Off => Ok(Err(missing.to_string())),
+    }
+}
+
+/// How this run is recorded on GitHub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Record {
+    /// Our deployment, moved to `in_progress`.
+    Created {
+        id: u64,
+    },
+    /// The deployment GitHub made for the job's own `environment:` records this run; we made no second one.
+    Job {
+        id: u64,
+    },
+    NotRecorded {
+        why: String,
+    },
+}
+
+/// Gates passed and the record started: what [`Release::finish`] completes.
+#[derive(Debug)]
+pub struct Release {
+    pub plan: Plan,
+    api: Option<Api>,
+    github: GithubEnv,
+    pub gates: Vec<GateResult>,
+    pub record: Record,
+    /// The version of the environment's newest successful `deploy` record (for the changelog).
+    pub deployed_before: Option<String>,
+    steps: Vec<(String, Duration, bool)>,
+}
+
+/// The wrapper `main` puts around every phase: read-only phases run as they are; the others pass the gates, are
+/// recorded as a GitHub deployment, and get a summary section and a notification.
+pub async fn around<O, F>(
+    inv: &Invocation,
+    common: &Common,
+    ctx: &Ctx,
+    phase: F,
+) -> anyhow::Result<Released<O>>
+where
+    O: Outcome,
+    F: Future<Output = anyhow::Result<O>>,
+{
+    let Some(plan) = Plan::from_invocation(inv, common)? else {
+        return Ok(Released::plain(phase.await?));
+    };
+    let api = connect(plan.mode, &inv.github, inv.raw.github_token.as_deref())?;
+    let release = Release::begin(plan, api, inv.github.clone(), OffsetDateTime::now_utc()).await?;
+    let started = Instant::now();
+    let result = phase.await;
+    release.finish(result, started.elapsed(), &ctx.runner).await
+}
+
+impl Release {
+    /// The gates, then the record. `Err` (exit 1) on a refusal or when GitHub cannot be used as asked; nothing has
+    /// touched AWS yet.
+    pub async fn begin(
+        plan: Plan,
+        api: Result<Api, String>,
+        github: GithubEnv,
+        now: OffsetDateTime,
+    ) -> anyhow::Result<Release> {
+        let started = Instant::now();
+        let api = match api {
+            Ok(api) => Some(api),
+            Err(why) => {
+                if !plan.dry_run {
+                    tracing::info!("GitHub deployments: {why}; this run is not recorded on GitHub");
+                }
+                let needs_github: Vec<&str> = [
+                    Some("one-at-a-time"),
+                    promotion_applies(&plan).then_some("promotion"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                tracing::warn!(
+                    "GitHub not available ({why}): skipped the {} gate{}",
+                    needs_github.join(" and "),
+                    if needs_github.len() > 1 { "s" } else { "" }
+                );
+                None
+            }
+        };
+        let this_run = github.run_id.clone().unwrap_or_default();
+        let mut results = Vec::new();
+        if plan.gates.freeze {
+            let verdict = gates::freeze_gate(
+                &plan.environment.name,
+                &plan.environment.freeze,
+                now,
+                plan.override_freeze.as_deref(),
+            );
+            results.push(GateResult {
+                gate: Gate::Freeze,
+                verdict,
+            });
+        }
+        let mut recent = Vec::new();
+        match &api {
+            Some(api) => {
+                recent = recent_deployments(api, plan.github_environment(), RECENT, 1)
+                    .await
+                    .map_err(|e| gate_error(&e, "one-at-a-time"))?;
+                let verdict = one_at_a_time(api, &plan, &recent, &this_run).await;
+                results.push(GateResult {
+                    gate: Gate::OneAtATime,
+                    verdict,
+                });
+                if promotion_applies(&plan) {
+                    let verdict = promotion(api, &plan)
+                        .await
+                        .map_err(|e| gate_error(&e, "promotion"))?;
+                    results.push(GateResult {
+                        gate: Gate::Promotion,
+                        verdict,
+                    });
+                }
+            }
+            None => {
+                let why = Verdict::Skipped("GitHub not available".into());
+                results.push(GateResult {
+                    gate: Gate::OneAtATime,
+                    verdict: why.clone(),
+                });
+                if promotion_applies(&plan) {
+                    results.push(GateResult {
+                        gate: Gate::Promotion,
+                        verdict: why,
+                    });
+                }
+            }
+        }
+        for r in &results {
+            match &r.verdict {
+                Verdict::Pass(d) => tracing::info!("gate {}: pass ({d})", r.gate.name()),
+                Verdict::Overridden(d) => tracing::warn!("gate {}: {d}", r.gate.name()),
+                Verdict::Skipped(_) | Verdict::Refuse(_) => {}
+            }
+        }
+        let refusal = results
+            .iter()
+            .find(|r| r.verdict.refuses())
+            .map(|r| r.verdict.detail().to_string());
+        let mut steps = vec![("gates".to_string(), started.elapsed(), refusal.is_none())];
+        if let Some(refusal) = refusal {
+            if plan.dry_run {
+                tracing::warn!("dry run: a real run would be refused: {refusal}");
+            } else {
+                let message = Message {
+                    phase: plan.phase.name().into(),
+                    environment: plan.environment.name.clone(),
+                    version: plan.version.clone(),
+                    ending: Ending::Refused(refusal.clone()),
+                    duration: started.elapsed(),
+                    run_url: github.run_url(),
+                    freeze_override: None,
+                };
+                notify::send(plan.webhook_url.as_deref(), &message).await;
+                anyhow::bail!("{refusal}");
+            }
+        }
+        let deployed_before = recent
+            .iter()
+            .find(|d| {
+                d.ours
+                    && d.phase.as_deref() == Some("deploy")
+                    && d.latest() == Some(&StatusState::Success)
+            })
+            .and_then(|d| d.version.clone());
+        let record = match &api {
+            _ if plan.dry_run => Record::NotRecorded {
+                why: "dry run".into(),
+            },
+            None => Record::NotRecorded {
+                why: "GitHub not available".into(),
+            },
+            Some(api) => match gates::this_jobs_record(&recent, &this_run) {
+                Some(job) if plan.mode == Mode::Auto => {
+                    tracing::info!(
+                        "GitHub deployments: the job's `environment:` records this run (deployment {}); not creating a second record (github-deployments: true forces one)",
+                        job.id
+                    );
+                    Record::Job { id: job.id }
+                }
+                _ => {
+                    let t = Instant::now();
+                    let id = create(api, &plan, &github).await?;
+                    steps.push(("record in_progress".into(), t.elapsed(), true));
+                    tracing::info!(
+                        "GitHub deployment {id}: {} is in progress ({})",
+                        plan.what(),
+                        plan.github_environment()
+                    );
+                    Record::Created { id }
+                }
+            },
+        };
+        Ok(Release {
+            plan,
+            api,
+            github,
+            gates: results,
+            record,
+            deployed_before,
+            steps,
+        })
+    }
+
+    /// Records the final status, adds the changelog (deploy) and the summary section, notifies. The phase's result
+    /// comes back unchanged: nothing here can turn a success into a failure or hide a failure.
+    pub async fn finish<O: Outcome>(
+        mut self,
+        result: anyhow::Result<O>,
+        took: Duration,
+        runner: &Runner,
+    ) -> anyhow::Result<Released<O>> {
+        let (state, ending) = match &result {
+            Ok(o) if o.ok() => ("success", Ending::Succeeded),
+            Ok(o) => ("failure", Ending::Failed(first_line(&o.text()))),
+            Err(e) if is_cancelled(e) => ("error", Ending::Failed(format!("{e:#}"))),
+            Err(e) => ("failure", Ending::Failed(format!("{e:#}"))),
+        };
+        self.steps
+            .push((self.plan.phase.name().to_string(), took, state == "success"));
+        if let (Record::Created { id }, Some(api)) = (&self.record, &self.api) {
+            let t = Instant::now();
+            let description = match &ending {
+                Ending::Succeeded => format!("{}: succeeded in {}", self.plan.what(), human(took)),
+                Ending::Failed(why) | Ending::Refused(why) => {
+                    format!("{}: failed: {why}", self.plan.what())
+                }
+            };
+            let ok = match post_status(api, *id, state, &description, &self.plan, &self.github)
+                .await
+            {
+                Ok(()) => {
+                    tracing::info!("GitHub deployment {id}: {state}");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        "could not record the final status ({state}) of GitHub deployment {id}: {e}; the phase's result stands"
+                    );
+                    false
+                }
+            };
+            self.steps
+                .push((format!("record {state}"), t.elapsed(), ok));
+        }
+        let changes = match &result {
+            Ok(o) if self.plan.phase == Phase::Deploy && !self.plan.dry_run => {
+                self.changelog(o).await
+            }
+            _ => None,
+        };
+        let section = self.section(&ending, took, changes.as_deref());
+        if !self.plan.dry_run {
+            let message = Message {
+                phase: self.plan.phase.name().into(),
+                environment: self.plan.environment.name.clone(),
+                version: self.plan.version.clone(),
+                ending,
+                duration: took,
+                run_url: self.github.run_url(),
+                freeze_override: self.freeze_override(),
+            };
+            notify::send(self.plan.webhook_url.as_deref(), &message).await;
+        }
+        let deployment_id = match self.record {
+            Record::Created { id } | Record::Job { id } => Some(id),
+            Record::NotRecorded { .. } => None,
+        };
+        match result {
+            Ok(inner) => Ok(Released {
+                inner,
+                section,
+                deployment_id,
+            }),
+            Err(e) => {
+                if let Err(io) = runner.append_summary(&section) {
+                    runner.warning(&format!("could not write $GITHUB_STEP_SUMMARY: {io}"));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn freeze_override(&self) -> Option<String> {
+        self.gates
+            .iter()
+            .any(|g| matches!(g.verdict, Verdict::Overridden(_)))
+            .then(|| self.plan.override_freeze.clone())
+            .flatten()
+    }
+
+    /// The changelog markdown for a deploy, or `None` (with a log line saying why).
+    async fn changelog<O: Outcome>(&mut self, outcome: &O) -> Option<String> {
+        let (api, head) = (self.api.as_ref()?, self.plan.version.clone()?);
+        let from_outcome = outcome
+            .outputs()
+            .into_iter()
+            .find(|(k, v)| *k == "previous-version" && !v.trim().is_empty())
+            .map(|(_, v)| v);
+        let Some(base) = from_outcome.or_else(|| self.deployed_before.clone()) else {
+            tracing::info!("changelog: the version deployed before is not known; skipped");
+            return None;
+        };
+        if base == head {
+            return Some(format!(
+                "#### Changes\n\n{head} was deployed again: no changes.\n"
+            ));
+        }
+        let t = Instant::now();
+        let result = changelog::fetch(api, &base, &head).await;
+        self.steps
+            .push(("changelog".into(), t.elapsed(), result.is_ok()));
+        match result {
+            Ok(log) => {
+                tracing::info!(
+                    "changelog {base}...{head}: {} commits, {} pull requests",
+                    log.ahead_by,
+                    log.pulls.len()
+                );
+                Some(changelog::render(&log, self.repo_url().as_deref()))
+            }
+            Err(e) => {
+                tracing::warn!("changelog: {e}; the summary has no list of changes");
+                None
+            }
+        }
+    }
+
+    fn repo_url(&self) -> Option<String> {
+        Some(format!(
+            "{}/{}",
+            self.github
+                .server_url
+                .as_deref()
+                .unwrap_or("https://github.com"),
+            self.github.repository.as_deref()?
+        ))
+    }
+
+    /// The summary section: what, result, gates, record, steps, changes.
+    pub fn section(&self, ending: &Ending, took: Duration, changes: Option<&str>) -> String {
+        let p = &self.plan;
+        let result = match (ending, p.dry_run) {
+            (_, true) => "🧪 dry run: nothing changed, nothing recorded".to_string(),
+            (Ending::Succeeded, false) => "✅ succeeded".to_string(),
+            (Ending::Failed(why), false) => format!("❌ failed: {why}"),
+            (Ending::Refused(why), false) => format!("🚫 refused: {why}"),
+        };
+        let env = match &p.environment.url {
+            Some(url) => format!("{} ({url})", p.environment.name),
+            None => p.environment.name.clone(),
+        };
+        let env_link = self
+            .repo_url()
+            .map(|r| format!("{r}/deployments/{}", query_value(p.github_environment())));
+        let record = match (&self.record, env_link) {
+            (Record::Created { id }, Some(link)) => {
+                format!("[deployment {id}]({link}) on {}", p.github_environment())
+            }
+            (Record::Created { id }, None) => format!("deployment {id}"),
+            (Record::Job { id }, _) => {
+                format!("deployment {id}, made for the job's `environment:`")
+            }
+            (Record::NotRecorded { why }, _) => format!("not recorded ({why})"),
+        };
+        let mut rows = vec![
+            vec!["Result".to_string(), result],
+            vec!["Environment".into(), env],
+            vec![
+                "Version".into(),
+                p.version.clone().unwrap_or_else(|| "—".into()),
+            ],
+            vec!["Duration".into(), human(took)],
+            vec!["GitHub".into(), record],
+        ];
+        if let Some(url) = self.github.run_url() {
+            rows.push(vec!["Run".into(), url]);
+        }
+        if let Some(reason) = self.freeze_override() {
+            rows.push(vec!["Freeze overridden".into(), reason]);
+        }
+        let mut s = format!(
+            "### {} {}\n\n{}",
+            p.phase.name(),
+            p.version
+                .as_deref()
+                .map(|v| format!("{v} → {}", p.environment.name))
+                .unwrap_or_else(|| p.environment.name.clone()),
+            md_table(&["", ""], &rows)
+        );
+        if !self.gates.is_empty() {
+            let rows: Vec<Vec<String>> = self
+                .gates
+                .iter()
+                .map(|g| {
+                    vec![
+                        g.gate.name().into(),
+                        g.verdict.label().into(),
+                        g.verdict.detail().into(),
+                    ]
+                })
+                .collect();
+            s.push_str(&format!(
+                "\n{}",
+                md_table(&["Gate", "Verdict", "Detail"], &rows)
+            ));
+        }
+        let steps: Vec<(&str, Duration, bool)> = self
+            .steps
+            .iter()
+            .map(|(n, d, ok)| (n.as_str(), *d, *ok))
+            .collect();
+        s.push_str(&format!("\n{}", render_steps(&steps)));
+        if let Some(c) = changes {
+            s.push_str(&format!("\n{c}"));
+        }
+        s
+    }
+}
+
+fn promotion_applies(plan: &Plan) -> bool {
+    plan.gates.promotion && plan.required.is_some() && plan.version.is_some()
+}
+
+fn is_cancelled(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<WaitError>(),
+            Some(WaitError::Cancelled { .. })
+        )
+    })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("the phase did not reach its goal")
+        .trim()
+        .to_string()
+}
+
+/// A gate that could not be checked refuses: the message names the permission when that is the cause.
+fn gate_error(e: &ApiError, gate: &str) -> anyhow::Error {
+    if e.is_permission() {
+        anyhow::anyhow!(
+            "{e}: the token cannot read deployments for the {gate} gate; give the job `permissions: deployments: write` (and `contents: read`), or set github-deployments: false to skip the GitHub gates; nothing was changed"
+        )
+    } else {
+        anyhow::anyhow!(
+            "{e}: the {gate} gate could not be checked; re-run when GitHub answers, or set github-deployments: false to skip the GitHub gates; nothing was changed"
+        )
+    }
+}
+
+/// The environment's newest deployments, each with its newest `statuses` statuses.
+async fn recent_deployments(
+    api: &Api,
+    environment: &str,
+    count: u32,
+    statuses: u32,
+) -> Result<Vec<Seen>, ApiError> {
+    let list: Vec<Deployment> = api
+        .get(
+            &format!("list deployments of {environment}"),
+            &api.route(&format!(
+                "deployments?environment={}&per_page={count}",
+                query_value(environment)
+            )),
+        )
+        .await?;
+    with_statuses(api, &list, statuses).await
+}
+
+async fn with_statuses(
+    api: &Api,
+    list: &[Deployment],
+    statuses: u32,
+) -> Result<Vec<Seen>, ApiError> {
+    let fetches = list.iter().map(|d| async move {
+        let what = format!("list statuses of deployment {}", d.id);
+        let route = api.route(&format!(
+            "deployments/{}/statuses?per_page={statuses}",
+            d.id
+        ));
+        api.get::<Vec<DeploymentStatus>>(&what, &route).await
+    });
+    let all = futures::future::try_join_all(fetches).await?;
+    Ok(list.iter().zip(all).map(|(d, s)| seen(d, &s)).collect())
+}
+
+/// A deployment as the gates see it.
+pub fn seen(d: &Deployment, statuses: &[DeploymentStatus]) -> Seen {
+    let ours = d.payload.get("tool").and_then(Value::as_str) == Some(TOOL);
+    let field = |k: &str| match d.payload.get(k) {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let log_url = statuses
+        .first()
+        .and_then(|s| s.log_url.clone().or_else(|| s.target_url.clone()))
+        .filter(|u| !u.is_empty());
+    let run_id = ours
+        .then(|| field("run_id"))
+        .flatten()
+        .or_else(|| log_url.as_deref().and_then(gates::run_id_in_url));
+    Seen {
+        id: d.id,
+        ours,
+        task: d.task.clone(),
+        git_ref: d.git_ref.clone(),
+        sha: d.sha.clone(),
+        run_id,
+        phase: ours.then(|| field("phase")).flatten(),
+        version: ours.then(|| field("version")).flatten(),
+        states: statuses
+            .iter()
+            .map(|s| StatusState::parse(&s.state))
+            .collect(),
+        log_url,
+    }
+}
+
+/// The one-at-a-time verdict. A blocker whose workflow run has finished left a stale record (its runner died):
+/// warned about, not waited for.
+async fn one_at_a_time(api: &Api, plan: &Plan, recent: &[Seen], this_run: &str) -> Verdict {
+    let mut finished = Vec::new();
+    for d in gates::blockers(recent, this_run, &[]) {
+        let Some(run) = &d.run_id else { continue };
+        let route = api.route(&format!("actions/runs/{run}"));
+        match api
+            .get::<WorkflowRun>(&format!("get workflow run {run}"), &route)
+            .await
+        {
+            Ok(r) if r.status.as_deref() == Some("completed") => {
+                tracing::warn!(
+                    "{} is still marked in progress, but its workflow run has finished; not waiting for it",
+                    d.describe()
+                );
+                finished.push(run.clone());
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!("{e}; taking {} as running", d.describe()),
+        }
+    }
+    let blockers = gates::blockers(recent, this_run, &finished);
+    gates::one_at_a_time_gate(plan.github_environment(), &blockers)
+}
+
+async fn promotion(api: &Api, plan: &Plan) -> Result<Verdict, ApiError> {
+    let (Some((required, required_gh)), Some(version)) = (&plan.required, &plan.version) else {
+        return Ok(Verdict::Pass("no promotion required".into()));
+    };
+    let list: Vec<Deployment> = api
+        .get(
+            &format!("list deployments of {required_gh}"),
+            &api.route(&format!(
+                "deployments?environment={}&per_page={PROMOTION_WINDOW}",
+                query_value(required_gh)
+            )),
+        )
+        .await?;
+    let bare: Vec<Seen> = list.iter().map(|d| seen(d, &[])).collect();
+    // Records made by a job's `environment:` name a branch or tag; the version's commit matches them too.
+    let sha = if bare.iter().any(|d| !d.ours && d.git_ref != *version) {
+        let route = api.route(&format!("commits/{}", query_value(version)));
+        match api
+            .get::<Commit>(&format!("get commit of {version}"), &route)
+            .await
+        {
+            Ok(c) => Some(c.sha),
+            Err(e) => {
+                tracing::debug!("{e}; matching {required} deployments by version and ref only");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let candidates: Vec<Deployment> = list
+        .iter()
+        .zip(&bare)
+        .filter(|(_, s)| gates::deployed_version(s, version, sha.as_deref()))
+        .map(|(d, _)| d.clone())
+        .take(10)
+        .collect();
+    let candidates = with_statuses(api, &candidates, 100).await?;
+    Ok(gates::promotion_gate(
+        &plan.environment.name,
+        required,
+        version,
+        &candidates,
+        list.len(),
+    ))
+}
+
+/// `POST /deployments` (the version's tag, else the commit), then status `in_progress`.
+async fn create(api: &Api, plan: &Plan, github: &GithubEnv) -> anyhow::Result<u64> {
+    let env = plan.github_environment();
+    let sha = github.sha.clone().filter(|s| !s.is_empty());
+    let mut refs: Vec<String> = plan.version.iter().cloned().chain(sha.clone()).collect();
+    refs.dedup();
+    if refs.is_empty() {
+        anyhow::bail!(
+            "GitHub deployments: nothing to record the deployment at (no version input and GITHUB_SHA is not set); pass `version`, or set github-deployments: false; nothing was changed"
+        );
+    }
+    let mut payload = json!({
+        "tool": TOOL,
+        "phase": plan.phase.name(),
+        "version": plan.version,
+        "environment": plan.environment.name,
+        "run_id": github.run_id,
+        "run_attempt": github.run_attempt,
+    });
+    if let Some(reason) = &plan.override_freeze {
+        payload["override_freeze"] = json!(reason);
+    }
+    let what = format!("create a deployment of {env}");
+    let mut last: Option<ApiError> = None;
+    for (i, git_ref) in refs.iter().enumerate() {
+        let body = json!({
+            "ref": git_ref,
+            "task": format!("deploy:{}", plan.phase.name()),
+            "auto_merge": false,
+            "required_contexts": [],
+            "payload": payload,
+            "environment": env,
+            "description": bounded(&format!("{} (deploy-action)", plan.what()), 140),
+            "transient_environment": plan.environment.github.transient,
+            "production_environment": plan.environment.github.production,
+        });
+        match api
+            .post::<Deployment>(&what, &api.route("deployments"), &body)
+            .await
+        {
+            Ok(d) => {
+                post_status(
+                    api,
+                    d.id,
+                    "in_progress",
+                    &format!("{}: started", plan.what()),
+                    plan,
+                    github,
+                )
+                .await
+                .map_err(|e| record_error(&e))?;
+                return Ok(d.id);
+            }
+            Err(e) if e.is_unprocessable() && i + 1 < refs.len() => {
+                tracing::info!(
+                    "GitHub does not take {git_ref:?} as a ref ({}); recording the deployment at {} instead",
+                    e.message,
+                    refs[i + 1]
+                );
+                last = Some(e);
+            }
+            Err(e) => return Err(record_error(&e)),
+        }
+    }
+    Err(record_error(&last.expect("the loop ran at least once")))
+}
+
+fn record_error(e: &ApiError) -> anyhow::Error {
+    if e.is_permission() {
+        anyhow::anyhow!(
+            "{e}: the token cannot write deployments; give the job `permissions: deployments: write` (and `contents: read`), or set github-deployments: false; nothing was changed"
+        )
+    } else {
+        anyhow::anyhow!(
+            "{e}: the deployment could not be recorded; re-run when GitHub answers, or set github-deployments: false; nothing was changed"
+        )
+    }
+}
+
+async fn post_status(
+    api: &Api,
+    id: u64,
+    state: &str,
+    description: &str,
+    plan: &Plan,
+    github: &GithubEnv,
+) -> Result<(), ApiError> {
+    let mut body = json!({
+        "state": state,
+        "description": bounded(description, 140),
+    });
+    if let Some(url) = github.run_url() {
+        body["log_url"] = json!(url);
+    }
+    if let Some(url) = &plan.environment.url {
+        body["environment_url"] = json!(url);
+    }
+    api.post::<DeploymentStatus>(
+        &format!("set deployment {id} to {state}"),
+        &api.route(&format!("deployments/{id}/statuses")),
+        &body,
+    )
+    .await
+    .map(|_| ())
+}
+
+fn bounded(s: &str, max: usize) -> String {
+    let s: String = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > max {
+        s.chars().take(max - 1).collect::<String>() + "…"
+    } else {
+        s
+    }
+}
+
+/// Percent-encodes a query value or path segment (environment names may hold spaces).
+fn query_value(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// A phase's outcome with the deployment's summary section after its own. Serialises as the phase's outcome.
+#[derive(Debug, Clone)]
+pub struct Released<O> {
+    pub inner: O,
+    /// Markdown appended to the phase's summary (empty for read-only phases).
+    pub section: String,
+    pub deployment_id: Option<u64>,
+}
+
+impl<O> Released<O> {
+    pub fn plain(inner: O) -> Released<O> {
+        Released {
+            inner,
+            section: String::new(),
+            deployment_id: None,
+        }
+    }
+}
+
+impl<O: Serialize> Serialize for Released<O> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.inner.serialize(s)
+    }
+}
+
+impl<O: Outcome> Outcome for Released<O> {
+    fn ok(&self) -> bool {
+        self.inner.ok()
+    }
+
+    fn outputs(&self) -> Vec<(&'static str, String)> {
+        let mut out = self.inner.outputs();
+        if let Some(id) = self.deployment_id {
+            out.push(("deployment-id", id.to_string()));
+        }
+        out
+    }
+
+    fn summary(&self) -> String {
+        let own = self.inner.summary();
+        match (own.trim().is_empty(), self.section.is_empty()) {
+            (_, true) => own,
+            (true, false) => self.section.clone(),
+            (false, false) => format!("{}\n\n{}", own.trim_end(), self.section),
+        }
+    }
+
+    fn text(&self) -> String {
+        self.inner.text()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn modes() {
+        assert_eq!(Mode::parse(None).unwrap(), Mode::Auto);
+        assert_eq!(Mode::parse(Some("AUTO")).unwrap(), Mode::Auto);
+        assert_eq!(Mode::parse(Some("true")).unwrap(), Mode::On);
+        assert_eq!(Mode::parse(Some("false")).unwrap(), Mode::Off);
+        let e = Mode::parse(Some("maybe")).unwrap_err().to_string();
+        assert!(e.starts_with("input `github-deployments`"), "{e}");
+    }
+
+    #[test]
+    fn override_needs_a_reason() {
+        assert_eq!(
+            parse_override("  hotfix  for\nINC-42 ").unwrap(),
+            "hotfix for INC-42"
+        );
+        for bad in ["true", "YES", "1"] {
+            let e = parse_override(bad).unwrap_err().to_string();
+            assert!(
+                e.starts_with("input `override-freeze`") && e.contains("not a reason"),
+                "{e}"
+            );
+        }
+        assert!(parse_override(&"x".repeat(201)).is_err());
+    }
+
+    fn runner_env() -> GithubEnv {
+        GithubEnv {
+            actions: Some("true".into()),
+            repository: Some("acme/backend".into()),
+            run_id: Some("4242".into()),
+            ..GithubEnv::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn when_github_is_used() {
+        let local = GithubEnv::default();
+        let runner = runner_env();
+        let why = |r: anyhow::Result<Result<Api, String>>| r.unwrap().err();
+        assert_eq!(
+            why(connect(Mode::Auto, &local, Some("t"))).as_deref(),
+            Some("not on a GitHub runner")
+        );
+        assert_eq!(
+            why(connect(Mode::Off, &runner, Some("t"))).as_deref(),
+            Some("github-deployments is false")
+        );
+        assert_eq!(
+            why(connect(Mode::Auto, &runner, None)).as_deref(),
+            Some("no github-token")
+        );
+        assert_eq!(
+            why(connect(Mode::Auto, &runner, Some("  "))).as_deref(),
+            Some("no github-token")
+        );
+        let no_repo = GithubEnv {
+            repository: None,
+            ..runner_env()
+        };
+        assert_eq!(
+            why(connect(Mode::Auto, &no_repo, Some("t"))).as_deref(),
+            Some("GITHUB_REPOSITORY is not set")
+        );
+        assert!(connect(Mode::Auto, &runner, Some("t")).unwrap().is_ok());
+        // Forced: a local run with a token and a repository records; a missing token is an error naming the permission.
+        let local_repo = GithubEnv {
+            repository: Some("acme/backend".into()),
+            ..GithubEnv::default()
+        };
+        assert!(connect(Mode::On, &local_repo, Some("t")).unwrap().is_ok());
+        let e = connect(Mode::On, &runner, None).unwrap_err().to_string();
+        assert!(
+            e.contains("no github-token") && e.contains("deployments: write"),
+            "{e}"
+        );
+        let bad_repo = GithubEnv {
+            repository: Some("acme".into()),
+            ..runner_env()
+        };
+        assert!(connect(Mode::Auto, &bad_repo, Some("t")).is_err());
+    }
+
+    #[test]
+    fn records_are_told_apart() {
+        let d = |payload: Value| Deployment {
+            id: 7,
+            git_ref: "v1.2.3".into(),
+            sha: "abc".into(),
+            task: "deploy:deploy".into(),
+            environment: "prod".into(),
+            payload,
+            created_at: String::new(),
+            creator: None,
+        };
+        let status = |state: &str, url: Option<&str>| DeploymentStatus {
+            id: 1,
+            state: state.into(),
+            log_url: url.map(str::to_string),
+            target_url: None,
+            environment_url: None,
+        };
+        let ours = seen(
+            &d(
+                json!({"tool": "deploy-action", "phase": "deploy", "version": "v1.2.3", "run_id": "99"}),
+            ),
+            &[status("in_progress", None)],
+        );
+        assert!(ours.ours);
+        assert_eq!(ours.run_id.as_deref(), Some("99"));
+        assert_eq!(ours.version.as_deref(), Some("v1.2.3"));
+        let numeric = seen(&d(json!({"tool": "deploy-action", "run_id": 99})), &[]);
+        assert_eq!(numeric.run_id.as_deref(), Some("99"));
+        let job = seen(
+            &d(json!("")),
+            &[status(
+                "in_progress",
+                Some("https://github.com/acme/backend/actions/runs/4242/job/1"),
+            )],
+        );
+        assert!(!job.ours);
+        assert_eq!(job.run_id.as_deref(), Some("4242"));
+        assert_eq!(job.version, None);
+        // Someone else's payload that happens to carry a version is not ours.
+        let other = seen(&d(json!({"version": "v1.2.3", "run_id": "5"})), &[]);
+        assert!(!other.ours && other.version.is_none() && other.run_id.is_none());
+    }
+
+    #[test]
+    fn encoding_and_bounds() {
+        assert_eq!(query_value("prod eu/1"), "prod%20eu%2F1");
+        assert_eq!(bounded("a  b\nc", 140), "a b c");
+        assert_eq!(bounded(&"x".repeat(200), 140).chars().count(), 140);
+    }
+}
