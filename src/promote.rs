@@ -371,7 +371,8 @@ mod tests {
             cluster: "app-stage".into(),
             region: "eu-central-1".into(),
             state,
-            state_reason: (state == EnvState::Mixed).then(|| "1 service(s) neither settled up nor scaled to 0".into()),
+            state_reason: (state == EnvState::Mixed)
+                .then(|| "1 service(s) neither settled up nor scaled to 0".into()),
             services,
             database: None,
             maintenance: MaintenanceState::Off,

@@ -171,10 +171,14 @@ pub async fn service_task(
     service: &Service,
     ecs_client: &aws_sdk_ecs::Client,
 ) -> Result<TaskConfig> {
-    let svc = ecs::describe_services(ecs_client, &env.cluster, std::slice::from_ref(&service.name))
-        .await?
-        .into_iter()
-        .next();
+    let svc = ecs::describe_services(
+        ecs_client,
+        &env.cluster,
+        std::slice::from_ref(&service.name),
+    )
+    .await?
+    .into_iter()
+    .next();
     let td = svc
         .as_ref()
         .and_then(|s| s.task_definition())
@@ -361,8 +365,16 @@ mod tests {
     #[test]
     fn command_inputs() {
         let ok = |v: &str| parse_command(Some(v)).unwrap();
-        assert_eq!(ok(r#"["npm","run","seed"]"#), Some(vec!["npm".into(), "run".into(), "seed".into()]));
-        assert_eq!(ok(r#" ["sh", "-c", "echo \"hi\" && exit 3"] "#).unwrap().len(), 3);
+        assert_eq!(
+            ok(r#"["npm","run","seed"]"#),
+            Some(vec!["npm".into(), "run".into(), "seed".into()])
+        );
+        assert_eq!(
+            ok(r#" ["sh", "-c", "echo \"hi\" && exit 3"] "#)
+                .unwrap()
+                .len(),
+            3
+        );
         assert_eq!(parse_command(None).unwrap(), None);
         assert_eq!(parse_command(Some("  ")).unwrap(), None);
         for (bad, needle) in [
@@ -375,7 +387,10 @@ mod tests {
         ] {
             let e = parse_command(Some(bad)).unwrap_err().to_string();
             assert!(e.starts_with("input `command`: "), "{e}");
-            assert!(e.contains(needle) && e.contains(r#"["npm","run","seed"]"#), "{bad}: {e}");
+            assert!(
+                e.contains(needle) && e.contains(r#"["npm","run","seed"]"#),
+                "{bad}: {e}"
+            );
         }
     }
 
