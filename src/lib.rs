@@ -13,6 +13,7 @@ pub mod inputs;
 pub mod log;
 pub mod maintenance;
 pub mod phases;
+pub mod promote;
 pub mod rollout;
 pub mod tags;
 pub mod task;

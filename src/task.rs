@@ -409,6 +409,87 @@ impl TaskReport {
         }
     }
 
+    /// The outputs every phase that runs a one-off task sets: `task-arn`, `exit-code`, `log-lines`.
+    pub fn outputs(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("task-arn", self.task_arn.clone().unwrap_or_default()),
+            (
+                "exit-code",
+                self.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+            ),
+            ("log-lines", self.log_lines.to_string()),
+        ]
+    }
+
+    /// The summary's icon for the verdict.
+    pub fn icon(&self) -> &'static str {
+        match self.verdict {
+            Verdict::Succeeded => "✅",
+            Verdict::Planned => "📝",
+            Verdict::Failed | Verdict::FailedToStart | Verdict::Interrupted | Verdict::TimedOut => {
+                "❌"
+            }
+        }
+    }
+
+    /// (name, value) rows for the summary and the text: task, task definition, image, and (unless planned) exit
+    /// code, stop code and log lines.
+    pub fn rows(&self, dry_run: bool) -> Vec<Vec<String>> {
+        let mut rows = vec![];
+        if let Some(arn) = &self.task_arn {
+            let how = if self.attached {
+                " (attached: it was already running)"
+            } else {
+                ""
+            };
+            rows.push(vec!["task".into(), format!("{arn}{how}")]);
+        }
+        if let Some(td) = &self.task_definition {
+            rows.push(vec!["task definition".into(), td_short(td).to_string()]);
+        }
+        if let Some(image) = &self.image {
+            rows.push(vec!["image".into(), image.clone()]);
+        }
+        if !dry_run {
+            rows.push(vec![
+                "exit code".into(),
+                self.exit_code.map_or("none".into(), |c| c.to_string()),
+            ]);
+            rows.push(vec![
+                "stop code".into(),
+                match (&self.stop_code, &self.stopped_reason) {
+                    (Some(c), Some(r)) => format!("{c}: {r}"),
+                    (Some(c), None) => c.clone(),
+                    (None, _) => "none".into(),
+                },
+            ]);
+            rows.push(vec![
+                "log lines".into(),
+                match &self.log_note {
+                    Some(note) => format!("{} ({note})", self.log_lines),
+                    None => self.log_lines.to_string(),
+                },
+            ]);
+        }
+        rows
+    }
+
+    /// The last lines as indented text after a blank line (empty when there are none).
+    pub fn last_lines_text(&self) -> String {
+        if self.last_lines.is_empty() {
+            return String::new();
+        }
+        let mut s = format!(
+            "\nlast {} of {} log lines:\n",
+            self.last_lines.len(),
+            self.log_lines
+        );
+        for l in &self.last_lines {
+            s.push_str(&format!("  {l}\n"));
+        }
+        s
+    }
+
     /// The last lines as a collapsed markdown block (empty when there are none).
     pub fn last_lines_markdown(&self) -> String {
         if self.last_lines.is_empty() {

@@ -10,6 +10,9 @@
 //! 5. On failure, timeout or a failed smoke check: every changed service goes back to the revision it ran before
 //!    (waited for), the reasons are reported (events, stopped tasks, last log lines), the new revisions are
 //!    deregistered, and the phase exits 1 with `rolled-back=true`.
+//!
+//! The version is resolved before the plan ([`promote::resolve`]): as given, or `from:<environment>` (promotion by
+//! reference: the version that environment runs now, refused unless it is settled on one version).
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -30,6 +33,7 @@ use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
 use crate::maintenance::{self, BypassHeader, MaintenanceState};
+use crate::promote::{self, Promotion, SelfReference, VersionRef};
 use crate::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
 use crate::version::{self, Version};
 use crate::wait::{Backoff, Check, Poller, WaitError};
@@ -62,10 +66,11 @@ pub struct Smoke {
     pub status: u16,
 }
 
+/// The deploy request: `V` is the `version` input ([`VersionRef`]) until [`run`] resolves it to a [`Version`].
 #[derive(Debug, Clone)]
-pub struct Request {
+pub struct Request<V = VersionRef> {
     pub common: Common,
-    pub version: Version,
+    pub version: V,
     pub state: DeployState,
     pub smoke: Option<Smoke>,
     /// The secret header that gets through maintenance: sent with the smoke check, and used if maintenance changes.
@@ -74,9 +79,11 @@ pub struct Request {
 
 impl Request {
     pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<Request, UsageError> {
-        let version = inv.version()?;
-        for s in &common.environment.services {
-            s.image.tag_for(&version)?;
+        let version = VersionRef::from_invocation(inv, common, SelfReference::Refused)?;
+        if let Some(v) = version.given() {
+            for s in &common.environment.services {
+                s.image.tag_for(v)?;
+            }
         }
         let state = match inv.raw.state.as_deref().map(str::trim) {
             None | Some("running") => DeployState::Running,
@@ -130,6 +137,17 @@ impl Request {
             bypass,
         })
     }
+
+    /// The same request with its version resolved.
+    fn resolved(&self, version: Version) -> Request<Version> {
+        Request {
+            common: self.common.clone(),
+            version,
+            state: self.state,
+            smoke: self.smoke.clone(),
+            bypass: self.bypass.clone(),
+        }
+    }
 }
 
 /// Only the clients `deploy` uses (`state` lifts maintenance at the end).
@@ -138,6 +156,7 @@ pub struct Clients {
     pub ssm: aws_sdk_ssm::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub state: state::Clients,
+    pub promote: promote::Clients,
 }
 
 impl Clients {
@@ -147,6 +166,7 @@ impl Clients {
             ssm: aws_sdk_ssm::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             state: state::Clients::new(sdk),
+            promote: promote::Clients::new(sdk),
         }
     }
 }
@@ -251,7 +271,7 @@ pub struct ServicePlan {
     pub images: Vec<(String, String)>,
 }
 
-async fn plan(req: &Request, c: &Clients) -> Result<Vec<ServicePlan>> {
+async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
     let env = &req.common.environment;
     let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
     let services_fut = ecs::describe_services(&c.ecs, &env.cluster, &names);
@@ -509,6 +529,8 @@ pub struct ServiceRow {
 pub struct DeployOutcome {
     pub environment: String,
     pub version: String,
+    /// Set when the version was `from:<environment>`.
+    pub resolved_from: Option<Promotion>,
     pub previous_version: Option<String>,
     pub state: DeployState,
     pub dry_run: bool,
@@ -524,10 +546,11 @@ pub struct DeployOutcome {
 }
 
 impl DeployOutcome {
-    fn new(req: &Request, plans: &[ServicePlan], dry_run: bool) -> DeployOutcome {
+    fn new(req: &Request<Version>, plans: &[ServicePlan], dry_run: bool) -> DeployOutcome {
         DeployOutcome {
             environment: req.common.environment.name.clone(),
             version: req.version.to_string(),
+            resolved_from: None,
             previous_version: plans.first().and_then(|p| p.from_version.clone()),
             state: req.state,
             dry_run,
@@ -571,6 +594,17 @@ impl DeployOutcome {
 // ------------------------------------------------------------------------------------------------------------------
 
 pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome> {
+    // The version first, before anything changes.
+    let resolved = promote::resolve(&req.version, &c.promote).await?;
+    for s in &req.common.environment.services {
+        s.image.tag_for(&resolved.version)?;
+    }
+    let mut out = deploy(&req.resolved(resolved.version), c, ctx).await?;
+    out.resolved_from = resolved.promotion;
+    Ok(out)
+}
+
+async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome> {
     let env = &req.common.environment;
     let plans = {
         let _g = ctx.runner.group(&format!(
@@ -836,7 +870,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
 /// Registers the planned revisions concurrently; `None` for services that keep their revision. If any registration
 /// fails, the ones that succeeded are deregistered again and the error is returned (nothing else changed yet).
 async fn register(
-    req: &Request,
+    req: &Request<Version>,
     c: &Clients,
     plans: &[ServicePlan],
 ) -> Result<Vec<Option<TaskDefinition>>> {
@@ -918,7 +952,7 @@ async fn tag_known_good(
 
 /// What a deploy changed so far: the failure path undoes it.
 struct Applied<'a> {
-    req: &'a Request,
+    req: &'a Request<Version>,
     c: &'a Clients,
     ctx: &'a Ctx,
     plans: &'a [ServicePlan],
@@ -1191,7 +1225,7 @@ fn without_url(e: &reqwest::Error) -> String {
 
 /// State `running`: the environment converges on running (maintenance off) once every service completed. Returns
 /// what it did, one line.
-async fn lift_maintenance(req: &Request, c: &Clients, ctx: &Ctx) -> Result<String> {
+async fn lift_maintenance(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<String> {
     let opts = StateOptions {
         bypass_header: req.bypass.clone(),
         skip_drain: true,
@@ -1293,6 +1327,13 @@ impl Outcome for DeployOutcome {
         vec![
             ("version", self.version.clone()),
             (
+                "resolved-from",
+                self.resolved_from
+                    .as_ref()
+                    .map(|p| p.environment.clone())
+                    .unwrap_or_default(),
+            ),
+            (
                 "previous-version",
                 self.previous_version.clone().unwrap_or_default(),
             ),
@@ -1324,6 +1365,9 @@ impl Outcome for DeployOutcome {
             s.push_str("```\n");
         }
         let mut details = vec![];
+        if let Some(p) = &self.resolved_from {
+            details.push(format!("version: {}", p.describe(&self.version)));
+        }
         if let Some(m) = &self.maintenance {
             details.push(format!("maintenance: {m}"));
         }
@@ -1366,6 +1410,9 @@ impl Outcome for DeployOutcome {
             for l in failures {
                 s.push_str(&format!("  {l}\n"));
             }
+        }
+        if let Some(p) = &self.resolved_from {
+            s.push_str(&format!("\nversion: {}\n", p.describe(&self.version)));
         }
         if let Some(m) = &self.maintenance {
             s.push_str(&format!("\nmaintenance: {m}\n"));

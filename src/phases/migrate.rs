@@ -6,8 +6,11 @@
 //!    warning annotation and a banner in the summary. A migration of another version still running is refused too.
 //! 2. **db-only**: maintenance on, core services at 0, no core task left, through the `state` phase's
 //!    [`state::converge`].
-//! 3. **The migration task** through [`crate::task::run`]: a revision with only the migration image changed, one
-//!    task per environment (a rerun attaches), live logs, verdict by exit code and stop code.
+//! 3. **The migration task**, exactly as phase `run` runs a task ([`run::execute`]): a revision with only the
+//!    migration image changed, one task per environment (a rerun attaches), live logs, verdict by exit code and stop
+//!    code.
+//!
+//! The version is resolved first ([`promote::resolve`]): as given, or `from:<environment>`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -15,17 +18,18 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tokio::time::Instant;
 
+use super::run::{self as run_phase, RunOutcome};
 use super::state::{self, StateOptions};
 use super::status::EnvState;
 use super::Ctx;
 use crate::aws::rds::{self, Snapshot};
 use crate::config::{Database, Environment, TaskConfig};
 use crate::error::UsageError;
-use crate::github::runner::{md_table, Outcome};
+use crate::github::runner::Outcome;
 use crate::inputs::{parse_bool, parse_duration, Common, Invocation};
+use crate::promote::{self, SelfReference, VersionRef};
 use crate::tags;
-use crate::task::{self, LaunchPlan, TaskReport, Verdict};
-use crate::version::Version;
+use crate::task::{self, LaunchPlan};
 use crate::wait::human;
 
 /// `max-snapshot-age` when the input is not given.
@@ -36,7 +40,7 @@ pub struct Request {
     pub environment: Environment,
     pub database: Database,
     pub migration: TaskConfig,
-    pub version: Version,
+    pub version: VersionRef,
     pub max_snapshot_age: Duration,
     pub allow_without_snapshot: bool,
     /// How `state` brings the environment to db-only (bypass header, skip-drain).
@@ -54,7 +58,10 @@ impl Request {
                 name = env.name
             ))
         })?;
-        let version = inv.version()?;
+        let version = VersionRef::from_invocation(inv, common, SelfReference::Refused)?;
+        if let Some(v) = version.given() {
+            migration.image.tag_for(v)?;
+        }
         let max_snapshot_age =
             parse_duration("max-snapshot-age", inv.raw.max_snapshot_age.as_deref())?
                 .unwrap_or(DEFAULT_MAX_SNAPSHOT_AGE);
@@ -88,10 +95,11 @@ impl Request {
     }
 }
 
-/// The clients `state` (db-only) and the task runner use.
+/// The clients `state` (db-only) and the task runner use, and those that resolve `from:`.
 pub struct Clients {
     pub state: state::Clients,
     pub task: task::Clients,
+    pub promote: promote::Clients,
 }
 
 impl Clients {
@@ -99,6 +107,7 @@ impl Clients {
         Clients {
             state: state::Clients::new(sdk),
             task: task::Clients::new(sdk),
+            promote: promote::Clients::new(sdk),
         }
     }
 }
@@ -110,11 +119,11 @@ pub struct SnapshotCheck {
     pub age_seconds: u64,
 }
 
+/// Phase `run`'s outcome for the migration task, plus what the preconditions found and did.
 #[derive(Debug, Clone, Serialize)]
 pub struct MigrateOutcome {
-    pub environment: String,
-    pub version: String,
-    pub dry_run: bool,
+    #[serde(flatten)]
+    pub run: RunOutcome,
     /// The fresh snapshot the precondition found; `None` only with allow-without-snapshot.
     pub snapshot: Option<SnapshotCheck>,
     /// Ran without a fresh snapshot (allow-without-snapshot), and why there was none.
@@ -123,21 +132,20 @@ pub struct MigrateOutcome {
     pub previous_state: EnvState,
     /// What `state` did to reach db-only (empty when it already was).
     pub state_steps: Vec<String>,
-    pub task: TaskReport,
-    pub duration_seconds: u64,
 }
 
 pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateOutcome> {
     let started = Instant::now();
     let env = &req.environment;
+    // 1. Preconditions: nothing changes before all of them hold. The version first.
+    let resolved = promote::resolve(&req.version, &clients.promote).await?;
+    let version = &resolved.version;
     let launch = task::Launch {
         environment: env,
         task: &req.migration,
-        version: &req.version,
+        version,
         command: None,
     };
-
-    // 1. Preconditions: nothing changes before all of them hold.
     let snaps = rds::manual_snapshots(&clients.state.rds, &req.database)
         .await
         .with_context(|| {
@@ -172,7 +180,7 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
             Err(why) => bail!(
                 "refusing to migrate {}: {why}; run the snapshot phase first (phase: snapshot, version: {}), or set allow-without-snapshot: true to migrate without one",
                 env.name,
-                req.version
+                version
             ),
         };
     if let LaunchPlan::Refuse(why) = task::plan(&launch, &clients.task).await? {
@@ -184,12 +192,10 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
         .await
         .with_context(|| format!("bringing {} to db-only before the migration", env.name))?;
 
-    // 3. The migration task.
-    let report = task::run(&launch, &clients.task, ctx).await?;
+    // 3. The migration task, as phase `run` runs it.
+    let run = run_phase::execute(&launch, &resolved, &clients.task, ctx, started).await?;
     Ok(MigrateOutcome {
-        environment: env.name.clone(),
-        version: req.version.to_string(),
-        dry_run: ctx.dry_run,
+        run,
         snapshot,
         without_snapshot,
         previous_state: state.previous_state,
@@ -198,8 +204,6 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
         } else {
             state.steps.iter().map(|s| s.step.to_string()).collect()
         },
-        task: report,
-        duration_seconds: started.elapsed().as_secs(),
     })
 }
 
@@ -257,161 +261,70 @@ pub fn snapshot_precondition<'a>(
 
 impl Outcome for MigrateOutcome {
     fn ok(&self) -> bool {
-        self.task.ok()
+        self.run.ok()
     }
 
     fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("task-arn", self.task.task_arn.clone().unwrap_or_default()),
-            (
-                "exit-code",
-                self.task
-                    .exit_code
-                    .map(|c| c.to_string())
-                    .unwrap_or_default(),
-            ),
-            ("log-lines", self.task.log_lines.to_string()),
-            (
-                "snapshot-id",
-                self.snapshot
-                    .as_ref()
-                    .map(|s| s.id.clone())
-                    .unwrap_or_default(),
-            ),
-        ]
+        let mut o = self.run.base_outputs();
+        o.push((
+            "snapshot-id",
+            self.snapshot
+                .as_ref()
+                .map(|s| s.id.clone())
+                .unwrap_or_default(),
+        ));
+        o
     }
 
     fn summary(&self) -> String {
-        let icon = match self.task.verdict {
-            Verdict::Succeeded => "✅",
-            Verdict::Planned => "📝",
-            Verdict::Failed | Verdict::FailedToStart | Verdict::Interrupted | Verdict::TimedOut => {
-                "❌"
-            }
-        };
-        let mut s = format!(
-            "### {icon} Migration {} on `{}`: {}\n\n",
-            self.version, self.environment, self.task.verdict
-        );
-        if !self.task.ok() {
-            s.push_str(&format!("**{}**\n\n", self.task.explanation()));
-        }
-        if let Some(why) = &self.without_snapshot {
-            s.push_str(&format!(
-                "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {why}.\n\n"
-            ));
-        }
-        s.push_str(&md_table(&["", ""], &self.rows()));
-        if !self.task.ok() {
-            let block = self.task.last_lines_markdown();
-            if !block.is_empty() {
-                s.push('\n');
-                s.push_str(&block);
-            }
-        }
-        s
+        let banners: Vec<String> = self
+            .without_snapshot
+            .iter()
+            .map(|why| format!(
+                "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {why}."
+            ))
+            .collect();
+        self.run.summary_with(&banners, self.rows())
     }
 
     fn text(&self) -> String {
-        let mut s = format!(
-            "migration {} on {}: {}\n",
-            self.version, self.environment, self.task.verdict
-        );
-        if !self.task.ok() {
-            s.push_str(&format!("  {}\n", self.task.explanation()));
-        }
-        if let Some(why) = &self.without_snapshot {
-            s.push_str(&format!(
-                "  WITHOUT a fresh snapshot (allow-without-snapshot): {why}\n"
-            ));
-        }
-        for row in self.rows() {
-            s.push_str(&format!("  {:<17}{}\n", row[0], row[1]));
-        }
-        if !self.task.ok() && !self.task.last_lines.is_empty() {
-            s.push_str(&format!(
-                "\nlast {} of {} log lines:\n",
-                self.task.last_lines.len(),
-                self.task.log_lines
-            ));
-            for l in &self.task.last_lines {
-                s.push_str(&format!("  {l}\n"));
-            }
-        }
-        s
+        let notes: Vec<String> = self
+            .without_snapshot
+            .iter()
+            .map(|why| format!("WITHOUT a fresh snapshot (allow-without-snapshot): {why}"))
+            .collect();
+        self.run.text_with(&notes, self.rows())
     }
 }
 
 impl MigrateOutcome {
+    /// What the preconditions add to phase `run`'s rows.
     fn rows(&self) -> Vec<Vec<String>> {
-        let t = &self.task;
-        let mut rows = vec![];
-        if let Some(arn) = &t.task_arn {
-            let how = if t.attached {
-                " (attached: it was already running)"
-            } else {
-                ""
-            };
-            rows.push(vec!["task".into(), format!("{arn}{how}")]);
-        }
-        if let Some(td) = &t.task_definition {
-            rows.push(vec![
-                "task definition".into(),
-                crate::aws::ecs::td_short(td).to_string(),
-            ]);
-        }
-        if let Some(image) = &t.image {
-            rows.push(vec!["image".into(), image.clone()]);
-        }
-        if !self.dry_run {
-            rows.push(vec![
-                "exit code".into(),
-                t.exit_code.map_or("none".into(), |c| c.to_string()),
-            ]);
-            rows.push(vec![
-                "stop code".into(),
-                match (&t.stop_code, &t.stopped_reason) {
-                    (Some(c), Some(r)) => format!("{c}: {r}"),
-                    (Some(c), None) => c.clone(),
-                    (None, _) => "none".into(),
+        vec![
+            vec![
+                "snapshot".into(),
+                match &self.snapshot {
+                    Some(s) => format!(
+                        "{} ({} old)",
+                        s.id,
+                        human(Duration::from_secs(s.age_seconds))
+                    ),
+                    None => "none (allow-without-snapshot)".into(),
                 },
-            ]);
-            rows.push(vec![
-                "log lines".into(),
-                match &t.log_note {
-                    Some(note) => format!("{} ({note})", t.log_lines),
-                    None => t.log_lines.to_string(),
+            ],
+            vec![
+                "environment".into(),
+                if self.state_steps.is_empty() {
+                    format!("{} (already db-only)", self.previous_state)
+                } else {
+                    format!(
+                        "{} → db-only: {}",
+                        self.previous_state,
+                        self.state_steps.join(", ")
+                    )
                 },
-            ]);
-        }
-        rows.push(vec![
-            "snapshot".into(),
-            match &self.snapshot {
-                Some(s) => format!(
-                    "{} ({} old)",
-                    s.id,
-                    human(Duration::from_secs(s.age_seconds))
-                ),
-                None => "none (allow-without-snapshot)".into(),
-            },
-        ]);
-        rows.push(vec![
-            "environment".into(),
-            if self.state_steps.is_empty() {
-                format!("{} (already db-only)", self.previous_state)
-            } else {
-                format!(
-                    "{} → db-only: {}",
-                    self.previous_state,
-                    self.state_steps.join(", ")
-                )
-            },
-        ]);
-        rows.push(vec![
-            "took".into(),
-            human(Duration::from_secs(self.duration_seconds)),
-        ]);
-        rows
+            ],
+        ]
     }
 }
 

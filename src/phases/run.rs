@@ -1,53 +1,442 @@
-//! Phase `run`: any configured one-off task, watched like a migration.
+//! Phase `run`: any one-off task (a seed after the database was recreated, `db:prepare`, an admin command), watched
+//! like a migration.
 //!
-//! Not built yet: `run` refuses with a usage error before any AWS call.
+//! 1. **The version first** ([`promote::resolve`]): as given, or `from:<environment>`, before anything changes.
+//! 2. **Which task**: the `task` input names `[environments.<env>.tasks.<name>]`. When no task has that name but a
+//!    core service does, the task is that service's: the family of the task definition the service runs, its first
+//!    configured container, its image-tag template, its network and its launch type ([`service_task`]). A
+//!    configured task wins over a service of the same name.
+//! 3. **The task** through [`crate::task::run`], exactly as `migrate` runs its migration: a revision with only the
+//!    image changed to the version's, one task per (environment, task name) and a rerun attaches to it, the optional
+//!    `command` override (a JSON list of strings), live logs with no line lost, the verdict from the exit code and
+//!    the stop code; `timeout-minutes` and cancellation stop the task.
+//!
+//! `migrate` is this phase plus its preconditions (a fresh snapshot, db-only): it shares [`execute`] and the
+//! rendering of [`RunOutcome`].
 
+use std::time::Duration;
+
+use anyhow::{bail, Result};
 use serde::Serialize;
+use tokio::time::Instant;
 
 use super::Ctx;
+use crate::aws::ecs;
+use crate::config::{Environment, Service, TaskConfig, TaskNetwork};
 use crate::error::UsageError;
-use crate::github::runner::Outcome;
+use crate::github::runner::{md_table, Outcome};
 use crate::inputs::{Common, Invocation};
+use crate::promote::{self, Promotion, Resolved, SelfReference, VersionRef};
+use crate::task::{self, Launch, TaskReport};
+use crate::wait::human;
 
 #[derive(Debug, Clone)]
 pub struct Request {
-    pub common: Common,
+    pub environment: Environment,
+    pub task: TaskRef,
+    pub version: VersionRef,
+    /// Replaces the task's command when set.
+    pub command: Option<Vec<String>>,
+}
+
+/// The task the `task` input names.
+#[derive(Debug, Clone)]
+pub enum TaskRef {
+    /// `[environments.<env>.tasks.<name>]`.
+    Configured(TaskConfig),
+    /// A core service's task definition (its family is read from the service when the phase runs).
+    Service(Service),
+}
+
+impl TaskRef {
+    pub fn name(&self) -> &str {
+        match self {
+            TaskRef::Configured(t) => &t.name,
+            TaskRef::Service(s) => &s.name,
+        }
+    }
 }
 
 impl Request {
     pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<Request, UsageError> {
-        let _ = inv;
-        Err(UsageError::new("input `phase`: run is not available in this build yet; see the README for the phases that are"))
-            .map(|()| Request { common: common.clone() })
+        let env = &common.environment;
+        let task = task_ref(env, inv.raw.task.as_deref())?;
+        let command = parse_command(inv.raw.command.as_deref())?;
+        let version = VersionRef::from_invocation(inv, common, SelfReference::Allowed)?;
+        if let Some(v) = version.given() {
+            match &task {
+                TaskRef::Configured(t) => t.image.tag_for(v)?,
+                TaskRef::Service(s) => s.image.tag_for(v)?,
+            };
+        }
+        Ok(Request {
+            environment: env.clone(),
+            task,
+            version,
+            command,
+        })
     }
 }
 
-pub struct Clients {}
+/// Pure: the task the `task` input names, or a usage error listing the names there are.
+pub fn task_ref(env: &Environment, name: Option<&str>) -> Result<TaskRef, UsageError> {
+    let tasks: Vec<&str> = env.tasks.keys().map(String::as_str).collect();
+    let services: Vec<&str> = env.services.iter().map(|s| s.name.as_str()).collect();
+    let known = format!(
+        "tasks of {}: {}; core services: {}",
+        env.name,
+        if tasks.is_empty() {
+            "none".to_string()
+        } else {
+            tasks.join(", ")
+        },
+        services.join(", ")
+    );
+    let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
+        return Err(UsageError::new(format!(
+            "input `task`: missing; name a task from [environments.{}.tasks] or a core service ({known})",
+            env.name
+        )));
+    };
+    if let Some(t) = env.tasks.get(name) {
+        return Ok(TaskRef::Configured(t.clone()));
+    }
+    if let Some(s) = env.service(name) {
+        return Ok(TaskRef::Service(s.clone()));
+    }
+    if name == "migration" && env.migration.is_some() {
+        return Err(UsageError::new(
+            "input `task`: the migration runs through phase migrate (after its snapshot check), not phase run; use phase: migrate",
+        ));
+    }
+    Err(UsageError::new(format!(
+        "input `task`: unknown task {name:?}; {known}; add [environments.{}.tasks.{name}] to the config or correct the name",
+        env.name
+    )))
+}
+
+/// Pure: the `command` input, a JSON list of strings (`["npm","run","seed"]`), or `None` when not given.
+pub fn parse_command(value: Option<&str>) -> Result<Option<Vec<String>>, UsageError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let example = r#"e.g. ["npm","run","seed"]"#;
+    match serde_json::from_str::<Vec<String>>(v) {
+        Ok(cmd) if cmd.is_empty() => Err(UsageError::new(format!(
+            "input `command`: an empty list; leave the input out to keep the task's command, or give one, {example}"
+        ))),
+        Ok(cmd) => Ok(Some(cmd)),
+        Err(_) => Err(UsageError::new(format!(
+            "input `command`: {v:?} is not a JSON list of strings; give the command and its arguments as one, {example}"
+        ))),
+    }
+}
+
+/// The clients the task runner uses, and those that resolve `from:`.
+pub struct Clients {
+    pub task: task::Clients,
+    pub promote: promote::Clients,
+}
 
 impl Clients {
-    pub fn new(_sdk: &aws_config::SdkConfig) -> Clients {
-        Clients {}
+    pub fn new(sdk: &aws_config::SdkConfig) -> Clients {
+        Clients {
+            task: task::Clients::new(sdk),
+            promote: promote::Clients::new(sdk),
+        }
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct RunOutcome {}
+pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RunOutcome> {
+    let started = Instant::now();
+    let env = &req.environment;
+    let resolved = promote::resolve(&req.version, &clients.promote).await?;
+    let task = match &req.task {
+        TaskRef::Configured(t) => t.clone(),
+        TaskRef::Service(s) => service_task(env, s, &clients.task.ecs).await?,
+    };
+    let launch = Launch {
+        environment: env,
+        task: &task,
+        version: &resolved.version,
+        command: req.command.as_deref(),
+    };
+    execute(&launch, &resolved, &clients.task, ctx, started).await
+}
 
-pub async fn run(_req: &Request, _clients: &Clients, _ctx: &Ctx) -> anyhow::Result<RunOutcome> {
-    Err(UsageError::new("input `phase`: run is not available in this build yet").into())
+/// A core service's task as a one-off task: the family of the revision the service runs now, its first configured
+/// container and image-tag template, its network and its launch type (FARGATE when it uses a capacity provider).
+pub async fn service_task(
+    env: &Environment,
+    service: &Service,
+    ecs_client: &aws_sdk_ecs::Client,
+) -> Result<TaskConfig> {
+    let svc = ecs::describe_services(
+        ecs_client,
+        &env.cluster,
+        std::slice::from_ref(&service.name),
+    )
+    .await?
+    .into_iter()
+    .next();
+    let td = svc
+        .as_ref()
+        .and_then(|s| s.task_definition())
+        .unwrap_or_default();
+    let family = ecs::td_family(td);
+    if family.is_empty() {
+        bail!(
+            "ECS service {}/{} has no task definition to run a task from",
+            env.cluster,
+            service.name
+        );
+    }
+    let launch_type = match svc
+        .as_ref()
+        .and_then(|s| s.launch_type())
+        .map(|l| l.as_str())
+    {
+        Some(l @ ("FARGATE" | "EC2" | "EXTERNAL")) => l.to_string(),
+        Some(_) | None => "FARGATE".to_string(),
+    };
+    let container = service.containers[0].clone();
+    tracing::info!(
+        "task {}: the core service's task definition family {family}, container {container}, launch type {launch_type}",
+        service.name
+    );
+    Ok(TaskConfig {
+        name: service.name.clone(),
+        family: family.to_string(),
+        container,
+        command: None,
+        image: service.image.clone(),
+        network: TaskNetwork::FromService(service.name.clone()),
+        launch_type,
+    })
+}
+
+/// What `run` does after resolving its task, and `migrate` after its preconditions: the task through
+/// [`task::run`], reported as a [`RunOutcome`]. `started` is when the phase started (for the duration).
+pub async fn execute(
+    launch: &Launch<'_>,
+    resolved: &Resolved,
+    clients: &task::Clients,
+    ctx: &Ctx,
+    started: Instant,
+) -> Result<RunOutcome> {
+    let report = task::run(launch, clients, ctx).await?;
+    Ok(RunOutcome {
+        environment: launch.environment.name.clone(),
+        version: resolved.version.to_string(),
+        resolved_from: resolved.promotion.clone(),
+        dry_run: ctx.dry_run,
+        command: launch.command.map(<[String]>::to_vec),
+        task: report,
+        duration_seconds: started.elapsed().as_secs(),
+    })
+}
+
+/// The outcome of a one-off task (and the part of `migrate`'s outcome that is the same).
+#[derive(Debug, Clone, Serialize)]
+pub struct RunOutcome {
+    pub environment: String,
+    pub version: String,
+    /// Set when the version was `from:<environment>`.
+    pub resolved_from: Option<Promotion>,
+    pub dry_run: bool,
+    /// The command override, when one was given.
+    pub command: Option<Vec<String>>,
+    pub task: TaskReport,
+    pub duration_seconds: u64,
+}
+
+impl RunOutcome {
+    /// `task-arn`, `exit-code`, `log-lines`, `version`, `resolved-from`.
+    pub fn base_outputs(&self) -> Vec<(&'static str, String)> {
+        let mut o = self.task.outputs();
+        o.push(("version", self.version.clone()));
+        o.push((
+            "resolved-from",
+            self.resolved_from
+                .as_ref()
+                .map(|p| p.environment.clone())
+                .unwrap_or_default(),
+        ));
+        o
+    }
+
+    /// Markdown: the verdict first (and why, on failure), then `banners`, the table (the task's rows, `extra`, the
+    /// duration), and the last log lines on failure.
+    pub fn summary_with(&self, banners: &[String], extra: Vec<Vec<String>>) -> String {
+        let mut s = format!("### {} {}\n\n", self.task.icon(), self.headline());
+        if !self.task.ok() {
+            s.push_str(&format!("**{}**\n\n", self.task.explanation()));
+        }
+        for b in banners {
+            s.push_str(b);
+            s.push_str("\n\n");
+        }
+        s.push_str(&md_table(&["", ""], &self.rows(extra)));
+        if !self.task.ok() {
+            let block = self.task.last_lines_markdown();
+            if !block.is_empty() {
+                s.push('\n');
+                s.push_str(&block);
+            }
+        }
+        s
+    }
+
+    /// Plain text, in the same order as [`RunOutcome::summary_with`].
+    pub fn text_with(&self, notes: &[String], extra: Vec<Vec<String>>) -> String {
+        let mut s = format!(
+            "{} {} on {}: {}\n",
+            self.task.label, self.version, self.environment, self.task.verdict
+        );
+        if !self.task.ok() {
+            s.push_str(&format!("  {}\n", self.task.explanation()));
+        }
+        for n in notes {
+            s.push_str(&format!("  {n}\n"));
+        }
+        for row in self.rows(extra) {
+            s.push_str(&format!("  {:<17}{}\n", row[0], row[1]));
+        }
+        if !self.task.ok() {
+            s.push_str(&self.task.last_lines_text());
+        }
+        s
+    }
+
+    fn headline(&self) -> String {
+        let mut label = self.task.label.chars();
+        let title: String = label
+            .next()
+            .map(|first| first.to_uppercase().chain(label).collect())
+            .unwrap_or_default();
+        format!(
+            "{title} {} on `{}`: {}",
+            self.version, self.environment, self.task.verdict
+        )
+    }
+
+    fn rows(&self, extra: Vec<Vec<String>>) -> Vec<Vec<String>> {
+        let mut rows = self.task.rows(self.dry_run);
+        if let Some(cmd) = &self.command {
+            rows.push(vec![
+                "command".into(),
+                serde_json::to_string(cmd).unwrap_or_default(),
+            ]);
+        }
+        if let Some(p) = &self.resolved_from {
+            rows.push(vec!["version".into(), p.describe(&self.version)]);
+        }
+        rows.extend(extra);
+        rows.push(vec![
+            "took".into(),
+            human(Duration::from_secs(self.duration_seconds)),
+        ]);
+        rows
+    }
 }
 
 impl Outcome for RunOutcome {
     fn ok(&self) -> bool {
-        false
+        self.task.ok()
     }
+
     fn outputs(&self) -> Vec<(&'static str, String)> {
-        vec![]
+        self.base_outputs()
     }
+
     fn summary(&self) -> String {
-        String::new()
+        self.summary_with(&[], vec![])
     }
+
     fn text(&self) -> String {
-        String::new()
+        self.text_with(&[], vec![])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_inputs() {
+        let ok = |v: &str| parse_command(Some(v)).unwrap();
+        assert_eq!(
+            ok(r#"["npm","run","seed"]"#),
+            Some(vec!["npm".into(), "run".into(), "seed".into()])
+        );
+        assert_eq!(
+            ok(r#" ["sh", "-c", "echo \"hi\" && exit 3"] "#)
+                .unwrap()
+                .len(),
+            3
+        );
+        assert_eq!(parse_command(None).unwrap(), None);
+        assert_eq!(parse_command(Some("  ")).unwrap(), None);
+        for (bad, needle) in [
+            ("npm run seed", "is not a JSON list of strings"),
+            (r#""npm run seed""#, "is not a JSON list of strings"),
+            (r#"["npm", 1]"#, "is not a JSON list of strings"),
+            (r#"{"cmd": ["npm"]}"#, "is not a JSON list of strings"),
+            (r#"["npm""#, "is not a JSON list of strings"),
+            ("[]", "an empty list"),
+        ] {
+            let e = parse_command(Some(bad)).unwrap_err().to_string();
+            assert!(e.starts_with("input `command`: "), "{e}");
+            assert!(
+                e.contains(needle) && e.contains(r#"["npm","run","seed"]"#),
+                "{bad}: {e}"
+            );
+        }
+    }
+
+    fn env() -> Environment {
+        let text = r#"
+            [environments.stage]
+            region = "eu-central-1"
+            cluster = "app-stage"
+            [environments.stage.services.core]
+            containers = ["core", "sidecar"]
+            [environments.stage.services.workers]
+            containers = ["workers"]
+            [environments.stage.migration]
+            family = "stage-migrate"
+            [environments.stage.tasks.seed]
+            family = "stage-seed"
+            [environments.stage.tasks.workers]
+            family = "stage-workers-oneoff"
+        "#;
+        crate::config::Config::parse(text, std::path::Path::new("deploy.toml"))
+            .unwrap()
+            .environments
+            .remove("stage")
+            .unwrap()
+    }
+
+    #[test]
+    fn task_names() {
+        let env = env();
+        let name = |n: Option<&str>| match task_ref(&env, n) {
+            Ok(TaskRef::Configured(t)) => format!("task {}", t.family),
+            Ok(TaskRef::Service(s)) => format!("service {}", s.name),
+            Err(e) => format!("error {e}"),
+        };
+        assert_eq!(name(Some("seed")), "task stage-seed");
+        assert_eq!(name(Some(" core ")), "service core");
+        assert_eq!(
+            name(Some("workers")),
+            "task stage-workers-oneoff",
+            "a configured task wins over a service of the same name"
+        );
+        let e = name(Some("sed"));
+        assert!(e.starts_with("error input `task`: unknown task \"sed\"; tasks of stage: seed, workers; core services: core, workers"), "{e}");
+        let e = name(None);
+        assert!(e.starts_with("error input `task`: missing"), "{e}");
+        let e = name(Some("migration"));
+        assert!(e.contains("phase migrate"), "{e}");
     }
 }

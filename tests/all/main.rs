@@ -6,5 +6,6 @@ mod deploy;
 mod foundation;
 mod github;
 mod migrate;
+mod run;
 mod snapshot;
 mod state;
