@@ -268,16 +268,14 @@ pub async fn resolve(vref: &VersionRef, clients: &Clients) -> Result<Resolved> {
 /// Hook for the GitHub side of the promotion check: whether the source environment's last GitHub deployment
 /// succeeded. `Ok(None)` means not known (no token, not on a runner, or no record), and promotion relies on the ECS
 /// state alone.
-///
-/// Not wired to the GitHub Deployments API in this build: it always answers `Ok(None)`.
 pub async fn last_deployment_succeeded(source: &Source, version: &Version) -> Result<Option<bool>> {
-    let _ = (
-        &source.environment.name,
+    let _ = version;
+    crate::github::deployments::last_deployment_succeeded(
         &source.github,
-        &source.github_token,
-        version,
-    );
-    Ok(None)
+        source.github_token.as_deref(),
+        &source.environment.github.environment,
+    )
+    .await
 }
 
 /// Pure: the version a settled environment runs, or why it cannot be promoted from (one line, without the input name).

@@ -103,6 +103,9 @@ impl Plan {
             .map(notify::validate_url)
             .transpose()?;
         let version = match inv.raw.version.as_deref() {
+            // `from:<env>` is resolved by the phase itself (promote::resolve); the record is made at the commit and
+            // the promotion gate is replaced by promote's own checks on the source environment.
+            Some(v) if crate::promote::reference(v).is_some() => None,
             Some(v) => Some(Version::parse(v)?.to_string()),
             None => None,
         };
@@ -716,6 +719,38 @@ pub fn seen(d: &Deployment, statuses: &[DeploymentStatus]) -> Seen {
     }
 }
 
+/// Whether the newest deployment of a GitHub environment ended in success (for `version: from:<env>`). `Ok(None)`
+/// when GitHub cannot be asked here (off a runner, no token) or the environment has no deployment yet.
+pub async fn last_deployment_succeeded(
+    github: &GithubEnv,
+    token: Option<&str>,
+    gh_environment: &str,
+) -> anyhow::Result<Option<bool>> {
+    let Ok(api) = connect(Mode::Auto, github, token)? else {
+        return Ok(None);
+    };
+    let list: Vec<Deployment> = api
+        .get(
+            &format!("list deployments of {gh_environment}"),
+            &api.route(&format!(
+                "deployments?environment={}&per_page=1",
+                query_value(gh_environment)
+            )),
+        )
+        .await?;
+    let newest = with_statuses(&api, &list, 10).await?;
+    Ok(newest.first().map(|d| last_succeeded(&d.states)))
+}
+
+/// Pure: a deployment succeeded when its newest decisive status (skipping `inactive`, which GitHub adds when a
+/// later deployment succeeds or a transient one is destroyed) is `success`. Statuses come newest first.
+pub fn last_succeeded(states: &[StatusState]) -> bool {
+    states
+        .iter()
+        .find(|s| !matches!(s, StatusState::Inactive))
+        .is_some_and(|s| matches!(s, StatusState::Success))
+}
+
 /// The one-at-a-time verdict. A blocker whose workflow run has finished left a stale record (its runner died):
 /// warned about, not waited for.
 async fn one_at_a_time(api: &Api, plan: &Plan, recent: &[Seen], this_run: &str) -> Verdict {
@@ -1107,5 +1142,27 @@ mod tests {
         assert_eq!(query_value("prod eu/1"), "prod%20eu%2F1");
         assert_eq!(bounded("a  b\nc", 140), "a b c");
         assert_eq!(bounded(&"x".repeat(200), 140).chars().count(), 140);
+    }
+}
+
+#[cfg(test)]
+mod last_deployment_tests {
+    use super::*;
+
+    #[test]
+    fn the_newest_decisive_status_decides() {
+        use StatusState as S;
+        let cases: &[(&[StatusState], bool)] = &[
+            (&[S::Success, S::InProgress], true),
+            (&[S::Inactive, S::Success, S::InProgress], true),
+            (&[S::Failure, S::InProgress], false),
+            (&[S::Error], false),
+            (&[S::InProgress], false),
+            (&[S::Inactive], false),
+            (&[], false),
+        ];
+        for (states, want) in cases {
+            assert_eq!(last_succeeded(states), *want, "{states:?}");
+        }
     }
 }

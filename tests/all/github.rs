@@ -1449,3 +1449,52 @@ async fn binary_status_is_read_only_and_records_nothing_on_github() {
     assert!(server.received_requests().await.unwrap().is_empty());
     assert!(!r.outputs.contains_key("deployment-id"));
 }
+
+/// `version: from:stage` also asks GitHub: stage's newest deployment failed, so nothing is promoted (exit 2, no AWS
+/// change), even though stage's services look settled on one version.
+#[tokio::test]
+async fn promotion_by_reference_refuses_when_the_sources_last_deployment_failed() {
+    let ctx = crate::support::TestContext::new().await;
+    crate::run::seed_two(&ctx, "v1.4.0", &[]);
+    let server = MockServer::start().await;
+    list(&server, "prod", json!([])).await;
+    accept_records(&server).await;
+    list(
+        &server,
+        "stage",
+        json!([ours(50, "stage", "deploy", "v1.4.0", "4000")]),
+    )
+    .await;
+    statuses(
+        &server,
+        50,
+        json!([status("failure", "4000"), status("in_progress", "4000")]),
+    )
+    .await;
+    ctx.clear_calls().await;
+    let uri = server.uri();
+    let r = ctx
+        .action_with_env(
+            &[
+                ("phase", "deploy"),
+                ("environment", "prod"),
+                ("config", "deploy.toml"),
+                ("version", "from:stage"),
+                ("github-token", "ghs_test_token"),
+            ],
+            &[("GITHUB_API_URL", uri.as_str()), ("GITHUB_SHA", "0123abc")],
+        )
+        .await;
+    assert_eq!(r.code, 2, "stderr: {}", r.stderr);
+    assert!(
+        r.stderr.contains(
+            "refusing from:stage: its last deployment (v1.4.0) did not succeed on GitHub"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        ctx.mutating_calls().await.is_empty(),
+        "nothing changed in AWS"
+    );
+}

@@ -483,7 +483,7 @@ async fn run_bad_input_exits_2_with_one_line_and_no_aws_call() {
 }
 
 /// Seeds `prod` in the test's region and `stage` (running `stage_version`) in another one, into one config file.
-fn seed_two(ctx: &TestContext, stage_version: &str, stage_extra: &[&str]) {
+pub(crate) fn seed_two(ctx: &TestContext, stage_version: &str, stage_extra: &[&str]) {
     let prod: toml::Table =
         toml::from_str(&std::fs::read_to_string(ctx.seed("prod", &[])).unwrap()).unwrap();
     let mut args = vec!["--region", STAGE_REGION, "--version", stage_version];
