@@ -6,5 +6,6 @@ mod deploy;
 mod foundation;
 mod github;
 mod migrate;
+mod preview;
 mod snapshot;
 mod state;
