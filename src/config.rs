@@ -1586,6 +1586,103 @@ cluster = "aurora-prod"
         );
     }
 
+    const PREVIEW: &str = "[environments.stage.preview]\nlistener-arn = \"arn:aws:elasticloadbalancing:r:1:listener/app/lb/1/2\"\nhost = \"pr-{number}.review.example.org\"\ntarget-group = { vpc-id = \"vpc-1\", port = 8080 }\n";
+
+    #[test]
+    fn a_preview_template_is_parsed_with_defaults() {
+        let text = format!("{BASE}{PREVIEW}[environments.stage.preview.seed]\nfamily = \"seed\"\ncommand = [\"seed\", \"pr_{{number}}\"]\n");
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let p = c.environment("stage").unwrap().preview.clone().unwrap();
+        assert_eq!(p.service, "core", "the only core service");
+        assert_eq!(
+            p.route,
+            PreviewRoute::Host("pr-{number}.review.example.org".into())
+        );
+        assert_eq!(p.route.value_for(12), "pr-12.review.example.org");
+        assert_eq!(p.url, "https://pr-{number}.review.example.org");
+        assert_eq!((p.priorities, p.desired_count), ((1000, 1999), 1));
+        let tg = &p.target_group;
+        assert_eq!(
+            (
+                tg.protocol.as_str(),
+                tg.health_check_path.as_str(),
+                tg.target_type.as_str(),
+                tg.name_prefix.as_str()
+            ),
+            ("HTTP", "/", "ip", "core")
+        );
+        let seed = p.seed.unwrap();
+        assert_eq!(seed.container, "seed");
+        assert!(matches!(&seed.network, TaskNetwork::FromService(s) if s == "core"));
+        assert!(p.teardown.is_none());
+        // By path: the URL is the environment's URL and the path's prefix.
+        let text = format!(
+            "{}{}",
+            BASE.replacen(
+                "cluster = \"c\"",
+                "cluster = \"c\"\nurl = \"https://review.example.org/\"",
+                1
+            ),
+            PREVIEW.replace(
+                "host = \"pr-{number}.review.example.org\"",
+                "path = \"/pr-{number}/*\""
+            )
+        );
+        let p = parse(&text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .environment("stage")
+            .unwrap()
+            .preview
+            .clone()
+            .unwrap();
+        assert_eq!(p.route.field(), "path-pattern");
+        assert_eq!(p.url, "https://review.example.org/pr-{number}/");
+    }
+
+    #[test]
+    fn preview_errors_name_the_key() {
+        let host = "host = \"pr-{number}.review.example.org\"";
+        let cases: &[(&str, &str, &str)] = &[
+            ("listener-arn = \"arn:aws:elasticloadbalancing:r:1:listener/app/lb/1/2\"\n", "", "environments.stage.preview.listener-arn"),
+            (host, "host = \"review.example.org\"", "environments.stage.preview.host"),
+            (host, "host = \"pr-{number}.{branch}.example.org\"", "environments.stage.preview.host"),
+            (host, "host = \"pr {number}.example.org\"", "environments.stage.preview.host"),
+            (host, "path = \"pr-{number}/*\"", "environments.stage.preview.path"),
+            (host, "path = \"/pr-{number}/*\"", "environments.stage.preview.url"),
+            (host, "host = \"*.pr-{number}.example.org\"", "environments.stage.preview.url"),
+            (host, "host = \"pr-{number}.x\"\npath = \"/pr-{number}\"", "environments.stage.preview"),
+            (host, "host = \"pr-{number}.x\"\nurl = \"https://x\"", "environments.stage.preview.url"),
+            (host, "host = \"pr-{number}.x\"\npriority-range = [10, 5]", "environments.stage.preview.priority-range"),
+            (host, "host = \"pr-{number}.x\"\npriority-range = [1]", "environments.stage.preview.priority-range"),
+            (host, "host = \"pr-{number}.x\"\ndesired-count = 0", "environments.stage.preview.desired-count"),
+            (host, "host = \"pr-{number}.x\"\nservice = \"web\"", "environments.stage.preview.service"),
+            (host, "host = \"pr-{number}.x\"\nhots = 1", "environments.stage.preview.hots"),
+            ("target-group = { vpc-id = \"vpc-1\", port = 8080 }", "", "environments.stage.preview.target-group"),
+            ("{ vpc-id = \"vpc-1\", port = 8080 }", "{ port = 8080 }", "environments.stage.preview.target-group.vpc-id"),
+            ("{ vpc-id = \"vpc-1\", port = 8080 }", "{ vpc-id = \"vpc-1\", port = 0 }", "environments.stage.preview.target-group.port"),
+            ("{ vpc-id = \"vpc-1\", port = 8080 }", "{ vpc-id = \"vpc-1\", port = 80, protocol = \"TCP\" }", "environments.stage.preview.target-group.protocol"),
+            ("{ vpc-id = \"vpc-1\", port = 8080 }", "{ vpc-id = \"vpc-1\", port = 80, name-prefix = \"a-very-long-prefix-for-names\" }", "environments.stage.preview.target-group.name-prefix"),
+            ("{ vpc-id = \"vpc-1\", port = 8080 }", "{ vpc-id = \"vpc-1\", port = 80, vpc = \"x\" }", "environments.stage.preview.target-group.vpc"),
+            ("target-group = { vpc-id = \"vpc-1\", port = 8080 }", "target-group = { vpc-id = \"vpc-1\", port = 8080 }\n[environments.stage.preview.seed]\ncontainer = \"seed\"", "environments.stage.preview.seed.family"),
+            ("target-group = { vpc-id = \"vpc-1\", port = 8080 }", "target-group = { vpc-id = \"vpc-1\", port = 8080 }\n[environments.stage.preview.teardown]\nfamily = \"t\"\nnetwork-from-service = \"web\"", "environments.stage.preview.teardown.network-from-service"),
+        ];
+        for (from, to, key) in cases {
+            let text = format!("{BASE}{}", PREVIEW.replacen(from, to, 1));
+            let err = parse(&text).expect_err(to);
+            assert!(err.contains(key), "{to:?} should name {key:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        // Two core services: the template must be named.
+        let two = format!(
+            "{BASE}[environments.stage.services.workers]\ncontainers = [\"workers\"]\n{PREVIEW}"
+        );
+        let e = parse(&two).unwrap_err();
+        assert!(
+            e.contains("environments.stage.preview.service") && e.contains("core, workers"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn unknown_environment_lists_the_known_ones() {
         let c = parse(GOOD).unwrap();

@@ -1623,7 +1623,7 @@ impl Outcome for PreviewOutcome {
         ]);
         s.push_str(&md_table(&["", ""], &rows));
         if !self.steps.is_empty() {
-            s.push_str("\n");
+            s.push('\n');
             for step in &self.steps {
                 s.push_str(&format!("- {step}\n"));
             }
@@ -1742,11 +1742,12 @@ mod tests {
             forwards_to: vec!["tg".into()],
             ours: false,
         };
-        let cases: Vec<(
+        type Case = (
             Vec<RuleView>,
             (i32, i32),
-            std::result::Result<RulePlan, &str>,
-        )> = vec![
+            std::result::Result<RulePlan, &'static str>,
+        );
+        let cases: Vec<Case> = vec![
             (
                 vec![default.clone()],
                 (1000, 1999),

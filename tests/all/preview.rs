@@ -807,7 +807,9 @@ async fn preview_bad_input_exits_2_with_zero_aws_calls() {
     std::fs::write(&path, text).unwrap();
     let (server, gh) = github().await;
     let push = event_file(&ctx, json!({"ref": "refs/heads/main", "after": "0123abc"}));
-    let cases: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>, &str)> = vec![
+    /// (inputs over the defaults, extra environment, what the one line says)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         // No PR number: a push event and no input.
         (
             vec![("version", "pr-12-abc")],
