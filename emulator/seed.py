@@ -43,6 +43,11 @@ def main():
     p.add_argument("--no-maintenance", action="store_true")
     p.add_argument("--tasks", default="seed", help="comma-separated one-off task names for [tasks]")
     p.add_argument("--drain-window", type=int, default=60, help="maintenance.drain window-seconds in the config")
+    p.add_argument(
+        "--preview",
+        action="store_true",
+        help="make the environment a review-app template: a [preview] table (first service, the listener, seed and teardown tasks)",
+    )
     p.add_argument("--out")
     args = p.parse_args()
 
@@ -151,6 +156,8 @@ def main():
         )
     register("migrate", [container("migrate", f"{repo}:migrate-{version}", command=["npx", "drizzle-kit", "migrate"])])
     task_names = [t for t in args.tasks.split(",") if t]
+    if args.preview and "seed" not in task_names:
+        task_names.append("seed")  # the review apps' seed and teardown tasks run the seed family
     for t in task_names:
         register(t, [container(t, f"{repo}:{names[0]}-{version}", command=["npm", "run", t])])
 
@@ -235,6 +242,28 @@ def main():
             f'listener-arn = "{listener}"',
             'fixed-response = { status-code = 503, content-type = "text/html", body = "<h1>Down for maintenance</h1>" }',
             f"drain = {{ threshold = 0, window-seconds = {args.drain_window}, timeout-minutes = 2 }}",
+            "",
+        ]
+    if args.preview:
+        toml += [
+            f"[environments.{env}.preview]",
+            f'service = "{names[0]}"',
+            f'listener-arn = "{listener}"',
+            f'host = "pr-{{number}}.{env}.example.org"',
+            "priority-range = [1000, 1099]",
+            f'target-group = {{ vpc-id = "{vpc}", port = 8080, health-check-path = "/health" }}',
+            "",
+            f"[environments.{env}.preview.seed]",
+            f'family = "{env}-seed"',
+            'container = "seed"',
+            'command = ["npm", "run", "db:create-and-seed", "--", "--database", "pr_{number}"]',
+            f'image-tag = "{names[0]}-{{version}}"',
+            "",
+            f"[environments.{env}.preview.teardown]",
+            f'family = "{env}-seed"',
+            'container = "seed"',
+            'command = ["npm", "run", "db:drop", "--", "--database", "pr_{number}"]',
+            f'image-tag = "{names[0]}-{{version}}"',
             "",
         ]
     text = "\n".join(toml)

@@ -71,6 +71,7 @@ struct EnvRaw {
     tasks: BTreeMap<String, MigrationRaw>,
     database: Option<DatabaseRaw>,
     maintenance: Option<MaintenanceRaw>,
+    preview: Option<PreviewRaw>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -112,6 +113,33 @@ struct MaintenanceRaw {
     fixed_response: Option<FixedResponse>,
     redirect: Option<Redirect>,
     drain: Option<DrainConfig>,
+}
+
+/// `[environments.<name>.preview]`: this environment is the template of review apps (phase `preview`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PreviewRaw {
+    service: Option<String>,
+    listener_arn: Option<String>,
+    host: Option<String>,
+    path: Option<String>,
+    url: Option<String>,
+    priority_range: Option<Vec<i64>>,
+    desired_count: Option<i32>,
+    target_group: Option<PreviewTargetGroupRaw>,
+    seed: Option<MigrationRaw>,
+    teardown: Option<MigrationRaw>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct PreviewTargetGroupRaw {
+    vpc_id: Option<String>,
+    port: Option<i64>,
+    protocol: Option<String>,
+    health_check_path: Option<String>,
+    target_type: Option<String>,
+    name_prefix: Option<String>,
 }
 
 /// `[environments.<name>.freeze]`: windows (UTC) in which the freeze gate refuses changes.
@@ -258,6 +286,72 @@ pub struct Environment {
     pub tasks: BTreeMap<String, TaskConfig>,
     pub database: Option<Database>,
     pub maintenance: Option<Maintenance>,
+    /// Review apps cloned from this environment (phase `preview`).
+    pub preview: Option<Preview>,
+}
+
+/// The placeholder review-app settings hold: the pull request's number.
+pub const PR_NUMBER: &str = "{number}";
+
+/// `[environments.<name>.preview]`: how a review app for pull request N is made from this environment: the service
+/// `<service>-pr-N` in this environment's cluster, cloned from the core service `service`, behind a rule of the
+/// listener that routes `host` (or `path`) to the target group `<name-prefix>-pr-N`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Preview {
+    /// The core service cloned: its task definition, network, launch type and load balancer container.
+    pub service: String,
+    pub listener_arn: String,
+    /// What the listener rule matches, with `{number}` in it.
+    pub route: PreviewRoute,
+    /// The review app's URL, with `{number}` in it (default: from the host, or the environment's URL and the path).
+    pub url: String,
+    /// Rule priorities the review apps may take (inclusive).
+    pub priorities: (i32, i32),
+    pub desired_count: i32,
+    pub target_group: PreviewTargetGroup,
+    /// Run once, before the review app's service is created (e.g. create and seed its database).
+    pub seed: Option<TaskConfig>,
+    /// Run first on teardown, while the service still exists (e.g. drop its database).
+    pub teardown: Option<TaskConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PreviewRoute {
+    /// A `host-header` condition, e.g. `pr-{number}.review.example.org`.
+    Host(String),
+    /// A `path-pattern` condition, e.g. `/pr-{number}/*`.
+    Path(String),
+}
+
+impl PreviewRoute {
+    /// The ELBv2 condition field: `host-header` or `path-pattern`.
+    pub fn field(&self) -> &'static str {
+        match self {
+            PreviewRoute::Host(_) => "host-header",
+            PreviewRoute::Path(_) => "path-pattern",
+        }
+    }
+
+    /// The condition value for pull request `number`.
+    pub fn value_for(&self, number: u64) -> String {
+        match self {
+            PreviewRoute::Host(t) | PreviewRoute::Path(t) => {
+                t.replace(PR_NUMBER, &number.to_string())
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PreviewTargetGroup {
+    pub vpc_id: String,
+    pub port: i32,
+    pub protocol: String,
+    pub health_check_path: String,
+    pub target_type: String,
+    /// Target group names are `<name-prefix>-pr-<number>` (ELBv2 allows 32 characters).
+    pub name_prefix: String,
 }
 
 /// Freeze windows, all in UTC. A moment is frozen when any window covers it (see [`crate::gates::frozen_at`]).
@@ -842,6 +936,48 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         None => Freeze::default(),
     };
     let github = github_settings(name, &format!("{p}.github"), raw.github.unwrap_or_default())?;
+    let preview = match raw.preview {
+        None => None,
+        Some(mut pv) => {
+            let key = format!("{p}.preview");
+            let service = match pv.service.take() {
+                Some(s) if service_names.contains(&s) => s,
+                Some(s) => {
+                    return Err(format!(
+                        "{key}.service: {s:?} is not a core service of this environment; use one of: {}",
+                        service_names.join(", ")
+                    ))
+                }
+                None if service_names.len() == 1 => service_names[0].clone(),
+                None => {
+                    return Err(format!(
+                        "{key}.service: missing; name the core service review apps are cloned from (one of: {})",
+                        service_names.join(", ")
+                    ))
+                }
+            };
+            // Seed and teardown tasks run in the template service's network unless they say otherwise.
+            let one_off = |tname: &str, m: Option<MigrationRaw>| match m {
+                None => Ok(None),
+                Some(mut m) => {
+                    if m.network.is_none() && m.network_from_service.is_none() {
+                        m.network_from_service = Some(service.clone());
+                    }
+                    task(tname, &format!("{key}.{tname}"), m).map(Some)
+                }
+            };
+            let seed = one_off("seed", pv.seed.take())?;
+            let teardown = one_off("teardown", pv.teardown.take())?;
+            Some(preview_settings(
+                &key,
+                service,
+                raw.url.as_deref(),
+                pv,
+                seed,
+                teardown,
+            )?)
+        }
+    };
     Ok(Environment {
         name: name.to_string(),
         region,
@@ -857,8 +993,195 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         tasks,
         database,
         maintenance,
+        preview,
     })
 }
+
+/// `{number}` exactly once, and no other placeholder.
+fn pr_template(key: &str, value: &str, example: &str) -> Result<(), String> {
+    if value.matches(PR_NUMBER).count() != 1 || value.replace(PR_NUMBER, "").contains(['{', '}']) {
+        return Err(format!(
+            "{key}: {value:?} must contain {PR_NUMBER} exactly once and no other placeholder, e.g. {example:?}"
+        ));
+    }
+    Ok(())
+}
+
+fn preview_settings(
+    key: &str,
+    service: String,
+    env_url: Option<&str>,
+    raw: PreviewRaw,
+    seed: Option<TaskConfig>,
+    teardown: Option<TaskConfig>,
+) -> Result<Preview, String> {
+    let listener_arn = required(
+        raw.listener_arn,
+        &format!("{key}.listener-arn"),
+        "give the ARN of the shared ALB listener the review apps' rules go on",
+    )?;
+    if !listener_arn.starts_with("arn:") || !listener_arn.contains(":listener/") {
+        return Err(format!("{key}.listener-arn: {listener_arn:?} is not an ALB listener ARN (arn:aws:elasticloadbalancing:...:listener/app/...)"));
+    }
+    // The longest value a PR number can give must still fit ALB's 128 characters.
+    let longest = |t: &str| t.replace(PR_NUMBER, "9999999").len();
+    let route = match (raw.host, raw.path) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+                "{key}: both `host` and `path` are set; keep one (a host-header or a path-pattern rule)"
+            ))
+        }
+        (None, None) => {
+            return Err(format!(
+                "{key}.host: missing; set `host = \"pr-{PR_NUMBER}.review.example.org\"` or `path = \"/pr-{PR_NUMBER}/*\"`"
+            ))
+        }
+        (Some(h), None) => {
+            let k = format!("{key}.host");
+            pr_template(&k, &h, "pr-{number}.review.example.org")?;
+            let rest = h.replace(PR_NUMBER, "1");
+            if rest.is_empty()
+                || !rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-.*?".contains(c))
+                || longest(&h) > 128
+            {
+                return Err(format!(
+                    "{k}: {h:?} is not a host name pattern (letters, digits, '-', '.', '*', '?'; at most 128 characters)"
+                ));
+            }
+            PreviewRoute::Host(h)
+        }
+        (None, Some(path)) => {
+            let k = format!("{key}.path");
+            pr_template(&k, &path, "/pr-{number}/*")?;
+            if !path.starts_with('/') || path.contains(char::is_whitespace) || longest(&path) > 128 {
+                return Err(format!(
+                    "{k}: {path:?} is not a path pattern (starts with '/', no spaces, at most 128 characters)"
+                ));
+            }
+            PreviewRoute::Path(path)
+        }
+    };
+    let url = match (raw.url, &route) {
+        (Some(u), _) => {
+            let k = format!("{key}.url");
+            pr_template(&k, &u, "https://pr-{number}.review.example.org")?;
+            if !(u.starts_with("https://") || u.starts_with("http://")) {
+                return Err(format!("{k}: {u:?} must start with https://"));
+            }
+            u
+        }
+        (None, PreviewRoute::Host(h)) if !h.contains(['*', '?']) => format!("https://{h}"),
+        (None, PreviewRoute::Host(h)) => {
+            return Err(format!(
+                "{key}.url: missing; the host {h:?} has wildcards, so give the review app's URL, e.g. \"https://pr-{PR_NUMBER}.review.example.org\""
+            ))
+        }
+        (None, PreviewRoute::Path(path)) => match env_url {
+            Some(base) => {
+                let prefix = path.trim_end_matches(['*', '?']);
+                format!("{}{prefix}", base.trim_end_matches('/'))
+            }
+            None => {
+                return Err(format!(
+                    "{key}.url: missing; with `path`, give the review app's URL (e.g. \"https://review.example.org/pr-{PR_NUMBER}/\") or the environment's `url`"
+                ))
+            }
+        },
+    };
+    let priorities = match raw.priority_range.as_deref() {
+        None => (1000, 1999),
+        Some(&[from, to]) if 1 <= from && from <= to && to <= 50_000 => (from as i32, to as i32),
+        Some(other) => {
+            return Err(format!(
+                "{key}.priority-range: {other:?} is not [from, to] with 1 <= from <= to <= 50000; e.g. [1000, 1999]"
+            ))
+        }
+    };
+    let desired_count = raw.desired_count.unwrap_or(1);
+    if !(1..=100).contains(&desired_count) {
+        return Err(format!(
+            "{key}.desired-count: {desired_count} is out of range; use 1 to 100"
+        ));
+    }
+    let tg_key = format!("{key}.target-group");
+    let tg = raw.target_group.ok_or_else(|| {
+        format!("{tg_key}: missing; add `target-group = {{ vpc-id = \"vpc-...\", port = 8080 }}` (the VPC and the port the container listens on)")
+    })?;
+    let vpc_id = required(
+        tg.vpc_id,
+        &format!("{tg_key}.vpc-id"),
+        "give the VPC of the review apps' target groups, e.g. `vpc-id = \"vpc-0abc\"`",
+    )?;
+    let port = required(
+        tg.port,
+        &format!("{tg_key}.port"),
+        "give the port the container listens on, e.g. `port = 8080`",
+    )?;
+    if !(1..=65535).contains(&port) {
+        return Err(format!("{tg_key}.port: {port} is not a port (1-65535)"));
+    }
+    let protocol = tg.protocol.unwrap_or_else(|| "HTTP".into());
+    if !["HTTP", "HTTPS"].contains(&protocol.as_str()) {
+        return Err(format!(
+            "{tg_key}.protocol: {protocol:?} is not HTTP or HTTPS"
+        ));
+    }
+    let health_check_path = tg.health_check_path.unwrap_or_else(|| "/".into());
+    if !health_check_path.starts_with('/') || health_check_path.len() > 1024 {
+        return Err(format!(
+            "{tg_key}.health-check-path: {health_check_path:?} must start with '/' (at most 1024 characters)"
+        ));
+    }
+    let target_type = tg.target_type.unwrap_or_else(|| "ip".into());
+    if !["ip", "instance"].contains(&target_type.as_str()) {
+        return Err(format!(
+            "{tg_key}.target-type: {target_type:?} is not ip (awsvpc tasks) or instance"
+        ));
+    }
+    let (name_prefix, prefix_key) = match tg.name_prefix {
+        Some(p) => (p, format!("{tg_key}.name-prefix")),
+        None => (
+            service.clone(),
+            format!("{tg_key}.name-prefix (it defaults to the service name)"),
+        ),
+    };
+    let ok = !name_prefix.is_empty()
+        && name_prefix.len() <= MAX_TG_PREFIX
+        && name_prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !name_prefix.starts_with('-')
+        && !name_prefix.ends_with('-')
+        && !name_prefix.to_ascii_lowercase().starts_with("internal-");
+    if !ok {
+        return Err(format!(
+            "{prefix_key}: {name_prefix:?} cannot start target group names `<prefix>-pr-<number>`; set `name-prefix` to 1-{MAX_TG_PREFIX} letters, digits or inner '-'"
+        ));
+    }
+    Ok(Preview {
+        service,
+        listener_arn,
+        route,
+        url,
+        priorities,
+        desired_count,
+        target_group: PreviewTargetGroup {
+            vpc_id,
+            port: port as i32,
+            protocol,
+            health_check_path,
+            target_type,
+            name_prefix,
+        },
+        seed,
+        teardown,
+    })
+}
+
+/// Target group names hold 32 characters: the prefix, `-pr-` and up to 6 digits.
+pub const MAX_TG_PREFIX: usize = 22;
 
 fn freeze(key: &str, raw: FreezeRaw) -> Result<Freeze, String> {
     let date = |k: String, v: &str| -> Result<time::Date, String> {
@@ -1259,6 +1582,103 @@ cluster = "aurora-prod"
         let e = parse(&GOOD.replace("requires = \"stage\"", "requires = \"stag\"")).unwrap_err();
         assert!(
             e.contains("environments.prod.requires") && e.contains("prod, stage"),
+            "{e}"
+        );
+    }
+
+    const PREVIEW: &str = "[environments.stage.preview]\nlistener-arn = \"arn:aws:elasticloadbalancing:r:1:listener/app/lb/1/2\"\nhost = \"pr-{number}.review.example.org\"\ntarget-group = { vpc-id = \"vpc-1\", port = 8080 }\n";
+
+    #[test]
+    fn a_preview_template_is_parsed_with_defaults() {
+        let text = format!("{BASE}{PREVIEW}[environments.stage.preview.seed]\nfamily = \"seed\"\ncommand = [\"seed\", \"pr_{{number}}\"]\n");
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let p = c.environment("stage").unwrap().preview.clone().unwrap();
+        assert_eq!(p.service, "core", "the only core service");
+        assert_eq!(
+            p.route,
+            PreviewRoute::Host("pr-{number}.review.example.org".into())
+        );
+        assert_eq!(p.route.value_for(12), "pr-12.review.example.org");
+        assert_eq!(p.url, "https://pr-{number}.review.example.org");
+        assert_eq!((p.priorities, p.desired_count), ((1000, 1999), 1));
+        let tg = &p.target_group;
+        assert_eq!(
+            (
+                tg.protocol.as_str(),
+                tg.health_check_path.as_str(),
+                tg.target_type.as_str(),
+                tg.name_prefix.as_str()
+            ),
+            ("HTTP", "/", "ip", "core")
+        );
+        let seed = p.seed.unwrap();
+        assert_eq!(seed.container, "seed");
+        assert!(matches!(&seed.network, TaskNetwork::FromService(s) if s == "core"));
+        assert!(p.teardown.is_none());
+        // By path: the URL is the environment's URL and the path's prefix.
+        let text = format!(
+            "{}{}",
+            BASE.replacen(
+                "cluster = \"c\"",
+                "cluster = \"c\"\nurl = \"https://review.example.org/\"",
+                1
+            ),
+            PREVIEW.replace(
+                "host = \"pr-{number}.review.example.org\"",
+                "path = \"/pr-{number}/*\""
+            )
+        );
+        let p = parse(&text)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .environment("stage")
+            .unwrap()
+            .preview
+            .clone()
+            .unwrap();
+        assert_eq!(p.route.field(), "path-pattern");
+        assert_eq!(p.url, "https://review.example.org/pr-{number}/");
+    }
+
+    #[test]
+    fn preview_errors_name_the_key() {
+        let host = "host = \"pr-{number}.review.example.org\"";
+        let cases: &[(&str, &str, &str)] = &[
+            ("listener-arn = \"arn:aws:elasticloadbalancing:r:1:listener/app/lb/1/2\"\n", "", "environments.stage.preview.listener-arn"),
+            (host, "host = \"review.example.org\"", "environments.stage.preview.host"),
+            (host, "host = \"pr-{number}.{branch}.example.org\"", "environments.stage.preview.host"),
+            (host, "host = \"pr {number}.example.org\"", "environments.stage.preview.host"),
+            (host, "path = \"pr-{number}/*\"", "environments.stage.preview.path"),
+            (host, "path = \"/pr-{number}/*\"", "environments.stage.preview.url"),
+            (host, "host = \"*.pr-{number}.example.org\"", "environments.stage.preview.url"),
+            (host, "host = \"pr-{number}.x\"\npath = \"/pr-{number}\"", "environments.stage.preview"),
+            (host, "host = \"pr-{number}.x\"\nurl = \"https://x\"", "environments.stage.preview.url"),
+            (host, "host = \"pr-{number}.x\"\npriority-range = [10, 5]", "environments.stage.preview.priority-range"),
+            (host, "host = \"pr-{number}.x\"\npriority-range = [1]", "environments.stage.preview.priority-range"),
+            (host, "host = \"pr-{number}.x\"\ndesired-count = 0", "environments.stage.preview.desired-count"),
+            (host, "host = \"pr-{number}.x\"\nservice = \"web\"", "environments.stage.preview.service"),
+            (host, "host = \"pr-{number}.x\"\nhots = 1", "environments.stage.preview.hots"),
+            ("target-group = { vpc-id = \"vpc-1\", port = 8080 }", "", "environments.stage.preview.target-group"),
+            ("{ vpc-id = \"vpc-1\", port = 8080 }", "{ port = 8080 }", "environments.stage.preview.target-group.vpc-id"),
+            ("{ vpc-id = \"vpc-1\", port = 8080 }", "{ vpc-id = \"vpc-1\", port = 0 }", "environments.stage.preview.target-group.port"),
+            ("{ vpc-id = \"vpc-1\", port = 8080 }", "{ vpc-id = \"vpc-1\", port = 80, protocol = \"TCP\" }", "environments.stage.preview.target-group.protocol"),
+            ("{ vpc-id = \"vpc-1\", port = 8080 }", "{ vpc-id = \"vpc-1\", port = 80, name-prefix = \"a-very-long-prefix-for-names\" }", "environments.stage.preview.target-group.name-prefix"),
+            ("{ vpc-id = \"vpc-1\", port = 8080 }", "{ vpc-id = \"vpc-1\", port = 80, vpc = \"x\" }", "environments.stage.preview.target-group.vpc"),
+            ("target-group = { vpc-id = \"vpc-1\", port = 8080 }", "target-group = { vpc-id = \"vpc-1\", port = 8080 }\n[environments.stage.preview.seed]\ncontainer = \"seed\"", "environments.stage.preview.seed.family"),
+            ("target-group = { vpc-id = \"vpc-1\", port = 8080 }", "target-group = { vpc-id = \"vpc-1\", port = 8080 }\n[environments.stage.preview.teardown]\nfamily = \"t\"\nnetwork-from-service = \"web\"", "environments.stage.preview.teardown.network-from-service"),
+        ];
+        for (from, to, key) in cases {
+            let text = format!("{BASE}{}", PREVIEW.replacen(from, to, 1));
+            let err = parse(&text).expect_err(to);
+            assert!(err.contains(key), "{to:?} should name {key:?}: {err}");
+            assert!(!err.contains('\n'), "{err}");
+        }
+        // Two core services: the template must be named.
+        let two = format!(
+            "{BASE}[environments.stage.services.workers]\ncontainers = [\"workers\"]\n{PREVIEW}"
+        );
+        let e = parse(&two).unwrap_err();
+        assert!(
+            e.contains("environments.stage.preview.service") && e.contains("core, workers"),
             "{e}"
         );
     }

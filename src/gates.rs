@@ -31,7 +31,8 @@ pub fn gates_for(phase: Phase) -> Option<GateSet> {
     };
     match phase {
         Phase::Status | Phase::CheckConfig => None,
-        Phase::Snapshot | Phase::Rollback => set(false, false),
+        // A review app is not what users get: no freeze, no promotion.
+        Phase::Snapshot | Phase::Rollback | Phase::Preview => set(false, false),
         Phase::State | Phase::Run => set(true, false),
         Phase::Migrate | Phase::Deploy => set(true, true),
     }
@@ -441,6 +442,7 @@ mod tests {
         assert_eq!(g(Phase::CheckConfig), None);
         assert_eq!(g(Phase::Snapshot), Some((false, true, false)));
         assert_eq!(g(Phase::Rollback), Some((false, true, false)));
+        assert_eq!(g(Phase::Preview), Some((false, true, false)));
         assert_eq!(g(Phase::State), Some((true, true, false)));
         assert_eq!(g(Phase::Run), Some((true, true, false)));
         assert_eq!(g(Phase::Migrate), Some((true, true, true)));

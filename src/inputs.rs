@@ -177,6 +177,7 @@ pub enum Phase {
     Deploy,
     Rollback,
     Run,
+    Preview,
     CheckConfig,
 }
 
@@ -204,6 +205,7 @@ impl Phase {
             Phase::Deploy => "deploy",
             Phase::Rollback => "rollback",
             Phase::Run => "run",
+            Phase::Preview => "preview",
             Phase::CheckConfig => "check-config",
         }
     }
@@ -245,6 +247,8 @@ pub enum Command {
     Rollback(RollbackArgs),
     /// Run a configured one-off task, watched like a migration.
     Run(RunArgs),
+    /// Create or update the review app of a pull request (state stopped: tear it down).
+    Preview(PreviewArgs),
     /// Validate the config file; every error names the key and the fix.
     CheckConfig(CheckConfigArgs),
 }
@@ -408,6 +412,23 @@ pub struct RunArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct PreviewArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    /// The pull request number [default: from the event payload, $GITHUB_EVENT_PATH].
+    #[arg(long)]
+    pub pr_number: Option<u64>,
+    /// The version the review app runs (e.g. pr-123-<sha>); required to bring it up.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// running brings the review app up (the default); stopped tears it down.
+    #[arg(long)]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Args)]
 pub struct CheckConfigArgs {
     /// Config file [default: .github/deploy.toml].
     #[arg(long, short = 'c')]
@@ -467,6 +488,7 @@ impl Command {
             Command::Deploy(a) => Some(&a.release),
             Command::Rollback(a) => Some(&a.release),
             Command::Run(a) => Some(&a.release),
+            Command::Preview(a) => Some(&a.release),
             Command::Status(_) | Command::CheckConfig(_) => None,
         }
     }
@@ -514,6 +536,12 @@ impl Command {
                 command: s(&a.command),
                 ..a.common.raw("run")
             },
+            Command::Preview(a) => RawInputs {
+                pr_number: a.pr_number.map(|n| n.to_string()),
+                version: s(&a.version),
+                state: s(&a.state),
+                ..a.common.raw("preview")
+            },
             Command::CheckConfig(a) => RawInputs {
                 phase: Some("check-config".into()),
                 config: a.config.as_ref().map(|p| p.display().to_string()),
@@ -553,6 +581,9 @@ pub struct GithubEnv {
     pub workflow: Option<String>,
     #[serde(rename = "github_job")]
     pub job: Option<String>,
+    /// The webhook event's JSON payload (`pull_request.number` for phase preview).
+    #[serde(rename = "github_event_path")]
+    pub event_path: Option<PathBuf>,
 }
 
 impl GithubEnv {
@@ -780,6 +811,7 @@ mod tests {
             "deploy",
             "rollback",
             "run",
+            "preview",
             "check-config",
         ] {
             let e = Cli::try_parse_from(["deploy-action", p, "--help"]).unwrap_err();

@@ -92,6 +92,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         Phase::Deploy => phase!(deploy),
         Phase::Rollback => phase!(rollback),
         Phase::Run => phase!(run),
+        Phase::Preview => phase!(preview),
         Phase::CheckConfig => unreachable!("handled above"),
     }
 }

@@ -14,6 +14,8 @@ pub const ENVIRONMENT: &str = "deploy-action:environment";
 /// The RunTask client token of one launch: after an ambiguous RunTask failure, the task it may have started after
 /// all is found by this tag.
 pub const LAUNCH: &str = "deploy-action:launch";
+/// The pull request number of a review app's resources (phase `preview`), with [`ENVIRONMENT`] naming its template.
+pub const PREVIEW: &str = "deploy-action:preview";
 /// The one-off task's name (`migration`, or a name from `[tasks]`).
 pub const TASK: &str = "deploy-action:task";
 

@@ -652,6 +652,103 @@ pub async fn stopped_tasks_of_deployment(
     Ok(tasks)
 }
 
+/// One service with its tags, or `None` when ECS reports it MISSING or INACTIVE (DRAINING is returned: it is still
+/// being deleted).
+pub async fn service_if_any(
+    ecs: &Client,
+    cluster: &str,
+    name: &str,
+) -> Result<Option<Service>, AwsError> {
+    let out = ecs
+        .describe_services()
+        .cluster(cluster)
+        .services(name)
+        .include(aws_sdk_ecs::types::ServiceField::Tags)
+        .send()
+        .await
+        .aws("ECS DescribeServices", format!("{cluster}/{name}"))?;
+    Ok(out
+        .services()
+        .iter()
+        .find(|s| s.service_name() == Some(name) && s.status() != Some("INACTIVE"))
+        .cloned())
+}
+
+/// A new service made like `template`: the same launch type or capacity providers, platform version, network,
+/// deployment configuration, health-check grace period, placement and ECS Exec setting; its own name, revision,
+/// count, load balancer and tags.
+pub struct ServiceLike<'a> {
+    pub template: &'a Service,
+    pub name: &'a str,
+    pub task_definition: &'a str,
+    pub desired_count: i32,
+    pub load_balancer: aws_sdk_ecs::types::LoadBalancer,
+    pub tags: &'a [(String, String)],
+}
+
+/// CreateService for [`ServiceLike`]; returns the service as created.
+pub async fn create_service_like(
+    ecs: &Client,
+    cluster: &str,
+    s: ServiceLike<'_>,
+) -> Result<Service, AwsError> {
+    let t = s.template;
+    let strategy = t.capacity_provider_strategy();
+    let out = ecs
+        .create_service()
+        .cluster(cluster)
+        .service_name(s.name)
+        .task_definition(s.task_definition)
+        .desired_count(s.desired_count)
+        .set_launch_type(if strategy.is_empty() {
+            t.launch_type().cloned()
+        } else {
+            None
+        })
+        .set_capacity_provider_strategy((!strategy.is_empty()).then(|| strategy.to_vec()))
+        .set_platform_version(t.platform_version().map(str::to_string))
+        .set_network_configuration(t.network_configuration().cloned())
+        .set_deployment_configuration(t.deployment_configuration().cloned())
+        .set_health_check_grace_period_seconds(t.health_check_grace_period_seconds())
+        .set_placement_constraints(
+            (!t.placement_constraints().is_empty()).then(|| t.placement_constraints().to_vec()),
+        )
+        .set_placement_strategy(
+            (!t.placement_strategy().is_empty()).then(|| t.placement_strategy().to_vec()),
+        )
+        .enable_execute_command(t.enable_execute_command())
+        .enable_ecs_managed_tags(t.enable_ecs_managed_tags())
+        .propagate_tags(aws_sdk_ecs::types::PropagateTags::Service)
+        .load_balancers(s.load_balancer)
+        .set_tags(Some(ecs_tags(s.tags)))
+        .send()
+        .await
+        .aws("ECS CreateService", format!("{cluster}/{}", s.name))?;
+    out.service.ok_or_else(|| AwsError {
+        operation: "ECS CreateService",
+        resource: format!("{cluster}/{}", s.name),
+        code: None,
+        message: "the response holds no service".into(),
+        transient: false,
+    })
+}
+
+/// DeleteService (the service must be scaled to 0 first); one already gone counts as deleted.
+pub async fn delete_service(ecs: &Client, cluster: &str, name: &str) -> Result<(), AwsError> {
+    match ecs
+        .delete_service()
+        .cluster(cluster)
+        .service(name)
+        .send()
+        .await
+        .aws("ECS DeleteService", format!("{cluster}/{name}"))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is("ServiceNotFoundException") || e.is("ServiceNotActiveException") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use aws_sdk_elasticloadbalancingv2::types::{Action, Rule, RuleCondition, Tag};
+use aws_sdk_elasticloadbalancingv2::types::{
+    Action, ProtocolEnum, Rule, RuleCondition, Tag, TargetGroup, TargetTypeEnum,
+};
 use aws_sdk_elasticloadbalancingv2::Client;
 
 use super::{AwsError, AwsResultExt};
@@ -266,6 +268,81 @@ pub async fn delete_rule(elb: &Client, rule_arn: &str) -> Result<(), AwsError> {
     {
         Ok(_) => Ok(()),
         Err(e) if e.is("RuleNotFound") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The target group of this name, or `None` when there is none.
+pub async fn target_group_by_name(
+    elb: &Client,
+    name: &str,
+) -> Result<Option<TargetGroup>, AwsError> {
+    match elb
+        .describe_target_groups()
+        .names(name)
+        .send()
+        .await
+        .aws("ELBv2 DescribeTargetGroups", name)
+    {
+        Ok(out) => Ok(out.target_groups().first().cloned()),
+        Err(e) if e.is("TargetGroupNotFound") => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+pub struct NewTargetGroup<'a> {
+    pub name: &'a str,
+    pub vpc_id: &'a str,
+    pub port: i32,
+    pub protocol: &'a str,
+    pub target_type: &'a str,
+    pub health_check_path: &'a str,
+    pub tags: Vec<(String, String)>,
+}
+
+/// Creates a target group with its tags in one call; returns its ARN.
+pub async fn create_target_group(elb: &Client, tg: NewTargetGroup<'_>) -> Result<String, AwsError> {
+    let tags: Vec<Tag> = tg
+        .tags
+        .iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build())
+        .collect();
+    let out = elb
+        .create_target_group()
+        .name(tg.name)
+        .vpc_id(tg.vpc_id)
+        .port(tg.port)
+        .protocol(ProtocolEnum::from(tg.protocol))
+        .target_type(TargetTypeEnum::from(tg.target_type))
+        .health_check_path(tg.health_check_path)
+        .set_tags(Some(tags))
+        .send()
+        .await
+        .aws("ELBv2 CreateTargetGroup", tg.name)?;
+    out.target_groups()
+        .first()
+        .and_then(|t| t.target_group_arn())
+        .map(str::to_string)
+        .ok_or_else(|| AwsError {
+            operation: "ELBv2 CreateTargetGroup",
+            resource: tg.name.to_string(),
+            code: None,
+            message: "the response holds no target group".into(),
+            transient: false,
+        })
+}
+
+/// Deletes a target group; one that is already gone counts as deleted.
+pub async fn delete_target_group(elb: &Client, arn: &str) -> Result<(), AwsError> {
+    match elb
+        .delete_target_group()
+        .target_group_arn(arn)
+        .send()
+        .await
+        .aws("ELBv2 DeleteTargetGroup", arn)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is("TargetGroupNotFound") => Ok(()),
         Err(e) => Err(e),
     }
 }

@@ -132,7 +132,7 @@ impl Api {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, what: &str, route: &str) -> Result<T, ApiError> {
-        let body = self.send(what, route, None).await?;
+        let body = self.send(what, route, Verb::Get).await?;
         parse(what, &body)
     }
 
@@ -142,17 +142,22 @@ impl Api {
         route: &str,
         body: &Value,
     ) -> Result<T, ApiError> {
-        let body = self.send(what, route, Some(body)).await?;
+        let body = self.send(what, route, Verb::Post(body)).await?;
+        parse(what, &body)
+    }
+
+    pub async fn patch<T: DeserializeOwned>(
+        &self,
+        what: &str,
+        route: &str,
+        body: &Value,
+    ) -> Result<T, ApiError> {
+        let body = self.send(what, route, Verb::Patch(body)).await?;
         parse(what, &body)
     }
 
     /// One request, retried per [`Retry`]; the body of the first success.
-    async fn send(
-        &self,
-        what: &str,
-        route: &str,
-        body: Option<&Value>,
-    ) -> Result<String, ApiError> {
+    async fn send(&self, what: &str, route: &str, verb: Verb<'_>) -> Result<String, ApiError> {
         let err = |status: Option<u16>, message: String| ApiError {
             what: what.to_string(),
             status,
@@ -161,9 +166,10 @@ impl Api {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let res = match body {
-                Some(b) => self.client._post(route, Some(b)).await,
-                None => self.client._get(route).await,
+            let res = match verb {
+                Verb::Get => self.client._get(route).await,
+                Verb::Post(b) => self.client._post(route, Some(b)).await,
+                Verb::Patch(b) => self.client._patch(route, Some(b)).await,
             };
             let (disposition, failure) = match res {
                 Ok(res) => {
@@ -207,6 +213,13 @@ impl Api {
             }
         }
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Verb<'a> {
+    Get,
+    Post(&'a Value),
+    Patch(&'a Value),
 }
 
 fn parse<T: DeserializeOwned>(what: &str, body: &str) -> Result<T, ApiError> {
@@ -279,6 +292,16 @@ pub struct DeploymentStatus {
     pub log_url: Option<String>,
     pub target_url: Option<String>,
     pub environment_url: Option<String>,
+}
+
+/// `GET /repos/{o}/{r}/issues/{n}/comments` item (the fields we read).
+#[derive(Debug, Clone, Deserialize)]
+pub struct IssueComment {
+    pub id: u64,
+    #[serde(default)]
+    pub body: String,
+    pub html_url: Option<String>,
+    pub user: Option<Login>,
 }
 
 /// `GET /repos/{o}/{r}/actions/runs/{id}` (the field we read).

@@ -12,6 +12,10 @@
 //!    for deploy, the summary section, the webhook.
 //!
 //! `dry-run` checks the gates (a refusal becomes a warning) and records nothing.
+//!
+//! Phase `preview` is recorded under its review app's transient environment (`<github env>-pr-N`, with the app's
+//! URL); its teardown makes no record of its own but marks every deployment of that environment `inactive`
+//! ([`deactivate`]) once the phase succeeded.
 
 use std::future::Future;
 use std::time::Duration;
@@ -81,6 +85,8 @@ pub struct Plan {
     pub override_freeze: Option<String>,
     pub webhook_url: Option<String>,
     pub dry_run: bool,
+    /// A review app's teardown: no record; the environment's deployments are marked inactive at the end.
+    pub teardown: bool,
 }
 
 impl Plan {
@@ -109,7 +115,16 @@ impl Plan {
             Some(v) => Some(Version::parse(v)?.to_string()),
             None => None,
         };
-        let env = &common.environment;
+        let (env, teardown) = match inv.phase {
+            Phase::Preview => {
+                let target = crate::phases::preview::Target::from_invocation(inv, common)?;
+                (
+                    target.record_environment(&common.environment),
+                    target.teardown,
+                )
+            }
+            _ => (common.environment.clone(), false),
+        };
         let required = match &env.requires {
             Some(name) => {
                 let config = Config::load(&common.config_path)?;
@@ -121,13 +136,14 @@ impl Plan {
         Ok(Some(Plan {
             phase: inv.phase,
             gates,
-            environment: env.clone(),
+            environment: env,
             required,
             version,
             mode,
             override_freeze,
             webhook_url,
             dry_run: common.dry_run,
+            teardown,
         }))
     }
 
@@ -368,6 +384,9 @@ impl Release {
             None => Record::NotRecorded {
                 why: "GitHub not available".into(),
             },
+            Some(_) if plan.teardown => Record::NotRecorded {
+                why: "a teardown; the environment's deployments are marked inactive".into(),
+            },
             Some(api) => match gates::this_jobs_record(&recent, &this_run) {
                 Some(job) if plan.mode == Mode::Auto => {
                     tracing::info!(
@@ -440,6 +459,27 @@ impl Release {
             };
             self.steps
                 .push((format!("record {state}"), t.elapsed(), ok));
+        }
+        if let (true, "success", false, Some(api)) =
+            (self.plan.teardown, state, self.plan.dry_run, &self.api)
+        {
+            let t = Instant::now();
+            let env = self.plan.github_environment().to_string();
+            let result = deactivate(api, &env, &format!("{}: torn down", self.plan.what())).await;
+            let ok = match &result {
+                Ok(ids) => {
+                    tracing::info!(
+                        "GitHub environment {env}: {} deployment(s) marked inactive",
+                        ids.len()
+                    );
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!("could not mark the deployments of {env} inactive: {e}");
+                    false
+                }
+            };
+            self.steps.push(("record inactive".into(), t.elapsed(), ok));
         }
         let changes = match &result {
             Ok(o) if self.plan.phase == Phase::Deploy && !self.plan.dry_run => {
@@ -889,6 +929,30 @@ async fn create(api: &Api, plan: &Plan, github: &GithubEnv) -> anyhow::Result<u6
         }
     }
     Err(record_error(&last.expect("the loop ran at least once")))
+}
+
+/// Marks every deployment of `environment` whose newest status is not `inactive` yet as `inactive` (a torn-down
+/// review app). Returns the ids it marked; a second call marks none.
+pub async fn deactivate(
+    api: &Api,
+    environment: &str,
+    description: &str,
+) -> Result<Vec<u64>, ApiError> {
+    let list = recent_deployments(api, environment, 100, 1).await?;
+    let mut marked = Vec::new();
+    for d in list
+        .iter()
+        .filter(|d| d.latest() != Some(&StatusState::Inactive))
+    {
+        api.post::<DeploymentStatus>(
+            &format!("set deployment {} to inactive", d.id),
+            &api.route(&format!("deployments/{}/statuses", d.id)),
+            &json!({ "state": "inactive", "description": bounded(description, 140) }),
+        )
+        .await?;
+        marked.push(d.id);
+    }
+    Ok(marked)
 }
 
 fn record_error(e: &ApiError) -> anyhow::Error {

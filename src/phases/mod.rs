@@ -3,6 +3,7 @@
 pub mod check_config;
 pub mod deploy;
 pub mod migrate;
+pub mod preview;
 pub mod rollback;
 pub mod run;
 pub mod snapshot;

@@ -116,6 +116,7 @@ fn plan(phase: Phase, env: &str, version: Option<&str>) -> Plan {
         override_freeze: None,
         webhook_url: None,
         dry_run: false,
+        teardown: false,
     }
 }
 

@@ -6,6 +6,7 @@ mod deploy;
 mod foundation;
 mod github;
 mod migrate;
+mod preview;
 mod run;
 mod snapshot;
 mod state;
