@@ -55,6 +55,8 @@ impl Request {
             ))
         })?;
         let version = inv.version()?;
+        // The image tag is checked here, before any AWS call (the task runner builds it only after db-only).
+        migration.image.tag_for(&version)?;
         let max_snapshot_age =
             parse_duration("max-snapshot-age", inv.raw.max_snapshot_age.as_deref())?
                 .unwrap_or(DEFAULT_MAX_SNAPSHOT_AGE);

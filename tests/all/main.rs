@@ -2,6 +2,7 @@
 
 mod support;
 
+mod badinput;
 mod deploy;
 mod foundation;
 
