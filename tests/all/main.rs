@@ -7,5 +7,6 @@ mod deploy;
 mod foundation;
 
 mod migrate;
+mod secrets;
 mod snapshot;
 mod state;
