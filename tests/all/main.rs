@@ -7,6 +7,7 @@ mod deploy;
 mod foundation;
 
 mod migrate;
+mod safety;
 mod secrets;
 mod snapshot;
 mod state;
