@@ -866,7 +866,9 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
                 &format!("{key}.listener-arn"),
                 "give the ARN of the ALB listener that serves the site",
             )?;
-            if !listener_arn.starts_with("arn:") || !listener_arn.contains(":listener/") {
+            let parts: Vec<&str> = listener_arn.splitn(6, ':').collect();
+            let alb_listener = matches!(parts[..], ["arn", _, "elasticloadbalancing", _, _, resource] if resource.starts_with("listener/app/"));
+            if !alb_listener {
                 return Err(format!("{key}.listener-arn: {listener_arn:?} is not an ALB listener ARN (arn:aws:elasticloadbalancing:...:listener/app/...)"));
             }
             let response = match (m.fixed_response, m.redirect) {

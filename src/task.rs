@@ -305,6 +305,23 @@ pub fn plan_launch(in_group: &[TaskView], version: &str, label: &str) -> LaunchP
     }
 }
 
+/// Pure: a task for `version` that another run started since this run first looked at the group (`seen`: the task
+/// ARNs it saw then), running or already stopped: that run did this run's work, so this run follows it (and reports
+/// its verdict) instead of starting the same task again. The newest such task, by its order in `now`.
+pub fn started_meanwhile<'a>(
+    seen: &[String],
+    now: &'a [TaskView],
+    version: &str,
+) -> Option<&'a TaskView> {
+    now.iter()
+        .filter(|t| !seen.contains(&t.arn) && t.version.as_deref() == Some(version))
+        .find(|t| !t.stopped())
+        .or_else(|| {
+            now.iter()
+                .find(|t| !seen.contains(&t.arn) && t.version.as_deref() == Some(version))
+        })
+}
+
 /// Where the awslogs driver writes a container's output.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogTarget {
@@ -513,15 +530,18 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
     let version = launch.version.as_str();
     let group = group_name(&env.name, &cfg.name);
 
-    let mut plan = plan_launch(&in_group(clients, launch, &group).await?, version, &label);
+    let mut looked = in_group(clients, launch, &group).await?;
+    let mut plan = plan_launch(&looked, version, &label);
     if let LaunchPlan::WaitForStopping(arns) = &plan {
         if ctx.dry_run {
             tracing::info!("dry run: {} earlier {label} task(s) still stopping; a real run waits for them first", arns.len());
         } else {
             wait_all_stopped(clients, launch, arns, ctx).await?;
-            plan = plan_launch(&in_group(clients, launch, &group).await?, version, &label);
+            looked = in_group(clients, launch, &group).await?;
+            plan = plan_launch(&looked, version, &label);
         }
     }
+    let seen: Vec<String> = looked.into_iter().map(|t| t.arn).collect();
     let (task, attached, td, image) = match plan {
         LaunchPlan::Refuse(why) => bail!("{why}"),
         LaunchPlan::WaitForStopping(arns) if !ctx.dry_run => bail!(
@@ -580,57 +600,91 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                     started,
                 ));
             }
-            let td = if prepared.reuse {
-                tracing::info!(
-                    "{} already runs {} for {version}; using it",
-                    td_short(prepared.latest.task_definition_arn().unwrap_or_default()),
-                    prepared.image
-                );
-                prepared.latest.clone()
-            } else {
-                let td = ecs::register_revision(
-                    &clients.ecs,
-                    &prepared.latest,
-                    prepared.containers.clone(),
-                    prepared.tags.clone(),
-                )
-                .await
-                .with_context(|| format!("registering a revision of {} for {label}", cfg.family))?;
-                tracing::info!(
-                    "registered {} with {} = {}",
-                    td_short(td.task_definition_arn().unwrap_or_default()),
-                    cfg.container,
-                    prepared.image
-                );
-                td
-            };
-            let td_arn = td.task_definition_arn().unwrap_or_default().to_string();
-            let token = format!("deploy-action-{:032x}", rand::random::<u128>());
-            let run_tags = {
-                let mut t = tags::standard(&env.name, version, ctx.github.run_key().as_deref());
-                t.push((tags::TASK.to_string(), cfg.name.clone()));
-                t.push((tags::LAUNCH.to_string(), token.clone()));
-                t
-            };
-            let input = ecs::RunTaskInput {
-                cluster: &env.cluster,
-                task_definition: &td_arn,
-                launch_type: &cfg.launch_type,
-                network,
-                container: &cfg.container,
-                command,
-                started_by: STARTED_BY,
-                group: &group,
-                tags: &run_tags,
-                client_token: &token,
-            };
-            let (task, attached) = start(clients, launch, &group, &input, ctx).await?;
-            if attached {
-                let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
-                (task, true, td, None)
-            } else {
-                (task, false, td, Some(prepared.image))
+            // Under the launch lock: look at the group once more, then register and start. A run that looked at
+            // the same moment and got here first has started its task by now, and this run follows it.
+            let lock = LaunchLock::acquire(clients, launch, &prepared.latest, ctx).await?;
+            let launched: Result<(TaskView, bool, aws_sdk_ecs::types::TaskDefinition, Option<String>)> = async {
+                let now = in_group(clients, launch, &group).await?;
+                if let Some(task) = started_meanwhile(&seen, &now, version) {
+                    tracing::info!(
+                        "another run started a {label} task for {version} meanwhile ({}, {}): following it instead of starting another",
+                        task.arn,
+                        task.last_status
+                    );
+                    let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
+                    return Ok((task.clone(), true, td, None));
+                }
+                match plan_launch(&now, version, &label) {
+                    LaunchPlan::Attach(task) => {
+                        tracing::info!(
+                            "a {label} task for {version} was started meanwhile by another run ({}): attaching to it",
+                            task.arn
+                        );
+                        let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
+                        return Ok((*task, true, td, None));
+                    }
+                    LaunchPlan::Refuse(why) => bail!("{why}"),
+                    LaunchPlan::WaitForStopping(arns) => bail!(
+                        "earlier {label} tasks started stopping meanwhile ({}); run again in a minute",
+                        arns.join(", ")
+                    ),
+                    LaunchPlan::Start => {}
+                }
+                    let td = if prepared.reuse {
+                        tracing::info!(
+                            "{} already runs {} for {version}; using it",
+                            td_short(prepared.latest.task_definition_arn().unwrap_or_default()),
+                            prepared.image
+                        );
+                        prepared.latest.clone()
+                    } else {
+                        let td = ecs::register_revision(
+                            &clients.ecs,
+                            &prepared.latest,
+                            prepared.containers.clone(),
+                            prepared.tags.clone(),
+                        )
+                        .await
+                        .with_context(|| format!("registering a revision of {} for {label}", cfg.family))?;
+                        tracing::info!(
+                            "registered {} with {} = {}",
+                            td_short(td.task_definition_arn().unwrap_or_default()),
+                            cfg.container,
+                            prepared.image
+                        );
+                        td
+                    };
+                    let td_arn = td.task_definition_arn().unwrap_or_default().to_string();
+                    let token = format!("deploy-action-{:032x}", rand::random::<u128>());
+                    let run_tags = {
+                        let mut t = tags::standard(&env.name, version, ctx.github.run_key().as_deref());
+                        t.push((tags::TASK.to_string(), cfg.name.clone()));
+                        t.push((tags::LAUNCH.to_string(), token.clone()));
+                        t
+                    };
+                    let input = ecs::RunTaskInput {
+                        cluster: &env.cluster,
+                        task_definition: &td_arn,
+                        launch_type: &cfg.launch_type,
+                        network,
+                        container: &cfg.container,
+                        command,
+                        started_by: STARTED_BY,
+                        group: &group,
+                        tags: &run_tags,
+                        client_token: &token,
+                    };
+                let (task, attached) = start(clients, launch, &group, &input, ctx).await?;
+                if attached {
+                    let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
+                    Ok((task, true, td, None))
+                } else {
+                    Ok((task, false, td, Some(prepared.image.clone())))
+                }
             }
+            .await;
+            lock.release(clients).await;
+            launched?
         }
     };
     let id = task.id().to_string();
@@ -1228,9 +1282,247 @@ impl Drop for LogSection {
     }
 }
 
+// ---------------------------------------------------------------------------------------------------------------
+// The launch lock
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Tag key prefix on the cluster: `deploy-action:launch-lock:<hash of the group>` = `<claim> <unix ms>`.
+pub const TAG_LAUNCH_LOCK: &str = "deploy-action:launch-lock";
+/// A claim older than this is left over from a run that died while starting its task; it is taken over.
+pub const LOCK_TTL: Duration = Duration::from_secs(120);
+/// The claim is read back one poll later (at least a second): a run that read the lock free at the same moment as
+/// this one has written its own claim by then, and only the later writer goes on.
+const LOCK_POLL: Backoff = Backoff {
+    first: Duration::from_secs(1),
+    max: Duration::from_secs(2),
+};
+
+/// Who holds a group's launch lock, from the tag's value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockHolder {
+    Free,
+    Mine,
+    /// Another run's claim, younger than [`LOCK_TTL`] (its age, for the log).
+    Other(Duration),
+    /// A claim older than [`LOCK_TTL`], or one that cannot be read.
+    Stale,
+}
+
+/// Pure: the holder of a lock whose tag holds `value`, for the run with `claim`, at `now_ms`.
+pub fn lock_holder(value: Option<&str>, claim: &str, now_ms: i64) -> LockHolder {
+    let Some(value) = value else {
+        return LockHolder::Free;
+    };
+    let (who, since) = match value.split_once(' ') {
+        Some((who, since)) => (who, since.parse::<i64>().ok()),
+        None => (value, None),
+    };
+    if who == claim {
+        return LockHolder::Mine;
+    }
+    match since {
+        Some(since) if now_ms.saturating_sub(since) < LOCK_TTL.as_millis() as i64 => {
+            LockHolder::Other(Duration::from_millis(
+                now_ms.saturating_sub(since).max(0) as u64
+            ))
+        }
+        Some(_) | None => LockHolder::Stale,
+    }
+}
+
+/// Pure: the ARN of `cluster` (a name or an ARN) in the partition, region and account of a task definition ARN.
+pub fn cluster_arn(cluster: &str, task_definition_arn: &str) -> Option<String> {
+    if cluster.starts_with("arn:") {
+        return Some(cluster.to_string());
+    }
+    match task_definition_arn.splitn(6, ':').collect::<Vec<_>>()[..] {
+        ["arn", partition, "ecs", region, account, _] => Some(format!(
+            "arn:{partition}:ecs:{region}:{account}:cluster/{cluster}"
+        )),
+        _ => None,
+    }
+}
+
+/// The tag key of a group's launch lock (tag keys are short: the group is hashed).
+pub fn lock_key(group: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(group.as_bytes());
+    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{TAG_LAUNCH_LOCK}:{hex}")
+}
+
+/// A claim on starting the one task of a group: held from the last look at the group until RunTask answered, so two
+/// runs that look at the same moment do not both start one. ECS has no conditional write; the claim is a tag on the
+/// cluster, written and then read back a poll later (see [`LOCK_POLL`]).
+struct LaunchLock {
+    cluster_arn: String,
+    key: String,
+    claim: String,
+}
+
+impl LaunchLock {
+    async fn acquire(
+        clients: &Clients,
+        launch: &Launch<'_>,
+        td: &aws_sdk_ecs::types::TaskDefinition,
+        ctx: &Ctx,
+    ) -> Result<LaunchLock> {
+        let env = launch.environment;
+        let group = group_name(&env.name, &launch.task.name);
+        let label = launch.label();
+        let cluster_arn = cluster_arn(&env.cluster, td.task_definition_arn().unwrap_or_default())
+            .ok_or_else(|| {
+            anyhow!(
+                "cannot tell the ARN of cluster {} from {}",
+                env.cluster,
+                td.task_definition_arn().unwrap_or_default()
+            )
+        })?;
+        let lock = LaunchLock {
+            key: lock_key(&group),
+            claim: format!("run-{:016x}", rand::random::<u64>()),
+            cluster_arn,
+        };
+        let claimed = std::sync::atomic::AtomicBool::new(false);
+        let got = ctx
+            .poller(format!("the launch lock of the {label} task"), LOCK_POLL)
+            .run(|| async {
+                let tags = ecs::tags(&clients.ecs, &lock.cluster_arn).await?;
+                match lock_holder(tags::get(&tags, &lock.key), &lock.claim, now_ms()) {
+                    LockHolder::Mine if claimed.load(Ordering::SeqCst) => Ok(Check::Done(())),
+                    LockHolder::Mine => {
+                        claimed.store(true, Ordering::SeqCst);
+                        Ok(Check::Pending(String::new()))
+                    }
+                    LockHolder::Other(age) => {
+                        claimed.store(false, Ordering::SeqCst);
+                        Ok(Check::Pending(format!(
+                            "another run is starting a {label} task for {} (its claim is {} old); waiting for it",
+                            env.name,
+                            human(age)
+                        )))
+                    }
+                    LockHolder::Free | LockHolder::Stale => {
+                        let value = format!("{} {}", lock.claim, now_ms());
+                        ecs::tag(&clients.ecs, &lock.cluster_arn, &lock.key, &value).await?;
+                        claimed.store(true, Ordering::SeqCst);
+                        Ok(Check::Pending(String::new()))
+                    }
+                }
+            })
+            .await;
+        match got {
+            Ok(()) => Ok(lock),
+            Err(e) => {
+                lock.release(clients).await;
+                Err(anyhow!(e).context(format!("could not start the {label} task")))
+            }
+        }
+    }
+
+    /// Removes the claim if it still is this run's; a failure only delays the next launch by [`LOCK_TTL`].
+    async fn release(&self, clients: &Clients) {
+        let result = async {
+            let tags = ecs::tags(&clients.ecs, &self.cluster_arn).await?;
+            if lock_holder(tags::get(&tags, &self.key), &self.claim, now_ms()) == LockHolder::Mine {
+                ecs::untag(&clients.ecs, &self.cluster_arn, &self.key).await?;
+            }
+            Ok::<(), crate::aws::AwsError>(())
+        }
+        .await;
+        if let Err(e) = result {
+            tracing::warn!(
+                "{e}; the launch lock {} on {} expires by itself in {}",
+                self.key,
+                self.cluster_arn,
+                human(LOCK_TTL)
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_started_meanwhile_is_followed() {
+        let seen = vec![task("old", "STOPPED", "STOPPED", Some("v1")).arn];
+        let cases: Vec<(Vec<TaskView>, Option<&str>)> = vec![
+            (vec![], None),
+            (vec![task("old", "STOPPED", "STOPPED", Some("v1"))], None),
+            (
+                vec![
+                    task("old", "STOPPED", "STOPPED", Some("v1")),
+                    task("new", "RUNNING", "RUNNING", Some("v1")),
+                ],
+                Some("new"),
+            ),
+            (
+                vec![task("done", "STOPPED", "STOPPED", Some("v1"))],
+                Some("done"),
+            ),
+            (vec![task("other", "RUNNING", "RUNNING", Some("v0"))], None),
+            (
+                vec![
+                    task("done", "STOPPED", "STOPPED", Some("v1")),
+                    task("live", "PROVISIONING", "RUNNING", Some("v1")),
+                ],
+                Some("live"),
+            ),
+        ];
+        for (now, want) in cases {
+            let got = started_meanwhile(&seen, &now, "v1").map(|t| t.id().to_string());
+            assert_eq!(got.as_deref(), want, "{now:?}");
+        }
+    }
+
+    #[test]
+    fn launch_lock_holders() {
+        let now = 1_800_000_000_000;
+        let ttl = LOCK_TTL.as_millis() as i64;
+        let cases: Vec<(Option<String>, LockHolder)> = vec![
+            (None, LockHolder::Free),
+            (Some(format!("run-a {now}")), LockHolder::Mine),
+            (Some(format!("run-a {}", now - ttl * 10)), LockHolder::Mine),
+            (
+                Some(format!("run-b {}", now - 1500)),
+                LockHolder::Other(Duration::from_millis(1500)),
+            ),
+            (
+                Some(format!("run-b {}", now + 500)),
+                LockHolder::Other(Duration::ZERO),
+            ),
+            (Some(format!("run-b {}", now - ttl)), LockHolder::Stale),
+            (Some("run-b".into()), LockHolder::Stale),
+            (Some("run-b soon".into()), LockHolder::Stale),
+        ];
+        for (value, want) in cases {
+            assert_eq!(
+                lock_holder(value.as_deref(), "run-a", now),
+                want,
+                "{value:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn cluster_arns_and_lock_keys() {
+        let td = "arn:aws:ecs:eu-central-1:123456789012:task-definition/stage-migrate:3";
+        assert_eq!(
+            cluster_arn("app-stage", td).as_deref(),
+            Some("arn:aws:ecs:eu-central-1:123456789012:cluster/app-stage")
+        );
+        let given = "arn:aws-cn:ecs:cn-north-1:1:cluster/x";
+        assert_eq!(cluster_arn(given, td).as_deref(), Some(given));
+        assert_eq!(cluster_arn("app-stage", "stage-migrate:3"), None);
+        let key = lock_key("deploy-action:stage:migration");
+        assert!(
+            key.starts_with("deploy-action:launch-lock:") && key.len() <= 128,
+            "{key}"
+        );
+        assert_ne!(key, lock_key("deploy-action:prod:migration"));
+    }
 
     #[test]
     fn verdicts() {

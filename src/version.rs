@@ -132,7 +132,8 @@ impl ImageTagTemplate {
             Ok(tag)
         } else {
             Err(UsageError::new(format!(
-                "input `version`: {version:?} gives the image tag {tag:?}, which is not a valid image tag (at most 128 characters of letters, digits, '_', '.', '-'); pass a shorter version"
+                "input `version`: {:?} gives the image tag {tag:?}, which is not a valid image tag (at most 128 characters of letters, digits, '_', '.', '-'); pass a shorter version",
+                version.as_str()
             )))
         }
     }

@@ -560,6 +560,18 @@ pub async fn update_service(
     })
 }
 
+/// UpdateService with forceNewDeployment: a new deployment of the revision the service runs (after a FAILED one).
+pub async fn redeploy(ecs: &Client, cluster: &str, service: &str) -> Result<(), AwsError> {
+    ecs.update_service()
+        .cluster(cluster)
+        .service(service)
+        .force_new_deployment(true)
+        .send()
+        .await
+        .aws("ECS UpdateService", format!("{cluster}/{service}"))?;
+    Ok(())
+}
+
 /// Adds (or overwrites) tags on a task definition revision.
 pub async fn tag_task_definition(
     ecs: &Client,

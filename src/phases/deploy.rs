@@ -606,6 +606,22 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
 
 async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome> {
     let env = &req.common.environment;
+    // New code must not meet a database half migrated (nor lift maintenance over it).
+    if let Some(m) = &env.migration {
+        let running = ecs::live_tasks_of_family(&c.ecs, &env.cluster, &m.family).await?;
+        if !running.is_empty() {
+            let ids: Vec<&str> = running
+                .iter()
+                .map(|a| a.rsplit('/').next().unwrap_or(a))
+                .collect();
+            bail!(
+                "refusing to deploy {} to {}: a migration task is still running ({}); wait for it (phase migrate attaches to it and reports its result) or stop it, then run again",
+                req.version,
+                env.name,
+                ids.join(", ")
+            );
+        }
+    }
     let plans = {
         let _g = ctx.runner.group(&format!(
             "Plan: {} to {} ({})",

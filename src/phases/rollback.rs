@@ -148,6 +148,15 @@ struct Plan {
     from_version: Option<String>,
     to_version: Option<String>,
     events: HashSet<String>,
+    /// The primary deployment runs `current` and its roll-out FAILED (a circuit breaker without rollback): when
+    /// `current` is the target too, the roll-out is started again, or no rerun could ever settle the service.
+    failed_primary: bool,
+}
+
+impl Plan {
+    fn moves(&self) -> bool {
+        self.current != self.target || self.failed_primary
+    }
 }
 
 pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcome> {
@@ -182,7 +191,13 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             .map(|r| r.expect("checked above"))
             .collect();
         for p in &plans {
-            if p.current == p.target {
+            if p.current == p.target && p.failed_primary {
+                tracing::info!(
+                    "{}: on {} already, but its last roll-out FAILED: starting it again",
+                    p.cfg.name,
+                    td_short(&p.current)
+                );
+            } else if p.current == p.target {
                 tracing::info!(
                     "{}: on {} already; nothing to do",
                     p.cfg.name,
@@ -214,7 +229,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
                 from_version: p.from_version.clone(),
                 to: p.target.clone(),
                 to_version: p.to_version.clone(),
-                result: if p.current == p.target {
+                result: if !p.moves() {
                     RowResult::AlreadyOn
                 } else {
                     RowResult::Planned
@@ -232,16 +247,33 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         return Ok(out);
     }
 
-    let moving: Vec<Target> = plans
+    let target = |p: &Plan| Target {
+        service: p.cfg.name.clone(),
+        task_definition: p.target.clone(),
+        desired_count: None,
+    };
+    let moving: Vec<Target> = plans.iter().filter(|p| p.moves()).map(target).collect();
+    let changing: Vec<Target> = plans
         .iter()
         .filter(|p| p.current != p.target)
-        .map(|p| Target {
-            service: p.cfg.name.clone(),
-            task_definition: p.target.clone(),
-            desired_count: None,
-        })
+        .map(target)
         .collect();
-    let updates = rollout::update_services(&c.ecs, &env.cluster, &moving).await;
+    let mut updates = rollout::update_services(&c.ecs, &env.cluster, &changing).await;
+    for p in plans
+        .iter()
+        .filter(|p| p.current == p.target && p.failed_primary)
+    {
+        let res = ecs::redeploy(&c.ecs, &env.cluster, &p.cfg.name).await;
+        match &res {
+            Ok(()) => tracing::info!(
+                "{}: UpdateService (new deployment of {})",
+                p.cfg.name,
+                td_short(&p.target)
+            ),
+            Err(e) => tracing::error!("{}: {e}", p.cfg.name),
+        }
+        updates.push((target(p), res.err()));
+    }
     let mut failed_updates: Vec<String> = vec![];
     for (t, e) in &updates {
         let row = row(&mut out, &t.service);
@@ -401,6 +433,14 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
                 .filter(|p| failed_updates.contains(&p.cfg.name))
                 .map(|p| p.target.clone()),
         )
+        // A roll-out that was watched and did not complete: ECS's circuit breaker returns the service to the
+        // revision it ran, so that one stays registered (the next rollback deregisters it).
+        .chain(
+            plans
+                .iter()
+                .filter(|p| out.waited && !seen_completed.contains(&p.cfg.name))
+                .map(|p| p.current.clone()),
+        )
         .collect();
     let mut doomed: Vec<(String, String)> = vec![];
     for p in &plans {
@@ -497,8 +537,12 @@ async fn plan_service(
         let (td, _) = ecs::describe_task_definition(&c.ecs, &target).await?;
         version_of(&td)
     };
+    let failed_primary = ecs::primary(svc).is_some_and(|d| {
+        d.task_definition() == Some(current.as_str()) && ecs::Rollout::of(d) == ecs::Rollout::Failed
+    });
     Ok(Plan {
         cfg: cfg.clone(),
+        failed_primary,
         from_version: version_of(&current_td),
         to_version,
         current,

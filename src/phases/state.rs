@@ -257,6 +257,36 @@ pub fn plan(o: &Observed, target: EnvState) -> Vec<Step> {
     steps
 }
 
+/// Pure: whether `steps` may run while these migration tasks (not stopped) exist. Scaling services up, lifting
+/// maintenance or stopping the database under a running migration would let users (or the new code) at a database
+/// half migrated, or cut the migration off; everything else (maintenance on, scaling down, starting the database) is
+/// what a migration needs anyway.
+pub fn migration_guard(steps: &[Step], migrations: &[String]) -> Result<(), String> {
+    if migrations.is_empty() {
+        return Ok(());
+    }
+    let refused: Vec<String> = steps
+        .iter()
+        .filter(|s| match s {
+            Step::ScaleUp | Step::MaintenanceOff | Step::StopDatabase => true,
+            Step::MaintenanceOn | Step::DrainWait | Step::ScaleDown | Step::StartDatabase => false,
+        })
+        .map(Step::to_string)
+        .collect();
+    if refused.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = migrations
+        .iter()
+        .map(|a| a.rsplit('/').next().unwrap_or(a))
+        .collect();
+    Err(format!(
+        "a migration task is still running ({}), and {} must wait until it stopped; wait for it (phase migrate attaches to it and reports its result) or stop it, then run again",
+        ids.join(", "),
+        refused.join(", ")
+    ))
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // The outcome
 // ---------------------------------------------------------------------------------------------------------------
@@ -310,6 +340,8 @@ pub async fn converge(
         .await
         .with_context(|| format!("observing environment {}", env.name))?;
     let steps = plan(&before.observed(), target);
+    migration_guard(&steps, &before.migration_tasks)
+        .map_err(|why| anyhow!("state {}: refusing to go {target}: {why}", env.name))?;
     let mut out = StateOutcome {
         environment: env.name.clone(),
         target,
@@ -1037,6 +1069,35 @@ mod tests {
             }
         }
         o
+    }
+
+    #[test]
+    fn no_lifting_while_a_migration_runs() {
+        use Step::*;
+        let task = vec!["arn:aws:ecs:r:1:task/app-stage/abc123".to_string()];
+        let cases: Vec<(Vec<Step>, bool, bool)> = vec![
+            // (steps, migration running, allowed)
+            (vec![ScaleUp, MaintenanceOff], false, true),
+            (vec![ScaleUp, MaintenanceOff], true, false),
+            (vec![MaintenanceOff], true, false),
+            (vec![StartDatabase, ScaleUp], true, false),
+            (
+                vec![MaintenanceOn, DrainWait, ScaleDown, StopDatabase],
+                true,
+                false,
+            ),
+            (vec![MaintenanceOn, DrainWait, ScaleDown], true, true),
+            (vec![StartDatabase], true, true),
+            (vec![], true, true),
+        ];
+        for (steps, running, allowed) in cases {
+            let migrations = if running { task.clone() } else { vec![] };
+            let got = migration_guard(&steps, &migrations);
+            assert_eq!(got.is_ok(), allowed, "{steps:?} {running}: {got:?}");
+            if let Err(why) = got {
+                assert!(why.contains("abc123") && why.contains("run again"), "{why}");
+            }
+        }
     }
 
     #[test]

@@ -2,11 +2,14 @@
 
 mod support;
 
+mod badinput;
 mod deploy;
 mod foundation;
 mod github;
 mod migrate;
 mod preview;
 mod run;
+mod safety;
+mod secrets;
 mod snapshot;
 mod state;
