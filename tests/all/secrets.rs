@@ -4,6 +4,11 @@
 
 use serde_json::json;
 
+/// (label, inputs, expected exit code)
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, i32);
+/// (label, inputs, expected exit code, what the run must mention)
+type CaseWith<'a> = (&'a str, Vec<(&'a str, &'a str)>, i32, &'a str);
+
 use crate::support::{RunResult, TestContext};
 
 const HEADER_NAME: &str = "x-bypass-7f3a9c";
@@ -127,7 +132,7 @@ async fn secrets_never_leak_through_a_release() {
     )
     .await;
 
-    let runs: Vec<(&str, Vec<(&str, &str)>, i32)> = vec![
+    let runs: Vec<Case> = vec![
         (
             "state restricted (dry run)",
             inputs(
@@ -217,7 +222,7 @@ async fn secrets_never_leak_on_failure_and_bad_input() {
         .await
         .assert_code(0);
 
-    let runs: Vec<(&str, Vec<(&str, &str)>, i32, &str)> = vec![
+    let runs: Vec<CaseWith> = vec![
         (
             "migrate that fails",
             inputs("migrate", &[("version", "v2.0.0"), ("skip-drain", "true")]),
