@@ -125,6 +125,9 @@ pub fn parse_command(value: Option<&str>) -> Result<Option<Vec<String>>, UsageEr
         Ok(cmd) if cmd.is_empty() => Err(UsageError::new(format!(
             "input `command`: an empty list; leave the input out to keep the task's command, or give one, {example}"
         ))),
+        Ok(cmd) if cmd[0].trim().is_empty() => Err(UsageError::new(format!(
+            "input `command`: the first element (the program to run) is empty; name it, {example}"
+        ))),
         Ok(cmd) => Ok(Some(cmd)),
         Err(_) => Err(UsageError::new(format!(
             "input `command`: {v:?} is not a JSON list of strings; give the command and its arguments as one, {example}"
