@@ -78,7 +78,13 @@ async fn run_a_seed_task_that_succeeds_without_snapshot_or_db_only() {
     let calls = ctx.calls().await;
     assert_eq!(
         ctx.mutating_calls().await,
-        vec!["ecs:RegisterTaskDefinition", "ecs:RunTask"],
+        // The launch lock (a cluster tag) around the last look at the group and RunTask.
+        vec![
+            "ecs:TagResource",
+            "ecs:RegisterTaskDefinition",
+            "ecs:RunTask",
+            "ecs:UntagResource"
+        ],
         "{calls:?}"
     );
     assert_eq!(count(&calls, "DescribeDBSnapshots"), 0, "{calls:?}");

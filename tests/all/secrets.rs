@@ -30,6 +30,8 @@ fn inputs<'a>(phase: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a
         ("environment", "stage"),
         ("config", "deploy.toml"),
         ("github-token", TOKEN),
+        // The token must be masked even when GitHub is not used: no GitHub API in these tests.
+        ("github-deployments", "false"),
         ("maintenance-header-name", HEADER_NAME),
         ("maintenance-header-value", HEADER_VALUE),
     ];
