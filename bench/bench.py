@@ -319,7 +319,6 @@ class Bench:
         self.ecs = session.client("ecs", endpoint_url=self.aws.url)
         self.logs = session.client("logs", endpoint_url=self.aws.url)
         self.configs: dict[str, Path] = {}
-        self.templates: dict[tuple[str, str], Path] = {}
 
     # --- set-up ----------------------------------------------------------------------------------------------
 
@@ -344,7 +343,6 @@ class Bench:
                     c["image"] = "@IMAGE@"
             path = self.work / f"td-{env}-{svc}.json"
             path.write_text(json.dumps(td, indent=2))
-            self.templates[(env, svc)] = path
 
     def next_version(self) -> str:
         self.version_n += 1
@@ -390,9 +388,8 @@ class Bench:
 
     # --- the tools -------------------------------------------------------------------------------------------
 
-    def da(self, binary: str, env: str, version: str, *extra: str, mode=None, timeout=300.0) -> Run:
-        phase = extra[0] if extra else "deploy"
-        argv = [binary, phase, "--env", env, "--version", version, "--config", str(self.configs[env]), *extra[1:]]
+    def da(self, binary: str, phase: str, env: str, version: str, *flags: str, mode=None, timeout=300.0) -> Run:
+        argv = [binary, phase, "--env", env, "--version", version, "--config", str(self.configs[env]), *flags]
         return run(argv, self.env, mode=mode, timeout=timeout)
 
     def ff(self, env: str, services: list[str], version: str, *extra: str, timeout=300.0) -> list[Run]:
@@ -416,7 +413,7 @@ class Bench:
 
     # --- P1, P2, P4 (peers): one service, roll-out settles at a known moment ----------------------------------
 
-    def p1(self, tools: dict):
+    def p1(self, tools: list[str]):
         env, svc, cluster = "one", "core", "app-one"
         out = {t: {"lag": [], "p4": []} for t in tools}
         for i, settle_at in enumerate(SETTLE):
@@ -442,7 +439,7 @@ class Bench:
 
     def deploy_with(self, tool: str, env: str, services: list[str], version: str):
         if tool == "deploy-action":
-            return self.da(self.args.deploy_action, env, version)
+            return self.da(self.args.deploy_action, "deploy", env, version)
         if tool == "fabfuel":
             return self.ff(env, services, version)
         if tool == "fabfuel-seq":  # as a CI step would: one `ecs deploy` after the other
@@ -451,7 +448,7 @@ class Bench:
             return self.cli(env, services, version)
         raise ValueError(tool)
 
-    def p2(self, tools: dict):
+    def p2(self, tools: list[str]):
         env, svc, cluster = "one", "core", "app-one"
         out = {t: {"lag": [], "exit_lag": [], "rollback": [], "rc": []} for t in tools}
         cap = 25.0
@@ -466,7 +463,7 @@ class Bench:
                                        "taskLogs": ["Error: connect ECONNREFUSED 10.0.3.12:6379"]})
                 seq = self.aws.mark()
                 if tool == "deploy-action":
-                    r = self.da(self.args.deploy_action, env, version)
+                    r = self.da(self.args.deploy_action, "deploy", env, version)
                 elif tool == "fabfuel":
                     r = self.ff(env, [svc], version, "--rollback")[0]
                 else:
@@ -495,11 +492,14 @@ class Bench:
 
     # --- P3: a 5-second migration printing 10,000 lines -----------------------------------------------------
 
-    def task_events(self, family_fragment: str, spawn: float) -> tuple[str, dict[int, float]]:
-        tasks = [t for t in self.aws.ctl("GET", "/_test/ecs/tasks") if family_fragment in json.dumps(t)]
-        task = tasks[-1]
-        arn = task.get("taskArn") or task.get("arn")
-        tid = arn.rsplit("/", 1)[-1]
+    def last_task_id(self, family: str) -> str:
+        tasks = [t for t in self.aws.ctl("GET", "/_test/ecs/tasks")
+                 if f"task-definition/{family}:" in t["taskDefinitionArn"]]
+        return tasks[-1]["taskArn"].rsplit("/", 1)[-1]
+
+    def task_events(self, family: str) -> dict[int, float]:
+        """Line index -> the event's timestamp, for the newest task of the family."""
+        tid = self.last_task_id(family)
         group, stream = "/ecs/app-mig/migrate", f"ecs/migrate/{tid}"
         ts: dict[int, float] = {}
         token = None
@@ -513,9 +513,9 @@ class Bench:
             if page.get("nextForwardToken") in (None, token):
                 break
             token = page["nextForwardToken"]
-        return tid, ts
+        return ts
 
-    def p3(self, tools: dict, runs=3):
+    def p3(self, tools: list[str], runs=3):
         n = 10_000
         out = {t: {"lost": [], "lag_max": [], "lag_p50": [], "lag_mean": [], "wall": []} for t in tools}
         for _ in range(runs):
@@ -524,14 +524,14 @@ class Bench:
                 self.aws.task_rule({"match": "mig-migrate", "times": 1, "generateLines": {
                     "count": n, "template": "bench line {i}", "overSeconds": 5}})
                 if tool == "deploy-action":
-                    r = self.da(self.args.deploy_action, "mig", version, "migrate", "--allow-without-snapshot",
+                    r = self.da(self.args.deploy_action, "migrate", "mig", version, "--allow-without-snapshot",
                                 mode="lines")
                 else:
                     argv = ["bash", str(self.cli_run_script()), "app-mig", "mig-migrate", self.network("mig")]
                     r = run(argv, self.env, mode="lines")
                 if r.rc != 0:
                     raise SystemExit(f"bench: P3 {tool} failed (rc {r.rc}):\n{r.tail.decode(errors='replace')}")
-                _, ts = self.task_events("mig-migrate", r.spawn)
+                ts = self.task_events("mig-migrate")
                 if len(ts) != n:
                     raise SystemExit(f"bench: P3: the task wrote {len(ts)} lines, not {n}")
                 seen = {i: t for i, t in r.marks.items() if i in ts}
@@ -566,7 +566,7 @@ class Bench:
             out[name] = []
             for _ in range(runs):
                 seq = self.aws.mark()
-                r = self.da(binary, "one", self.next_version(), "deploy", "--dry-run")
+                r = self.da(binary, "deploy", "one", self.next_version(), "--dry-run")
                 if r.rc != 0:
                     raise SystemExit(f"bench: P4 {name} dry run failed:\n{r.tail.decode(errors='replace')}")
                 first = self.first_call_after(seq, r.spawn)
@@ -596,16 +596,16 @@ class Bench:
               flush=True)
         return {"wall": end - spawn, "calls": len(calls), "ops": ops}
 
-    def p5(self, tools: dict, runs=3):
+    def p5(self, tools: list[str], runs=3):
         services = ["core", "api", "workers"]
-        tools = {**tools, "fabfuel-seq": 1}
+        tools = [*tools, "fabfuel-seq"]
         out = {t: [] for t in tools}
         for _ in range(runs):
             for tool in tools:
                 out[tool].append(self.multi("P5", "three", services, tool))
         self.samples["P5"] = out
 
-    def p7(self, tools: dict, runs=3):
+    def p7(self, tools: list[str], runs=3):
         ten = [f"s{i:02d}" for i in range(1, 11)]
         out = {t: [] for t in tools}
         for _ in range(runs):
@@ -627,7 +627,7 @@ class Bench:
                 # overSeconds 0: every line is in the stream at once, so the figure is the reading, not the writing.
                 self.aws.task_rule({"match": "mig-migrate", "times": 1, "generateLines": {
                     "count": n, "template": "bench line {i}", "overSeconds": 0}})
-                r = self.da(binary, "mig", version, "migrate", "--allow-without-snapshot", mode="count",
+                r = self.da(binary, "migrate", "mig", version, "--allow-without-snapshot", mode="count",
                             timeout=240)
                 if r.rc != 0:
                     raise SystemExit(f"bench: P6 {name} failed (rc {r.rc}):\n{r.tail.decode(errors='replace')}")
@@ -640,7 +640,7 @@ class Bench:
                       f"peak RSS {r.maxrss_kb / 1024:5.1f} MB", flush=True)
         # The AWS CLI: one get-log-events process per page of 10,000 (v1 has no `logs tail` and does not page
         # GetLogEvents itself), over the stream the last run wrote, for a capped time.
-        tid, _ = self.stream_of_last_task()
+        tid = self.last_task_id("mig-migrate")
         cli = []
         for _ in range(runs):
             argv = ["bash", str(self.cli_tail_script()), "/ecs/app-mig/migrate", f"ecs/migrate/{tid}"]
@@ -654,11 +654,6 @@ class Bench:
                   f"peak RSS {r.maxrss_kb / 1024:5.1f} MB", flush=True)
         out["aws-cli"] = cli
         self.samples["P6"] = out
-
-    def stream_of_last_task(self):
-        tasks = [t for t in self.aws.ctl("GET", "/_test/ecs/tasks") if "mig-migrate" in json.dumps(t)]
-        arn = tasks[-1].get("taskArn") or tasks[-1].get("arn")
-        return arn.rsplit("/", 1)[-1], None
 
     def cli_tail_script(self) -> Path:
         path = self.work / "cli-tail.sh"
@@ -903,7 +898,7 @@ def render(b, info: dict, rows, p5) -> str:
         "`scripts/bench`; do not edit it by hand.**",
         "",
         "```sh",
-        "scripts/bench        # installs the peers (PyPI), builds deploy-action (release), measures, rewrites this file",
+        "scripts/bench   # installs the peers (PyPI), builds deploy-action (release), measures, rewrites this file",
         "```",
         "",
         f"- Date: {info['date']}",
@@ -963,8 +958,8 @@ test credentials, region `eu-central-1`, an empty `HOME`.
 **What each figure is.**
 - P1: a service rule settles the roll-out COMPLETED at a known moment (`settleAfterSeconds` S after the
   UpdateService, S ∈ {2.0, 3.3, 4.6, 5.9, 7.2} s so that the moment falls at different phases of each tool's poll
-  loop); the lag is the process's exit (`wait4` returning in the harness) minus the exact `settledAt` the local AWS reports
-  (`GET /_test/ecs/rollouts`). The AWS CLI script ran the first 3 values only (its waiter polls every 15 s).
+  loop); the lag is the process's exit (`wait4` returning in the harness) minus the exact `settledAt` the local AWS
+  reports (`GET /_test/ecs/rollouts`). The AWS CLI script ran the first 3 values only (its waiter polls every 15 s).
 - P2: the same with outcome FAILED (circuit breaker; 3 failed tasks). deploy-action: the first UpdateService in the
   call log after `settledAt` (the rollback to the previous revision); its exit lag, after the rollback completed and
   the failure was explained, is in brackets. Peers: the process exit. The AWS CLI script is capped at 25 s (1 run):
@@ -981,7 +976,9 @@ test credentials, region `eu-central-1`, an empty `HOME`.
   the last exit; API calls = call-log entries in that window.
 - P6: a task rule writes 1,000,000 lines at once (`overSeconds: 0`), so the figure is the tool's reading and printing
   (and the local AWS serving pages of 10,000), not the writing: lines/s from the first line's arrival to the last's;
-  peak RSS = the largest `VmHWM` of the process (or, for the AWS CLI loop, of any process in its tree), sampled every 10 ms. The AWS CLI loop reads the same stream for 8 s per run.
+  peak RSS = the largest `VmHWM` of the process (for the AWS CLI loop: of any process in its tree), sampled every
+  10 ms (`wait4`'s `ru_maxrss` would include the harness's own, inherited at fork). The AWS CLI loop reads the same
+  stream for 8 s per run.
 - P7: the same deploy to `solo` (1 service) and `ten` (10 services), one after the other; ratio per pair.
 
 **Build.** Not part of the measuring time. On this machine (2 cores, other builds running) a cold
@@ -1020,7 +1017,7 @@ def main():
     info = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
     b = Bench(args)
     only = set(args.only.split(","))
-    tools = {"deploy-action": 1, "fabfuel": 1, "aws-cli": 1}
+    tools = ["deploy-action", "fabfuel", "aws-cli"]
     binaries = {"deploy-action": args.deploy_action}
     if args.musl:
         binaries["deploy-action (musl)"] = args.musl
@@ -1038,7 +1035,7 @@ def main():
         if "P2" in only:
             b.p2(tools)
         if "P3" in only:
-            b.p3({"deploy-action": 1, "aws-cli": 1})
+            b.p3(["deploy-action", "aws-cli"])
         if "P5" in only:
             b.p5(tools)
         if "P7" in only:
