@@ -53,6 +53,8 @@ pub struct RawInputs {
     pub override_freeze: Option<String>,
     pub webhook_url: Option<String>,
     pub pr_number: Option<String>,
+    /// `iam-policy`: the phase whose policy to print (all when unset).
+    pub policy_phase: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -101,7 +103,8 @@ impl RawInputs {
             command,
             override_freeze,
             webhook_url,
-            pr_number
+            pr_number,
+            policy_phase
         )
     }
 
@@ -176,6 +179,7 @@ pub enum Phase {
     Rollback,
     Run,
     CheckConfig,
+    IamPolicy,
 }
 
 impl Phase {
@@ -203,6 +207,7 @@ impl Phase {
             Phase::Rollback => "rollback",
             Phase::Run => "run",
             Phase::CheckConfig => "check-config",
+            Phase::IamPolicy => "iam-policy",
         }
     }
 }
@@ -245,6 +250,8 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the config file; every error names the key and the fix.
     CheckConfig(CheckConfigArgs),
+    /// Print the least-privilege IAM policy for an environment's phases (from the config alone; no AWS call).
+    IamPolicy(IamPolicyArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -387,6 +394,21 @@ pub struct CheckConfigArgs {
     pub output: Option<OutputFormat>,
 }
 
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    /// Config file [default: .github/deploy.toml].
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Only this environment [default: every environment in the config].
+    #[arg(long = "env", short = 'e', visible_alias = "environment")]
+    pub environment: Option<String>,
+    /// Only this phase: status, state, snapshot, migrate, deploy, rollback or run [default: all of them].
+    #[arg(long)]
+    pub phase: Option<String>,
+    #[arg(long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
 fn s(v: &Option<String>) -> Option<String> {
     v.clone().filter(|v| !v.trim().is_empty())
 }
@@ -460,6 +482,14 @@ impl Command {
                 version: s(&a.version),
                 command: s(&a.command),
                 ..a.common.raw("run")
+            },
+            Command::IamPolicy(a) => RawInputs {
+                phase: Some("iam-policy".into()),
+                config: a.config.as_ref().map(|p| p.display().to_string()),
+                environment: s(&a.environment),
+                policy_phase: s(&a.phase),
+                output: a.output.map(|o| format!("{o:?}").to_lowercase()),
+                ..RawInputs::default()
             },
             Command::CheckConfig(a) => RawInputs {
                 phase: Some("check-config".into()),
@@ -728,6 +758,7 @@ mod tests {
             "rollback",
             "run",
             "check-config",
+            "iam-policy",
         ] {
             let e = Cli::try_parse_from(["deploy-action", p, "--help"]).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{p}");

@@ -8,6 +8,7 @@ pub mod config;
 pub mod drain;
 pub mod error;
 pub mod github;
+pub mod iam;
 pub mod inputs;
 pub mod log;
 pub mod maintenance;

@@ -60,6 +60,9 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         let out = phases::check_config::run(&inv.config_path(), inv.raw.environment.as_deref())?;
         return emit(runner, inv.phase, &out);
     }
+    if inv.phase == Phase::IamPolicy {
+        return emit(runner, inv.phase, &deploy_action::iam::run(inv)?);
+    }
     let common = inv.common()?;
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
@@ -87,7 +90,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         Phase::Deploy => phase!(deploy),
         Phase::Rollback => phase!(rollback),
         Phase::Run => phase!(run),
-        Phase::CheckConfig => unreachable!("handled above"),
+        Phase::CheckConfig | Phase::IamPolicy => unreachable!("handled above"),
     }
 }
 

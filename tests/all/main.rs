@@ -5,6 +5,7 @@ mod support;
 mod badinput;
 mod deploy;
 mod foundation;
+mod iam;
 
 mod migrate;
 mod safety;

@@ -18,6 +18,10 @@ const SSM: [(&str, &str); 2] = [
     ("/app/stage/nested/API_KEY", "k3y-5ecret-e21b"),
 ];
 
+/// A run: what it is, its inputs, its exit code (and, for failures, what its log must show).
+type Run<'a> = (&'a str, Vec<(&'a str, &'a str)>, i32);
+type FailingRun<'a> = (&'a str, Vec<(&'a str, &'a str)>, i32, &'a str);
+
 /// Inputs every run gets: the environment, the config, the token and the header pair.
 fn inputs<'a>(phase: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut v = vec![
@@ -127,7 +131,7 @@ async fn secrets_never_leak_through_a_release() {
     )
     .await;
 
-    let runs: Vec<(&str, Vec<(&str, &str)>, i32)> = vec![
+    let runs: Vec<Run> = vec![
         (
             "state restricted (dry run)",
             inputs(
@@ -217,7 +221,7 @@ async fn secrets_never_leak_on_failure_and_bad_input() {
         .await
         .assert_code(0);
 
-    let runs: Vec<(&str, Vec<(&str, &str)>, i32, &str)> = vec![
+    let runs: Vec<FailingRun> = vec![
         (
             "migrate that fails",
             inputs("migrate", &[("version", "v2.0.0"), ("skip-drain", "true")]),
