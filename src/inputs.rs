@@ -54,6 +54,8 @@ pub struct RawInputs {
     pub webhook_url: Option<String>,
     pub pr_number: Option<String>,
     pub github_deployments: Option<String>,
+    /// `iam-policy`: the phase whose policy to print (all when unset).
+    pub policy_phase: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -103,7 +105,8 @@ impl RawInputs {
             override_freeze,
             webhook_url,
             pr_number,
-            github_deployments
+            github_deployments,
+            policy_phase
         )
     }
 
@@ -179,6 +182,7 @@ pub enum Phase {
     Run,
     Preview,
     CheckConfig,
+    IamPolicy,
 }
 
 impl Phase {
@@ -207,6 +211,7 @@ impl Phase {
             Phase::Run => "run",
             Phase::Preview => "preview",
             Phase::CheckConfig => "check-config",
+            Phase::IamPolicy => "iam-policy",
         }
     }
 }
@@ -251,6 +256,8 @@ pub enum Command {
     Preview(PreviewArgs),
     /// Validate the config file; every error names the key and the fix.
     CheckConfig(CheckConfigArgs),
+    /// Print the least-privilege IAM policy for an environment's phases (from the config alone; no AWS call).
+    IamPolicy(IamPolicyArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -440,6 +447,21 @@ pub struct CheckConfigArgs {
     pub output: Option<OutputFormat>,
 }
 
+#[derive(Debug, Args)]
+pub struct IamPolicyArgs {
+    /// Config file [default: .github/deploy.toml].
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Only this environment [default: every environment in the config].
+    #[arg(long = "env", short = 'e', visible_alias = "environment")]
+    pub environment: Option<String>,
+    /// Only this phase: status, state, snapshot, migrate, deploy, rollback or run [default: all of them].
+    #[arg(long)]
+    pub phase: Option<String>,
+    #[arg(long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
 fn s(v: &Option<String>) -> Option<String> {
     v.clone().filter(|v| !v.trim().is_empty())
 }
@@ -489,7 +511,7 @@ impl Command {
             Command::Rollback(a) => Some(&a.release),
             Command::Run(a) => Some(&a.release),
             Command::Preview(a) => Some(&a.release),
-            Command::Status(_) | Command::CheckConfig(_) => None,
+            Command::Status(_) | Command::CheckConfig(_) | Command::IamPolicy(_) => None,
         }
     }
 
@@ -541,6 +563,14 @@ impl Command {
                 version: s(&a.version),
                 state: s(&a.state),
                 ..a.common.raw("preview")
+            },
+            Command::IamPolicy(a) => RawInputs {
+                phase: Some("iam-policy".into()),
+                config: a.config.as_ref().map(|p| p.display().to_string()),
+                environment: s(&a.environment),
+                policy_phase: s(&a.phase),
+                output: a.output.map(|o| format!("{o:?}").to_lowercase()),
+                ..RawInputs::default()
             },
             Command::CheckConfig(a) => RawInputs {
                 phase: Some("check-config".into()),
@@ -813,6 +843,7 @@ mod tests {
             "run",
             "preview",
             "check-config",
+            "iam-policy",
         ] {
             let e = Cli::try_parse_from(["deploy-action", p, "--help"]).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{p}");

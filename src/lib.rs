@@ -9,6 +9,7 @@ pub mod drain;
 pub mod error;
 pub mod gates;
 pub mod github;
+pub mod iam;
 pub mod inputs;
 pub mod log;
 pub mod maintenance;

@@ -61,6 +61,9 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         let out = phases::check_config::run(&inv.config_path(), inv.raw.environment.as_deref())?;
         return emit(runner, inv.phase, &out);
     }
+    if inv.phase == Phase::IamPolicy {
+        return emit(runner, inv.phase, &deploy_action::iam::run(inv)?);
+    }
     let common = inv.common()?;
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
@@ -93,7 +96,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         Phase::Rollback => phase!(rollback),
         Phase::Run => phase!(run),
         Phase::Preview => phase!(preview),
-        Phase::CheckConfig => unreachable!("handled above"),
+        Phase::CheckConfig | Phase::IamPolicy => unreachable!("handled above"),
     }
 }
 

@@ -4,11 +4,6 @@
 
 use serde_json::json;
 
-/// (label, inputs, expected exit code)
-type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, i32);
-/// (label, inputs, expected exit code, what the run must mention)
-type CaseWith<'a> = (&'a str, Vec<(&'a str, &'a str)>, i32, &'a str);
-
 use crate::support::{RunResult, TestContext};
 
 const HEADER_NAME: &str = "x-bypass-7f3a9c";
@@ -22,6 +17,10 @@ const SSM: [(&str, &str); 2] = [
     ),
     ("/app/stage/nested/API_KEY", "k3y-5ecret-e21b"),
 ];
+
+/// A run: what it is, its inputs, its exit code (and, for failures, what its log must show).
+type Run<'a> = (&'a str, Vec<(&'a str, &'a str)>, i32);
+type FailingRun<'a> = (&'a str, Vec<(&'a str, &'a str)>, i32, &'a str);
 
 /// Inputs every run gets: the environment, the config, the token and the header pair.
 fn inputs<'a>(phase: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
@@ -134,7 +133,7 @@ async fn secrets_never_leak_through_a_release() {
     )
     .await;
 
-    let runs: Vec<Case> = vec![
+    let runs: Vec<Run> = vec![
         (
             "state restricted (dry run)",
             inputs(
@@ -224,7 +223,7 @@ async fn secrets_never_leak_on_failure_and_bad_input() {
         .await
         .assert_code(0);
 
-    let runs: Vec<CaseWith> = vec![
+    let runs: Vec<FailingRun> = vec![
         (
             "migrate that fails",
             inputs("migrate", &[("version", "v2.0.0"), ("skip-drain", "true")]),
