@@ -472,6 +472,35 @@ pub async fn update_services(
     join_all(calls).await
 }
 
+/// The summary of a deploy or rollback: the headline with its icon, the error first, the service table, then a
+/// block of lines (why it failed, details).
+pub fn summary_markdown(
+    ok: bool,
+    headline: &str,
+    error: Option<&str>,
+    rows: &[Vec<String>],
+    block: &[String],
+) -> String {
+    let icon = if ok { "✅" } else { "❌" };
+    let mut s = format!("### {icon} {headline}\n\n");
+    if let Some(e) = error {
+        s.push_str(&format!("> {e}\n\n"));
+    }
+    s.push_str(&crate::github::runner::md_table(
+        &["service", "from", "to", "result", "duration"],
+        rows,
+    ));
+    if !block.is_empty() {
+        s.push_str("\n```\n");
+        for l in block {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.push_str("```\n");
+    }
+    s
+}
+
 /// One row of a deploy or rollback table: service, from, to, result, duration.
 pub fn row_cells(
     service: &str,

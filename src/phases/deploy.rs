@@ -30,7 +30,7 @@ use crate::aws::ecs::{self, td_short};
 use crate::aws::ssm::{self, ParameterRef};
 use crate::config::{Environment, Service as ServiceConfig};
 use crate::error::UsageError;
-use crate::github::runner::{md_table, text_table, Outcome};
+use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
 use crate::maintenance::{self, BypassHeader, MaintenanceState};
 use crate::promote::{self, Promotion, SelfReference, VersionRef};
@@ -1362,16 +1362,14 @@ impl Outcome for DeployOutcome {
     }
 
     fn summary(&self) -> String {
-        let icon = if self.ok() { "✅" } else { "❌" };
-        let mut s = format!("### {icon} {}\n\n", self.headline());
-        if let Some(e) = &self.error {
-            s.push_str(&format!("> {e}\n\n"));
-        }
-        s.push_str(&md_table(
-            &["service", "from", "to", "result", "duration"],
-            &self.rows(),
-        ));
         let failures = self.failure_lines();
+        let mut s = rollout::summary_markdown(
+            self.ok(),
+            &self.headline(),
+            self.error.as_deref(),
+            &self.rows(),
+            &[],
+        );
         if !failures.is_empty() {
             s.push_str("\n**Why**\n\n```\n");
             for l in failures {

@@ -22,7 +22,7 @@ use super::Ctx;
 use crate::aws::ecs::{self, td_family, td_short};
 use crate::config::Service as ServiceConfig;
 use crate::error::UsageError;
-use crate::github::runner::{md_table, text_table, Outcome};
+use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_bool, parse_u64, Common, Invocation};
 use crate::rollout::{self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd};
 use crate::version::Version;
@@ -688,25 +688,13 @@ impl Outcome for RollbackOutcome {
     }
 
     fn summary(&self) -> String {
-        let icon = if self.ok() { "✅" } else { "❌" };
-        let mut s = format!("### {icon} {}\n\n", self.headline());
-        if let Some(e) = &self.error {
-            s.push_str(&format!("> {e}\n\n"));
-        }
-        s.push_str(&md_table(
-            &["service", "from", "to", "result", "duration"],
+        rollout::summary_markdown(
+            self.ok(),
+            &self.headline(),
+            self.error.as_deref(),
             &self.rows(),
-        ));
-        let details = self.details();
-        if !details.is_empty() {
-            s.push_str("\n```\n");
-            for l in details {
-                s.push_str(&l);
-                s.push('\n');
-            }
-            s.push_str("```\n");
-        }
-        s
+            &self.details(),
+        )
     }
 
     fn text(&self) -> String {
