@@ -95,7 +95,17 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         Phase::Deploy => phase!(deploy),
         Phase::Rollback => phase!(rollback),
         Phase::Run => phase!(run),
-        Phase::Preview => phase!(preview),
+        Phase::Preview => {
+            // A review app reads AWS before the GitHub deployment record: a colliding host or path, or a resource of
+            // its name that is not its own, is bad input (exit 2) and creates nothing, not even the record.
+            let req = phases::preview::Request::from_invocation(inv, &common)?;
+            let sdk = aws::sdk_config(&common.environment.region).await;
+            let clients = phases::preview::Clients::new(&sdk);
+            let checked = phases::preview::check(&req, &clients).await?;
+            let run = phases::preview::run(&req, &clients, &ctx, checked);
+            let out = deployments::around(inv, &common, &ctx, run).await?;
+            emit(runner, inv.phase, &out)
+        }
         Phase::CheckConfig | Phase::IamPolicy => unreachable!("handled above"),
     }
 }

@@ -446,7 +446,7 @@ pub enum Owner {
 // ------------------------------------------------------------------------------------------------------------------
 
 /// Everything the phase reads before it decides (read-only calls only).
-struct Observed {
+pub struct Observed {
     template: Service,
     /// `<template family>-pr-N`.
     family: String,
@@ -653,48 +653,40 @@ impl PreviewOutcome {
     }
 }
 
-pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<PreviewOutcome> {
-    let started = Instant::now();
-    let mut out = PreviewOutcome::new(req, ctx);
-    match &req.direction {
-        Direction::Up(version) => up(req, clients, ctx, version, &mut out).await?,
-        Direction::Down(version) => down(req, clients, ctx, version.as_ref(), &mut out).await?,
-    }
-    out.duration_seconds = started.elapsed().as_secs();
-    if !ctx.dry_run {
-        comment(req, &mut out).await;
-    }
-    Ok(out)
+/// What [`check`] read and decided. An up's refusals (a host or path another rule routes, a service or target group
+/// of the review app's name that is not its own) come out of `check`, before the GitHub deployment record is made:
+/// bad input creates nothing, not even a record.
+pub enum Checked {
+    Up {
+        version: Version,
+        seen: Box<Observed>,
+        rule_plan: RulePlan,
+    },
+    Down {
+        version: Option<Version>,
+    },
 }
 
-// ------------------------------------------------------------------------------------------------------------------
-// Up
-// ------------------------------------------------------------------------------------------------------------------
-
-async fn up(
-    req: &Request,
-    c: &Clients,
-    ctx: &Ctx,
-    version: &Version,
-    out: &mut PreviewOutcome,
-) -> Result<()> {
+/// Read-only: what is there, and every refusal of an up (exit 2 for a collision or a foreign resource).
+pub async fn check(req: &Request, c: &Clients) -> Result<Checked> {
+    let version = match &req.direction {
+        Direction::Down(version) => {
+            return Ok(Checked::Down {
+                version: version.clone(),
+            })
+        }
+        Direction::Up(version) => version.clone(),
+    };
     let env = &req.environment;
     let t = &req.target;
-    let cfg = &req.preview;
-    let dry = ctx.dry_run;
-    tracing::info!(
-        "review app {} of pull request #{}: {} at {}",
-        t.name,
-        t.number,
-        version,
-        t.url
-    );
-
-    // 1. What is there, and every refusal, before anything changes.
     let seen = observe(req, c).await?;
     refuse_foreign(req, &seen)?;
-    let field = cfg.route.field();
-    let rule_plan = match plan_rule(&seen.rules, field, &t.route_value, cfg.priorities) {
+    let rule_plan = match plan_rule(
+        &seen.rules,
+        req.preview.route.field(),
+        &t.route_value,
+        req.preview.priorities,
+    ) {
         Ok(p) => p,
         Err(RuleRefusal::Collision(why)) => {
             return Err(UsageError::new(format!(
@@ -714,6 +706,62 @@ async fn up(
             );
         }
     }
+    Ok(Checked::Up {
+        version,
+        seen: Box::new(seen),
+        rule_plan,
+    })
+}
+
+pub async fn run(
+    req: &Request,
+    clients: &Clients,
+    ctx: &Ctx,
+    checked: Checked,
+) -> Result<PreviewOutcome> {
+    let started = Instant::now();
+    let mut out = PreviewOutcome::new(req, ctx);
+    match checked {
+        Checked::Up {
+            version,
+            seen,
+            rule_plan,
+        } => up(req, clients, ctx, &version, *seen, rule_plan, &mut out).await?,
+        Checked::Down { version } => down(req, clients, ctx, version.as_ref(), &mut out).await?,
+    }
+    out.duration_seconds = started.elapsed().as_secs();
+    if !ctx.dry_run {
+        comment(req, &mut out).await;
+    }
+    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Up
+// ------------------------------------------------------------------------------------------------------------------
+
+async fn up(
+    req: &Request,
+    c: &Clients,
+    ctx: &Ctx,
+    version: &Version,
+    seen: Observed,
+    rule_plan: RulePlan,
+    out: &mut PreviewOutcome,
+) -> Result<()> {
+    let env = &req.environment;
+    let t = &req.target;
+    let cfg = &req.preview;
+    let dry = ctx.dry_run;
+    tracing::info!(
+        "review app {} of pull request #{}: {} at {}",
+        t.name,
+        t.number,
+        version,
+        t.url
+    );
+
+    // 1. What is there was read by `check`, with every refusal, before anything changed.
     let template_td_arn = seen
         .template
         .task_definition()

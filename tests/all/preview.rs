@@ -727,6 +727,31 @@ async fn preview_a_host_another_rule_routes_exits_2_and_creates_nothing() {
     )
     .await;
     ctx.clear_calls().await;
+    // Through the Action, with GitHub: the refusal comes before the deployment record, so GitHub is not written
+    // to either (no deployment, no status, no comment).
+    let (server, gh) = github().await;
+    let r = preview(&ctx, &server, &[("version", "pr-12-abc")]).await;
+    r.assert_code(2);
+    let line = r
+        .stderr
+        .lines()
+        .find(|l| l.contains("would collide"))
+        .unwrap_or_default();
+    assert!(
+        line.contains(HOST) && line.contains("priority 50") && line.contains("nothing was created"),
+        "{}",
+        r.stderr
+    );
+    assert!(gh.writes().is_empty(), "{:?}", gh.writes());
+    assert!(
+        ctx.mutating_calls().await.is_empty(),
+        "{:?}",
+        ctx.mutating_calls().await
+    );
+    assert!(service(&ctx, "core-pr-12").await.is_none());
+    assert!(target_group(&ctx, "core-pr-12").await.is_none());
+
+    // The CLI front end says the same in one line.
     let r = ctx
         .cli(&[
             "preview",
@@ -747,13 +772,49 @@ async fn preview_a_host_another_rule_routes_exits_2_and_creates_nothing() {
         "{}",
         r.stderr
     );
+    assert!(ctx.mutating_calls().await.is_empty());
+}
+
+#[tokio::test]
+async fn preview_a_service_of_its_name_that_is_not_its_own_exits_2_before_github() {
+    let ctx = TestContext::new().await;
+    seed_template(&ctx, BY_HOST).await;
+    let core = service(&ctx, "core").await.unwrap();
+    ctx.ecs()
+        .await
+        .create_service()
+        .cluster(CLUSTER)
+        .service_name("core-pr-12")
+        .task_definition(core.task_definition().unwrap())
+        .desired_count(0)
+        .send()
+        .await
+        .unwrap();
+    ctx.clear_calls().await;
+    let (server, gh) = github().await;
+    let r = preview(&ctx, &server, &[("version", "pr-12-abc")]).await;
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains(
+            "ECS service app-review/core-pr-12 exists but is not this review app's (no tags deploy-action:preview=12"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(gh.writes().is_empty(), "{:?}", gh.writes());
     assert!(
         ctx.mutating_calls().await.is_empty(),
         "{:?}",
         ctx.mutating_calls().await
     );
-    assert!(service(&ctx, "core-pr-12").await.is_none());
-    assert!(target_group(&ctx, "core-pr-12").await.is_none());
+    // Down leaves it alone too, with a warning, and succeeds (nothing of this review app's exists).
+    let r = preview(&ctx, &server, &[("state", "stopped")]).await;
+    r.assert_code(0);
+    assert!(r.stderr.contains("not this review app's"), "{}", r.stderr);
+    assert_eq!(
+        service(&ctx, "core-pr-12").await.unwrap().status(),
+        Some("ACTIVE")
+    );
 }
 
 #[tokio::test]
