@@ -431,6 +431,9 @@ pub struct Service {
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskConfig {
     pub name: String,
+    /// The config key of its table (`environments.stage.migration`, `...tasks.seed`, `...preview.teardown`), for
+    /// errors that name what to correct.
+    pub key: String,
     pub family: String,
     pub container: String,
     pub command: Option<Vec<String>>,
@@ -803,6 +806,7 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         }
         Ok(TaskConfig {
             name: tname.to_string(),
+            key: key.to_string(),
             image: template(key, m.image_repository, m.image_tag)?,
             family,
             container,

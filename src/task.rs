@@ -97,15 +97,8 @@ impl Launch<'_> {
     }
 
     /// The config key of this task's table, for errors.
-    fn key(&self) -> String {
-        if self.task.name == "migration" {
-            format!("environments.{}.migration", self.environment.name)
-        } else {
-            format!(
-                "environments.{}.tasks.{}",
-                self.environment.name, self.task.name
-            )
-        }
+    fn key(&self) -> &str {
+        &self.task.key
     }
 
     fn command(&self) -> Option<&[String]> {
@@ -369,6 +362,8 @@ pub struct TaskReport {
     pub image: Option<String>,
     /// Followed a task that was already running instead of starting one.
     pub attached: bool,
+    /// The revision this run registered for the task (`None` when an existing one was used).
+    pub registered: Option<String>,
     pub verdict: Verdict,
     pub exit_code: Option<i32>,
     pub stop_code: Option<String>,
@@ -542,6 +537,8 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
         }
     }
     let seen: Vec<String> = looked.into_iter().map(|t| t.arn).collect();
+    // The revision this run registered, if it registered one.
+    let mut registered: Option<String> = None;
     let (task, attached, td, image) = match plan {
         LaunchPlan::Refuse(why) => bail!("{why}"),
         LaunchPlan::WaitForStopping(arns) if !ctx.dry_run => bail!(
@@ -652,6 +649,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                             cfg.container,
                             prepared.image
                         );
+                        registered = td.task_definition_arn().map(str::to_string);
                         td
                     };
                     let td_arn = td.task_definition_arn().unwrap_or_default().to_string();
@@ -802,6 +800,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
         task_definition: Some(view.task_definition.clone()),
         image,
         attached,
+        registered,
         verdict,
         exit_code: view.exit_code,
         stop_code: (view.stop_code != StopCode::None).then(|| view.stop_code.as_str().to_string()),
@@ -844,6 +843,7 @@ fn planned(
         task_definition: td,
         image,
         attached,
+        registered: None,
         verdict: Verdict::Planned,
         exit_code: None,
         stop_code: None,

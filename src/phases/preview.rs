@@ -786,9 +786,8 @@ async fn up(
     // 2. Seed: only while the service does not exist yet (the first up).
     if let Some(seed) = &cfg.seed {
         if seen.service.is_none() {
-            let report = one_off(req, c, ctx, seed, version).await?;
+            let report = one_off(req, c, ctx, seed, version, out).await?;
             let ok = report.ok();
-            out.step(dry, task_step(&report, "seed"));
             out.seed = Some(report);
             if !ok {
                 out.failure = Some(format!(
@@ -1302,13 +1301,16 @@ fn task_step(report: &TaskReport, what: &str) -> String {
     }
 }
 
-/// The seed or teardown task, with `{number}` in its command replaced, run like a migration.
+/// The seed or teardown task, with `{number}` in its command replaced, run like a migration. The revision registered
+/// for it (the pull request's image in the shared family) is deregistered once the task has stopped, so the family's
+/// latest revision stays the environment's own and closed pull requests leave nothing behind.
 async fn one_off(
     req: &Request,
     c: &Clients,
     ctx: &Ctx,
     cfg: &crate::config::TaskConfig,
     version: &Version,
+    out: &mut PreviewOutcome,
 ) -> Result<TaskReport> {
     let env = req.task_environment();
     let command: Option<Vec<String>> = cfg.command.as_ref().map(|cmd| {
@@ -1322,7 +1324,18 @@ async fn one_off(
         version,
         command: command.as_deref(),
     };
-    task::run(&launch, &c.task, ctx).await
+    let report = task::run(&launch, &c.task, ctx).await?;
+    out.step(ctx.dry_run, task_step(&report, &cfg.name));
+    if let Some(arn) = &report.registered {
+        match ecs::deregister_task_definition(&c.ecs, arn).await {
+            Ok(()) => out.step(
+                ctx.dry_run,
+                format!("deregistered {} (registered for the {} task)", td_short(arn), cfg.name),
+            ),
+            Err(e) => tracing::warn!("{e}; {} stays registered", td_short(arn)),
+        }
+    }
+    Ok(report)
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -1371,9 +1384,8 @@ async fn down(
             Some(v) => v.clone(),
             None => running_version(c, s).await?,
         };
-        let report = one_off(req, c, ctx, task_cfg, &version).await?;
+        let report = one_off(req, c, ctx, task_cfg, &version, out).await?;
         let ok = report.ok();
-        out.step(dry, task_step(&report, "teardown"));
         out.teardown = Some(report);
         if !ok {
             out.failure = Some(format!(

@@ -209,6 +209,7 @@ pub async fn service_task(
     );
     Ok(TaskConfig {
         name: service.name.clone(),
+        key: format!("environments.{}.services.{}", env.name, service.name),
         family: family.to_string(),
         container,
         command: None,

@@ -419,10 +419,29 @@ async fn preview_up_update_down_and_down_again_end_to_end() {
     let ctx = TestContext::new().await;
     seed_template(&ctx, BY_HOST).await;
     let (server, gh) = github().await;
+    let seed_family = revisions(&ctx, "review-seed", TaskDefinitionStatus::Active).await;
+    assert!(!seed_family.is_empty());
 
     // ---- Up: service, target group, rule, seed task, transient deployment, one comment. ----
     let r = preview(&ctx, &server, &[("version", "pr-12-abc1234")]).await;
     r.assert_code(0);
+    // The seed task's revision (the PR's image in the shared family) is deregistered after it ran: the family's
+    // latest revision is the environment's own again.
+    assert_eq!(
+        revisions(&ctx, "review-seed", TaskDefinitionStatus::Active).await,
+        seed_family
+    );
+    assert_eq!(
+        revisions(&ctx, "review-seed", TaskDefinitionStatus::Inactive)
+            .await
+            .len(),
+        1
+    );
+    assert!(
+        r.stdout.contains("(registered for the seed task)"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(r.outputs["url"], "https://pr-12.review.example.org");
     assert_eq!(r.outputs["preview-environment"], "review-pr-12");
     let svc = service(&ctx, "core-pr-12")
@@ -611,6 +630,17 @@ async fn preview_up_update_down_and_down_again_end_to_end() {
     );
     assert_eq!(
         revisions(&ctx, "review-core-pr-12", TaskDefinitionStatus::Inactive)
+            .await
+            .len(),
+        2
+    );
+    assert_eq!(
+        revisions(&ctx, "review-seed", TaskDefinitionStatus::Active).await,
+        seed_family,
+        "the teardown task's revision is deregistered too"
+    );
+    assert_eq!(
+        revisions(&ctx, "review-seed", TaskDefinitionStatus::Inactive)
             .await
             .len(),
         2
@@ -815,6 +845,41 @@ async fn preview_a_service_of_its_name_that_is_not_its_own_exits_2_before_github
         service(&ctx, "core-pr-12").await.unwrap().status(),
         Some("ACTIVE")
     );
+}
+
+#[tokio::test]
+async fn preview_a_seed_family_that_does_not_exist_names_its_config_key() {
+    let ctx = TestContext::new().await;
+    let path = seed_template(&ctx, BY_HOST).await;
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[environments.review.preview.seed]\nfamily = \"review-seed\"",
+        "[environments.review.preview.seed]\nfamily = \"review-seeed\"",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let r = ctx
+        .cli(&[
+            "preview",
+            "--env",
+            ENV,
+            "--config",
+            "deploy.toml",
+            "--pr-number",
+            "12",
+            "--version",
+            "pr-12-abc",
+        ])
+        .await;
+    r.assert_code(1);
+    assert!(
+        r.stderr.contains(
+            "task definition family review-seeed has no ACTIVE revision; register one, or correct environments.review.preview.seed.family in the config"
+        ),
+        "{}",
+        r.stderr
+    );
+    assert!(service(&ctx, "core-pr-12").await.is_none());
+    assert!(target_group(&ctx, "core-pr-12").await.is_none());
 }
 
 #[tokio::test]
