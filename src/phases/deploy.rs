@@ -250,6 +250,31 @@ pub fn secrets_from(params: &[ParameterRef]) -> Result<Vec<(String, String)>, St
         .collect())
 }
 
+/// The environment's SSM parameters under `ssm-path` as (secret name, valueFrom), or `None` without `ssm-path`.
+/// Only names and ARNs are read (no decryption), so no secret value ever reaches this process.
+pub async fn ssm_secrets(
+    ssm_client: &aws_sdk_ssm::Client,
+    env: &Environment,
+) -> Result<Option<Vec<(String, String)>>> {
+    let Some(path) = &env.ssm_path else {
+        return Ok(None);
+    };
+    let params = ssm::parameters_by_path(ssm_client, path)
+        .await
+        .with_context(|| {
+            format!(
+                "reading SSM parameters under {path} (ssm-path of environment {})",
+                env.name
+            )
+        })?;
+    let secrets = secrets_from(&params).map_err(|e| anyhow!("{e} (under ssm-path {path})"))?;
+    tracing::info!(
+        "{} SSM parameter(s) under {path} become secrets",
+        secrets.len()
+    );
+    Ok(Some(secrets))
+}
+
 /// One service's plan.
 #[derive(Debug, Clone)]
 pub struct ServicePlan {
@@ -275,38 +300,7 @@ async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
     let env = &req.common.environment;
     let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
     let services_fut = ecs::describe_services(&c.ecs, &env.cluster, &names);
-    let params_fut = async {
-        match &env.ssm_path {
-            Some(path) => ssm::parameters_by_path(&c.ssm, path)
-                .await
-                .map(Some)
-                .with_context(|| {
-                    format!(
-                        "reading SSM parameters under {path} (ssm-path of environment {})",
-                        env.name
-                    )
-                }),
-            None => Ok(None),
-        }
-    };
-    let (services, params) = tokio::try_join!(services_fut, params_fut)?;
-    let secrets = match &params {
-        Some(p) => {
-            let s = secrets_from(p).map_err(|e| {
-                anyhow!(
-                    "{e} (under ssm-path {})",
-                    env.ssm_path.as_deref().unwrap_or_default()
-                )
-            })?;
-            tracing::info!(
-                "{} SSM parameter(s) under {} become secrets",
-                s.len(),
-                env.ssm_path.as_deref().unwrap_or_default()
-            );
-            Some(s)
-        }
-        None => None,
-    };
+    let (services, secrets) = tokio::try_join!(services_fut, ssm_secrets(&c.ssm, env))?;
     let tds =
         try_join_all(services.iter().map(|s| {
             ecs::describe_task_definition(&c.ecs, s.task_definition().unwrap_or_default())

@@ -4,7 +4,8 @@
 //! pull request N (input `pr-number`, else `pull_request.number` / `number` of the event payload) the review app is:
 //! - the ECS service `<service>-pr-N` in the template's cluster, made like the template service (launch type,
 //!   network, deployment configuration) and running the family `<template family>-pr-N`: the template service's
-//!   revision with the configured containers on the PR's image (`version`, e.g. `pr-123-<sha>`);
+//!   revision with the configured containers on the PR's image (`version`, e.g. `pr-123-<sha>`) and, when the
+//!   template environment has `ssm-path`, its SSM parameters as secrets (the same revision a deploy makes);
 //! - the target group `<name-prefix>-pr-N` and a rule of the shared listener routing the PR's host (or path) to it,
 //!   at the lowest free priority of `priority-range`;
 //! - everything tagged `deploy-action:preview = N` and `deploy-action:environment = <template>`: that is how a
@@ -12,9 +13,11 @@
 //!
 //! **Up** (`state` running, the default) is idempotent: what exists is described first and only what is missing or
 //! out of date is created or updated. Before anything changes, a rule of someone else that already routes the same
-//! host (or path), or a service or target group of that name not made for this PR, refuses with exit 2. The
+//! host (or path), or a service or target group of that name not made for this PR, refuses with exit 2: [`check`]
+//! runs before the GitHub deployment record, so a refusal leaves nothing behind on GitHub either. The
 //! optional `seed` task runs (and must exit 0) only while the service does not exist yet, i.e. on the first up; it
-//! runs again if that first up failed before the service was created, so it must be safe to repeat. The phase
+//! runs again if that first up failed before the service was created, so it must be safe to repeat. The revision
+//! registered for a seed or teardown task is deregistered once the task has stopped. The phase
 //! waits until the roll-out completes ([`rollout::watch`]); a failed roll-out is explained and leaves the app as it
 //! is (no rollback: the next push deploys again). One pull request comment, found by the hidden marker
 //! `<!-- deploy-action:preview:<template> -->`, carries the URL and is edited on every later run.
@@ -38,7 +41,7 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::Ctx;
+use super::{deploy, Ctx};
 use crate::aws::ecs::{self, td_short};
 use crate::aws::elb;
 use crate::config::{Environment, Preview, PreviewRoute, Service as ServiceConfig};
@@ -284,6 +287,8 @@ pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// Secrets from the template environment's `ssm-path` (names and ARNs only).
+    pub ssm: aws_sdk_ssm::Client,
     pub task: task::Clients,
 }
 
@@ -293,6 +298,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
             task: task::Clients::new(sdk),
         }
     }
@@ -773,9 +779,11 @@ async fn up(
             )
         })?
         .to_string();
-    let (template_td, template_tags) =
-        ecs::describe_task_definition(&c.ecs, &template_td_arn).await?;
-    let wanted = wanted_revision(req, &template_td, &template_tags, version)?;
+    let ((template_td, template_tags), secrets) = tokio::try_join!(
+        ecs::describe_task_definition(&c.ecs, &template_td_arn),
+        deploy::ssm_secrets(&c.ssm, env),
+    )?;
+    let wanted = wanted_revision(req, &template_td, &template_tags, version, secrets)?;
     let latest = ecs::latest_task_definition(&c.ecs, &seen.family).await?;
     let reuse = latest.as_ref().and_then(|(td, tags)| {
         let tagged = tags::get(&ecs::tag_pairs(tags), tags::VERSION) == Some(version.as_str());
@@ -1084,14 +1092,12 @@ fn wanted_revision(
     template: &TaskDefinition,
     template_tags: &[aws_sdk_ecs::types::Tag],
     version: &Version,
+    secrets: Option<Vec<(String, String)>>,
 ) -> Result<Wanted> {
-    let mut containers = template.container_definitions().to_vec();
+    let containers = template.container_definitions();
     let mut images = Vec::new();
     for name in &req.template.containers {
-        let Some(c) = containers
-            .iter_mut()
-            .find(|c| c.name() == Some(name.as_str()))
-        else {
+        let Some(c) = containers.iter().find(|c| c.name() == Some(name.as_str())) else {
             bail!(
                 "{} (the template service's revision) has no container {name:?}; correct environments.{}.services.{}.containers in the config",
                 td_short(template.task_definition_arn().unwrap_or_default()),
@@ -1103,9 +1109,15 @@ fn wanted_revision(
             .template
             .image
             .image_for(version, c.image().unwrap_or_default())?;
-        images.push(format!("{name} = {image}"));
-        c.image = Some(image);
+        images.push((name.clone(), image));
     }
+    // The same revision a deploy of the template environment makes: images, and secrets from its `ssm-path`.
+    let containers = deploy::release_containers(containers, &deploy::Release { images, secrets });
+    let images = containers
+        .iter()
+        .filter(|c| req.template.containers.iter().any(|n| c.name() == Some(n.as_str())))
+        .map(|c| format!("{} = {}", c.name().unwrap_or_default(), c.image().unwrap_or_default()))
+        .collect();
     let mut tags: Vec<(String, String)> = ecs::tag_pairs(template_tags)
         .into_iter()
         .filter(|(k, _)| !k.starts_with(rollout::TAG_PREFIX) && !k.starts_with("aws:"))

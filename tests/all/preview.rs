@@ -883,6 +883,76 @@ async fn preview_a_seed_family_that_does_not_exist_names_its_config_key() {
 }
 
 #[tokio::test]
+async fn preview_revisions_take_secrets_from_the_template_environments_ssm_path() {
+    let ctx = TestContext::new().await;
+    let path = seed_template(&ctx, BY_HOST).await;
+    let ssm = aws_sdk_ssm::Client::new(&ctx.sdk().await);
+    for (name, value) in [
+        ("/app/review/DATABASE_URL", "postgres://review-secret"),
+        ("/app/other/X", "no"),
+    ] {
+        ssm.put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+    }
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "cluster = \"app-review\"",
+        "cluster = \"app-review\"\nssm-path = \"/app/review/\"",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let (server, _gh) = github().await;
+    let r = preview(&ctx, &server, &[("version", "pr-12-abc")]).await;
+    r.assert_code(0);
+    let td = service(&ctx, "core-pr-12")
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .to_string();
+    let def = ctx
+        .ecs()
+        .await
+        .describe_task_definition()
+        .task_definition(&td)
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .unwrap();
+    let core = def
+        .container_definitions()
+        .iter()
+        .find(|c| c.name() == Some("core"))
+        .unwrap();
+    let secrets: Vec<(&str, &str)> = core
+        .secrets()
+        .iter()
+        .map(|s| (s.name(), s.value_from()))
+        .collect();
+    assert_eq!(
+        secrets,
+        vec![(
+            "DATABASE_URL",
+            "arn:aws:ssm:eu-central-1:123456789012:parameter/app/review/DATABASE_URL"
+        )]
+    );
+    for out in [&r.stdout, &r.stderr, &r.summary] {
+        assert!(!out.contains("postgres://review-secret"));
+    }
+    // The same push again: the revision is already right, nothing is registered or changed.
+    ctx.clear_calls().await;
+    preview(&ctx, &server, &[("version", "pr-12-abc")])
+        .await
+        .assert_code(0);
+    assert_eq!(ctx.mutating_calls().await, Vec::<String>::new());
+}
+
+#[tokio::test]
 async fn preview_a_failing_seed_creates_nothing_else() {
     let ctx = TestContext::new().await;
     seed_template(&ctx, BY_HOST).await;
