@@ -4,7 +4,8 @@
 //! Each phase is a set of [`Grant`]s (what it calls, on what); the policy is their union, one statement per grant.
 //! Resources are scoped to what the config names: the cluster, its services, the migration and task families, the
 //! database and its snapshots (by the snapshot name's fixed prefix), the maintenance listener and its rules, the SSM
-//! path. Where AWS has no resource-level permission for an action, or the config cannot know the resource (the task
+//! path; for review apps, the `<service>-pr-*` services, `<prefix>-pr-*` target groups, the seed and teardown
+//! families and the rules of the shared listener (the template service itself is only described). Where AWS has no resource-level permission for an action, or the config cannot know the resource (the task
 //! definition families of the services, the log groups the task definitions write to), the statement says so in its
 //! `Sid` and uses the narrowest ARN pattern it can (`task-definition/*`, `log-group:*` in the region and account).
 //!
@@ -21,7 +22,7 @@ use crate::github::runner::Outcome;
 use crate::inputs::{Invocation, Phase};
 
 /// The phases that call AWS, in the order the policy lists them.
-pub const PHASES: [Phase; 7] = [
+pub const PHASES: [Phase; 8] = [
     Phase::Status,
     Phase::State,
     Phase::Snapshot,
@@ -29,6 +30,7 @@ pub const PHASES: [Phase; 7] = [
     Phase::Deploy,
     Phase::Rollback,
     Phase::Run,
+    Phase::Preview,
 ];
 
 /// One statement: what a phase does with one kind of resource.
@@ -73,6 +75,7 @@ impl Scope {
             .maintenance
             .as_ref()
             .and_then(|m| from_arn(&m.listener_arn))
+            .or_else(|| env.preview.as_ref().and_then(|p| from_arn(&p.listener_arn)))
             .or_else(|| from_arn(&env.cluster));
         let (partition, account) = known.unwrap_or_else(|| ("aws".into(), "*".into()));
         Scope {
@@ -130,6 +133,13 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
     let task_families: Vec<&str> = match phase {
         Phase::Migrate => env.migration.iter().map(|m| m.family.as_str()).collect(),
         Phase::Run => env.tasks.values().map(|t| t.family.as_str()).collect(),
+        Phase::Preview => env
+            .preview
+            .iter()
+            .flat_map(|p| [&p.seed, &p.teardown])
+            .flatten()
+            .map(|t| t.family.as_str())
+            .collect(),
         _ => vec![],
     };
     let family_arns: Vec<String> = task_families
@@ -426,8 +436,92 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.push(logs.clone());
             v
         }
-        // Review apps are not covered by iam-policy yet (not in PHASES): no grant is claimed for them.
-        Phase::Preview | Phase::CheckConfig | Phase::IamPolicy => vec![],
+        Phase::Preview => match &env.preview {
+            None => vec![],
+            Some(p) => {
+                let template = s.arn("ecs", &format!("service/{cname}/{}", p.service));
+                let review_apps = s.arn("ecs", &format!("service/{cname}/{}-pr-*", p.service));
+                let mut v = vec![
+                    grant(
+                        "EcsDescribeServices",
+                        &["ecs:DescribeServices"],
+                        vec![template, review_apps.clone()],
+                    ),
+                    grant(
+                        "EcsReviewAppServices",
+                        &[
+                            "ecs:CreateService",
+                            "ecs:UpdateService",
+                            "ecs:DeleteService",
+                            "ecs:TagResource",
+                        ],
+                        vec![review_apps],
+                    ),
+                    td_read(&[
+                        "ecs:DescribeTaskDefinition",
+                        "ecs:ListTaskDefinitions",
+                        "ecs:RegisterTaskDefinition",
+                        "ecs:DeregisterTaskDefinition",
+                    ]),
+                    // The PR families are `<template family>-pr-N`; the config does not name the template family.
+                    grant(
+                        "EcsReviewAppRevisionTagsAnyTemplateFamily",
+                        &["ecs:TagResource"],
+                        vec![s.arn("ecs", "task-definition/*-pr-*:*")],
+                    ),
+                    list_tasks.clone(),
+                    describe_tasks.clone(),
+                    pass_role.clone(),
+                    logs.clone(),
+                    grant(
+                        "ElbDescribeNoResourceLevel",
+                        &[
+                            "elasticloadbalancing:DescribeRules",
+                            "elasticloadbalancing:DescribeTags",
+                            "elasticloadbalancing:DescribeTargetGroups",
+                        ],
+                        vec!["*".into()],
+                    ),
+                    grant(
+                        "ElbReviewAppTargetGroups",
+                        &[
+                            "elasticloadbalancing:CreateTargetGroup",
+                            "elasticloadbalancing:DeleteTargetGroup",
+                            "elasticloadbalancing:AddTags",
+                        ],
+                        vec![s.arn(
+                            "elasticloadbalancing",
+                            &format!("targetgroup/{}-pr-*/*", p.target_group.name_prefix),
+                        )],
+                    ),
+                    grant(
+                        "ElbReviewAppRuleOnListener",
+                        &["elasticloadbalancing:CreateRule"],
+                        vec![p.listener_arn.clone()],
+                    ),
+                    // Any rule of the shared listener: a rule's ARN does not say whose it is (the phase only ever
+                    // changes rules tagged as the pull request's).
+                    grant(
+                        "ElbReviewAppRulesOfListener",
+                        &[
+                            "elasticloadbalancing:ModifyRule",
+                            "elasticloadbalancing:DeleteRule",
+                            "elasticloadbalancing:AddTags",
+                        ],
+                        vec![format!(
+                            "{}/*",
+                            p.listener_arn.replacen(":listener/", ":listener-rule/", 1)
+                        )],
+                    ),
+                ];
+                if !family_arns.is_empty() {
+                    v.extend(run_task(family_arns.clone()));
+                }
+                v.extend(ssm.iter().cloned());
+                v
+            }
+        },
+        Phase::CheckConfig | Phase::IamPolicy => vec![],
     };
     if family_arns.is_empty() {
         out.retain(|g| g.sid != "EcsRunOneOffTask" && g.sid != "EcsOneOffRevisionTags");
@@ -593,6 +687,14 @@ pub fn run(inv: &Invocation) -> Result<IamPolicy, UsageError> {
         Some(name) => vec![config.environment(name)?],
         None => config.environments.values().collect(),
     };
+    if phases == [Phase::Preview] {
+        if let Some(e) = envs.iter().find(|e| e.preview.is_none()) {
+            return Err(UsageError::new(format!(
+                "input `policy-phase`: preview, but environment {} has no [environments.{}.preview] table; name an environment that has one with `environment`, or add the table",
+                e.name, e.name
+            )));
+        }
+    }
     Ok(IamPolicy {
         environments: envs.iter().map(|e| e.name.clone()).collect(),
         phases: phases.iter().map(|p| p.name().to_string()).collect(),
@@ -786,6 +888,90 @@ snapshot-name = "pre-{environment}-{version}"
             Some("arn:aws:ecs:eu-central-1:123456789012:task-definition/stage-seed:1")
         ));
         assert!(!allows(&run, "ecs:RunTask", Some(td)));
+    }
+
+    #[test]
+    fn review_apps_only_touch_pr_resources() {
+        let text = format!(
+            "{CONFIG}\n[environments.stage.preview]\nservice = \"core\"\nlistener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123456789012:listener/app/shared/1f/2e\"\nhost = \"pr-{{number}}.review.example.org\"\ntarget-group = {{ vpc-id = \"vpc-1\", port = 8080 }}\n[environments.stage.preview.seed]\nfamily = \"stage-seed\"\ncontainer = \"seed\"\n"
+        );
+        let c = Config::parse(&text, Path::new("deploy.toml")).unwrap();
+        let stage = c.environment("stage").unwrap();
+        let p = policy(&[stage], &[Phase::Preview]);
+        let arn = |r: &str| format!("arn:aws:ecs:eu-central-1:123456789012:{r}");
+        let elb = |r: &str| format!("arn:aws:elasticloadbalancing:eu-central-1:123456789012:{r}");
+        let pr = arn("service/app-stage/core-pr-12");
+        for a in [
+            "ecs:CreateService",
+            "ecs:UpdateService",
+            "ecs:DeleteService",
+        ] {
+            assert!(allows(&p, a, Some(&pr)), "{a}");
+            assert!(
+                !allows(&p, a, Some(&arn("service/app-stage/core"))),
+                "{a} never on the template service"
+            );
+        }
+        assert!(allows(
+            &p,
+            "ecs:DescribeServices",
+            Some(&arn("service/app-stage/core"))
+        ));
+        assert!(!allows(
+            &p,
+            "ecs:DescribeServices",
+            Some(&arn("service/app-stage/workers"))
+        ));
+        assert!(allows(
+            &p,
+            "ecs:RunTask",
+            Some(&arn("task-definition/stage-seed:3"))
+        ));
+        assert!(!allows(
+            &p,
+            "ecs:RunTask",
+            Some(&arn("task-definition/stage-migrate:3"))
+        ));
+        let tg = elb("targetgroup/core-pr-12/abc");
+        assert!(allows(
+            &p,
+            "elasticloadbalancing:CreateTargetGroup",
+            Some(&tg)
+        ));
+        assert!(allows(
+            &p,
+            "elasticloadbalancing:DeleteTargetGroup",
+            Some(&tg)
+        ));
+        assert!(!allows(
+            &p,
+            "elasticloadbalancing:DeleteTargetGroup",
+            Some(&elb("targetgroup/stage-core/abc"))
+        ));
+        assert!(allows(
+            &p,
+            "elasticloadbalancing:DeleteRule",
+            Some(&elb("listener-rule/app/shared/1f/2e/9"))
+        ));
+        assert!(
+            !allows(
+                &p,
+                "elasticloadbalancing:DeleteRule",
+                Some(&elb("listener-rule/app/app-stage/0eea/a93b/77"))
+            ),
+            "never a rule of the maintenance listener"
+        );
+        assert!(!allows(&p, "elasticloadbalancing:ModifyListener", None));
+        assert!(!allows(&p, "rds:StopDBInstance", None));
+        assert!(allows(
+            &p,
+            "ssm:GetParametersByPath",
+            Some("arn:aws:ssm:eu-central-1:123456789012:parameter/app/stage")
+        ));
+        // Without a preview table: no grant at all.
+        assert!(policy(&[&env("prod")], &[Phase::Preview])
+            .statements
+            .is_empty());
     }
 
     #[test]

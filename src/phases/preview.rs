@@ -1115,8 +1115,19 @@ fn wanted_revision(
     let containers = deploy::release_containers(containers, &deploy::Release { images, secrets });
     let images = containers
         .iter()
-        .filter(|c| req.template.containers.iter().any(|n| c.name() == Some(n.as_str())))
-        .map(|c| format!("{} = {}", c.name().unwrap_or_default(), c.image().unwrap_or_default()))
+        .filter(|c| {
+            req.template
+                .containers
+                .iter()
+                .any(|n| c.name() == Some(n.as_str()))
+        })
+        .map(|c| {
+            format!(
+                "{} = {}",
+                c.name().unwrap_or_default(),
+                c.image().unwrap_or_default()
+            )
+        })
         .collect();
     let mut tags: Vec<(String, String)> = ecs::tag_pairs(template_tags)
         .into_iter()
@@ -1342,7 +1353,11 @@ async fn one_off(
         match ecs::deregister_task_definition(&c.ecs, arn).await {
             Ok(()) => out.step(
                 ctx.dry_run,
-                format!("deregistered {} (registered for the {} task)", td_short(arn), cfg.name),
+                format!(
+                    "deregistered {} (registered for the {} task)",
+                    td_short(arn),
+                    cfg.name
+                ),
             ),
             Err(e) => tracing::warn!("{e}; {} stays registered", td_short(arn)),
         }

@@ -38,6 +38,8 @@ fn implied(action: &str) -> &'static [&'static str] {
     match action {
         "ecs:RunTask" => &["ecs:TagResource"],
         "ecs:RegisterTaskDefinition" => &["ecs:TagResource", "iam:PassRole"],
+        "ecs:CreateService" => &["ecs:TagResource"],
+        "elasticloadbalancing:CreateTargetGroup" => &["elasticloadbalancing:AddTags"],
         "rds:CreateDBSnapshot" | "rds:CreateDBClusterSnapshot" => &["rds:AddTagsToResource"],
         "elasticloadbalancing:CreateRule" => &["elasticloadbalancing:AddTags"],
         _ => &[],
@@ -46,12 +48,20 @@ fn implied(action: &str) -> &'static [&'static str] {
 
 /// The policy the binary prints for one phase (and proof that printing it called nothing).
 async fn policy_of(ctx: &TestContext, phase: &str) -> deploy_action::iam::PolicyDocument {
+    policy_for(ctx, "stage", phase).await
+}
+
+async fn policy_for(
+    ctx: &TestContext,
+    env_name: &str,
+    phase: &str,
+) -> deploy_action::iam::PolicyDocument {
     let before = ctx.calls().await.len();
     let r = ctx
         .cli(&[
             "iam-policy",
             "--env",
-            "stage",
+            env_name,
             "-c",
             "deploy.toml",
             "--phase",
@@ -66,7 +76,7 @@ async fn policy_of(ctx: &TestContext, phase: &str) -> deploy_action::iam::Policy
     );
     let printed: Value = serde_json::from_str(&r.stdout).expect("the policy is JSON");
     let env = deploy_action::config::Config::load(&ctx.config_path()).unwrap();
-    let env = env.environment("stage").unwrap();
+    let env = env.environment(env_name).unwrap();
     let phase = deploy_action::inputs::Phase::parse(phase).unwrap();
     let doc = deploy_action::iam::policy(&[env], &[phase]);
     assert_eq!(
@@ -525,6 +535,151 @@ async fn every_call_of_every_phase_is_allowed_by_its_policy() {
     assert!(wildcard_match("arn:aws:ecs:*", &a.cluster));
 }
 
+/// Review apps: up (seed task, service, target group, rule), a second push, a failed roll-out, down (teardown task,
+/// everything deleted): every call is allowed by `iam-policy --phase preview`, on the review app's own resources.
+#[tokio::test]
+async fn every_call_of_a_review_app_is_allowed_by_the_preview_policy() {
+    use crate::preview::{github, preview, seed_template, BY_HOST};
+    let ctx = TestContext::new().await;
+    let path = seed_template(&ctx, BY_HOST).await;
+    let ssm = aws_sdk_ssm::Client::new(&ctx.sdk().await);
+    ssm.put_parameter()
+        .name("/app/review/DATABASE_URL")
+        .value("postgres://x")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "cluster = \"app-review\"",
+        "cluster = \"app-review\"\nssm-path = \"/app/review/\"",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    let (server, _gh) = github().await;
+    let from = ctx.calls().await.len();
+    preview(&ctx, &server, &[("version", "pr-12-a")])
+        .await
+        .assert_code(0);
+    preview(&ctx, &server, &[("version", "pr-12-b")])
+        .await
+        .assert_code(0);
+    ctx.post(
+        "/_test/ecs/service-rules",
+        json!({"service": "core-pr-12", "outcome": "FAILED", "times": 1, "taskLogs": ["panic"]}),
+    )
+    .await;
+    preview(&ctx, &server, &[("version", "pr-12-c")])
+        .await
+        .assert_code(1);
+    // Read back before the teardown deletes them.
+    let ecs = ctx.ecs().await;
+    let svc = ecs
+        .describe_services()
+        .cluster("app-review")
+        .services("core-pr-12")
+        .send()
+        .await
+        .unwrap()
+        .services()[0]
+        .service_arn()
+        .unwrap()
+        .to_string();
+    let elb = ctx.elb().await;
+    let tg = elb
+        .describe_target_groups()
+        .names("core-pr-12")
+        .send()
+        .await
+        .unwrap()
+        .target_groups()[0]
+        .target_group_arn()
+        .unwrap()
+        .to_string();
+    let listener = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.strip_prefix("listener-arn = \""))
+        .last()
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    let rule = elb
+        .describe_rules()
+        .listener_arn(&listener)
+        .send()
+        .await
+        .unwrap()
+        .rules()
+        .iter()
+        .find(|r| r.priority() == Some("1000"))
+        .unwrap()
+        .rule_arn()
+        .unwrap()
+        .to_string();
+    let seed_td = ecs
+        .list_task_definitions()
+        .family_prefix("review-seed")
+        .send()
+        .await
+        .unwrap()
+        .task_definition_arns()
+        .to_vec();
+    preview(&ctx, &server, &[("state", "stopped")])
+        .await
+        .assert_code(0);
+    let called = actions_since(&ctx, from).await;
+    for a in [
+        "ecs:RunTask",
+        "ecs:CreateService",
+        "ecs:UpdateService",
+        "ecs:DeleteService",
+        "ecs:DeregisterTaskDefinition",
+        "elasticloadbalancing:CreateRule",
+        "elasticloadbalancing:DeleteRule",
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:DeleteTargetGroup",
+        "ssm:GetParametersByPath",
+        "logs:GetLogEvents",
+    ] {
+        assert!(called.contains(a), "{a} was exercised: {called:?}");
+    }
+    let policy = policy_for(&ctx, "review", "preview").await;
+    assert_allowed("preview", &policy, &called);
+    for a in [
+        "ecs:CreateService",
+        "ecs:UpdateService",
+        "ecs:DeleteService",
+    ] {
+        assert_on("preview", &policy, a, std::slice::from_ref(&svc));
+    }
+    for a in [
+        "elasticloadbalancing:CreateTargetGroup",
+        "elasticloadbalancing:DeleteTargetGroup",
+    ] {
+        assert_on("preview", &policy, a, std::slice::from_ref(&tg));
+    }
+    assert_on(
+        "preview",
+        &policy,
+        "elasticloadbalancing:CreateRule",
+        std::slice::from_ref(&listener),
+    );
+    assert_on(
+        "preview",
+        &policy,
+        "elasticloadbalancing:DeleteRule",
+        std::slice::from_ref(&rule),
+    );
+    assert_on("preview", &policy, "ecs:RunTask", &seed_td);
+    // Nothing of the template environment's own: its services are never changed.
+    assert!(!allows(
+        &policy,
+        "ecs:UpdateService",
+        Some("arn:aws:ecs:eu-central-1:123456789012:service/app-review/core")
+    ));
+}
+
 /// The Aurora variant: cluster actions and cluster snapshots.
 #[tokio::test]
 async fn aurora_calls_are_allowed_by_the_policy() {
@@ -572,6 +727,18 @@ async fn iam_policy_bad_input_exits_2_without_aws_calls() {
         (
             vec!["iam-policy", "-c", "deploy.toml", "--bogus"],
             "--bogus",
+        ),
+        (
+            vec![
+                "iam-policy",
+                "-c",
+                "deploy.toml",
+                "--env",
+                "stage",
+                "--phase",
+                "preview",
+            ],
+            "environment stage has no [environments.stage.preview] table",
         ),
     ] {
         let r = ctx.cli(&args).await;

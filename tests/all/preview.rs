@@ -34,7 +34,7 @@ struct Github {
 }
 
 #[derive(Clone, Default)]
-struct FakeGithub(Arc<Mutex<Github>>);
+pub(crate) struct FakeGithub(Arc<Mutex<Github>>);
 
 impl FakeGithub {
     fn state(&self) -> std::sync::MutexGuard<'_, Github> {
@@ -148,7 +148,7 @@ impl Respond for FakeGithub {
     }
 }
 
-async fn github() -> (MockServer, FakeGithub) {
+pub(crate) async fn github() -> (MockServer, FakeGithub) {
     let server = MockServer::start().await;
     let fake = FakeGithub::default();
     Mock::given(any())
@@ -162,7 +162,7 @@ async fn github() -> (MockServer, FakeGithub) {
 
 /// Seeds `review` (no database, no maintenance) and makes it a review-app template: the listener and VPC of the seed,
 /// the seed family for the seed and teardown tasks.
-async fn seed_template(ctx: &TestContext, route: &str) -> PathBuf {
+pub(crate) async fn seed_template(ctx: &TestContext, route: &str) -> PathBuf {
     let path = ctx.seed(ENV, &["--no-database", "--no-maintenance"]);
     let elb = ctx.elb().await;
     let listener = listener(ctx).await;
@@ -201,7 +201,7 @@ image-tag = "core-{{version}}"
     path
 }
 
-const BY_HOST: &str = r#"host = "pr-{number}.review.example.org""#;
+pub(crate) const BY_HOST: &str = r#"host = "pr-{number}.review.example.org""#;
 
 fn event_file(ctx: &TestContext, payload: Value) -> String {
     let p = ctx.path().join(format!("event-{}.json", rand_id()));
@@ -216,7 +216,11 @@ fn rand_id() -> u64 {
 }
 
 /// The Action front end on a `pull_request` event for PR 12, recording to the fake GitHub.
-async fn preview(ctx: &TestContext, server: &MockServer, inputs: &[(&str, &str)]) -> RunResult {
+pub(crate) async fn preview(
+    ctx: &TestContext,
+    server: &MockServer,
+    inputs: &[(&str, &str)],
+) -> RunResult {
     let event = event_file(
         ctx,
         json!({"action": "synchronize", "number": 12, "pull_request": {"number": 12}}),
