@@ -600,7 +600,7 @@ async fn every_call_of_a_review_app_is_allowed_by_the_preview_policy() {
         .unwrap()
         .lines()
         .filter_map(|l| l.strip_prefix("listener-arn = \""))
-        .last()
+        .next_back()
         .unwrap()
         .trim_end_matches('"')
         .to_string();
