@@ -8,7 +8,8 @@
 //!   COMPLETED and tag the targets known good.
 //! - Afterwards the bad revisions (newer than the target, never known good) are deregistered and each family keeps its
 //!   newest `keep-revisions`; never a revision in use, the target or the last known-good one
-//!   ([`rollout::revisions_to_deregister`]).
+//!   ([`rollout::revisions_to_deregister`]), and never the revision a service ran before the rollback unless its
+//!   roll-out was seen COMPLETED (after `fast`, its tasks are still draining and a failed roll-out returns to it).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -433,12 +434,14 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
                 .filter(|p| failed_updates.contains(&p.cfg.name))
                 .map(|p| p.target.clone()),
         )
-        // A roll-out that was watched and did not complete: ECS's circuit breaker returns the service to the
-        // revision it ran, so that one stays registered (the next rollback deregisters it).
+        // A roll-out that did not complete, or was not waited for (fast): tasks of the revision the service ran are
+        // still draining, and ECS's circuit breaker returns the service to that revision if the roll-out fails, so
+        // it stays registered (the next rollback that sees the roll-out complete deregisters it). No service is
+        // ever left on a deregistered revision.
         .chain(
             plans
                 .iter()
-                .filter(|p| out.waited && !seen_completed.contains(&p.cfg.name))
+                .filter(|p| !out.waited || !seen_completed.contains(&p.cfg.name))
                 .map(|p| p.current.clone()),
         )
         .collect();

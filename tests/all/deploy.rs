@@ -893,8 +893,13 @@ async fn fast_rollback_returns_without_waiting_unless_asked() {
     let (td, _) = describe(&ctx, &bad).await;
     assert_eq!(
         td.status(),
-        Some(&TaskDefinitionStatus::Inactive),
-        "the bad revision is deregistered"
+        Some(&TaskDefinitionStatus::Active),
+        "the revision left is kept while its tasks drain: a failing roll-out returns the service to it"
+    );
+    assert!(
+        !r.stdout.contains("deregistered") && !r.summary.contains("deregistered:"),
+        "{}",
+        r.summary
     );
 }
 
