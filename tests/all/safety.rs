@@ -565,6 +565,54 @@ async fn no_service_is_left_on_a_deregistered_revision() {
     let others = assert_services_on_active_revisions(&ctx, "rollback of a FAILED roll-out").await;
     assert!(others.is_empty(), "{others:?}");
     assert_eq!(status(&ctx).await["state"], "running");
+
+    // A fast rollback (not waited for) whose roll-out then fails: the circuit breaker returns core to the revision
+    // it ran, which the fast rollback kept registered.
+    let bad = manual_revision(&ctx, "core", "core-v6.6.7").await;
+    ctx.post(
+        "/_test/ecs/service-rules",
+        json!({"service": "core", "outcome": "FAILED", "times": 1, "failedTasks": 1}),
+    )
+    .await;
+    ctx.action(&inputs("rollback", &[("fast", "true")]))
+        .await
+        .assert_code(0);
+    assert_eq!(td_status(&ctx, &bad).await, "ACTIVE");
+    // The roll-out fails while the old deployment still runs tasks of the bad revision (the local AWS does not move
+    // the service back by itself; ECS would, onto that same revision): it must still be registered.
+    let mut failed = false;
+    for _ in 0..50 {
+        let running =
+            assert_services_on_active_revisions(&ctx, "fast rollback whose roll-out failed").await;
+        let svc = ctx
+            .ecs()
+            .await
+            .describe_services()
+            .cluster("app-stage")
+            .services("core")
+            .send()
+            .await
+            .unwrap();
+        let primary_failed = svc.services()[0].deployments().iter().any(|d| {
+            d.status() == Some("PRIMARY")
+                && d.rollout_state() == Some(&aws_sdk_ecs::types::DeploymentRolloutState::Failed)
+        });
+        if primary_failed {
+            assert!(
+                running.iter().any(|(s, td)| s == "core" && *td == bad),
+                "{running:?}"
+            );
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(failed, "the fast rollback's roll-out of core failed");
+    assert_eq!(td_status(&ctx, &bad).await, "ACTIVE");
+    // The next rollback goes through and only then deregisters it.
+    ctx.action(&inputs("rollback", &[])).await.assert_code(0);
+    assert_services_on_active_revisions(&ctx, "rollback after the fast one").await;
+    assert_eq!(td_status(&ctx, &bad).await, "INACTIVE");
 }
 
 // ---------------------------------------------------------------------------------------------------------------
