@@ -273,9 +273,6 @@ impl Release {
         let api = match api {
             Ok(api) => Some(api),
             Err(why) => {
-                if !plan.dry_run {
-                    tracing::info!("GitHub deployments: {why}; this run is not recorded on GitHub");
-                }
                 let needs_github: Vec<&str> = [
                     Some("one-at-a-time"),
                     promotion_applies(&plan).then_some("promotion"),
@@ -283,11 +280,26 @@ impl Release {
                 .into_iter()
                 .flatten()
                 .collect();
-                tracing::warn!(
-                    "GitHub not available ({why}): skipped the {} gate{}",
+                let what = format!(
+                    "GitHub not available ({why}): {}the {} gate{} skipped",
+                    if plan.dry_run {
+                        ""
+                    } else {
+                        "this run is not recorded on GitHub, and "
+                    },
                     needs_github.join(" and "),
-                    if needs_github.len() > 1 { "s" } else { "" }
+                    if needs_github.len() > 1 {
+                        "s are"
+                    } else {
+                        " is"
+                    }
                 );
+                // A local run (not on a runner) without a promotion gate is the ordinary CLI case: one quiet line.
+                if github.on_runner() || promotion_applies(&plan) {
+                    tracing::warn!("{what}");
+                } else {
+                    tracing::info!("{what}");
+                }
                 None
             }
         };

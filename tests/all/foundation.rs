@@ -338,7 +338,7 @@ async fn secrets_are_masked_before_anything_else_is_printed() {
                 .lines()
                 .position(|l| l == format!("::add-mask::{secret}"));
             assert!(
-                mask_line.is_some() && mask_line < first_other.map(|n| n + 1),
+                mask_line.is_some_and(|m| first_other.is_none_or(|o| m < o)),
                 "{name} must mask {secret} first:\n{stream}"
             );
         }

@@ -123,6 +123,10 @@ impl TestContext {
             dir: tempfile::tempdir().unwrap(),
             http: reqwest::Client::new(),
         };
+        // Empty AWS config and credentials files: nothing of the machine's own, and no warning about missing files.
+        for f in ["no-aws-config", "no-aws-credentials"] {
+            std::fs::write(ctx.dir.path().join(f), "").unwrap();
+        }
         ctx.post("/_test/reset", serde_json::json!({})).await;
         ctx
     }
