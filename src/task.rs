@@ -84,6 +84,9 @@ pub struct Launch<'a> {
     pub version: &'a Version,
     /// Replaces the config's `command` (and so the task definition's) when set.
     pub command: Option<&'a [String]>,
+    /// Tags for a revision registered for this run besides the copied ones and the version (a review app's
+    /// ownership tags, so its revisions can be found and deregistered).
+    pub revision_tags: &'a [(String, String)],
 }
 
 impl Launch<'_> {
@@ -962,9 +965,15 @@ async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
     let image = cfg.image.image_for(launch.version, &current)?;
     target.image = Some(image.clone());
     let mut tags = ecs::tag_pairs(&td_tags);
-    let tagged = tags::get(&tags, tags::VERSION) == Some(launch.version.as_str());
-    tags.retain(|(k, _)| k != tags::VERSION);
-    tags.push((tags::VERSION.to_string(), launch.version.to_string()));
+    let wanted: Vec<(String, String)> =
+        std::iter::once((tags::VERSION.to_string(), launch.version.to_string()))
+            .chain(launch.revision_tags.iter().cloned())
+            .collect();
+    let tagged = wanted
+        .iter()
+        .all(|(k, v)| tags::get(&tags, k) == Some(v.as_str()));
+    tags.retain(|(k, _)| !wanted.iter().any(|(w, _)| w == k));
+    tags.extend(wanted);
     Ok(Prepared {
         reuse: current == image && tagged,
         latest,

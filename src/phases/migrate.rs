@@ -145,6 +145,7 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
         task: &req.migration,
         version,
         command: None,
+        revision_tags: &[],
     };
     let snaps = rds::manual_snapshots(&clients.state.rds, &req.database)
         .await

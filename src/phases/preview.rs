@@ -1324,9 +1324,10 @@ fn task_step(report: &TaskReport, what: &str) -> String {
     }
 }
 
-/// The seed or teardown task, with `{number}` in its command replaced, run like a migration. The revision registered
-/// for it (the pull request's image in the shared family) is deregistered once the task has stopped, so the family's
-/// latest revision stays the environment's own and closed pull requests leave nothing behind.
+/// The seed or teardown task, with `{number}` in its command replaced, run like a migration. Its revision (the pull
+/// request's image in the shared family) carries the review app's ownership tags and is deregistered once the task
+/// has stopped, whether this run registered it, reused it or attached to a task an earlier run started: the
+/// family's latest revision stays the environment's own, and closed pull requests leave nothing behind.
 async fn one_off(
     req: &Request,
     c: &Clients,
@@ -1341,25 +1342,37 @@ async fn one_off(
             .map(|a| a.replace(crate::config::PR_NUMBER, &req.target.number.to_string()))
             .collect()
     });
+    let ownership = req.ownership();
     let launch = task::Launch {
         environment: &env,
         task: cfg,
         version,
         command: command.as_deref(),
+        revision_tags: &ownership,
     };
     let report = task::run(&launch, &c.task, ctx).await?;
     out.step(ctx.dry_run, task_step(&report, &cfg.name));
-    if let Some(arn) = &report.registered {
-        match ecs::deregister_task_definition(&c.ecs, arn).await {
+    let Some(td) = report.task_definition.as_deref().filter(|_| !ctx.dry_run) else {
+        return Ok(report);
+    };
+    let ours = match ecs::describe_task_definition(&c.ecs, td).await {
+        Ok((_, tags)) => req.is_ours(&ecs::tag_pairs(&tags).into_iter().collect()),
+        Err(e) => {
+            tracing::warn!("{e}; {} stays registered", td_short(td));
+            false
+        }
+    };
+    if ours {
+        match ecs::deregister_task_definition(&c.ecs, td).await {
             Ok(()) => out.step(
                 ctx.dry_run,
                 format!(
                     "deregistered {} (registered for the {} task)",
-                    td_short(arn),
+                    td_short(td),
                     cfg.name
                 ),
             ),
-            Err(e) => tracing::warn!("{e}; {} stays registered", td_short(arn)),
+            Err(e) => tracing::warn!("{e}; {} stays registered", td_short(td)),
         }
     }
     Ok(report)

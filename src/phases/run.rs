@@ -163,6 +163,7 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RunOutco
         task: &task,
         version: &resolved.version,
         command: req.command.as_deref(),
+        revision_tags: &[],
     };
     execute(&launch, &resolved, &clients.task, ctx, started).await
 }

@@ -316,6 +316,7 @@ async fn a_task_still_running_at_the_deadline_is_stopped_with_a_reason() {
         task: env.migration.as_ref().unwrap(),
         version: &version,
         command: None,
+        revision_tags: &[],
     };
     let clients = task::Clients::new(&ctx.sdk().await);
     let report = task::run(&launch, &clients, &lib_ctx(Duration::from_secs(4)))
@@ -787,6 +788,7 @@ async fn after_an_ambiguous_run_task_the_runner_finds_the_task_instead_of_starti
         task: env.migration.as_ref().unwrap(),
         version: &version,
         command: None,
+        revision_tags: &[],
     };
     let report = task::run(
         &launch,

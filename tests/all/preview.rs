@@ -956,6 +956,68 @@ async fn preview_revisions_take_secrets_from_the_template_environments_ssm_path(
     assert_eq!(ctx.mutating_calls().await, Vec::<String>::new());
 }
 
+/// kill -9 while the seed task runs, then the rerun: it attaches to that task (never a second seed), and the revision
+/// the killed run registered for it is deregistered all the same.
+#[tokio::test]
+async fn preview_killed_during_its_seed_then_rerun_attaches_and_leaves_no_seed_revision() {
+    let ctx = TestContext::new().await;
+    seed_template(&ctx, BY_HOST).await;
+    let seed_family = revisions(&ctx, "review-seed", TaskDefinitionStatus::Active).await;
+    ctx.post(
+        "/_test/ecs/task-rules",
+        json!({"match": "db:create", "runningSeconds": 4, "logs": ["creating pr_12"]}),
+    )
+    .await;
+    let args = [
+        "preview",
+        "--env",
+        ENV,
+        "--config",
+        "deploy.toml",
+        "--pr-number",
+        "12",
+        "--version",
+        "pr-12-abc",
+    ];
+    let mut cmd = ctx.base_command();
+    cmd.args(args);
+    let mut child = cmd.spawn().unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    while group_tasks(&ctx, "deploy-action:review-pr-12:seed")
+        .await
+        .is_empty()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the seed task started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    child.kill().await.unwrap();
+    assert_eq!(
+        revisions(&ctx, "review-seed", TaskDefinitionStatus::Active)
+            .await
+            .len(),
+        seed_family.len() + 1,
+        "the killed run registered the seed's revision"
+    );
+    let r = ctx.cli(&args).await;
+    r.assert_code(0);
+    assert!(r.stderr.contains("attaching to it"), "{}", r.stderr);
+    assert_eq!(
+        group_tasks(&ctx, "deploy-action:review-pr-12:seed")
+            .await
+            .len(),
+        1,
+        "one seed task"
+    );
+    assert_eq!(
+        revisions(&ctx, "review-seed", TaskDefinitionStatus::Active).await,
+        seed_family
+    );
+    assert!(service(&ctx, "core-pr-12").await.is_some());
+}
+
 #[tokio::test]
 async fn preview_a_failing_seed_creates_nothing_else() {
     let ctx = TestContext::new().await;
