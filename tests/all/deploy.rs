@@ -613,26 +613,17 @@ async fn deploy_dry_run_plans_and_changes_nothing() {
 #[tokio::test]
 async fn deploy_takes_secrets_from_ssm_as_references_only() {
     let ctx = TestContext::new().await;
-    let path = ctx.seed("stage", &[]);
-    let ssm = aws_sdk_ssm::Client::new(&ctx.sdk().await);
-    for (name, value) in [
-        ("/app/stage/DATABASE_URL", "postgres://secret"),
-        ("/app/stage/nested/API_KEY", "k3y"),
-        ("/app/other/X", "no"),
-    ] {
-        ssm.put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .send()
-            .await
-            .unwrap();
-    }
-    let text = std::fs::read_to_string(&path).unwrap().replace(
+    ctx.seed("stage", &[]);
+    ctx.ssm_secrets(
         "url = \"https://stage.example.org\"",
-        "url = \"https://stage.example.org\"\nssm-path = \"/app/stage/\"",
-    );
-    std::fs::write(&path, text).unwrap();
+        "/app/stage/",
+        &[
+            ("/app/stage/DATABASE_URL", "postgres://secret"),
+            ("/app/stage/nested/API_KEY", "k3y"),
+            ("/app/other/X", "no"),
+        ],
+    )
+    .await;
     let r = deploy(&ctx, "v1.1.0", &[]).await;
     r.assert_code(0);
     let (td, _) = describe(&ctx, &td_arn("core", 2)).await;

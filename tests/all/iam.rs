@@ -240,24 +240,16 @@ async fn every_call_of_every_phase_is_allowed_by_its_policy() {
     let ctx = TestContext::new().await;
     let path = ctx.seed("stage", &["--drain-window", "1"]);
     // Secrets from SSM and snapshot retention: the calls those make are part of what is checked.
-    let ssm = aws_sdk_ssm::Client::new(&ctx.sdk().await);
-    ssm.put_parameter()
-        .name("/app/stage/DATABASE_URL")
-        .value("postgres://x")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(
-            "url = \"https://stage.example.org\"",
-            "url = \"https://stage.example.org\"\nssm-path = \"/app/stage/\"",
-        )
-        .replace(
-            "instance = \"app-stage\"",
-            "instance = \"app-stage\"\nsnapshot-retention = 1",
-        );
+    ctx.ssm_secrets(
+        "url = \"https://stage.example.org\"",
+        "/app/stage/",
+        &[("/app/stage/DATABASE_URL", "postgres://x")],
+    )
+    .await;
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "instance = \"app-stage\"",
+        "instance = \"app-stage\"\nsnapshot-retention = 1",
+    );
     std::fs::write(&path, text).unwrap();
     let header = [
         ("maintenance-header-name", "x-bypass"),
@@ -542,20 +534,12 @@ async fn every_call_of_a_review_app_is_allowed_by_the_preview_policy() {
     use crate::preview::{github, preview, seed_template, BY_HOST};
     let ctx = TestContext::new().await;
     let path = seed_template(&ctx, BY_HOST).await;
-    let ssm = aws_sdk_ssm::Client::new(&ctx.sdk().await);
-    ssm.put_parameter()
-        .name("/app/review/DATABASE_URL")
-        .value("postgres://x")
-        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-        .send()
-        .await
-        .unwrap();
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
+    ctx.ssm_secrets(
         "cluster = \"app-review\"",
-        "cluster = \"app-review\"\nssm-path = \"/app/review/\"",
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
+        "/app/review/",
+        &[("/app/review/DATABASE_URL", "postgres://x")],
+    )
+    .await;
     let (server, _gh) = github().await;
     let from = ctx.calls().await.len();
     preview(&ctx, &server, &[("version", "pr-12-a")])

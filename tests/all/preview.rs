@@ -201,6 +201,23 @@ image-tag = "core-{{version}}"
     path
 }
 
+/// The CLI front end: up for PR 12 with version pr-12-abc (no GitHub).
+const CLI_UP: [&str; 9] = [
+    "preview",
+    "--env",
+    ENV,
+    "--config",
+    "deploy.toml",
+    "--pr-number",
+    "12",
+    "--version",
+    "pr-12-abc",
+];
+
+async fn cli_up(ctx: &TestContext) -> RunResult {
+    ctx.cli(&CLI_UP).await
+}
+
 pub(crate) const BY_HOST: &str = r#"host = "pr-{number}.review.example.org""#;
 
 fn event_file(ctx: &TestContext, payload: Value) -> String {
@@ -786,19 +803,7 @@ async fn preview_a_host_another_rule_routes_exits_2_and_creates_nothing() {
     assert!(target_group(&ctx, "core-pr-12").await.is_none());
 
     // The CLI front end says the same in one line.
-    let r = ctx
-        .cli(&[
-            "preview",
-            "--env",
-            ENV,
-            "--config",
-            "deploy.toml",
-            "--pr-number",
-            "12",
-            "--version",
-            "pr-12-abc",
-        ])
-        .await;
+    let r = cli_up(&ctx).await;
     r.assert_code(2);
     let line = r.stderr.lines().last().unwrap_or_default();
     assert!(
@@ -861,19 +866,7 @@ async fn preview_a_seed_family_that_does_not_exist_names_its_config_key() {
         1,
     );
     std::fs::write(&path, text).unwrap();
-    let r = ctx
-        .cli(&[
-            "preview",
-            "--env",
-            ENV,
-            "--config",
-            "deploy.toml",
-            "--pr-number",
-            "12",
-            "--version",
-            "pr-12-abc",
-        ])
-        .await;
+    let r = cli_up(&ctx).await;
     r.assert_code(1);
     assert!(
         r.stderr.contains(
@@ -889,26 +882,16 @@ async fn preview_a_seed_family_that_does_not_exist_names_its_config_key() {
 #[tokio::test]
 async fn preview_revisions_take_secrets_from_the_template_environments_ssm_path() {
     let ctx = TestContext::new().await;
-    let path = seed_template(&ctx, BY_HOST).await;
-    let ssm = aws_sdk_ssm::Client::new(&ctx.sdk().await);
-    for (name, value) in [
-        ("/app/review/DATABASE_URL", "postgres://review-secret"),
-        ("/app/other/X", "no"),
-    ] {
-        ssm.put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .send()
-            .await
-            .unwrap();
-    }
-    let text = std::fs::read_to_string(&path).unwrap().replacen(
+    seed_template(&ctx, BY_HOST).await;
+    ctx.ssm_secrets(
         "cluster = \"app-review\"",
-        "cluster = \"app-review\"\nssm-path = \"/app/review/\"",
-        1,
-    );
-    std::fs::write(&path, text).unwrap();
+        "/app/review/",
+        &[
+            ("/app/review/DATABASE_URL", "postgres://review-secret"),
+            ("/app/other/X", "no"),
+        ],
+    )
+    .await;
     let (server, _gh) = github().await;
     let r = preview(&ctx, &server, &[("version", "pr-12-abc")]).await;
     r.assert_code(0);
@@ -918,31 +901,12 @@ async fn preview_revisions_take_secrets_from_the_template_environments_ssm_path(
         .task_definition()
         .unwrap()
         .to_string();
-    let def = ctx
-        .ecs()
-        .await
-        .describe_task_definition()
-        .task_definition(&td)
-        .send()
-        .await
-        .unwrap()
-        .task_definition
-        .unwrap();
-    let core = def
-        .container_definitions()
-        .iter()
-        .find(|c| c.name() == Some("core"))
-        .unwrap();
-    let secrets: Vec<(&str, &str)> = core
-        .secrets()
-        .iter()
-        .map(|s| (s.name(), s.value_from()))
-        .collect();
+    let secrets = ctx.container_secrets(&td, "core").await;
     assert_eq!(
         secrets,
         vec![(
-            "DATABASE_URL",
-            "arn:aws:ssm:eu-central-1:123456789012:parameter/app/review/DATABASE_URL"
+            "DATABASE_URL".to_string(),
+            "arn:aws:ssm:eu-central-1:123456789012:parameter/app/review/DATABASE_URL".to_string()
         )]
     );
     for out in [&r.stdout, &r.stderr, &r.summary] {
@@ -968,19 +932,8 @@ async fn preview_killed_during_its_seed_then_rerun_attaches_and_leaves_no_seed_r
         json!({"match": "db:create", "runningSeconds": 4, "logs": ["creating pr_12"]}),
     )
     .await;
-    let args = [
-        "preview",
-        "--env",
-        ENV,
-        "--config",
-        "deploy.toml",
-        "--pr-number",
-        "12",
-        "--version",
-        "pr-12-abc",
-    ];
     let mut cmd = ctx.base_command();
-    cmd.args(args);
+    cmd.args(CLI_UP);
     let mut child = cmd.spawn().unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while group_tasks(&ctx, "deploy-action:review-pr-12:seed")
@@ -1001,7 +954,7 @@ async fn preview_killed_during_its_seed_then_rerun_attaches_and_leaves_no_seed_r
         seed_family.len() + 1,
         "the killed run registered the seed's revision"
     );
-    let r = ctx.cli(&args).await;
+    let r = cli_up(&ctx).await;
     r.assert_code(0);
     assert!(r.stderr.contains("attaching to it"), "{}", r.stderr);
     assert_eq!(
@@ -1027,19 +980,7 @@ async fn preview_a_failing_seed_creates_nothing_else() {
         json!({"match": "db:create", "exitCode": 1, "logs": ["ERROR: database pr_12 already exists"]}),
     )
     .await;
-    let r = ctx
-        .cli(&[
-            "preview",
-            "--env",
-            ENV,
-            "--config",
-            "deploy.toml",
-            "--pr-number",
-            "12",
-            "--version",
-            "pr-12-abc",
-        ])
-        .await;
+    let r = cli_up(&ctx).await;
     r.assert_code(1);
     assert!(
         r.stdout.contains("task seed failed: exit code 1"),

@@ -92,22 +92,9 @@ fn assert_no_leak(what: &str, r: &RunResult) {
 
 /// Seeds `stage`, puts the SecureStrings under `/app/stage/` and sets `ssm-path` in the config.
 async fn seed_with_secrets(ctx: &TestContext) {
-    let path = ctx.seed("stage", &[]);
-    let ssm = aws_sdk_ssm::Client::new(&ctx.sdk().await);
-    for (name, value) in SSM {
-        ssm.put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
-            .send()
-            .await
-            .unwrap();
-    }
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "url = \"https://stage.example.org\"",
-        "url = \"https://stage.example.org\"\nssm-path = \"/app/stage/\"",
-    );
-    std::fs::write(&path, text).unwrap();
+    ctx.seed("stage", &[]);
+    ctx.ssm_secrets("url = \"https://stage.example.org\"", "/app/stage/", &SSM)
+        .await;
 }
 
 /// The release flow with every secret given to every phase: restricted, snapshot, migrate, deploy (SSM secrets,

@@ -352,6 +352,48 @@ impl TestContext {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// (name, valueFrom) of the secrets of one container of a task definition.
+    pub async fn container_secrets(&self, td: &str, container: &str) -> Vec<(String, String)> {
+        let def = self
+            .ecs()
+            .await
+            .describe_task_definition()
+            .task_definition(td)
+            .send()
+            .await
+            .unwrap()
+            .task_definition
+            .unwrap();
+        let c = def
+            .container_definitions()
+            .iter()
+            .find(|c| c.name() == Some(container))
+            .unwrap_or_else(|| panic!("{td} has a container {container}"));
+        c.secrets()
+            .iter()
+            .map(|s| (s.name().to_string(), s.value_from().to_string()))
+            .collect()
+    }
+
+    /// Puts SecureString parameters and gives the environment `ssm-path = "<path>"`, inserted after the first line
+    /// `after` of the config (a line of the environment's table, e.g. its `url` or `cluster`).
+    pub async fn ssm_secrets(&self, after: &str, path: &str, params: &[(&str, &str)]) {
+        let ssm = aws_sdk_ssm::Client::new(&self.sdk().await);
+        for (name, value) in params {
+            ssm.put_parameter()
+                .name(*name)
+                .value(*value)
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .send()
+                .await
+                .unwrap();
+        }
+        let text = std::fs::read_to_string(self.config_path()).unwrap();
+        assert!(text.contains(after), "{after:?} is in the config");
+        let text = text.replacen(after, &format!("{after}\nssm-path = \"{path}\""), 1);
+        std::fs::write(self.config_path(), text).unwrap();
+    }
 }
 
 fn rand_suffix() -> u64 {
