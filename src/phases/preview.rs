@@ -903,13 +903,36 @@ async fn up(
                 );
                 return Ok(());
             }
-            ecs::update_service(&c.ecs, &env.cluster, &t.service, &td_arn, Some(desired))
-                .await
-                .context("updating the review app's service")?;
-            out.step(
-                dry,
-                format!("updated service {} to {}", t.service, td_short(&td_arn)),
-            );
+            // UpdateService to the revision whose roll-out failed starts no deployment: a rerun forces one.
+            let failed_here = s.task_definition() == Some(td_arn.as_str())
+                && matches!(
+                    rollout::progress(&td_arn, &rollout::DeploymentObs::of(s), true),
+                    rollout::Verdict::Failed(_)
+                );
+            if failed_here {
+                if s.desired_count() != desired {
+                    ecs::set_desired_count(&c.ecs, &env.cluster, &t.service, desired).await?;
+                }
+                ecs::redeploy(&c.ecs, &env.cluster, &t.service)
+                    .await
+                    .context("redeploying the review app's service after its failed roll-out")?;
+                out.step(
+                    dry,
+                    format!(
+                        "redeployed service {} on {} (its last roll-out failed)",
+                        t.service,
+                        td_short(&td_arn)
+                    ),
+                );
+            } else {
+                ecs::update_service(&c.ecs, &env.cluster, &t.service, &td_arn, Some(desired))
+                    .await
+                    .context("updating the review app's service")?;
+                out.step(
+                    dry,
+                    format!("updated service {} to {}", t.service, td_short(&td_arn)),
+                );
+            }
             BTreeMap::from([(t.service.clone(), rollout::event_ids(s))])
         }
     };
