@@ -828,6 +828,8 @@ fn task_problems(tasks: &[&Value], label: &str) -> Vec<String> {
 struct ReviewApp {
     /// What exists, in one line.
     line: String,
+    /// What exists, in a few words (`service (IN_PROGRESS), target group, rule, 1 revision`).
+    summary: String,
     /// A resource not tagged as pull request 7's, a rule forwarding to a missing target group.
     problems: Vec<String>,
     /// Up: the service runs the PR's version, rolled out, and a rule routes the PR's host to its target group.
@@ -869,6 +871,7 @@ async fn review_app(w: &World) -> ReviewApp {
     let ecs = aws_sdk_ecs::Client::new(&w.sdk);
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&w.sdk);
     let mut parts = vec![];
+    let mut summary = vec![];
     let mut problems = vec![];
     let pr_tag =
         |tags: &[(String, String)]| tagged_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
@@ -933,6 +936,7 @@ async fn review_app(w: &World) -> ReviewApp {
                 svc.running_count(),
                 svc.desired_count()
             ));
+            summary.push(format!("service ({rollout})"));
             if name == PR_SERVICE {
                 let image = ecs
                     .describe_task_definition()
@@ -981,6 +985,7 @@ async fn review_app(w: &World) -> ReviewApp {
             ));
         }
         parts.push(format!("target group {name}"));
+        summary.push("target group".to_string());
         if name == PR_SERVICE {
             pr_group = Some(arn.to_string());
         }
@@ -1053,6 +1058,7 @@ async fn review_app(w: &World) -> ReviewApp {
                 .collect::<Vec<_>>()
                 .join(",")
         ));
+        summary.push("rule".to_string());
         rule_up |= hosts == [PR_HOST] && pr_group.as_ref().is_some_and(|g| forwards == [g.clone()]);
     }
 
@@ -1086,7 +1092,16 @@ async fn review_app(w: &World) -> ReviewApp {
         parts.push(format!("revision {}", short(arn)));
     }
 
+    let n = revisions.task_definition_arns().len();
+    if n > 0 {
+        summary.push(format!("{n} revision{}", if n == 1 { "" } else { "s" }));
+    }
     ReviewApp {
+        summary: if summary.is_empty() {
+            "nothing".into()
+        } else {
+            summary.join(", ")
+        },
         line: if parts.is_empty() {
             "nothing".into()
         } else {
@@ -1521,7 +1536,22 @@ fn last_error(r: &RunResult) -> String {
             (!text.is_empty()).then(|| text.join(": "))
         })
         .unwrap_or_default();
-    excerpt(&line, 260)
+    elide_middle(&line, 320)
+}
+
+/// Long messages keep their head (what was being done, what exists) and their tail (the AWS error it ended on).
+fn elide_middle(s: &str, n: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= n {
+        return s.to_string();
+    }
+    let head = n * 3 / 5;
+    let tail = n - head;
+    format!(
+        "{} … {}",
+        chars[..head].iter().collect::<String>(),
+        chars[chars.len() - tail..].iter().collect::<String>()
+    )
 }
 
 fn excerpt(s: &str, n: usize) -> String {
@@ -1783,7 +1813,11 @@ fn describe_left(phase: Phase, seen: &Seen, r: &RunResult) -> String {
         ),
         Phase::Preview => format!(
             "review app: {}; {}; template untouched",
-            seen.review.as_ref().map_or("?", |r| r.line.as_str()),
+            match &seen.review {
+                Some(r) if r.gone => "nothing created".to_string(),
+                Some(r) => format!("{}, all tagged as PR 7's", r.summary),
+                None => "?".to_string(),
+            },
             task()
         ),
     }
@@ -1999,7 +2033,7 @@ fn render(
                 r.kind.name(),
                 outcome,
                 r.exit,
-                excerpt(&r.message, 260),
+                excerpt(&r.message, 330),
                 excerpt(&r.left, 260),
                 excerpt(&r.rerun, 160)
             ));
