@@ -773,7 +773,14 @@ def task_view(task: Task) -> dict:
         "service": getattr(task, "_emu_service", None),
         "rule": (getattr(task, "_emu", None) or {}).get("rule"),
         "linesWritten": ((getattr(task, "_emu", None) or {}).get("gen") or {}).get("written"),
+        "createdAt": epoch(getattr(task, "created_at", None)),
+        "stoppedAt": epoch(getattr(task, "stopped_at", None)) if task.last_status == "STOPPED" else None,
     }
+
+
+def epoch(t: Any) -> float | None:
+    """A task's datetime as epoch seconds (None when unset)."""
+    return t.timestamp() if isinstance(t, datetime) else None
 
 
 # =============================================================================

@@ -1,13 +1,18 @@
-//! The fault matrix (issue 7): every phase (state, snapshot, migrate, deploy, rollback) against every fault the local
-//! AWS can inject or a run can suffer (throttling, 500, 503, latency, connection reset, a migration task that fails to
-//! start or exits non-zero, a circuit breaker, a snapshot stuck in `creating`, the deadline, SIGINT, SIGTERM, and
-//! SIGKILL followed by a rerun). Each case ends in `success` or in a safe state, read back from AWS afterwards:
+//! The fault matrix (issue 7): every phase (state, snapshot, migrate, deploy, rollback, run, preview) against every
+//! fault the local AWS can inject or a run can suffer (throttling, 500, 503, latency, connection reset, a one-off task
+//! that fails to start or exits non-zero, a circuit breaker, a snapshot stuck in `creating`, the deadline, SIGINT,
+//! SIGTERM, and SIGKILL followed by a rerun). Each case ends in `success` or in a safe state, read back from AWS
+//! afterwards:
 //!
 //! - every service is on an ACTIVE revision (its primary deployment too), settled or rolling to it;
 //! - maintenance is on, off, or half-way with the original listener recorded, and the original rules and default
 //!   action come back exactly (checked by putting the environment back to running and comparing the listener);
-//! - no migration task is left running, unless the rerun attaches to it;
+//! - no one-off task (migration, `run`'s task, a review app's seed) is left running, unless the rerun attaches to it;
+//!   never two tasks of one group at once; a task the phase stopped says why;
 //! - the database is available;
+//! - review apps (`preview`): the template's services and listener untouched, whatever the review app has is tagged
+//!   as this pull request's, no rule of it forwards to a missing target group, and after the rerun a teardown
+//!   removes all of it;
 //! - the same run again without the fault succeeds (a rerun converges).
 //!
 //! Run by `scripts/faults`, which writes RELIABILITY.md: `cargo test --test faults -- --ignored --nocapture`
@@ -39,15 +44,30 @@ enum Phase {
     Migrate,
     Deploy,
     Rollback,
+    Run,
+    Preview,
 }
 
-const PHASES: [Phase; 5] = [
+const PHASES: [Phase; 7] = [
     Phase::State,
     Phase::Snapshot,
     Phase::Migrate,
     Phase::Deploy,
     Phase::Rollback,
+    Phase::Run,
+    Phase::Preview,
 ];
+
+/// The pull request of the review app the preview cases bring up.
+const PR: &str = "7";
+/// Its version (the image tag of core's container is `core-<version>`).
+const PR_VERSION: &str = "pr-7-abc1234";
+/// The review app's service (and target group: the name prefix defaults to the service's name).
+const PR_SERVICE: &str = "core-pr-7";
+/// The family of the review app's revisions.
+const PR_FAMILY: &str = "stage-core-pr-7";
+/// The host its listener rule routes.
+const PR_HOST: &str = "pr-7.stage.example.org";
 
 impl Phase {
     fn name(self) -> &'static str {
@@ -57,6 +77,8 @@ impl Phase {
             Phase::Migrate => "migrate",
             Phase::Deploy => "deploy",
             Phase::Rollback => "rollback",
+            Phase::Run => "run",
+            Phase::Preview => "preview",
         }
     }
 
@@ -71,6 +93,12 @@ impl Phase {
             Phase::Deploy => "`deploy` v2.0.0 on core and workers (state running)",
             Phase::Rollback => {
                 "`rollback` to the last known-good revision (core runs an untracked bad revision)"
+            }
+            Phase::Run => {
+                "`run` the one-off task `seed` (`[environments.stage.tasks.seed]`) at v2.0.0, environment running"
+            }
+            Phase::Preview => {
+                "`preview` up of pull request 7 at `pr-7-abc1234` from the template `stage` (its seed task, a revision of `stage-core-pr-7`, target group `core-pr-7`, a listener rule for `pr-7.stage.example.org`, service `core-pr-7`), without a GitHub token (no comment, no deployment record); after the rerun, `preview` with `state: stopped` tears it down"
             }
         }
     }
@@ -87,6 +115,8 @@ impl Phase {
             Phase::Migrate => v.extend([("version", "v2.0.0"), ("skip-drain", "true")]),
             Phase::Deploy => v.push(("version", "v2.0.0")),
             Phase::Rollback => {}
+            Phase::Run => v.extend([("task", "seed"), ("version", "v2.0.0")]),
+            Phase::Preview => v.extend([("pr-number", PR), ("version", PR_VERSION)]),
         }
         v
     }
@@ -98,10 +128,46 @@ impl Phase {
             Phase::State => ("ModifyRule", 1),
             Phase::Snapshot => ("CreateDBSnapshot", 0),
             // RunTask is never retried blindly: the runner looks for the task before it tries again.
-            Phase::Migrate => ("RunTask", 0),
+            Phase::Migrate | Phase::Run => ("RunTask", 0),
             // The second service's update: the first one has to go back.
             Phase::Deploy => ("UpdateService", 1),
             Phase::Rollback => ("UpdateService", 0),
+            // The last creation: the seed ran, the revision, target group and rule exist, the service does not.
+            Phase::Preview => ("CreateService", 0),
+        }
+    }
+
+    /// The task group of the phase's one-off task (`deploy-action:<environment>:<task>`), if it has one.
+    fn task_group(self) -> Option<&'static str> {
+        match self {
+            Phase::Migrate => Some("deploy-action:stage:migration"),
+            Phase::Run => Some("deploy-action:stage:seed"),
+            // The review app's seed task runs in the environment `<template>-pr-N`.
+            Phase::Preview => Some("deploy-action:stage-pr-7:seed"),
+            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback => None,
+        }
+    }
+
+    /// The one-off task's name in the words of the report.
+    fn task_label(self) -> &'static str {
+        match self {
+            Phase::Migrate => "migration",
+            Phase::Run => "seed",
+            Phase::Preview => "review app seed",
+            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback => "one-off",
+        }
+    }
+
+    /// The service a roll-out fault (circuit breaker, slow roll-out, signal while it rolls) is put on.
+    fn rolling_service(self) -> &'static str {
+        match self {
+            Phase::Preview => PR_SERVICE,
+            Phase::State
+            | Phase::Snapshot
+            | Phase::Migrate
+            | Phase::Deploy
+            | Phase::Rollback
+            | Phase::Run => "core",
         }
     }
 }
@@ -114,7 +180,7 @@ enum Kind {
     Latency,
     Reset,
     TaskFailsToStart,
-    MigrationExit,
+    TaskExit,
     CircuitBreaker,
     SnapshotStuck,
     Timeout,
@@ -130,7 +196,7 @@ const KINDS: [Kind; 13] = [
     Kind::Latency,
     Kind::Reset,
     Kind::TaskFailsToStart,
-    Kind::MigrationExit,
+    Kind::TaskExit,
     Kind::CircuitBreaker,
     Kind::SnapshotStuck,
     Kind::Timeout,
@@ -148,7 +214,7 @@ impl Kind {
             Kind::Latency => "latency",
             Kind::Reset => "connection reset",
             Kind::TaskFailsToStart => "task fails to start",
-            Kind::MigrationExit => "migration exit ≠ 0",
+            Kind::TaskExit => "migration or task exit ≠ 0",
             Kind::CircuitBreaker => "circuit breaker FAILED",
             Kind::SnapshotStuck => "snapshot stuck in creating",
             Kind::Timeout => "timeout",
@@ -166,7 +232,7 @@ impl Kind {
             Kind::Latency => "latency",
             Kind::Reset => "reset",
             Kind::TaskFailsToStart => "task-fails-to-start",
-            Kind::MigrationExit => "migration-exit",
+            Kind::TaskExit => "task-exit",
             Kind::CircuitBreaker => "circuit-breaker",
             Kind::SnapshotStuck => "snapshot-stuck",
             Kind::Timeout => "timeout",
@@ -181,16 +247,18 @@ impl Kind {
         use Kind::*;
         use Phase::*;
         match (self, phase) {
-            (TaskFailsToStart | MigrationExit, State | Snapshot | Deploy | Rollback) => {
+            (TaskFailsToStart | TaskExit, State | Snapshot | Deploy | Rollback) => {
                 Some("no one-off task in this phase (deploy's failing tasks: circuit breaker)")
             }
             (CircuitBreaker, State) => Some("state only scales: no new deployment to fail"),
-            (CircuitBreaker, Snapshot | Migrate) => Some("no ECS deployment in this phase"),
-            (SnapshotStuck, State | Deploy | Rollback) => Some("no snapshot in this phase"),
+            (CircuitBreaker, Snapshot | Migrate | Run) => Some("no ECS deployment in this phase"),
+            (SnapshotStuck, State | Deploy | Rollback | Run | Preview) => {
+                Some("no snapshot in this phase")
+            }
             (
-                Throttle | E500 | E503 | Latency | Reset | TaskFailsToStart | MigrationExit
+                Throttle | E500 | E503 | Latency | Reset | TaskFailsToStart | TaskExit
                 | CircuitBreaker | SnapshotStuck | Timeout | Sigint | Sigterm | Kill9,
-                State | Snapshot | Migrate | Deploy | Rollback,
+                State | Snapshot | Migrate | Deploy | Rollback | Run | Preview,
             ) => None,
         }
     }
@@ -202,7 +270,7 @@ impl Kind {
             Kind::Throttle | Kind::E500 | Kind::E503 | Kind::Reset => 3,
             Kind::Latency
             | Kind::TaskFailsToStart
-            | Kind::MigrationExit
+            | Kind::TaskExit
             | Kind::CircuitBreaker
             | Kind::Sigint
             | Kind::Sigterm
@@ -347,8 +415,8 @@ impl World {
             .collect()
     }
 
-    /// Everything back to nothing, then `stage` seeded and its config written.
-    async fn fresh(&self) {
+    /// Everything back to nothing, then `stage` seeded and its config written (a review-app template for preview).
+    async fn fresh(&self, phase: Phase) {
         self.post("/_test/reset", json!({})).await;
         let res = Command::new(python())
             .arg(emulator_dir().join("seed.py"))
@@ -359,8 +427,9 @@ impl World {
                 "stage",
                 "--region",
                 REGION,
-                "--out",
             ])
+            .args((phase == Phase::Preview).then_some("--preview"))
+            .arg("--out")
             .arg(self.dir.path().join("deploy.toml"))
             .output()
             .expect("run seed.py");
@@ -476,13 +545,13 @@ impl World {
     async fn triggered(&self, trigger: Trigger) -> bool {
         match trigger {
             Trigger::Call(op) => self.calls().await.iter().any(|c| c == op),
-            Trigger::MigrationRunning => self
+            Trigger::TaskRunning(group) => self
                 .get("/_test/ecs/tasks")
                 .await
                 .as_array()
                 .unwrap()
                 .iter()
-                .any(|t| t["group"] == GROUP && t["lastStatus"] == "RUNNING"),
+                .any(|t| t["group"] == group && t["lastStatus"] == "RUNNING"),
         }
     }
 }
@@ -506,14 +575,12 @@ fn result(
     }
 }
 
-const GROUP: &str = "deploy-action:stage:migration";
-
 #[derive(Debug, Clone, Copy)]
 enum Trigger {
     /// The operation appears in the call log.
     Call(&'static str),
-    /// A migration task is RUNNING.
-    MigrationRunning,
+    /// A one-off task of this group is RUNNING.
+    TaskRunning(&'static str),
 }
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -527,13 +594,20 @@ struct Seen {
     maintenance: String,
     db: String,
     services: Vec<String>,
-    /// Problems with services (a revision not ACTIVE).
+    /// Problems: a revision not ACTIVE, two one-off tasks of a group at once, a stopped task with no reason, a
+    /// review app resource not tagged as the pull request's or a rule forwarding to a missing target group.
     problems: Vec<String>,
-    migrations_running: Vec<String>,
-    last_migration: Option<String>,
+    /// The phase's one-off tasks (its group) not STOPPED yet.
+    tasks_running: Vec<String>,
+    /// The latest of them: id, status, stop code (and reason), exit code.
+    last_task: Option<String>,
+    /// What the phase's one-off task is called in the report.
+    task_label: &'static str,
     snapshots: Vec<String>,
     /// Each service's version, as `status` reads it back from its image.
     versions: Vec<String>,
+    /// The review app of the preview cases.
+    review: Option<ReviewApp>,
 }
 
 impl Seen {
@@ -543,22 +617,26 @@ impl Seen {
             self.services.join(", "),
             format!("db {}", self.db),
         ];
-        if !self.migrations_running.is_empty() {
+        if !self.tasks_running.is_empty() {
             parts.push(format!(
-                "migration task {} RUNNING",
-                self.migrations_running.join(",")
+                "{} task {} RUNNING",
+                self.task_label,
+                self.tasks_running.join(",")
             ));
-        } else if let Some(m) = &self.last_migration {
-            parts.push(format!("migration task {m}"));
+        } else if let Some(m) = &self.last_task {
+            parts.push(format!("{} task {m}", self.task_label));
         }
         if !self.snapshots.is_empty() {
             parts.push(format!("snapshots {}", self.snapshots.join(", ")));
+        }
+        if let Some(r) = &self.review {
+            parts.push(format!("review app: {}", r.line));
         }
         parts.join("; ")
     }
 }
 
-async fn inspect(w: &World) -> Seen {
+async fn inspect(w: &World, phase: Phase) -> Seen {
     let ecs = aws_sdk_ecs::Client::new(&w.sdk);
     let rds = aws_sdk_rds::Client::new(&w.sdk);
     let (cmd, _, _) = w.command(
@@ -622,26 +700,36 @@ async fn inspect(w: &World) -> Seen {
         ));
     }
     let tasks = w.get("/_test/ecs/tasks").await;
-    let mig: Vec<&Value> = tasks
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["group"] == GROUP)
-        .collect();
-    let migrations_running = mig
+    let label = phase.task_label();
+    let mine: Vec<&Value> = match phase.task_group() {
+        Some(group) => tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["group"] == group)
+            .collect(),
+        None => vec![],
+    };
+    problems.extend(task_problems(&mine, label));
+    let tasks_running = mine
         .iter()
         .filter(|t| t["lastStatus"] != "STOPPED")
         .map(|t| id(t["taskArn"].as_str().unwrap_or("")))
         .collect();
-    let last_migration = mig.last().map(|t| {
-        let code = t["exitCodes"]["migrate"]
-            .as_i64()
+    let last_task = mine.last().map(|t| {
+        let code = t["exitCodes"]
+            .as_object()
+            .and_then(|codes| codes.values().find_map(Value::as_i64))
             .map_or("none".to_string(), |c| c.to_string());
+        let stop = match (t["stopCode"].as_str(), t["stoppedReason"].as_str()) {
+            (Some(c @ "UserInitiated"), Some(why)) => format!("{c}: {why}"),
+            (Some(c), _) => c.to_string(),
+            (None, _) => "no stop code".to_string(),
+        };
         format!(
-            "{} {} ({}, exit {code})",
+            "{} {} ({stop}, exit {code})",
             id(t["taskArn"].as_str().unwrap_or("")),
             t["lastStatus"].as_str().unwrap_or("?"),
-            t["stopCode"].as_str().unwrap_or("no stop code")
         )
     });
     let snaps = rds
@@ -662,6 +750,19 @@ async fn inspect(w: &World) -> Seen {
             )
         })
         .collect();
+    let review = match phase {
+        Phase::Preview => {
+            let r = review_app(w).await;
+            problems.extend(r.problems.iter().cloned());
+            Some(r)
+        }
+        Phase::State
+        | Phase::Snapshot
+        | Phase::Migrate
+        | Phase::Deploy
+        | Phase::Rollback
+        | Phase::Run => None,
+    };
     Seen {
         state: status["state"].as_str().unwrap_or("unknown").to_string(),
         maintenance: status["maintenance"]
@@ -674,8 +775,9 @@ async fn inspect(w: &World) -> Seen {
             .to_string(),
         services,
         problems,
-        migrations_running,
-        last_migration,
+        tasks_running,
+        last_task,
+        task_label: label,
         snapshots,
         versions: status["services"]
             .as_array()
@@ -685,7 +787,361 @@ async fn inspect(w: &World) -> Seen {
                     .collect()
             })
             .unwrap_or_default(),
+        review,
     }
+}
+
+/// The invariants of one task group, from the emulator's record of every task (reading it advances none): never
+/// two tasks at once (created before the other stopped), and a task stopped on request says why.
+fn task_problems(tasks: &[&Value], label: &str) -> Vec<String> {
+    let span = |t: &Value| {
+        (
+            t["createdAt"].as_f64().unwrap_or(0.0),
+            t["stoppedAt"].as_f64().unwrap_or(f64::INFINITY),
+        )
+    };
+    let mut problems = vec![];
+    for (i, a) in tasks.iter().enumerate() {
+        for b in &tasks[i + 1..] {
+            let ((a0, a1), (b0, b1)) = (span(a), span(b));
+            if a0 < b1 && b0 < a1 {
+                problems.push(format!(
+                    "two {label} tasks ran at once: {} and {}",
+                    id(a["taskArn"].as_str().unwrap_or("")),
+                    id(b["taskArn"].as_str().unwrap_or(""))
+                ));
+            }
+        }
+        let reason = a["stoppedReason"].as_str().unwrap_or("").trim();
+        if a["stopCode"] == "UserInitiated" && reason.is_empty() {
+            problems.push(format!(
+                "{label} task {} was stopped with no reason",
+                id(a["taskArn"].as_str().unwrap_or(""))
+            ));
+        }
+    }
+    problems
+}
+
+/// A review app as AWS has it: every service, target group, listener rule and revision that is not the template's.
+#[derive(Debug, Clone)]
+struct ReviewApp {
+    /// What exists, in one line.
+    line: String,
+    /// What exists, in a few words (`service (IN_PROGRESS), target group, rule, 1 revision`).
+    summary: String,
+    /// A resource not tagged as pull request 7's, a rule forwarding to a missing target group.
+    problems: Vec<String>,
+    /// Up: the service runs the PR's version, rolled out, and a rule routes the PR's host to its target group.
+    up: bool,
+    /// Nothing of it is left (no service but INACTIVE ones, no target group, rule or ACTIVE revision).
+    gone: bool,
+}
+
+/// Whether tags mark a resource as the review app's of pull request 7 from the template `stage`.
+fn tagged_ours<'a>(tags: impl Iterator<Item = (&'a str, &'a str)>) -> bool {
+    let tags: Vec<(&str, &str)> = tags.collect();
+    tags.contains(&("deploy-action:preview", PR))
+        && tags.contains(&("deploy-action:environment", "stage"))
+}
+
+async fn elb_tags(
+    elb: &aws_sdk_elasticloadbalancingv2::Client,
+    arn: &str,
+) -> Vec<(String, String)> {
+    let out = elb
+        .describe_tags()
+        .resource_arns(arn)
+        .send()
+        .await
+        .expect("DescribeTags");
+    out.tag_descriptions()
+        .iter()
+        .flat_map(|d| d.tags())
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+async fn review_app(w: &World) -> ReviewApp {
+    let ecs = aws_sdk_ecs::Client::new(&w.sdk);
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&w.sdk);
+    let mut parts = vec![];
+    let mut summary = vec![];
+    let mut problems = vec![];
+    let pr_tag =
+        |tags: &[(String, String)]| tagged_ours(tags.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+
+    // Services other than the template's.
+    let listed = ecs
+        .list_services()
+        .cluster("app-stage")
+        .send()
+        .await
+        .expect("ListServices");
+    let others: Vec<String> = listed
+        .service_arns()
+        .iter()
+        .map(|a| short(a).to_string())
+        .filter(|n| n != "core" && n != "workers")
+        .collect();
+    let mut service_up = false;
+    if !others.is_empty() {
+        let described = ecs
+            .describe_services()
+            .cluster("app-stage")
+            .set_services(Some(others))
+            .include(aws_sdk_ecs::types::ServiceField::Tags)
+            .send()
+            .await
+            .expect("DescribeServices");
+        for svc in described.services() {
+            if svc.status() == Some("INACTIVE") {
+                continue;
+            }
+            let name = svc.service_name().unwrap_or("?");
+            let tags: Vec<(String, String)> = svc
+                .tags()
+                .iter()
+                .map(|t| {
+                    (
+                        t.key().unwrap_or_default().to_string(),
+                        t.value().unwrap_or_default().to_string(),
+                    )
+                })
+                .collect();
+            if !pr_tag(&tags) {
+                problems.push(format!(
+                    "service {name} is not tagged as pull request {PR}'s"
+                ));
+            }
+            let td = svc.task_definition().unwrap_or_default();
+            if td_status(&ecs, td).await != "ACTIVE" {
+                problems.push(format!("service {name} is on {} (not ACTIVE)", short(td)));
+            }
+            let rollout = svc
+                .deployments()
+                .iter()
+                .find(|d| d.status() == Some("PRIMARY"))
+                .and_then(|d| d.rollout_state())
+                .map_or("-", |r| r.as_str());
+            parts.push(format!(
+                "service {name} {} {} {rollout}, {} running of {}",
+                svc.status().unwrap_or("?"),
+                short(td),
+                svc.running_count(),
+                svc.desired_count()
+            ));
+            summary.push(format!("service ({rollout})"));
+            if name == PR_SERVICE {
+                let image = ecs
+                    .describe_task_definition()
+                    .task_definition(td)
+                    .send()
+                    .await
+                    .ok()
+                    .and_then(|o| o.task_definition().cloned())
+                    .and_then(|t| {
+                        t.container_definitions()
+                            .iter()
+                            .find(|c| c.name() == Some("core"))
+                            .and_then(|c| c.image().map(str::to_string))
+                    })
+                    .unwrap_or_default();
+                service_up = svc.status() == Some("ACTIVE")
+                    && rollout == "COMPLETED"
+                    && svc.deployments().len() == 1
+                    && svc.running_count() == svc.desired_count()
+                    && image.ends_with(&format!(":core-{PR_VERSION}"));
+            }
+        }
+    }
+
+    // Target groups other than the template's.
+    let groups = elb
+        .describe_target_groups()
+        .send()
+        .await
+        .expect("DescribeTargetGroups");
+    let existing: Vec<String> = groups
+        .target_groups()
+        .iter()
+        .filter_map(|g| g.target_group_arn().map(str::to_string))
+        .collect();
+    let mut pr_group = None;
+    for g in groups.target_groups() {
+        let name = g.target_group_name().unwrap_or("?");
+        if name == "stage-core" || name == "stage-workers" {
+            continue;
+        }
+        let arn = g.target_group_arn().unwrap_or_default();
+        if !pr_tag(&elb_tags(&elb, arn).await) {
+            problems.push(format!(
+                "target group {name} is not tagged as pull request {PR}'s"
+            ));
+        }
+        parts.push(format!("target group {name}"));
+        summary.push("target group".to_string());
+        if name == PR_SERVICE {
+            pr_group = Some(arn.to_string());
+        }
+    }
+
+    // Rules of the review app (an untagged new rule shows as a change of the template's listener).
+    let listener = listener_arn(w).await;
+    let rules = elb
+        .describe_rules()
+        .listener_arn(&listener)
+        .send()
+        .await
+        .expect("DescribeRules");
+    let mut rule_up = false;
+    for r in rules.rules() {
+        if r.is_default() == Some(true) {
+            continue;
+        }
+        let arn = r.rule_arn().unwrap_or_default();
+        let tags = elb_tags(&elb, arn).await;
+        if !tags.iter().any(|(k, _)| k == "deploy-action:preview") {
+            continue;
+        }
+        if !pr_tag(&tags) {
+            problems.push(format!(
+                "rule {} is tagged as another review app's ({tags:?})",
+                r.priority().unwrap_or("?")
+            ));
+        }
+        let forwards: Vec<String> = r
+            .actions()
+            .iter()
+            .flat_map(|a| {
+                let mut arns: Vec<String> = a
+                    .target_group_arn()
+                    .map(str::to_string)
+                    .into_iter()
+                    .collect();
+                if let Some(f) = a.forward_config() {
+                    arns.extend(
+                        f.target_groups()
+                            .iter()
+                            .filter_map(|t| t.target_group_arn().map(str::to_string)),
+                    );
+                }
+                arns
+            })
+            .collect();
+        for f in &forwards {
+            if !existing.contains(f) {
+                problems.push(format!(
+                    "rule {} of the review app forwards to a missing target group {f}",
+                    r.priority().unwrap_or("?")
+                ));
+            }
+        }
+        let hosts: Vec<String> = r
+            .conditions()
+            .iter()
+            .filter_map(|c| c.host_header_config())
+            .flat_map(|h| h.values().iter().cloned())
+            .collect();
+        parts.push(format!(
+            "rule {} {} → {}",
+            r.priority().unwrap_or("?"),
+            hosts.join(","),
+            forwards
+                .iter()
+                .map(|f| tg_name(f))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+        summary.push("rule".to_string());
+        rule_up |= hosts == [PR_HOST] && pr_group.as_ref().is_some_and(|g| forwards == [g.clone()]);
+    }
+
+    // Revisions of the PR's family.
+    let revisions = ecs
+        .list_task_definitions()
+        .family_prefix(PR_FAMILY)
+        .status(aws_sdk_ecs::types::TaskDefinitionStatus::Active)
+        .send()
+        .await
+        .expect("ListTaskDefinitions");
+    for arn in revisions.task_definition_arns() {
+        let out = ecs
+            .describe_task_definition()
+            .task_definition(arn)
+            .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+            .send()
+            .await
+            .expect("DescribeTaskDefinition");
+        let ours = tagged_ours(
+            out.tags()
+                .iter()
+                .map(|t| (t.key().unwrap_or_default(), t.value().unwrap_or_default())),
+        );
+        if !ours {
+            problems.push(format!(
+                "revision {} is not tagged as pull request {PR}'s",
+                short(arn)
+            ));
+        }
+        parts.push(format!("revision {}", short(arn)));
+    }
+
+    let n = revisions.task_definition_arns().len();
+    if n > 0 {
+        summary.push(format!("{n} revision{}", if n == 1 { "" } else { "s" }));
+    }
+    ReviewApp {
+        summary: if summary.is_empty() {
+            "nothing".into()
+        } else {
+            summary.join(", ")
+        },
+        line: if parts.is_empty() {
+            "nothing".into()
+        } else {
+            parts.join(", ")
+        },
+        problems,
+        up: service_up && rule_up,
+        gone: parts.is_empty(),
+    }
+}
+
+/// A target group's name from its ARN (`…:targetgroup/<name>/<id>`).
+fn tg_name(arn: &str) -> &str {
+    arn.rsplit('/').nth(1).unwrap_or(arn)
+}
+
+/// The template's services as they are configured: revision and desired count.
+async fn template_services(w: &World) -> String {
+    let ecs = aws_sdk_ecs::Client::new(&w.sdk);
+    let described = ecs
+        .describe_services()
+        .cluster("app-stage")
+        .services("core")
+        .services("workers")
+        .send()
+        .await
+        .expect("DescribeServices");
+    described
+        .services()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {} ×{}",
+                s.service_name().unwrap_or("?"),
+                short(s.task_definition().unwrap_or_default()),
+                s.desired_count()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn short(td: &str) -> &str {
@@ -717,9 +1173,8 @@ async fn td_status(ecs: &aws_sdk_ecs::Client, td: &str) -> String {
     }
 }
 
-/// The listener as it routes: default actions and every rule's priority, conditions and actions (and no
-/// deploy-action tag left on it when maintenance is off).
-async fn listener(w: &World) -> String {
+/// The seeded load balancer's one listener.
+async fn listener_arn(w: &World) -> String {
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&w.sdk);
     let lbs = elb
         .describe_load_balancers()
@@ -736,40 +1191,49 @@ async fn listener(w: &World) -> String {
         .send()
         .await
         .expect("DescribeListeners");
+    ls.listeners()[0].listener_arn().unwrap().to_string()
+}
+
+/// The listener as it routes: default actions and every rule's priority, conditions and actions (and no
+/// deploy-action tag left on it when maintenance is off). Rules tagged as a review app's are left out: they are
+/// the review app's, read by [`review_app`]; any other new or changed rule shows.
+async fn listener(w: &World) -> String {
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&w.sdk);
+    let arn = listener_arn(w).await;
+    let ls = elb
+        .describe_listeners()
+        .listener_arns(&arn)
+        .send()
+        .await
+        .expect("DescribeListeners");
     let l = &ls.listeners()[0];
-    let arn = l.listener_arn().unwrap().to_string();
     let rules = elb
         .describe_rules()
         .listener_arn(&arn)
         .send()
         .await
         .expect("DescribeRules");
-    let mut lines: Vec<String> = rules
-        .rules()
-        .iter()
-        .map(|r| {
-            format!(
-                "{} {:?} {:?}",
-                r.priority().unwrap_or("?"),
-                r.conditions(),
-                r.actions()
-            )
-        })
-        .collect();
+    let mut lines = vec![];
+    for r in rules.rules() {
+        if r.is_default() != Some(true) {
+            let tags = elb_tags(&elb, r.rule_arn().unwrap_or_default()).await;
+            if tags.iter().any(|(k, _)| k == "deploy-action:preview") {
+                continue;
+            }
+        }
+        lines.push(format!(
+            "{} {:?} {:?}",
+            r.priority().unwrap_or("?"),
+            r.conditions(),
+            r.actions()
+        ));
+    }
     lines.sort();
-    let tags = elb
-        .describe_tags()
-        .resource_arns(&arn)
-        .send()
+    let ours: Vec<String> = elb_tags(&elb, &arn)
         .await
-        .expect("DescribeTags");
-    let ours: Vec<String> = tags
-        .tag_descriptions()
-        .iter()
-        .flat_map(|d| d.tags())
-        .filter_map(|t| t.key())
+        .into_iter()
+        .map(|(k, _)| k)
         .filter(|k| k.starts_with("deploy-action:"))
-        .map(str::to_string)
         .collect();
     format!(
         "default {:?}\n{}\ntags {ours:?}",
@@ -862,6 +1326,9 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
     };
     let (op, after) = phase.key_call();
     let fault = |k: &str| json!({"operation": op, "kind": k, "count": 5, "after": after});
+    // Task rules match the phase's task group (in the RunTask request).
+    let group = phase.task_group().unwrap_or("no one-off task");
+    let rolling = phase.rolling_service();
     match kind {
         Kind::Throttle => w.post("/_test/faults", fault("throttle")).await,
         Kind::E500 => w.post("/_test/faults", fault("500")).await,
@@ -877,22 +1344,30 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
         Kind::TaskFailsToStart => {
             w.post(
                 "/_test/ecs/task-rules",
-                json!({"match": "stage-migrate", "stopCode": "TaskFailedToStart", "times": 1}),
+                json!({"match": group, "stopCode": "TaskFailedToStart", "times": 1}),
             )
             .await
         }
-        Kind::MigrationExit => {
+        Kind::TaskExit => {
+            let logs = match phase {
+                Phase::Migrate => json!(["applying 0002_users", "ERROR: column \"email\" contains null values"]),
+                Phase::State
+                | Phase::Snapshot
+                | Phase::Deploy
+                | Phase::Rollback
+                | Phase::Run
+                | Phase::Preview => json!(["seeding users", "ERROR: duplicate key value violates unique constraint \"users_email_key\""]),
+            };
             w.post(
                 "/_test/ecs/task-rules",
-                json!({"match": "stage-migrate", "exitCode": 3, "describes": 1, "times": 1,
-                       "logs": ["applying 0002_users", "ERROR: column \"email\" contains null values"]}),
+                json!({"match": group, "exitCode": 3, "describes": 1, "times": 1, "logs": logs}),
             )
             .await
         }
         Kind::CircuitBreaker => {
             w.post(
                 "/_test/ecs/service-rules",
-                json!({"service": "core", "outcome": "FAILED", "times": 1, "failedTasks": 2,
+                json!({"service": rolling, "outcome": "FAILED", "times": 1, "failedTasks": 2,
                        "taskLogs": ["boot", "panic: config missing"]}),
             )
             .await
@@ -916,7 +1391,7 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                         .unwrap();
                     s.rerun_first.push(Phase::Snapshot.inputs());
                 }
-                Phase::State | Phase::Deploy | Phase::Rollback => {}
+                Phase::State | Phase::Deploy | Phase::Rollback | Phase::Run | Phase::Preview => {}
             }
             s.rerun_new_run = true;
         }
@@ -932,17 +1407,18 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                     w.post("/_test/rds/snapshot-rules", json!({"creatingDescribes": 12}))
                         .await
                 }
-                Phase::Migrate => {
+                // A task that never stops: the phase stops it at the deadline; the rerun starts a new one.
+                Phase::Migrate | Phase::Run => {
                     w.post(
                         "/_test/ecs/task-rules",
-                        json!({"match": "stage-migrate", "neverStop": true, "times": 1}),
+                        json!({"match": group, "neverStop": true, "times": 1}),
                     )
                     .await
                 }
-                Phase::Deploy | Phase::Rollback => {
+                Phase::Deploy | Phase::Rollback | Phase::Preview => {
                     w.post(
                         "/_test/ecs/service-rules",
-                        json!({"service": "core", "settleAfterSeconds": 75, "times": 1}),
+                        json!({"service": rolling, "settleAfterSeconds": 75, "times": 1}),
                     )
                     .await
                 }
@@ -959,7 +1435,7 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                 | Kind::Latency
                 | Kind::Reset
                 | Kind::TaskFailsToStart
-                | Kind::MigrationExit
+                | Kind::TaskExit
                 | Kind::CircuitBreaker
                 | Kind::SnapshotStuck
                 | Kind::Timeout => unreachable!("signals only"),
@@ -975,23 +1451,28 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                         .await;
                     Trigger::Call("CreateDBSnapshot")
                 }
-                Phase::Migrate => {
+                Phase::Migrate | Phase::Run => {
                     // Killed: the task runs on and the rerun attaches to it; signalled: the run stops it.
                     let rule = if kind == Kind::Kill9 {
-                        json!({"match": "stage-migrate", "runningSeconds": 8, "times": 1, "logs": ["migrating"]})
+                        json!({"match": group, "runningSeconds": 8, "times": 1, "logs": ["working"]})
                     } else {
-                        json!({"match": "stage-migrate", "neverStop": true, "times": 1})
+                        json!({"match": group, "neverStop": true, "times": 1})
                     };
                     w.post("/_test/ecs/task-rules", rule).await;
-                    Trigger::MigrationRunning
+                    Trigger::TaskRunning(group)
                 }
-                Phase::Deploy | Phase::Rollback => {
+                // While the roll-out is watched (the review app's: every resource made, the service rolling).
+                Phase::Deploy | Phase::Rollback | Phase::Preview => {
                     w.post(
                         "/_test/ecs/service-rules",
-                        json!({"service": "core", "settleAfterSeconds": 5, "times": 1}),
+                        json!({"service": rolling, "settleAfterSeconds": 5, "times": 1}),
                     )
                     .await;
-                    Trigger::Call("UpdateService")
+                    Trigger::Call(if phase == Phase::Preview {
+                        "CreateService"
+                    } else {
+                        "UpdateService"
+                    })
                 }
             };
             s.signal = Some((trigger, sig));
@@ -1010,7 +1491,7 @@ async fn precondition(w: &World, phase: Phase, kind: Kind) -> Result<(), String>
         }
     };
     match phase {
-        Phase::State | Phase::Snapshot | Phase::Deploy => Ok(()),
+        Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Run | Phase::Preview => Ok(()),
         Phase::Migrate if kind == Kind::SnapshotStuck => Ok(()),
         Phase::Migrate => ok(
             w.run(&Phase::Snapshot.inputs(), "6001", None).await,
@@ -1055,7 +1536,22 @@ fn last_error(r: &RunResult) -> String {
             (!text.is_empty()).then(|| text.join(": "))
         })
         .unwrap_or_default();
-    excerpt(&line, 260)
+    elide_middle(&line, 320)
+}
+
+/// Long messages keep their head (what was being done, what exists) and their tail (the AWS error it ended on).
+fn elide_middle(s: &str, n: usize) -> String {
+    let chars: Vec<char> = s.chars().collect();
+    if chars.len() <= n {
+        return s.to_string();
+    }
+    let head = n * 3 / 5;
+    let tail = n - head;
+    format!(
+        "{} … {}",
+        chars[..head].iter().collect::<String>(),
+        chars[chars.len() - tail..].iter().collect::<String>()
+    )
 }
 
 fn excerpt(s: &str, n: usize) -> String {
@@ -1080,8 +1576,9 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         unsafe_because: vec![],
         seconds: 0.0,
     };
-    w.fresh().await;
+    w.fresh(phase).await;
     let original = listener(w).await;
+    let template = template_services(w).await;
     if let Err(e) = precondition(w, phase, kind).await {
         row.unsafe_because.push(format!("precondition: {e}"));
         return row;
@@ -1092,7 +1589,7 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         (-1, Some((_, "KILL"))) => "killed".into(),
         (c, _) => c.to_string(),
     };
-    let seen = inspect(w).await;
+    let seen = inspect(w, phase).await;
     row.left = seen.line();
     row.message = match r.code {
         0 => excerpt(
@@ -1123,6 +1620,10 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
     if !["available"].contains(&seen.db.as_str()) {
         row.unsafe_because.push(format!("database {}", seen.db));
     }
+    if phase == Phase::Preview {
+        row.unsafe_because
+            .extend(template_untouched(w, &original, &template, "the faulted run").await);
+    }
     if r.code == 0 {
         row.outcome = "success".into();
     } else {
@@ -1144,31 +1645,32 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         }
     }
     let again = w.run(&phase.inputs(), run_id, None).await;
-    let after = inspect(w).await;
+    let after = inspect(w, phase).await;
     let attached = again.stderr.contains("instead of starting another")
         || again.stderr.contains("started meanwhile by another run");
-    if !seen.migrations_running.is_empty() && !attached {
+    let label = phase.task_label();
+    if !seen.tasks_running.is_empty() && !attached {
         row.unsafe_because.push(format!(
-            "migration task {} was left running and the rerun did not attach to it",
-            seen.migrations_running.join(",")
+            "{label} task {} was left running and the rerun did not attach to it",
+            seen.tasks_running.join(",")
         ));
     }
-    if !after.migrations_running.is_empty() {
+    if !after.tasks_running.is_empty() {
         row.unsafe_because.push(format!(
-            "migration task {} still running after the rerun",
-            after.migrations_running.join(",")
+            "{label} task {} still running after the rerun",
+            after.tasks_running.join(",")
         ));
     }
     row.unsafe_because.extend(after.problems.iter().cloned());
+    let exit_0 = again.outputs.get("exit-code").map(String::as_str) == Some("0");
     let converged = match phase {
         Phase::State => after.state == "db-only",
         Phase::Snapshot => again.outputs.get("result").map(String::as_str) == Some("success"),
-        Phase::Migrate => {
-            after.state == "db-only"
-                && again.outputs.get("exit-code").map(String::as_str) == Some("0")
-        }
+        Phase::Migrate => after.state == "db-only" && exit_0,
         Phase::Deploy => after.state == "running" && after.versions.iter().all(|v| v == "v2.0.0"),
         Phase::Rollback => after.state == "running" && after.versions.iter().all(|v| v == "v1.1.0"),
+        Phase::Run => after.state == "running" && exit_0,
+        Phase::Preview => after.review.as_ref().is_some_and(|r| r.up),
     };
     row.rerun = if again.code == 0 && converged {
         format!(
@@ -1178,7 +1680,12 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
             } else {
                 ""
             },
-            after.state
+            match &after.review {
+                Some(_) => format!(
+                    "review app up ({PR_SERVICE} on {PR_VERSION}, rule {PR_HOST} → {PR_SERVICE})"
+                ),
+                None => after.state.clone(),
+            }
         )
     } else {
         row.unsafe_because.push(format!(
@@ -1189,6 +1696,38 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         ));
         format!("FAILED (exit {})", again.code)
     };
+
+    // A review app, up again, is torn down completely, and the template is as it was.
+    if phase == Phase::Preview {
+        row.unsafe_because
+            .extend(template_untouched(w, &original, &template, "the rerun").await);
+        let mut down = phase.inputs();
+        down.push(("state", "stopped"));
+        let d = w.run(&down, RUN_ID, None).await;
+        let left = review_app(w).await;
+        row.unsafe_because.extend(left.problems.iter().cloned());
+        if d.code == 0 && left.gone {
+            row.rerun
+                .push_str("; `state: stopped` then removed all of it");
+        } else {
+            row.unsafe_because.push(format!(
+                "the teardown after the rerun did not remove everything (exit {}, left: {}): {}",
+                d.code,
+                left.line,
+                last_error(&d)
+            ));
+            row.rerun.push_str("; teardown FAILED");
+        }
+        let tasks = w.get("/_test/ecs/tasks").await;
+        let teardowns: Vec<&Value> = tasks
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["group"] == "deploy-action:stage-pr-7:teardown")
+            .collect();
+        row.unsafe_because
+            .extend(task_problems(&teardowns, "review app teardown"));
+    }
 
     // The original listener comes back exactly.
     if after.maintenance != "off" {
@@ -1222,9 +1761,41 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
     row
 }
 
+/// Why the template environment of a review app is not as it was before the case (nothing when it is): its
+/// services' revisions and desired counts, its listener's default action and rules (review app rules aside).
+async fn template_untouched(
+    w: &World,
+    listener_before: &str,
+    services_before: &str,
+    after: &str,
+) -> Vec<String> {
+    let mut problems = vec![];
+    let services = template_services(w).await;
+    if services != services_before {
+        problems.push(format!(
+            "the template's services changed after {after}: {services_before} → {services}"
+        ));
+    }
+    if listener(w).await != listener_before {
+        problems.push(format!(
+            "the template's listener rules or default action changed after {after}"
+        ));
+    }
+    problems
+}
+
 /// One line: what a failed or interrupted run left, in the words of the phase.
 fn describe_left(phase: Phase, seen: &Seen, r: &RunResult) -> String {
     let rolled_back = r.outputs.get("rolled-back").map(String::as_str) == Some("true");
+    let task = || match (&seen.tasks_running[..], &seen.last_task) {
+        ([], Some(m)) => format!("{} task {m}", seen.task_label),
+        ([], None) => format!("no {} task started", seen.task_label),
+        (running, _) => format!(
+            "{} task {} still running (the rerun attaches)",
+            seen.task_label,
+            running.join(",")
+        ),
+    };
     match phase {
         Phase::State => format!(
             "{} (maintenance {}), nothing lost; rerun converges",
@@ -1234,19 +1805,20 @@ fn describe_left(phase: Phase, seen: &Seen, r: &RunResult) -> String {
             Some(s) => format!("snapshot {s} still being made; database untouched"),
             None => "no snapshot made; database untouched".into(),
         },
-        Phase::Migrate => match (&seen.migrations_running[..], &seen.last_migration) {
-            ([], Some(m)) => format!("{}; migration task {m}", seen.state),
-            ([], None) => format!("{}; no migration task started", seen.state),
-            (running, _) => format!(
-                "{}; migration task {} still running (the rerun attaches)",
-                seen.state,
-                running.join(",")
-            ),
-        },
+        Phase::Migrate | Phase::Run => format!("{}; {}", seen.state, task()),
         Phase::Deploy | Phase::Rollback => format!(
             "{}services on ACTIVE revisions ({})",
             if rolled_back { "rolled back: " } else { "" },
             seen.services.join(", ")
+        ),
+        Phase::Preview => format!(
+            "review app: {}; {}; template untouched",
+            match &seen.review {
+                Some(r) if r.gone => "nothing created".to_string(),
+                Some(r) => format!("{}, all tagged as PR 7's", r.summary),
+                None => "?".to_string(),
+            },
+            task()
         ),
     }
 }
@@ -1409,12 +1981,12 @@ fn render(
         (Kind::E503, "the key call answers HTTP 503 `ServiceUnavailable` 5 times in a row"),
         (Kind::Latency, "the key call takes 4 s, twice"),
         (Kind::Reset, "the key call's TCP connection is reset with no response, 5 times in a row"),
-        (Kind::TaskFailsToStart, "the migration task stops with `TaskFailedToStart` (CannotPullContainerError)"),
-        (Kind::MigrationExit, "the migration container exits 3"),
-        (Kind::CircuitBreaker, "core's new deployment is stopped by the circuit breaker (roll-out FAILED, 2 failed tasks)"),
+        (Kind::TaskFailsToStart, "the phase's one-off task (migrate: the migration; run: `seed`; preview: the review app's seed task) stops with `TaskFailedToStart` (CannotPullContainerError)"),
+        (Kind::TaskExit, "the one-off task's container exits 3"),
+        (Kind::CircuitBreaker, "the new deployment (deploy, rollback: core's; preview: the review app's service) is stopped by the circuit breaker (roll-out FAILED, 2 failed tasks)"),
         (Kind::SnapshotStuck, "new snapshots never leave `creating` (`timeout-minutes: 1`); migrate finds its snapshot still `creating`; the rerun is a new workflow run"),
-        (Kind::Timeout, "`timeout-minutes: 1` and the thing waited for takes longer (services settle after 75 s, a snapshot after 13 describes, the migration never stops); the rerun follows the same thing to the end"),
-        (Kind::Sigint, "SIGINT (the runner's cancel) while the phase waits"),
+        (Kind::Timeout, "`timeout-minutes: 1` and the thing waited for takes longer (services settle after 75 s, a snapshot after 13 describes; the migration or `run`'s task never stops, so the phase stops it); the rerun follows the same thing to the end (or starts the task again)"),
+        (Kind::Sigint, "SIGINT (the runner's cancel) while the phase waits (for the one-off task while it runs; preview: while the review app's service rolls out)"),
         (Kind::Sigterm, "SIGTERM while the phase waits"),
         (Kind::Kill9, "SIGKILL while the phase waits (nothing runs after it), then the rerun"),
     ] {
@@ -1439,7 +2011,7 @@ fn render(
             .collect::<Vec<_>>()
             .join(", "),
     );
-    s.push_str(".\n\nSafe means, read back from AWS after the case: every service on an ACTIVE revision (its primary deployment too), settled or rolling to it; maintenance on or off, or half-way with the original listener recorded; the original rules and default action back exactly after `state running`; no migration task left running unless the rerun attaches to it; the database available; and the same phase run again without the fault succeeds. **Rerun** is that run.\n");
+    s.push_str(".\n\nSafe means, read back from AWS after the case: every service on an ACTIVE revision (its primary deployment too), settled or rolling to it; maintenance on or off, or half-way with the original listener recorded; the original rules and default action back exactly after `state running`; no one-off task (migration, `run`'s task, a review app's seed) left running unless the rerun attaches to it, never two tasks of one group running at once, and every task the phase stopped has a stopped reason; the database available; and the same phase run again without the fault succeeds. **Rerun** is that run.\n\nFor `preview` also: after the case and after the rerun, the template's services (revision, desired count) and its listener's default action and rules are exactly as before; every service, target group, listener rule and task definition revision of the review app is tagged `deploy-action:preview = 7` and `deploy-action:environment = stage`; no rule of it forwards to a missing target group; the rerun brings it up (service on the PR's image, roll-out completed, the rule routing the PR's host to its target group); and `preview` with `state: stopped` then removes all of it (service, rule, target group, every revision of the PR's family).\n");
     for phase in PHASES {
         let mine: Vec<&Row> = rows.iter().filter(|r| r.phase == phase).collect();
         if mine.is_empty() {
@@ -1461,7 +2033,7 @@ fn render(
                 r.kind.name(),
                 outcome,
                 r.exit,
-                excerpt(&r.message, 260),
+                excerpt(&r.message, 330),
                 excerpt(&r.left, 260),
                 excerpt(&r.rerun, 160)
             ));
@@ -1476,4 +2048,48 @@ fn render(
         }
     }
     s
+}
+
+/// The task-group invariants the matrix reads from the emulator can fail: two tasks at once, a stop with no reason.
+#[test]
+fn task_invariants_flag_overlaps_and_stops_without_a_reason() {
+    let task = |arn: &str, created: f64, stopped: Option<f64>, code: &str, reason: &str| {
+        json!({"taskArn": format!("arn:aws:ecs:eu-central-1:1:task/app-stage/{arn}"), "createdAt": created,
+               "stoppedAt": stopped, "stopCode": code, "stoppedReason": reason})
+    };
+    let one_after_the_other = [
+        task(
+            "aaaaaaaa",
+            1.0,
+            Some(5.0),
+            "UserInitiated",
+            "cancelled by workflow",
+        ),
+        task("bbbbbbbb", 5.5, None, "", ""),
+    ];
+    assert_eq!(
+        task_problems(&one_after_the_other.iter().collect::<Vec<_>>(), "seed"),
+        Vec::<String>::new()
+    );
+    let at_once = [
+        task("aaaaaaaa", 1.0, None, "", ""),
+        task("bbbbbbbb", 3.0, Some(4.0), "UserInitiated", " "),
+    ];
+    assert_eq!(
+        task_problems(&at_once.iter().collect::<Vec<_>>(), "seed"),
+        vec![
+            "two seed tasks ran at once: aaaaaaaa and bbbbbbbb".to_string(),
+            "seed task bbbbbbbb was stopped with no reason".to_string()
+        ]
+    );
+    let tags = |pairs: &[(&'static str, &'static str)]| tagged_ours(pairs.iter().copied());
+    assert!(tags(&[
+        ("deploy-action:environment", "stage"),
+        ("deploy-action:preview", PR)
+    ]));
+    assert!(!tags(&[("deploy-action:preview", PR)]));
+    assert!(!tags(&[
+        ("deploy-action:environment", "stage"),
+        ("deploy-action:preview", "70")
+    ]));
 }

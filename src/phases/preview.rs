@@ -885,7 +885,7 @@ async fn up(
                 },
             )
             .await
-            .context("creating the review app's target group")?;
+            .with_context(|| format!("creating the review app's target group ({})", so_far(out)))?;
             out.step(dry, format!("created target group {}", t.target_group));
             arn
         }
@@ -931,7 +931,7 @@ async fn up(
                 },
             )
             .await
-            .context("creating the review app's service")?;
+            .with_context(|| format!("creating the review app's service ({})", so_far(out)))?;
             out.step(
                 dry,
                 format!("created service {} with {}", t.service, td_short(&td_arn)),
@@ -958,13 +958,43 @@ async fn up(
                 );
                 return Ok(());
             }
-            ecs::update_service(&c.ecs, &env.cluster, &t.service, &td_arn, Some(desired))
-                .await
-                .context("updating the review app's service")?;
-            out.step(
-                dry,
-                format!("updated service {} to {}", t.service, td_short(&td_arn)),
-            );
+            // UpdateService to the revision whose roll-out failed starts no deployment: a rerun forces one.
+            let failed_here = s.task_definition() == Some(td_arn.as_str())
+                && matches!(
+                    rollout::progress(&td_arn, &rollout::DeploymentObs::of(s), true),
+                    rollout::Verdict::Failed(_)
+                );
+            if failed_here {
+                if s.desired_count() != desired {
+                    ecs::set_desired_count(&c.ecs, &env.cluster, &t.service, desired).await?;
+                }
+                ecs::redeploy(&c.ecs, &env.cluster, &t.service)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "redeploying the review app's service after its failed roll-out ({})",
+                            so_far(out)
+                        )
+                    })?;
+                out.step(
+                    dry,
+                    format!(
+                        "redeployed service {} on {} (its last roll-out failed)",
+                        t.service,
+                        td_short(&td_arn)
+                    ),
+                );
+            } else {
+                ecs::update_service(&c.ecs, &env.cluster, &t.service, &td_arn, Some(desired))
+                    .await
+                    .with_context(|| {
+                        format!("updating the review app's service ({})", so_far(out))
+                    })?;
+                out.step(
+                    dry,
+                    format!("updated service {} to {}", t.service, td_short(&td_arn)),
+                );
+            }
             BTreeMap::from([(t.service.clone(), rollout::event_ids(s))])
         }
     };
@@ -1033,7 +1063,7 @@ async fn up(
             out.failures.push(f);
         }
         out.failure = Some(format!(
-            "the roll-out of {version} on {} did not complete: {reason}; the review app is left as it is (the next push deploys again)",
+            "the roll-out of {version} on {} did not complete: {reason}; the review app is left as it is (a rerun or the next push deploys again)",
             t.service
         ));
         return Ok(());
@@ -1282,8 +1312,10 @@ async fn ensure_rule(
                         }
                     }
                     Err(e) => {
-                        return Err(anyhow::Error::from(e)
-                            .context("creating the review app's listener rule"))
+                        return Err(anyhow::Error::from(e).context(format!(
+                            "creating the review app's listener rule ({})",
+                            so_far(out)
+                        )))
                     }
                 }
             }
@@ -1310,6 +1342,17 @@ fn forward(target_group: &str) -> Action {
         .r#type(ActionTypeEnum::Forward)
         .target_group_arn(target_group)
         .build()
+}
+
+/// For an error half-way through an up: what exists by now (all of it tagged as the review app's), and the way out.
+fn so_far(out: &PreviewOutcome) -> String {
+    if out.steps.is_empty() {
+        return "nothing was created; run again".into();
+    }
+    format!(
+        "done so far: {}; run again to finish, or tear it down with state: stopped",
+        out.steps.join("; ")
+    )
 }
 
 /// The step line of a seed or teardown task.
