@@ -593,6 +593,26 @@ pub struct FailureReport {
     pub notes: Vec<String>,
 }
 
+impl FailureReport {
+    /// The explanation as plain lines for the job log and the summary: the reason, the service events, the stopped
+    /// tasks, the last log lines of one of them, and what could not be read.
+    pub fn lines(&self) -> Vec<String> {
+        let mut lines = vec![format!("{}: {}", self.service, self.reason)];
+        lines.extend(self.events.iter().map(|e| format!("  event: {e}")));
+        lines.extend(
+            self.stopped_tasks
+                .iter()
+                .map(|t| format!("  stopped task {}", t.line())),
+        );
+        if let Some(log) = &self.log {
+            lines.push(format!("  last log lines ({} {}):", log.group, log.stream));
+            lines.extend(log.lines.iter().map(|l| format!("    {l}")));
+        }
+        lines.extend(self.notes.iter().map(|n| format!("  note: {n}")));
+        lines
+    }
+}
+
 /// Reads why `w` failed: the stopped tasks of its deployment (stop code, reason, exit codes) and the last log lines
 /// of one of them, found through the awslogs settings of `containers` (the target revision's). Errors while reading
 /// become notes.

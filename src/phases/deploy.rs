@@ -1300,26 +1300,10 @@ impl DeployOutcome {
     }
 
     fn failure_lines(&self) -> Vec<String> {
-        let mut lines = vec![];
-        for f in &self.failures {
-            lines.push(format!("{}: {}", f.service, f.reason));
-            for e in &f.events {
-                lines.push(format!("  event: {e}"));
-            }
-            for t in &f.stopped_tasks {
-                lines.push(format!("  stopped task {}", t.line()));
-            }
-            if let Some(log) = &f.log {
-                lines.push(format!("  last log lines ({} {}):", log.group, log.stream));
-                for l in &log.lines {
-                    lines.push(format!("    {l}"));
-                }
-            }
-            for n in &f.notes {
-                lines.push(format!("  note: {n}"));
-            }
-        }
-        lines
+        self.failures
+            .iter()
+            .flat_map(FailureReport::lines)
+            .collect()
     }
 }
 

@@ -1777,11 +1777,13 @@ impl Outcome for PreviewOutcome {
                 s.push_str(&r.last_lines_markdown());
             }
         }
-        for f in &self.failures {
-            s.push_str(&format!("\n**{}**: {}\n", f.service, f.reason));
-            for t in &f.stopped_tasks {
-                s.push_str(&format!("- {}\n", t.line()));
+        if !self.failures.is_empty() {
+            s.push_str("\n**Why**\n\n```\n");
+            for l in self.failures.iter().flat_map(FailureReport::lines) {
+                s.push_str(&l);
+                s.push('\n');
             }
+            s.push_str("```\n");
         }
         s
     }
@@ -1813,6 +1815,17 @@ impl Outcome for PreviewOutcome {
         };
         for step in &self.steps {
             s.push_str(&format!("  {step}\n"));
+        }
+        let why: Vec<String> = self
+            .failures
+            .iter()
+            .flat_map(FailureReport::lines)
+            .collect();
+        if !why.is_empty() {
+            s.push_str("why:\n");
+            for l in why {
+                s.push_str(&format!("  {l}\n"));
+            }
         }
         s
     }

@@ -627,19 +627,7 @@ impl RollbackOutcome {
 
     fn details(&self) -> Vec<String> {
         let mut d = vec![];
-        for f in &self.failures {
-            d.push(format!("{}: {}", f.service, f.reason));
-            d.extend(f.events.iter().map(|e| format!("  event: {e}")));
-            d.extend(
-                f.stopped_tasks
-                    .iter()
-                    .map(|t| format!("  stopped task {}", t.line())),
-            );
-            if let Some(log) = &f.log {
-                d.push(format!("  last log lines ({} {}):", log.group, log.stream));
-                d.extend(log.lines.iter().map(|l| format!("    {l}")));
-            }
-        }
+        d.extend(self.failures.iter().flat_map(FailureReport::lines));
         if !self.deregistered.is_empty() {
             d.push(format!(
                 "deregistered: {}",

@@ -971,6 +971,48 @@ async fn preview_killed_during_its_seed_then_rerun_attaches_and_leaves_no_seed_r
     assert!(service(&ctx, "core-pr-12").await.is_some());
 }
 
+/// A roll-out stopped by the circuit breaker, then the same push again: the service is already on that revision, so
+/// UpdateService alone would start nothing; the rerun forces a new deployment and converges.
+#[tokio::test]
+async fn preview_rerun_after_a_failed_roll_out_of_the_same_version_converges() {
+    let ctx = TestContext::new().await;
+    seed_template(&ctx, BY_HOST).await;
+    ctx.post(
+        "/_test/ecs/service-rules",
+        json!({"service": "core-pr-12", "outcome": "FAILED", "times": 1, "taskLogs": ["panic: no DATABASE_URL"]}),
+    )
+    .await;
+    let r = cli_up(&ctx).await;
+    r.assert_code(1);
+    assert!(r.stdout.contains("did not complete"), "{}", r.stdout);
+    assert!(r.stdout.contains("panic: no DATABASE_URL"), "{}", r.stdout);
+    assert!(r.stdout.contains("stopped task"), "{}", r.stdout);
+    let r = cli_up(&ctx).await;
+    r.assert_code(0);
+    assert!(
+        r.stdout.contains("(its last roll-out failed)"),
+        "{}",
+        r.stdout
+    );
+    let svc = service(&ctx, "core-pr-12").await.unwrap();
+    let primary = svc
+        .deployments()
+        .iter()
+        .find(|d| d.status() == Some("PRIMARY"))
+        .unwrap();
+    assert_eq!(
+        primary.rollout_state(),
+        Some(&aws_sdk_ecs::types::DeploymentRolloutState::Completed)
+    );
+    assert_eq!(
+        group_tasks(&ctx, "deploy-action:review-pr-12:seed")
+            .await
+            .len(),
+        1,
+        "the seed ran once: the service existed on the rerun"
+    );
+}
+
 #[tokio::test]
 async fn preview_a_failing_seed_creates_nothing_else() {
     let ctx = TestContext::new().await;
