@@ -173,6 +173,57 @@ async fn status_polls_through_throttling() {
     assert_eq!(r.json()["outcome"]["state"], "running");
 }
 
+/// `status` is read-only, so it is not in the fault matrix (RELIABILITY.md): every fault the SDK cannot retry through
+/// ends in exit 1 with one error naming the call and the resource, and never a write.
+#[tokio::test]
+async fn status_under_persistent_faults_exits_1_naming_the_call_and_changes_nothing() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    for kind in ["throttle", "500", "503", "reset"] {
+        ctx.http
+            .delete(format!("{}/_test/faults", ctx.url))
+            .send()
+            .await
+            .unwrap();
+        ctx.post(
+            "/_test/faults",
+            json!({"operation": "DescribeServices", "kind": kind, "count": 20}),
+        )
+        .await;
+        ctx.clear_calls().await;
+        let r = ctx
+            .cli(&["status", "--env", "stage", "-c", "deploy.toml"])
+            .await;
+        r.assert_code(1);
+        let errors: Vec<&str> = r
+            .stderr
+            .lines()
+            .filter(|l| l.starts_with("error"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{kind}: {}", r.stderr);
+        assert!(
+            errors[0].contains("ECS DescribeServices") && errors[0].contains("app-stage"),
+            "{kind}: {}",
+            errors[0]
+        );
+        assert!(ctx.mutating_calls().await.is_empty(), "{kind}");
+    }
+    // Latency alone is waited through.
+    ctx.http
+        .delete(format!("{}/_test/faults", ctx.url))
+        .send()
+        .await
+        .unwrap();
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "DescribeServices", "kind": "latency", "count": 1, "latencyMs": 2000}),
+    )
+    .await;
+    ctx.cli(&["status", "--env", "stage", "-c", "deploy.toml"])
+        .await
+        .assert_code(0);
+}
+
 #[tokio::test]
 async fn a_service_missing_in_ecs_is_named_with_the_fix() {
     let ctx = TestContext::new().await;
