@@ -1972,7 +1972,8 @@ fn render(
         rows.len() - successes,
         if safe == rows.len() { "" } else { " except where marked NOT SAFE" }
     ));
-    s.push_str("- Against the local AWS (moto 5.2.5 and the emulator in `emulator/`); the Rust SDK's standard retries (5 attempts) are on, as in production.\n\n");
+    s.push_str("- Against the local AWS (moto 5.2.5 and the emulator in `emulator/`); the Rust SDK's standard retries (5 attempts) are on, as in production.\n");
+    s.push_str("- Not in the matrix: `status`, `check-config` and `iam-policy` change nothing (the last two make no AWS call); `status` under persistent throttling, 500, 503 and connection resets exits 1 naming the call with zero writes (`status_under_persistent_faults_exits_1_naming_the_call_and_changes_nothing` in `tests/all/foundation.rs`).\n\n");
     s.push_str("## What each case does\n\n");
     s.push_str("| case | fault |\n|---|---|\n");
     for (kind, what) in [
