@@ -1013,6 +1013,87 @@ async fn preview_rerun_after_a_failed_roll_out_of_the_same_version_converges() {
     );
 }
 
+/// CreateTargetGroup, then CreateRule, refused on every attempt half-way through the first up: the error says what
+/// exists already; the rerun finishes it (reusing the revision and target group) and a teardown removes all of it.
+#[tokio::test]
+async fn preview_failing_half_way_says_what_exists_and_a_rerun_then_teardown_converge() {
+    let ctx = TestContext::new().await;
+    seed_template(&ctx, BY_HOST).await;
+    for (op, what) in [
+        (
+            "CreateTargetGroup",
+            "creating the review app's target group",
+        ),
+        ("CreateRule", "creating the review app's listener rule"),
+    ] {
+        ctx.post(
+            "/_test/faults",
+            json!({"operation": op, "kind": "503", "count": 5}),
+        )
+        .await;
+        let r = cli_up(&ctx).await;
+        r.assert_code(1);
+        let line = r.stderr.lines().last().unwrap_or_default();
+        assert!(
+            line.contains(what)
+                && line.contains("done so far")
+                && line.contains("run again to finish, or tear it down with state: stopped"),
+            "{op}: {}",
+            r.stderr
+        );
+        assert!(
+            service(&ctx, "core-pr-12").await.is_none(),
+            "{op}: the service is created last"
+        );
+    }
+    ctx.http
+        .delete(format!("{}/_test/faults", ctx.url))
+        .send()
+        .await
+        .unwrap();
+    cli_up(&ctx).await.assert_code(0);
+    assert_eq!(
+        group_tasks(&ctx, "deploy-action:review-pr-12:seed")
+            .await
+            .len(),
+        3,
+        "the seed runs again while the service does not exist (it must be safe to repeat)"
+    );
+    let ours: Vec<_> = rules(&ctx)
+        .await
+        .into_iter()
+        .filter(|(_, c, _, _)| *c == host_rule(HOST))
+        .collect();
+    assert_eq!(ours.len(), 1, "{ours:?}");
+    let r = ctx
+        .cli(&[
+            "preview",
+            "--env",
+            ENV,
+            "--config",
+            "deploy.toml",
+            "--pr-number",
+            "12",
+            "--state",
+            "stopped",
+        ])
+        .await;
+    r.assert_code(0);
+    assert!(service(&ctx, "core-pr-12")
+        .await
+        .is_none_or(|s| s.status() == Some("INACTIVE")));
+    assert!(target_group(&ctx, "core-pr-12").await.is_none());
+    assert!(rules(&ctx)
+        .await
+        .iter()
+        .all(|(_, c, _, _)| *c != host_rule(HOST)));
+    assert!(
+        revisions(&ctx, "review-core-pr-12", TaskDefinitionStatus::Active)
+            .await
+            .is_empty()
+    );
+}
+
 #[tokio::test]
 async fn preview_a_failing_seed_creates_nothing_else() {
     let ctx = TestContext::new().await;
