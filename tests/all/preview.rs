@@ -201,6 +201,23 @@ image-tag = "core-{{version}}"
     path
 }
 
+/// Nothing of PR 12's review app is left: no active service, target group, rule or revision.
+async fn assert_no_review_app(ctx: &TestContext) {
+    assert!(service(ctx, "core-pr-12")
+        .await
+        .is_none_or(|s| s.status() == Some("INACTIVE")));
+    assert!(target_group(ctx, "core-pr-12").await.is_none());
+    assert!(rules(ctx)
+        .await
+        .iter()
+        .all(|(_, c, _, _)| *c != host_rule(HOST)));
+    assert!(
+        revisions(ctx, "review-core-pr-12", TaskDefinitionStatus::Active)
+            .await
+            .is_empty()
+    );
+}
+
 /// The CLI front end: up for PR 12 with version pr-12-abc (no GitHub).
 const CLI_UP: [&str; 9] = [
     "preview",
@@ -1079,19 +1096,7 @@ async fn preview_failing_half_way_says_what_exists_and_a_rerun_then_teardown_con
         ])
         .await;
     r.assert_code(0);
-    assert!(service(&ctx, "core-pr-12")
-        .await
-        .is_none_or(|s| s.status() == Some("INACTIVE")));
-    assert!(target_group(&ctx, "core-pr-12").await.is_none());
-    assert!(rules(&ctx)
-        .await
-        .iter()
-        .all(|(_, c, _, _)| *c != host_rule(HOST)));
-    assert!(
-        revisions(&ctx, "review-core-pr-12", TaskDefinitionStatus::Active)
-            .await
-            .is_empty()
-    );
+    assert_no_review_app(&ctx).await;
 }
 
 #[tokio::test]
@@ -1110,17 +1115,7 @@ async fn preview_a_failing_seed_creates_nothing_else() {
         "{}",
         r.stdout
     );
-    assert!(service(&ctx, "core-pr-12").await.is_none());
-    assert!(target_group(&ctx, "core-pr-12").await.is_none());
-    assert!(rules(&ctx)
-        .await
-        .iter()
-        .all(|(_, c, _, _)| *c != host_rule(HOST)));
-    assert!(
-        revisions(&ctx, "review-core-pr-12", TaskDefinitionStatus::Active)
-            .await
-            .is_empty()
-    );
+    assert_no_review_app(&ctx).await;
 }
 
 #[tokio::test]
