@@ -943,12 +943,12 @@ pub async fn apply(elb: &Client, listener_arn: &str, changes: &[Change]) -> Resu
                 arn,
                 conditions,
                 actions,
-            } => elb::set_rule(elb, arn, conditions.clone(), actions.clone()).await?,
+            } => elb::set_rule(elb, arn, conditions.clone(), Some(actions.clone())).await?,
             ChangeKind::DeleteRule { arn } => elb::delete_rule(elb, arn).await?,
             ChangeKind::TagRule { arn, tags } => elb::add_tags(elb, arn, tags).await?,
             ChangeKind::UntagRule { arn, keys } => elb::remove_tags(elb, arn, keys).await?,
             ChangeKind::SetConditions { arn, conditions } => {
-                elb::set_rule_conditions(elb, arn, conditions.clone()).await?
+                elb::set_rule(elb, arn, conditions.clone(), None).await?
             }
         }
     }

@@ -1413,7 +1413,7 @@ impl LaunchLock {
                     }
                     LockHolder::Free | LockHolder::Stale => {
                         let value = format!("{} {}", lock.claim, now_ms());
-                        ecs::tag(&clients.ecs, &lock.cluster_arn, &lock.key, &value).await?;
+                        ecs::tag(&clients.ecs, &lock.cluster_arn, &[(lock.key.as_str(), value)]).await?;
                         claimed.store(true, Ordering::SeqCst);
                         Ok(Check::Pending(String::new()))
                     }

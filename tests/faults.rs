@@ -1250,61 +1250,7 @@ async fn listener(w: &World) -> String {
 /// untracked manual deploy: the revision the rollback cases roll back from).
 async fn manual_bad_revision(w: &World) {
     let ecs = aws_sdk_ecs::Client::new(&w.sdk);
-    let svc = ecs
-        .describe_services()
-        .cluster("app-stage")
-        .services("core")
-        .send()
-        .await
-        .unwrap();
-    let from = svc.services()[0].task_definition().unwrap().to_string();
-    let mut td = ecs
-        .describe_task_definition()
-        .task_definition(&from)
-        .send()
-        .await
-        .unwrap()
-        .task_definition()
-        .unwrap()
-        .clone();
-    let containers = td.container_definitions.take().unwrap();
-    td.container_definitions = Some(
-        containers
-            .into_iter()
-            .map(|mut c| {
-                if c.name() == Some("core") {
-                    let repo = c.image().unwrap().rsplit_once(':').unwrap().0.to_string();
-                    c.image = Some(format!("{repo}:core-v6.6.6"));
-                }
-                c
-            })
-            .collect(),
-    );
-    let out = deploy_action::aws::ecs::register_input_from(td, vec![])
-        .send_with(&ecs)
-        .await
-        .unwrap();
-    let arn = out
-        .task_definition()
-        .unwrap()
-        .task_definition_arn()
-        .unwrap()
-        .to_string();
-    ecs.update_service()
-        .cluster("app-stage")
-        .service("core")
-        .task_definition(&arn)
-        .send()
-        .await
-        .unwrap();
-    for _ in 0..3 {
-        ecs.describe_services()
-            .cluster("app-stage")
-            .services("core")
-            .send()
-            .await
-            .unwrap();
-    }
+    support::manual_revision(&ecs, "core", None, "core-v6.6.6").await;
 }
 
 /// What a case sets up before the phase runs, and how the phase is run.

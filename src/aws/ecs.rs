@@ -58,6 +58,14 @@ pub fn primary(service: &Service) -> Option<&Deployment> {
         .find(|d| d.status() == Some("PRIMARY"))
 }
 
+/// The primary deployment runs `task_definition` and its roll-out FAILED (a circuit breaker that did not roll back):
+/// UpdateService to that same revision would start nothing, so a rerun has to force a new deployment.
+pub fn failed_on(service: &Service, task_definition: &str) -> bool {
+    primary(service).is_some_and(|d| {
+        d.task_definition() == Some(task_definition) && Rollout::of(d) == Rollout::Failed
+    })
+}
+
 /// DescribeServices for every name, batched 10 a call (the API's limit), batches in parallel. A service ECS reports
 /// MISSING or INACTIVE is an error naming it and the fix. Results come back in the order of `names`.
 pub async fn describe_services(
@@ -433,17 +441,23 @@ pub async fn tags(ecs: &Client, arn: &str) -> Result<Vec<(String, String)>, AwsE
         .collect())
 }
 
-pub async fn tag(ecs: &Client, arn: &str, key: &str, value: &str) -> Result<(), AwsError> {
-    let tag = aws_sdk_ecs::types::Tag::builder()
-        .key(key)
-        .value(value)
-        .build();
+/// TagResource on any ECS resource (service, cluster, task definition, task).
+pub async fn tag(ecs: &Client, arn: &str, tags: &[(&str, String)]) -> Result<(), AwsError> {
+    let resource = if arn.contains(":task-definition/") {
+        td_short(arn)
+    } else {
+        arn
+    };
     ecs.tag_resource()
         .resource_arn(arn)
-        .tags(tag)
+        .set_tags(Some(
+            tags.iter()
+                .map(|(k, v)| Tag::builder().key(*k).value(v.clone()).build())
+                .collect(),
+        ))
         .send()
         .await
-        .aws("ECS TagResource", arn)?;
+        .aws("ECS TagResource", resource)?;
     Ok(())
 }
 
@@ -569,25 +583,6 @@ pub async fn redeploy(ecs: &Client, cluster: &str, service: &str) -> Result<(), 
         .send()
         .await
         .aws("ECS UpdateService", format!("{cluster}/{service}"))?;
-    Ok(())
-}
-
-/// Adds (or overwrites) tags on a task definition revision.
-pub async fn tag_task_definition(
-    ecs: &Client,
-    arn: &str,
-    tags: &[(&str, String)],
-) -> Result<(), AwsError> {
-    ecs.tag_resource()
-        .resource_arn(arn)
-        .set_tags(Some(
-            tags.iter()
-                .map(|(k, v)| Tag::builder().key(*k).value(v.clone()).build())
-                .collect(),
-        ))
-        .send()
-        .await
-        .aws("ECS TagResource", td_short(arn))?;
     Ok(())
 }
 
@@ -764,6 +759,47 @@ pub async fn delete_service(ecs: &Client, cluster: &str, name: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_roll_out_on_the_revision_is_seen_only_on_the_primary() {
+        let dep = |status: &str, td: &str, state: DeploymentRolloutState| {
+            Deployment::builder()
+                .status(status)
+                .task_definition(td)
+                .rollout_state(state)
+                .build()
+        };
+        let svc = |deps: Vec<Deployment>| Service::builder().set_deployments(Some(deps)).build();
+        use DeploymentRolloutState as S;
+        for (what, deps, want) in [
+            (
+                "primary failed on it",
+                vec![dep("PRIMARY", "a:2", S::Failed)],
+                true,
+            ),
+            (
+                "primary completed",
+                vec![dep("PRIMARY", "a:2", S::Completed)],
+                false,
+            ),
+            (
+                "primary failed on another",
+                vec![dep("PRIMARY", "a:3", S::Failed)],
+                false,
+            ),
+            (
+                "only an old deployment failed on it",
+                vec![
+                    dep("PRIMARY", "a:1", S::InProgress),
+                    dep("ACTIVE", "a:2", S::Failed),
+                ],
+                false,
+            ),
+            ("no deployments", vec![], false),
+        ] {
+            assert_eq!(failed_on(&svc(deps), "a:2"), want, "{what}");
+        }
+    }
 
     #[test]
     fn task_definition_names() {

@@ -189,32 +189,17 @@ pub async fn set_default_actions(
     Ok(())
 }
 
-/// Replaces a rule's conditions (its actions stay).
-pub async fn set_rule_conditions(
-    elb: &Client,
-    rule_arn: &str,
-    conditions: Vec<RuleCondition>,
-) -> Result<(), AwsError> {
-    elb.modify_rule()
-        .rule_arn(rule_arn)
-        .set_conditions(Some(conditions))
-        .send()
-        .await
-        .aws("ELBv2 ModifyRule", rule_arn)?;
-    Ok(())
-}
-
-/// Replaces a rule's conditions and actions.
+/// Replaces a rule's conditions, and its actions when given (`None`: they stay).
 pub async fn set_rule(
     elb: &Client,
     rule_arn: &str,
     conditions: Vec<RuleCondition>,
-    actions: Vec<Action>,
+    actions: Option<Vec<Action>>,
 ) -> Result<(), AwsError> {
     elb.modify_rule()
         .rule_arn(rule_arn)
         .set_conditions(Some(conditions))
-        .set_actions(Some(actions))
+        .set_actions(actions)
         .send()
         .await
         .aws("ELBv2 ModifyRule", rule_arn)?;

@@ -955,7 +955,7 @@ async fn tag_known_good(
     if let Some(v) = version.filter(|_| !tags.iter().any(|(k, _)| k == rollout::TAG_VERSION)) {
         new.push((rollout::TAG_VERSION, v.to_string()));
     }
-    ecs::tag_task_definition(ecs_client, arn, &new).await?;
+    ecs::tag(ecs_client, arn, &new).await?;
     tracing::info!("{}: tagged known good", td_short(arn));
     Ok(())
 }

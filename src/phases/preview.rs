@@ -959,12 +959,7 @@ async fn up(
                 return Ok(());
             }
             // UpdateService to the revision whose roll-out failed starts no deployment: a rerun forces one.
-            let failed_here = s.task_definition() == Some(td_arn.as_str())
-                && matches!(
-                    rollout::progress(&td_arn, &rollout::DeploymentObs::of(s), true),
-                    rollout::Verdict::Failed(_)
-                );
-            if failed_here {
+            if ecs::failed_on(s, &td_arn) {
                 if s.desired_count() != desired {
                     ecs::set_desired_count(&c.ecs, &env.cluster, &t.service, desired).await?;
                 }
@@ -1250,7 +1245,7 @@ async fn ensure_rule(
                     &c.elb,
                     &arn,
                     vec![condition(&cfg.route, &t.route_value)],
-                    vec![forward(tg_arn)],
+                    Some(vec![forward(tg_arn)]),
                 )
                 .await
                 .context("updating the review app's listener rule")?;

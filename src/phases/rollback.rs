@@ -407,7 +407,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         ) {
             tags.push((rollout::TAG_VERSION, v.clone()));
         }
-        match ecs::tag_task_definition(&c.ecs, &p.target, &tags).await {
+        match ecs::tag(&c.ecs, &p.target, &tags).await {
             Ok(()) => {
                 tracing::info!("{}: tagged known good", td_short(&p.target));
                 if let Some(i) = info {
@@ -540,9 +540,7 @@ async fn plan_service(
         let (td, _) = ecs::describe_task_definition(&c.ecs, &target).await?;
         version_of(&td)
     };
-    let failed_primary = ecs::primary(svc).is_some_and(|d| {
-        d.task_definition() == Some(current.as_str()) && ecs::Rollout::of(d) == ecs::Rollout::Failed
-    });
+    let failed_primary = ecs::failed_on(svc, &current);
     Ok(Plan {
         cfg: cfg.clone(),
         failed_primary,

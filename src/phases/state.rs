@@ -657,8 +657,7 @@ async fn scale_down(env: &Environment, c: &Clients, ctx: &Ctx) -> Result<String>
             ecs::tag(
                 &c.ecs,
                 arn,
-                TAG_DESIRED_COUNT,
-                &svc.desired_count().to_string(),
+                &[(TAG_DESIRED_COUNT, svc.desired_count().to_string())],
             )
             .await?;
             ecs::set_desired_count(&c.ecs, &env.cluster, name, 0).await?;

@@ -75,50 +75,6 @@ fn count(calls: &[(String, String)], op: &str) -> usize {
     calls.iter().filter(|(_, o)| o == op).count()
 }
 
-/// Registers a new revision of `family` from `from` with the main container's image tag replaced (what a manual,
-/// untracked deploy would do), points the service at it and waits until it settled.
-async fn manual_revision(ctx: &TestContext, service: &str, from: &str, tag: &str) -> String {
-    let ecs = ctx.ecs().await;
-    let (mut td, _) = describe(ctx, from).await;
-    let containers = td.container_definitions.take().unwrap();
-    let containers = containers
-        .into_iter()
-        .map(|mut c| {
-            if c.name() == Some(service) {
-                c.image = Some(format!("{REPO}:{tag}"));
-            }
-            c
-        })
-        .collect();
-    td.container_definitions = Some(containers);
-    let out = deploy_action::aws::ecs::register_input_from(td, vec![])
-        .send_with(&ecs)
-        .await
-        .unwrap();
-    let arn = out
-        .task_definition()
-        .unwrap()
-        .task_definition_arn()
-        .unwrap()
-        .to_string();
-    ecs.update_service()
-        .cluster("app-stage")
-        .service(service)
-        .task_definition(&arn)
-        .send()
-        .await
-        .unwrap();
-    for _ in 0..3 {
-        ecs.describe_services()
-            .cluster("app-stage")
-            .services(service)
-            .send()
-            .await
-            .unwrap();
-    }
-    arn
-}
-
 #[tokio::test]
 async fn deploy_rolls_out_a_new_version_on_three_services() {
     let ctx = TestContext::new().await;
@@ -735,8 +691,12 @@ async fn rollback_goes_to_the_last_known_good_revision_not_revision_minus_one() 
     ctx.seed("stage", &[]);
     deploy(&ctx, "v1.1.0", &[]).await.assert_code(0);
     // Two untracked revisions on top of core:2 (known good): core:4 runs, core:3 is "revision minus one".
-    let bad3 = manual_revision(&ctx, "core", &td_arn("core", 2), "core-v6.6.6").await;
-    let bad4 = manual_revision(&ctx, "core", &bad3, "core-v6.6.7").await;
+    let bad3 = ctx
+        .manual_revision("core", Some(&td_arn("core", 2)), "core-v6.6.6")
+        .await;
+    let bad4 = ctx
+        .manual_revision("core", Some(&bad3), "core-v6.6.7")
+        .await;
     assert_eq!(service_td(&ctx, "core").await, bad4);
     let r = rollback(&ctx, &[]).await;
     r.assert_code(0);
@@ -835,7 +795,8 @@ async fn fast_rollback_returns_without_waiting_unless_asked() {
     deploy(&ctx, "v1.1.0", &[]).await.assert_code(0);
 
     // fast + wait: waits for the roll-out like the default mode.
-    manual_revision(&ctx, "workers", &td_arn("workers", 2), "workers-v6.6.6").await;
+    ctx.manual_revision("workers", Some(&td_arn("workers", 2)), "workers-v6.6.6")
+        .await;
     ctx.clear_calls().await;
     let r = rollback(&ctx, &[("fast", "true"), ("wait", "true")]).await;
     r.assert_code(0);
@@ -857,7 +818,9 @@ async fn fast_rollback_returns_without_waiting_unless_asked() {
     );
 
     // fast alone: the roll-out of the rollback never settles here, and the phase does not wait for it.
-    let bad = manual_revision(&ctx, "core", &td_arn("core", 2), "core-v6.6.6").await;
+    let bad = ctx
+        .manual_revision("core", Some(&td_arn("core", 2)), "core-v6.6.6")
+        .await;
     ctx.post(
         "/_test/ecs/service-rules",
         json!({"service": "core", "outcome": "NEVER"}),

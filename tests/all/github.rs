@@ -171,6 +171,15 @@ async fn statuses(server: &MockServer, id: u64, items: Value) {
         .await;
 }
 
+/// `GET /actions/runs/{id}` answers with that run's status.
+async fn workflow_run(server: &MockServer, id: u64, status: &str) {
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/backend/actions/runs/{id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": id, "status": status})))
+        .mount(server)
+        .await;
+}
+
 /// `POST /deployments` answers 201 with id 77; its statuses are accepted.
 async fn accept_records(server: &MockServer) {
     Mock::given(method("POST"))
@@ -450,13 +459,7 @@ async fn another_runs_deployment_in_progress_refuses_before_anything_changes() {
     .await;
     statuses(&server, 12, json!([status("in_progress", "99")])).await;
     statuses(&server, 11, json!([status("success", "98")])).await;
-    Mock::given(method("GET"))
-        .and(path("/repos/acme/backend/actions/runs/99"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"id": 99, "status": "in_progress"})),
-        )
-        .mount(&server)
-        .await;
+    workflow_run(&server, 99, "in_progress").await;
     accept_records(&server).await;
     let err = Release::begin(
         plan(Phase::Snapshot, "prod", Some("v1.2.3")),
@@ -491,13 +494,7 @@ async fn a_stale_record_of_a_finished_run_and_this_runs_own_records_do_not_block
     .await;
     statuses(&server, 13, json!([status("in_progress", "4242")])).await;
     statuses(&server, 12, json!([status("in_progress", "99")])).await;
-    Mock::given(method("GET"))
-        .and(path("/repos/acme/backend/actions/runs/99"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"id": 99, "status": "completed"})),
-        )
-        .mount(&server)
-        .await;
+    workflow_run(&server, 99, "completed").await;
     accept_records(&server).await;
     let release = Release::begin(
         plan(Phase::Snapshot, "prod", Some("v1.2.3")),
@@ -1073,11 +1070,7 @@ async fn a_dry_run_checks_the_gates_and_records_nothing() {
     )
     .await;
     statuses(&server, 12, json!([status("in_progress", "99")])).await;
-    Mock::given(method("GET"))
-        .and(path("/repos/acme/backend/actions/runs/99"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "in_progress"})))
-        .mount(&server)
-        .await;
+    workflow_run(&server, 99, "in_progress").await;
     accept_records(&server).await;
     let mut p = plan(Phase::Snapshot, "prod", Some("v1.2.3"));
     p.dry_run = true;

@@ -392,40 +392,14 @@ async fn sigint_stops_the_migration_task_and_exits_130() {
     assert_eq!(count(&ctx.calls().await, "StopTask"), 1);
 }
 
-/// Runs a task as an earlier (killed) run of this action would have left it.
-async fn start_like_an_earlier_run(ctx: &TestContext, version: &str) -> String {
-    let ecs = ctx.ecs().await;
-    let svc = ecs
-        .describe_services()
-        .cluster("app-stage")
-        .services("core")
-        .send()
-        .await
-        .unwrap();
-    let net = svc.services()[0].network_configuration().cloned().unwrap();
-    let tag = |k: &str, v: &str| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build();
-    let out = ecs
-        .run_task()
-        .cluster("app-stage")
-        .task_definition("stage-migrate")
-        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
-        .network_configuration(net)
-        .started_by("deploy-action")
-        .group(GROUP)
-        .tags(tag("deploy-action:version", version))
-        .tags(tag("deploy-action:run", "earlier-run"))
-        .send()
-        .await
-        .unwrap();
-    out.tasks()[0].task_arn().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn a_rerun_attaches_to_the_migration_already_running() {
     let ctx = TestContext::new().await;
     ready(&ctx).await;
     ctx.post("/_test/ecs/task-rules", json!({"match": "earlier-run", "exitCode": 0, "describes": 3, "logs": ["started by the killed job", "done"]})).await;
-    let arn = start_like_an_earlier_run(&ctx, "v2.0.0").await;
+    let arn = ctx
+        .start_like_an_earlier_run("stage-migrate", GROUP, "v2.0.0")
+        .await;
     ctx.clear_calls().await;
     let r = ctx.action(MIGRATE).await;
     r.assert_code(0);
@@ -464,7 +438,9 @@ async fn a_migration_of_another_version_still_running_is_refused_before_any_chan
         json!({"match": "earlier-run", "neverStop": true}),
     )
     .await;
-    let arn = start_like_an_earlier_run(&ctx, "v1.9.0").await;
+    let arn = ctx
+        .start_like_an_earlier_run("stage-migrate", GROUP, "v1.9.0")
+        .await;
     ctx.clear_calls().await;
     let r = ctx.action(MIGRATE).await;
     r.assert_code(1);

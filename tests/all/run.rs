@@ -205,34 +205,6 @@ async fn run_a_task_that_fails_reports_its_exit_code_and_the_last_50_lines() {
     assert_eq!(o["task"]["last_lines"], json!(["boom"]));
 }
 
-/// Runs a task as an earlier (killed) run of this action would have left it.
-async fn start_like_an_earlier_run(ctx: &TestContext, version: &str) -> String {
-    let ecs = ctx.ecs().await;
-    let svc = ecs
-        .describe_services()
-        .cluster("app-stage")
-        .services("core")
-        .send()
-        .await
-        .unwrap();
-    let net = svc.services()[0].network_configuration().cloned().unwrap();
-    let tag = |k: &str, v: &str| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build();
-    let out = ecs
-        .run_task()
-        .cluster("app-stage")
-        .task_definition("stage-seed")
-        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
-        .network_configuration(net)
-        .started_by("deploy-action")
-        .group(GROUP)
-        .tags(tag("deploy-action:version", version))
-        .tags(tag("deploy-action:run", "earlier-run"))
-        .send()
-        .await
-        .unwrap();
-    out.tasks()[0].task_arn().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn a_rerun_of_run_attaches_to_the_task_already_running() {
     let ctx = TestContext::new().await;
@@ -242,7 +214,9 @@ async fn a_rerun_of_run_attaches_to_the_task_already_running() {
         json!({"match": "earlier-run", "exitCode": 0, "describes": 3, "logs": ["started by the killed job", "done"]}),
     )
     .await;
-    let arn = start_like_an_earlier_run(&ctx, "v1.0.0").await;
+    let arn = ctx
+        .start_like_an_earlier_run("stage-seed", GROUP, "v1.0.0")
+        .await;
     ctx.clear_calls().await;
     let r = run(&ctx, &[]).await;
     r.assert_code(0);
@@ -270,7 +244,9 @@ async fn a_rerun_of_run_attaches_to_the_task_already_running() {
         json!({"match": "earlier-run", "neverStop": true}),
     )
     .await;
-    let other = start_like_an_earlier_run(&ctx, "v0.9.0").await;
+    let other = ctx
+        .start_like_an_earlier_run("stage-seed", GROUP, "v0.9.0")
+        .await;
     ctx.clear_calls().await;
     let r = run(&ctx, &[]).await;
     r.assert_code(1);

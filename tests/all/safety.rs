@@ -412,68 +412,6 @@ async fn assert_services_on_active_revisions(
     others
 }
 
-/// A revision of `service` like `from` with another image tag, put on the service by hand (an untracked deploy).
-async fn manual_revision(ctx: &TestContext, service: &str, tag: &str) -> String {
-    let ecs = ctx.ecs().await;
-    let svc = ecs
-        .describe_services()
-        .cluster("app-stage")
-        .services(service)
-        .send()
-        .await
-        .unwrap();
-    let from = svc.services()[0].task_definition().unwrap().to_string();
-    let mut td = ecs
-        .describe_task_definition()
-        .task_definition(&from)
-        .send()
-        .await
-        .unwrap()
-        .task_definition()
-        .unwrap()
-        .clone();
-    let containers = td.container_definitions.take().unwrap();
-    td.container_definitions = Some(
-        containers
-            .into_iter()
-            .map(|mut c| {
-                if c.name() == Some(service) {
-                    let image = c.image().unwrap();
-                    let repo = image.rsplit_once(':').unwrap().0;
-                    c.image = Some(format!("{repo}:{tag}"));
-                }
-                c
-            })
-            .collect(),
-    );
-    let out = deploy_action::aws::ecs::register_input_from(td, vec![])
-        .send_with(&ecs)
-        .await
-        .unwrap();
-    let arn = out
-        .task_definition()
-        .unwrap()
-        .task_definition_arn()
-        .unwrap()
-        .to_string();
-    ecs.update_service()
-        .cluster("app-stage")
-        .service(service)
-        .task_definition(&arn)
-        .send()
-        .await
-        .unwrap();
-    for _ in 0..3 {
-        ecs.describe_services()
-            .cluster("app-stage")
-            .services(service)
-            .send()
-            .await
-            .unwrap();
-    }
-    arn
-}
-
 #[tokio::test]
 async fn no_service_is_left_on_a_deregistered_revision() {
     let ctx = TestContext::new().await;
@@ -513,7 +451,7 @@ async fn no_service_is_left_on_a_deregistered_revision() {
 
     // A rollback whose roll-out fails: ECS's circuit breaker returns the service to the revision it ran (the bad
     // one), so that revision must stay registered even though it is newer than the target and never known good.
-    let bad = manual_revision(&ctx, "core", "core-v6.6.6").await;
+    let bad = ctx.manual_revision("core", None, "core-v6.6.6").await;
     ctx.post(
         "/_test/ecs/service-rules",
         json!({"service": "core", "outcome": "FAILED", "times": 1, "failedTasks": 1}),
@@ -568,7 +506,7 @@ async fn no_service_is_left_on_a_deregistered_revision() {
 
     // A fast rollback (not waited for) whose roll-out then fails: the circuit breaker returns core to the revision
     // it ran, which the fast rollback kept registered.
-    let bad = manual_revision(&ctx, "core", "core-v6.6.7").await;
+    let bad = ctx.manual_revision("core", None, "core-v6.6.7").await;
     ctx.post(
         "/_test/ecs/service-rules",
         json!({"service": "core", "outcome": "FAILED", "times": 1, "failedTasks": 1}),
@@ -717,7 +655,7 @@ async fn a_rerun_after_a_failure_converges() {
     }
 
     // rollback: its roll-out is stopped by the circuit breaker; the rerun settles.
-    manual_revision(&ctx, "workers", "workers-v6.6.6").await;
+    ctx.manual_revision("workers", None, "workers-v6.6.6").await;
     ctx.post(
         "/_test/ecs/service-rules",
         json!({"service": "workers", "outcome": "FAILED", "times": 1}),

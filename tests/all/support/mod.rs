@@ -353,6 +353,45 @@ impl TestContext {
         self.dir.path()
     }
 
+    /// Runs a task of `family` in `group` on `app-stage` as an earlier (killed) run of this action would have left
+    /// it (started by deploy-action, tagged with the version and the run `earlier-run`); returns its ARN.
+    pub async fn start_like_an_earlier_run(
+        &self,
+        family: &str,
+        group: &str,
+        version: &str,
+    ) -> String {
+        let ecs = self.ecs().await;
+        let svc = ecs
+            .describe_services()
+            .cluster("app-stage")
+            .services("core")
+            .send()
+            .await
+            .unwrap();
+        let net = svc.services()[0].network_configuration().cloned().unwrap();
+        let tag = |k: &str, v: &str| aws_sdk_ecs::types::Tag::builder().key(k).value(v).build();
+        let out = ecs
+            .run_task()
+            .cluster("app-stage")
+            .task_definition(family)
+            .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+            .network_configuration(net)
+            .started_by("deploy-action")
+            .group(group)
+            .tags(tag("deploy-action:version", version))
+            .tags(tag("deploy-action:run", "earlier-run"))
+            .send()
+            .await
+            .unwrap();
+        out.tasks()[0].task_arn().unwrap().to_string()
+    }
+
+    /// See [`manual_revision`].
+    pub async fn manual_revision(&self, service: &str, from: Option<&str>, tag: &str) -> String {
+        manual_revision(&self.ecs().await, service, from, tag).await
+    }
+
     /// (name, valueFrom) of the secrets of one container of a task definition.
     pub async fn container_secrets(&self, td: &str, container: &str) -> Vec<(String, String)> {
         let def = self
@@ -394,6 +433,71 @@ impl TestContext {
         let text = text.replacen(after, &format!("{after}\nssm-path = \"{path}\""), 1);
         std::fs::write(self.config_path(), text).unwrap();
     }
+}
+
+/// An untracked, manual deploy on `app-stage`: registers a revision like `from` (default: the service's current
+/// one) with the service's own container's image tag replaced by `tag`, points the service at it and lets it
+/// settle. Returns the new revision's ARN.
+pub async fn manual_revision(
+    ecs: &aws_sdk_ecs::Client,
+    service: &str,
+    from: Option<&str>,
+    tag: &str,
+) -> String {
+    let from = match from {
+        Some(f) => f.to_string(),
+        None => ecs
+            .describe_services()
+            .cluster("app-stage")
+            .services(service)
+            .send()
+            .await
+            .unwrap()
+            .services()[0]
+            .task_definition()
+            .unwrap()
+            .to_string(),
+    };
+    let mut td = ecs
+        .describe_task_definition()
+        .task_definition(&from)
+        .send()
+        .await
+        .unwrap()
+        .task_definition
+        .unwrap();
+    for c in td.container_definitions.iter_mut().flatten() {
+        if c.name() == Some(service) {
+            let image = c.image().unwrap();
+            let repo = image.rsplit_once(':').unwrap().0;
+            c.image = Some(format!("{repo}:{tag}"));
+        }
+    }
+    let arn = deploy_action::aws::ecs::register_input_from(td, vec![])
+        .send_with(ecs)
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_string();
+    ecs.update_service()
+        .cluster("app-stage")
+        .service(service)
+        .task_definition(&arn)
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        ecs.describe_services()
+            .cluster("app-stage")
+            .services(service)
+            .send()
+            .await
+            .unwrap();
+    }
+    arn
 }
 
 fn rand_suffix() -> u64 {
