@@ -1136,24 +1136,9 @@ fn wanted_revision(
             .image_for(version, c.image().unwrap_or_default())?;
         images.push((name.clone(), image));
     }
+    let shown = images.iter().map(|(n, i)| format!("{n} = {i}")).collect();
     // The same revision a deploy of the template environment makes: images, and secrets from its `ssm-path`.
     let containers = deploy::release_containers(containers, &deploy::Release { images, secrets });
-    let images = containers
-        .iter()
-        .filter(|c| {
-            req.template
-                .containers
-                .iter()
-                .any(|n| c.name() == Some(n.as_str()))
-        })
-        .map(|c| {
-            format!(
-                "{} = {}",
-                c.name().unwrap_or_default(),
-                c.image().unwrap_or_default()
-            )
-        })
-        .collect();
     let mut tags: Vec<(String, String)> = ecs::tag_pairs(template_tags)
         .into_iter()
         .filter(|(k, _)| !k.starts_with(rollout::TAG_PREFIX) && !k.starts_with("aws:"))
@@ -1162,7 +1147,7 @@ fn wanted_revision(
     Ok(Wanted {
         containers,
         tags,
-        images,
+        images: shown,
     })
 }
 
