@@ -9,7 +9,7 @@ use deploy_action::github::deployments;
 use deploy_action::github::runner::Runner;
 use deploy_action::inputs::{Cli, GithubEnv, Invocation, Phase, RawInputs};
 use deploy_action::phases::{self, Ctx};
-use deploy_action::wait::WaitError;
+use deploy_action::wait::{Pace, WaitError};
 use deploy_action::{aws, log};
 use tokio_util::sync::CancellationToken;
 
@@ -65,6 +65,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         return emit(runner, inv.phase, &deploy_action::iam::run(inv)?);
     }
     let common = inv.common()?;
+    let pace = Pace::from_env()?;
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
     let ctx = Ctx {
@@ -73,6 +74,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         cancel,
         deadline: tokio::time::Instant::now() + common.timeout,
         dry_run: common.dry_run,
+        pace,
     };
     // Every phase: validate its inputs (no AWS call yet), build only its clients, run, emit. Phases that change the
     // environment run inside `deployments::around`: gates and the GitHub deployment record first, status after.

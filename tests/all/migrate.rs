@@ -482,13 +482,15 @@ async fn without_a_snapshot_migrate_refuses_and_changes_nothing() {
 async fn a_stale_snapshot_is_refused() {
     let ctx = TestContext::new().await;
     ready(&ctx).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Two second boundaries after the snapshot was made, it is two seconds old by RDS's clock (one-second resolution).
+    crate::support::next_second().await;
+    crate::support::next_second().await;
     let mut inputs = MIGRATE.to_vec();
-    inputs.push(("max-snapshot-age", "2s"));
+    inputs.push(("max-snapshot-age", "1s"));
     let r = ctx.action(&inputs).await;
     r.assert_code(1);
     assert!(
-        r.stderr.contains("old; max-snapshot-age is 2.0s"),
+        r.stderr.contains("old; max-snapshot-age is 1.0s"),
         "{}",
         r.stderr
     );
