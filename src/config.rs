@@ -1033,9 +1033,11 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         validate_ssm_path(path).map_err(|why| format!("{p}.ssm-path: {why}"))?;
     }
     let timeout = match (raw.timeout.as_deref(), raw.timeout_minutes) {
-        (Some(_), Some(_)) => return Err(format!(
+        (Some(_), Some(_)) => {
+            return Err(format!(
             "{p}: both `timeout` and `timeout-minutes` are set (here or in [defaults]); keep one"
-        )),
+        ))
+        }
         (Some(t), None) => Some(parse_timeout(t).map_err(|why| format!("{p}.timeout: {why}"))?),
         (None, Some(0)) => return Err(format!("{p}.timeout-minutes: 0; use at least 1")),
         (None, Some(m)) => Some(std::time::Duration::from_secs(m * 60)),

@@ -768,13 +768,13 @@ async fn after_an_ambiguous_run_task_the_runner_finds_the_task_instead_of_starti
         command: None,
         revision_tags: &[],
     };
-    let report = task::run(
-        &launch,
-        &task::Clients::new(&sdk),
-        &lib_ctx(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
+    // At AWS's pace: the runner looks again a second later, after the late task exists (at the tests' pace it would
+    // look before the server answered).
+    let mut run_ctx = lib_ctx(Duration::from_secs(60));
+    run_ctx.pace = deploy_action::wait::Pace::AWS;
+    let report = task::run(&launch, &task::Clients::new(&sdk), &run_ctx)
+        .await
+        .unwrap();
     assert_eq!(report.verdict, task::Verdict::Succeeded, "{report:?}");
     assert!(!report.attached, "this run started it");
     assert_eq!(report.last_lines, vec!["once"]);
