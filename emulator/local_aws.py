@@ -61,6 +61,8 @@ from moto.moto_api._internal.managed_state_model import ManagedState
 from moto.moto_api._internal.models import moto_api_backend
 from werkzeug.serving import make_server
 
+import rds_lifecycle  # noqa: E402 - beside this file
+
 # One lock for moto's (not thread-safe) backends and all emulator state. The HTTP
 # server is threaded: I/O, latency faults and control calls overlap; backend work
 # is serialised here.
@@ -877,6 +879,9 @@ _after(RDSResponse, "stop_db_instance", _transition("DBInstance", _db, "stopping
 _after(RDSResponse, "start_db_instance", _transition("DBInstance", _db, "starting", "available"))
 _after(RDSResponse, "stop_db_cluster", _transition("DBCluster", _cl, "stopping", "stopped"))
 _after(RDSResponse, "start_db_cluster", _transition("DBCluster", _cl, "starting", "available"))
+
+# Creation/restore that takes a while, renames, modifications refused while busy: emulator/rds_lifecycle.py.
+rds_lifecycle.install(RDSResponse, lambda: S.instance_rule)
 
 
 # =============================================================================
