@@ -4,6 +4,7 @@ pub mod check_config;
 pub mod deploy;
 pub mod migrate;
 pub mod preview;
+pub mod restore;
 pub mod rollback;
 pub mod run;
 pub mod snapshot;
