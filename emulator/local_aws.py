@@ -881,7 +881,7 @@ _after(RDSResponse, "stop_db_cluster", _transition("DBCluster", _cl, "stopping",
 _after(RDSResponse, "start_db_cluster", _transition("DBCluster", _cl, "starting", "available"))
 
 # Creation/restore that takes a while, renames, modifications refused while busy: emulator/rds_lifecycle.py.
-rds_lifecycle.install(RDSResponse, lambda: S.instance_rule)
+rds_lifecycle.install(RDSResponse, rds_models, lambda: S.instance_rule)
 
 
 # =============================================================================

@@ -17,6 +17,9 @@ Generic rules of the local AWS (see emulator/README.md, "RDS: creation, restore,
 from __future__ import annotations
 
 import copy
+import hashlib
+import random
+import string
 from typing import Any, Callable
 
 from moto.rds.exceptions import (
@@ -64,8 +67,30 @@ def _status(obj: Any) -> str:
     return lc["shown"] if lc else str(getattr(obj, "_status", None) or obj.status)
 
 
-def install(response_cls: Any, rule: Callable[[], dict]) -> None:
-    """Wraps RDSResponse methods. `rule()` returns the current instance rule (POST /_test/rds/instance-rules)."""
+def _identities(models: Any) -> None:
+    """Every DB instance gets its own DbiResourceId (moto gives all the same one, so a restored instance looked like
+    its original); a cluster endpoint's `cluster-<x>` part is the account's and Region's, not the cluster's (moto
+    draws one per cluster, so a cluster renamed to a name got another address than the cluster that had it)."""
+    inst_init = models.DBInstance.__init__
+
+    def instance_init(self, *args, **kwargs):
+        inst_init(self, *args, **kwargs)
+        self.dbi_resource_id = "db-" + "".join(random.choices(string.ascii_uppercase + string.digits, k=26))
+
+    models.DBInstance.__init__ = instance_init
+    cl_init = models.DBCluster.__init__
+
+    def cluster_init(self, *args, **kwargs):
+        cl_init(self, *args, **kwargs)
+        self.url_identifier = hashlib.sha1(f"{self.account_id}:{self.region}".encode()).hexdigest()[:12]
+
+    models.DBCluster.__init__ = cluster_init
+
+
+def install(response_cls: Any, models: Any, rule: Callable[[], dict]) -> None:
+    """Wraps RDSResponse methods and model constructors. `rule()` returns the current instance rule
+    (POST /_test/rds/instance-rules)."""
+    _identities(models)
 
     def n_of(key: str) -> int:
         return int(rule().get(key, 0) or 0)

@@ -476,6 +476,13 @@ def rds_cluster_restore_and_rename_carry_the_instances():
     assert seen[-1]["Endpoint"] != before, seen
     inst = rds.describe_db_instances(DBInstanceIdentifier="cl1-1")["DBInstances"][0]
     eq(inst["DBClusterIdentifier"], "cl1-old", "the instance follows its cluster's rename")
+    rds.describe_db_clusters(DBClusterIdentifier="cl1-new")
+    rds.modify_db_cluster(DBClusterIdentifier="cl1-new", NewDBClusterIdentifier="cl1", ApplyImmediately=True)
+    rds.describe_db_clusters(DBClusterIdentifier="cl1")
+    eq(rds.describe_db_clusters(DBClusterIdentifier="cl1")["DBClusters"][0]["Endpoint"], before,
+       "another cluster under the name has the name's address")
+    ids = {d["DbiResourceId"] for d in rds.describe_db_instances()["DBInstances"]}
+    eq(len(ids), len(rds.describe_db_instances()["DBInstances"]), "every instance its own DbiResourceId")
 
 
 # ----------------------------------------------------------------------------- CloudWatch

@@ -563,8 +563,8 @@ pub async fn restore_instance(
         .set_vpc_security_group_ids(
             (!like.security_groups.is_empty()).then(|| like.security_groups.clone()),
         )
-        .set_db_parameter_group_name(like.parameter_group.clone())
-        .set_option_group_name(like.option_group.clone())
+        .set_db_parameter_group_name(custom(&like.parameter_group))
+        .set_option_group_name(custom(&like.option_group))
         .set_port(like.port)
         .set_multi_az(like.multi_az)
         .set_storage_type(like.storage_type.clone())
@@ -615,7 +615,7 @@ pub async fn restore_cluster(
         .set_vpc_security_group_ids(
             (!like.security_groups.is_empty()).then(|| like.security_groups.clone()),
         )
-        .set_db_cluster_parameter_group_name(like.parameter_group.clone())
+        .set_db_cluster_parameter_group_name(custom(&like.parameter_group))
         .set_deletion_protection(like.deletion_protection)
         .set_enable_iam_database_authentication(like.iam_auth)
         .set_copy_tags_to_snapshot(like.copy_tags)
@@ -652,7 +652,7 @@ pub async fn create_cluster_instance(
         .db_cluster_identifier(cluster)
         .set_db_instance_class(like.class.clone())
         .set_engine(like.engine.clone())
-        .set_db_parameter_group_name(like.parameter_group.clone())
+        .set_db_parameter_group_name(custom(&like.parameter_group))
         .set_publicly_accessible(like.publicly_accessible)
         .set_tags(Some(rds_tags(tags)))
         .send()
@@ -666,6 +666,12 @@ pub async fn create_cluster_instance(
             status: "creating".into(),
             ..Resource::default()
         }))
+}
+
+/// A parameter or option group to name in a restore: a custom one; a default group (`default.postgres16`,
+/// `default:postgres-16`) is what RDS picks when none is named, so it is left out.
+fn custom(group: &Option<String>) -> Option<String> {
+    group.clone().filter(|g| !g.starts_with("default.") && !g.starts_with("default:"))
 }
 
 /// ModifyDBInstance with NewDBInstanceIdentifier, applied immediately.

@@ -770,17 +770,19 @@ pub fn next_step(o: &Obs) -> Next {
         ));
     }
     match (&m.at_name, &m.at_temp) {
-        (None, None) => return Next::Refuse(match &m.at_kept {
-            Some(k) => format!(
+        (None, None) => {
+            return Next::Refuse(match &m.at_kept {
+                Some(k) => format!(
                 "neither {} nor {} exists, only the kept original {}; rename {} back to {} by hand",
                 m.name, m.temp, k.id, k.id, m.name
             ),
-            None => format!(
-                "{} {} does not exist in this account and region",
-                what(cluster),
-                m.name
-            ),
-        }),
+                None => format!(
+                    "{} {} does not exist in this account and region",
+                    what(cluster),
+                    m.name
+                ),
+            })
+        }
         (Some(v), None) if !is_restored(v, snap) && !is_marked(v, o) => {
             return Next::Act(Action::Mark {
                 id: m.name.clone(),
