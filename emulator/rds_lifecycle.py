@@ -12,7 +12,8 @@ Generic rules of the local AWS (see emulator/README.md, "RDS: creation, restore,
   (https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_RenameInstance.html).
 * ModifyDBInstance on an instance that is not `available` fails with `InvalidDBInstanceState` ("The DB instance
   isn't in a valid state", API reference of ModifyDBInstance); ModifyDBCluster likewise with
-  `InvalidDBClusterStateFault`.
+  `InvalidDBClusterStateFault`. That refusal is strict mode's (emulator/strict.py, RDS_STATES); the statuses it
+  reads (`creating`, `renaming`) are set here.
 """
 from __future__ import annotations
 
@@ -22,19 +23,7 @@ import random
 import string
 from typing import Any, Callable
 
-from moto.rds.exceptions import (
-    DBInstanceAlreadyExists,
-    InvalidDBClusterStateFault,
-    RDSClientError,
-)
-
-
-class InvalidDBInstanceState(RDSClientError):
-    def __init__(self, ident: str, status: str) -> None:
-        super().__init__(
-            "InvalidDBInstanceState",
-            f"Database instance is not in available state (DB instance {ident} is {status}).",
-        )
+from moto.rds.exceptions import DBInstanceAlreadyExists, RDSClientError
 
 
 class DBClusterAlreadyExists(RDSClientError):
@@ -59,12 +48,6 @@ def _begin(obj: Any, shown: str, n: int) -> None:
     """`obj` answers `shown` now and for the next `n` describes that include it (n = 0: available at the next)."""
     obj.status = shown
     obj._emu_lifecycle = {"shown": shown, "left": n}
-
-
-def _status(obj: Any) -> str:
-    """What a describe would show now (without counting as one)."""
-    lc = getattr(obj, "_emu_lifecycle", None)
-    return lc["shown"] if lc else str(getattr(obj, "_status", None) or obj.status)
 
 
 def _identities(models: Any) -> None:
@@ -125,15 +108,13 @@ def install(response_cls: Any, models: Any, rule: Callable[[], dict]) -> None:
                       ("restore_db_cluster_from_snapshot", "DBCluster")):
         wrap(name, after=created(key))
 
-    # ModifyDBInstance: refused unless available; a rename refuses a taken name and takes renameDescribes.
+    # A rename refuses a taken name and takes renameDescribes. (A modification while the resource is not available
+    # is refused by strict mode's RDS state rules, emulator/strict.py, from the statuses set here.)
     def before_modify_instance(handler) -> None:
         ident = handler._get_param("DBInstanceIdentifier")
         db = handler.backend.databases.get(ident)
         if db is None:
             return  # moto answers DBInstanceNotFound
-        status = _status(db)
-        if status != "available":
-            raise InvalidDBInstanceState(ident, status)
         new = handler._get_param("NewDBInstanceIdentifier")
         if new and new != ident and new in handler.backend.databases:
             raise DBInstanceAlreadyExists()
@@ -156,9 +137,6 @@ def install(response_cls: Any, models: Any, rule: Callable[[], dict]) -> None:
         cl = handler.backend.clusters.get(ident)
         if cl is None:
             return
-        status = _status(cl)
-        if status != "available":
-            raise InvalidDBClusterStateFault(f"DbCluster {ident} is in {status} state but expected it to be one of available.")
         new = handler._get_param("NewDBClusterIdentifier")
         if new and new != ident and new in handler.backend.clusters:
             raise DBClusterAlreadyExists(new)
