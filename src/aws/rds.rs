@@ -671,7 +671,9 @@ pub async fn create_cluster_instance(
 /// A parameter or option group to name in a restore: a custom one; a default group (`default.postgres16`,
 /// `default:postgres-16`) is what RDS picks when none is named, so it is left out.
 fn custom(group: &Option<String>) -> Option<String> {
-    group.clone().filter(|g| !g.starts_with("default.") && !g.starts_with("default:"))
+    group
+        .clone()
+        .filter(|g| !g.starts_with("default.") && !g.starts_with("default:"))
 }
 
 /// ModifyDBInstance with NewDBInstanceIdentifier, applied immediately.
