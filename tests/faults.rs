@@ -154,7 +154,9 @@ impl Phase {
             Phase::Run => Some("deploy-action:stage:seed"),
             // The review app's seed task runs in the environment `<template>-pr-N`.
             Phase::Preview => Some("deploy-action:stage-pr-7:seed"),
-            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback | Phase::Restore => None,
+            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback | Phase::Restore => {
+                None
+            }
         }
     }
 
@@ -867,7 +869,9 @@ async fn restore_view(w: &World) -> (String, Vec<String>) {
         }
     }
     if originals != 1 {
-        problems.push(format!("{originals} originals (expected exactly one, kept)"));
+        problems.push(format!(
+            "{originals} originals (expected exactly one, kept)"
+        ));
     }
     if restored > 1 {
         problems.push(format!("{restored} restored instances"));
@@ -1544,8 +1548,14 @@ async fn precondition(w: &World, phase: Phase, kind: Kind) -> Result<(), String>
     match phase {
         Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Run | Phase::Preview => Ok(()),
         Phase::Restore => {
-            ok(w.run(&Phase::Snapshot.inputs(), "6001", None).await, "snapshot")?;
-            ok(w.run(&Phase::State.inputs(), "6003", None).await, "state db-only")
+            ok(
+                w.run(&Phase::Snapshot.inputs(), "6001", None).await,
+                "snapshot",
+            )?;
+            ok(
+                w.run(&Phase::State.inputs(), "6003", None).await,
+                "state db-only",
+            )
         }
         Phase::Migrate if kind == Kind::SnapshotStuck => Ok(()),
         Phase::Migrate => ok(

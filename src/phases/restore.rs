@@ -175,16 +175,13 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RestoreO
         } else {
             Ending::Planned
         };
-        return Ok(outcome(
-            req,
-            &seen,
-            snapshot.id,
-            result,
-            steps,
-            true,
+        let begun = Begun {
+            snapshot_id: snapshot.id,
             address_before,
-            started,
-        ));
+            at: started,
+            dry_run: true,
+        };
+        return Ok(outcome(req, &seen, &begun, result, steps));
     }
     let mut steps = Vec::new();
     let mut last: Option<(Next, u32)> = None;
@@ -205,6 +202,14 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RestoreO
                 wait_available(&clients.rds, &id, cluster, &seen.obs, ctx).await?
             }
             Next::Act(action) => {
+                if Instant::now() >= ctx.deadline {
+                    bail!(
+                        "cannot restore {}: timeout-minutes reached before the step \"{action}\"; the restore from {} is recorded on the resources: run restore again with snapshot-id {} to continue it",
+                        label(db),
+                        snapshot.id,
+                        snapshot.id
+                    );
+                }
                 tracing::info!("{action}");
                 apply(&clients.rds, &seen, &action, ctx).await?;
                 steps.push(action.to_string());
@@ -222,28 +227,30 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RestoreO
     } else {
         Ending::Restored
     };
-    Ok(outcome(
-        req,
-        &seen,
-        snapshot.id,
-        result,
-        steps,
-        false,
+    let begun = Begun {
+        snapshot_id: snapshot.id,
         address_before,
-        started,
-    ))
+        at: started,
+        dry_run: false,
+    };
+    Ok(outcome(req, &seen, &begun, result, steps))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What the outcome needs from the start of the run.
+struct Begun {
+    snapshot_id: String,
+    /// The original's endpoint address, when this run saw it under its name.
+    address_before: Option<String>,
+    at: Instant,
+    dry_run: bool,
+}
+
 fn outcome(
     req: &Request,
     seen: &Seen,
-    snapshot_id: String,
+    begun: &Begun,
     result: Ending,
     steps: Vec<String>,
-    dry_run: bool,
-    address_before: Option<String>,
-    started: Instant,
 ) -> RestoreOutcome {
     let o = &seen.obs;
     let kept: Vec<String> = std::iter::once(&o.main)
@@ -255,19 +262,19 @@ fn outcome(
         region: req.environment.region.clone(),
         database: req.database.identifier.clone(),
         kind: req.database.kind,
-        snapshot_id,
+        snapshot_id: begun.snapshot_id.clone(),
         result,
-        dry_run,
+        dry_run: begun.dry_run,
         steps,
         delete_command: delete_command(req.database.kind, &kept, &req.environment.region),
         kept,
         kept_since: o.stamp.clone(),
-        address_before,
+        address_before: begun.address_before.clone(),
         address_after: seen
             .resources
             .get(&o.main.name)
             .and_then(|r| r.address.clone()),
-        duration_seconds: started.elapsed().as_secs(),
+        duration_seconds: begun.at.elapsed().as_secs(),
     }
 }
 
