@@ -540,7 +540,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
 /// names), tag, rename (`<id>` and `<id>-restoring` only) and start a stopped original. Aurora instances are not named
 /// by the config: their actions are on `db:*`.
 fn restore_grants(env: &Environment, s: &Scope) -> Vec<Grant> {
-    use crate::phases::restore::{derived, kept_name, TEMP_SUFFIX};
+    use crate::domain::restore::{derived, kept_name, TEMP_SUFFIX};
     let Some(d) = &env.database else {
         return vec![];
     };
