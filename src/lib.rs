@@ -6,6 +6,7 @@
 pub mod aws;
 pub mod config;
 pub mod drain;
+pub mod environment;
 pub mod error;
 pub mod gates;
 pub mod github;
@@ -16,6 +17,7 @@ pub mod maintenance;
 pub mod phases;
 pub mod promote;
 pub mod rollout;
+pub mod state_now;
 pub mod tags;
 pub mod task;
 pub mod version;

@@ -24,7 +24,7 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::state::{self, StateOptions};
-use super::status::EnvState;
+use crate::environment::EnvState;
 use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::ssm::{self, ParameterRef};

@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use super::run::{self as run_phase, RunOutcome};
 use super::state::{self, StateOptions};
-use super::status::EnvState;
+use crate::environment::EnvState;
 use super::Ctx;
 use crate::aws::rds::{self, Snapshot};
 use crate::config::{Database, Environment, TaskConfig};

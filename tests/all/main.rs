@@ -14,3 +14,4 @@ mod safety;
 mod secrets;
 mod snapshot;
 mod state;
+mod state_now;
