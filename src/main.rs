@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::Parser;
 use deploy_action::error::{exit, UsageError};
 use deploy_action::github::deployments;
-use deploy_action::github::runner::Runner;
 use deploy_action::github::runner::Outcome;
+use deploy_action::github::runner::Runner;
 use deploy_action::inputs::{Cli, Common, GithubEnv, Invocation, Phase, RawInputs};
 use deploy_action::phases::{self, Ctx};
 use deploy_action::wait::WaitError;
@@ -149,11 +149,7 @@ async fn finish<O: Outcome>(
     }
 }
 
-fn emit<O: Outcome>(
-    runner: &Runner,
-    phase: Phase,
-    out: &O,
-) -> anyhow::Result<u8> {
+fn emit<O: Outcome>(runner: &Runner, phase: Phase, out: &O) -> anyhow::Result<u8> {
     runner.emit(phase.name(), out)?;
     Ok(if out.ok() { exit::OK } else { exit::FAILED })
 }

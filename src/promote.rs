@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use crate::aws::ecs::Rollout;
 use crate::config::{Config, Environment};
+use crate::environment::{self as status, EnvState, Status};
 use crate::error::UsageError;
 use crate::inputs::{Common, GithubEnv, Invocation};
-use crate::environment::{self as status, EnvState, Status};
 use crate::version::Version;
 
 /// The prefix of a version reference.
@@ -344,8 +344,8 @@ pub fn decide(status: &Status) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maintenance::MaintenanceState;
     use crate::environment::ServiceStatus;
+    use crate::maintenance::MaintenanceState;
 
     fn svc(name: &str, version: Option<&str>, rollout: Rollout) -> ServiceStatus {
         ServiceStatus {

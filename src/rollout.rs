@@ -945,8 +945,14 @@ mod tests {
     #[test]
     fn a_service_settled_at_the_first_look_is_not_a_completed_roll_out() {
         let td = "arn:aws:ecs:r:1:task-definition/stage-core:3";
-        assert_eq!(done_line("core", td, true), "core: on stage-core:3 already, settled");
-        assert_eq!(done_line("core", td, false), "core: roll-out to stage-core:3 completed");
+        assert_eq!(
+            done_line("core", td, true),
+            "core: on stage-core:3 already, settled"
+        );
+        assert_eq!(
+            done_line("core", td, false),
+            "core: roll-out to stage-core:3 completed"
+        );
     }
 
     #[test]

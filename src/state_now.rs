@@ -76,7 +76,12 @@ impl Asked {
 
 /// `deploy-action <phase> --env E [-c C] --k v...`: a command to copy (CLI form; in a workflow, the same inputs).
 /// The config path is left out when it is the default.
-pub fn command(environment: &str, config: Option<&Path>, phase: &str, args: &[(&str, &str)]) -> String {
+pub fn command(
+    environment: &str,
+    config: Option<&Path>,
+    phase: &str,
+    args: &[(&str, &str)],
+) -> String {
     let mut c = format!("deploy-action {phase} --env {environment}");
     if let Some(p) = config.filter(|p| *p != Path::new(DEFAULT_CONFIG)) {
         c.push_str(&format!(" -c {}", p.display()));
@@ -350,7 +355,10 @@ pub fn from_status(status: &Status, known_good: Vec<String>, asked: &Asked) -> S
 }
 
 /// The known-good versions of the first service's family (every core service is released together).
-async fn known_good_versions(ecs_client: &aws_sdk_ecs::Client, status: &Status) -> anyhow::Result<Vec<String>> {
+async fn known_good_versions(
+    ecs_client: &aws_sdk_ecs::Client,
+    status: &Status,
+) -> anyhow::Result<Vec<String>> {
     let Some(first) = status.services.first() else {
         return Ok(vec![]);
     };
@@ -377,10 +385,7 @@ impl StateNow {
                 };
                 format!("environment {} is {s}{m}", self.environment)
             }
-            (None, Some(e)) => format!(
-                "environment {}: could not be read ({e})",
-                self.environment
-            ),
+            (None, Some(e)) => format!("environment {}: could not be read ({e})", self.environment),
             (None, None) => format!("environment {}: not read", self.environment),
         }
     }
@@ -403,7 +408,10 @@ impl StateNow {
     fn detail_lines(&self) -> Vec<String> {
         let mut d = vec![];
         if let Some(r) = &self.state_reason {
-            d.push(format!("why {}: {r}", self.state.map(|s| s.to_string()).unwrap_or_default()));
+            d.push(format!(
+                "why {}: {r}",
+                self.state.map(|s| s.to_string()).unwrap_or_default()
+            ));
         }
         if let Some(db) = &self.database {
             d.push(format!("database {db}"));
@@ -533,7 +541,11 @@ impl<O: Outcome> Outcome for Then<O> {
     }
 
     fn summary(&self) -> String {
-        format!("{}\n\n{}", self.outcome.summary().trim_end(), self.now.markdown())
+        format!(
+            "{}\n\n{}",
+            self.outcome.summary().trim_end(),
+            self.now.markdown()
+        )
     }
 
     fn text(&self) -> String {
@@ -582,7 +594,12 @@ mod tests {
         }
     }
 
-    fn seen(state: Option<EnvState>, m: MaintenanceState, versions: &[&str], good: &[&str]) -> Seen {
+    fn seen(
+        state: Option<EnvState>,
+        m: MaintenanceState,
+        versions: &[&str],
+        good: &[&str],
+    ) -> Seen {
         Seen {
             state,
             maintenance: Some(m),
@@ -714,17 +731,35 @@ mod tests {
             notes: vec![],
         };
         let t = now.text();
-        assert!(t.starts_with("\nstate now: environment stage is restricted, maintenance on\n"), "{t}");
-        assert!(t.contains("core     stage-core:1  v1.0.0   2/2      completed"), "{t}");
-        assert!(t.contains("next:\n  deploy-action state --env stage --state running\n      reopen\n"), "{t}");
+        assert!(
+            t.starts_with("\nstate now: environment stage is restricted, maintenance on\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("core     stage-core:1  v1.0.0   2/2      completed"),
+            "{t}"
+        );
+        assert!(
+            t.contains("next:\n  deploy-action state --env stage --state running\n      reopen\n"),
+            "{t}"
+        );
         let md = now.markdown();
-        assert!(md.starts_with("### State now: environment stage is restricted, maintenance on"), "{md}");
-        assert!(md.contains("- `deploy-action state --env stage --state running`: reopen"), "{md}");
+        assert!(
+            md.starts_with("### State now: environment stage is restricted, maintenance on"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- `deploy-action state --env stage --state running`: reopen"),
+            "{md}"
+        );
         assert_eq!(
             now.outputs(),
             vec![
                 ("state", "restricted".to_string()),
-                ("next-steps", "deploy-action state --env stage --state running".to_string())
+                (
+                    "next-steps",
+                    "deploy-action state --env stage --state running".to_string()
+                )
             ]
         );
     }

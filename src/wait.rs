@@ -15,7 +15,10 @@ pub enum Check<T> {
     Pending(String),
     /// Not yet, and it may be done at a known moment: look again no later than `within` from now (a wait that
     /// announces "done at 10:04:10" looks at 10:04:10, not up to one backoff interval later).
-    PendingUntil { progress: String, within: Duration },
+    PendingUntil {
+        progress: String,
+        within: Duration,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -24,11 +24,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::state::{self, StateOptions};
-use crate::environment::EnvState;
 use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::ssm::{self, ParameterRef};
 use crate::config::{Environment, Service as ServiceConfig};
+use crate::environment::EnvState;
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};

@@ -20,10 +20,10 @@ use tokio::time::Instant;
 
 use super::run::{self as run_phase, RunOutcome};
 use super::state::{self, StateOptions};
-use crate::environment::EnvState;
 use super::Ctx;
 use crate::aws::rds::{self, Snapshot};
 use crate::config::{Database, Environment, TaskConfig};
+use crate::environment::EnvState;
 use crate::error::UsageError;
 use crate::github::runner::Outcome;
 use crate::inputs::{parse_bool, parse_duration, Common, Invocation};

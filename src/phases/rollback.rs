@@ -25,8 +25,8 @@ use crate::config::Service as ServiceConfig;
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_bool, parse_u64, Common, Invocation};
-use crate::state_now;
 use crate::rollout::{self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd};
+use crate::state_now;
 use crate::version::Version;
 use crate::wait::Backoff;
 
@@ -840,13 +840,16 @@ mod tests {
 
     #[test]
     fn nothing_to_roll_back_says_why() {
-        let cases: Vec<(Option<&str>, bool, Vec<Option<&str>>, Option<&str>)> = vec![
+        type Case<'a> = (Option<&'a str>, bool, Vec<Option<&'a str>>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
             (None, true, vec![Some("v1")], None),
             (
                 None,
                 false,
                 vec![Some("v1.1.0"), Some("v1.1.0")],
-                Some("nothing to roll back: v1.1.0 is the last known-good revision on every service"),
+                Some(
+                    "nothing to roll back: v1.1.0 is the last known-good revision on every service",
+                ),
             ),
             (
                 None,
@@ -877,7 +880,10 @@ mod tests {
             rollout_title(0, 3),
             "Checking that 3 service(s) already on their target are settled"
         );
-        assert_eq!(rollout_title(3, 3), "Roll-out of the rollback on 3 service(s)");
+        assert_eq!(
+            rollout_title(3, 3),
+            "Roll-out of the rollback on 3 service(s)"
+        );
         assert_eq!(
             rollout_title(1, 3),
             "Roll-out of the rollback on 1 service(s); 2 already on their target, checked settled"

@@ -17,12 +17,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
-use crate::environment::{self as status, EnvState, Observed, ServiceObs};
 use super::Ctx;
 use crate::aws::ecs::{self, Rollout};
 use crate::aws::{rds, AwsError};
 use crate::config::{Database, Environment};
 use crate::drain::{self, QuietReport};
+use crate::environment::{self as status, EnvState, Observed, ServiceObs};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Outcome};
 use crate::inputs::{parse_bool, Common, Invocation};

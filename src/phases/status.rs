@@ -154,7 +154,10 @@ impl Status {
                 ]);
                 rows.push(vec![
                     "newest snapshot".into(),
-                    snapshot_cell(db.newest_snapshot.as_deref(), db.newest_snapshot_age_seconds),
+                    snapshot_cell(
+                        db.newest_snapshot.as_deref(),
+                        db.newest_snapshot_age_seconds,
+                    ),
                 ]);
             }
             None => rows.push(vec!["database".into(), "not configured".into()]),
@@ -174,7 +177,6 @@ impl Status {
         rows
     }
 }
-
 
 /// Pure: the newest snapshot and its age, to the second.
 pub fn snapshot_cell(id: Option<&str>, age_seconds: Option<u64>) -> String {

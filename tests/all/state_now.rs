@@ -95,7 +95,10 @@ async fn a_failed_deploy_ends_with_the_state_now_and_what_to_do_next() {
         md.starts_with("### State now: environment stage is restricted, maintenance on"),
         "{md}"
     );
-    assert!(md.contains("| workers | stage-workers:1 | v1.0.0 |"), "{md}");
+    assert!(
+        md.contains("| workers | stage-workers:1 | v1.0.0 |"),
+        "{md}"
+    );
     assert!(
         md.contains("- `deploy-action state --env stage -c deploy.toml --state running`"),
         "{md}"
@@ -135,7 +138,10 @@ async fn a_failed_migration_ends_with_the_state_now_and_the_snapshot() {
         text.starts_with("state now: environment stage is db-only, maintenance on\n"),
         "{text}"
     );
-    assert!(text.contains("stage-core:1") && text.contains("v1.0.0"), "{text}");
+    assert!(
+        text.contains("stage-core:1") && text.contains("v1.0.0"),
+        "{text}"
+    );
     assert!(text.contains("database app-stage (available)"), "{text}");
     assert!(
         text.contains(&format!(
@@ -152,7 +158,11 @@ async fn a_failed_migration_ends_with_the_state_now_and_the_snapshot() {
         md.contains("run the migration again once it is fixed"),
         "{md}"
     );
-    assert!(r.stdout.trim_end().ends_with("by hand, see the runbook"), "last: {}", r.stdout);
+    assert!(
+        r.stdout.trim_end().ends_with("by hand, see the runbook"),
+        "last: {}",
+        r.stdout
+    );
 }
 
 /// `state db-only` cancelled (SIGINT) while it waits for traffic to drain: exit 130, and the block says maintenance is
@@ -263,8 +273,9 @@ async fn rollback_with_nothing_to_do_says_so_and_lists_the_earlier_versions() {
     // The seeded v1.0.0 was never seen COMPLETED by this action, so it is not offered.
     assert_eq!(r.outputs["earlier-versions"], "v1.1.0");
     assert!(
-        r.summary
-            .contains("- v1.1.0: `deploy-action rollback --env stage -c deploy.toml --version v1.1.0`"),
+        r.summary.contains(
+            "- v1.1.0: `deploy-action rollback --env stage -c deploy.toml --version v1.1.0`"
+        ),
         "{}",
         r.summary
     );
@@ -282,12 +293,15 @@ async fn rollback_with_nothing_to_do_says_so_and_lists_the_earlier_versions() {
     assert!(!r.stderr.contains("roll-out to"), "{}", r.stderr);
 
     // The command it names works: back to v1.1.0, a real rollback (changed=true).
-    let r = ctx.action(&inputs("rollback", &[("version", "v1.1.0")])).await;
+    let r = ctx
+        .action(&inputs("rollback", &[("version", "v1.1.0")]))
+        .await;
     r.assert_code(0);
     assert_eq!(r.outputs["changed"], "true");
     assert_eq!(r.outputs["version"], "v1.1.0");
     assert!(
-        r.stderr.contains("Roll-out of the rollback on 2 service(s)"),
+        r.stderr
+            .contains("Roll-out of the rollback on 2 service(s)"),
         "{}",
         r.stderr
     );
