@@ -1,6 +1,6 @@
 //! Phase `status` (read-only): the derived state of an environment, each core service's revision, image, version,
 //! counts and roll-out, the database and its newest manual snapshot, maintenance, and migrations in flight.
-//! The observation itself lives in [`crate::environment`]; this phase reports it.
+//! The observation itself lives in [`crate::domain::environment`]; this phase reports it.
 
 use anyhow::Result;
 use serde::Serialize;
@@ -9,8 +9,8 @@ use crate::aws::ecs;
 use crate::config::Environment;
 use crate::github::runner::{md_table, text_table, Outcome};
 
-pub use crate::environment::Clients;
-use crate::environment::{observe, Status};
+pub use crate::domain::environment::Clients;
+use crate::domain::environment::{observe, Status};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Request {

@@ -13,11 +13,11 @@ use serde::Serialize;
 
 use crate::aws::ecs;
 use crate::config::Environment;
-use crate::environment::{self, EnvState, Status};
+use crate::domain::environment::{self, EnvState, Status};
+use crate::domain::maintenance::MaintenanceState;
+use crate::domain::rollout::{self, RevisionInfo};
 use crate::github::runner::{md_table, text_table, Outcome};
 use crate::inputs::{Phase, DEFAULT_CONFIG};
-use crate::maintenance::MaintenanceState;
-use crate::rollout::{self, RevisionInfo};
 
 /// The observation must not hold a failing run up: past this it is reported as unreadable.
 const OBSERVE_WITHIN: Duration = Duration::from_secs(30);

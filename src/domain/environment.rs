@@ -10,7 +10,7 @@ use serde::Serialize;
 use crate::aws::ecs::{self, Rollout};
 use crate::aws::rds;
 use crate::config::{Database, Environment};
-use crate::maintenance::{self, MaintenanceState};
+use crate::domain::maintenance::{self, MaintenanceState};
 
 /// The four states an environment can be put in, and `mixed` for anything in between.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
