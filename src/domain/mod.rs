@@ -2,8 +2,10 @@
 //! promotion, the quiet-traffic wait and the names of a database restore. Nothing here imports a phase.
 
 pub mod drain;
+pub mod environment;
 pub mod maintenance;
 pub mod promote;
 pub mod restore;
 pub mod rollout;
+pub mod state_now;
 pub mod task;

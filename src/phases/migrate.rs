@@ -20,10 +20,10 @@ use tokio::time::Instant;
 
 use super::run::{self as run_phase, RunOutcome};
 use super::state::{self, StateOptions};
-use super::status::EnvState;
 use super::Ctx;
 use crate::aws::rds::{self, Snapshot};
 use crate::config::{Database, Environment, TaskConfig};
+use crate::domain::environment::EnvState;
 use crate::domain::promote::{self, SelfReference, VersionRef};
 use crate::domain::task::{self, LaunchPlan};
 use crate::error::UsageError;
