@@ -24,11 +24,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::state::{self, StateOptions};
-use super::status::EnvState;
 use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::ssm::{self, ParameterRef};
 use crate::config::{Environment, Service as ServiceConfig};
+use crate::domain::environment::EnvState;
 use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
 use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
 use crate::domain::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
