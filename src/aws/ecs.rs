@@ -169,6 +169,12 @@ pub async fn images_by_task_definition(
     Ok(described)
 }
 
+/// Pure: whether ECS would run this revision or deploy it. A deregistered (INACTIVE) or deleted revision is refused
+/// by RunTask, CreateService and UpdateService, so it is never reused, even when it holds exactly the wanted image.
+pub fn runnable(td: &TaskDefinition) -> bool {
+    matches!(td.status(), Some(TaskDefinitionStatus::Active) | None)
+}
+
 /// The latest ACTIVE revision of a family, with its tags (`None` when the family has no ACTIVE revision).
 pub async fn latest_task_definition(
     ecs: &Client,
@@ -759,6 +765,19 @@ pub async fn delete_service(ecs: &Client, cluster: &str, name: &str) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_active_revision_is_runnable() {
+        for (status, want) in [
+            (Some(TaskDefinitionStatus::Active), true),
+            (None, true),
+            (Some(TaskDefinitionStatus::Inactive), false),
+            (Some(TaskDefinitionStatus::DeleteInProgress), false),
+        ] {
+            let td = TaskDefinition::builder().set_status(status.clone()).build();
+            assert_eq!(runnable(&td), want, "{status:?}");
+        }
+    }
 
     #[test]
     fn a_failed_roll_out_on_the_revision_is_seen_only_on_the_primary() {
