@@ -975,7 +975,7 @@ async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
     tags.retain(|(k, _)| !wanted.iter().any(|(w, _)| w == k));
     tags.extend(wanted);
     Ok(Prepared {
-        reuse: current == image && tagged,
+        reuse: current == image && tagged && ecs::runnable(&latest),
         latest,
         containers,
         tags: ecs::ecs_tags(&tags),

@@ -360,6 +360,7 @@ fn plan_service(
     version: &Version,
     secrets: Option<&[(String, String)]>,
 ) -> Result<ServicePlan> {
+    ecs::rolling_controller(&env.cluster, svc)?;
     let current = td.task_definition_arn().unwrap_or_default().to_string();
     let mut images = Vec::new();
     for name in &cfg.containers {
