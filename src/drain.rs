@@ -100,6 +100,13 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
+/// The monotonic instant at `t` seconds since the epoch (now, if that is past).
+fn instant_at(t: i64) -> tokio::time::Instant {
+    let now = SystemTime::now();
+    let at = UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
+    tokio::time::Instant::now() + at.duration_since(now).unwrap_or_default()
+}
+
 fn clock(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
@@ -172,10 +179,14 @@ async fn wait_quiet(
                     clock(check.quiet_since)
                 )))
             } else {
-                Ok(Check::Pending(format!(
-                    "{what}: {breach}; quiet from {}, done at {done_at} if it stays so",
-                    clock(check.quiet_since)
-                )))
+                // It cannot be quiet for the window before `done_at`: look then (and not before).
+                Ok(Check::PendingUntil(
+                    format!(
+                        "{what}: {breach}; quiet from {}, done at {done_at} if it stays so",
+                        clock(check.quiet_since)
+                    ),
+                    instant_at(check.quiet_since + rule.window_seconds),
+                ))
             }
         })
         .await?;

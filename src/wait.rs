@@ -13,6 +13,9 @@ pub enum Check<T> {
     Done(T),
     /// Not yet; the text describes where things stand (printed only when it changes; empty prints nothing).
     Pending(String),
+    /// Not yet, and it cannot be before this instant (a window that ends then): the next look is then, not earlier,
+    /// and never later than the deadline.
+    PendingUntil(String, Instant),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +60,44 @@ impl Backoff {
     }
 }
 
+/// The pace of a wait whose end can be estimated (a roll-out that usually takes as long as this service's last
+/// ones): look rarely before the expected end, often around it, and as [`Backoff`] says after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pace {
+    /// When the wait is expected to end, counted from its start.
+    pub expected: Duration,
+}
+
+impl Pace {
+    /// Between looks inside the window around the expected end.
+    pub const FINE: Duration = Duration::from_millis(500);
+    /// The longest sleep before the window: an early failure is still seen within this.
+    pub const RARE: Duration = Duration::from_secs(10);
+
+    /// Half the width of the window of fine looks: 1 s, or a twentieth of the expected duration if longer.
+    pub fn half_window(&self) -> Duration {
+        (self.expected / 20).max(Duration::from_secs(1))
+    }
+}
+
+/// Pure: how long to sleep after a look made `elapsed` into the wait. `interval` is what the backoff would sleep;
+/// without a pace it is the answer. With one: before the window around the expected end, sleep until the window
+/// opens but never longer than [`Pace::RARE`]; inside it, [`Pace::FINE`]; after it (the wait runs late), the backoff.
+pub fn next_sleep(elapsed: Duration, interval: Duration, pace: Option<Pace>) -> Duration {
+    let Some(pace) = pace else {
+        return interval;
+    };
+    let opens = pace.expected.saturating_sub(pace.half_window());
+    let closes = pace.expected + pace.half_window();
+    if elapsed < opens {
+        (opens - elapsed).min(Pace::RARE)
+    } else if elapsed < closes {
+        Pace::FINE
+    } else {
+        interval
+    }
+}
+
 /// A bounded wait.
 #[derive(Debug, Clone)]
 pub struct Poller {
@@ -64,6 +105,8 @@ pub struct Poller {
     pub backoff: Backoff,
     pub deadline: Instant,
     pub cancel: CancellationToken,
+    /// How to space the looks when the end can be estimated; `None`: the backoff alone.
+    pub pace: Option<Pace>,
 }
 
 impl Poller {
@@ -78,7 +121,14 @@ impl Poller {
             backoff,
             deadline,
             cancel,
+            pace: None,
         }
+    }
+
+    /// The same wait, its looks spaced by `pace` (see [`next_sleep`]).
+    pub fn paced(mut self, pace: Option<Pace>) -> Poller {
+        self.pace = pace;
+        self
     }
 
     /// Calls `check` until it is done, the deadline passes, or the run is cancelled. Transient AWS errors
@@ -101,10 +151,19 @@ impl Poller {
                     last,
                 });
             }
+            let mut not_before = None;
             match check().await {
                 Ok(Check::Done(v)) => return Ok(v),
                 Ok(Check::Pending(progress)) => {
                     last_error = None;
+                    if !progress.is_empty() && progress != last {
+                        tracing::info!("{progress}");
+                        last = progress;
+                    }
+                }
+                Ok(Check::PendingUntil(progress, at)) => {
+                    last_error = None;
+                    not_before = Some(at);
                     if !progress.is_empty() && progress != last {
                         tracing::info!("{progress}");
                         last = progress;
@@ -127,7 +186,11 @@ impl Poller {
                     last,
                 });
             }
-            let wake = (now + interval).min(self.deadline);
+            let wake = match not_before {
+                Some(at) => at.max(now),
+                None => now + next_sleep(now - start, interval, self.pace),
+            }
+            .min(self.deadline);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.cancel.cancelled() => {
@@ -236,6 +299,89 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, WaitError::Cancelled { .. }));
+    }
+
+    #[test]
+    fn paced_looks_are_rare_before_the_expected_end_and_fine_around_it() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let fast = s(3);
+        let pace = |secs| Some(Pace { expected: s(secs) });
+        // (elapsed, expected, sleep)
+        let cases = [
+            // No estimate: the backoff decides.
+            (ms(0), None, fast),
+            // 20 s expected: window 19–21 s; before it at most 10 s, landing on its start.
+            (ms(0), pace(20), s(10)),
+            (s(10), pace(20), s(9)),
+            (s(19), pace(20), Pace::FINE),
+            (ms(20_900), pace(20), Pace::FINE),
+            (s(21), pace(20), fast),
+            // 4 min expected: window ±12 s.
+            (s(200), pace(240), s(10)),
+            (s(225), pace(240), s(3)),
+            (s(228), pace(240), Pace::FINE),
+            (s(252), pace(240), fast),
+            // An instant roll-out: the window starts at once.
+            (ms(0), pace(0), Pace::FINE),
+            (s(1), pace(0), fast),
+        ];
+        for (elapsed, pace, want) in cases {
+            assert_eq!(
+                next_sleep(elapsed, fast, pace),
+                want,
+                "{elapsed:?} {pace:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_wait_looks_at_the_expected_end() {
+        let looks = std::sync::Mutex::new(vec![]);
+        let start = Instant::now();
+        let p = poller(Duration::from_secs(60)).paced(Some(Pace {
+            expected: Duration::from_secs(20),
+        }));
+        p.run(|| async {
+            let t = start.elapsed();
+            looks.lock().unwrap().push(t.as_millis());
+            Ok::<_, anyhow::Error>(if t >= Duration::from_secs(20) {
+                Check::Done(())
+            } else {
+                Check::Pending(String::new())
+            })
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            looks.into_inner().unwrap(),
+            vec![0, 10_000, 19_000, 19_500, 20_000]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pending_until_looks_then_and_not_before() {
+        let n = AtomicU32::new(0);
+        let start = Instant::now();
+        let at = start + Duration::from_secs(7);
+        let looked_at = p_until(&n, at, start).await;
+        assert_eq!(looked_at, vec![0, 7_000]);
+    }
+
+    async fn p_until(n: &AtomicU32, at: Instant, start: Instant) -> Vec<u128> {
+        let looks = std::sync::Mutex::new(vec![]);
+        poller(Duration::from_secs(60))
+            .run(|| async {
+                looks.lock().unwrap().push(start.elapsed().as_millis());
+                Ok::<_, anyhow::Error>(if n.fetch_add(1, Ordering::SeqCst) == 0 {
+                    Check::PendingUntil("quiet from now".into(), at)
+                } else {
+                    Check::Done(())
+                })
+            })
+            .await
+            .unwrap();
+        looks.into_inner().unwrap()
     }
 
     #[test]
