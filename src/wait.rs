@@ -74,9 +74,18 @@ impl Pace {
     /// The longest sleep before the window: an early failure is still seen within this.
     pub const RARE: Duration = Duration::from_secs(10);
 
-    /// Half the width of the window of fine looks: 1 s, or a twentieth of the expected duration if longer.
+    /// Half the width of the window of fine looks: a twentieth of the expected duration, at least [`Pace::FINE`].
     pub fn half_window(&self) -> Duration {
-        (self.expected / 20).max(Duration::from_secs(1))
+        (self.expected / 20).max(Pace::FINE)
+    }
+
+    /// Pure: how long to wait before the first look. A wait that cannot end before the window opens does not look
+    /// at once (the look would only say "not yet"); it looks when the window opens, or after [`Pace::RARE`].
+    pub fn first_sleep(pace: Option<Pace>) -> Duration {
+        match pace {
+            Some(p) => p.expected.saturating_sub(p.half_window()).min(Pace::RARE),
+            None => Duration::ZERO,
+        }
     }
 }
 
@@ -143,6 +152,13 @@ impl Poller {
         let mut interval = self.backoff.first;
         let mut last = String::from("nothing yet");
         let mut last_error: Option<String> = None;
+        let first = Pace::first_sleep(self.pace);
+        if !first.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep_until((start + first).min(self.deadline)) => {}
+                _ = self.cancel.cancelled() => {}
+            }
+        }
         loop {
             if self.cancel.is_cancelled() {
                 return Err(WaitError::Cancelled {
@@ -322,6 +338,10 @@ mod tests {
             (s(225), pace(240), s(3)),
             (s(228), pace(240), Pace::FINE),
             (s(252), pace(240), fast),
+            // 3 s expected: window 2.5–3.5 s.
+            (ms(2_000), pace(3), ms(500)),
+            (ms(2_500), pace(3), Pace::FINE),
+            (ms(3_500), pace(3), fast),
             // An instant roll-out: the window starts at once.
             (ms(0), pace(0), Pace::FINE),
             (s(1), pace(0), fast),
@@ -353,10 +373,21 @@ mod tests {
         })
         .await
         .unwrap();
+        // No look at once (it could only say "not yet"), one after 10 s (an early failure), then around 20 s.
         assert_eq!(
             looks.into_inner().unwrap(),
-            vec![0, 10_000, 19_000, 19_500, 20_000]
+            vec![10_000, 19_000, 19_500, 20_000]
         );
+    }
+
+    #[test]
+    fn the_first_look_waits_for_the_window_when_the_end_is_known() {
+        let s = Duration::from_secs;
+        let pace = |secs| Some(Pace { expected: s(secs) });
+        assert_eq!(Pace::first_sleep(None), Duration::ZERO);
+        assert_eq!(Pace::first_sleep(pace(0)), Duration::ZERO);
+        assert_eq!(Pace::first_sleep(pace(3)), Duration::from_millis(2_500));
+        assert_eq!(Pace::first_sleep(pace(240)), Pace::RARE);
     }
 
     #[tokio::test(start_paused = true)]
