@@ -947,6 +947,14 @@ def report(b, info: dict) -> tuple[str, dict]:
             "1–3 s, and checks the environment once more at the end (see the calls per operation below). It makes "
             f"fewer calls than fabfuel ({calls['fabfuel'].median:.0f} in parallel), which polls each service every "
             "second and lists and describes its tasks.")
+    if c5 > 14 or ("P9" in S and st(S["P9"]["deploy-action"]["calls"]).median > 6):
+        why.append(
+            "P5c/P9 calls: besides what the peers do, deploy-action makes one ListTasks before the first change (a "
+            "migration task still running refuses the deploy: new code must not meet a half-migrated database) and "
+            "one DescribeTaskDefinition per service (it copies the running revision; the peers' script registers "
+            "from a kept file). With the service's history the watch skips the look that could only say 'not yet' "
+            "and looks every 0.5 s in a window of ±max(5 %, 0.5 s) around the usual duration, so a 3-s roll-out takes "
+            "two looks and an instant one takes one.")
     if mem is not None and mem > 25:
         anon = st([x.get("anon_mb") for x in p6["deploy-action"]]).median
         musl_rss = rss["deploy-action (musl)"].median if "deploy-action (musl)" in rss else None
