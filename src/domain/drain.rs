@@ -100,13 +100,6 @@ fn now_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// The monotonic instant at `t` seconds since the epoch (now, if that is past).
-fn instant_at(t: i64) -> tokio::time::Instant {
-    let now = SystemTime::now();
-    let at = UNIX_EPOCH + Duration::from_secs(t.max(0) as u64);
-    tokio::time::Instant::now() + at.duration_since(now).unwrap_or_default()
-}
-
 fn clock(t: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(t)
         .ok()
@@ -150,7 +143,12 @@ async fn wait_quiet(
 ) -> Result<QuietReport> {
     let started = tokio::time::Instant::now();
     let deadline = ctx.deadline.min(started + timeout);
-    let poller = Poller::new(what, Backoff::SLOW, deadline, ctx.cancel.clone());
+    let poller = Poller::new(
+        what,
+        ctx.pace.of(Backoff::SLOW),
+        deadline,
+        ctx.cancel.clone(),
+    );
     let metric = queries.first().map(|q| q.metric).unwrap_or_default();
     let detail = poller
         .run(|| async {
@@ -179,14 +177,14 @@ async fn wait_quiet(
                     clock(check.quiet_since)
                 )))
             } else {
-                // It cannot be quiet for the window before `done_at`: look then (and not before).
-                Ok(Check::PendingUntil(
-                    format!(
+                let due = check.quiet_since + rule.window_seconds;
+                Ok(Check::PendingUntil {
+                    progress: format!(
                         "{what}: {breach}; quiet from {}, done at {done_at} if it stays so",
                         clock(check.quiet_since)
                     ),
-                    instant_at(check.quiet_since + rule.window_seconds),
-                ))
+                    within: Duration::from_secs((due - now).max(1) as u64),
+                })
             }
         })
         .await?;
@@ -214,7 +212,8 @@ pub async fn wait_drained(
     let cfg = cfg.cloned().unwrap_or(DrainConfig {
         threshold: 0,
         window_seconds: 60,
-        timeout_minutes: 10,
+        timeout: None,
+        timeout_minutes: None,
         skip: false,
     });
     if skip {
@@ -254,7 +253,7 @@ pub async fn wait_drained(
         window_seconds: cfg.window_seconds as i64,
         period_seconds: PERIOD,
     };
-    let timeout = Duration::from_secs(cfg.timeout_minutes * 60);
+    let timeout = cfg.bound();
     tracing::info!(
         "waiting for traffic to drain: RequestCount of {} target group(s) at or under {}/min for {}s (at most {})",
         queries.len(),
@@ -263,7 +262,7 @@ pub async fn wait_drained(
         human(timeout)
     );
     wait_quiet(cw, WHAT, &queries, rule, since, timeout, ctx).await.context(
-        "traffic did not drain (maintenance is on); re-run with skip-drain: true to go on anyway, or raise maintenance.drain.threshold / timeout-minutes",
+        "traffic did not drain (maintenance is on); re-run with skip-drain: true to go on anyway, or raise maintenance.drain.threshold / timeout",
     )
 }
 
@@ -279,7 +278,8 @@ pub async fn wait_db_settled(
     let cfg = db.settle.clone().unwrap_or(SettleConfig {
         cpu_threshold: 30,
         window_seconds: 60,
-        timeout_minutes: 10,
+        timeout: None,
+        timeout_minutes: None,
         skip: false,
     });
     if cfg.skip {
@@ -304,7 +304,7 @@ pub async fn wait_db_settled(
         window_seconds: cfg.window_seconds as i64,
         period_seconds: PERIOD,
     };
-    let timeout = Duration::from_secs(cfg.timeout_minutes * 60);
+    let timeout = cfg.bound();
     tracing::info!(
         "waiting for database {} to settle: CPU at or under {}% for {}s (at most {})",
         db.identifier,
