@@ -294,6 +294,8 @@ pub struct ServicePlan {
     /// Event ids present before the deploy.
     pub events: HashSet<String>,
     pub images: Vec<(String, String)>,
+    /// How long this service's roll-outs usually take (from its own events); paces the watch.
+    pub usual: Option<Duration>,
 }
 
 async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
@@ -413,10 +415,22 @@ fn plan_service(
         settled: primary_done && svc.task_definition() == td.task_definition_arn(),
         scale_up_to: None,
         events: rollout::event_ids(svc),
+        usual: rollout::usual_duration_of(svc),
         current_td: td,
         current_tags: tags,
         images,
     })
+}
+
+/// `core usually completes in ~4m 10s` (from its history), or how the watch looks without one.
+fn usual_line(service: &str, usual: Option<Duration>) -> String {
+    match usual {
+        Some(d) => format!(
+            "{service} usually completes in ~{} (its last roll-outs): the watch looks often around then",
+            crate::wait::human(d)
+        ),
+        None => format!("{service}: no roll-out history in its events; the watch looks every 1–3 s"),
+    }
 }
 
 impl ServicePlan {
@@ -625,6 +639,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         let plans = plan(req, c).await?;
         for p in &plans {
             tracing::info!("{}", p.line(&req.version));
+            tracing::info!("{}", usual_line(&p.name, p.usual));
         }
         plans
     };
@@ -734,10 +749,17 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
             req.version,
             targets.len()
         ));
-        let poller = ctx.poller(
-            format!("roll-out of {} in {}", req.version, env.cluster),
-            Backoff::FAST,
-        );
+        let usual: Vec<Option<Duration>> = plans
+            .iter()
+            .filter(|p| changed.iter().any(|t| t.service == p.name))
+            .map(|p| p.usual)
+            .collect();
+        let poller = ctx
+            .poller(
+                format!("roll-out of {} in {}", req.version, env.cluster),
+                Backoff::FAST,
+            )
+            .expecting(rollout::expected_end(&usual));
         rollout::watch(&c.ecs, &env.cluster, &targets, seen, poller).await
     };
     for w in &report.services {
@@ -1237,6 +1259,13 @@ fn without_url(e: &reqwest::Error) -> String {
 /// State `running`: the environment converges on running (maintenance off) once every service completed. Returns
 /// what it did, one line.
 async fn lift_maintenance(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<String> {
+    if req.common.environment.maintenance.is_none() {
+        // No listener to restore and every service just completed on its revision: nothing to lift, no look needed.
+        return Ok(format!(
+            "environment {} has no maintenance configured: nothing to lift",
+            req.common.environment.name
+        ));
+    }
     let opts = StateOptions {
         bypass_header: req.bypass.clone(),
         skip_drain: true,
