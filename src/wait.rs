@@ -316,7 +316,11 @@ mod tests {
             (s(1), exp(0), fast),
         ];
         for (elapsed, expected, want) in cases {
-            assert_eq!(next_sleep(elapsed, fast, expected), want, "{elapsed:?} {expected:?}");
+            assert_eq!(
+                next_sleep(elapsed, fast, expected),
+                want,
+                "{elapsed:?} {expected:?}"
+            );
         }
     }
 
@@ -336,10 +340,7 @@ mod tests {
             vec![0, 1_000, 2_500, 4_750, 7_750, 10_750, 13_750, 16_750, 19_750, 22_750]
         );
         // Later than expected: fine looks through the window, then the backoff.
-        assert_eq!(
-            looks(exp(3), s(6)),
-            vec![2_500, 3_000, 3_500, 6_500]
-        );
+        assert_eq!(looks(exp(3), s(6)), vec![2_500, 3_000, 3_500, 6_500]);
     }
 
     #[test]

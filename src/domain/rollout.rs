@@ -1198,7 +1198,8 @@ mod tests {
         let steady = "(service core) has reached a steady state.";
         let stopped = "(service core) has stopped 2 running tasks: (task c) (task d).";
         let s = Duration::from_secs;
-        let cases: Vec<(&str, Vec<(i64, &str)>, Option<Duration>)> = vec![
+        type Case<'a> = (&'a str, Vec<(i64, &'a str)>, Option<Duration>);
+        let cases: Vec<Case> = vec![
             ("no events", vec![], None),
             ("only steady states", vec![(0, steady), (60_000, steady)], None),
             ("one roll-out", vec![(1_000, started), (5_000, stopped), (21_000, done), (21_500, steady)], Some(s(20))),
