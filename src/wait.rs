@@ -339,8 +339,8 @@ mod tests {
             looks(None, s(20)),
             vec![0, 1_000, 2_500, 4_750, 7_750, 10_750, 13_750, 16_750, 19_750, 22_750]
         );
-        // Later than expected: fine looks through the window, then the backoff.
-        assert_eq!(looks(exp(3), s(6)), vec![2_500, 3_000, 3_500, 6_500]);
+        // Later than expected: fine looks through the window, then the backoff (grown meanwhile: 2.25 s, 3 s).
+        assert_eq!(looks(exp(3), s(6)), vec![2_500, 3_000, 3_500, 5_750, 8_750]);
     }
 
     #[test]
