@@ -3,6 +3,7 @@
 mod support;
 
 mod badinput;
+mod container;
 mod deploy;
 mod foundation;
 mod github;
