@@ -7,7 +7,7 @@ use clap::Parser;
 use deploy_action::error::{exit, UsageError};
 use deploy_action::github::runner::Runner;
 use deploy_action::inputs::{Cli, GithubEnv, Invocation, Phase, RawInputs};
-use deploy_action::phases::{self, Ctx};
+use deploy_action::phases::{self, Ctx, Recorded};
 use deploy_action::wait::WaitError;
 use deploy_action::wrapper;
 use deploy_action::{aws, log};
@@ -79,11 +79,12 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
     macro_rules! phase {
         ($m:ident) => {{
             let req = phases::$m::Request::from_invocation(inv, &common)?;
+            let subject = req.subject(&common);
             let run = async {
                 let sdk = aws::sdk_config(&common.environment.region).await;
                 phases::$m::run(&req, &phases::$m::Clients::new(&sdk), &ctx).await
             };
-            let out = wrapper::around(inv, &common, &ctx, run).await?;
+            let out = wrapper::around(inv, &common, &ctx, subject, run).await?;
             emit(runner, inv.phase, &out)
         }};
     }
@@ -102,8 +103,9 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
             let sdk = aws::sdk_config(&common.environment.region).await;
             let clients = phases::preview::Clients::new(&sdk);
             let checked = phases::preview::check(&req, &clients).await?;
+            let subject = req.subject(&common);
             let run = phases::preview::run(&req, &clients, &ctx, checked);
-            let out = wrapper::around(inv, &common, &ctx, run).await?;
+            let out = wrapper::around(inv, &common, &ctx, subject, run).await?;
             emit(runner, inv.phase, &out)
         }
         Phase::CheckConfig | Phase::IamPolicy => unreachable!("handled above"),

@@ -41,21 +41,22 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{deploy, Ctx};
+use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::elb;
 use crate::config::{Environment, Preview, PreviewRoute, Service as ServiceConfig};
+use crate::domain::revision;
 use crate::domain::rollout::{self, FailureReport, WatchEnd};
 use crate::domain::task::{self, TaskReport};
 use crate::error::UsageError;
 use crate::github::api::Api;
 use crate::github::comments::{self, Posted, When};
+use crate::github::deployments::{self, Mode};
 use crate::github::runner::{md_table, Outcome};
 use crate::inputs::{Common, Invocation};
 use crate::tags;
 use crate::version::Version;
 use crate::wait::{human, Backoff, Check};
-use crate::wrapper::{self, Mode};
 
 /// Hidden in the comment once the review app is torn down: a second teardown leaves the comment alone.
 const DOWN_MARK: &str = "<!-- deploy-action:preview-state:down -->";
@@ -245,7 +246,7 @@ impl Request {
             Direction::Up(version)
         };
         let mode = Mode::parse(inv.raw.github_deployments.as_deref())?;
-        let github = wrapper::connect(mode, &inv.github, inv.raw.github_token.as_deref())
+        let github = deployments::connect(mode, &inv.github, inv.raw.github_token.as_deref())
             .map_err(|e| UsageError::new(format!("{e:#}")))?;
         Ok(Request {
             environment: common.environment.clone(),
@@ -279,6 +280,21 @@ impl Request {
         self.ownership()
             .iter()
             .all(|(k, v)| tags.get(k).map(String::as_str) == Some(v.as_str()))
+    }
+}
+
+impl super::Recorded for Request {
+    /// Recorded under the review app's own transient environment (`<github env>-pr-N`, with its URL).
+    fn subject(&self, common: &Common) -> super::Subject {
+        let version = match &self.direction {
+            Direction::Up(v) => Some(v),
+            Direction::Down(v) => v.as_ref(),
+        };
+        super::Subject {
+            environment: self.target.record_environment(&common.environment),
+            version: version.map(ToString::to_string),
+            teardown: self.target.teardown,
+        }
     }
 }
 
@@ -781,7 +797,7 @@ async fn up(
         .to_string();
     let ((template_td, template_tags), secrets) = tokio::try_join!(
         ecs::describe_task_definition(&c.ecs, &template_td_arn),
-        deploy::ssm_secrets(&c.ssm, env),
+        revision::ssm_secrets(&c.ssm, env),
     )?;
     let wanted = wanted_revision(req, &template_td, &template_tags, version, secrets)?;
     let latest = ecs::latest_task_definition(&c.ecs, &seen.family).await?;
@@ -1138,7 +1154,8 @@ fn wanted_revision(
     }
     let shown = images.iter().map(|(n, i)| format!("{n} = {i}")).collect();
     // The same revision a deploy of the template environment makes: images, and secrets from its `ssm-path`.
-    let containers = deploy::release_containers(containers, &deploy::Release { images, secrets });
+    let containers =
+        revision::release_containers(containers, &revision::RevisionChange { images, secrets });
     let mut tags: Vec<(String, String)> = ecs::tag_pairs(template_tags)
         .into_iter()
         .filter(|(k, _)| !k.starts_with(rollout::TAG_PREFIX) && !k.starts_with("aws:"))

@@ -78,6 +78,12 @@ impl Request {
     }
 }
 
+impl super::Recorded for Request {
+    fn subject(&self, common: &Common) -> super::Subject {
+        super::Subject::new(common, self.version.as_ref())
+    }
+}
+
 /// Only the clients `rollback` uses.
 pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,

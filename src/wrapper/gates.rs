@@ -9,6 +9,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::config::{day_name, hhmm, Freeze};
+use crate::github::deployments::{Seen, StatusState};
 use crate::inputs::Phase;
 
 /// Which gates apply to a phase. `None` for phases that change nothing (no gate, no deployment record).
@@ -157,101 +158,6 @@ pub fn freeze_gate(
     }
 }
 
-/// A deployment status state as GitHub reports it. `Waiting` is what an environment with required reviewers shows
-/// before approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StatusState {
-    Error,
-    Failure,
-    Inactive,
-    InProgress,
-    Queued,
-    Pending,
-    Success,
-    Waiting,
-    Unknown(String),
-}
-
-impl StatusState {
-    pub fn parse(s: &str) -> StatusState {
-        match s {
-            "error" => StatusState::Error,
-            "failure" => StatusState::Failure,
-            "inactive" => StatusState::Inactive,
-            "in_progress" => StatusState::InProgress,
-            "queued" => StatusState::Queued,
-            "pending" => StatusState::Pending,
-            "success" => StatusState::Success,
-            "waiting" => StatusState::Waiting,
-            other => StatusState::Unknown(other.to_string()),
-        }
-    }
-
-    /// Whether a deployment in this state may be changing the environment right now.
-    pub fn is_active(&self) -> bool {
-        match self {
-            StatusState::InProgress | StatusState::Queued | StatusState::Pending => true,
-            // Waiting for approval changes nothing yet; the job's concurrency group orders it.
-            StatusState::Waiting => false,
-            StatusState::Error
-            | StatusState::Failure
-            | StatusState::Inactive
-            | StatusState::Success => false,
-            StatusState::Unknown(_) => false,
-        }
-    }
-}
-
-/// A deployment as the gates see it: who made it, for which run and version, and its statuses (newest first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub id: u64,
-    /// Made by deploy-action (its payload says so); otherwise by GitHub for a job's `environment:`, or another tool.
-    pub ours: bool,
-    pub task: String,
-    pub git_ref: String,
-    pub sha: String,
-    /// The workflow run that made it: our payload's `run_id`, else the run in its status's log URL.
-    pub run_id: Option<String>,
-    pub phase: Option<String>,
-    pub version: Option<String>,
-    /// Newest first; may hold only the latest.
-    pub states: Vec<StatusState>,
-    pub log_url: Option<String>,
-}
-
-impl Seen {
-    pub fn latest(&self) -> Option<&StatusState> {
-        self.states.first()
-    }
-
-    fn is_active(&self) -> bool {
-        self.latest().is_some_and(StatusState::is_active)
-    }
-
-    /// `deployment 17 (deploy v1.2.3, run https://…)`.
-    pub fn describe(&self) -> String {
-        let what = match (&self.phase, &self.version) {
-            (Some(p), Some(v)) => format!("{p} {v}"),
-            (Some(p), None) => p.clone(),
-            (None, _) => format!("task {}, ref {}", self.task, self.git_ref),
-        };
-        let link = match (&self.log_url, &self.run_id) {
-            (Some(url), _) => format!(", {url}"),
-            (None, Some(run)) => format!(", run {run}"),
-            (None, None) => String::new(),
-        };
-        format!("deployment {} ({what}{link})", self.id)
-    }
-}
-
-/// The run id in a workflow-run URL (`…/actions/runs/123` or `…/actions/runs/123/job/456`).
-pub fn run_id_in_url(url: &str) -> Option<String> {
-    let rest = url.split("/actions/runs/").nth(1)?;
-    let id: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    (!id.is_empty()).then_some(id)
-}
-
 /// Active deployments that are not this run's: the candidates that may block. Runs known to have finished
 /// (`finished_runs`) left stale records behind and do not block.
 pub fn blockers<'a>(seen: &'a [Seen], this_run: &str, finished_runs: &[String]) -> Vec<&'a Seen> {
@@ -330,6 +236,7 @@ pub fn promotion_gate(
 mod tests {
     use super::*;
     use crate::config::{DateWindow, WeeklyWindow};
+    use crate::github::deployments::run_id_in_url;
     use time::macros::{date, datetime};
     use time::Weekday::*;
 

@@ -1,0 +1,25 @@
+//! The run context every phase and the domain steps share.
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::github::runner::Runner;
+use crate::inputs::GithubEnv;
+use crate::wait::{Backoff, Poller};
+
+/// What every phase shares besides its clients: where to report, when to give up, whether to stop.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub runner: Runner,
+    pub github: GithubEnv,
+    pub cancel: CancellationToken,
+    /// The phase's overall deadline (`timeout-minutes` from the start).
+    pub deadline: Instant,
+    pub dry_run: bool,
+}
+
+impl Ctx {
+    pub fn poller(&self, what: impl Into<String>, backoff: Backoff) -> Poller {
+        Poller::new(what, backoff, self.deadline, self.cancel.clone())
+    }
+}
