@@ -346,3 +346,18 @@ pub fn snapshot_identifier(raw: &str) -> String {
     }
     out
 }
+
+/// CreateDB(Cluster)Snapshot: a snapshot of that name exists already.
+pub fn is_snapshot_exists(err: &AwsError) -> bool {
+    err.is("DBSnapshotAlreadyExists") || err.is("DBClusterSnapshotAlreadyExistsFault")
+}
+
+/// The instance or cluster does not exist (in this account and region).
+pub fn is_db_not_found(err: &AwsError) -> bool {
+    err.is("DBInstanceNotFound") || err.is("DBClusterNotFoundFault")
+}
+
+/// The account's manual snapshot quota is used up.
+pub fn is_snapshot_quota_exceeded(err: &AwsError) -> bool {
+    err.is("SnapshotQuotaExceeded")
+}

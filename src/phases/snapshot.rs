@@ -222,10 +222,7 @@ async fn create(
         tracing::info!("creating snapshot {candidate} of {what}");
         match rds::create_snapshot(client, db, &candidate, tags).await {
             Ok(made) => return Ok(made),
-            Err(e)
-                if e.is("DBSnapshotAlreadyExists")
-                    || e.is("DBClusterSnapshotAlreadyExistsFault") =>
-            {
+            Err(e) if rds::is_snapshot_exists(&e) => {
                 tracing::info!(
                     "the name {candidate} is taken by another snapshot; trying the next one"
                 );
@@ -251,17 +248,14 @@ pub fn candidate_id(id: &str, n: u32) -> String {
 
 /// CreateDB(Cluster)Snapshot errors a person can act on, with the next step.
 fn create_error(e: AwsError, db: &Database) -> anyhow::Error {
-    let fix = match e.code.as_deref() {
-        Some("InvalidDBInstanceState" | "InvalidDBClusterStateFault") => Some(
-            "the database must be available to snapshot it; start it (phase state) and run snapshot again",
-        ),
-        Some("DBInstanceNotFound" | "DBClusterNotFoundFault") => Some(
-            "the database does not exist in this account and region; correct the `database` table of the config",
-        ),
-        Some("SnapshotQuotaExceeded") => Some(
-            "the account's manual snapshot quota is used up; delete old snapshots or set database.snapshot-retention",
-        ),
-        _ => None,
+    let fix = if rds::is_invalid_state(&e) {
+        Some("the database must be available to snapshot it; start it (phase state) and run snapshot again")
+    } else if rds::is_db_not_found(&e) {
+        Some("the database does not exist in this account and region; correct the `database` table of the config")
+    } else if rds::is_snapshot_quota_exceeded(&e) {
+        Some("the account's manual snapshot quota is used up; delete old snapshots or set database.snapshot-retention")
+    } else {
+        None
     };
     let what = db_label(db);
     match fix {
