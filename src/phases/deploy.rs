@@ -31,7 +31,9 @@ use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
 use crate::domain::observe::EnvState;
 use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
 use crate::domain::revision::{release_containers, ssm_secrets, RevisionChange};
-use crate::domain::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
+use crate::domain::rollout::{
+    self, FailureReport, RolloutTarget, RolloutVerdict, WatchEnd, WatchReport,
+};
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
@@ -313,7 +315,7 @@ fn plan_service(
     let new = release_containers(td.container_definitions(), &release);
     let changed = new != td.container_definitions();
     let primary_done =
-        rollout::progress(&current, &rollout::DeploymentObs::of(svc), true) == Verdict::Done;
+        rollout::progress(&current, &rollout::DeploymentObs::of(svc), true) == RolloutVerdict::Done;
     Ok(ServicePlan {
         name: cfg.name.clone(),
         current,
@@ -588,10 +590,10 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
 
     // Register the new revisions.
     let registered = register(req, c, &plans).await?;
-    let targets: Vec<Target> = plans
+    let targets: Vec<RolloutTarget> = plans
         .iter()
         .zip(&registered)
-        .map(|(p, r)| Target {
+        .map(|(p, r)| RolloutTarget {
             service: p.name.clone(),
             task_definition: r
                 .as_ref()
@@ -608,7 +610,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
     }
 
     // Roll out.
-    let changed: Vec<Target> = plans
+    let changed: Vec<RolloutTarget> = plans
         .iter()
         .zip(&targets)
         .filter(|(p, _)| p.new_containers.is_some() || p.scale_up_to.is_some())
@@ -659,8 +661,10 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
                 .services
                 .iter()
                 .filter_map(|w| match &w.verdict {
-                    Verdict::Failed(why) => Some(format!("{}: {why}", w.service)),
-                    Verdict::Done | Verdict::InProgress(_) | Verdict::Stuck(_) => None,
+                    RolloutVerdict::Failed(why) => Some(format!("{}: {why}", w.service)),
+                    RolloutVerdict::Done
+                    | RolloutVerdict::InProgress(_)
+                    | RolloutVerdict::Stuck(_) => None,
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
@@ -671,7 +675,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         )),
         WatchEnd::Error(e) => Some(format!("watching the roll-out failed: {e}")),
         end @ WatchEnd::Cancelled { .. } => {
-            let back: Vec<Target> = back_targets(&plans, &updated);
+            let back: Vec<RolloutTarget> = back_targets(&plans, &updated);
             let results = rollout::update_services(&c.ecs, &env.cluster, &back).await;
             let failed: Vec<String> = results
                 .iter()
@@ -837,11 +841,11 @@ async fn register(
         .collect())
 }
 
-fn back_targets(plans: &[ServicePlan], updated: &[String]) -> Vec<Target> {
+fn back_targets(plans: &[ServicePlan], updated: &[String]) -> Vec<RolloutTarget> {
     plans
         .iter()
         .filter(|p| updated.contains(&p.name))
-        .map(|p| Target {
+        .map(|p| RolloutTarget {
             service: p.name.clone(),
             task_definition: p.current.clone(),
             // A service this deploy scaled up from 0 goes back to 0: the state it was found in.
@@ -921,10 +925,10 @@ async fn fail(
     if let Some(report) = report {
         let explain = report.services.iter().filter_map(|w| {
             let why = match &w.verdict {
-                Verdict::Done => return None,
-                Verdict::Failed(s) => s.clone(),
-                Verdict::Stuck(s) => format!("stuck: {s}"),
-                Verdict::InProgress(s) => format!("not completed: {s}"),
+                RolloutVerdict::Done => return None,
+                RolloutVerdict::Failed(s) => s.clone(),
+                RolloutVerdict::Stuck(s) => format!("stuck: {s}"),
+                RolloutVerdict::InProgress(s) => format!("not completed: {s}"),
             };
             let containers = plans
                 .iter()
@@ -956,7 +960,7 @@ async fn fail(
     }
 
     // Wait for the rollback.
-    let ok_back: Vec<Target> = back
+    let ok_back: Vec<RolloutTarget> = back
         .iter()
         .filter(|t| !not_back.contains(&t.service))
         .cloned()
@@ -990,7 +994,7 @@ async fn fail(
         let done = back_report
             .as_ref()
             .and_then(|r| r.service(&p.name))
-            .is_some_and(|w| w.verdict == Verdict::Done);
+            .is_some_and(|w| w.verdict == RolloutVerdict::Done);
         let row = out.row(&p.name);
         row.result = match (updated.contains(&p.name), rolled, done) {
             (false, _, _) if failed_services.contains(&p.name) => ServiceResult::Failed,
@@ -1019,7 +1023,7 @@ async fn fail(
             let line = r
                 .services
                 .iter()
-                .filter(|w| w.verdict != Verdict::Done)
+                .filter(|w| w.verdict != RolloutVerdict::Done)
                 .map(|w| format!("{}: {:?}", w.service, w.verdict))
                 .collect::<Vec<_>>()
                 .join("; ");
@@ -1032,7 +1036,7 @@ async fn fail(
     if let Some(r) = &back_report {
         for p in plans {
             if r.service(&p.name)
-                .is_some_and(|w| w.verdict == Verdict::Done)
+                .is_some_and(|w| w.verdict == RolloutVerdict::Done)
             {
                 if let Err(e) = tag_known_good(
                     &c.ecs,

@@ -23,7 +23,7 @@ use super::Ctx;
 use crate::aws::ecs::{self, td_family, td_short};
 use crate::config::Service as ServiceConfig;
 use crate::domain::rollout::{
-    self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd,
+    self, FailureReport, KnownGood, RevisionInfo, RolloutTarget, RolloutVerdict, WatchEnd,
 };
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
@@ -149,7 +149,7 @@ pub struct RollbackOutcome {
 }
 
 /// One service's plan: where it is, where it goes, and its family's ACTIVE revisions.
-struct Plan {
+struct RollbackPlan {
     cfg: ServiceConfig,
     current: String,
     target: String,
@@ -162,7 +162,7 @@ struct Plan {
     failed_primary: bool,
 }
 
-impl Plan {
+impl RollbackPlan {
     fn moves(&self) -> bool {
         self.current != self.target || self.failed_primary
     }
@@ -195,7 +195,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }
-        let plans: Vec<Plan> = results
+        let plans: Vec<RollbackPlan> = results
             .into_iter()
             .map(|r| r.expect("checked above"))
             .collect();
@@ -256,13 +256,13 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         return Ok(out);
     }
 
-    let target = |p: &Plan| Target {
+    let target = |p: &RollbackPlan| RolloutTarget {
         service: p.cfg.name.clone(),
         task_definition: p.target.clone(),
         desired_count: None,
     };
-    let moving: Vec<Target> = plans.iter().filter(|p| p.moves()).map(target).collect();
-    let changing: Vec<Target> = plans
+    let moving: Vec<RolloutTarget> = plans.iter().filter(|p| p.moves()).map(target).collect();
+    let changing: Vec<RolloutTarget> = plans
         .iter()
         .filter(|p| p.current != p.target)
         .map(target)
@@ -306,10 +306,10 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
     let mut seen_completed: Vec<String> = vec![];
     if req.waits() {
         out.waited = true;
-        let targets: Vec<Target> = plans
+        let targets: Vec<RolloutTarget> = plans
             .iter()
             .filter(|p| !failed_updates.contains(&p.cfg.name))
-            .map(|p| Target {
+            .map(|p| RolloutTarget {
                 service: p.cfg.name.clone(),
                 task_definition: p.target.clone(),
                 desired_count: None,
@@ -338,15 +338,15 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             let r = row(&mut out, &w.service);
             r.duration_seconds = w.done_after.map(|d| d.as_millis() as f64 / 1000.0);
             match &w.verdict {
-                Verdict::Done => {
+                RolloutVerdict::Done => {
                     seen_completed.push(w.service.clone());
                     if moved {
                         r.result = RowResult::RolledBack;
                     }
                 }
-                Verdict::Failed(_) | Verdict::Stuck(_) | Verdict::InProgress(_) => {
-                    r.result = RowResult::Failed
-                }
+                RolloutVerdict::Failed(_)
+                | RolloutVerdict::Stuck(_)
+                | RolloutVerdict::InProgress(_) => r.result = RowResult::Failed,
             }
         }
         let reason = match &report.end {
@@ -367,13 +367,13 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             let explain = report
                 .services
                 .iter()
-                .filter(|w| w.verdict != Verdict::Done)
+                .filter(|w| w.verdict != RolloutVerdict::Done)
                 .map(|w| {
                     let why = match &w.verdict {
-                        Verdict::Failed(s) => s.clone(),
-                        Verdict::Stuck(s) => format!("stuck: {s}"),
-                        Verdict::InProgress(s) => format!("not completed: {s}"),
-                        Verdict::Done => String::new(),
+                        RolloutVerdict::Failed(s) => s.clone(),
+                        RolloutVerdict::Stuck(s) => format!("stuck: {s}"),
+                        RolloutVerdict::InProgress(s) => format!("not completed: {s}"),
+                        RolloutVerdict::Done => String::new(),
                     };
                     let env = &env;
                     async move {
@@ -488,7 +488,7 @@ async fn plan_service(
     c: &Clients,
     cfg: &ServiceConfig,
     svc: &Service,
-) -> Result<Plan> {
+) -> Result<RollbackPlan> {
     let env = &req.common.environment;
     let current = svc.task_definition().unwrap_or_default().to_string();
     let family = td_family(&current).to_string();
@@ -549,7 +549,7 @@ async fn plan_service(
         version_of(&td)
     };
     let failed_primary = ecs::failed_on(svc, &current);
-    Ok(Plan {
+    Ok(RollbackPlan {
         cfg: cfg.clone(),
         failed_primary,
         from_version: version_of(&current_td),

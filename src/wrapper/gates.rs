@@ -60,7 +60,7 @@ impl Gate {
 /// One gate's verdict, with the text that explains it (for the log, the summary and the refusal).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", content = "detail", rename_all = "kebab-case")]
-pub enum Verdict {
+pub enum GateVerdict {
     Pass(String),
     /// The freeze applies but `override-freeze` gave a reason.
     Overridden(String),
@@ -69,26 +69,26 @@ pub enum Verdict {
     Refuse(String),
 }
 
-impl Verdict {
+impl GateVerdict {
     pub fn refuses(&self) -> bool {
-        matches!(self, Verdict::Refuse(_))
+        matches!(self, GateVerdict::Refuse(_))
     }
 
     pub fn label(&self) -> &'static str {
         match self {
-            Verdict::Pass(_) => "pass",
-            Verdict::Overridden(_) => "overridden",
-            Verdict::Skipped(_) => "skipped",
-            Verdict::Refuse(_) => "refused",
+            GateVerdict::Pass(_) => "pass",
+            GateVerdict::Overridden(_) => "overridden",
+            GateVerdict::Skipped(_) => "skipped",
+            GateVerdict::Refuse(_) => "refused",
         }
     }
 
     pub fn detail(&self) -> &str {
         match self {
-            Verdict::Pass(d)
-            | Verdict::Overridden(d)
-            | Verdict::Skipped(d)
-            | Verdict::Refuse(d) => d,
+            GateVerdict::Pass(d)
+            | GateVerdict::Overridden(d)
+            | GateVerdict::Skipped(d)
+            | GateVerdict::Refuse(d) => d,
         }
     }
 }
@@ -97,7 +97,7 @@ impl Verdict {
 pub struct GateResult {
     pub gate: Gate,
     #[serde(flatten)]
-    pub verdict: Verdict,
+    pub verdict: GateVerdict,
 }
 
 /// The reason `now` is frozen (the window's reason and the window), or `None`.
@@ -146,13 +146,13 @@ pub fn freeze_gate(
     freeze: &Freeze,
     now: OffsetDateTime,
     override_reason: Option<&str>,
-) -> Verdict {
+) -> GateVerdict {
     match (frozen_at(freeze, now), override_reason) {
-        (None, _) => Verdict::Pass("no freeze window applies now".into()),
+        (None, _) => GateVerdict::Pass("no freeze window applies now".into()),
         (Some(why), Some(reason)) => {
-            Verdict::Overridden(format!("{environment} is frozen ({why}); overridden: {reason}"))
+            GateVerdict::Overridden(format!("{environment} is frozen ({why}); overridden: {reason}"))
         }
-        (Some(why), None) => Verdict::Refuse(format!(
+        (Some(why), None) => GateVerdict::Refuse(format!(
             "freeze gate: {environment} is frozen now: {why}; wait until the window ends, or set `override-freeze: \"<reason>\"` (--override-freeze) to go ahead anyway"
         )),
     }
@@ -169,10 +169,10 @@ pub fn blockers<'a>(seen: &'a [Seen], this_run: &str, finished_runs: &[String]) 
 }
 
 /// The one-at-a-time gate from the blockers left after the stale check.
-pub fn one_at_a_time_gate(environment: &str, blockers: &[&Seen]) -> Verdict {
+pub fn one_at_a_time_gate(environment: &str, blockers: &[&Seen]) -> GateVerdict {
     match blockers.first() {
-        None => Verdict::Pass(format!("no other deployment of {environment} is in progress")),
-        Some(other) => Verdict::Refuse(format!(
+        None => GateVerdict::Pass(format!("no other deployment of {environment} is in progress")),
+        Some(other) => GateVerdict::Refuse(format!(
             "one-at-a-time gate: another deployment of {environment} is in progress: {}; wait for it to finish (or cancel that run) and re-run this job",
             other.describe()
         )),
@@ -220,13 +220,13 @@ pub fn promotion_gate(
     version: &str,
     candidates: &[Seen],
     looked_at: usize,
-) -> Verdict {
+) -> GateVerdict {
     match candidates.iter().find(|d| succeeded(d)) {
-        Some(d) => Verdict::Pass(format!(
+        Some(d) => GateVerdict::Pass(format!(
             "{version} was deployed to {required} successfully ({})",
             d.describe()
         )),
-        None => Verdict::Refuse(format!(
+        None => GateVerdict::Refuse(format!(
             "promotion gate: {environment} requires {required} first, and {version} has no successful deployment on {required} (looked at its {looked_at} most recent deployments); deploy {version} to {required} first"
         )),
     }

@@ -25,7 +25,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use self::gates::{Gate, GateResult, GateSet, Verdict};
+use self::gates::{Gate, GateResult, GateSet, GateVerdict};
 use self::notify::{Ending, Message};
 use crate::config::{Config, Environment};
 use crate::error::UsageError;
@@ -282,7 +282,7 @@ impl Release {
                 }
             }
             None => {
-                let why = Verdict::Skipped("GitHub not available".into());
+                let why = GateVerdict::Skipped("GitHub not available".into());
                 results.push(GateResult {
                     gate: Gate::OneAtATime,
                     verdict: why.clone(),
@@ -297,9 +297,9 @@ impl Release {
         }
         for r in &results {
             match &r.verdict {
-                Verdict::Pass(d) => tracing::info!("gate {}: pass ({d})", r.gate.name()),
-                Verdict::Overridden(d) => tracing::warn!("gate {}: {d}", r.gate.name()),
-                Verdict::Skipped(_) | Verdict::Refuse(_) => {}
+                GateVerdict::Pass(d) => tracing::info!("gate {}: pass ({d})", r.gate.name()),
+                GateVerdict::Overridden(d) => tracing::warn!("gate {}: {d}", r.gate.name()),
+                GateVerdict::Skipped(_) | GateVerdict::Refuse(_) => {}
             }
         }
         let refusal = results
@@ -477,7 +477,7 @@ impl Release {
     fn freeze_override(&self) -> Option<String> {
         self.gates
             .iter()
-            .any(|g| matches!(g.verdict, Verdict::Overridden(_)))
+            .any(|g| matches!(g.verdict, GateVerdict::Overridden(_)))
             .then(|| self.plan.override_freeze.clone())
             .flatten()
     }
@@ -647,7 +647,7 @@ fn gate_error(e: &ApiError, gate: &str) -> anyhow::Error {
 
 /// The one-at-a-time verdict. A blocker whose workflow run has finished left a stale record (its runner died):
 /// warned about, not waited for.
-async fn one_at_a_time(api: &Api, plan: &Plan, recent: &[Seen], this_run: &str) -> Verdict {
+async fn one_at_a_time(api: &Api, plan: &Plan, recent: &[Seen], this_run: &str) -> GateVerdict {
     let mut finished = Vec::new();
     for d in gates::blockers(recent, this_run, &[]) {
         let Some(run) = &d.run_id else { continue };
@@ -671,9 +671,9 @@ async fn one_at_a_time(api: &Api, plan: &Plan, recent: &[Seen], this_run: &str) 
     gates::one_at_a_time_gate(plan.github_environment(), &blockers)
 }
 
-async fn promotion(api: &Api, plan: &Plan) -> Result<Verdict, ApiError> {
+async fn promotion(api: &Api, plan: &Plan) -> Result<GateVerdict, ApiError> {
     let (Some((required, required_gh)), Some(version)) = (&plan.required, &plan.version) else {
-        return Ok(Verdict::Pass("no promotion required".into()));
+        return Ok(GateVerdict::Pass("no promotion required".into()));
     };
     let list: Vec<Deployment> = api
         .get(
