@@ -9,7 +9,7 @@
 //! | db-only    | at 0, no task left                              | on          | available |
 //! | stopped    | at 0, no task left                              | on          | stopped (AWS starts it again after 7 days) |
 //!
-//! Plan, then act: [`plan`] is a pure function from what [`observe::observe`] saw to the ordered steps; [`converge`]
+//! Plan, then act: [`plan`] is a pure function from what [`environment::observe`] saw to the ordered steps; [`converge`]
 //! runs them. Maintenance goes on first when leaving running (then the drain wait), the database stops last; going
 //! up, the database starts first and maintenance comes off last, after every service completed its roll-out. Other
 //! phases call [`converge`] (migrate brings the environment to db-only, deploy lifts maintenance at the end).
@@ -23,8 +23,8 @@ use crate::aws::ecs::{self, Rollout};
 use crate::aws::{rds, AwsError};
 use crate::config::{Database, Environment};
 use crate::domain::drain::{self, QuietReport};
+use crate::domain::environment::{self, EnvState, Observed, ServiceObs};
 use crate::domain::maintenance::{self, MaintenanceState};
-use crate::domain::observe::{self, EnvState, Observed, ServiceObs};
 use crate::domain::Ctx;
 use crate::error::UsageError;
 use crate::wait::{human, Backoff, Check};
@@ -106,9 +106,9 @@ impl Clients {
         }
     }
 
-    /// The subset `observe::observe` reads with.
-    pub fn status(&self) -> observe::Clients {
-        observe::Clients {
+    /// The subset `environment::observe` reads with.
+    pub fn status(&self) -> environment::Clients {
+        environment::Clients {
             ecs: self.ecs.clone(),
             rds: self.rds.clone(),
             elb: self.elb.clone(),
@@ -286,7 +286,7 @@ pub async fn converge(
     ctx: &Ctx,
 ) -> Result<StateOutcome> {
     check_target(env, target, opts)?;
-    let before = observe::observe(env, &clients.status())
+    let before = environment::observe(env, &clients.status())
         .await
         .with_context(|| format!("observing environment {}", env.name))?;
     let steps = plan(&before.observed(), target);
@@ -374,7 +374,7 @@ pub async fn converge(
             }
         }
     }
-    let after = observe::observe(env, &clients.status())
+    let after = environment::observe(env, &clients.status())
         .await
         .context("observing the environment after the steps")?;
     out.state = after.state;
@@ -811,7 +811,7 @@ fn code(e: &AwsError) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::observe::derive_state;
+    use crate::domain::environment::derive_state;
     use MaintenanceState as M;
 
     const ALL: [EnvState; 4] = [

@@ -27,8 +27,8 @@ use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::config::{Environment, Service as ServiceConfig};
 use crate::domain::converge::{self, StateOptions};
+use crate::domain::environment::EnvState;
 use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
-use crate::domain::observe::EnvState;
 use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
 use crate::domain::revision::{release_containers, ssm_secrets, RevisionChange};
 use crate::domain::rollout::{

@@ -7,7 +7,7 @@ use super::Ctx;
 use crate::config::Environment;
 use crate::domain::converge::{bypass_header, check_target, converge, StateOptions, Step, STATES};
 pub use crate::domain::converge::{Clients, StateOutcome};
-use crate::domain::observe::EnvState;
+use crate::domain::environment::EnvState;
 use crate::domain::promote;
 use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Outcome};

@@ -1,15 +1,16 @@
 //! Phase `status` (read-only): the derived state of an environment, each core service's revision, image, version,
 //! counts and roll-out, the database and its newest manual snapshot, maintenance, and migrations in flight.
-//! Observing is [`crate::domain::observe`]; this is the request and the rendering.
+//! The observation itself lives in [`crate::domain::environment`]; this phase reports it.
 
 use anyhow::Result;
 use serde::Serialize;
 
 use crate::aws::ecs;
 use crate::config::Environment;
-use crate::domain::observe::observe;
-pub use crate::domain::observe::{Clients, Status};
 use crate::github::runner::{md_table, text_table, Outcome};
+
+pub use crate::domain::environment::Clients;
+use crate::domain::environment::{observe, Status};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Request {
@@ -69,8 +70,14 @@ impl Outcome for Status {
             ));
             o.push((
                 "snapshot-age-minutes",
-                db.newest_snapshot_age_minutes
-                    .map(|m| m.to_string())
+                db.newest_snapshot_age_seconds
+                    .map(|s| (s / 60).to_string())
+                    .unwrap_or_default(),
+            ));
+            o.push((
+                "snapshot-age-seconds",
+                db.newest_snapshot_age_seconds
+                    .map(|s| s.to_string())
                     .unwrap_or_default(),
             ));
         }
@@ -153,14 +160,10 @@ impl Status {
                 ]);
                 rows.push(vec![
                     "newest snapshot".into(),
-                    match (&db.newest_snapshot, db.newest_snapshot_age_minutes) {
-                        (Some(id), Some(m)) => format!(
-                            "{id} ({} old)",
-                            crate::wait::human(std::time::Duration::from_secs(m as u64 * 60))
-                        ),
-                        (Some(id), None) => id.clone(),
-                        _ => "none".into(),
-                    },
+                    snapshot_cell(
+                        db.newest_snapshot.as_deref(),
+                        db.newest_snapshot_age_seconds,
+                    ),
                 ]);
             }
             None => rows.push(vec!["database".into(), "not configured".into()]),
@@ -178,5 +181,37 @@ impl Status {
             },
         ]);
         rows
+    }
+}
+
+/// Pure: the newest snapshot and its age, to the second.
+pub fn snapshot_cell(id: Option<&str>, age_seconds: Option<u64>) -> String {
+    match (id, age_seconds) {
+        (Some(id), Some(s)) => format!(
+            "{id} ({} old)",
+            crate::wait::human(std::time::Duration::from_secs(s))
+        ),
+        (Some(id), None) => id.to_string(),
+        (None, _) => "none".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_age_is_to_the_second() {
+        let cases = [
+            (Some("s"), Some(13), "s (13.0s old)"),
+            (Some("s"), Some(82), "s (1m 22s old)"),
+            (Some("s"), Some(0), "s (0.0s old)"),
+            (Some("s"), Some(3 * 3600 + 125), "s (3h 2m old)"),
+            (Some("s"), None, "s"),
+            (None, Some(5), "none"),
+        ];
+        for (id, age, want) in cases {
+            assert_eq!(snapshot_cell(id, age), want, "{id:?} {age:?}");
+        }
     }
 }

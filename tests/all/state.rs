@@ -816,7 +816,7 @@ async fn bad_input_exits_2_and_makes_no_aws_call() {
     assert_eq!(ctx.calls().await, vec![], "bad input must not reach AWS");
 }
 
-fn with_drain(ctx: &TestContext, drain: &str) {
+pub(crate) fn with_drain(ctx: &TestContext, drain: &str) {
     let path = ctx.config_path();
     let text = std::fs::read_to_string(&path).unwrap();
     let start = text.find("drain = {").unwrap();
@@ -826,7 +826,11 @@ fn with_drain(ctx: &TestContext, drain: &str) {
 }
 
 /// The body for `/_test/cloudwatch/metric`: RequestCount of the core target group, as ALB reports it.
-async fn requests_metric(ctx: &TestContext, value: f64, seconds_ago: i64) -> serde_json::Value {
+pub(crate) async fn requests_metric(
+    ctx: &TestContext,
+    value: f64,
+    seconds_ago: i64,
+) -> serde_json::Value {
     let elb = ctx.elb().await;
     let arn = listener_arn(ctx);
     let l = elb

@@ -1,5 +1,6 @@
-//! Observing an environment (read-only: Describe/List calls) and deriving its state: what phase `status` reports
-//! and what every phase that changes an environment observes before it plans.
+//! The environment as it is now: every core service's revision, version, counts and roll-out, the database and its
+//! newest manual snapshot, maintenance, migrations in flight, and the state derived from them ([`derive_state`]).
+//! Read-only (Describe/List calls). Phases observe through [`observe`] before they plan; `status` reports it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -34,7 +35,7 @@ impl std::fmt::Display for EnvState {
     }
 }
 
-/// Only the clients `status` uses.
+/// Only the clients [`observe`] uses.
 pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub rds: aws_sdk_rds::Client,
@@ -74,7 +75,8 @@ pub struct DatabaseStatus {
     pub kind: crate::config::DatabaseKind,
     pub status: String,
     pub newest_snapshot: Option<String>,
-    pub newest_snapshot_age_minutes: Option<i64>,
+    /// To the second (a whole-minute figure printed "0.0s old" for a 13-s-old snapshot).
+    pub newest_snapshot_age_seconds: Option<u64>,
 }
 
 /// The outcome of `status`, also what other phases observe before they plan.
@@ -206,9 +208,9 @@ async fn observe_db(
         kind: db.kind,
         status,
         newest_snapshot: newest.map(|s| s.id.clone()),
-        newest_snapshot_age_minutes: newest
+        newest_snapshot_age_seconds: newest
             .and_then(|s| s.created)
-            .map(|t| (now - t).max(0) / 60),
+            .map(|t| (now - t).max(0) as u64),
     }))
 }
 
