@@ -359,6 +359,57 @@ impl WatchReport {
     }
 }
 
+/// Samples longer than this are not roll-outs (a task started by autoscaling, closed by ECS's periodic
+/// "steady state" hours later).
+const LONGEST_ROLLOUT: Duration = Duration::from_secs(3600);
+
+/// Pure: how long this service's roll-outs usually take, from its own events (`(epoch milliseconds, message)`, any
+/// order). A roll-out starts at the first "has started N tasks" after the previous one ended and ends at the next
+/// "deployment completed" (or "has reached a steady state"). The median of the last five; `None` without history.
+pub fn usual_duration(events: &[(i64, &str)]) -> Option<Duration> {
+    let mut events = events.to_vec();
+    events.sort_by_key(|(t, _)| *t);
+    let mut samples = Vec::new();
+    let mut open: Option<i64> = None;
+    for (t, msg) in events {
+        if msg.contains(" has started ") {
+            open.get_or_insert(t);
+        } else if msg.contains(" deployment completed")
+            || msg.contains(" has reached a steady state")
+        {
+            if let Some(start) = open.take() {
+                let d = Duration::from_millis((t - start).max(0) as u64);
+                if d <= LONGEST_ROLLOUT {
+                    samples.push(d);
+                }
+            }
+        }
+    }
+    let mut last: Vec<Duration> = samples.into_iter().rev().take(5).collect();
+    last.sort();
+    last.get(last.len().checked_sub(1)? / 2).copied()
+}
+
+/// [`usual_duration`] of a described service.
+pub fn usual_duration_of(service: &Service) -> Option<Duration> {
+    let events: Vec<(i64, &str)> = service
+        .events()
+        .iter()
+        .filter_map(|e| Some((e.created_at()?.to_millis().ok()?, e.message()?)))
+        .collect();
+    usual_duration(&events)
+}
+
+/// When a watch of several services is expected to end: they all must finish, so the slowest usual duration; `None` when any
+/// of them has no history (the backoff alone then).
+pub fn expected_end(usual: &[Option<Duration>]) -> Option<crate::wait::Expected> {
+    let mut slowest = Duration::ZERO;
+    for u in usual {
+        slowest = slowest.max((*u)?);
+    }
+    (!usual.is_empty()).then_some(crate::wait::Expected { after: slowest })
+}
+
 /// Event ids a service shows now: the watch prints only events that appear after these.
 pub fn event_ids(service: &Service) -> HashSet<String> {
     service
@@ -1142,6 +1193,71 @@ mod tests {
             let want: Vec<String> = want.into_iter().map(arn).collect();
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn usual_duration_from_the_services_own_events() {
+        let started = "(service core) has started 2 tasks: (task a) (task b).";
+        let done = "(service core) (deployment ecs-svc/1) deployment completed.";
+        let steady = "(service core) has reached a steady state.";
+        let stopped = "(service core) has stopped 2 running tasks: (task c) (task d).";
+        let s = Duration::from_secs;
+        type Case<'a> = (&'a str, Vec<(i64, &'a str)>, Option<Duration>);
+        let cases: Vec<Case> = vec![
+            ("no events", vec![], None),
+            ("only steady states", vec![(0, steady), (60_000, steady)], None),
+            ("one roll-out", vec![(1_000, started), (5_000, stopped), (21_000, done), (21_500, steady)], Some(s(20))),
+            // Newest first, as ECS lists them.
+            ("any order", vec![(21_000, done), (1_000, started)], Some(s(20))),
+            (
+                "median of three",
+                vec![
+                    (0, started), (30_000, done),
+                    (100_000, started), (110_000, done),
+                    (200_000, started), (220_000, steady),
+                ],
+                Some(s(20)),
+            ),
+            (
+                "a second start inside a roll-out does not restart it",
+                vec![(0, started), (5_000, started), (12_000, done)],
+                Some(s(12)),
+            ),
+            (
+                "an autoscaling start closed by the periodic steady state hours later is no roll-out",
+                vec![(0, started), (7_200_000, steady)],
+                None,
+            ),
+            (
+                "only the last five count",
+                vec![
+                    (0, started), (500_000, done),
+                    (1_000_000, started), (1_500_000, done),
+                    (2_000_000, started), (2_004_000, done),
+                    (3_000_000, started), (3_004_000, done),
+                    (4_000_000, started), (4_004_000, done),
+                    (5_000_000, started), (5_004_000, done),
+                    (6_000_000, started), (6_004_000, done),
+                ],
+                Some(s(4)),
+            ),
+        ];
+        for (name, events, want) in cases {
+            assert_eq!(usual_duration(&events), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_watch_is_paced_by_its_slowest_service() {
+        let s = |n| Some(Duration::from_secs(n));
+        assert_eq!(expected_end(&[]), None);
+        assert_eq!(expected_end(&[s(3), None]), None);
+        assert_eq!(
+            expected_end(&[s(3), s(20)]),
+            Some(crate::wait::Expected {
+                after: Duration::from_secs(20)
+            })
+        );
     }
 
     #[test]

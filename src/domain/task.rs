@@ -43,7 +43,7 @@ use crate::domain::Ctx;
 use crate::github::runner::{Group, Runner};
 use crate::tags;
 use crate::version::Version;
-use crate::wait::{human, Backoff, Check, Poller, WaitError};
+use crate::wait::{human, Backoff, Check, Pace, Poller, WaitError};
 
 /// `startedBy` of every task this action starts.
 pub const STARTED_BY: &str = "deploy-action";
@@ -739,7 +739,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 .with_context(|| format!("{label} task {} did not finish within timeout-minutes and could not be stopped; stop it in the ECS console", task.arn))?;
             let grace = Poller::new(
                 format!("{label} task {id} to stop"),
-                TAIL,
+                ctx.pace.of(TAIL),
                 Instant::now() + STOP_GRACE,
                 ctx.cancel.clone(),
             );
@@ -764,7 +764,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
             .await;
             let grace = Poller::new(
                 format!("{label} task {id} to stop"),
-                TAIL,
+                ctx.pace.of(TAIL),
                 Instant::now() + CANCEL_GRACE,
                 CancellationToken::new(),
             );
@@ -773,7 +773,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 Err(_) => None,
             };
             if stopped.is_some() {
-                drain(&tail, CANCEL_GRACE).await;
+                drain(&tail, CANCEL_GRACE, ctx.pace).await;
             }
             drop(section);
             let msg = match (&stop, &stopped) {
@@ -791,7 +791,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
             )));
         }
     };
-    drain(&tail, DRAIN_GRACE).await;
+    drain(&tail, DRAIN_GRACE, ctx.pace).await;
     drop(section);
     let tail = tail.into_inner();
     let verdict = match (timed_out, &view.stop_code) {
@@ -976,7 +976,7 @@ async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
     tags.retain(|(k, _)| !wanted.iter().any(|(w, _)| w == k));
     tags.extend(wanted);
     Ok(Prepared {
-        reuse: current == image && tagged,
+        reuse: current == image && tagged && ecs::runnable(&latest),
         latest,
         containers,
         tags: ecs::ecs_tags(&tags),
@@ -1116,13 +1116,13 @@ async fn watch(
 }
 
 /// Reads the rest of the stream after the task stopped (until the forward token stops moving), through throttling.
-async fn drain(tail: &Mutex<Option<Tail>>, grace: Duration) {
+async fn drain(tail: &Mutex<Option<Tail>>, grace: Duration, pace: Pace) {
     let mut guard = tail.lock().await;
     let Some(t) = guard.as_mut() else { return };
     let t = Mutex::new(t);
     let poller = Poller::new(
         "reading the last log lines",
-        TAIL,
+        pace.of(TAIL),
         Instant::now() + grace,
         CancellationToken::new(),
     );

@@ -202,6 +202,8 @@ pub struct ServicePlan {
     /// Event ids present before the deploy.
     pub events: HashSet<String>,
     pub images: Vec<(String, String)>,
+    /// How long this service's roll-outs usually take (from its own events); paces the watch.
+    pub usual: Option<Duration>,
 }
 
 async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
@@ -272,6 +274,7 @@ fn plan_service(
     version: &Version,
     secrets: Option<&[(String, String)]>,
 ) -> Result<ServicePlan> {
+    ecs::rolling_controller(&env.cluster, svc)?;
     let current = td.task_definition_arn().unwrap_or_default().to_string();
     let mut images = Vec::new();
     for name in &cfg.containers {
@@ -324,10 +327,22 @@ fn plan_service(
         settled: primary_done && svc.task_definition() == td.task_definition_arn(),
         scale_up_to: None,
         events: rollout::event_ids(svc),
+        usual: rollout::usual_duration_of(svc),
         current_td: td,
         current_tags: tags,
         images,
     })
+}
+
+/// `core usually completes in ~4m 10s` (from its history), or how the watch looks without one.
+fn usual_line(service: &str, usual: Option<Duration>) -> String {
+    match usual {
+        Some(d) => format!(
+            "{service} usually completes in ~{} (its last roll-outs): the watch looks often around then",
+            crate::wait::human(d)
+        ),
+        None => format!("{service}: no roll-out history in its events; the watch looks every 1–3 s"),
+    }
 }
 
 impl ServicePlan {
@@ -536,6 +551,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         let plans = plan(req, c).await?;
         for p in &plans {
             tracing::info!("{}", p.line(&req.version));
+            tracing::info!("{}", usual_line(&p.name, p.usual));
         }
         plans
     };
@@ -645,10 +661,17 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
             req.version,
             targets.len()
         ));
-        let poller = ctx.poller(
-            format!("roll-out of {} in {}", req.version, env.cluster),
-            Backoff::FAST,
-        );
+        let usual: Vec<Option<Duration>> = plans
+            .iter()
+            .filter(|p| changed.iter().any(|t| t.service == p.name))
+            .map(|p| p.usual)
+            .collect();
+        let poller = ctx
+            .poller(
+                format!("roll-out of {} in {}", req.version, env.cluster),
+                Backoff::FAST,
+            )
+            .expecting(rollout::expected_end(&usual));
         rollout::watch(&c.ecs, &env.cluster, &targets, seen, poller).await
     };
     for w in &report.services {
@@ -970,7 +993,7 @@ async fn fail(
     } else {
         let poller = Poller::new(
             format!("rollback in {}", env.cluster),
-            Backoff::FAST,
+            ctx.pace.of(Backoff::FAST),
             Instant::now() + req.common.timeout,
             ctx.cancel.clone(),
         );
@@ -1095,10 +1118,10 @@ async fn smoke_check(
     let url = smoke.url.clone();
     let poller = Poller::new(
         format!("smoke check GET {url}"),
-        Backoff {
+        ctx.pace.of(Backoff {
             first: Duration::from_secs(1),
             max: Duration::from_secs(4),
-        },
+        }),
         Instant::now() + SMOKE_WINDOW,
         ctx.cancel.clone(),
     );
@@ -1150,6 +1173,13 @@ fn without_url(e: &reqwest::Error) -> String {
 /// State `running`: the environment converges on running (maintenance off) once every service completed. Returns
 /// what it did, one line.
 async fn lift_maintenance(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<String> {
+    if req.common.environment.maintenance.is_none() {
+        // No listener to restore and every service just completed on its revision: nothing to lift, no look needed.
+        return Ok(format!(
+            "environment {} has no maintenance configured: nothing to lift",
+            req.common.environment.name
+        ));
+    }
     let opts = StateOptions {
         bypass_header: req.bypass.clone(),
         skip_drain: true,

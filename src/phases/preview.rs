@@ -848,7 +848,7 @@ async fn up(
     let latest = ecs::latest_task_definition(&c.ecs, &seen.family).await?;
     let reuse = latest.as_ref().and_then(|(td, tags)| {
         let tagged = tags::get(&ecs::tag_pairs(tags), tags::VERSION) == Some(version.as_str());
-        (tagged && td.container_definitions() == wanted.containers.as_slice())
+        (tagged && ecs::runnable(td) && td.container_definitions() == wanted.containers.as_slice())
             .then(|| td.task_definition_arn().unwrap_or_default().to_string())
     });
 

@@ -567,6 +567,7 @@ async fn plan_service(
     svc: &Service,
 ) -> Result<RollbackPlan> {
     let env = &req.common.environment;
+    ecs::rolling_controller(&env.cluster, svc)?;
     let current = svc.task_definition().unwrap_or_default().to_string();
     let family = td_family(&current).to_string();
     let arns = ecs::active_revisions(&c.ecs, &family).await?;
