@@ -11,7 +11,7 @@ use deploy_action::error::{exit, UsageError};
 use deploy_action::github::runner::Outcome;
 use deploy_action::github::runner::Runner;
 use deploy_action::inputs::{Cli, Common, GithubEnv, Invocation, Phase, RawInputs};
-use deploy_action::phases::{self, Ctx};
+use deploy_action::phases::{self, Ctx, Recorded};
 use deploy_action::wait::{Pace, WaitError};
 use deploy_action::wrapper;
 use deploy_action::{aws, log};
@@ -85,13 +85,14 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
     macro_rules! phase {
         ($m:ident) => {{
             let req = phases::$m::Request::from_invocation(inv, &common)?;
+            let subject = req.subject(&common);
             let started = AtomicBool::new(false);
             let run = async {
                 started.store(true, Ordering::Relaxed);
                 let sdk = aws::sdk_config(&common.environment.region).await;
                 phases::$m::run(&req, &phases::$m::Clients::new(&sdk), &ctx).await
             };
-            let out = wrapper::around(inv, &common, &ctx, run).await;
+            let out = wrapper::around(inv, &common, &ctx, subject, run).await;
             finish(
                 runner,
                 inv,
@@ -119,8 +120,9 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
             let sdk = aws::sdk_config(&common.environment.region).await;
             let clients = phases::preview::Clients::new(&sdk);
             let checked = phases::preview::check(&req, &clients).await?;
+            let subject = req.subject(&common);
             let run = phases::preview::run(&req, &clients, &ctx, checked);
-            let out = wrapper::around(inv, &common, &ctx, run).await?;
+            let out = wrapper::around(inv, &common, &ctx, subject, run).await?;
             emit(runner, inv.phase, &out)
         }
         Phase::CheckConfig | Phase::IamPolicy => unreachable!("handled above"),

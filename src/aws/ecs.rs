@@ -209,10 +209,9 @@ pub async fn latest_task_definition(
             .task_definition()
             .cloned()
             .map(|td| (td, out.tags().to_vec()))),
-        // ECS answers a family it does not know with a ClientException.
         Err(e) => {
-            let e = AwsError::from_sdk("ECS DescribeTaskDefinition", family, e);
-            if e.is("ClientException") {
+            let e = AwsError::from_sdk(DESCRIBE_TASK_DEFINITION, family, e);
+            if is_family_unknown(&e) {
                 Ok(None)
             } else {
                 Err(e)
@@ -778,6 +777,16 @@ pub async fn delete_service(ecs: &Client, cluster: &str, name: &str) -> Result<(
         Err(e) if e.is("ServiceNotFoundException") || e.is("ServiceNotActiveException") => Ok(()),
         Err(e) => Err(e),
     }
+}
+
+const DESCRIBE_TASK_DEFINITION: &str = "ECS DescribeTaskDefinition";
+
+/// DescribeTaskDefinition of a family with no ACTIVE revision. Its modeled errors are `ClientException` (an
+/// identifier that is not valid), `InvalidParameterException` and `ServerException`; a denied permission is
+/// `AccessDeniedException`. So the precise code is `ClientException`, and only from this operation: the same code from
+/// any other call means something else and is not taken for "unknown family".
+pub fn is_family_unknown(err: &AwsError) -> bool {
+    err.operation == DESCRIBE_TASK_DEFINITION && err.is("ClientException")
 }
 
 /// ARNs of the cluster's tasks started by `started_by` that are not stopped (running, pending or provisioning).

@@ -91,7 +91,7 @@ impl DeploymentObs {
 /// Where one service's roll-out stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", content = "detail", rename_all = "kebab-case")]
-pub enum Verdict {
+pub enum RolloutVerdict {
     /// The primary deployment runs the target revision, its roll-out COMPLETED, and no other deployment remains.
     Done,
     InProgress(String),
@@ -103,15 +103,15 @@ pub enum Verdict {
 
 /// Pure: the verdict for a service that should run `target`, from its deployments. `seen_target`: an earlier poll saw
 /// a deployment of `target` (so its absence now means ECS replaced it, not that it has not started yet).
-pub fn progress(target: &str, deployments: &[DeploymentObs], seen_target: bool) -> Verdict {
+pub fn progress(target: &str, deployments: &[DeploymentObs], seen_target: bool) -> RolloutVerdict {
     let primary = deployments.iter().find(|d| d.status == "PRIMARY");
     let of_target = deployments.iter().find(|d| d.task_definition == target);
     let Some(p) = primary else {
-        return Verdict::InProgress("no PRIMARY deployment yet".into());
+        return RolloutVerdict::InProgress("no PRIMARY deployment yet".into());
     };
     if p.task_definition != target {
         return match (of_target, seen_target) {
-            (Some(d), _) => Verdict::Failed(format!(
+            (Some(d), _) => RolloutVerdict::Failed(format!(
                 "ECS rolled back by itself: the deployment of {} is {} (roll-out {}{}), the primary deployment runs {}",
                 td_short(target),
                 d.status,
@@ -119,12 +119,12 @@ pub fn progress(target: &str, deployments: &[DeploymentObs], seen_target: bool) 
                 d.rollout_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
                 td_short(&p.task_definition)
             )),
-            (None, true) => Verdict::Failed(format!(
+            (None, true) => RolloutVerdict::Failed(format!(
                 "ECS rolled back by itself: {} is no longer deployed; the primary deployment runs {}",
                 td_short(target),
                 td_short(&p.task_definition)
             )),
-            (None, false) => Verdict::InProgress(format!(
+            (None, false) => RolloutVerdict::InProgress(format!(
                 "waiting for ECS to start the deployment of {}",
                 td_short(target)
             )),
@@ -138,21 +138,25 @@ pub fn progress(target: &str, deployments: &[DeploymentObs], seen_target: bool) 
         .count();
     let draining = |what: &str| format!("{what}; {others} older deployment(s) draining");
     match &p.rollout {
-        Rollout::Failed => Verdict::Failed(format!(
+        Rollout::Failed => RolloutVerdict::Failed(format!(
             "roll-out FAILED: {}",
             p.rollout_reason.as_deref().unwrap_or("no reason given")
         )),
-        Rollout::Completed if others == 0 => Verdict::Done,
-        Rollout::Completed => Verdict::InProgress(draining("COMPLETED")),
-        Rollout::None if others == 0 && p.running == p.desired && p.pending == 0 => Verdict::Done,
-        Rollout::None if others == 0 => Verdict::InProgress(p.counts()),
-        Rollout::None => Verdict::InProgress(draining(&p.counts())),
-        Rollout::InProgress if p.failed_tasks > 0 => Verdict::Stuck(format!(
+        Rollout::Completed if others == 0 => RolloutVerdict::Done,
+        Rollout::Completed => RolloutVerdict::InProgress(draining("COMPLETED")),
+        Rollout::None if others == 0 && p.running == p.desired && p.pending == 0 => {
+            RolloutVerdict::Done
+        }
+        Rollout::None if others == 0 => RolloutVerdict::InProgress(p.counts()),
+        Rollout::None => RolloutVerdict::InProgress(draining(&p.counts())),
+        Rollout::InProgress if p.failed_tasks > 0 => RolloutVerdict::Stuck(format!(
             "{}; tasks keep failing and no circuit breaker ended the roll-out",
             p.counts()
         )),
-        Rollout::InProgress => Verdict::InProgress(p.counts()),
-        Rollout::Other(state) => Verdict::InProgress(format!("roll-out {state}; {}", p.counts())),
+        Rollout::InProgress => RolloutVerdict::InProgress(p.counts()),
+        Rollout::Other(state) => {
+            RolloutVerdict::InProgress(format!("roll-out {state}; {}", p.counts()))
+        }
     }
 }
 
@@ -265,7 +269,7 @@ pub fn revisions_to_deregister(
 
 /// A service and the revision its primary deployment must reach.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct RolloutTarget {
     pub service: String,
     pub task_definition: String,
     /// A desired count to set with the update (a service scaled to 0 by `db-only` comes back up with the new
@@ -278,7 +282,7 @@ pub struct Target {
 pub struct Watched {
     pub service: String,
     pub target: String,
-    pub verdict: Verdict,
+    pub verdict: RolloutVerdict,
     /// How long after the watch started the service was first seen done.
     #[serde(serialize_with = "secs")]
     pub done_after: Option<Duration>,
@@ -432,7 +436,7 @@ pub fn done_line(service: &str, target: &str, first_look: bool) -> String {
 pub async fn watch(
     ecs_client: &aws_sdk_ecs::Client,
     cluster: &str,
-    targets: &[Target],
+    targets: &[RolloutTarget],
     mut seen_events: BTreeMap<String, HashSet<String>>,
     poller: Poller,
 ) -> WatchReport {
@@ -444,7 +448,7 @@ pub async fn watch(
             .map(|t| Watched {
                 service: t.service.clone(),
                 target: t.task_definition.clone(),
-                verdict: Verdict::InProgress("not looked at yet".into()),
+                verdict: RolloutVerdict::InProgress("not looked at yet".into()),
                 done_after: None,
                 deployment_id: None,
                 events: vec![],
@@ -475,18 +479,18 @@ pub async fn watch(
                     w.deployment_id = Some(d.id.clone());
                 }
                 w.verdict = progress(&w.target, &deployments, w.seen_target);
-                if w.verdict == Verdict::Done && w.done_after.is_none() {
+                if w.verdict == RolloutVerdict::Done && w.done_after.is_none() {
                     w.done_after = Some(start.elapsed());
                     tracing::info!("{}", done_line(&w.service, &w.target, first_look));
                 }
             }
             if watched
                 .iter()
-                .any(|w| matches!(w.verdict, Verdict::Failed(_)))
+                .any(|w| matches!(w.verdict, RolloutVerdict::Failed(_)))
             {
                 return Ok(Check::Done(WatchEnd::Failed));
             }
-            if watched.iter().all(|w| w.verdict == Verdict::Done) {
+            if watched.iter().all(|w| w.verdict == RolloutVerdict::Done) {
                 return Ok(Check::Done(WatchEnd::Completed));
             }
             Ok(Check::Pending(pending_line(&watched)))
@@ -512,10 +516,10 @@ fn pending_line(watched: &[Watched]) -> String {
     watched
         .iter()
         .map(|w| match &w.verdict {
-            Verdict::Done => format!("{}: done", w.service),
-            Verdict::InProgress(s) => format!("{}: {s}", w.service),
-            Verdict::Stuck(s) => format!("{}: STUCK {s}", w.service),
-            Verdict::Failed(s) => format!("{}: FAILED {s}", w.service),
+            RolloutVerdict::Done => format!("{}: done", w.service),
+            RolloutVerdict::InProgress(s) => format!("{}: {s}", w.service),
+            RolloutVerdict::Stuck(s) => format!("{}: STUCK {s}", w.service),
+            RolloutVerdict::Failed(s) => format!("{}: FAILED {s}", w.service),
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -525,8 +529,8 @@ fn pending_line(watched: &[Watched]) -> String {
 pub async fn update_services(
     ecs_client: &aws_sdk_ecs::Client,
     cluster: &str,
-    targets: &[Target],
-) -> Vec<(Target, Option<AwsError>)> {
+    targets: &[RolloutTarget],
+) -> Vec<(RolloutTarget, Option<AwsError>)> {
     let calls = targets.iter().map(|t| async move {
         let res = ecs::update_service(
             ecs_client,
@@ -954,10 +958,10 @@ mod tests {
         ];
         for (name, deployments, seen, want) in cases {
             let got = match progress(NEW, &deployments, seen) {
-                Verdict::Done => "done",
-                Verdict::InProgress(_) => "in-progress",
-                Verdict::Stuck(_) => "stuck",
-                Verdict::Failed(_) => "failed",
+                RolloutVerdict::Done => "done",
+                RolloutVerdict::InProgress(_) => "in-progress",
+                RolloutVerdict::Stuck(_) => "stuck",
+                RolloutVerdict::Failed(_) => "failed",
             };
             assert_eq!(got, want, "{name}: {:?}", progress(NEW, &deployments, seen));
         }
@@ -967,11 +971,11 @@ mod tests {
     fn failure_reasons_name_the_revisions() {
         let mut d = dep("PRIMARY", NEW, Rollout::Failed, 0, 2, 3);
         d.rollout_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
-        let Verdict::Failed(why) = progress(NEW, &[d], true) else {
+        let RolloutVerdict::Failed(why) = progress(NEW, &[d], true) else {
             panic!()
         };
         assert!(why.contains("circuit breaker"), "{why}");
-        let Verdict::Failed(why) = progress(
+        let RolloutVerdict::Failed(why) = progress(
             NEW,
             &[dep("PRIMARY", OLD, Rollout::Completed, 2, 2, 0)],
             true,

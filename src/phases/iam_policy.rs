@@ -115,7 +115,7 @@ pub fn snapshot_pattern(template: &str, environment: &str) -> String {
         return "*".into();
     }
     // The same normalisation the snapshot phase applies, without trimming the trailing hyphen it would drop.
-    let id = crate::phases::snapshot::rds_identifier(&format!("{fixed}x"));
+    let id = crate::aws::rds::snapshot_identifier(&format!("{fixed}x"));
     format!("{}*", id.trim_end_matches('x'))
 }
 
