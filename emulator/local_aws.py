@@ -63,6 +63,7 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import strict  # noqa: E402 - strict mode: refuse what AWS refuses (emulator/strict.py)
+import rds_lifecycle  # noqa: E402 - creation, restore, rename (emulator/rds_lifecycle.py)
 
 # One lock for moto's (not thread-safe) backends and all emulator state. The HTTP
 # server is threaded: I/O, latency faults and control calls overlap; backend work
@@ -880,6 +881,9 @@ _after(RDSResponse, "stop_db_instance", _transition("DBInstance", _db, "stopping
 _after(RDSResponse, "start_db_instance", _transition("DBInstance", _db, "starting", "available"))
 _after(RDSResponse, "stop_db_cluster", _transition("DBCluster", _cl, "stopping", "stopped"))
 _after(RDSResponse, "start_db_cluster", _transition("DBCluster", _cl, "starting", "available"))
+
+# Creation/restore that takes a while, renames, modifications refused while busy: emulator/rds_lifecycle.py.
+rds_lifecycle.install(RDSResponse, rds_models, lambda: S.instance_rule)
 
 
 # =============================================================================

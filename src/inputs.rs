@@ -56,6 +56,10 @@ pub struct RawInputs {
     pub github_deployments: Option<String>,
     /// `iam-policy`: the phase whose policy to print (all when unset).
     pub policy_phase: Option<String>,
+    /// `restore`: the snapshot to restore.
+    pub snapshot_id: Option<String>,
+    /// `restore`: accept a snapshot this action did not make.
+    pub allow_foreign_snapshot: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -106,7 +110,9 @@ impl RawInputs {
             webhook_url,
             pr_number,
             github_deployments,
-            policy_phase
+            policy_phase,
+            snapshot_id,
+            allow_foreign_snapshot
         )
     }
 
@@ -177,6 +183,7 @@ pub enum Phase {
     State,
     Snapshot,
     Migrate,
+    Restore,
     Deploy,
     Rollback,
     Run,
@@ -206,6 +213,7 @@ impl Phase {
             Phase::State => "state",
             Phase::Snapshot => "snapshot",
             Phase::Migrate => "migrate",
+            Phase::Restore => "restore",
             Phase::Deploy => "deploy",
             Phase::Rollback => "rollback",
             Phase::Run => "run",
@@ -246,6 +254,8 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Run the database migration task for a version, after checking for a fresh snapshot.
     Migrate(MigrateArgs),
+    /// Bring the database back from a snapshot under the same name and endpoint, keeping the original.
+    Restore(RestoreArgs),
     /// Deploy a version to every core service and wait until ECS completes the roll-out.
     Deploy(DeployArgs),
     /// Roll every core service back to its last known-good revision or to a named version.
@@ -357,6 +367,23 @@ pub struct MigrateArgs {
     pub allow_without_snapshot: bool,
     #[command(flatten)]
     pub maintenance: MaintenanceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    /// The snapshot to restore.
+    #[arg(long)]
+    pub snapshot_id: Option<String>,
+    /// Or: restore the newest snapshot this action took for this version in this environment.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Accept a snapshot this action did not make.
+    #[arg(long)]
+    pub allow_foreign_snapshot: bool,
 }
 
 #[derive(Debug, Args)]
@@ -507,6 +534,7 @@ impl Command {
             Command::State(a) => Some(&a.release),
             Command::Snapshot(a) => Some(&a.release),
             Command::Migrate(a) => Some(&a.release),
+            Command::Restore(a) => Some(&a.release),
             Command::Deploy(a) => Some(&a.release),
             Command::Rollback(a) => Some(&a.release),
             Command::Run(a) => Some(&a.release),
@@ -536,6 +564,12 @@ impl Command {
                 a.maintenance.fill(&mut r);
                 r
             }
+            Command::Restore(a) => RawInputs {
+                snapshot_id: s(&a.snapshot_id),
+                version: s(&a.version),
+                allow_foreign_snapshot: flag(a.allow_foreign_snapshot),
+                ..a.common.raw("restore")
+            },
             Command::Deploy(a) => {
                 let mut r = a.common.raw("deploy");
                 r.version = s(&a.version);

@@ -94,6 +94,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         Phase::State => phase!(state),
         Phase::Snapshot => phase!(snapshot),
         Phase::Migrate => phase!(migrate),
+        Phase::Restore => phase!(restore),
         Phase::Deploy => phase!(deploy),
         Phase::Rollback => phase!(rollback),
         Phase::Run => phase!(run),

@@ -1,4 +1,4 @@
-//! The fault matrix (issue 7): every phase (state, snapshot, migrate, deploy, rollback, run, preview) against every
+//! The fault matrix (issue 7): every phase (state, snapshot, migrate, deploy, rollback, run, preview, restore) against every
 //! fault the local AWS can inject or a run can suffer (throttling, 500, 503, latency, connection reset, a one-off task
 //! that fails to start or exits non-zero, a circuit breaker, a snapshot stuck in `creating`, the deadline, SIGINT,
 //! SIGTERM, and SIGKILL followed by a rerun). Each case ends in `success` or in a safe state, read back from AWS
@@ -9,7 +9,8 @@
 //!   action come back exactly (checked by putting the environment back to running and comparing the listener);
 //! - no one-off task (migration, `run`'s task, a review app's seed) is left running, unless the rerun attaches to it;
 //!   never two tasks of one group at once; a task the phase stopped says why;
-//! - the database is available;
+//! - the database is available (restore: after the rerun; half-way, the original is kept, the restored instance is
+//!   `app-stage-restoring` or `app-stage`, never two, nothing deleted);
 //! - review apps (`preview`): the template's services and listener untouched, whatever the review app has is tagged
 //!   as this pull request's, no rule of it forwards to a missing target group, and after the rerun a teardown
 //!   removes all of it;
@@ -46,9 +47,10 @@ enum Phase {
     Rollback,
     Run,
     Preview,
+    Restore,
 }
 
-const PHASES: [Phase; 7] = [
+const PHASES: [Phase; 8] = [
     Phase::State,
     Phase::Snapshot,
     Phase::Migrate,
@@ -56,6 +58,7 @@ const PHASES: [Phase; 7] = [
     Phase::Rollback,
     Phase::Run,
     Phase::Preview,
+    Phase::Restore,
 ];
 
 /// The pull request of the review app the preview cases bring up.
@@ -79,6 +82,7 @@ impl Phase {
             Phase::Rollback => "rollback",
             Phase::Run => "run",
             Phase::Preview => "preview",
+            Phase::Restore => "restore",
         }
     }
 
@@ -96,6 +100,9 @@ impl Phase {
             }
             Phase::Run => {
                 "`run` the one-off task `seed` (`[environments.stage.tasks.seed]`) at v2.0.0, environment running"
+            }
+            Phase::Restore => {
+                "`restore` of the RDS instance from the snapshot of v2.0.0, environment db-only (restore into `app-stage-restoring`, rename the original to `app-stage-before-restore-<time>`, rename the restored one to `app-stage`)"
             }
             Phase::Preview => {
                 "`preview` up of pull request 7 at `pr-7-abc1234` from the template `stage` (its seed task, a revision of `stage-core-pr-7`, target group `core-pr-7`, a listener rule for `pr-7.stage.example.org`, service `core-pr-7`), without a GitHub token (no comment, no deployment record); after the rerun, `preview` with `state: stopped` tears it down"
@@ -117,6 +124,7 @@ impl Phase {
             Phase::Rollback => {}
             Phase::Run => v.extend([("task", "seed"), ("version", "v2.0.0")]),
             Phase::Preview => v.extend([("pr-number", PR), ("version", PR_VERSION)]),
+            Phase::Restore => v.push(("version", "v2.0.0")),
         }
         v
     }
@@ -134,6 +142,8 @@ impl Phase {
             Phase::Rollback => ("UpdateService", 0),
             // The last creation: the seed ran, the revision, target group and rule exist, the service does not.
             Phase::Preview => ("CreateService", 0),
+            // The first rename (the original's): the restore exists, nothing is named back yet.
+            Phase::Restore => ("ModifyDBInstance", 0),
         }
     }
 
@@ -144,7 +154,9 @@ impl Phase {
             Phase::Run => Some("deploy-action:stage:seed"),
             // The review app's seed task runs in the environment `<template>-pr-N`.
             Phase::Preview => Some("deploy-action:stage-pr-7:seed"),
-            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback => None,
+            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback | Phase::Restore => {
+                None
+            }
         }
     }
 
@@ -154,7 +166,9 @@ impl Phase {
             Phase::Migrate => "migration",
             Phase::Run => "seed",
             Phase::Preview => "review app seed",
-            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback => "one-off",
+            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback | Phase::Restore => {
+                "one-off"
+            }
         }
     }
 
@@ -167,7 +181,8 @@ impl Phase {
             | Phase::Migrate
             | Phase::Deploy
             | Phase::Rollback
-            | Phase::Run => "core",
+            | Phase::Run
+            | Phase::Restore => "core",
         }
     }
 }
@@ -255,10 +270,16 @@ impl Kind {
             (SnapshotStuck, State | Deploy | Rollback | Run | Preview) => {
                 Some("no snapshot in this phase")
             }
+            (TaskFailsToStart | TaskExit | CircuitBreaker, Restore) => {
+                Some("no task and no ECS deployment in this phase")
+            }
+            (SnapshotStuck, Restore) => Some(
+                "a snapshot that is not available is refused before any change (tests/all/restore.rs)",
+            ),
             (
                 Throttle | E500 | E503 | Latency | Reset | TaskFailsToStart | TaskExit
                 | CircuitBreaker | SnapshotStuck | Timeout | Sigint | Sigterm | Kill9,
-                State | Snapshot | Migrate | Deploy | Rollback | Run | Preview,
+                State | Snapshot | Migrate | Deploy | Rollback | Run | Preview | Restore,
             ) => None,
         }
     }
@@ -454,6 +475,7 @@ impl World {
             json!({"creatingDescribes": 0, "neverAvailable": false}),
         )
         .await;
+        self.post("/_test/rds/instance-rules", json!({})).await;
     }
 
     fn command(
@@ -608,6 +630,8 @@ struct Seen {
     versions: Vec<String>,
     /// The review app of the preview cases.
     review: Option<ReviewApp>,
+    /// The restore cases: every DB instance with its status and restore role.
+    restore: Option<String>,
 }
 
 impl Seen {
@@ -631,6 +655,9 @@ impl Seen {
         }
         if let Some(r) = &self.review {
             parts.push(format!("review app: {}", r.line));
+        }
+        if let Some(r) = &self.restore {
+            parts.push(format!("instances: {r}"));
         }
         parts.join("; ")
     }
@@ -761,7 +788,16 @@ async fn inspect(w: &World, phase: Phase) -> Seen {
         | Phase::Migrate
         | Phase::Deploy
         | Phase::Rollback
-        | Phase::Run => None,
+        | Phase::Run
+        | Phase::Restore => None,
+    };
+    let restore = match phase {
+        Phase::Restore => {
+            let (line, p) = restore_view(w).await;
+            problems.extend(p);
+            Some(line)
+        }
+        _ => None,
     };
     Seen {
         state: status["state"].as_str().unwrap_or("unknown").to_string(),
@@ -788,7 +824,62 @@ async fn inspect(w: &World, phase: Phase) -> Seen {
             })
             .unwrap_or_default(),
         review,
+        restore,
     }
+}
+
+/// The restore cases: every DB instance (`id status role`), and what would be unsafe: the original gone (neither
+/// `app-stage` unrestored nor an instance tagged as the original), a restored instance under a third name, two
+/// restored ones, or anything deleted.
+async fn restore_view(w: &World) -> (String, Vec<String>) {
+    let rds = aws_sdk_rds::Client::new(&w.sdk);
+    let all = rds
+        .describe_db_instances()
+        .send()
+        .await
+        .expect("DescribeDBInstances");
+    let role = |i: &aws_sdk_rds::types::DbInstance| {
+        i.tag_list()
+            .iter()
+            .find(|t| t.key() == Some("deploy-action:restore"))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    let mut parts = vec![];
+    let mut problems = vec![];
+    let (mut originals, mut restored) = (0, 0);
+    for i in all.db_instances() {
+        let id = i.db_instance_identifier().unwrap_or("?");
+        let r = role(i);
+        parts.push(format!(
+            "{id} {} {}",
+            i.db_instance_status().unwrap_or("?"),
+            r.as_deref().unwrap_or("untagged")
+        ));
+        match r.as_deref() {
+            Some("restored") => {
+                restored += 1;
+                if id != "app-stage" && id != "app-stage-restoring" {
+                    problems.push(format!("the restored instance is named {id}"));
+                }
+            }
+            Some("original") => originals += 1,
+            _ if id == "app-stage" => originals += 1,
+            _ => {}
+        }
+    }
+    if originals != 1 {
+        problems.push(format!(
+            "{originals} originals (expected exactly one, kept)"
+        ));
+    }
+    if restored > 1 {
+        problems.push(format!("{restored} restored instances"));
+    }
+    if w.calls().await.iter().any(|c| c.starts_with("Delete")) {
+        problems.push("something was deleted".into());
+    }
+    (parts.join(", "), problems)
 }
 
 /// The invariants of one task group, from the emulator's record of every task (reading it advances none): never
@@ -1302,7 +1393,8 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                 | Phase::Deploy
                 | Phase::Rollback
                 | Phase::Run
-                | Phase::Preview => json!(["seeding users", "ERROR: duplicate key value violates unique constraint \"users_email_key\""]),
+                | Phase::Preview
+                | Phase::Restore => json!(["seeding users", "ERROR: duplicate key value violates unique constraint \"users_email_key\""]),
             };
             w.post(
                 "/_test/ecs/task-rules",
@@ -1337,7 +1429,12 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                         .unwrap();
                     s.rerun_first.push(Phase::Snapshot.inputs());
                 }
-                Phase::State | Phase::Deploy | Phase::Rollback | Phase::Run | Phase::Preview => {}
+                Phase::State
+                | Phase::Deploy
+                | Phase::Rollback
+                | Phase::Run
+                | Phase::Preview
+                | Phase::Restore => {}
             }
             s.rerun_new_run = true;
         }
@@ -1367,6 +1464,12 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                         json!({"service": rolling, "settleAfterSeconds": 75, "times": 1}),
                     )
                     .await
+                }
+                // Timeout while restoring: the restored instance is still `creating` at the deadline (10 describes
+                // of the 1-minute wait are not enough); the rerun waits for it and finishes.
+                Phase::Restore => {
+                    w.post("/_test/rds/instance-rules", json!({"createDescribes": 9}))
+                        .await
                 }
             }
         }
@@ -1407,6 +1510,12 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                     w.post("/_test/ecs/task-rules", rule).await;
                     Trigger::TaskRunning(group)
                 }
+                // Between the two renames: the original renamed, the rename still settling.
+                Phase::Restore => {
+                    w.post("/_test/rds/instance-rules", json!({"renameDescribes": 3}))
+                        .await;
+                    Trigger::Call("ModifyDBInstance")
+                }
                 // While the roll-out is watched (the review app's: every resource made, the service rolling).
                 Phase::Deploy | Phase::Rollback | Phase::Preview => {
                     w.post(
@@ -1438,6 +1547,16 @@ async fn precondition(w: &World, phase: Phase, kind: Kind) -> Result<(), String>
     };
     match phase {
         Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Run | Phase::Preview => Ok(()),
+        Phase::Restore => {
+            ok(
+                w.run(&Phase::Snapshot.inputs(), "6001", None).await,
+                "snapshot",
+            )?;
+            ok(
+                w.run(&Phase::State.inputs(), "6003", None).await,
+                "state db-only",
+            )
+        }
         Phase::Migrate if kind == Kind::SnapshotStuck => Ok(()),
         Phase::Migrate => ok(
             w.run(&Phase::Snapshot.inputs(), "6001", None).await,
@@ -1563,7 +1682,8 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         row.unsafe_because.push("panicked".into());
     }
     row.unsafe_because.extend(seen.problems.iter().cloned());
-    if !["available"].contains(&seen.db.as_str()) {
+    // Between the two renames no database has the name: the restore's half-way state, finished by the rerun.
+    if !["available"].contains(&seen.db.as_str()) && phase != Phase::Restore {
         row.unsafe_because.push(format!("database {}", seen.db));
     }
     if phase == Phase::Preview {
@@ -1617,6 +1737,13 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         Phase::Rollback => after.state == "running" && after.versions.iter().all(|v| v == "v1.1.0"),
         Phase::Run => after.state == "running" && exit_0,
         Phase::Preview => after.review.as_ref().is_some_and(|r| r.up),
+        Phase::Restore => {
+            after.db == "available"
+                && matches!(
+                    again.outputs.get("restore-result").map(String::as_str),
+                    Some("restored" | "already-restored")
+                )
+        }
     };
     row.rerun = if again.code == 0 && converged {
         format!(
@@ -1756,6 +1883,10 @@ fn describe_left(phase: Phase, seen: &Seen, r: &RunResult) -> String {
             "{}services on ACTIVE revisions ({})",
             if rolled_back { "rolled back: " } else { "" },
             seen.services.join(", ")
+        ),
+        Phase::Restore => format!(
+            "nothing deleted, the original kept (instances: {})",
+            seen.restore.as_deref().unwrap_or("?")
         ),
         Phase::Preview => format!(
             "review app: {}; {}; template untouched",

@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod iam_policy;
 pub mod migrate;
 pub mod preview;
+pub mod restore;
 pub mod rollback;
 pub mod run;
 pub mod snapshot;

@@ -9,6 +9,7 @@ mod github;
 mod iam;
 mod migrate;
 mod preview;
+mod restore;
 mod run;
 mod safety;
 mod secrets;
