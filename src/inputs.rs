@@ -35,6 +35,7 @@ pub struct RawInputs {
     pub state: Option<String>,
     pub config: Option<String>,
     pub dry_run: Option<String>,
+    pub timeout: Option<String>,
     pub timeout_minutes: Option<String>,
     pub github_token: Option<String>,
     pub output: Option<String>,
@@ -91,6 +92,7 @@ impl RawInputs {
             state,
             config,
             dry_run,
+            timeout,
             timeout_minutes,
             github_token,
             output,
@@ -281,7 +283,10 @@ pub struct CommonArgs {
     /// Print what would change and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Bound on every wait of the phase, in minutes [default: from config, else 30].
+    /// Bound on every wait of the phase, as a duration: 90s, 5m, 1h 30m [default: from config, else 30m].
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Bound on every wait of the phase, in minutes (or --timeout; not both).
     #[arg(long)]
     pub timeout_minutes: Option<u64>,
     /// text for people, json for machines.
@@ -503,6 +508,7 @@ impl CommonArgs {
             environment: s(&self.environment),
             config: self.config.as_ref().map(|p| p.display().to_string()),
             dry_run: flag(self.dry_run),
+            timeout: s(&self.timeout),
             timeout_minutes: self.timeout_minutes.map(|n| n.to_string()),
             output: self.output.map(|o| format!("{o:?}").to_lowercase()),
             ..RawInputs::default()
@@ -750,20 +756,35 @@ impl Invocation {
         let config = Config::load(&config_path)?;
         let environment = config.environment(name)?.clone();
         let dry_run = parse_bool("dry-run", self.raw.dry_run.as_deref(), false)?;
-        let minutes = parse_u64(
-            "timeout-minutes",
-            self.raw.timeout_minutes.as_deref(),
-            1..=1440,
-        )?
-        .or(environment.timeout_minutes)
-        .unwrap_or(DEFAULT_TIMEOUT_MINUTES);
+        let timeout = self
+            .timeout()?
+            .or(environment.timeout)
+            .unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT_MINUTES * 60));
         Ok(Common {
             environment,
             config_path,
             dry_run,
-            timeout: Duration::from_secs(minutes * 60),
+            timeout,
             output,
         })
+    }
+
+    /// The `timeout` input (a duration) or the `timeout-minutes` input, not both; `None` when neither is set.
+    pub fn timeout(&self) -> Result<Option<Duration>, UsageError> {
+        let minutes = parse_u64(
+            "timeout-minutes",
+            self.raw.timeout_minutes.as_deref(),
+            1..=1440,
+        )?;
+        match (self.raw.timeout.as_deref(), minutes) {
+            (Some(_), Some(_)) => Err(UsageError::new(
+                "input `timeout`: set together with `timeout-minutes`; give one of them (timeout: 90s, 5m or 1h 30m)",
+            )),
+            (Some(t), None) => crate::config::parse_timeout(t)
+                .map(Some)
+                .map_err(|why| UsageError::new(format!("input `timeout`: {why}"))),
+            (None, m) => Ok(m.map(|m| Duration::from_secs(m * 60))),
+        }
     }
 
     /// The `version` input, required.
@@ -861,6 +882,52 @@ mod tests {
             Some(Duration::from_secs(5400))
         );
         assert!(parse_duration("max-snapshot-age", Some("soon")).is_err());
+    }
+
+    #[test]
+    fn timeout_takes_a_duration_or_minutes_but_not_both() {
+        let timeout = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("PHASE", "status")];
+            all.extend_from_slice(pairs);
+            Invocation::resolve(None, env_inputs(&all), GithubEnv::default())
+                .unwrap()
+                .timeout()
+        };
+        let secs = |n| Ok(Some(Duration::from_secs(n)));
+        assert_eq!(
+            timeout(&[("TIMEOUT", "90s")]).map_err(|e| e.to_string()),
+            secs(90)
+        );
+        assert_eq!(
+            timeout(&[("TIMEOUT", "1h 30m")]).map_err(|e| e.to_string()),
+            secs(5400)
+        );
+        assert_eq!(
+            timeout(&[("TIMEOUT-MINUTES", "5")]).map_err(|e| e.to_string()),
+            secs(300)
+        );
+        assert_eq!(timeout(&[]).map_err(|e| e.to_string()), Ok(None));
+        for (pairs, needle) in [
+            (
+                &[("TIMEOUT", "90")][..],
+                "input `timeout`: \"90\" is not a duration",
+            ),
+            (
+                &[("TIMEOUT", "0s")][..],
+                "input `timeout`: \"0s\" is not from 1s to 24h",
+            ),
+            (
+                &[("TIMEOUT", "2d")][..],
+                "input `timeout`: \"2d\" is not from 1s to 24h",
+            ),
+            (
+                &[("TIMEOUT", "5m"), ("TIMEOUT-MINUTES", "5")][..],
+                "give one of them",
+            ),
+        ] {
+            let e = timeout(pairs).unwrap_err().to_string();
+            assert!(e.contains(needle), "{pairs:?}: {e}");
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use deploy_action::github::runner::Outcome;
 use deploy_action::github::runner::Runner;
 use deploy_action::inputs::{Cli, Common, GithubEnv, Invocation, Phase, RawInputs};
 use deploy_action::phases::{self, Ctx};
-use deploy_action::wait::WaitError;
+use deploy_action::wait::{Pace, WaitError};
 use deploy_action::wrapper;
 use deploy_action::{aws, log};
 use tokio_util::sync::CancellationToken;
@@ -67,6 +67,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         return emit(runner, inv.phase, &phases::iam_policy::run(inv)?);
     }
     let common = inv.common()?;
+    let pace = Pace::from_env()?;
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
     let ctx = Ctx {
@@ -75,6 +76,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         cancel,
         deadline: tokio::time::Instant::now() + common.timeout,
         dry_run: common.dry_run,
+        pace,
     };
     // Every phase: validate its inputs (no AWS call yet), build only its clients, run, emit. Phases that change the
     // environment run inside `wrapper::around`: gates and the GitHub deployment record first, status after.

@@ -24,9 +24,8 @@
 mod support;
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -319,57 +318,19 @@ struct Row {
 // One local AWS per worker
 // ------------------------------------------------------------------------------------------------------------------
 
-fn python() -> PathBuf {
-    let venv = std::env::var_os("LOCAL_AWS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| support::repo().join(".venv"));
-    venv.join("bin/python")
-}
-
-fn emulator_dir() -> PathBuf {
-    std::env::var_os("LOCAL_AWS_EMULATOR_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| support::repo().join("emulator"))
-}
-
-struct Emulator {
-    url: String,
-    /// Closing its stdin (on drop) stops it (`--exit-on-stdin-eof`).
-    _child: Child,
-}
-
-impl Emulator {
-    fn start() -> Emulator {
-        let mut child = Command::new(python())
-            .arg(emulator_dir().join("local_aws.py"))
-            .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start emulator/local_aws.py (run scripts/local-aws-setup)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("emulator exited")
-                .expect("read emulator");
-            if let Some(url) = line.strip_prefix("LOCAL_AWS_READY ") {
-                break url.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Emulator { url, _child: child }
-    }
-}
-
 /// One worker's universe: its emulator, a directory, clients.
 struct World {
-    emu: Emulator,
+    emu: support::LocalAws,
     dir: tempfile::TempDir,
     http: reqwest::Client,
     sdk: aws_config::SdkConfig,
 }
+
+/// The deadline of the timeout cases (the `timeout` input; runs poll at the tests' pace, `support::POLL_SCALE`).
+const TIMEOUT: &str = "6s";
+/// When what those cases wait for settles (seconds after it started): well past [`TIMEOUT`], so the faulted run
+/// hits its deadline and the rerun follows it to the end.
+const SLOWER_THAN_TIMEOUT: u64 = 15;
 
 /// The workflow run id every run of a case uses (a rerun is a rerun of the same workflow run), except where a case
 /// says a new run starts.
@@ -377,7 +338,8 @@ const RUN_ID: &str = "7001";
 
 impl World {
     async fn new() -> World {
-        let emu = Emulator::start();
+        // Quiet: the injected connection resets are logged as tracebacks.
+        let emu = support::LocalAws::start(Stdio::null());
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&emu.url)
@@ -439,26 +401,13 @@ impl World {
     /// Everything back to nothing, then `stage` seeded and its config written (a review-app template for preview).
     async fn fresh(&self, phase: Phase) {
         self.post("/_test/reset", json!({})).await;
-        let res = Command::new(python())
-            .arg(emulator_dir().join("seed.py"))
-            .args([
-                "--endpoint",
-                &self.emu.url,
-                "--env",
-                "stage",
-                "--region",
-                REGION,
-            ])
-            .args((phase == Phase::Preview).then_some("--preview"))
-            .arg("--out")
-            .arg(self.dir.path().join("deploy.toml"))
-            .output()
-            .expect("run seed.py");
-        assert!(
-            res.status.success(),
-            "seed: {}",
-            String::from_utf8_lossy(&res.stderr)
-        );
+        let preview: &[&str] = if phase == Phase::Preview {
+            &["--preview"]
+        } else {
+            &[]
+        };
+        let config = support::seed(&self.emu.url, "stage", preview);
+        std::fs::write(self.dir.path().join("deploy.toml"), config).unwrap();
     }
 
     /// Removes every fault and rule (the rerun runs without them).
@@ -489,6 +438,7 @@ impl World {
                 || k.starts_with("GITHUB_")
                 || k.starts_with("AWS_")
                 || k == "RUNNER_DEBUG"
+                || k == deploy_action::wait::Pace::VAR
             {
                 cmd.env_remove(k);
             }
@@ -503,6 +453,7 @@ impl World {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env(deploy_action::wait::Pace::VAR, support::POLL_SCALE)
             .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
             .env(
                 "AWS_SHARED_CREDENTIALS_FILE",
@@ -1414,7 +1365,7 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
             w.post("/_test/rds/snapshot-rules", json!({"neverAvailable": true}))
                 .await;
             match phase {
-                Phase::Snapshot => s.inputs.push(("timeout-minutes", "1")),
+                Phase::Snapshot => s.inputs.push(("timeout", TIMEOUT)),
                 Phase::Migrate => {
                     // A snapshot of ours that never becomes available (the one the precondition finds).
                     let rds = aws_sdk_rds::Client::new(&w.sdk);
@@ -1439,11 +1390,11 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
             s.rerun_new_run = true;
         }
         Kind::Timeout => {
-            s.inputs.push(("timeout-minutes", "1"));
+            s.inputs.push(("timeout", TIMEOUT));
             match phase {
                 // Slower than the deadline, but they do finish: the rerun follows them to the end.
                 Phase::State => {
-                    w.post("/_test/ecs/service-rules", json!({"service": "*", "settleAfterSeconds": 75}))
+                    w.post("/_test/ecs/service-rules", json!({"service": "*", "settleAfterSeconds": SLOWER_THAN_TIMEOUT}))
                         .await
                 }
                 Phase::Snapshot => {
@@ -1461,7 +1412,7 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                 Phase::Deploy | Phase::Rollback | Phase::Preview => {
                     w.post(
                         "/_test/ecs/service-rules",
-                        json!({"service": rolling, "settleAfterSeconds": 75, "times": 1}),
+                        json!({"service": rolling, "settleAfterSeconds": SLOWER_THAN_TIMEOUT, "times": 1}),
                     )
                     .await
                 }
@@ -2062,8 +2013,8 @@ fn render(
         (Kind::TaskFailsToStart, "the phase's one-off task (migrate: the migration; run: `seed`; preview: the review app's seed task) stops with `TaskFailedToStart` (CannotPullContainerError)"),
         (Kind::TaskExit, "the one-off task's container exits 3"),
         (Kind::CircuitBreaker, "the new deployment (deploy, rollback: core's; preview: the review app's service) is stopped by the circuit breaker (roll-out FAILED, 2 failed tasks)"),
-        (Kind::SnapshotStuck, "new snapshots never leave `creating` (`timeout-minutes: 1`); migrate finds its snapshot still `creating`; the rerun is a new workflow run"),
-        (Kind::Timeout, "`timeout-minutes: 1` and the thing waited for takes longer (services settle after 75 s, a snapshot after 13 describes; the migration or `run`'s task never stops, so the phase stops it); the rerun follows the same thing to the end (or starts the task again)"),
+        (Kind::SnapshotStuck, "new snapshots never leave `creating` (`timeout: 6s`); migrate finds its snapshot still `creating`; the rerun is a new workflow run"),
+        (Kind::Timeout, "`timeout: 6s` and the thing waited for takes longer (services settle after 15 s, a snapshot after 13 describes; the migration or `run`'s task never stops, so the phase stops it); the rerun follows the same thing to the end (or starts the task again)"),
         (Kind::Sigint, "SIGINT (the runner's cancel) while the phase waits (for the one-off task while it runs; preview: while the review app's service rolls out)"),
         (Kind::Sigterm, "SIGTERM while the phase waits"),
         (Kind::Kill9, "SIGKILL while the phase waits (nothing runs after it), then the rerun"),

@@ -1056,7 +1056,7 @@ async fn fail(
     } else {
         let poller = Poller::new(
             format!("rollback in {}", env.cluster),
-            Backoff::FAST,
+            ctx.pace.of(Backoff::FAST),
             Instant::now() + req.common.timeout,
             ctx.cancel.clone(),
         );
@@ -1181,10 +1181,10 @@ async fn smoke_check(
     let url = smoke.url.clone();
     let poller = Poller::new(
         format!("smoke check GET {url}"),
-        Backoff {
+        ctx.pace.of(Backoff {
             first: Duration::from_secs(1),
             max: Duration::from_secs(4),
-        },
+        }),
         Instant::now() + SMOKE_WINDOW,
         ctx.cancel.clone(),
     );
