@@ -129,8 +129,10 @@ impl Container {
     fn new(dir: &Path) -> Container {
         // The binary every other test runs: static when built for x86_64-unknown-linux-musl, as scripts/build-env
         // does (checked below). DEPLOY_ACTION_CONTAINER_BINARY runs another one (a release build, say).
-        let binary = std::env::var_os("DEPLOY_ACTION_CONTAINER_BINARY")
-            .map_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_deploy-action")), PathBuf::from);
+        let binary = std::env::var_os("DEPLOY_ACTION_CONTAINER_BINARY").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_deploy-action")),
+            PathBuf::from,
+        );
         let root = dir.join("root");
         for (_, src, dest) in &dockerfile().copies {
             let from = match src.as_str() {
