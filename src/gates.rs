@@ -30,7 +30,7 @@ pub fn gates_for(phase: Phase) -> Option<GateSet> {
         })
     };
     match phase {
-        Phase::Status | Phase::CheckConfig | Phase::IamPolicy => None,
+        Phase::Status | Phase::CheckConfig | Phase::IamPolicy | Phase::Init => None,
         // A review app is not what users get: no freeze, no promotion.
         Phase::Snapshot | Phase::Rollback | Phase::Preview => set(false, false),
         Phase::State | Phase::Run => set(true, false),

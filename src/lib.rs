@@ -15,6 +15,7 @@ pub mod log;
 pub mod maintenance;
 pub mod phases;
 pub mod promote;
+pub mod revision_diff;
 pub mod rollout;
 pub mod tags;
 pub mod task;

@@ -41,6 +41,7 @@ use crate::aws::logs;
 use crate::config::{Environment, TaskConfig, TaskNetwork};
 use crate::github::runner::{Group, Runner};
 use crate::phases::Ctx;
+use crate::revision_diff::{self, RevisionDiff};
 use crate::tags;
 use crate::version::Version;
 use crate::wait::{human, Backoff, Check, Poller, WaitError};
@@ -380,6 +381,8 @@ pub struct TaskReport {
     /// Why the logs could not be followed, if they could not.
     pub log_note: Option<String>,
     pub duration_seconds: u64,
+    /// A dry run that would register a revision: the revision against the newest one, field by field.
+    pub changes: Vec<String>,
 }
 
 impl TaskReport {
@@ -464,6 +467,9 @@ impl TaskReport {
         }
         if let Some(image) = &self.image {
             rows.push(vec!["image".into(), image.clone()]);
+        }
+        if dry_run && !self.changes.is_empty() {
+            rows.push(vec!["new revision".into(), self.changes.join("; ")]);
         }
         if !dry_run {
             rows.push(vec![
@@ -591,14 +597,18 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                         .map(|c| format!(", command {c:?}"))
                         .unwrap_or_default()
                 );
-                return Ok(planned(
-                    &label,
-                    None,
-                    None,
-                    Some(prepared.image),
-                    false,
-                    started,
-                ));
+                let changes = if prepared.reuse {
+                    vec![]
+                } else {
+                    prepared.diff.lines()
+                };
+                for line in &changes {
+                    tracing::info!("  {line}");
+                }
+                return Ok(TaskReport {
+                    changes,
+                    ..planned(&label, None, None, Some(prepared.image), false, started)
+                });
             }
             // Under the launch lock: look at the group once more, then register and start. A run that looked at
             // the same moment and got here first has started its task by now, and this run follows it.
@@ -638,6 +648,9 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                         );
                         prepared.latest.clone()
                     } else {
+                        for line in prepared.diff.lines() {
+                            tracing::info!("new revision of {}: {line}", cfg.family);
+                        }
                         let td = ecs::register_revision(
                             &clients.ecs,
                             &prepared.latest,
@@ -818,6 +831,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
         log_stream,
         log_note,
         duration_seconds: started.elapsed().as_secs(),
+        changes: vec![],
     };
     if report.ok() {
         tracing::info!(
@@ -858,6 +872,7 @@ fn planned(
         log_stream: None,
         log_note: None,
         duration_seconds: started.elapsed().as_secs(),
+        changes: vec![],
     }
 }
 
@@ -932,6 +947,8 @@ struct Prepared {
     image: String,
     /// The latest revision already is exactly the one to run.
     reuse: bool,
+    /// `containers` against the latest revision's.
+    diff: RevisionDiff,
 }
 
 async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
@@ -975,6 +992,7 @@ async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
     tags.retain(|(k, _)| !wanted.iter().any(|(w, _)| w == k));
     tags.extend(wanted);
     Ok(Prepared {
+        diff: revision_diff::diff(latest.container_definitions(), &containers),
         reuse: current == image && tagged,
         latest,
         containers,

@@ -331,3 +331,8 @@ pub async fn delete_target_group(elb: &Client, arn: &str) -> Result<(), AwsError
         Err(e) => Err(e),
     }
 }
+
+/// The error code ELBv2 answers for a listener that does not exist.
+pub fn is_listener_not_found(err: &AwsError) -> bool {
+    err.is("ListenerNotFound")
+}

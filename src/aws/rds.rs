@@ -320,3 +320,8 @@ pub fn is_invalid_state(err: &AwsError) -> bool {
         || err.is("InvalidDBInstanceStateFault")
         || err.is("InvalidDBClusterStateFault")
 }
+
+/// The error codes RDS answers for a DB instance or cluster that does not exist.
+pub fn is_db_not_found(err: &AwsError) -> bool {
+    err.is("DBInstanceNotFound") || err.is("DBInstanceNotFoundFault") || err.is("DBClusterNotFoundFault")
+}

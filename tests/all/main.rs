@@ -3,11 +3,14 @@
 mod support;
 
 mod badinput;
+mod container;
 mod deploy;
 mod foundation;
 mod github;
 mod iam;
+mod init;
 mod migrate;
+mod plan;
 mod preview;
 mod run;
 mod safety;
