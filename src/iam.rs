@@ -525,10 +525,18 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
         // database and the listener named on its command line; the same environment's, when init is run again.
         Phase::Init => {
             let mut v = vec![
-                grant("EcsDescribeCluster", &["ecs:DescribeClusters"], vec![cluster.clone()]),
+                grant(
+                    "EcsDescribeCluster",
+                    &["ecs:DescribeClusters"],
+                    vec![cluster.clone()],
+                ),
                 Grant {
                     condition: Some(on_cluster.clone()),
-                    ..grant("EcsListServicesInCluster", &["ecs:ListServices"], vec!["*".into()])
+                    ..grant(
+                        "EcsListServicesInCluster",
+                        &["ecs:ListServices"],
+                        vec!["*".into()],
+                    )
                 },
                 grant(
                     "EcsDescribeEveryServiceOfCluster",
@@ -676,7 +684,11 @@ pub fn allows(policy: &PolicyDocument, action: &str, resource: Option<&str>) -> 
 /// The `policy-phase` input: one phase, or every phase (the union).
 /// `init` is printed only when asked for: the role that writes the config is not the one that deploys.
 pub fn parse_phase(value: Option<&str>) -> Result<Vec<Phase>, UsageError> {
-    let names: Vec<&str> = PHASES.iter().chain(&[Phase::Init]).map(|p| p.name()).collect();
+    let names: Vec<&str> = PHASES
+        .iter()
+        .chain(&[Phase::Init])
+        .map(|p| p.name())
+        .collect();
     match value.map(str::trim) {
         None | Some("all") => Ok(PHASES.to_vec()),
         Some(v) => PHASES

@@ -128,7 +128,8 @@ async fn init(args: &InitArgs, github: &GithubEnv) -> u8 {
     };
     let sdk = aws::sdk_config(&req.region).await;
     match phases::init::run(&req, &phases::init::Clients::new(&sdk)).await {
-        Ok(out) => emit(&runner, Phase::Init, &out).unwrap_or_else(|e| report_error(&runner, Phase::Init, &e)),
+        Ok(out) => emit(&runner, Phase::Init, &out)
+            .unwrap_or_else(|e| report_error(&runner, Phase::Init, &e)),
         Err(e) => report_error(&runner, Phase::Init, &e),
     }
 }

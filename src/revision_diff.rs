@@ -90,15 +90,20 @@ pub fn diff(current: &[ContainerDefinition], new: &[ContainerDefinition]) -> Rev
         rest.secrets = old.secrets.clone();
         rest.environment = old.environment.clone();
         if &rest != old {
-            out.other.push(format!("container {name}: other fields change"));
+            out.other
+                .push(format!("container {name}: other fields change"));
         }
-        if d != (ContainerDiff { name: name.to_string(), ..Default::default() }) {
+        if d != (ContainerDiff {
+            name: name.to_string(),
+            ..Default::default()
+        }) {
             out.containers.push(d);
         }
     }
     for n in new {
         if !current.iter().any(|c| c.name() == n.name()) {
-            out.other.push(format!("container {} added", n.name().unwrap_or_default()));
+            out.other
+                .push(format!("container {} added", n.name().unwrap_or_default()));
         }
     }
     out
@@ -115,10 +120,18 @@ impl RevisionDiff {
             }
             let list = |v: &[String]| v.join(", ");
             if !c.secrets_added.is_empty() {
-                lines.push(format!("container {}: secrets added: {}", c.name, list(&c.secrets_added)));
+                lines.push(format!(
+                    "container {}: secrets added: {}",
+                    c.name,
+                    list(&c.secrets_added)
+                ));
             }
             if !c.secrets_removed.is_empty() {
-                lines.push(format!("container {}: secrets removed: {}", c.name, list(&c.secrets_removed)));
+                lines.push(format!(
+                    "container {}: secrets removed: {}",
+                    c.name,
+                    list(&c.secrets_removed)
+                ));
             }
             if !c.secrets_repointed.is_empty() {
                 lines.push(format!(
@@ -152,8 +165,16 @@ mod tests {
     use super::*;
     use aws_sdk_ecs::types::{KeyValuePair, Secret};
 
-    fn container(name: &str, image: &str, secrets: &[(&str, &str)], env: &[&str]) -> ContainerDefinition {
-        let mut b = ContainerDefinition::builder().name(name).image(image).memory(512);
+    fn container(
+        name: &str,
+        image: &str,
+        secrets: &[(&str, &str)],
+        env: &[&str],
+    ) -> ContainerDefinition {
+        let mut b = ContainerDefinition::builder()
+            .name(name)
+            .image(image)
+            .memory(512);
         for (k, v) in secrets {
             b = b.secrets(Secret::builder().name(*k).value_from(*v).build().unwrap());
         }
@@ -166,11 +187,21 @@ mod tests {
     #[test]
     fn images_and_secrets_are_named_and_the_rest_said_to_stay() {
         let current = vec![
-            container("core", "app:core-v1", &[("A", "arn:a"), ("B", "arn:b"), ("OLD", "arn:old")], &["DB_PASSWORD", "NODE_ENV"]),
+            container(
+                "core",
+                "app:core-v1",
+                &[("A", "arn:a"), ("B", "arn:b"), ("OLD", "arn:old")],
+                &["DB_PASSWORD", "NODE_ENV"],
+            ),
             container("sidecar", "nudenet:3.4", &[], &[]),
         ];
         let new = vec![
-            container("core", "app:core-v2", &[("A", "arn:a"), ("B", "arn:b2"), ("DB_PASSWORD", "arn:db")], &["NODE_ENV"]),
+            container(
+                "core",
+                "app:core-v2",
+                &[("A", "arn:a"), ("B", "arn:b2"), ("DB_PASSWORD", "arn:db")],
+                &["NODE_ENV"],
+            ),
             container("sidecar", "nudenet:3.4", &[], &[]),
         ];
         let d = diff(&current, &new);
@@ -194,8 +225,14 @@ mod tests {
         changed.memory = Some(1024);
         let d = diff(&current, &[changed, container("extra", "x:1", &[], &[])]);
         let lines = d.lines();
-        assert!(lines.contains(&"container core: other fields change".to_string()), "{lines:?}");
-        assert!(lines.contains(&"container extra added".to_string()), "{lines:?}");
+        assert!(
+            lines.contains(&"container core: other fields change".to_string()),
+            "{lines:?}"
+        );
+        assert!(
+            lines.contains(&"container extra added".to_string()),
+            "{lines:?}"
+        );
         assert!(!lines.iter().any(|l| l.starts_with("nothing")), "{lines:?}");
         assert_eq!(diff(&current, &current).lines(), vec!["nothing changes"]);
     }

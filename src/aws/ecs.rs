@@ -765,10 +765,7 @@ pub async fn cluster_is_active(ecs: &Client, cluster: &str) -> Result<bool, AwsE
         .send()
         .await
         .aws("ECS DescribeClusters", cluster)?;
-    Ok(out
-        .clusters()
-        .iter()
-        .any(|c| c.status() == Some("ACTIVE")))
+    Ok(out.clusters().iter().any(|c| c.status() == Some("ACTIVE")))
 }
 
 /// The names of every service of a cluster (ListServices, every page).
@@ -784,7 +781,11 @@ pub async fn service_names(ecs: &Client, cluster: &str) -> Result<Vec<String>, A
             .send()
             .await
             .aws("ECS ListServices", format!("cluster {cluster}"))?;
-        names.extend(out.service_arns().iter().map(|a| a.rsplit('/').next().unwrap_or(a).to_string()));
+        names.extend(
+            out.service_arns()
+                .iter()
+                .map(|a| a.rsplit('/').next().unwrap_or(a).to_string()),
+        );
         match out.next_token() {
             Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
             _ => break,

@@ -323,5 +323,7 @@ pub fn is_invalid_state(err: &AwsError) -> bool {
 
 /// The error codes RDS answers for a DB instance or cluster that does not exist.
 pub fn is_db_not_found(err: &AwsError) -> bool {
-    err.is("DBInstanceNotFound") || err.is("DBInstanceNotFoundFault") || err.is("DBClusterNotFoundFault")
+    err.is("DBInstanceNotFound")
+        || err.is("DBInstanceNotFoundFault")
+        || err.is("DBClusterNotFoundFault")
 }

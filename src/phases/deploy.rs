@@ -1319,10 +1319,18 @@ impl DeployOutcome {
         let mut lines = vec![];
         for r in &self.services {
             if r.changes.is_empty() {
-                lines.push(format!("{}: {} stays (nothing to change)", r.service, td_short(&r.from)));
+                lines.push(format!(
+                    "{}: {} stays (nothing to change)",
+                    r.service,
+                    td_short(&r.from)
+                ));
                 continue;
             }
-            lines.push(format!("{}: {} → new revision", r.service, td_short(&r.from)));
+            lines.push(format!(
+                "{}: {} → new revision",
+                r.service,
+                td_short(&r.from)
+            ));
             lines.extend(r.changes.iter().map(|c| format!("  {c}")));
         }
         lines

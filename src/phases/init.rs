@@ -58,7 +58,10 @@ impl Request {
             ));
         }
         if let Some(l) = &a.listener_arn {
-            if !(l.starts_with("arn:") && l.contains(":elasticloadbalancing:") && l.contains(":listener/app/")) {
+            if !(l.starts_with("arn:")
+                && l.contains(":elasticloadbalancing:")
+                && l.contains(":listener/app/"))
+            {
                 return Err(UsageError::new(format!(
                     "--listener-arn: {l:?} is not an ALB listener ARN (arn:aws:elasticloadbalancing:<region>:<account>:listener/app/...); copy it from the load balancer's Listeners tab"
                 )));
@@ -69,7 +72,12 @@ impl Request {
             .clone()
             .or(env_region)
             .filter(|r| !r.trim().is_empty())
-            .or_else(|| a.listener_arn.as_deref().and_then(arn_region).map(str::to_string))
+            .or_else(|| {
+                a.listener_arn
+                    .as_deref()
+                    .and_then(arn_region)
+                    .map(str::to_string)
+            })
             .or_else(|| arn_region(&a.cluster).map(str::to_string))
             .ok_or_else(|| {
                 UsageError::new("--region: missing; pass --region eu-central-1 or set AWS_REGION")
@@ -85,13 +93,14 @@ impl Request {
             (Some(i), None) => Some((DatabaseKind::Instance, i.clone())),
             (None, Some(c)) => Some((DatabaseKind::Cluster, c.clone())),
             (None, None) => None,
-            (Some(_), Some(_)) => {
-                return Err(UsageError::new(
-                    "--db-instance and --db-cluster: pass one (an RDS instance, or an Aurora cluster)",
-                ))
-            }
+            (Some(_), Some(_)) => return Err(UsageError::new(
+                "--db-instance and --db-cluster: pass one (an RDS instance, or an Aurora cluster)",
+            )),
         };
-        let path = a.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
+        let path = a
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG));
         if path.exists() && !a.force {
             return Err(UsageError::new(format!(
                 "--config: {} exists; init never replaces a config: pass --force to replace it, or --config another path",
@@ -346,7 +355,7 @@ fn action_text(a: &Action) -> String {
         Some(ActionTypeEnum::FixedResponse) => format!(
             "fixed-response {}",
             a.fixed_response_config()
-                .map(|f| f.status_code())
+                .and_then(|f| f.status_code())
                 .unwrap_or("?")
         ),
         Some(ActionTypeEnum::Redirect) => "redirect".into(),
@@ -356,7 +365,7 @@ fn action_text(a: &Action) -> String {
 }
 
 /// Finds the release version in an image tag: `v1.4.0`, `1.4.0`, `v3.56.2-rc1`, `v2024.10.02.1` (three or more
-/// numeric parts, an optional `v`, an optional pre-release starting with a letter) or a 40-character commit SHA,
+/// numeric parts, an optional `v`, an optional pre-release: alpha, beta, rc, pre, preview, dev or snapshot) or a 40-character commit SHA,
 /// standing alone between `-`, `_`, `.` or the ends. Returns the tag template and the version:
 /// `core-v1.4.0` → (`core-{version}`, `v1.4.0`). `latest`, `3.4` or `stable` hold none.
 pub fn infer_tag(tag: &str) -> Option<(String, String)> {
@@ -401,15 +410,24 @@ fn version_end(b: &[u8], start: usize) -> Option<usize> {
     if parts < 3 {
         return None;
     }
-    if i + 1 < b.len() && b[i] == b'-' && b[i + 1].is_ascii_alphabetic() {
-        let pre = b[i + 1..]
+    // A pre-release (`-rc1`, `-beta.2`, `-alpha`) belongs to the version; other suffixes (`-arm64`, `-slim`) do not.
+    if i < b.len() && b[i] == b'-' {
+        let rest = &b[i + 1..];
+        let word = rest.iter().take_while(|c| c.is_ascii_alphabetic()).count();
+        let known = ["alpha", "beta", "rc", "pre", "preview", "dev", "snapshot"]
             .iter()
-            .take_while(|c| c.is_ascii_alphanumeric() || **c == b'.')
-            .count();
-        // `-rc1`, `-beta.2`: a letter run followed by digits; `-arm64` style suffixes stay outside.
-        let word = &b[i + 1..i + 1 + pre];
-        if word.iter().any(u8::is_ascii_digit) && !word.ends_with(b".") {
-            i += 1 + pre;
+            .any(|w| rest[..word].eq_ignore_ascii_case(w.as_bytes()));
+        if known {
+            let tail = rest[word..]
+                .iter()
+                .take_while(|c| c.is_ascii_digit() || **c == b'.')
+                .count();
+            let tail = if rest[word..word + tail].ends_with(b".") {
+                tail - 1
+            } else {
+                tail
+            };
+            i += 1 + word + tail;
         }
     }
     Some(i)
@@ -442,8 +460,13 @@ pub fn pick(containers: &[(String, String)], name: &str, env_version: Option<&st
         .iter()
         .map(|(_, image)| split_image(image).1.and_then(infer_tag))
         .collect();
-    let on_env = |i: usize| inferred[i].as_ref().is_some_and(|(_, v)| Some(v.as_str()) == env_version);
-    let named = |i: usize| containers[i].0 == name || name.ends_with(&format!("-{}", containers[i].0));
+    let on_env = |i: usize| {
+        inferred[i]
+            .as_ref()
+            .is_some_and(|(_, v)| Some(v.as_str()) == env_version)
+    };
+    let named =
+        |i: usize| containers[i].0 == name || name.ends_with(&format!("-{}", containers[i].0));
     let idx: Vec<usize> = (0..containers.len()).collect();
     let lead = idx
         .iter()
@@ -533,7 +556,10 @@ pub fn render(req: &Request, obs: &Observed, written_on: &str) -> Rendered {
     let mut services = Vec::new();
     for s in &obs.services {
         if is_review_app(&s.name, &obs.services) {
-            out.push(format!("# Service {} is a review app (phase preview), not a core service: left out.", s.name));
+            out.push(format!(
+                "# Service {} is a review app (phase preview), not a core service: left out.",
+                s.name
+            ));
             out.push(String::new());
             continue;
         }
@@ -541,7 +567,14 @@ pub fn render(req: &Request, obs: &Observed, written_on: &str) -> Rendered {
         service_block(&mut out, &mut todos, env, s, version.as_deref());
     }
     let first = services.first().cloned().unwrap_or_default();
-    migration_block(&mut out, &mut todos, env, obs.migration.as_ref(), version.as_deref(), &first);
+    migration_block(
+        &mut out,
+        &mut todos,
+        env,
+        obs.migration.as_ref(),
+        version.as_deref(),
+        &first,
+    );
     database_block(&mut out, &mut todos, env, obs.database.as_ref());
     maintenance_block(&mut out, &mut todos, env, obs.listener.as_ref());
     Rendered {
@@ -569,8 +602,17 @@ fn service_block(
     version: Option<&str>,
 ) {
     let p = pick(&s.containers, &s.name, version);
-    let images: Vec<String> = s.containers.iter().map(|(n, i)| format!("{n} {i}")).collect();
-    out.push(format!("# {}: revision {}; containers: {}", s.name, ecs::td_short(&s.task_definition), images.join(", ")));
+    let images: Vec<String> = s
+        .containers
+        .iter()
+        .map(|(n, i)| format!("{n} {i}"))
+        .collect();
+    out.push(format!(
+        "# {}: revision {}; containers: {}",
+        s.name,
+        ecs::td_short(&s.task_definition),
+        images.join(", ")
+    ));
     for (n, _) in &p.others {
         out.push(format!("# Container {n} keeps its image on deploy (its tag does not follow the release version)."));
     }
@@ -581,14 +623,20 @@ fn service_block(
         Some(n) if n > 0 => out.push(format!("desired-count = {n}")),
         _ => {
             out.push("# TODO: desired-count = 1  # the service runs 0 tasks now; the count `running` brings it back to".into());
-            todos.push(format!("services.{}.desired-count: the service runs 0 tasks now", s.name));
+            todos.push(format!(
+                "services.{}.desired-count: the service runs 0 tasks now",
+                s.name
+            ));
         }
     }
     match &p.template {
         Some(t) => out.push(format!("image-tag = {}", q(t))),
         None => {
             out.push(format!("# TODO: image-tag = \"{}-{{version}}\"  # no tag of {} holds a release version; the default is the version itself", s.name, s.name));
-            todos.push(format!("services.{}.image-tag: no container tag holds a release version", s.name));
+            todos.push(format!(
+                "services.{}.image-tag: no container tag holds a release version",
+                s.name
+            ));
         }
     }
     out.push(String::new());
@@ -614,7 +662,15 @@ fn migration_block(
         return;
     };
     let p = pick(&m.containers, &m.name, version);
-    out.push(format!("# {}: the newest revision runs {}", ecs::td_short(&m.task_definition), m.containers.iter().map(|(n, i)| format!("{n} {i}")).collect::<Vec<_>>().join(", ")));
+    out.push(format!(
+        "# {}: the newest revision runs {}",
+        ecs::td_short(&m.task_definition),
+        m.containers
+            .iter()
+            .map(|(n, i)| format!("{n} {i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     out.push(format!("[environments.{env}.migration]"));
     out.push(format!("family = {}", q(&m.name)));
     out.push(format!("container = {}", q(&p.containers[0])));
@@ -625,11 +681,19 @@ fn migration_block(
             todos.push("migration.image-tag: the tag holds no release version".into());
         }
     }
-    out.push(format!("network-from-service = {}  # the task runs in this service's subnets and security groups", q(network_from)));
+    out.push(format!(
+        "network-from-service = {}  # the task runs in this service's subnets and security groups",
+        q(network_from)
+    ));
     out.push(String::new());
 }
 
-fn database_block(out: &mut Vec<String>, todos: &mut Vec<String>, env: &str, db: Option<&ObservedDb>) {
+fn database_block(
+    out: &mut Vec<String>,
+    todos: &mut Vec<String>,
+    env: &str,
+    db: Option<&ObservedDb>,
+) {
     match db {
         Some(d) => {
             out.push(format!("[environments.{env}.database]"));
@@ -643,14 +707,22 @@ fn database_block(out: &mut Vec<String>, todos: &mut Vec<String>, env: &str, db:
         None => {
             out.push("# TODO: the database (phases snapshot and migrate): run init again with --db-instance or --db-cluster, or:".into());
             out.push(format!("# [environments.{env}.database]"));
-            out.push("# instance = \"<RDS instance id>\"  # or: cluster = \"<Aurora cluster id>\"".into());
+            out.push(
+                "# instance = \"<RDS instance id>\"  # or: cluster = \"<Aurora cluster id>\""
+                    .into(),
+            );
             todos.push("database: no --db-instance or --db-cluster given".into());
         }
     }
     out.push(String::new());
 }
 
-fn maintenance_block(out: &mut Vec<String>, todos: &mut Vec<String>, env: &str, l: Option<&ObservedListener>) {
+fn maintenance_block(
+    out: &mut Vec<String>,
+    todos: &mut Vec<String>,
+    env: &str,
+    l: Option<&ObservedListener>,
+) {
     match l {
         Some(l) => {
             out.push("# The listener's rules now; maintenance puts its response in front of them and restores them exactly:".into());
@@ -661,7 +733,10 @@ fn maintenance_block(out: &mut Vec<String>, todos: &mut Vec<String>, env: &str, 
             out.push(format!("listener-arn = {}", q(&l.arn)));
             out.push("# The response while maintenance is on (default: fixed-response 503, a short HTML page):".into());
             out.push("# fixed-response = { status-code = 503, content-type = \"text/html\", body = \"<h1>Down for maintenance</h1>\" }".into());
-            out.push("# redirect = { url = \"https://maintenance.example.org\", status-code = 302 }".into());
+            out.push(
+                "# redirect = { url = \"https://maintenance.example.org\", status-code = 302 }"
+                    .into(),
+            );
         }
         None => {
             out.push("# TODO: maintenance (states restricted, db-only, stopped): run init again with --listener-arn, or:".into());
@@ -795,9 +870,22 @@ mod tests {
             ("core-v1.4.0", Some(("core-{version}", "v1.4.0"))),
             ("v1.4.0", Some(("{version}", "v1.4.0"))),
             ("1.4.0", Some(("{version}", "1.4.0"))),
-            ("workers-v3.56.2-rc1", Some(("workers-{version}", "v3.56.2-rc1"))),
-            ("core-v1.4.0-arm64", Some(("core-{version}-arm64", "v1.4.0"))),
-            ("api-v2024.10.02.1", Some(("api-{version}", "v2024.10.02.1"))),
+            (
+                "workers-v3.56.2-rc1",
+                Some(("workers-{version}", "v3.56.2-rc1")),
+            ),
+            (
+                "v2.0.0-beta.2-slim",
+                Some(("{version}-slim", "v2.0.0-beta.2")),
+            ),
+            (
+                "core-v1.4.0-arm64",
+                Some(("core-{version}-arm64", "v1.4.0")),
+            ),
+            (
+                "api-v2024.10.02.1",
+                Some(("api-{version}", "v2024.10.02.1")),
+            ),
             ("v1.4.0_slim", Some(("{version}_slim", "v1.4.0"))),
             (&format!("migrate-{sha}"), Some(("migrate-{version}", sha))),
             ("latest", None),
@@ -823,7 +911,11 @@ mod tests {
         let repo = "123456789012.dkr.ecr.eu-central-1.amazonaws.com/app";
         // A sidecar on its own version is left alone.
         let p = pick(
-            &[c("core", &format!("{repo}:core-v1.0.0")), c("nudenet", "ghcr.io/notai-tech/nudenet:3.4"), c("nginx", "nginx:1.25.3")],
+            &[
+                c("core", &format!("{repo}:core-v1.0.0")),
+                c("nudenet", "ghcr.io/notai-tech/nudenet:3.4"),
+                c("nginx", "nginx:1.25.3"),
+            ],
             "core",
             Some("v1.0.0"),
         );
@@ -831,16 +923,44 @@ mod tests {
         assert_eq!(p.template.as_deref(), Some("core-{version}"));
         assert_eq!(p.others.len(), 2);
         // Two containers on one template and version both take the new image.
-        let p = pick(&[c("web", &format!("{repo}:v2.0.0")), c("jobs", &format!("{repo}:v2.0.0"))], "web", Some("v2.0.0"));
+        let p = pick(
+            &[
+                c("web", &format!("{repo}:v2.0.0")),
+                c("jobs", &format!("{repo}:v2.0.0")),
+            ],
+            "web",
+            Some("v2.0.0"),
+        );
         assert_eq!(p.containers, vec!["web", "jobs"]);
         // The environment's version wins over a sidecar that comes first.
-        let p = pick(&[c("proxy", "envoy:1.30.1"), c("app", &format!("{repo}:app-v2.0.0"))], "api", Some("v2.0.0"));
+        let p = pick(
+            &[
+                c("proxy", "envoy:1.30.1"),
+                c("app", &format!("{repo}:app-v2.0.0")),
+            ],
+            "api",
+            Some("v2.0.0"),
+        );
         assert_eq!(p.containers, vec!["app"]);
         // A family `stage-migrate` follows its container `migrate`.
-        let p = pick(&[c("other", &format!("{repo}:x-v1.0.0")), c("migrate", &format!("{repo}:migrate-v1.0.0"))], "stage-migrate", Some("v1.0.0"));
+        let p = pick(
+            &[
+                c("other", &format!("{repo}:x-v1.0.0")),
+                c("migrate", &format!("{repo}:migrate-v1.0.0")),
+            ],
+            "stage-migrate",
+            Some("v1.0.0"),
+        );
         assert_eq!(p.containers, vec!["migrate"]);
         // No version anywhere: the container named like the service, with no template.
-        let p = pick(&[c("side", "busybox:latest"), c("core", &format!("{repo}:latest"))], "core", None);
+        let p = pick(
+            &[
+                c("side", "busybox:latest"),
+                c("core", &format!("{repo}:latest")),
+            ],
+            "core",
+            None,
+        );
         assert_eq!((p.containers, p.template), (vec!["core".to_string()], None));
     }
 
@@ -848,19 +968,30 @@ mod tests {
         let repo = "123456789012.dkr.ecr.eu-central-1.amazonaws.com/app";
         let svc = |name: &str, tag: &str, desired| ObservedTaskDef {
             name: name.into(),
-            task_definition: format!("arn:aws:ecs:eu-central-1:123456789012:task-definition/stage-{name}:3"),
+            task_definition: format!(
+                "arn:aws:ecs:eu-central-1:123456789012:task-definition/stage-{name}:3"
+            ),
             containers: vec![c(name, &format!("{repo}:{tag}"))],
             desired: Some(desired),
         };
         Observed {
-            services: vec![svc("core", "core-v1.4.0", 2), svc("core-pr-12", "core-pr-12-abc", 1), svc("workers", "workers-v1.4.0", 0)],
+            services: vec![
+                svc("core", "core-v1.4.0", 2),
+                svc("core-pr-12", "core-pr-12-abc", 1),
+                svc("workers", "workers-v1.4.0", 0),
+            ],
             migration: Some(ObservedTaskDef {
                 name: "stage-migrate".into(),
-                task_definition: "arn:aws:ecs:eu-central-1:123456789012:task-definition/stage-migrate:1".into(),
+                task_definition:
+                    "arn:aws:ecs:eu-central-1:123456789012:task-definition/stage-migrate:1".into(),
                 containers: vec![c("migrate", &format!("{repo}:migrate-v1.4.0"))],
                 desired: None,
             }),
-            database: Some(ObservedDb { kind: DatabaseKind::Cluster, identifier: "app-stage".into(), status: "available".into() }),
+            database: Some(ObservedDb {
+                kind: DatabaseKind::Cluster,
+                identifier: "app-stage".into(),
+                status: "available".into(),
+            }),
             listener: None,
         }
     }
@@ -881,29 +1012,65 @@ mod tests {
     #[test]
     fn the_rendered_config_parses_and_says_what_it_could_not_infer() {
         let r = render(&request(), &observed(), "2026-12-02");
-        let config = Config::parse(&r.text, Path::new("deploy.toml")).unwrap_or_else(|e| panic!("{e}\n{}", r.text));
+        let config = Config::parse(&r.text, Path::new("deploy.toml"))
+            .unwrap_or_else(|e| panic!("{e}\n{}", r.text));
         let env = config.environment("stage").unwrap();
-        assert_eq!(r.services, vec!["core", "workers"], "the review app is left out");
+        assert_eq!(
+            r.services,
+            vec!["core", "workers"],
+            "the review app is left out"
+        );
         assert_eq!(env.services.len(), 2);
         assert_eq!(env.service("core").unwrap().desired_count, Some(2));
         assert_eq!(env.service("core").unwrap().image.tag, "core-{version}");
-        assert_eq!(env.service("workers").unwrap().desired_count, None, "0 now: a TODO, not 0");
+        assert_eq!(
+            env.service("workers").unwrap().desired_count,
+            None,
+            "0 now: a TODO, not 0"
+        );
         let m = env.migration.as_ref().unwrap();
-        assert_eq!((m.family.as_str(), m.container.as_str(), m.image.tag.as_str()), ("stage-migrate", "migrate", "migrate-{version}"));
+        assert_eq!(
+            (
+                m.family.as_str(),
+                m.container.as_str(),
+                m.image.tag.as_str()
+            ),
+            ("stage-migrate", "migrate", "migrate-{version}")
+        );
         let db = env.database.as_ref().unwrap();
-        assert_eq!((db.kind, db.identifier.as_str()), (DatabaseKind::Cluster, "app-stage"));
+        assert_eq!(
+            (db.kind, db.identifier.as_str()),
+            (DatabaseKind::Cluster, "app-stage")
+        );
         assert!(env.maintenance.is_none() && env.url.is_none());
         assert_eq!(r.version.as_deref(), Some("v1.4.0"));
-        for todo in ["# TODO: url", "# TODO: desired-count", "# TODO: maintenance"] {
+        for todo in [
+            "# TODO: url",
+            "# TODO: desired-count",
+            "# TODO: maintenance",
+        ] {
             assert!(r.text.contains(todo), "{todo}:\n{}", r.text);
         }
         assert_eq!(r.todos.len(), 3, "{:?}", r.todos);
-        assert!(r.text.contains("# Service core-pr-12 is a review app"), "{}", r.text);
+        assert!(
+            r.text.contains("# Service core-pr-12 is a review app"),
+            "{}",
+            r.text
+        );
     }
 
     fn args(extra: &[&str]) -> InitArgs {
         use clap::Parser;
-        let mut argv = vec!["deploy-action", "init", "--env", "stage", "--cluster", "app-stage", "-c", "/nonexistent/deploy.toml"];
+        let mut argv = vec![
+            "deploy-action",
+            "init",
+            "--env",
+            "stage",
+            "--cluster",
+            "app-stage",
+            "-c",
+            "/nonexistent/deploy.toml",
+        ];
         argv.extend_from_slice(extra);
         match crate::inputs::Cli::try_parse_from(argv).unwrap().command {
             Some(crate::inputs::Command::Init(a)) => a,
@@ -914,28 +1081,73 @@ mod tests {
     #[test]
     fn bad_input_is_refused_before_any_call() {
         let other = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/x/1/2";
-        let e = Request::from_args(&args(&["--listener-arn", other]), Some("eu-central-1".into())).unwrap_err().to_string();
-        assert!(e.starts_with("--listener-arn: the listener is in us-east-1, the environment in eu-central-1"), "{e}");
-        let e = Request::from_args(&args(&["--listener-arn", "arn:aws:elasticloadbalancing:eu-central-1:1:listener/net/x/1/2"]), None).unwrap_err().to_string();
+        let e = Request::from_args(
+            &args(&["--listener-arn", other]),
+            Some("eu-central-1".into()),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with(
+                "--listener-arn: the listener is in us-east-1, the environment in eu-central-1"
+            ),
+            "{e}"
+        );
+        let e = Request::from_args(
+            &args(&[
+                "--listener-arn",
+                "arn:aws:elasticloadbalancing:eu-central-1:1:listener/net/x/1/2",
+            ]),
+            None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("not an ALB listener ARN"), "{e}");
-        let e = Request::from_args(&args(&[]), None).unwrap_err().to_string();
+        let e = Request::from_args(&args(&[]), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("--region: missing"), "{e}");
         // The region of the listener when nothing else names one.
         let here = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/x/1/2";
-        assert_eq!(Request::from_args(&args(&["--listener-arn", here]), None).unwrap().region, "eu-west-1");
+        assert_eq!(
+            Request::from_args(&args(&["--listener-arn", here]), None)
+                .unwrap()
+                .region,
+            "eu-west-1"
+        );
         let dir = tempfile::tempdir().unwrap();
         let existing = dir.path().join("deploy.toml");
         std::fs::write(&existing, "x").unwrap();
         let mut a = args(&[]);
         a.config = Some(existing.clone());
-        let e = Request::from_args(&a, Some("eu-central-1".into())).unwrap_err().to_string();
-        assert!(e.contains("exists; init never replaces a config: pass --force"), "{e}");
+        let e = Request::from_args(&a, Some("eu-central-1".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("exists; init never replaces a config: pass --force"),
+            "{e}"
+        );
         a.force = true;
         assert!(Request::from_args(&a, Some("eu-central-1".into())).is_ok());
         let mut a = args(&[]);
         a.environment = "bad name".into();
-        assert!(Request::from_args(&a, Some("eu-central-1".into())).unwrap_err().to_string().starts_with("--env:"));
+        assert!(Request::from_args(&a, Some("eu-central-1".into()))
+            .unwrap_err()
+            .to_string()
+            .starts_with("--env:"));
         use clap::Parser;
-        assert!(crate::inputs::Cli::try_parse_from(["deploy-action", "init", "--env", "s", "--cluster", "c", "--db-instance", "a", "--db-cluster", "b"]).is_err());
+        assert!(crate::inputs::Cli::try_parse_from([
+            "deploy-action",
+            "init",
+            "--env",
+            "s",
+            "--cluster",
+            "c",
+            "--db-instance",
+            "a",
+            "--db-cluster",
+            "b"
+        ])
+        .is_err());
     }
 }

@@ -31,7 +31,10 @@ fn final_stage(dockerfile: &str) -> FinalStage {
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
         .collect();
-    let start = lines.iter().rposition(|l| l.starts_with("FROM ")).expect("a FROM line");
+    let start = lines
+        .iter()
+        .rposition(|l| l.starts_with("FROM "))
+        .expect("a FROM line");
     let mut stage = FinalStage {
         base: lines[start].trim_start_matches("FROM ").trim().to_string(),
         copies: vec![],
@@ -44,15 +47,21 @@ fn final_stage(dockerfile: &str) -> FinalStage {
         match instr {
             "COPY" => {
                 let parts: Vec<&str> = rest.split_whitespace().collect();
-                let from = parts[0].strip_prefix("--from=").expect("COPY --from=<stage>");
+                let from = parts[0]
+                    .strip_prefix("--from=")
+                    .expect("COPY --from=<stage>");
                 assert_eq!(parts.len(), 3, "COPY --from=<stage> <src> <dest>: {l}");
-                stage.copies.push((from.into(), parts[1].into(), parts[2].into()));
+                stage
+                    .copies
+                    .push((from.into(), parts[1].into(), parts[2].into()));
             }
             "ENV" => {
                 let (k, v) = rest.split_once('=').expect("ENV KEY=value");
                 stage.env.push((k.trim().into(), v.trim().into()));
             }
-            "ENTRYPOINT" => stage.entrypoint = serde_json::from_str(rest).expect("ENTRYPOINT in exec form"),
+            "ENTRYPOINT" => {
+                stage.entrypoint = serde_json::from_str(rest).expect("ENTRYPOINT in exec form")
+            }
             _ => stage.other.push(l.to_string()),
         }
     }
@@ -69,11 +78,17 @@ const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 #[test]
 fn the_dockerfile_final_stage_is_the_layout_the_contract_test_runs() {
     let stage = dockerfile();
-    assert_eq!(stage.base, "scratch", "an empty base: nothing but what the stage copies");
+    assert_eq!(
+        stage.base, "scratch",
+        "an empty base: nothing but what the stage copies"
+    );
     let dests: Vec<&str> = stage.copies.iter().map(|(_, _, d)| d.as_str()).collect();
     assert_eq!(dests, [CA_BUNDLE, BINARY]);
     assert_eq!(stage.entrypoint, [BINARY]);
-    assert_eq!(stage.env, [("SSL_CERT_FILE".to_string(), CA_BUNDLE.to_string())]);
+    assert_eq!(
+        stage.env,
+        [("SSL_CERT_FILE".to_string(), CA_BUNDLE.to_string())]
+    );
     assert!(stage.other.is_empty(), "no WORKDIR, USER or RUN in the final stage (the runner sets the working directory and runs as root): {:?}", stage.other);
 }
 
@@ -122,9 +137,15 @@ impl Container {
             };
             let to = root.join(dest.trim_start_matches('/'));
             std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-            std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
+            std::fs::copy(&from, &to)
+                .unwrap_or_else(|e| panic!("copy {} to {}: {e}", from.display(), to.display()));
         }
-        for d in ["github/workspace/.github", "github/home", "github/file_commands", "github/workflow"] {
+        for d in [
+            "github/workspace/.github",
+            "github/home",
+            "github/file_commands",
+            "github/workflow",
+        ] {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         Container { root, binary }
@@ -132,7 +153,17 @@ impl Container {
 
     /// Runs the image's entrypoint with the step's inputs, as the runner does; returns (exit code, stderr, outputs,
     /// summary).
-    async fn run(&self, ctx: &TestContext, step: &[(&str, &str)], n: u32) -> (i32, String, std::collections::BTreeMap<String, String>, String) {
+    async fn run(
+        &self,
+        ctx: &TestContext,
+        step: &[(&str, &str)],
+        n: u32,
+    ) -> (
+        i32,
+        String,
+        std::collections::BTreeMap<String, String>,
+        String,
+    ) {
         let commands = self.root.join("github/file_commands");
         let (out, summary) = (format!("set_output_{n}"), format!("step_summary_{n}"));
         std::fs::write(commands.join(&out), "").unwrap();
@@ -147,13 +178,19 @@ impl Container {
             .args(&stage.entrypoint)
             .env_clear()
             .envs(stage.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env(
+                "PATH",
+                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            )
             .env("HOME", "/github/home")
             .env("CI", "true")
             .env("GITHUB_ACTIONS", "true")
             .env("GITHUB_WORKSPACE", "/github/workspace")
             .env("GITHUB_OUTPUT", format!("/github/file_commands/{out}"))
-            .env("GITHUB_STEP_SUMMARY", format!("/github/file_commands/{summary}"))
+            .env(
+                "GITHUB_STEP_SUMMARY",
+                format!("/github/file_commands/{summary}"),
+            )
             .env("GITHUB_REPOSITORY", "acme/backend")
             .env("GITHUB_RUN_ID", "4242")
             .env("GITHUB_RUN_ATTEMPT", "1")
@@ -197,30 +234,83 @@ async fn container_contract() {
     let c = Container::new(ctx.path());
     // The binary is static: no program interpreter (a dynamic one could not start in the empty root).
     let elf = std::fs::read(&c.binary).unwrap();
-    assert!(!elf.windows(b"/ld-linux".len()).any(|w| w == b"/ld-linux") && !elf.windows(b"ld-musl-".len()).any(|w| w == b"ld-musl-"), "{} is not static", c.binary.display());
+    assert!(
+        !elf.windows(b"/ld-linux".len()).any(|w| w == b"/ld-linux")
+            && !elf.windows(b"ld-musl-".len()).any(|w| w == b"ld-musl-"),
+        "{} is not static",
+        c.binary.display()
+    );
     // The repository checkout is the workspace; the config at the input's default path.
     std::fs::copy(&seeded, c.root.join("github/workspace/.github/deploy.toml")).unwrap();
     let no_github = ("github-deployments", "false");
 
-    let (code, stderr, outputs, summary) = c.run(&ctx, &[("phase", "status"), ("environment", "stage"), no_github], 1).await;
+    let (code, stderr, outputs, summary) = c
+        .run(
+            &ctx,
+            &[("phase", "status"), ("environment", "stage"), no_github],
+            1,
+        )
+        .await;
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(outputs.get("result").map(String::as_str), Some("success"), "{outputs:?}");
-    assert_eq!(outputs.get("state").map(String::as_str), Some("running"), "{outputs:?}");
-    assert_eq!(outputs.get("version").map(String::as_str), Some("v1.0.0"), "{outputs:?}");
+    assert_eq!(
+        outputs.get("result").map(String::as_str),
+        Some("success"),
+        "{outputs:?}"
+    );
+    assert_eq!(
+        outputs.get("state").map(String::as_str),
+        Some("running"),
+        "{outputs:?}"
+    );
+    assert_eq!(
+        outputs.get("version").map(String::as_str),
+        Some("v1.0.0"),
+        "{outputs:?}"
+    );
     assert!(summary.contains("stage"), "{summary}");
 
     ctx.clear_calls().await;
-    let step = [("phase", "deploy"), ("environment", "stage"), ("version", "v1.1.0"), ("timeout-minutes", "5"), no_github];
+    let step = [
+        ("phase", "deploy"),
+        ("environment", "stage"),
+        ("version", "v1.1.0"),
+        ("timeout-minutes", "5"),
+        no_github,
+    ];
     let (code, stderr, outputs, summary) = c.run(&ctx, &step, 2).await;
     assert_eq!(code, 0, "{stderr}");
-    assert_eq!(outputs.get("result").map(String::as_str), Some("success"), "{outputs:?}");
-    assert_eq!(outputs.get("version").map(String::as_str), Some("v1.1.0"), "{outputs:?}");
-    assert_eq!(outputs.get("previous-version").map(String::as_str), Some("v1.0.0"), "{outputs:?}");
-    assert!(summary.contains("Deploy v1.1.0 to stage: done"), "{summary}");
-    assert!(ctx.mutating_calls().await.iter().any(|c| c == "ecs:UpdateService"), "it reached the local AWS");
+    assert_eq!(
+        outputs.get("result").map(String::as_str),
+        Some("success"),
+        "{outputs:?}"
+    );
+    assert_eq!(
+        outputs.get("version").map(String::as_str),
+        Some("v1.1.0"),
+        "{outputs:?}"
+    );
+    assert_eq!(
+        outputs.get("previous-version").map(String::as_str),
+        Some("v1.0.0"),
+        "{outputs:?}"
+    );
+    assert!(
+        summary.contains("Deploy v1.1.0 to stage: done"),
+        "{summary}"
+    );
+    assert!(
+        ctx.mutating_calls()
+            .await
+            .iter()
+            .any(|c| c == "ecs:UpdateService"),
+        "it reached the local AWS"
+    );
 
     // Bad input from the step: exit 2 with one annotation, as on a runner.
     let (code, stderr, _, _) = c.run(&ctx, &[("phase", "deplyo")], 3).await;
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("::error title=deploy-action::input `phase`: unknown phase"), "{stderr}");
+    assert!(
+        stderr.contains("::error title=deploy-action::input `phase`: unknown phase"),
+        "{stderr}"
+    );
 }

@@ -13,7 +13,10 @@ async fn deploy_dry_run_shows_old_and_new_image_per_container_and_the_secrets() 
     ctx.ssm_secrets(
         "url = \"https://stage.example.org\"",
         "/app/stage/",
-        &[("/app/stage/DATABASE_URL", "postgres://secret"), ("/app/stage/API_KEY", "k3y")],
+        &[
+            ("/app/stage/DATABASE_URL", "postgres://secret"),
+            ("/app/stage/API_KEY", "k3y"),
+        ],
     )
     .await;
     ctx.clear_calls().await;
@@ -27,7 +30,8 @@ async fn deploy_dry_run_shows_old_and_new_image_per_container_and_the_secrets() 
         ])
         .await;
     r.assert_code(0);
-    let nothing_else = "nothing else changes: the other containers, and every other field of the task definition";
+    let nothing_else =
+        "nothing else changes: the other containers, and every other field of the task definition";
     let expected = [
         "core: stage-core:1 → new revision".to_string(),
         format!("  container core: image {REPO}:core-v1.0.0 → {REPO}:core-v1.1.0"),
@@ -37,23 +41,73 @@ async fn deploy_dry_run_shows_old_and_new_image_per_container_and_the_secrets() 
         "  container workers: secrets added: API_KEY, DATABASE_URL".to_string(),
     ];
     for line in &expected {
-        assert!(r.stdout.contains(line.as_str()), "stdout lacks {line:?}:\n{}", r.stdout);
-        assert!(r.summary.contains(line.as_str()), "summary lacks {line:?}:\n{}", r.summary);
-        assert!(r.stderr.contains(line.trim_start().split(" → new revision").next().unwrap()), "{}", r.stderr);
+        assert!(
+            r.stdout.contains(line.as_str()),
+            "stdout lacks {line:?}:\n{}",
+            r.stdout
+        );
+        assert!(
+            r.summary.contains(line.as_str()),
+            "summary lacks {line:?}:\n{}",
+            r.summary
+        );
+        assert!(
+            r.stderr
+                .contains(line.trim_start().split(" → new revision").next().unwrap()),
+            "{}",
+            r.stderr
+        );
     }
-    assert_eq!(r.stdout.matches(nothing_else).count(), 2, "said once per service:\n{}", r.stdout);
-    assert!(!r.stdout.contains("container nudenet"), "the sidecar does not change:\n{}", r.stdout);
-    assert!(r.stderr.contains(&format!("container core: image {REPO}:core-v1.0.0 → {REPO}:core-v1.1.0")), "the plan group of the log:\n{}", r.stderr);
-    assert!(r.summary.contains("**Plan: every field that changes**"), "{}", r.summary);
+    assert_eq!(
+        r.stdout.matches(nothing_else).count(),
+        2,
+        "said once per service:\n{}",
+        r.stdout
+    );
+    assert!(
+        !r.stdout.contains("container nudenet"),
+        "the sidecar does not change:\n{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains(&format!(
+            "container core: image {REPO}:core-v1.0.0 → {REPO}:core-v1.1.0"
+        )),
+        "the plan group of the log:\n{}",
+        r.stderr
+    );
+    assert!(
+        r.summary.contains("**Plan: every field that changes**"),
+        "{}",
+        r.summary
+    );
     assert_eq!(ctx.mutating_calls().await, Vec::<String>::new());
 
     // The version running now: only the secrets change, and the plan says exactly that (no image line).
     let r = ctx
-        .cli(&["deploy", "--env", "stage", "-c", "deploy.toml", "--version", "v1.0.0", "--dry-run"])
+        .cli(&[
+            "deploy",
+            "--env",
+            "stage",
+            "-c",
+            "deploy.toml",
+            "--version",
+            "v1.0.0",
+            "--dry-run",
+        ])
         .await;
     r.assert_code(0);
-    assert!(r.stdout.contains("core: stage-core:1 → new revision"), "{}", r.stdout);
-    assert!(r.stdout.contains("  container core: secrets added: API_KEY, DATABASE_URL"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("core: stage-core:1 → new revision"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout
+            .contains("  container core: secrets added: API_KEY, DATABASE_URL"),
+        "{}",
+        r.stdout
+    );
     assert!(!r.stdout.contains(": image "), "{}", r.stdout);
 }
 
@@ -75,7 +129,11 @@ async fn run_and_migrate_dry_runs_show_the_one_off_revision_diff() {
     r.assert_code(0);
     let image = format!("container seed: image {REPO}:core-v1.0.0 → {REPO}:core-v1.1.0");
     assert!(r.stderr.contains(&image), "{}", r.stderr);
-    assert!(r.stdout.contains(&image) && r.stdout.contains("nothing else changes"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&image) && r.stdout.contains("nothing else changes"),
+        "{}",
+        r.stdout
+    );
     assert!(r.summary.contains(&image), "{}", r.summary);
 
     let r = ctx
@@ -91,6 +149,10 @@ async fn run_and_migrate_dry_runs_show_the_one_off_revision_diff() {
     r.assert_code(0);
     let image = format!("container migrate: image {REPO}:migrate-v1.0.0 → {REPO}:migrate-v2.0.0");
     assert!(r.stderr.contains(&image), "{}", r.stderr);
-    assert!(r.stdout.contains(&image) && r.stdout.contains("nothing else changes"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains(&image) && r.stdout.contains("nothing else changes"),
+        "{}",
+        r.stdout
+    );
     assert_eq!(ctx.mutating_calls().await, Vec::<String>::new());
 }
