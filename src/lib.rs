@@ -13,7 +13,6 @@ pub mod github;
 pub mod inputs;
 pub mod log;
 pub mod phases;
-pub mod revision_diff;
 pub mod tags;
 pub mod version;
 pub mod wait;

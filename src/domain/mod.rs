@@ -4,5 +4,6 @@
 pub mod drain;
 pub mod maintenance;
 pub mod promote;
+pub mod revision_diff;
 pub mod rollout;
 pub mod task;

@@ -41,7 +41,7 @@ use crate::aws::logs;
 use crate::config::{Environment, TaskConfig, TaskNetwork};
 use crate::github::runner::{Group, Runner};
 use crate::phases::Ctx;
-use crate::revision_diff::{self, RevisionDiff};
+use crate::domain::revision_diff::{self, RevisionDiff};
 use crate::tags;
 use crate::version::Version;
 use crate::wait::{human, Backoff, Check, Poller, WaitError};

@@ -35,7 +35,7 @@ use crate::domain::rollout::{self, FailureReport, Target, Verdict, WatchEnd, Wat
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
-use crate::revision_diff::{self, RevisionDiff};
+use crate::domain::revision_diff::{self, RevisionDiff};
 use crate::version::{self, Version};
 use crate::wait::{Backoff, Check, Poller, WaitError};
 
