@@ -459,7 +459,8 @@ pub struct IamPolicyArgs {
     /// Only this environment [default: every environment in the config].
     #[arg(long = "env", short = 'e', visible_alias = "environment")]
     pub environment: Option<String>,
-    /// Only this phase: status, state, snapshot, migrate, deploy, rollback or run [default: all of them].
+    /// Only this phase: status, state, snapshot, migrate, deploy, rollback, run, preview, or init (what `init`
+    /// reads; never part of all) [default: all of them].
     #[arg(long)]
     pub phase: Option<String>,
     #[arg(long, value_enum)]
