@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use deploy_action::config::{Config, DatabaseKind};
-use deploy_action::phases::iam_policy::{allows, policy};
 use deploy_action::inputs::Phase;
+use deploy_action::phases::iam_policy::{allows, policy};
 
 use crate::support::{RunResult, TestContext, REGION};
 
