@@ -4,11 +4,15 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use deploy_action::domain::state_now;
 use deploy_action::error::{exit, UsageError};
+use deploy_action::github::runner::Outcome;
 use deploy_action::github::runner::Runner;
-use deploy_action::inputs::{Cli, Command, GithubEnv, InitArgs, Invocation, Phase, RawInputs};
+use deploy_action::inputs::{
+    Cli, Command, Common, GithubEnv, InitArgs, Invocation, Phase, RawInputs,
+};
 use deploy_action::phases::{self, Ctx};
-use deploy_action::wait::WaitError;
+use deploy_action::wait::{Pace, WaitError};
 use deploy_action::wrapper;
 use deploy_action::{aws, log};
 use tokio_util::sync::CancellationToken;
@@ -68,6 +72,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         return emit(runner, inv.phase, &phases::iam_policy::run(inv)?);
     }
     let common = inv.common()?;
+    let pace = Pace::from_env()?;
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
     let ctx = Ctx {
@@ -76,6 +81,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         cancel,
         deadline: tokio::time::Instant::now() + common.timeout,
         dry_run: common.dry_run,
+        pace,
     };
     // Every phase: validate its inputs (no AWS call yet), build only its clients, run, emit. Phases that change the
     // environment run inside `wrapper::around`: gates and the GitHub deployment record first, status after.
@@ -86,8 +92,8 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
                 let sdk = aws::sdk_config(&common.environment.region).await;
                 phases::$m::run(&req, &phases::$m::Clients::new(&sdk), &ctx).await
             };
-            let out = wrapper::around(inv, &common, &ctx, run).await?;
-            emit(runner, inv.phase, &out)
+            let out = wrapper::around(inv, &common, &ctx, run).await;
+            finish(runner, inv, &common, &ctx, out).await
         }};
     }
     match inv.phase {
@@ -95,6 +101,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         Phase::State => phase!(state),
         Phase::Snapshot => phase!(snapshot),
         Phase::Migrate => phase!(migrate),
+        Phase::Restore => phase!(restore),
         Phase::Deploy => phase!(deploy),
         Phase::Rollback => phase!(rollback),
         Phase::Run => phase!(run),
@@ -134,11 +141,45 @@ async fn init(args: &InitArgs, github: &GithubEnv) -> u8 {
     }
 }
 
-fn emit<O: deploy_action::github::runner::Outcome>(
+/// Emits the outcome; a failure (not bad input, not a dry run) ends with the "state now" block, printed last.
+async fn finish<O: Outcome>(
     runner: &Runner,
-    phase: Phase,
-    out: &O,
+    inv: &Invocation,
+    common: &Common,
+    ctx: &Ctx,
+    result: anyhow::Result<O>,
 ) -> anyhow::Result<u8> {
+    let failed = match &result {
+        Ok(out) => !out.ok(),
+        Err(e) => !e.chain().any(|c| c.is::<UsageError>()),
+    };
+    if !failed || ctx.dry_run || !state_now::applies(inv.phase) {
+        return emit(runner, inv.phase, &result?);
+    }
+    let asked = state_now::Asked {
+        version: inv.raw.version.clone(),
+        state: inv.raw.state.clone(),
+        task: inv.raw.task.clone(),
+        cancelled: ctx.cancel.is_cancelled(),
+        ..state_now::Asked::new(inv.phase, &common.environment.name, &common.config_path)
+    };
+    let sdk = aws::sdk_config(&common.environment.region).await;
+    let now = state_now::observe(&common.environment, &state_now::Clients::new(&sdk), &asked).await;
+    match result {
+        Ok(outcome) => emit(runner, inv.phase, &state_now::Then { outcome, now }),
+        Err(e) => {
+            let code = report_error(runner, inv.phase, &e);
+            let after = state_now::AfterError {
+                error: format!("{e:#}"),
+                state_now: now,
+            };
+            emit(runner, inv.phase, &after)?;
+            Ok(code)
+        }
+    }
+}
+
+fn emit<O: Outcome>(runner: &Runner, phase: Phase, out: &O) -> anyhow::Result<u8> {
     runner.emit(phase.name(), out)?;
     Ok(if out.ok() { exit::OK } else { exit::FAILED })
 }

@@ -13,6 +13,12 @@ pub enum Check<T> {
     Done(T),
     /// Not yet; the text describes where things stand (printed only when it changes; empty prints nothing).
     Pending(String),
+    /// Not yet, and it may be done at a known moment: look again no later than `within` from now (a wait that
+    /// announces "done at 10:04:10" looks at 10:04:10, not up to one backoff interval later).
+    PendingUntil {
+        progress: String,
+        within: Duration,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -54,6 +60,46 @@ impl Backoff {
 
     pub fn next(&self, current: Duration) -> Duration {
         (current + current / 2).min(self.max)
+    }
+}
+
+/// How often waits look again, as a multiple of the intervals written in the code: [`Pace::AWS`] in a real run; a
+/// run against the local AWS, where everything settles in moments, polls at a fraction of them
+/// (`DEPLOY_ACTION_POLL_SCALE=0.1`). Held in the run context ([`crate::phases::Ctx`]), so every wait of a run
+/// keeps one pace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace(f64);
+
+impl Pace {
+    /// The intervals as written: AWS's pace.
+    pub const AWS: Pace = Pace(1.0);
+    /// The variable that sets it.
+    pub const VAR: &'static str = "DEPLOY_ACTION_POLL_SCALE";
+
+    /// From [`Pace::VAR`] (unset: [`Pace::AWS`]); a number from 0.01 to 10.
+    pub fn from_env() -> Result<Pace, crate::error::UsageError> {
+        match std::env::var(Self::VAR) {
+            Err(_) => Ok(Pace::AWS),
+            Ok(v) => Pace::parse(&v),
+        }
+    }
+
+    pub fn parse(v: &str) -> Result<Pace, crate::error::UsageError> {
+        match v.trim().parse::<f64>() {
+            Ok(f) if (0.01..=10.0).contains(&f) => Ok(Pace(f)),
+            _ => Err(crate::error::UsageError::new(format!(
+                "{}: {v:?} is not a number from 0.01 to 10 (the fraction of the normal poll intervals); unset it for the normal pace",
+                Self::VAR
+            ))),
+        }
+    }
+
+    /// `backoff` at this pace.
+    pub fn of(self, backoff: Backoff) -> Backoff {
+        Backoff {
+            first: backoff.first.mul_f64(self.0),
+            max: backoff.max.mul_f64(self.0),
+        }
     }
 }
 
@@ -101,9 +147,14 @@ impl Poller {
                     last,
                 });
             }
-            match check().await {
+            let result = check().await;
+            let cap = match &result {
+                Ok(Check::PendingUntil { within, .. }) => (*within).min(interval),
+                _ => interval,
+            };
+            match result {
                 Ok(Check::Done(v)) => return Ok(v),
-                Ok(Check::Pending(progress)) => {
+                Ok(Check::Pending(progress) | Check::PendingUntil { progress, .. }) => {
                     last_error = None;
                     if !progress.is_empty() && progress != last {
                         tracing::info!("{progress}");
@@ -127,7 +178,7 @@ impl Poller {
                     last,
                 });
             }
-            let wake = (now + interval).min(self.deadline);
+            let wake = (now + cap).min(self.deadline);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.cancel.cancelled() => {
@@ -166,7 +217,7 @@ mod tests {
         )
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn returns_when_done() {
         let n = AtomicU32::new(0);
         let v = poller(Duration::from_secs(5))
@@ -183,7 +234,7 @@ mod tests {
         assert_eq!(v, 3);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn times_out_with_the_last_progress() {
         let e = poller(Duration::from_millis(100))
             .run(|| async { Ok::<_, anyhow::Error>(Check::<()>::Pending("2 of 3 running".into())) })
@@ -195,7 +246,7 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn transient_errors_are_polled_through_and_others_end_the_wait() {
         let n = AtomicU32::new(0);
         let v = poller(Duration::from_secs(5))
@@ -223,7 +274,7 @@ mod tests {
         assert!(matches!(e, WaitError::Failed(_)));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn cancellation_ends_the_wait() {
         let p = poller(Duration::from_secs(60));
         let token = p.cancel.clone();
@@ -236,6 +287,51 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, WaitError::Cancelled { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_known_done_time_is_looked_at_then_not_a_backoff_later() {
+        let p = Poller::new(
+            "drain",
+            Backoff::SLOW,
+            Instant::now() + Duration::from_secs(600),
+            CancellationToken::new(),
+        );
+        let start = Instant::now();
+        let done_at = start + Duration::from_secs(40);
+        let looks = AtomicU32::new(0);
+        let took = p
+            .run(|| async {
+                looks.fetch_add(1, Ordering::SeqCst);
+                let now = Instant::now();
+                Ok::<_, anyhow::Error>(if now >= done_at {
+                    Check::Done(now - start)
+                } else {
+                    Check::PendingUntil {
+                        progress: "quiet".into(),
+                        within: done_at - now,
+                    }
+                })
+            })
+            .await
+            .unwrap();
+        // Backoff alone (2, 3, 4.5, 6.75, 10.1, 15, ...) would first look at or after 40 s at 41.4 s, up to 15 s late.
+        assert_eq!(took, Duration::from_secs(40));
+        assert!(looks.load(Ordering::SeqCst) <= 8);
+    }
+
+    #[test]
+    fn pace_scales_the_intervals_and_refuses_nonsense() {
+        let fast = Pace::parse("0.1").unwrap().of(Backoff::FAST);
+        assert_eq!(
+            (fast.first, fast.max),
+            (Duration::from_millis(100), Duration::from_millis(300))
+        );
+        assert_eq!(Pace::AWS.of(Backoff::SLOW).max, Backoff::SLOW.max);
+        for bad in ["0", "-1", "fast", "11", ""] {
+            let e = Pace::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("DEPLOY_ACTION_POLL_SCALE: "), "{e}");
+        }
     }
 
     #[test]

@@ -796,6 +796,30 @@ pub async fn service_names(ecs: &Client, cluster: &str) -> Result<Vec<String>, A
     Ok(names)
 }
 
+/// ARNs of the cluster's tasks started by `started_by` that are not stopped (running, pending or provisioning).
+pub async fn live_tasks_started_by(
+    ecs: &Client,
+    cluster: &str,
+    started_by: &str,
+) -> Result<Vec<String>, AwsError> {
+    let mut arns = Vec::new();
+    let mut pages = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .started_by(started_by)
+        .desired_status(DesiredStatus::Running)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.aws(
+            "ECS ListTasks",
+            format!("{cluster} started by {started_by}"),
+        )?;
+        arns.extend(page.task_arns().iter().cloned());
+    }
+    Ok(arns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

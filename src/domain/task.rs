@@ -44,7 +44,7 @@ use crate::github::runner::{Group, Runner};
 use crate::phases::Ctx;
 use crate::tags;
 use crate::version::Version;
-use crate::wait::{human, Backoff, Check, Poller, WaitError};
+use crate::wait::{human, Backoff, Check, Pace, Poller, WaitError};
 
 /// `startedBy` of every task this action starts.
 pub const STARTED_BY: &str = "deploy-action";
@@ -751,7 +751,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 .with_context(|| format!("{label} task {} did not finish within timeout-minutes and could not be stopped; stop it in the ECS console", task.arn))?;
             let grace = Poller::new(
                 format!("{label} task {id} to stop"),
-                TAIL,
+                ctx.pace.of(TAIL),
                 Instant::now() + STOP_GRACE,
                 ctx.cancel.clone(),
             );
@@ -776,7 +776,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
             .await;
             let grace = Poller::new(
                 format!("{label} task {id} to stop"),
-                TAIL,
+                ctx.pace.of(TAIL),
                 Instant::now() + CANCEL_GRACE,
                 CancellationToken::new(),
             );
@@ -785,7 +785,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 Err(_) => None,
             };
             if stopped.is_some() {
-                drain(&tail, CANCEL_GRACE).await;
+                drain(&tail, CANCEL_GRACE, ctx.pace).await;
             }
             drop(section);
             let msg = match (&stop, &stopped) {
@@ -803,7 +803,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
             )));
         }
     };
-    drain(&tail, DRAIN_GRACE).await;
+    drain(&tail, DRAIN_GRACE, ctx.pace).await;
     drop(section);
     let tail = tail.into_inner();
     let verdict = match (timed_out, &view.stop_code) {
@@ -1133,13 +1133,13 @@ async fn watch(
 }
 
 /// Reads the rest of the stream after the task stopped (until the forward token stops moving), through throttling.
-async fn drain(tail: &Mutex<Option<Tail>>, grace: Duration) {
+async fn drain(tail: &Mutex<Option<Tail>>, grace: Duration, pace: Pace) {
     let mut guard = tail.lock().await;
     let Some(t) = guard.as_mut() else { return };
     let t = Mutex::new(t);
     let poller = Poller::new(
         "reading the last log lines",
-        TAIL,
+        pace.of(TAIL),
         Instant::now() + grace,
         CancellationToken::new(),
     );

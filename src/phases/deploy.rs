@@ -24,11 +24,11 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::state::{self, StateOptions};
-use super::status::EnvState;
 use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::ssm::{self, ParameterRef};
 use crate::config::{Environment, Service as ServiceConfig};
+use crate::domain::environment::EnvState;
 use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
 use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
 use crate::domain::revision_diff::{self, RevisionDiff};
@@ -1068,7 +1068,7 @@ async fn fail(
     } else {
         let poller = Poller::new(
             format!("rollback in {}", env.cluster),
-            Backoff::FAST,
+            ctx.pace.of(Backoff::FAST),
             Instant::now() + req.common.timeout,
             ctx.cancel.clone(),
         );
@@ -1193,10 +1193,10 @@ async fn smoke_check(
     let url = smoke.url.clone();
     let poller = Poller::new(
         format!("smoke check GET {url}"),
-        Backoff {
+        ctx.pace.of(Backoff {
             first: Duration::from_secs(1),
             max: Duration::from_secs(4),
-        },
+        }),
         Instant::now() + SMOKE_WINDOW,
         ctx.cancel.clone(),
     );

@@ -20,10 +20,10 @@ use tokio::time::Instant;
 
 use super::run::{self as run_phase, RunOutcome};
 use super::state::{self, StateOptions};
-use super::status::EnvState;
 use super::Ctx;
 use crate::aws::rds::{self, Snapshot};
 use crate::config::{Database, Environment, TaskConfig};
+use crate::domain::environment::EnvState;
 use crate::domain::promote::{self, SelfReference, VersionRef};
 use crate::domain::task::{self, LaunchPlan};
 use crate::error::UsageError;
@@ -274,6 +274,10 @@ impl Outcome for MigrateOutcome {
                 .map(|s| s.id.clone())
                 .unwrap_or_default(),
         ));
+        o.push((
+            "restore-command",
+            self.restore_command().unwrap_or_default(),
+        ));
         o
     }
 
@@ -284,6 +288,10 @@ impl Outcome for MigrateOutcome {
             .map(|why| format!(
                 "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {why}."
             ))
+            .chain(self.restore_command().map(|cmd| format!(
+                "> [!CAUTION]\n> To bring the database back from the snapshot taken before this migration (after approval): `{cmd}` (Action: `phase: restore`, `snapshot-id: {}`).",
+                self.snapshot.as_ref().map(|s| s.id.as_str()).unwrap_or_default()
+            )))
             .collect();
         self.run.summary_with(&banners, self.rows())
     }
@@ -293,12 +301,29 @@ impl Outcome for MigrateOutcome {
             .without_snapshot
             .iter()
             .map(|why| format!("WITHOUT a fresh snapshot (allow-without-snapshot): {why}"))
+            .chain(
+                self.restore_command()
+                    .map(|cmd| format!("to bring the database back from its snapshot: {cmd}")),
+            )
             .collect();
         self.run.text_with(&notes, self.rows())
     }
 }
 
 impl MigrateOutcome {
+    /// After a failed migration, the invocation that brings the database back from the snapshot the precondition
+    /// accepted (phase `restore`); `None` when the migration succeeded, in a dry run, or without a snapshot.
+    pub fn restore_command(&self) -> Option<String> {
+        if self.run.ok() || self.run.dry_run {
+            return None;
+        }
+        let s = self.snapshot.as_ref()?;
+        Some(format!(
+            "deploy-action restore --env {} --snapshot-id {}",
+            self.run.environment, s.id
+        ))
+    }
+
     /// What the preconditions add to phase `run`'s rows.
     fn rows(&self) -> Vec<Vec<String>> {
         vec![

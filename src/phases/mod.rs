@@ -6,6 +6,7 @@ pub mod iam_policy;
 pub mod init;
 pub mod migrate;
 pub mod preview;
+pub mod restore;
 pub mod rollback;
 pub mod run;
 pub mod snapshot;
@@ -17,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::github::runner::Runner;
 use crate::inputs::GithubEnv;
-use crate::wait::{Backoff, Poller};
+use crate::wait::{Backoff, Pace, Poller};
 
 /// What every phase shares besides its clients: where to report, when to give up, whether to stop.
 #[derive(Debug, Clone)]
@@ -28,10 +29,18 @@ pub struct Ctx {
     /// The phase's overall deadline (`timeout-minutes` from the start).
     pub deadline: Instant,
     pub dry_run: bool,
+    /// How often every wait of the run looks again ([`Pace::AWS`] but against the local AWS).
+    pub pace: Pace,
 }
 
 impl Ctx {
+    /// A wait until the run's deadline, at the run's pace.
     pub fn poller(&self, what: impl Into<String>, backoff: Backoff) -> Poller {
-        Poller::new(what, backoff, self.deadline, self.cancel.clone())
+        Poller::new(
+            what,
+            self.pace.of(backoff),
+            self.deadline,
+            self.cancel.clone(),
+        )
     }
 }

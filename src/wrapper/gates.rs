@@ -32,7 +32,8 @@ pub fn gates_for(phase: Phase) -> Option<GateSet> {
     match phase {
         Phase::Status | Phase::CheckConfig | Phase::IamPolicy | Phase::Init => None,
         // A review app is not what users get: no freeze, no promotion.
-        Phase::Snapshot | Phase::Rollback | Phase::Preview => set(false, false),
+        // A restore is the way out of a failed migration, like a rollback.
+        Phase::Snapshot | Phase::Rollback | Phase::Restore | Phase::Preview => set(false, false),
         Phase::State | Phase::Run => set(true, false),
         Phase::Migrate | Phase::Deploy => set(true, true),
     }

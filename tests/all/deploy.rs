@@ -320,6 +320,7 @@ async fn deploy_timeout_rolls_back() {
         cancel: Default::default(),
         deadline: tokio::time::Instant::now() + Duration::from_secs(4),
         dry_run: false,
+        pace: crate::support::pace(),
     };
     let started = std::time::Instant::now();
     let out = phase::run(&req, &clients, &run_ctx).await.unwrap();

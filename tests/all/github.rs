@@ -267,6 +267,7 @@ fn invocation(
         cancel: Default::default(),
         deadline: tokio::time::Instant::now() + Duration::from_secs(60),
         dry_run: common.dry_run,
+        pace: crate::support::pace(),
     };
     (inv, common, ctx)
 }

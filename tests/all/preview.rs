@@ -946,7 +946,7 @@ async fn preview_killed_during_its_seed_then_rerun_attaches_and_leaves_no_seed_r
     let seed_family = revisions(&ctx, "review-seed", TaskDefinitionStatus::Active).await;
     ctx.post(
         "/_test/ecs/task-rules",
-        json!({"match": "db:create", "runningSeconds": 4, "logs": ["creating pr_12"]}),
+        json!({"match": "db:create", "runningSeconds": 10, "logs": ["creating pr_12"]}),
     )
     .await;
     let mut cmd = ctx.base_command();
