@@ -755,6 +755,19 @@ pub struct Common {
     pub output: OutputFormat,
 }
 
+impl Common {
+    /// The environment's database, or a usage error naming the config key (phases snapshot and migrate).
+    pub fn required_database(&self, phase: &str) -> Result<crate::config::Database, UsageError> {
+        let env = &self.environment.name;
+        self.environment.database.clone().ok_or_else(|| {
+            UsageError::new(format!(
+                "config file {}: environments.{env}.database: missing; phase {phase} needs it: add [environments.{env}.database] with `instance = \"<RDS instance id>\"` or `cluster = \"<Aurora cluster id>\"`",
+                self.config_path.display()
+            ))
+        })
+    }
+}
+
 impl Invocation {
     /// CLI flags over `INPUT_*` variables. `cli` is `None` when no subcommand was given (the Action front end).
     pub fn resolve(

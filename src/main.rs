@@ -1,9 +1,11 @@
 //! Parse inputs, start logging, dispatch one phase, emit its outcome. Nothing else lives here.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
+
 use deploy_action::domain::state_now;
 use deploy_action::error::{exit, UsageError};
 use deploy_action::github::runner::Outcome;
@@ -11,7 +13,7 @@ use deploy_action::github::runner::Runner;
 use deploy_action::inputs::{
     Cli, Command, Common, GithubEnv, InitArgs, Invocation, Phase, RawInputs,
 };
-use deploy_action::phases::{self, Ctx};
+use deploy_action::phases::{self, Ctx, Recorded};
 use deploy_action::wait::{Pace, WaitError};
 use deploy_action::wrapper;
 use deploy_action::{aws, log};
@@ -88,12 +90,23 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
     macro_rules! phase {
         ($m:ident) => {{
             let req = phases::$m::Request::from_invocation(inv, &common)?;
+            let subject = req.subject(&common);
+            let started = AtomicBool::new(false);
             let run = async {
+                started.store(true, Ordering::Relaxed);
                 let sdk = aws::sdk_config(&common.environment.region).await;
                 phases::$m::run(&req, &phases::$m::Clients::new(&sdk), &ctx).await
             };
-            let out = wrapper::around(inv, &common, &ctx, run).await;
-            finish(runner, inv, &common, &ctx, out).await
+            let out = wrapper::around(inv, &common, &ctx, subject, run).await;
+            finish(
+                runner,
+                inv,
+                &common,
+                &ctx,
+                out,
+                started.load(Ordering::Relaxed),
+            )
+            .await
         }};
     }
     match inv.phase {
@@ -112,8 +125,9 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
             let sdk = aws::sdk_config(&common.environment.region).await;
             let clients = phases::preview::Clients::new(&sdk);
             let checked = phases::preview::check(&req, &clients).await?;
+            let subject = req.subject(&common);
             let run = phases::preview::run(&req, &clients, &ctx, checked);
-            let out = wrapper::around(inv, &common, &ctx, run).await?;
+            let out = wrapper::around(inv, &common, &ctx, subject, run).await?;
             emit(runner, inv.phase, &out)
         }
         Phase::CheckConfig | Phase::IamPolicy | Phase::Init => unreachable!("handled above"),
@@ -141,18 +155,21 @@ async fn init(args: &InitArgs, github: &GithubEnv) -> u8 {
     }
 }
 
-/// Emits the outcome; a failure (not bad input, not a dry run) ends with the "state now" block, printed last.
+/// Emits the outcome; a failure of a phase that started (not bad input, not a gate's refusal, not a dry run) ends
+/// with the "state now" block, printed last. A refusal before the phase changed nothing and reads nothing of AWS.
 async fn finish<O: Outcome>(
     runner: &Runner,
     inv: &Invocation,
     common: &Common,
     ctx: &Ctx,
     result: anyhow::Result<O>,
+    started: bool,
 ) -> anyhow::Result<u8> {
-    let failed = match &result {
-        Ok(out) => !out.ok(),
-        Err(e) => !e.chain().any(|c| c.is::<UsageError>()),
-    };
+    let failed = started
+        && match &result {
+            Ok(out) => !out.ok(),
+            Err(e) => !e.chain().any(|c| c.is::<UsageError>()),
+        };
     if !failed || ctx.dry_run || !state_now::applies(inv.phase) {
         return emit(runner, inv.phase, &result?);
     }

@@ -321,11 +321,47 @@ pub fn is_invalid_state(err: &AwsError) -> bool {
         || err.is("InvalidDBClusterStateFault")
 }
 
-/// The error codes RDS answers for a DB instance or cluster that does not exist.
+/// Pure: any string made a valid RDS snapshot identifier: 1-255 lower-case letters, digits and hyphens, starting
+/// with a letter, no two hyphens in a row, no hyphen at the end. Other characters (`.`, `/`, `_`, `+`, spaces) become
+/// hyphens; a name that does not start with a letter gets `snapshot-` in front.
+pub fn snapshot_identifier(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let c = if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '-'
+        };
+        if c == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        out.push(c);
+    }
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        out.insert_str(0, "snapshot-");
+    }
+    out.truncate(255);
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// CreateDB(Cluster)Snapshot: a snapshot of that name exists already.
+pub fn is_snapshot_exists(err: &AwsError) -> bool {
+    err.is("DBSnapshotAlreadyExists") || err.is("DBClusterSnapshotAlreadyExistsFault")
+}
+
+/// The instance or cluster does not exist (in this account and region).
 pub fn is_db_not_found(err: &AwsError) -> bool {
     err.is("DBInstanceNotFound")
         || err.is("DBInstanceNotFoundFault")
         || err.is("DBClusterNotFoundFault")
+}
+
+/// The account's manual snapshot quota is used up.
+pub fn is_snapshot_quota_exceeded(err: &AwsError) -> bool {
+    err.is("SnapshotQuotaExceeded")
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::aws::cloudwatch::{self, Datapoint, MetricQuery, MetricStatistic};
 use crate::config::{Database, DatabaseKind, DrainConfig, SettleConfig};
-use crate::phases::Ctx;
+use crate::domain::Ctx;
 use crate::wait::{human, Backoff, Check, Poller};
 
 /// Datapoints are per minute (the finest period ALB and RDS basic metrics have).

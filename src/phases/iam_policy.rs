@@ -115,7 +115,7 @@ pub fn snapshot_pattern(template: &str, environment: &str) -> String {
         return "*".into();
     }
     // The same normalisation the snapshot phase applies, without trimming the trailing hyphen it would drop.
-    let id = crate::phases::snapshot::rds_identifier(&format!("{fixed}x"));
+    let id = crate::aws::rds::snapshot_identifier(&format!("{fixed}x"));
     format!("{}*", id.trim_end_matches('x'))
 }
 
@@ -399,8 +399,10 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
         Phase::Deploy => {
             let mut v = state_up(&db_start);
             v.push(service_tags_read.clone());
+            // ListTaskDefinitions: the "state now" block after a failure lists the known-good versions.
             v.push(td_read(&[
                 "ecs:DescribeTaskDefinition",
+                "ecs:ListTaskDefinitions",
                 "ecs:RegisterTaskDefinition",
                 "ecs:DeregisterTaskDefinition",
             ]));
@@ -412,19 +414,26 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.extend(ssm.iter().cloned());
             v
         }
-        Phase::Rollback => vec![
-            describe_services.clone(),
-            update_services.clone(),
-            td_read(&[
-                "ecs:DescribeTaskDefinition",
-                "ecs:ListTaskDefinitions",
-                "ecs:DeregisterTaskDefinition",
-            ]),
-            service_revision_tags.clone(),
-            list_tasks.clone(),
-            describe_tasks.clone(),
-            logs.clone(),
-        ],
+        Phase::Rollback => {
+            let mut v = vec![
+                describe_services.clone(),
+                update_services.clone(),
+                td_read(&[
+                    "ecs:DescribeTaskDefinition",
+                    "ecs:ListTaskDefinitions",
+                    "ecs:DeregisterTaskDefinition",
+                ]),
+                service_revision_tags.clone(),
+                list_tasks.clone(),
+                describe_tasks.clone(),
+                logs.clone(),
+            ];
+            // After a failure the "state now" block reads the environment as `status` does.
+            v.extend(db.iter().cloned());
+            v.extend(snapshot_read.iter().cloned());
+            v.extend(elb_read.iter().cloned());
+            v
+        }
         Phase::Run => {
             let mut v = vec![
                 describe_services.clone(),

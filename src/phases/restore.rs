@@ -89,6 +89,13 @@ impl Request {
     }
 }
 
+impl super::Recorded for Request {
+    /// A restore is recorded without a version.
+    fn subject(&self, common: &Common) -> super::Subject {
+        super::Subject::new(common, None)
+    }
+}
+
 /// Only the clients `restore` uses.
 pub struct Clients {
     pub rds: aws_sdk_rds::Client,

@@ -322,7 +322,7 @@ async fn a_task_still_running_at_the_deadline_is_stopped_with_a_reason() {
     let report = task::run(&launch, &clients, &lib_ctx(Duration::from_secs(4)))
         .await
         .unwrap();
-    assert_eq!(report.verdict, task::Verdict::TimedOut);
+    assert_eq!(report.verdict, task::TaskVerdict::TimedOut);
     assert!(!report.ok());
     assert_eq!(report.stop_code.as_deref(), Some("UserInitiated"));
     assert!(
@@ -775,7 +775,7 @@ async fn after_an_ambiguous_run_task_the_runner_finds_the_task_instead_of_starti
     let report = task::run(&launch, &task::Clients::new(&sdk), &run_ctx)
         .await
         .unwrap();
-    assert_eq!(report.verdict, task::Verdict::Succeeded, "{report:?}");
+    assert_eq!(report.verdict, task::TaskVerdict::Succeeded, "{report:?}");
     assert!(!report.attached, "this run started it");
     assert_eq!(report.last_lines, vec!["once"]);
     let calls = ctx.calls().await;
