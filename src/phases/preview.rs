@@ -1404,7 +1404,7 @@ fn wanted_revision(
     template: &TaskDefinition,
     template_tags: &[aws_sdk_ecs::types::Tag],
     version: &Version,
-    secrets: Option<Vec<(String, String)>>,
+    secrets: Option<revision::SsmSecrets>,
 ) -> Result<Wanted> {
     let containers = template.container_definitions();
     let mut images = Vec::new();

@@ -3,7 +3,6 @@
 mod support;
 
 mod badinput;
-mod container;
 mod deploy;
 mod foundation;
 mod github;
@@ -16,6 +15,7 @@ mod restore;
 mod run;
 mod safety;
 mod secrets;
+mod shapes;
 mod snapshot;
 mod state;
 mod state_now;
