@@ -10,10 +10,10 @@ pub mod maintenance;
 pub mod one_off;
 pub mod promote;
 pub mod restore;
+pub mod retention;
 pub mod revision;
 pub mod rollout;
 pub mod state_now;
-pub mod retention;
 pub mod task;
 pub mod versions;
 

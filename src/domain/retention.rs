@@ -26,7 +26,10 @@ pub fn to_deregister(revisions: &[RevisionInfo], in_use: &[String], keep: usize)
 }
 
 /// The ACTIVE revisions of a family with the tags this action reads, newest first.
-pub async fn revisions(ecs_client: &aws_sdk_ecs::Client, family: &str) -> Result<Vec<RevisionInfo>> {
+pub async fn revisions(
+    ecs_client: &aws_sdk_ecs::Client,
+    family: &str,
+) -> Result<Vec<RevisionInfo>> {
     let arns = ecs::active_revisions(ecs_client, family).await?;
     stream::iter(arns.iter())
         .map(|arn| async move {
@@ -137,15 +140,28 @@ mod tests {
     fn keeps_the_newest_n_and_never_one_in_use_or_not_ours() {
         let arn = |n: i32| format!("arn:aws:ecs:r:1:task-definition/stage-core:{n}");
         // Revisions 1 (not ours), 2..=6 ours (5 known good).
-        let revs: Vec<RevisionInfo> = (1..=6)
-            .map(|n| rev(n, n > 1, n == 5))
-            .collect();
+        let revs: Vec<RevisionInfo> = (1..=6).map(|n| rev(n, n > 1, n == 5)).collect();
         let cases: [(&str, usize, Vec<String>, Vec<i32>); 5] = [
-            ("keep 2: 4 and older go, except 1 (not ours)", 2, vec![], vec![4, 3, 2]),
+            (
+                "keep 2: 4 and older go, except 1 (not ours)",
+                2,
+                vec![],
+                vec![4, 3, 2],
+            ),
             ("keep 2, 3 in use", 2, vec![arn(3)], vec![4, 2]),
             ("keep 10: nothing", 10, vec![], vec![]),
-            ("keep 1: the known-good 5 is ours too", 1, vec![arn(6)], vec![5, 4, 3, 2]),
-            ("keep 0 is never asked, but in use still wins", 0, vec![arn(6), arn(2)], vec![5, 4, 3]),
+            (
+                "keep 1: the known-good 5 is ours too",
+                1,
+                vec![arn(6)],
+                vec![5, 4, 3, 2],
+            ),
+            (
+                "keep 0 is never asked, but in use still wins",
+                0,
+                vec![arn(6), arn(2)],
+                vec![5, 4, 3],
+            ),
         ];
         for (name, keep, used, want) in cases {
             let got = to_deregister(&revs, &used, keep);

@@ -40,7 +40,10 @@ pub fn in_snapshots(snaps: &[Snapshot]) -> Vec<Known> {
 
 /// The versions tagged on the newest [`NEWEST_REVISIONS`] ACTIVE revisions of each family (ListTaskDefinitions,
 /// ListTagsForResource; read only).
-pub async fn in_families(ecs_client: &aws_sdk_ecs::Client, families: &[&str]) -> Result<Vec<Known>> {
+pub async fn in_families(
+    ecs_client: &aws_sdk_ecs::Client,
+    families: &[&str],
+) -> Result<Vec<Known>> {
     let mut arns: Vec<String> = vec![];
     for family in families {
         let mut a = ecs::active_revisions(ecs_client, family).await?;
@@ -63,7 +66,10 @@ pub async fn in_families(ecs_client: &aws_sdk_ecs::Client, families: &[&str]) ->
 
 /// Pure: a usage error (exit 2) naming both versions and the fix when `version` collides with a known one.
 pub fn refuse_collision(version: &Version, known: &[Known]) -> Result<(), UsageError> {
-    let Some(k) = known.iter().find(|k| collides(version.as_str(), &k.version)) else {
+    let Some(k) = known
+        .iter()
+        .find(|k| collides(version.as_str(), &k.version))
+    else {
         return Ok(());
     };
     Err(UsageError::new(format!(

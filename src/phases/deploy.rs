@@ -31,10 +31,10 @@ use crate::domain::environment::EnvState;
 use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
 use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
 use crate::domain::revision::{self, release_containers, ssm_secrets, RevisionChange, SsmSecrets};
-use crate::domain::{retention, versions};
 use crate::domain::rollout::{
     self, FailureReport, RolloutTarget, RolloutVerdict, WatchEnd, WatchReport,
 };
+use crate::domain::{retention, versions};
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
@@ -859,7 +859,12 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
 
 /// `keep-revisions` after the deploy succeeded: older revisions of ours that nothing uses are deregistered, said in
 /// the summary; a failure is a note, never a failed deploy.
-async fn prune(req: &Request<Version>, c: &Clients, targets: &[RolloutTarget], out: &mut DeployOutcome) {
+async fn prune(
+    req: &Request<Version>,
+    c: &Clients,
+    targets: &[RolloutTarget],
+    out: &mut DeployOutcome,
+) {
     let env = &req.common.environment;
     let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
     let mut families: Vec<&str> = targets
@@ -868,14 +873,13 @@ async fn prune(req: &Request<Version>, c: &Clients, targets: &[RolloutTarget], o
         .collect();
     families.sort_unstable();
     families.dedup();
-    match retention::after_deploy(&c.ecs, &env.cluster, &names, &families, req.keep_revisions).await {
+    match retention::after_deploy(&c.ecs, &env.cluster, &names, &families, req.keep_revisions).await
+    {
         Ok(p) => {
             out.deregistered.extend(p.deregistered);
             out.notes.extend(p.notes);
         }
-        Err(e) => out
-            .notes
-            .push(format!("keep-revisions not applied: {e:#}")),
+        Err(e) => out.notes.push(format!("keep-revisions not applied: {e:#}")),
     }
 }
 

@@ -555,7 +555,12 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
     };
     if family_arns.is_empty() {
         out.retain(|g| {
-            !["EcsRunOneOffTask", "EcsOneOffRevisionTags", "EcsOneOffRevisionTagsRead"].contains(&g.sid)
+            ![
+                "EcsRunOneOffTask",
+                "EcsOneOffRevisionTags",
+                "EcsOneOffRevisionTagsRead",
+            ]
+            .contains(&g.sid)
         });
     }
     merge(out)

@@ -654,9 +654,21 @@ mod tests {
     fn every_version_shape_gives_the_readme_s_image_tag_and_snapshot_name() {
         let image = crate::version::ImageTagTemplate::new(None, "core-{version}").unwrap();
         let cases = [
-            ("v1.66.0", "core-v1.66.0", "deploy-stage-v1-66-0-20261202-150000"),
-            ("v3.56.2-rc1", "core-v3.56.2-rc1", "deploy-stage-v3-56-2-rc1-20261202-150000"),
-            ("drizzle-init", "core-drizzle-init", "deploy-stage-drizzle-init-20261202-150000"),
+            (
+                "v1.66.0",
+                "core-v1.66.0",
+                "deploy-stage-v1-66-0-20261202-150000",
+            ),
+            (
+                "v3.56.2-rc1",
+                "core-v3.56.2-rc1",
+                "deploy-stage-v3-56-2-rc1-20261202-150000",
+            ),
+            (
+                "drizzle-init",
+                "core-drizzle-init",
+                "deploy-stage-drizzle-init-20261202-150000",
+            ),
             (
                 "api/v2024.10.02.1",
                 "core-api-v2024.10.02.1",
@@ -678,7 +690,11 @@ mod tests {
                 time: "20261202-150000",
                 run: "1",
             };
-            assert_eq!(snapshot_id(crate::config::DEFAULT_SNAPSHOT_NAME, &p), snap, "{v}");
+            assert_eq!(
+                snapshot_id(crate::config::DEFAULT_SNAPSHOT_NAME, &p),
+                snap,
+                "{v}"
+            );
             let row = format!("| `{v}` | `{tag}` | `{snap}` | `{v}` |");
             assert!(readme.contains(&row), "README lacks {row}");
         }

@@ -125,7 +125,11 @@ async fn a_version_colliding_with_a_known_one_is_refused_before_any_change() {
     }
     let refused = [
         ("deploy", vec![("version", "api-v1")], "api/v1"),
-        ("run", vec![("version", "api-v1"), ("task", "seed")], "api/v1"),
+        (
+            "run",
+            vec![("version", "api-v1"), ("task", "seed")],
+            "api/v1",
+        ),
         ("rollback", vec![("version", "api-v1")], "api/v1"),
         ("snapshot", vec![("version", "v1.0.0-a")], "v1.0.0+a"),
         (
@@ -139,9 +143,14 @@ async fn a_version_colliding_with_a_known_one_is_refused_before_any_change() {
         let r = ctx.action(&inputs(phase, extra)).await;
         let new = extra[0].1;
         r.assert_code(2);
-        let want = format!("input `version`: {new} collides with the version {other} already known here");
+        let want =
+            format!("input `version`: {new} collides with the version {other} already known here");
         assert!(r.stderr.contains(&want), "{phase}: {}", r.stderr);
-        assert!(r.stderr.contains("pass a version that stays distinct"), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("pass a version that stays distinct"),
+            "{}",
+            r.stderr
+        );
         assert_eq!(
             ctx.mutating_calls().await,
             Vec::<String>::new(),
@@ -186,7 +195,10 @@ async fn deploy_keeps_the_newest_revisions_and_never_one_in_use() {
     let deploy = |v: &'static str| inputs("deploy", &[("version", v), ("keep-revisions", "2")]);
     ctx.action(&deploy("v1.1.0")).await.assert_code(0);
     ctx.action(&deploy("v1.2.0")).await.assert_code(0);
-    assert_eq!(active(&ctx, "stage-core").await, ["stage-core:3", "stage-core:2", "stage-core:1"]);
+    assert_eq!(
+        active(&ctx, "stage-core").await,
+        ["stage-core:3", "stage-core:2", "stage-core:1"]
+    );
     // A task still runs stage-core:2 (started by hand, say): it is in use.
     ctx.start_like_an_earlier_run("stage-core:2", "by-hand", "v1.1.0")
         .await;
@@ -194,7 +206,12 @@ async fn deploy_keeps_the_newest_revisions_and_never_one_in_use() {
     r.assert_code(0);
     assert_eq!(
         active(&ctx, "stage-core").await,
-        ["stage-core:4", "stage-core:3", "stage-core:2", "stage-core:1"],
+        [
+            "stage-core:4",
+            "stage-core:3",
+            "stage-core:2",
+            "stage-core:1"
+        ],
         "2 is in use, 1 is not this action's"
     );
     assert_eq!(
@@ -205,19 +222,29 @@ async fn deploy_keeps_the_newest_revisions_and_never_one_in_use() {
     let line = |n: usize, which: &str| {
         format!("keep-revisions 2: deregistered {n} of this action's older revision(s) that no service, deployment or running task uses: {which}")
     };
-    assert!(r.summary.contains(&line(1, "stage-workers:2")), "{}", r.summary);
+    assert!(
+        r.summary.contains(&line(1, "stage-workers:2")),
+        "{}",
+        r.summary
+    );
     let r = ctx.action(&deploy("v1.4.0")).await;
     r.assert_code(0);
     assert_eq!(
         active(&ctx, "stage-core").await,
-        ["stage-core:5", "stage-core:4", "stage-core:2", "stage-core:1"]
+        [
+            "stage-core:5",
+            "stage-core:4",
+            "stage-core:2",
+            "stage-core:1"
+        ]
     );
     assert_eq!(
         active(&ctx, "stage-workers").await,
         ["stage-workers:5", "stage-workers:4", "stage-workers:1"]
     );
     assert!(
-        r.summary.contains(&line(2, "stage-core:3, stage-workers:3")),
+        r.summary
+            .contains(&line(2, "stage-core:3, stage-workers:3")),
         "{}",
         r.summary
     );
@@ -241,7 +268,10 @@ async fn running(ctx: &TestContext, service: &str) -> (String, Option<String>) {
         .send()
         .await
         .unwrap();
-    let image = out.task_definition().unwrap().container_definitions()
+    let image = out
+        .task_definition()
+        .unwrap()
+        .container_definitions()
         .iter()
         .find(|c| c.name() == Some(service))
         .and_then(|c| c.image())
@@ -300,7 +330,11 @@ async fn an_rc_a_label_and_a_calver_go_through_the_release_flow_and_back() {
     let shapes = [
         ("v3.56.2-rc1", "v3.56.2-rc1", "deploy-stage-v3-56-2-rc1-"),
         ("drizzle-init", "drizzle-init", "deploy-stage-drizzle-init-"),
-        ("api/v2024.10.02.1", "api-v2024.10.02.1", "deploy-stage-api-v2024-10-02-1-"),
+        (
+            "api/v2024.10.02.1",
+            "api-v2024.10.02.1",
+            "deploy-stage-api-v2024-10-02-1-",
+        ),
     ];
     for (i, (v, tag, snap)) in shapes.iter().enumerate() {
         let r = ctx.action(&inputs("snapshot", &[("version", v)])).await;
@@ -308,11 +342,16 @@ async fn an_rc_a_label_and_a_calver_go_through_the_release_flow_and_back() {
         let id = r.outputs["snapshot-id"].clone();
         assert!(id.starts_with(snap), "{v}: {id}");
         assert!(
-            snapshots(&ctx).await.contains(&(id.clone(), Some(v.to_string()))),
+            snapshots(&ctx)
+                .await
+                .contains(&(id.clone(), Some(v.to_string()))),
             "{v}: snapshot {id} tagged with the version as given"
         );
         let r = ctx
-            .action(&inputs("migrate", &[("version", v), ("skip-drain", "true")]))
+            .action(&inputs(
+                "migrate",
+                &[("version", v), ("skip-drain", "true")],
+            ))
             .await;
         r.assert_code(0);
         assert_eq!(r.outputs["snapshot-id"], id, "{v}");
@@ -332,7 +371,9 @@ async fn an_rc_a_label_and_a_calver_go_through_the_release_flow_and_back() {
             "{v}"
         );
         assert!(
-            def.tags().iter().any(|t| t.key() == Some("deploy-action:version") && t.value() == Some(*v)),
+            def.tags()
+                .iter()
+                .any(|t| t.key() == Some("deploy-action:version") && t.value() == Some(*v)),
             "{v}: {:?}",
             def.tags()
         );
@@ -350,7 +391,10 @@ async fn an_rc_a_label_and_a_calver_go_through_the_release_flow_and_back() {
     r.assert_code(0);
     assert_eq!(
         running(&ctx, "core").await,
-        (format!("{repo}:core-drizzle-init"), Some("drizzle-init".to_string()))
+        (
+            format!("{repo}:core-drizzle-init"),
+            Some("drizzle-init".to_string())
+        )
     );
     let r = ctx
         .action(&inputs("rollback", &[("version", "v3.56.2-rc1")]))
@@ -358,6 +402,9 @@ async fn an_rc_a_label_and_a_calver_go_through_the_release_flow_and_back() {
     r.assert_code(0);
     assert_eq!(
         running(&ctx, "core").await,
-        (format!("{repo}:core-v3.56.2-rc1"), Some("v3.56.2-rc1".to_string()))
+        (
+            format!("{repo}:core-v3.56.2-rc1"),
+            Some("v3.56.2-rc1".to_string())
+        )
     );
 }
