@@ -386,8 +386,19 @@ async fn an_rc_a_label_and_a_calver_go_through_the_release_flow_and_back() {
             "{v}"
         );
     }
-    // Back to the last known good (the label), then to the rc by name.
+    // The calver is the last known good: a plain rollback has nothing to do and names the earlier versions; back to
+    // the label, then to the rc, by name.
     let r = ctx.action(&inputs("rollback", &[])).await;
+    r.assert_code(0);
+    assert_eq!(r.outputs["changed"], "false");
+    let earlier = &r.outputs["earlier-versions"];
+    assert!(
+        earlier.contains("drizzle-init") && earlier.contains("v3.56.2-rc1"),
+        "{earlier}"
+    );
+    let r = ctx
+        .action(&inputs("rollback", &[("version", "drizzle-init")]))
+        .await;
     r.assert_code(0);
     assert_eq!(
         running(&ctx, "core").await,
