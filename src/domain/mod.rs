@@ -12,6 +12,7 @@ pub mod promote;
 pub mod restore;
 pub mod retention;
 pub mod revision;
+pub mod revision_diff;
 pub mod rollout;
 pub mod state_now;
 pub mod task;
