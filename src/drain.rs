@@ -243,7 +243,7 @@ pub async fn wait_drained(
         window_seconds: cfg.window_seconds as i64,
         period_seconds: PERIOD,
     };
-    let timeout = Duration::from_secs(cfg.timeout_minutes * 60);
+    let timeout = Duration::from_secs(cfg.timeout_minutes.saturating_mul(60));
     tracing::info!(
         "waiting for traffic to drain: RequestCount of {} target group(s) at or under {}/min for {}s (at most {})",
         queries.len(),
@@ -293,7 +293,7 @@ pub async fn wait_db_settled(
         window_seconds: cfg.window_seconds as i64,
         period_seconds: PERIOD,
     };
-    let timeout = Duration::from_secs(cfg.timeout_minutes * 60);
+    let timeout = Duration::from_secs(cfg.timeout_minutes.saturating_mul(60));
     tracing::info!(
         "waiting for database {} to settle: CPU at or under {}% for {}s (at most {})",
         db.identifier,

@@ -282,7 +282,8 @@ impl Outcome for MigrateOutcome {
             .without_snapshot
             .iter()
             .map(|why| format!(
-                "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {why}."
+                "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {}.",
+                crate::text::md_text(why)
             ))
             .collect();
         self.run.summary_with(&banners, self.rows())

@@ -25,6 +25,7 @@ use crate::aws::ecs;
 use crate::config::{Environment, Service, TaskConfig, TaskNetwork};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, Outcome};
+use crate::text::{md_code, md_text};
 use crate::inputs::{Common, Invocation};
 use crate::promote::{self, Promotion, Resolved, SelfReference, VersionRef};
 use crate::task::{self, Launch, TaskReport};
@@ -275,7 +276,7 @@ impl RunOutcome {
     pub fn summary_with(&self, banners: &[String], extra: Vec<Vec<String>>) -> String {
         let mut s = format!("### {} {}\n\n", self.task.icon(), self.headline());
         if !self.task.ok() {
-            s.push_str(&format!("**{}**\n\n", self.task.explanation()));
+            s.push_str(&format!("**{}**\n\n", md_text(&self.task.explanation())));
         }
         for b in banners {
             s.push_str(b);
@@ -320,8 +321,10 @@ impl RunOutcome {
             .map(|first| first.to_uppercase().chain(label).collect())
             .unwrap_or_default();
         format!(
-            "{title} {} on `{}`: {}",
-            self.version, self.environment, self.task.verdict
+            "{} on {}: {}",
+            md_text(&format!("{title} {}", self.version)),
+            md_code(&self.environment),
+            md_text(&self.task.verdict.to_string())
         )
     }
 

@@ -20,6 +20,7 @@ use crate::aws::AwsError;
 use crate::config::{Database, DatabaseKind};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, Outcome};
+use crate::text::{md_code, md_text};
 use crate::inputs::{Common, Invocation};
 use crate::tags;
 use crate::version::Version;
@@ -511,13 +512,16 @@ impl Outcome for SnapshotOutcome {
     fn summary(&self) -> String {
         let head = if self.dry_run {
             format!(
-                "### Snapshot (dry run): would create `{}` of `{}`\n\n",
-                self.snapshot_id, self.database
+                "### Snapshot (dry run): would create {} of {}\n\n",
+                md_code(&self.snapshot_id),
+                md_code(&self.database)
             )
         } else {
             format!(
-                "### Snapshot `{}` of `{}`: **{}**\n\n",
-                self.snapshot_id, self.database, self.status
+                "### Snapshot {} of {}: **{}**\n\n",
+                md_code(&self.snapshot_id),
+                md_code(&self.database),
+                md_text(&self.status.to_string())
             )
         };
         let mut s = head;

@@ -10,6 +10,7 @@ use crate::aws::ecs::{self, Rollout};
 use crate::aws::rds;
 use crate::config::{Database, Environment};
 use crate::github::runner::{md_table, text_table, Outcome};
+use crate::text::{md_code, md_text};
 use crate::maintenance::{self, MaintenanceState};
 
 /// The four states an environment can be put in, and `mixed` for anything in between.
@@ -350,11 +351,12 @@ impl Outcome for Status {
 
     fn summary(&self) -> String {
         let mut s = format!(
-            "### Environment `{}`: **{}**\n\n",
-            self.environment, self.state
+            "### Environment {}: **{}**\n\n",
+            md_code(&self.environment),
+            md_text(&self.state.to_string())
         );
         if let Some(r) = &self.state_reason {
-            s.push_str(&format!("> {r}\n\n"));
+            s.push_str(&format!("> {}\n\n", md_text(r)));
         }
         s.push_str(&md_table(
             &[
