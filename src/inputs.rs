@@ -115,6 +115,25 @@ impl RawInputs {
         )
     }
 
+    /// The secret inputs' values straight from `INPUT_*`, valid or not, even when the rest of the inputs cannot be
+    /// read (a variable that is not UTF-8): masked before the error that says so is printed.
+    pub fn secrets_from_env() -> Vec<String> {
+        const SECRET: [&str; 4] = [
+            "INPUT_GITHUB-TOKEN",
+            "INPUT_MAINTENANCE-HEADER-NAME",
+            "INPUT_MAINTENANCE-HEADER-VALUE",
+            "INPUT_WEBHOOK-URL",
+        ];
+        let (vars, _) = env_vars("INPUT_");
+        vars.into_iter()
+            .filter(|(k, v)| {
+                let k = k.to_ascii_uppercase().replace('_', "-").replacen("INPUT-", "INPUT_", 1);
+                SECRET.contains(&k.as_str()) && !v.trim().is_empty()
+            })
+            .map(|(_, v)| v)
+            .collect()
+    }
+
     /// Secret values: masked before anything could print them.
     pub fn secrets(&self) -> Vec<&str> {
         [
@@ -170,7 +189,8 @@ pub fn parse_u64(
     range: std::ops::RangeInclusive<u64>,
 ) -> Result<Option<u64>, UsageError> {
     let Some(v) = value else { return Ok(None) };
-    match v.trim().parse::<u64>() {
+    // Not trimmed: the CLI refuses " 5 ", and so does the Action form.
+    match v.parse::<u64>() {
         Ok(n) if range.contains(&n) => Ok(Some(n)),
         _ => Err(UsageError::new(format!(
             "input `{name}`: {v:?} is not a whole number from {} to {}",

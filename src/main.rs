@@ -45,8 +45,8 @@ async fn main() -> ExitCode {
     let secrets: Vec<String> = cli_raw
         .secrets()
         .into_iter()
-        .chain(env_inputs.as_ref().map(RawInputs::secrets).unwrap_or_default())
         .map(str::to_string)
+        .chain(RawInputs::secrets_from_env())
         .collect();
     for secret in &secrets {
         early.mask(secret);

@@ -188,12 +188,14 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
         bail!("refusing to migrate {}: {why}", env.name);
     }
 
-    // 2. db-only.
+    // 2. db-only (a signal during the checks stops here, before the first change).
+    ctx.stop_if_cancelled("bringing the environment to db-only")?;
     let state = state::converge(env, EnvState::DbOnly, &req.state, &clients.state, ctx)
         .await
         .with_context(|| format!("bringing {} to db-only before the migration", env.name))?;
 
     // 3. The migration task, as phase `run` runs it.
+    ctx.stop_if_cancelled("starting the migration task")?;
     let run = run_phase::execute(&launch, &resolved, &clients.task, ctx, started).await?;
     Ok(MigrateOutcome {
         run,

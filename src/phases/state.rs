@@ -397,7 +397,11 @@ pub async fn converge(
             .runner
             .group(&format!("{}/{}: {step}", i + 1, steps.len()));
         let started = tokio::time::Instant::now();
-        let result = run.step(*step, env, opts, clients, ctx, &mut out).await;
+        // A signal stops the steps at the next boundary: nothing more changes, the rerun converges from here.
+        let result = match ctx.stop_if_cancelled(&format!("step {} ({step})", i + 1)) {
+            Ok(()) => run.step(*step, env, opts, clients, ctx, &mut out).await,
+            Err(e) => Err(e.into()),
+        };
         let seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         match result {
             Ok(detail) => {
@@ -415,8 +419,13 @@ pub async fn converge(
                     .map(|s| format!("{} ({}s)", s.step, s.seconds))
                     .collect();
                 let left: Vec<String> = steps[i + 1..].iter().map(Step::to_string).collect();
+                let how = if ctx.cancel.is_cancelled() {
+                    "stopped by a signal"
+                } else {
+                    "failed"
+                };
                 return Err(e.context(format!(
-                    "state {}: {from} → {target}: step {} of {} ({step}) failed; done: {}; not done: {}",
+                    "state {}: {from} → {target}: step {} of {} ({step}) {how}; done: {}; not done: {}",
                     env.name,
                     i + 1,
                     steps.len(),

@@ -770,14 +770,6 @@ fn strict_and_bounded_input_cases() -> Vec<Case> {
             "input `max-snapshot-age`",
         ));
     }
-    // Pull request numbers out of range.
-    for n in ["0", "1000000000", "18446744073709551616", "-1"] {
-        cases.push(action_owned(
-            format!("pr-number {n:?} (Action)"),
-            action_inputs("status", &[("phase", "preview"), ("pr-number", n)]),
-            "pr-number",
-        ));
-    }
     // A phase name that is not one, with a token given: refused (the mask comes first, see secrets tests).
     cases.push(action_owned(
         "unknown phase with a token",
@@ -1395,7 +1387,7 @@ fn config_cases(base: &str) -> Vec<(String, String, String, &'static str)> {
         ("region-query", replace("region = \"eu-central-1\"", "region = \"eu-central-1?x=1\""), "region"),
         ("region-hash", replace("region = \"eu-central-1\"", "region = \"eu-central-1#\""), "region"),
         ("cluster-empty", replace("cluster = \"app-stage\"", "cluster = \"\""), "environments.stage.cluster"),
-        ("service-key-empty", replace(svc, "[environments.stage.services.\"\"]\n"), "environments.stage.services."),
+        ("service-key-empty", format!("{base}\n[environments.stage.services.\"\"]\ncontainers = [\"x\"]\n"), "environments.stage.services."),
         ("listener-newline", base.replacen(":listener/app/", ":listener/app/\\n", 1), "listener-arn"),
         ("snapshot-unknown-placeholder", replace(db, &format!("{db}snapshot-name = \"pre-{{version}}-{{branch}}\"\n")), "database.snapshot-name"),
         ("github-env-newline", format!("{base}\n[environments.stage.github]\nenvironment = \"stage\\n::set-output name=x::y\"\n"), "github.environment"),
@@ -1771,6 +1763,26 @@ proptest! {
                 Ok(None) => prop_assert!(false, "a value gives a duration or an error"),
                 Err(e) => prop_assert!(e.to_string().starts_with("input `max-snapshot-age`")),
             }
+        }
+    }
+
+    /// Issue 20: a pull request number from the input or from the event payload: in range, or refused naming
+    /// `pr-number`; never a panic.
+    #[test]
+    fn pr_numbers_are_range_checked_wherever_they_come_from(n in any::<u64>(), text in "\\PC{0,12}") {
+        use deploy_action::phases::preview::{pr_number, MAX_PR_NUMBER};
+        let dir = tempfile::tempdir().unwrap();
+        let event = dir.path().join("event.json");
+        std::fs::write(&event, format!("{{\"pull_request\": {{\"number\": {n}}}}}")).unwrap();
+        let in_range = (1..=MAX_PR_NUMBER).contains(&n);
+        for got in [pr_number(Some(&n.to_string()), None), pr_number(None, Some(&event))] {
+            match got {
+                Ok(m) => prop_assert!(in_range && m == n),
+                Err(e) => prop_assert!(!in_range && e.to_string().contains("pr-number")),
+            }
+        }
+        if let Err(e) = pr_number(Some(&text), None) {
+            prop_assert!(e.to_string().starts_with("input `pr-number`"));
         }
     }
 
