@@ -1325,7 +1325,11 @@ pub const SNAPSHOT_PLACEHOLDERS: [&str; 4] = ["{environment}", "{version}", "{ti
 /// as more than one line, durations out of bounds, placeholders nobody fills in. `p` is `environments.<name>`.
 fn check_limits(p: &str, env: &Environment) -> Result<(), String> {
     region(&format!("{p}.region"), &env.region)?;
-    aws_name(&format!("{p}.cluster"), &env.cluster, "the ECS cluster's name")?;
+    aws_name(
+        &format!("{p}.cluster"),
+        &env.cluster,
+        "the ECS cluster's name",
+    )?;
     for s in &env.services {
         let key = format!("{p}.services.{}", s.name);
         aws_name(&key, &s.name, "the ECS service's name as the table's key")?;
@@ -1353,11 +1357,24 @@ fn check_limits(p: &str, env: &Environment) -> Result<(), String> {
             DatabaseKind::Instance => "instance",
             DatabaseKind::Cluster => "cluster",
         };
-        aws_name(&format!("{key}.{id_key}"), &db.identifier, "the database's identifier")?;
+        aws_name(
+            &format!("{key}.{id_key}"),
+            &db.identifier,
+            "the database's identifier",
+        )?;
         snapshot_template(&format!("{key}.snapshot-name"), &db.snapshot_name)?;
         if let Some(st) = &db.settle {
-            wait_limits(&format!("{key}.settle"), st.window_seconds, st.timeout_minutes)?;
-            bounded(&format!("{key}.settle.cpu-threshold"), st.cpu_threshold, 0, 100)?;
+            wait_limits(
+                &format!("{key}.settle"),
+                st.window_seconds,
+                st.timeout_minutes,
+            )?;
+            bounded(
+                &format!("{key}.settle.cpu-threshold"),
+                st.cpu_threshold,
+                0,
+                100,
+            )?;
         }
     }
     if let Some(pv) = &env.preview {
@@ -1370,8 +1387,18 @@ fn check_limits(p: &str, env: &Environment) -> Result<(), String> {
 /// A window and a timeout of a quiet-wait: both within bounds, and the window fits in the timeout (a window longer
 /// than the timeout can never be seen, so the wait would fail with maintenance on).
 fn wait_limits(key: &str, window_seconds: u64, timeout_minutes: u64) -> Result<(), String> {
-    bounded(&format!("{key}.timeout-minutes"), timeout_minutes, 1, MAX_TIMEOUT_MINUTES)?;
-    bounded(&format!("{key}.window-seconds"), window_seconds, 1, MAX_WINDOW_SECONDS)?;
+    bounded(
+        &format!("{key}.timeout-minutes"),
+        timeout_minutes,
+        1,
+        MAX_TIMEOUT_MINUTES,
+    )?;
+    bounded(
+        &format!("{key}.window-seconds"),
+        window_seconds,
+        1,
+        MAX_WINDOW_SECONDS,
+    )?;
     if window_seconds > timeout_minutes * 60 {
         return Err(format!(
             "{key}.window-seconds: {window_seconds} s is longer than timeout-minutes ({timeout_minutes} min), so the wait could never succeed; shorten the window or raise the timeout"
@@ -1384,7 +1411,9 @@ fn bounded(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
     if (min..=max).contains(&value) {
         Ok(())
     } else {
-        Err(format!("{key}: {value} is out of range; use {min} to {max}"))
+        Err(format!(
+            "{key}: {value} is out of range; use {min} to {max}"
+        ))
     }
 }
 
@@ -1393,9 +1422,12 @@ fn bounded(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
 fn region(key: &str, value: &str) -> Result<(), String> {
     let ok = !value.is_empty()
         && value.len() <= 32
-        && value
-            .split('-')
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        && value.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
     if ok {
         Ok(())
     } else {
@@ -1828,9 +1860,13 @@ cluster = "aurora-prod"
     fn configs_that_would_fail_half_way_are_refused() {
         let listener = "arn:aws:elasticloadbalancing:eu-central-1:1:listener/app/a/b/c";
         let maint = |extra: &str| {
-            format!("{BASE}[environments.stage.maintenance]\nlistener-arn = \"{listener}\"\n{extra}")
+            format!(
+                "{BASE}[environments.stage.maintenance]\nlistener-arn = \"{listener}\"\n{extra}"
+            )
         };
-        let db = |extra: &str| format!("{BASE}[environments.stage.database]\ninstance = \"db\"\n{extra}");
+        let db = |extra: &str| {
+            format!("{BASE}[environments.stage.database]\ninstance = \"db\"\n{extra}")
+        };
         let cases: Vec<(String, &str, &str)> = vec![
             (maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 0\n"), "maintenance.drain.timeout-minutes", "1 to 1440"),
             (maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 9223372036854775807\n"), "maintenance.drain.timeout-minutes", "1 to 1440"),

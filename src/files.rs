@@ -79,6 +79,9 @@ mod tests {
         let e = read_text(&fifo, 100).unwrap_err().to_string();
         assert_eq!(e, "a FIFO is not a regular file");
         std::fs::write(&f, [0xff, 0xfe]).unwrap();
-        assert_eq!(read_text(&f, 100).unwrap_err().to_string(), "not UTF-8 text");
+        assert_eq!(
+            read_text(&f, 100).unwrap_err().to_string(),
+            "not UTF-8 text"
+        );
     }
 }

@@ -127,7 +127,10 @@ impl RawInputs {
         let (vars, _) = env_vars("INPUT_");
         vars.into_iter()
             .filter(|(k, v)| {
-                let k = k.to_ascii_uppercase().replace('_', "-").replacen("INPUT-", "INPUT_", 1);
+                let k = k
+                    .to_ascii_uppercase()
+                    .replace('_', "-")
+                    .replacen("INPUT-", "INPUT_", 1);
                 SECRET.contains(&k.as_str()) && !v.trim().is_empty()
             })
             .map(|(_, v)| v)

@@ -52,8 +52,8 @@ async fn main() -> ExitCode {
         early.mask(secret);
     }
     log::init(github.on_runner(), secrets);
-    let inv = env_inputs
-        .and_then(|env| Invocation::resolve(cli.command.as_ref(), env, github.clone()));
+    let inv =
+        env_inputs.and_then(|env| Invocation::resolve(cli.command.as_ref(), env, github.clone()));
     let inv = match inv {
         Ok(inv) => inv,
         Err(e) => {

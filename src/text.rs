@@ -99,7 +99,10 @@ pub fn md_text(s: &str) -> String {
         Some(_)
             if digits > 0
                 && body[digits..].starts_with(['.', ')'])
-                && body[digits + 1..].chars().next().is_none_or(char::is_whitespace) =>
+                && body[digits + 1..]
+                    .chars()
+                    .next()
+                    .is_none_or(char::is_whitespace) =>
         {
             Some(digits)
         }
@@ -401,7 +404,10 @@ mod tests {
             assert!(!span.contains('\n'));
             let block = md_code_block("text", s);
             let fence = block.chars().take_while(|c| *c == '`').count();
-            assert!(fence >= 3 && fence > longest_run(s, '`'), "{s:?} -> {block}");
+            assert!(
+                fence >= 3 && fence > longest_run(s, '`'),
+                "{s:?} -> {block}"
+            );
             assert!(block.ends_with(&format!("\n{}\n", "`".repeat(fence))));
             // No line inside is a closing fence.
             let inner: Vec<&str> = block.lines().collect();

@@ -29,13 +29,13 @@ use super::api::{Api, ApiError, Commit, Deployment, DeploymentStatus, WorkflowRu
 use super::changelog;
 use super::notify::{self, Ending, Message};
 use super::runner::{md_table, md_table_md, Outcome, Runner};
-use crate::text::{md_text, md_url};
 use super::summary::render_steps;
 use crate::config::{Config, Environment};
 use crate::error::UsageError;
 use crate::gates::{self, Gate, GateResult, GateSet, Seen, StatusState, Verdict};
 use crate::inputs::{Common, GithubEnv, Invocation, Phase};
 use crate::phases::Ctx;
+use crate::text::{md_text, md_url};
 use crate::version::Version;
 use crate::wait::{human, WaitError};
 

@@ -269,7 +269,10 @@ mod tests {
         let md = md_table(&["a", "b"], &[vec!["x|y".into(), "1".into()]]);
         assert_eq!(md, "| a | b |\n|---|---|\n| x\\|y | 1 |\n");
         let md = md_table(&["a"], &[vec!["<b>`x`</b>\n[l](u)".into()]]);
-        assert_eq!(md, "| a |\n|---|\n| &lt;b&gt;\\`x\\`&lt;/b&gt; \\[l\\](u) |\n");
+        assert_eq!(
+            md,
+            "| a |\n|---|\n| &lt;b&gt;\\`x\\`&lt;/b&gt; \\[l\\](u) |\n"
+        );
         let md = md_table_md(&["a"], &[vec!["`x|y`\nz".into()]]);
         assert_eq!(md, "| a |\n|---|\n| `x\\|y` z |\n");
         let t = text_table(&["name", "n"], &[vec!["core".into(), "2".into()]]);

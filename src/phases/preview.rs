@@ -50,11 +50,11 @@ use crate::github::api::Api;
 use crate::github::comments::{self, Posted, When};
 use crate::github::deployments::{self, Mode};
 use crate::github::runner::{md_table, md_table_md, Outcome};
-use crate::text::{md_code, md_code_block, md_text, md_url};
 use crate::inputs::{Common, Invocation};
 use crate::rollout::{self, FailureReport, WatchEnd};
 use crate::tags;
 use crate::task::{self, TaskReport};
+use crate::text::{md_code, md_code_block, md_text, md_url};
 use crate::version::Version;
 use crate::wait::{human, Backoff, Check};
 

@@ -25,10 +25,10 @@ use crate::aws::ecs;
 use crate::config::{Environment, Service, TaskConfig, TaskNetwork};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, Outcome};
-use crate::text::{md_code, md_text};
 use crate::inputs::{Common, Invocation};
 use crate::promote::{self, Promotion, Resolved, SelfReference, VersionRef};
 use crate::task::{self, Launch, TaskReport};
+use crate::text::{md_code, md_text};
 use crate::wait::human;
 
 #[derive(Debug, Clone)]

@@ -20,9 +20,9 @@ use crate::aws::AwsError;
 use crate::config::{Database, DatabaseKind};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, Outcome};
-use crate::text::{md_code, md_text};
 use crate::inputs::{Common, Invocation};
 use crate::tags;
+use crate::text::{md_code, md_text};
 use crate::version::Version;
 use crate::wait::{Backoff, Check, WaitError};
 

@@ -25,9 +25,9 @@ use crate::config::{Database, Environment};
 use crate::drain::{self, QuietReport};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Outcome};
-use crate::text::md_text;
 use crate::inputs::{parse_bool, Common, Invocation};
 use crate::maintenance::{self, MaintenanceState};
+use crate::text::md_text;
 use crate::wait::{human, Backoff, Check};
 
 pub use crate::maintenance::BypassHeader;
@@ -1415,7 +1415,9 @@ mod tests {
     fn inputs() {
         assert_eq!(parse_target(Some("db-only")).unwrap(), EnvState::DbOnly);
         assert_eq!(parse_target(Some("running")).unwrap(), EnvState::Running);
-        for other in [" running", "Running", "RUNNING", "db_only", "dbonly", "DB-ONLY"] {
+        for other in [
+            " running", "Running", "RUNNING", "db_only", "dbonly", "DB-ONLY",
+        ] {
             assert!(parse_target(Some(other)).is_err(), "{other:?}");
         }
         let e = parse_target(Some("paused")).unwrap_err().to_string();

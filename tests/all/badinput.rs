@@ -712,7 +712,9 @@ fn input_cases() -> Vec<Case> {
 fn strict_and_bounded_input_cases() -> Vec<Case> {
     let mut cases = Vec::new();
     // Versions with what used to be trimmed or let through: refused in both forms (GitHub strips nothing inside).
-    for v in ["v1.0.0 ", "v1.0.0\t", " v1.0.0", "v1.0.0+", "v1.0.0-", "v1.0.0.", "v1.0.0\n"] {
+    for v in [
+        "v1.0.0 ", "v1.0.0\t", " v1.0.0", "v1.0.0+", "v1.0.0-", "v1.0.0.", "v1.0.0\n",
+    ] {
         cases.push(cli_owned(
             format!("version {v:?} (CLI)"),
             with_flag("deploy", "--version", v),
@@ -725,7 +727,9 @@ fn strict_and_bounded_input_cases() -> Vec<Case> {
         ));
     }
     // One spelling per state, lowercase, in both forms.
-    for st in ["db_only", "dbonly", "RUNNING", "Running", " running", "running "] {
+    for st in [
+        "db_only", "dbonly", "RUNNING", "Running", " running", "running ",
+    ] {
         cases.push(cli_owned(
             format!("state {st:?} (CLI)"),
             with_flag("state", "--state", st),
@@ -738,7 +742,14 @@ fn strict_and_bounded_input_cases() -> Vec<Case> {
         ));
     }
     // Numbers: the same value refused by both front ends.
-    for n in [" 5 ", "5 ", "0", "1441", "18446744073709551616", "99999999999999999999"] {
+    for n in [
+        " 5 ",
+        "5 ",
+        "0",
+        "1441",
+        "18446744073709551616",
+        "99999999999999999999",
+    ] {
         cases.push(action_owned(
             format!("timeout-minutes {n:?} (Action)"),
             action_inputs("status", &[("timeout-minutes", n)]),
@@ -773,7 +784,13 @@ fn strict_and_bounded_input_cases() -> Vec<Case> {
     // A phase name that is not one, with a token given: refused (the mask comes first, see secrets tests).
     cases.push(action_owned(
         "unknown phase with a token",
-        action_inputs("status", &[("phase", "deploy\n::set-output name=x::y"), ("github-token", "ghp_secret_token_value")]),
+        action_inputs(
+            "status",
+            &[
+                ("phase", "deploy\n::set-output name=x::y"),
+                ("github-token", "ghp_secret_token_value"),
+            ],
+        ),
         "input `phase`",
     ));
     cases
@@ -1573,7 +1590,11 @@ async fn files_that_are_not_files_and_bytes_that_are_not_text_are_refused_at_onc
             config,
         );
         r.assert_code(2);
-        assert!(r.stderr.contains(needle), "check-config {config}: {}", r.stderr);
+        assert!(
+            r.stderr.contains(needle),
+            "check-config {config}: {}",
+            r.stderr
+        );
     }
     // The event payload of phase preview, read when pr-number is not given.
     let started = std::time::Instant::now();
@@ -1592,7 +1613,11 @@ async fn files_that_are_not_files_and_bytes_that_are_not_text_are_refused_at_onc
         "event FIFO",
     );
     r.assert_code(2);
-    assert!(r.stderr.contains("pr-number") || r.stderr.contains("preview"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("pr-number") || r.stderr.contains("preview"),
+        "{}",
+        r.stderr
+    );
     // Bytes that are not UTF-8 in an input: exit 2 naming it, no panic; the token is masked first.
     let token = "ghp_0123456789abcdef0123456789abcdef0123";
     let mut cmd = ctx.base_command();
@@ -1605,8 +1630,13 @@ async fn files_that_are_not_files_and_bytes_that_are_not_text_are_refused_at_onc
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.contains("INPUT_VERSION") && stderr.contains("UTF-8"), "{stderr}");
-    let mask = stderr.find(&format!("::add-mask::{token}")).expect("masked");
+    assert!(
+        stderr.contains("INPUT_VERSION") && stderr.contains("UTF-8"),
+        "{stderr}"
+    );
+    let mask = stderr
+        .find(&format!("::add-mask::{token}"))
+        .expect("masked");
     let error = stderr.find("::error").expect("an error line");
     assert!(mask < error, "the mask comes before the error: {stderr}");
     // An unknown phase: the token is masked before the error, too.

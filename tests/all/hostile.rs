@@ -21,7 +21,8 @@ const HOSTILE_LINES: &[&str] = &[
     "<!-- everything after this is hidden",
 ];
 
-const HOSTILE_REASON: &str = "::warning::forged reason <b>bold</b> ##[error]x ``` [x](javascript:1)";
+const HOSTILE_REASON: &str =
+    "::warning::forged reason <b>bold</b> ##[error]x ``` [x](javascript:1)";
 
 /// The payload markers that must never reach the runner as a command.
 const FORGED: &[&str] = &[
@@ -125,7 +126,14 @@ fn assert_summary_inert(summary: &str) {
                 live.push(c);
             }
         }
-        for bad in ["<img", "<b>", "<!--", "<details><summary>pwned", "](javascript:", "```"] {
+        for bad in [
+            "<img",
+            "<b>",
+            "<!--",
+            "<details><summary>pwned",
+            "](javascript:",
+            "```",
+        ] {
             assert!(
                 !live.contains(bad),
                 "markup from outside in the summary: {line:?}\n{summary}"
@@ -161,7 +169,8 @@ async fn hostile_output_from_a_failed_one_off_task_reaches_neither_runner_nor_su
     assert_nothing_forged(&r);
     assert_summary_inert(&r.summary);
     assert!(
-        !r.outputs.contains_key("x") && r.outputs.get("result").map(String::as_str) == Some("failure"),
+        !r.outputs.contains_key("x")
+            && r.outputs.get("result").map(String::as_str) == Some("failure"),
         "{:?}",
         r.outputs
     );
@@ -223,4 +232,137 @@ async fn hostile_inputs_are_neither_commands_nor_markup() {
     for line in outside_code_blocks(&r.summary) {
         assert!(!line.contains("<img"), "{line}\n{}", r.summary);
     }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cancellation: a signal stops the phase before its next change.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Holds the next call of `operation` for `ms` and waits until it is in flight (the emulator has taken the fault).
+async fn hold_next_call(ctx: &TestContext, operation: &str, ms: u64) {
+    ctx.post(
+        "/_test/faults",
+        json!({"kind": "latency", "operation": operation, "latencyMs": ms, "count": 1}),
+    )
+    .await;
+}
+
+async fn wait_until_held(ctx: &TestContext) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let faults = ctx.get("/_test/faults").await;
+        if faults
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["hits"].as_u64() == Some(1)))
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the held call never came"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn sigint_and_wait(child: tokio::process::Child) -> (Option<i32>, String) {
+    let pid = child.id().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the phase ends after the signal")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// "Just started": SIGINT while migrate still checks its preconditions (a read held by the local AWS). Before, the
+/// phase went on to maintenance on and scaling to 0 (14 mutating calls); now not one change, exit 130.
+#[tokio::test]
+async fn sigint_while_migrate_checks_its_preconditions_changes_nothing() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.action(&[
+        ("phase", "snapshot"),
+        ("environment", "stage"),
+        ("config", "deploy.toml"),
+        ("version", "v2.0.0"),
+    ])
+    .await
+    .assert_code(0);
+    ctx.clear_calls().await;
+    hold_next_call(&ctx, "DescribeDBSnapshots", 3000).await;
+    let mut cmd = ctx.base_command();
+    cmd.args([
+        "migrate",
+        "--env",
+        "stage",
+        "-c",
+        "deploy.toml",
+        "--version",
+        "v2.0.0",
+        "--skip-drain",
+    ]);
+    let child = cmd.spawn().unwrap();
+    wait_until_held(&ctx).await;
+    let (code, stderr) = sigint_and_wait(child).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped before bringing the environment to db-only"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ctx.mutating_calls().await,
+        Vec::<String>::new(),
+        "nothing changes after the signal"
+    );
+}
+
+/// "Between steps": SIGINT while `state db-only` turns maintenance on (its first change held). The step finishes
+/// (the listener is left in a state the rerun knows), nothing after it starts, exit 130; the rerun converges.
+#[tokio::test]
+async fn sigint_between_state_steps_stops_before_the_next_step_and_the_rerun_converges() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.clear_calls().await;
+    hold_next_call(&ctx, "AddTags", 3000).await;
+    let args = [
+        "state",
+        "--env",
+        "stage",
+        "-c",
+        "deploy.toml",
+        "--state",
+        "db-only",
+        "--skip-drain",
+        "--maintenance-header-name",
+        "x-bypass",
+        "--maintenance-header-value",
+        "s3cret-value",
+    ];
+    let mut cmd = ctx.base_command();
+    cmd.args(args);
+    let child = cmd.spawn().unwrap();
+    wait_until_held(&ctx).await;
+    let (code, stderr) = sigint_and_wait(child).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped by a signal") && stderr.contains("done: maintenance on"),
+        "{stderr}"
+    );
+    let changed = ctx.mutating_calls().await;
+    assert!(
+        !changed.is_empty() && changed.iter().all(|c| c.starts_with("elbv2:")),
+        "only the maintenance step's changes: {changed:?}"
+    );
+    // The rerun the message suggests finishes the job.
+    let again = ctx.cli(&args).await;
+    again.assert_code(0);
+    assert!(again.stdout.contains("db-only"), "{}", again.stdout);
 }
