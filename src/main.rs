@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use clap::Parser;
 use deploy_action::error::{exit, UsageError};
-use deploy_action::github::deployments;
 use deploy_action::github::runner::Runner;
 use deploy_action::inputs::{Cli, GithubEnv, Invocation, Phase, RawInputs};
 use deploy_action::phases::{self, Ctx};
 use deploy_action::wait::WaitError;
+use deploy_action::wrapper;
 use deploy_action::{aws, log};
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +76,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         return emit(runner, inv.phase, &out);
     }
     if inv.phase == Phase::IamPolicy {
-        return emit(runner, inv.phase, &deploy_action::iam::run(inv)?);
+        return emit(runner, inv.phase, &phases::iam_policy::run(inv)?);
     }
     let common = inv.common()?;
     let cancel = CancellationToken::new();
@@ -89,7 +89,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         dry_run: common.dry_run,
     };
     // Every phase: validate its inputs (no AWS call yet), build only its clients, run, emit. Phases that change the
-    // environment run inside `deployments::around`: gates and the GitHub deployment record first, status after.
+    // environment run inside `wrapper::around`: gates and the GitHub deployment record first, status after.
     macro_rules! phase {
         ($m:ident) => {{
             let req = phases::$m::Request::from_invocation(inv, &common)?;
@@ -97,7 +97,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
                 let sdk = aws::sdk_config(&common.environment.region).await;
                 phases::$m::run(&req, &phases::$m::Clients::new(&sdk), &ctx).await
             };
-            let out = deployments::around(inv, &common, &ctx, run).await?;
+            let out = wrapper::around(inv, &common, &ctx, run).await?;
             emit(runner, inv.phase, &out)
         }};
     }
@@ -117,7 +117,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
             let clients = phases::preview::Clients::new(&sdk);
             let checked = phases::preview::check(&req, &clients).await?;
             let run = phases::preview::run(&req, &clients, &ctx, checked);
-            let out = deployments::around(inv, &common, &ctx, run).await?;
+            let out = wrapper::around(inv, &common, &ctx, run).await?;
             emit(runner, inv.phase, &out)
         }
         Phase::CheckConfig | Phase::IamPolicy => unreachable!("handled above"),

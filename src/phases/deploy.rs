@@ -29,12 +29,12 @@ use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::ssm::{self, ParameterRef};
 use crate::config::{Environment, Service as ServiceConfig};
+use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
+use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
+use crate::domain::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
-use crate::maintenance::{self, BypassHeader, MaintenanceState};
-use crate::promote::{self, Promotion, SelfReference, VersionRef};
-use crate::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
 use crate::version::{self, Version};
 use crate::wait::{Backoff, Check, Poller, WaitError};
 

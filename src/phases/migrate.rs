@@ -24,12 +24,12 @@ use super::status::EnvState;
 use super::Ctx;
 use crate::aws::rds::{self, Snapshot};
 use crate::config::{Database, Environment, TaskConfig};
+use crate::domain::promote::{self, SelfReference, VersionRef};
+use crate::domain::task::{self, LaunchPlan};
 use crate::error::UsageError;
 use crate::github::runner::Outcome;
 use crate::inputs::{parse_bool, parse_duration, Common, Invocation};
-use crate::promote::{self, SelfReference, VersionRef};
 use crate::tags;
-use crate::task::{self, LaunchPlan};
 use crate::wait::human;
 
 /// `max-snapshot-age` when the input is not given.

@@ -22,10 +22,12 @@ use serde::Serialize;
 use super::Ctx;
 use crate::aws::ecs::{self, td_family, td_short};
 use crate::config::Service as ServiceConfig;
+use crate::domain::rollout::{
+    self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd,
+};
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_bool, parse_u64, Common, Invocation};
-use crate::rollout::{self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd};
 use crate::version::Version;
 use crate::wait::Backoff;
 

@@ -22,15 +22,15 @@ use super::Ctx;
 use crate::aws::ecs::{self, Rollout};
 use crate::aws::{rds, AwsError};
 use crate::config::{Database, Environment};
-use crate::drain::{self, QuietReport};
+use crate::domain::drain::{self, QuietReport};
+use crate::domain::maintenance::{self, MaintenanceState};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Outcome};
 use crate::inputs::{parse_bool, Common, Invocation};
-use crate::maintenance::{self, MaintenanceState};
 use crate::text::md_text;
 use crate::wait::{human, Backoff, Check};
 
-pub use crate::maintenance::BypassHeader;
+pub use crate::domain::maintenance::BypassHeader;
 
 /// Service tag: the desired count a service had when this action scaled it to 0 (used to scale it back up when the
 /// config names no `desired-count`).

@@ -9,8 +9,8 @@ use serde::Serialize;
 use crate::aws::ecs::{self, Rollout};
 use crate::aws::rds;
 use crate::config::{Database, Environment};
+use crate::domain::maintenance::{self, MaintenanceState};
 use crate::github::runner::{md_table, text_table, Outcome};
-use crate::maintenance::{self, MaintenanceState};
 use crate::text::{md_code, md_text};
 
 /// The four states an environment can be put in, and `mixed` for anything in between.

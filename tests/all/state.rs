@@ -1018,7 +1018,7 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
     };
     // Quiet CPU: settled at once.
     ctx.post("/_test/cloudwatch/metric", cpu(12.0)).await;
-    let report = deploy_action::drain::wait_db_settled(&cw, &db, &phase(30))
+    let report = deploy_action::domain::drain::wait_db_settled(&cw, &db, &phase(30))
         .await
         .unwrap();
     assert!(
@@ -1027,7 +1027,7 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
     );
     // Busy CPU: bounded by the phase deadline, and the error says what was seen.
     ctx.post("/_test/cloudwatch/metric", cpu(85.0)).await;
-    let e = deploy_action::drain::wait_db_settled(&cw, &db, &phase(3))
+    let e = deploy_action::domain::drain::wait_db_settled(&cw, &db, &phase(3))
         .await
         .unwrap_err();
     let msg = format!("{e:#}");
@@ -1045,7 +1045,7 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
         }),
         ..db.clone()
     };
-    let report = deploy_action::drain::wait_db_settled(&cw, &skip, &phase(3))
+    let report = deploy_action::domain::drain::wait_db_settled(&cw, &skip, &phase(3))
         .await
         .unwrap();
     assert!(report.skipped.is_some());

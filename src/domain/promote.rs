@@ -270,7 +270,7 @@ pub async fn resolve(vref: &VersionRef, clients: &Clients) -> Result<Resolved> {
 /// state alone.
 pub async fn last_deployment_succeeded(source: &Source, version: &Version) -> Result<Option<bool>> {
     let _ = version;
-    crate::github::deployments::last_deployment_succeeded(
+    crate::wrapper::last_deployment_succeeded(
         &source.github,
         source.github_token.as_deref(),
         &source.environment.github.environment,
@@ -344,7 +344,7 @@ pub fn decide(status: &Status) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maintenance::MaintenanceState;
+    use crate::domain::maintenance::MaintenanceState;
     use crate::phases::status::ServiceStatus;
 
     fn svc(name: &str, version: Option<&str>, rollout: Rollout) -> ServiceStatus {
