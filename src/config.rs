@@ -57,6 +57,8 @@ struct EnvRaw {
     url: Option<String>,
     image_repository: Option<String>,
     image_tag: Option<String>,
+    /// The bound on every wait as a duration (`"90s"`, `"5m"`); or `timeout-minutes`, not both.
+    timeout: Option<String>,
     timeout_minutes: Option<u64>,
     /// Another environment whose successful deployment of the same version must exist first (issue 6 gate).
     requires: Option<String>,
@@ -217,8 +219,14 @@ pub struct DrainConfig {
     pub threshold: u64,
     #[serde(default = "default_window")]
     pub window_seconds: u64,
-    #[serde(default = "default_drain_timeout")]
-    pub timeout_minutes: u64,
+    /// The bound on the wait as a duration (`"90s"`, `"5m"`), or `timeout-minutes`; not both (default 10 minutes).
+    #[serde(
+        default,
+        deserialize_with = "timeout_value",
+        serialize_with = "human_duration"
+    )]
+    pub timeout: Option<std::time::Duration>,
+    pub timeout_minutes: Option<u64>,
     #[serde(default)]
     pub skip: bool,
 }
@@ -231,8 +239,14 @@ pub struct SettleConfig {
     pub cpu_threshold: u64,
     #[serde(default = "default_window")]
     pub window_seconds: u64,
-    #[serde(default = "default_drain_timeout")]
-    pub timeout_minutes: u64,
+    /// The bound on the wait as a duration (`"90s"`, `"5m"`), or `timeout-minutes`; not both (default 10 minutes).
+    #[serde(
+        default,
+        deserialize_with = "timeout_value",
+        serialize_with = "human_duration"
+    )]
+    pub timeout: Option<std::time::Duration>,
+    pub timeout_minutes: Option<u64>,
     #[serde(default)]
     pub skip: bool,
 }
@@ -249,8 +263,47 @@ fn default_content_type() -> String {
 fn default_window() -> u64 {
     60
 }
-fn default_drain_timeout() -> u64 {
-    10
+/// The bound of a drain or settle wait: `timeout`, else `timeout-minutes`, else 10 minutes.
+fn wait_bound(timeout: Option<std::time::Duration>, minutes: Option<u64>) -> std::time::Duration {
+    timeout.unwrap_or(std::time::Duration::from_secs(
+        minutes.unwrap_or(10).saturating_mul(60),
+    ))
+}
+
+impl DrainConfig {
+    pub fn bound(&self) -> std::time::Duration {
+        wait_bound(self.timeout, self.timeout_minutes)
+    }
+}
+
+impl SettleConfig {
+    pub fn bound(&self) -> std::time::Duration {
+        wait_bound(self.timeout, self.timeout_minutes)
+    }
+}
+
+/// `key` holds `timeout` or `timeout-minutes`, not both, and no zero minutes.
+fn one_bound(
+    key: &str,
+    timeout: Option<std::time::Duration>,
+    minutes: Option<u64>,
+) -> Result<(), String> {
+    match (timeout, minutes) {
+        (Some(_), Some(_)) => Err(format!(
+            "{key}: both `timeout` and `timeout-minutes` are set; keep one"
+        )),
+        (None, Some(0)) => Err(format!("{key}.timeout-minutes: 0; use at least 1")),
+        _ => Ok(()),
+    }
+}
+
+fn timeout_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_timeout(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 fn default_cpu_threshold() -> u64 {
     30
@@ -270,7 +323,9 @@ pub struct Environment {
     pub region: String,
     pub cluster: String,
     pub url: Option<String>,
-    pub timeout_minutes: Option<u64>,
+    /// `timeout` or `timeout-minutes`: the bound on every wait of a phase, unless an input sets one.
+    #[serde(serialize_with = "human_duration")]
+    pub timeout: Option<std::time::Duration>,
     pub requires: Option<String>,
     /// SSM parameter path (`/app/stage/`): every parameter under it (recursively) becomes a `secrets` entry
     /// `{name: <last path segment>, valueFrom: <parameter ARN>}` of the configured containers on deploy.
@@ -514,6 +569,10 @@ impl Config {
                 UsageError::new(format!("config file {file}: environments.{name}: {why}"))
             })?;
             let mut merged = raw.defaults.clone().unwrap_or_default();
+            // An environment's own bound replaces the defaults' one, whichever of the two keys either uses.
+            if TIMEOUT_KEYS.iter().any(|k| table.contains_key(*k)) {
+                TIMEOUT_KEYS.iter().for_each(|k| drop(merged.remove(*k)));
+            }
             deep_merge(&mut merged, table.clone());
             // Shared settings in [defaults.maintenance] / [defaults.database] apply only to environments that name
             // their own listener / database; they do not switch those features on everywhere.
@@ -686,6 +745,33 @@ fn toml_error(
     UsageError::new(format!("{what}: {key}{message}{line}{fix}"))
 }
 
+/// The two spellings of an environment's bound on waiting.
+const TIMEOUT_KEYS: [&str; 2] = ["timeout", "timeout-minutes"];
+
+/// A bound on waiting (`timeout` in the config and the inputs): `90s`, `5m`, `1h 30m`, from one second to a day.
+/// A unit is required (a bare number is `timeout-minutes`' job). `Err` is the reason, for the caller to name the key.
+pub fn parse_timeout(v: &str) -> Result<std::time::Duration, String> {
+    const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    let v = v.trim();
+    match humantime::parse_duration(v) {
+        Ok(d) if d >= std::time::Duration::from_secs(1) && d <= DAY => Ok(d),
+        Ok(_) => Err(format!("{v:?} is not from 1s to 24h")),
+        Err(_) => Err(format!(
+            "{v:?} is not a duration; use e.g. \"90s\", \"5m\" or \"1h 30m\""
+        )),
+    }
+}
+
+fn human_duration<S: serde::Serializer>(
+    d: &Option<std::time::Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
 /// Tables merge key by key (so `[defaults.maintenance]` can hold the response and each environment its listener);
 /// any other value in `over` replaces the one in `base`.
 fn deep_merge(base: &mut toml::Table, over: toml::Table) {
@@ -849,6 +935,13 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
                     "{key}.snapshot-name: {snapshot_name:?} would give every snapshot the same name; include {{version}}, {{time}} or {{run}}"
                 ));
             }
+            if let Some(settle) = &d.settle {
+                one_bound(
+                    &format!("{key}.settle"),
+                    settle.timeout,
+                    settle.timeout_minutes,
+                )?;
+            }
             if d.snapshot_retention == Some(0) {
                 return Err(format!("{key}.snapshot-retention: 0 would delete every snapshot; use at least 1, or remove the key to keep all"));
             }
@@ -917,6 +1010,13 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
                     body: "<h1>Down for maintenance</h1><p>We will be back shortly.</p>".into(),
                 }),
             };
+            if let Some(drain) = &m.drain {
+                one_bound(
+                    &format!("{key}.drain"),
+                    drain.timeout,
+                    drain.timeout_minutes,
+                )?;
+            }
             Some(Maintenance {
                 listener_arn,
                 response,
@@ -934,9 +1034,20 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
     if let Some(path) = &raw.ssm_path {
         validate_ssm_path(path).map_err(|why| format!("{p}.ssm-path: {why}"))?;
     }
-    if raw.timeout_minutes == Some(0) {
-        return Err(format!("{p}.timeout-minutes: 0; use at least 1"));
-    }
+    let timeout = match (raw.timeout.as_deref(), raw.timeout_minutes) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+            "{p}: both `timeout` and `timeout-minutes` are set (here or in [defaults]); keep one"
+        ))
+        }
+        (Some(t), None) => Some(parse_timeout(t).map_err(|why| format!("{p}.timeout: {why}"))?),
+        (None, Some(0)) => return Err(format!("{p}.timeout-minutes: 0; use at least 1")),
+        (None, Some(m)) => {
+            bounded(&format!("{p}.timeout-minutes"), m, 1, MAX_TIMEOUT_MINUTES)?;
+            Some(std::time::Duration::from_secs(m * 60))
+        }
+        (None, None) => None,
+    };
     let freeze = match raw.freeze {
         Some(f) => freeze(&format!("{p}.freeze"), f)?,
         None => Freeze::default(),
@@ -989,7 +1100,7 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         region,
         cluster,
         url: raw.url,
-        timeout_minutes: raw.timeout_minutes,
+        timeout,
         requires: raw.requires,
         ssm_path: raw.ssm_path,
         freeze,
@@ -1341,14 +1452,20 @@ fn check_limits(p: &str, env: &Environment) -> Result<(), String> {
         one_line(&format!("{p}.url"), url)?;
     }
     one_line(&format!("{p}.github.environment"), &env.github.environment)?;
-    if let Some(m) = env.timeout_minutes {
-        bounded(&format!("{p}.timeout-minutes"), m, 1, MAX_TIMEOUT_MINUTES)?;
+    if let Some(t) = env.timeout {
+        let key = format!("{p}.timeout");
+        bounded(&key, t.as_secs(), 1, MAX_TIMEOUT_MINUTES * 60)?;
     }
     if let Some(m) = &env.maintenance {
         let key = format!("{p}.maintenance");
         one_line(&format!("{key}.listener-arn"), &m.listener_arn)?;
         if let Some(d) = &m.drain {
-            wait_limits(&format!("{key}.drain"), d.window_seconds, d.timeout_minutes)?;
+            wait_limits(
+                &format!("{key}.drain"),
+                d.window_seconds,
+                d.timeout_minutes,
+                d.bound(),
+            )?;
         }
     }
     if let Some(db) = &env.database {
@@ -1368,6 +1485,7 @@ fn check_limits(p: &str, env: &Environment) -> Result<(), String> {
                 &format!("{key}.settle"),
                 st.window_seconds,
                 st.timeout_minutes,
+                st.bound(),
             )?;
             bounded(
                 &format!("{key}.settle.cpu-threshold"),
@@ -1385,23 +1503,27 @@ fn check_limits(p: &str, env: &Environment) -> Result<(), String> {
 }
 
 /// A window and a timeout of a quiet-wait: both within bounds, and the window fits in the timeout (a window longer
-/// than the timeout can never be seen, so the wait would fail with maintenance on).
-fn wait_limits(key: &str, window_seconds: u64, timeout_minutes: u64) -> Result<(), String> {
-    bounded(
-        &format!("{key}.timeout-minutes"),
-        timeout_minutes,
-        1,
-        MAX_TIMEOUT_MINUTES,
-    )?;
+/// than the timeout can never be seen, so the wait would fail with maintenance on). `timeout_minutes` is the key as
+/// written (`timeout`, a duration, is bounded when it is parsed); `bound` what the wait gets from either.
+fn wait_limits(
+    key: &str,
+    window_seconds: u64,
+    timeout_minutes: Option<u64>,
+    bound: std::time::Duration,
+) -> Result<(), String> {
+    if let Some(m) = timeout_minutes {
+        bounded(&format!("{key}.timeout-minutes"), m, 1, MAX_TIMEOUT_MINUTES)?;
+    }
     bounded(
         &format!("{key}.window-seconds"),
         window_seconds,
         1,
         MAX_WINDOW_SECONDS,
     )?;
-    if window_seconds > timeout_minutes * 60 {
+    if window_seconds > bound.as_secs() {
         return Err(format!(
-            "{key}.window-seconds: {window_seconds} s is longer than timeout-minutes ({timeout_minutes} min), so the wait could never succeed; shorten the window or raise the timeout"
+            "{key}.window-seconds: {window_seconds} s is longer than the wait's bound ({}), so the wait could never succeed; shorten the window or raise the timeout",
+            humantime::format_duration(bound)
         ));
     }
     Ok(())
@@ -1543,6 +1665,71 @@ cluster = "aurora-prod"
             prod.maintenance.is_none(),
             "defaults.maintenance alone has no listener and must not leak in"
         );
+    }
+
+    #[test]
+    fn timeouts_are_durations_or_minutes_and_an_environment_s_own_wins() {
+        use std::time::Duration;
+        let with = |defaults: &str, stage: &str| {
+            GOOD.replace("[defaults]\n", &format!("[defaults]\n{defaults}\n"))
+                .replace(
+                    "[environments.stage]\n",
+                    &format!("[environments.stage]\n{stage}\n"),
+                )
+        };
+        let timeout =
+            |text: String, env: &str| parse(&text).unwrap().environment(env).unwrap().timeout;
+        assert_eq!(
+            timeout(with("", "timeout = \"90s\""), "stage"),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            timeout(with("timeout-minutes = 5", ""), "prod"),
+            Some(Duration::from_secs(300))
+        );
+        // The environment's own bound replaces the defaults', whichever key each uses.
+        let text = with("timeout-minutes = 5", "timeout = \"1h 30m\"");
+        assert_eq!(
+            timeout(text.clone(), "stage"),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(timeout(text, "prod"), Some(Duration::from_secs(300)));
+        assert_eq!(timeout(GOOD.to_string(), "stage"), None);
+        let drain = GOOD.replace(
+            "listener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123:listener/app/lb/1/2\"",
+            "listener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123:listener/app/lb/1/2\"\ndrain = { timeout = \"45s\" }",
+        );
+        let c = parse(&drain).unwrap();
+        let m = c.environment("stage").unwrap().maintenance.clone().unwrap();
+        assert_eq!(m.drain.unwrap().bound(), Duration::from_secs(45));
+        for (text, needle) in [
+            (
+                with("", "timeout = \"90\""),
+                "environments.stage.timeout: \"90\" is not a duration",
+            ),
+            (
+                with("", "timeout = \"0s\""),
+                "environments.stage.timeout: \"0s\" is not from 1s to 24h",
+            ),
+            (
+                with("", "timeout = \"5m\"\ntimeout-minutes = 5"),
+                "both `timeout` and `timeout-minutes`",
+            ),
+            (
+                drain.replace(
+                    "timeout = \"45s\"",
+                    "timeout = \"45s\", timeout-minutes = 1",
+                ),
+                "environments.stage.maintenance.drain: both `timeout` and `timeout-minutes`",
+            ),
+            (
+                drain.replace("\"45s\"", "\"soon\""),
+                "\"soon\" is not a duration",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
     }
 
     #[test]
@@ -1868,11 +2055,15 @@ cluster = "aurora-prod"
             format!("{BASE}[environments.stage.database]\ninstance = \"db\"\n{extra}")
         };
         let cases: Vec<(String, &str, &str)> = vec![
-            (maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 0\n"), "maintenance.drain.timeout-minutes", "1 to 1440"),
+            (maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 0\n"), "maintenance.drain.timeout-minutes", "at least 1"),
+            (maint("[environments.stage.maintenance.drain]\ntimeout = \"90s\"\nwindow-seconds = 120\n"), "maintenance.drain.window-seconds", "longer than the wait's bound (1m 30s)"),
+            (maint("[environments.stage.maintenance.drain]\ntimeout = \"100000d\"\n"), "maintenance.drain", "not from 1s to 24h"),
+            (db("[environments.stage.database.settle]\ntimeout-minutes = 18446744073709551615\n"), "database.settle.timeout-minutes", "1 to 1440"),
+            (db("[environments.stage.database.settle]\ntimeout = \"30s\"\n"), "database.settle.window-seconds", "longer than the wait's bound"),
             (maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 9223372036854775807\n"), "maintenance.drain.timeout-minutes", "1 to 1440"),
             (maint("[environments.stage.maintenance.drain]\nwindow-seconds = 9223372036854775807\n"), "maintenance.drain.window-seconds", "1 to 86400"),
             (maint("[environments.stage.maintenance.drain]\nwindow-seconds = 0\n"), "maintenance.drain.window-seconds", "1 to 86400"),
-            (maint("[environments.stage.maintenance.drain]\nwindow-seconds = 7200\ntimeout-minutes = 10\n"), "maintenance.drain.window-seconds", "longer than timeout-minutes"),
+            (maint("[environments.stage.maintenance.drain]\nwindow-seconds = 7200\ntimeout-minutes = 10\n"), "maintenance.drain.window-seconds", "longer than the wait's bound (10m)"),
             (db("[environments.stage.database.settle]\nwindow-seconds = 9223372036854775807\n"), "database.settle.window-seconds", "1 to 86400"),
             (db("[environments.stage.database.settle]\ncpu-threshold = 101\n"), "database.settle.cpu-threshold", "0 to 100"),
             (db("snapshot-name = \"pre-{version}-{branch}\"\n"), "database.snapshot-name", "{environment}, {version}, {time}, {run}"),

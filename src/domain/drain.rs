@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::aws::cloudwatch::{self, Datapoint, MetricQuery, MetricStatistic};
 use crate::config::{Database, DatabaseKind, DrainConfig, SettleConfig};
-use crate::phases::Ctx;
+use crate::domain::Ctx;
 use crate::wait::{human, Backoff, Check, Poller};
 
 /// Datapoints are per minute (the finest period ALB and RDS basic metrics have).
@@ -143,7 +143,12 @@ async fn wait_quiet(
 ) -> Result<QuietReport> {
     let started = tokio::time::Instant::now();
     let deadline = ctx.deadline.min(started + timeout);
-    let poller = Poller::new(what, Backoff::SLOW, deadline, ctx.cancel.clone());
+    let poller = Poller::new(
+        what,
+        ctx.pace.of(Backoff::SLOW),
+        deadline,
+        ctx.cancel.clone(),
+    );
     let metric = queries.first().map(|q| q.metric).unwrap_or_default();
     let detail = poller
         .run(|| async {
@@ -172,10 +177,14 @@ async fn wait_quiet(
                     clock(check.quiet_since)
                 )))
             } else {
-                Ok(Check::Pending(format!(
-                    "{what}: {breach}; quiet from {}, done at {done_at} if it stays so",
-                    clock(check.quiet_since)
-                )))
+                let due = check.quiet_since + rule.window_seconds;
+                Ok(Check::PendingUntil {
+                    progress: format!(
+                        "{what}: {breach}; quiet from {}, done at {done_at} if it stays so",
+                        clock(check.quiet_since)
+                    ),
+                    within: Duration::from_secs((due - now).max(1) as u64),
+                })
             }
         })
         .await?;
@@ -203,7 +212,8 @@ pub async fn wait_drained(
     let cfg = cfg.cloned().unwrap_or(DrainConfig {
         threshold: 0,
         window_seconds: 60,
-        timeout_minutes: 10,
+        timeout: None,
+        timeout_minutes: None,
         skip: false,
     });
     if skip {
@@ -243,7 +253,7 @@ pub async fn wait_drained(
         window_seconds: cfg.window_seconds as i64,
         period_seconds: PERIOD,
     };
-    let timeout = Duration::from_secs(cfg.timeout_minutes.saturating_mul(60));
+    let timeout = cfg.bound();
     tracing::info!(
         "waiting for traffic to drain: RequestCount of {} target group(s) at or under {}/min for {}s (at most {})",
         queries.len(),
@@ -252,7 +262,7 @@ pub async fn wait_drained(
         human(timeout)
     );
     wait_quiet(cw, WHAT, &queries, rule, since, timeout, ctx).await.context(
-        "traffic did not drain (maintenance is on); re-run with skip-drain: true to go on anyway, or raise maintenance.drain.threshold / timeout-minutes",
+        "traffic did not drain (maintenance is on); re-run with skip-drain: true to go on anyway, or raise maintenance.drain.threshold / timeout",
     )
 }
 
@@ -268,7 +278,8 @@ pub async fn wait_db_settled(
     let cfg = db.settle.clone().unwrap_or(SettleConfig {
         cpu_threshold: 30,
         window_seconds: 60,
-        timeout_minutes: 10,
+        timeout: None,
+        timeout_minutes: None,
         skip: false,
     });
     if cfg.skip {
@@ -293,7 +304,7 @@ pub async fn wait_db_settled(
         window_seconds: cfg.window_seconds as i64,
         period_seconds: PERIOD,
     };
-    let timeout = Duration::from_secs(cfg.timeout_minutes.saturating_mul(60));
+    let timeout = cfg.bound();
     tracing::info!(
         "waiting for database {} to settle: CPU at or under {}% for {}s (at most {})",
         db.identifier,

@@ -23,8 +23,9 @@ use super::Ctx;
 use crate::aws::ecs::{self, td_family, td_short};
 use crate::config::Service as ServiceConfig;
 use crate::domain::rollout::{
-    self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd,
+    self, FailureReport, KnownGood, RevisionInfo, RolloutTarget, RolloutVerdict, WatchEnd,
 };
+use crate::domain::state_now;
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_bool, parse_u64, Common, Invocation};
@@ -75,6 +76,12 @@ impl Request {
     /// Whether the phase waits for the roll-outs.
     pub fn waits(&self) -> bool {
         !self.fast || self.wait
+    }
+}
+
+impl super::Recorded for Request {
+    fn subject(&self, common: &Common) -> super::Subject {
+        super::Subject::new(common, self.version.as_ref())
     }
 }
 
@@ -140,10 +147,67 @@ pub struct RollbackOutcome {
     pub failures: Vec<FailureReport>,
     pub deregistered: Vec<String>,
     pub notes: Vec<String>,
+    /// Set when no service had to move: why there was nothing to roll back.
+    pub nothing_to_do: Option<String>,
+    /// The earlier known-good versions (from the known-good tags, most recently good first) and the command that
+    /// rolls back to each: listed when there was nothing to roll back.
+    pub earlier: Vec<EarlierVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EarlierVersion {
+    pub version: String,
+    pub command: String,
+}
+
+/// Pure: why there is nothing to roll back (no service moves), or `None`. `on` is each service's version after the
+/// rollback (its target's); `asked` the `version` input.
+pub fn nothing_to_do(asked: Option<&str>, any_moves: bool, on: &[Option<&str>]) -> Option<String> {
+    if any_moves {
+        return None;
+    }
+    let first = on.first().copied().flatten();
+    let one = first.filter(|f| on.iter().all(|v| *v == Some(*f)));
+    Some(match (asked, one) {
+        (Some(v), _) => format!("nothing to roll back: every service runs {v} already"),
+        (None, Some(v)) => {
+            format!("nothing to roll back: {v} is the last known-good revision on every service")
+        }
+        (None, None) => {
+            "nothing to roll back: every service is on its last known-good revision".to_string()
+        }
+    })
+}
+
+/// Pure: the title of the roll-out group: how many services move and how many are only checked settled.
+pub fn rollout_title(moving: usize, total: usize) -> String {
+    match (moving, total - moving.min(total)) {
+        (0, n) => format!("Checking that {n} service(s) already on their target are settled"),
+        (m, 0) => format!("Roll-out of the rollback on {m} service(s)"),
+        (m, n) => format!(
+            "Roll-out of the rollback on {m} service(s); {n} already on their target, checked settled"
+        ),
+    }
+}
+
+/// Pure: the earlier known-good versions (every one but the version the services run now) with their commands.
+pub fn earlier_versions(
+    known_good: &[String],
+    now: Option<&str>,
+    command: impl Fn(&str) -> String,
+) -> Vec<EarlierVersion> {
+    known_good
+        .iter()
+        .filter(|v| Some(v.as_str()) != now)
+        .map(|v| EarlierVersion {
+            version: v.clone(),
+            command: command(v),
+        })
+        .collect()
 }
 
 /// One service's plan: where it is, where it goes, and its family's ACTIVE revisions.
-struct Plan {
+struct RollbackPlan {
     cfg: ServiceConfig,
     current: String,
     target: String,
@@ -156,7 +220,7 @@ struct Plan {
     failed_primary: bool,
 }
 
-impl Plan {
+impl RollbackPlan {
     fn moves(&self) -> bool {
         self.current != self.target || self.failed_primary
     }
@@ -189,7 +253,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }
-        let plans: Vec<Plan> = results
+        let plans: Vec<RollbackPlan> = results
             .into_iter()
             .map(|r| r.expect("checked above"))
             .collect();
@@ -244,19 +308,39 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         failures: vec![],
         deregistered: vec![],
         notes: vec![],
+        nothing_to_do: None,
+        earlier: vec![],
     };
+    let on: Vec<Option<&str>> = plans.iter().map(|p| p.to_version.as_deref()).collect();
+    out.nothing_to_do = nothing_to_do(
+        req.version.as_ref().map(Version::as_str),
+        plans.iter().any(RollbackPlan::moves),
+        &on,
+    );
+    if let (Some(why), Some(first)) = (&out.nothing_to_do, plans.first()) {
+        tracing::info!("{why}");
+        let known = rollout::known_good_versions(&first.revisions);
+        out.earlier = earlier_versions(&known, first.to_version.as_deref(), |v| {
+            state_now::command(
+                &env.name,
+                Some(&req.common.config_path),
+                "rollback",
+                &[("version", v)],
+            )
+        });
+    }
     if ctx.dry_run {
         tracing::info!("dry run: no service updated, no revision deregistered");
         return Ok(out);
     }
 
-    let target = |p: &Plan| Target {
+    let target = |p: &RollbackPlan| RolloutTarget {
         service: p.cfg.name.clone(),
         task_definition: p.target.clone(),
         desired_count: None,
     };
-    let moving: Vec<Target> = plans.iter().filter(|p| p.moves()).map(target).collect();
-    let changing: Vec<Target> = plans
+    let moving: Vec<RolloutTarget> = plans.iter().filter(|p| p.moves()).map(target).collect();
+    let changing: Vec<RolloutTarget> = plans
         .iter()
         .filter(|p| p.current != p.target)
         .map(target)
@@ -300,10 +384,10 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
     let mut seen_completed: Vec<String> = vec![];
     if req.waits() {
         out.waited = true;
-        let targets: Vec<Target> = plans
+        let targets: Vec<RolloutTarget> = plans
             .iter()
             .filter(|p| !failed_updates.contains(&p.cfg.name))
-            .map(|p| Target {
+            .map(|p| RolloutTarget {
                 service: p.cfg.name.clone(),
                 task_definition: p.target.clone(),
                 desired_count: None,
@@ -314,10 +398,9 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             .map(|p| (p.cfg.name.clone(), p.events.clone()))
             .collect();
         let report = {
-            let _g = ctx.runner.group(&format!(
-                "Roll-out of the rollback on {} service(s)",
-                moving.len()
-            ));
+            let _g = ctx
+                .runner
+                .group(&rollout_title(moving.len(), targets.len()));
             rollout::watch(
                 &c.ecs,
                 &env.cluster,
@@ -332,15 +415,15 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             let r = row(&mut out, &w.service);
             r.duration_seconds = w.done_after.map(|d| d.as_millis() as f64 / 1000.0);
             match &w.verdict {
-                Verdict::Done => {
+                RolloutVerdict::Done => {
                     seen_completed.push(w.service.clone());
                     if moved {
                         r.result = RowResult::RolledBack;
                     }
                 }
-                Verdict::Failed(_) | Verdict::Stuck(_) | Verdict::InProgress(_) => {
-                    r.result = RowResult::Failed
-                }
+                RolloutVerdict::Failed(_)
+                | RolloutVerdict::Stuck(_)
+                | RolloutVerdict::InProgress(_) => r.result = RowResult::Failed,
             }
         }
         let reason = match &report.end {
@@ -361,13 +444,13 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             let explain = report
                 .services
                 .iter()
-                .filter(|w| w.verdict != Verdict::Done)
+                .filter(|w| w.verdict != RolloutVerdict::Done)
                 .map(|w| {
                     let why = match &w.verdict {
-                        Verdict::Failed(s) => s.clone(),
-                        Verdict::Stuck(s) => format!("stuck: {s}"),
-                        Verdict::InProgress(s) => format!("not completed: {s}"),
-                        Verdict::Done => String::new(),
+                        RolloutVerdict::Failed(s) => s.clone(),
+                        RolloutVerdict::Stuck(s) => format!("stuck: {s}"),
+                        RolloutVerdict::InProgress(s) => format!("not completed: {s}"),
+                        RolloutVerdict::Done => String::new(),
                     };
                     let env = &env;
                     async move {
@@ -482,8 +565,9 @@ async fn plan_service(
     c: &Clients,
     cfg: &ServiceConfig,
     svc: &Service,
-) -> Result<Plan> {
+) -> Result<RollbackPlan> {
     let env = &req.common.environment;
+    ecs::rolling_controller(&env.cluster, svc)?;
     let current = svc.task_definition().unwrap_or_default().to_string();
     let family = td_family(&current).to_string();
     let arns = ecs::active_revisions(&c.ecs, &family).await?;
@@ -543,7 +627,7 @@ async fn plan_service(
         version_of(&td)
     };
     let failed_primary = ecs::failed_on(svc, &current);
-    Ok(Plan {
+    Ok(RollbackPlan {
         cfg: cfg.clone(),
         failed_primary,
         from_version: version_of(&current_td),
@@ -594,6 +678,9 @@ impl RollbackOutcome {
     }
 
     fn headline(&self) -> String {
+        if let (None, Some(why)) = (&self.error, &self.nothing_to_do) {
+            return format!("Rollback of {} to {}: {why}", self.environment, self.mode);
+        }
         let status = match (&self.error, self.dry_run, self.waited) {
             (_, true, _) => "dry run, nothing changed",
             (None, false, true) => "done",
@@ -641,6 +728,26 @@ impl RollbackOutcome {
         d.extend(self.notes.iter().map(|n| format!("note: {n}")));
         d
     }
+
+    /// What to do instead when there was nothing to roll back.
+    fn earlier_lines(&self) -> Vec<String> {
+        if self.nothing_to_do.is_none() {
+            return vec![];
+        }
+        if self.earlier.is_empty() {
+            return vec![
+                "no earlier known-good version is registered: deploy the version to go back to with phase deploy"
+                    .into(),
+            ];
+        }
+        let mut l = vec!["earlier known-good versions, most recently good first:".to_string()];
+        l.extend(
+            self.earlier
+                .iter()
+                .map(|e| format!("  {}: {}", e.version, e.command)),
+        );
+        l
+    }
 }
 
 impl Outcome for RollbackOutcome {
@@ -675,17 +782,37 @@ impl Outcome for RollbackOutcome {
                 serde_json::to_string(&arns).unwrap_or_default(),
             ),
             ("rolled-back", moved.to_string()),
+            ("changed", moved.to_string()),
+            (
+                "earlier-versions",
+                self.earlier
+                    .iter()
+                    .map(|e| e.version.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
         ]
     }
 
     fn summary(&self) -> String {
-        rollout::summary_markdown(
+        let mut s = rollout::summary_markdown(
             self.ok(),
             &self.headline(),
             self.error.as_deref(),
             &self.rows(),
             &self.details(),
-        )
+        );
+        let earlier = self.earlier_lines();
+        if let Some((head, rest)) = earlier.split_first() {
+            s.push_str(&format!("\n{head}\n\n"));
+            for e in &self.earlier {
+                s.push_str(&format!("- {}: `{}`\n", e.version, e.command));
+            }
+            if self.earlier.is_empty() && rest.is_empty() {
+                s.push('\n');
+            }
+        }
+        s
     }
 
     fn text(&self) -> String {
@@ -705,6 +832,89 @@ impl Outcome for RollbackOutcome {
                 s.push_str(&format!("{l}\n"));
             }
         }
+        let earlier = self.earlier_lines();
+        if !earlier.is_empty() {
+            s.push('\n');
+            for l in earlier {
+                s.push_str(&format!("{l}\n"));
+            }
+        }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_to_roll_back_says_why() {
+        type Case<'a> = (Option<&'a str>, bool, Vec<Option<&'a str>>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            (None, true, vec![Some("v1")], None),
+            (
+                None,
+                false,
+                vec![Some("v1.1.0"), Some("v1.1.0")],
+                Some(
+                    "nothing to roll back: v1.1.0 is the last known-good revision on every service",
+                ),
+            ),
+            (
+                None,
+                false,
+                vec![Some("v1.1.0"), None],
+                Some("nothing to roll back: every service is on its last known-good revision"),
+            ),
+            (
+                Some("v1.0.0"),
+                false,
+                vec![Some("v1.0.0")],
+                Some("nothing to roll back: every service runs v1.0.0 already"),
+            ),
+            (Some("v1.0.0"), true, vec![Some("v1.0.0")], None),
+        ];
+        for (asked, moves, on, want) in cases {
+            assert_eq!(
+                nothing_to_do(asked, moves, &on).as_deref(),
+                want,
+                "{asked:?} {moves} {on:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_roll_out_title_counts_what_moves() {
+        assert_eq!(
+            rollout_title(0, 3),
+            "Checking that 3 service(s) already on their target are settled"
+        );
+        assert_eq!(
+            rollout_title(3, 3),
+            "Roll-out of the rollback on 3 service(s)"
+        );
+        assert_eq!(
+            rollout_title(1, 3),
+            "Roll-out of the rollback on 1 service(s); 2 already on their target, checked settled"
+        );
+    }
+
+    #[test]
+    fn earlier_versions_leave_out_the_current_one() {
+        let known = vec!["v1.1.0".to_string(), "v1.0.0".into(), "v0.9.0".into()];
+        let e = earlier_versions(&known, Some("v1.1.0"), |v| format!("rollback {v}"));
+        assert_eq!(
+            e,
+            vec![
+                EarlierVersion {
+                    version: "v1.0.0".into(),
+                    command: "rollback v1.0.0".into()
+                },
+                EarlierVersion {
+                    version: "v0.9.0".into(),
+                    command: "rollback v0.9.0".into()
+                },
+            ]
+        );
     }
 }

@@ -10,10 +10,12 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 
+use deploy_action::aws::rds::snapshot_identifier as rds_identifier;
 use deploy_action::config::Config;
+use deploy_action::domain::converge::bypass_header;
 use deploy_action::inputs::{parse_bool, parse_duration, parse_u64, Phase};
-use deploy_action::phases::snapshot::{rds_identifier, snapshot_id, Placeholders};
-use deploy_action::phases::state::{bypass_header, parse_target};
+use deploy_action::phases::snapshot::{snapshot_id, Placeholders};
+use deploy_action::phases::state::parse_target;
 use deploy_action::version::{is_valid_image_tag, ImageTagTemplate, Version};
 
 use crate::support::{RunResult, TestContext};
@@ -1767,12 +1769,14 @@ proptest! {
         match Config::parse(&text, std::path::Path::new("deploy.toml")) {
             Ok(c) => {
                 let env = c.environment("stage").unwrap();
-                let t = env.timeout_minutes.unwrap();
-                prop_assert!((1..=deploy_action::config::MAX_TIMEOUT_MINUTES).contains(&t));
+                let day = std::time::Duration::from_secs(deploy_action::config::MAX_TIMEOUT_MINUTES * 60);
+                let t = env.timeout.unwrap();
+                prop_assert!(t >= std::time::Duration::from_secs(60) && t <= day);
                 let d = env.maintenance.as_ref().unwrap().drain.as_ref().unwrap();
                 prop_assert!((1..=deploy_action::config::MAX_WINDOW_SECONDS).contains(&d.window_seconds));
-                prop_assert!(d.window_seconds <= d.timeout_minutes * 60);
-                let later = std::time::Instant::now() + std::time::Duration::from_secs(t * 60 + d.timeout_minutes * 60);
+                prop_assert!(d.bound() <= day);
+                prop_assert!(d.window_seconds <= d.bound().as_secs());
+                let later = std::time::Instant::now() + t + d.bound();
                 prop_assert!(later > std::time::Instant::now());
             }
             Err(e) => {

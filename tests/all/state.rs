@@ -816,7 +816,7 @@ async fn bad_input_exits_2_and_makes_no_aws_call() {
     assert_eq!(ctx.calls().await, vec![], "bad input must not reach AWS");
 }
 
-fn with_drain(ctx: &TestContext, drain: &str) {
+pub(crate) fn with_drain(ctx: &TestContext, drain: &str) {
     let path = ctx.config_path();
     let text = std::fs::read_to_string(&path).unwrap();
     let start = text.find("drain = {").unwrap();
@@ -826,7 +826,11 @@ fn with_drain(ctx: &TestContext, drain: &str) {
 }
 
 /// The body for `/_test/cloudwatch/metric`: RequestCount of the core target group, as ALB reports it.
-async fn requests_metric(ctx: &TestContext, value: f64, seconds_ago: i64) -> serde_json::Value {
+pub(crate) async fn requests_metric(
+    ctx: &TestContext,
+    value: f64,
+    seconds_ago: i64,
+) -> serde_json::Value {
     let elb = ctx.elb().await;
     let arn = listener_arn(ctx);
     let l = elb
@@ -871,7 +875,7 @@ async fn drain_waits_for_the_window_and_ignores_traffic_from_before() {
     ctx.seed("stage", &[]);
     with_drain(
         &ctx,
-        "{ threshold = 5, window-seconds = 4, timeout-minutes = 1 }",
+        "{ threshold = 5, window-seconds = 4, timeout = \"1m\" }",
     );
     seed_requests(&ctx, 500.0, 100).await; // busy before maintenance went on (its minute ended before)
     seed_requests(&ctx, 2.0, 0).await; // a trickle under the threshold
@@ -906,22 +910,15 @@ async fn drain_times_out_naming_the_way_out_and_can_be_skipped() {
     ctx.seed("stage", &[]);
     with_drain(
         &ctx,
-        "{ threshold = 5, window-seconds = 5, timeout-minutes = 1 }",
+        "{ threshold = 5, window-seconds = 5, timeout = \"8s\" }",
     );
-    // Traffic keeps coming after maintenance went on (say, long-polling clients), a datapoint every 2 s.
-    let body = requests_metric(&ctx, 120.0, 0).await;
-    let (http, url) = (
-        ctx.http.clone(),
-        format!("{}/_test/cloudwatch/metric", ctx.url),
-    );
-    let traffic = tokio::spawn(async move {
-        loop {
-            http.post(&url).json(&body).send().await.unwrap();
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        }
-    });
+    // Traffic keeps coming after maintenance went on (say, long-polling clients): 120 requests in this minute and
+    // in the next, seeded now (the datapoint in the future counts once its time has come).
+    let mut body = requests_metric(&ctx, 120.0, 0).await;
+    body["values"] =
+        json!([{"value": 120.0, "secondsAgo": 0}, {"value": 120.0, "secondsAgo": -60}]);
+    ctx.post("/_test/cloudwatch/metric", body).await;
     let r = state(&ctx, "db-only", &[("skip-drain", "")]).await;
-    traffic.abort();
     r.assert_code(1);
     assert!(
         r.stderr.contains("traffic did not drain") && r.stderr.contains("skip-drain"),
@@ -1000,7 +997,8 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
         settle: Some(SettleConfig {
             cpu_threshold: 30,
             window_seconds: 2,
-            timeout_minutes: 1,
+            timeout: None,
+            timeout_minutes: Some(1),
             skip: false,
         }),
     };
@@ -1010,6 +1008,7 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
         cancel: tokio_util::sync::CancellationToken::new(),
         deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(secs),
         dry_run: false,
+        pace: crate::support::pace(),
     };
     let cpu = |value: f64| {
         json!({"region": "eu-central-1", "namespace": "AWS/RDS", "metric": "CPUUtilization",
