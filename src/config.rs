@@ -1464,7 +1464,7 @@ fn check_limits(p: &str, env: &Environment) -> Result<(), String> {
                 &format!("{key}.drain"),
                 d.window_seconds,
                 d.timeout_minutes,
-                d.bound(),
+                Some(d.bound()),
             )?;
         }
     }
@@ -1481,11 +1481,12 @@ fn check_limits(p: &str, env: &Environment) -> Result<(), String> {
         )?;
         snapshot_template(&format!("{key}.snapshot-name"), &db.snapshot_name)?;
         if let Some(st) = &db.settle {
+            // The settle window may reach back before the wait started: no window-within-bound rule.
             wait_limits(
                 &format!("{key}.settle"),
                 st.window_seconds,
                 st.timeout_minutes,
-                st.bound(),
+                None,
             )?;
             bounded(
                 &format!("{key}.settle.cpu-threshold"),
@@ -1502,14 +1503,15 @@ fn check_limits(p: &str, env: &Environment) -> Result<(), String> {
     Ok(())
 }
 
-/// A window and a timeout of a quiet-wait: both within bounds, and the window fits in the timeout (a window longer
-/// than the timeout can never be seen, so the wait would fail with maintenance on). `timeout_minutes` is the key as
-/// written (`timeout`, a duration, is bounded when it is parsed); `bound` what the wait gets from either.
+/// A window and a timeout of a quiet-wait: both within bounds, and, given `bound` (what the wait gets from either
+/// key), the window fits in it: the drain counts its window from the moment maintenance went on, so a longer window
+/// can never be seen and the wait would fail with maintenance on. `timeout_minutes` is the key as written
+/// (`timeout`, a duration, is bounded when it is parsed).
 fn wait_limits(
     key: &str,
     window_seconds: u64,
     timeout_minutes: Option<u64>,
-    bound: std::time::Duration,
+    bound: Option<std::time::Duration>,
 ) -> Result<(), String> {
     if let Some(m) = timeout_minutes {
         bounded(&format!("{key}.timeout-minutes"), m, 1, MAX_TIMEOUT_MINUTES)?;
@@ -1520,6 +1522,9 @@ fn wait_limits(
         1,
         MAX_WINDOW_SECONDS,
     )?;
+    let Some(bound) = bound else {
+        return Ok(());
+    };
     if window_seconds > bound.as_secs() {
         return Err(format!(
             "{key}.window-seconds: {window_seconds} s is longer than the wait's bound ({}), so the wait could never succeed; shorten the window or raise the timeout",
@@ -1697,7 +1702,7 @@ cluster = "aurora-prod"
         assert_eq!(timeout(GOOD.to_string(), "stage"), None);
         let drain = GOOD.replace(
             "listener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123:listener/app/lb/1/2\"",
-            "listener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123:listener/app/lb/1/2\"\ndrain = { timeout = \"45s\" }",
+            "listener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123:listener/app/lb/1/2\"\ndrain = { timeout = \"45s\", window-seconds = 30 }",
         );
         let c = parse(&drain).unwrap();
         let m = c.environment("stage").unwrap().maintenance.clone().unwrap();
@@ -2058,8 +2063,7 @@ cluster = "aurora-prod"
             (maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 0\n"), "maintenance.drain.timeout-minutes", "at least 1"),
             (maint("[environments.stage.maintenance.drain]\ntimeout = \"90s\"\nwindow-seconds = 120\n"), "maintenance.drain.window-seconds", "longer than the wait's bound (1m 30s)"),
             (maint("[environments.stage.maintenance.drain]\ntimeout = \"100000d\"\n"), "maintenance.drain", "not from 1s to 24h"),
-            (db("[environments.stage.database.settle]\ntimeout-minutes = 18446744073709551615\n"), "database.settle.timeout-minutes", "1 to 1440"),
-            (db("[environments.stage.database.settle]\ntimeout = \"30s\"\n"), "database.settle.window-seconds", "longer than the wait's bound"),
+            (db("[environments.stage.database.settle]\ntimeout-minutes = 9223372036854775807\n"), "database.settle.timeout-minutes", "1 to 1440"),
             (maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 9223372036854775807\n"), "maintenance.drain.timeout-minutes", "1 to 1440"),
             (maint("[environments.stage.maintenance.drain]\nwindow-seconds = 9223372036854775807\n"), "maintenance.drain.window-seconds", "1 to 86400"),
             (maint("[environments.stage.maintenance.drain]\nwindow-seconds = 0\n"), "maintenance.drain.window-seconds", "1 to 86400"),
@@ -2092,6 +2096,8 @@ cluster = "aurora-prod"
         for ok in [
             maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 1440\nwindow-seconds = 86400\n"),
             db("snapshot-name = \"{environment}-{version}-{time}-{run}\"\n"),
+            // A settle window reaches back before the wait: it may be longer than the bound.
+            db("[environments.stage.database.settle]\ntimeout = \"30s\"\nwindow-seconds = 600\n"),
         ] {
             parse(&ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
         }
