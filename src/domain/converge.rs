@@ -160,12 +160,14 @@ pub fn plan(o: &Observed, target: EnvState) -> Vec<Step> {
         M::Off | M::Partial => Some(Step::MaintenanceOn),
     };
     let mut steps = Vec::new();
+    // Maintenance on, then the drain while services still serve; also a drain a stopped run left unfinished.
+    let drain_left = o.drain_pending && o.maintenance == M::On;
     let turn_on = |steps: &mut Vec<Step>| {
         if let Some(step) = maintenance_on {
             steps.push(step);
-            if !down {
-                steps.push(Step::DrainWait);
-            }
+        }
+        if (maintenance_on.is_some() || drain_left) && !down {
+            steps.push(Step::DrainWait);
         }
     };
     match target {
@@ -339,7 +341,10 @@ pub async fn converge(
         return Ok(out);
     }
 
-    let mut run = Running { maintenance: None };
+    let mut run = Running {
+        maintenance: None,
+        drain_follows: steps.contains(&Step::DrainWait),
+    };
     for (i, step) in steps.iter().enumerate() {
         let _group = ctx
             .runner
@@ -408,6 +413,8 @@ pub async fn converge(
 struct Running {
     /// What turning maintenance on did (the drain wait watches its target groups), and when.
     maintenance: Option<(maintenance::Applied, i64)>,
+    /// A drain wait is planned after maintenance on: its start is recorded with the `on` mark.
+    drain_follows: bool,
 }
 
 impl Running {
@@ -432,12 +439,14 @@ impl Running {
                     );
                     BypassHeader::locked()
                 });
-                let applied = maintenance::turn_on(&c.elb, cfg, &header).await?;
+                let applied =
+                    maintenance::turn_on(&c.elb, cfg, &header, self.drain_follows).await?;
                 let detail = match applied.changes.len() {
                     0 => "already on".to_string(),
                     n => format!("{n} change(s) on listener {}", short_arn(&cfg.listener_arn)),
                 };
-                self.maintenance = Some((applied, now_secs()));
+                let since = applied.drain_from.unwrap_or_else(now_secs);
+                self.maintenance = Some((applied, since));
                 Ok(detail)
             }
             Step::DrainWait => {
@@ -445,14 +454,28 @@ impl Running {
                     .maintenance
                     .as_ref()
                     .ok_or_else(|| anyhow!("no maintenance configured"))?;
-                let (tgs, lb, since) = match &self.maintenance {
-                    Some((a, since)) => (a.target_groups.clone(), a.load_balancer.clone(), *since),
+                // The window counts from when maintenance went on: this run's, or the one a stopped run recorded.
+                let (tgs, lb, since, recorded) = match &self.maintenance {
+                    Some((a, since)) => (
+                        a.target_groups.clone(),
+                        a.load_balancer.clone(),
+                        *since,
+                        a.drain_from.is_some(),
+                    ),
                     None => {
                         let snap = maintenance::inspect(&c.elb, &cfg.listener_arn).await?;
+                        let from = maintenance::pending_drain(MaintenanceState::On, &snap.tags);
+                        if let Some(t) = from {
+                            tracing::info!(
+                                "finishing the drain a stopped run left: maintenance went on {}s ago",
+                                (now_secs() - t).max(0)
+                            );
+                        }
                         (
                             maintenance::forwarding_target_groups(&snap)?,
                             snap.listener.load_balancer_arn.clone(),
-                            now_secs(),
+                            from.unwrap_or_else(now_secs),
+                            from.is_some(),
                         )
                     }
                 };
@@ -466,6 +489,9 @@ impl Running {
                     ctx,
                 )
                 .await?;
+                if recorded {
+                    maintenance::drain_finished(&c.elb, &cfg.listener_arn).await?;
+                }
                 Ok(report.detail)
             }
             Step::ScaleDown => scale_down(env, c, ctx).await,
@@ -881,21 +907,25 @@ mod tests {
                 services: up(),
                 maintenance: M::Off,
                 db: avail,
+                drain_pending: false,
             },
             EnvState::Restricted => Observed {
                 services: up(),
                 maintenance: M::On,
                 db: avail,
+                drain_pending: false,
             },
             EnvState::DbOnly => Observed {
                 services: down(),
                 maintenance: M::On,
                 db: avail,
+                drain_pending: false,
             },
             EnvState::Stopped => Observed {
                 services: down(),
                 maintenance: M::On,
                 db: Some("stopped".into()),
+                drain_pending: false,
             },
             EnvState::Mixed => unreachable!(),
         }
@@ -990,6 +1020,37 @@ mod tests {
         }
     }
 
+    /// Issue 20: a run stopped during the drain leaves maintenance on and the drain recorded; the next run towards
+    /// any maintenance state finishes the drain before anything else (it used to say "restricted already").
+    #[test]
+    fn an_unfinished_drain_is_finished_first() {
+        use EnvState::*;
+        use Step::*;
+        let cases: Vec<(EnvState, EnvState, Vec<Step>)> = vec![
+            (Restricted, Restricted, vec![DrainWait]),
+            (Restricted, DbOnly, vec![DrainWait, ScaleDown]),
+            (
+                Restricted,
+                Stopped,
+                vec![DrainWait, ScaleDown, StopDatabase],
+            ),
+            // Maintenance goes off anyway (and forgets the drain); services at 0 have nothing to drain.
+            (Restricted, Running, vec![MaintenanceOff]),
+            (DbOnly, Stopped, vec![StopDatabase]),
+            (DbOnly, Restricted, vec![ScaleUp]),
+        ];
+        for (from, to, want) in cases {
+            let mut o = observed(from);
+            o.drain_pending = true;
+            assert_eq!(plan(&o, to), want, "{from} → {to} with a drain left");
+        }
+        // Only with maintenance fully on: a half-on listener turns on again, and drains anyway.
+        let mut half = observed(Restricted);
+        half.maintenance = M::Partial;
+        half.drain_pending = true;
+        assert_eq!(plan(&half, Restricted), vec![MaintenanceOn, DrainWait]);
+    }
+
     #[test]
     fn mixed_states_converge() {
         use Step::*;
@@ -1011,6 +1072,7 @@ mod tests {
                     services: up(),
                     maintenance: M::Partial,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Restricted,
                 vec![MaintenanceOn, DrainWait],
@@ -1020,6 +1082,7 @@ mod tests {
                     services: up(),
                     maintenance: M::Partial,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![MaintenanceOff],
@@ -1030,6 +1093,7 @@ mod tests {
                     services: half(),
                     maintenance: M::On,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::DbOnly,
                 vec![ScaleDown],
@@ -1039,6 +1103,7 @@ mod tests {
                     services: half(),
                     maintenance: M::On,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![ScaleUp, MaintenanceOff],
@@ -1049,6 +1114,7 @@ mod tests {
                     services: down(),
                     maintenance: M::Off,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Stopped,
                 vec![MaintenanceOn, StopDatabase],
@@ -1058,6 +1124,7 @@ mod tests {
                     services: down(),
                     maintenance: M::Off,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![ScaleUp],
@@ -1068,6 +1135,7 @@ mod tests {
                     services: down(),
                     maintenance: M::On,
                     db: Some("stopping".into()),
+                    drain_pending: false,
                 },
                 EnvState::Stopped,
                 vec![StopDatabase],
@@ -1077,6 +1145,7 @@ mod tests {
                     services: down(),
                     maintenance: M::On,
                     db: Some("starting".into()),
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![StartDatabase, ScaleUp, MaintenanceOff],
@@ -1087,6 +1156,7 @@ mod tests {
                     services: rolling(),
                     maintenance: M::Off,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![ScaleUp],
@@ -1097,6 +1167,7 @@ mod tests {
                     services: up(),
                     maintenance: M::Off,
                     db: Some("stopped".into()),
+                    drain_pending: false,
                 },
                 EnvState::Restricted,
                 vec![MaintenanceOn, DrainWait, StartDatabase],
@@ -1107,6 +1178,7 @@ mod tests {
                     services: up(),
                     maintenance: M::NotConfigured,
                     db: None,
+                    drain_pending: false,
                 },
                 EnvState::DbOnly,
                 vec![ScaleDown],
@@ -1116,6 +1188,7 @@ mod tests {
                     services: down(),
                     maintenance: M::NotConfigured,
                     db: None,
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![ScaleUp],
@@ -1142,6 +1215,7 @@ mod tests {
                         services: services.clone(),
                         maintenance: m,
                         db: db.map(str::to_string),
+                        drain_pending: false,
                     };
                     for to in ALL {
                         let steps = plan(&o, to);

@@ -376,6 +376,7 @@ mod tests {
             services,
             database: None,
             maintenance: MaintenanceState::Off,
+            drain_from: None,
             migration_tasks: vec![],
         }
     }

@@ -366,3 +366,128 @@ async fn sigint_between_state_steps_stops_before_the_next_step_and_the_rerun_con
     again.assert_code(0);
     assert!(again.stdout.contains("db-only"), "{}", again.stdout);
 }
+
+/// The listener's tags (the drain's start is one of them while a drain is unfinished).
+async fn listener_tags(ctx: &TestContext) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(ctx.config_path()).unwrap();
+    let arn = text
+        .lines()
+        .find(|l| l.starts_with("listener-arn"))
+        .and_then(|l| l.split('"').nth(1))
+        .expect("listener-arn in the seeded config")
+        .to_string();
+    let out = ctx
+        .elb()
+        .await
+        .describe_tags()
+        .resource_arns(&arn)
+        .send()
+        .await
+        .unwrap();
+    out.tag_descriptions()[0]
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// "During the drain": SIGINT while `state restricted` waits for traffic to drain (its metric read held). Exit 130
+/// with maintenance on and the drain's start recorded on the listener; the rerun the message suggests finishes the
+/// drain (before, it said "restricted already; nothing to do" and skipped it), then forgets the start, so a third
+/// run has nothing to do.
+#[tokio::test]
+async fn a_rerun_after_a_cancelled_drain_finishes_the_drain() {
+    const DRAIN_TAG: &str = "deploy-action:drain-from";
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    crate::state::with_drain(
+        &ctx,
+        "{ threshold = 5, window-seconds = 6, timeout = \"1m\" }",
+    );
+    let args = [
+        "state",
+        "--env",
+        "stage",
+        "-c",
+        "deploy.toml",
+        "--state",
+        "restricted",
+        "--maintenance-header-name",
+        "x-bypass",
+        "--maintenance-header-value",
+        "s3cret-value",
+        "--output",
+        "json",
+    ];
+    hold_next_call(&ctx, "GetMetricStatistics", 3000).await;
+    let mut cmd = ctx.base_command();
+    cmd.args(args);
+    let child = cmd.spawn().unwrap();
+    wait_until_held(&ctx).await;
+    let (code, stderr) = sigint_and_wait(child).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("(wait for traffic to drain) stopped by a signal"),
+        "{stderr}"
+    );
+    let tags = listener_tags(&ctx).await;
+    assert_eq!(
+        tags.get("deploy-action:maintenance").map(String::as_str),
+        Some("on")
+    );
+    let from: i64 = tags
+        .get(DRAIN_TAG)
+        .unwrap_or_else(|| panic!("the drain's start is recorded: {tags:?}"))
+        .parse()
+        .unwrap();
+
+    ctx.clear_calls().await;
+    let again = ctx.cli(&args).await;
+    again.assert_code(0);
+    let out = again.json();
+    let steps: Vec<&str> = out["outcome"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert_eq!(steps, vec!["drain-wait"], "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("finishing the drain a stopped run left"),
+        "{}",
+        again.stderr
+    );
+    let reads = ctx
+        .calls()
+        .await
+        .iter()
+        .filter(|(_, op)| op == "GetMetricStatistics")
+        .count();
+    assert!(reads >= 1, "the rerun watched the traffic");
+    // The window counts from when maintenance went on in the first run, not from the rerun.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(now - from >= 6, "the window passed since {from}");
+    assert!(
+        !listener_tags(&ctx).await.contains_key(DRAIN_TAG),
+        "a finished drain is forgotten"
+    );
+
+    let third = ctx.cli(&args).await;
+    third.assert_code(0);
+    assert_eq!(
+        third.json()["outcome"]["steps"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        third.stderr
+    );
+}
