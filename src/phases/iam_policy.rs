@@ -394,6 +394,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.extend(run_task(family_arns.clone()));
             v.push(pass_role.clone());
             v.push(logs.clone());
+            v.extend(ssm.iter().cloned());
             v
         }
         Phase::Deploy => {
@@ -444,6 +445,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.extend(run_task(family_arns.clone()));
             v.push(pass_role.clone());
             v.push(logs.clone());
+            v.extend(ssm.iter().cloned());
             v
         }
         Phase::Preview => match &env.preview {
@@ -984,6 +986,16 @@ snapshot-name = "pre-{environment}-{version}"
             !allows(&migrate, "rds:StopDBInstance", None),
             "migrate never stops the database"
         );
+        for one_off in [Phase::Migrate, Phase::Run] {
+            assert!(
+                allows(
+                    &p(one_off),
+                    "ssm:GetParametersByPath",
+                    Some("arn:aws:ssm:eu-central-1:123456789012:parameter/app/stage")
+                ),
+                "{one_off:?}: the one-off revisions take the secrets"
+            );
+        }
         let deploy = p(Phase::Deploy);
         assert!(allows(
             &deploy,
