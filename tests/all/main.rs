@@ -7,6 +7,7 @@ mod container;
 mod deploy;
 mod foundation;
 mod github;
+mod hostile;
 mod iam;
 mod init;
 mod migrate;
