@@ -304,15 +304,7 @@ pub async fn converge(
         database_restarts_at: None,
         notes: vec![],
     };
-    if env.maintenance.is_none()
-        && matches!(target, EnvState::DbOnly | EnvState::Stopped)
-        && !steps.is_empty()
-    {
-        out.notes.push(format!(
-            "no maintenance configured (environments.{}.maintenance): visitors get the load balancer's own error while services are at 0",
-            env.name
-        ));
-    }
+    out.notes.extend(no_maintenance_note(env, target, &steps));
     let from = match &before.state_reason {
         Some(why) => format!("{} ({why})", before.state),
         None => before.state.to_string(),
@@ -357,20 +349,8 @@ pub async fn converge(
                 });
             }
             Err(e) => {
-                let done: Vec<String> = out
-                    .steps
-                    .iter()
-                    .map(|s| format!("{} ({}s)", s.step, s.seconds))
-                    .collect();
-                let left: Vec<String> = steps[i + 1..].iter().map(Step::to_string).collect();
-                return Err(e.context(format!(
-                    "state {}: {from} → {target}: step {} of {} ({step}) failed; done: {}; not done: {}",
-                    env.name,
-                    i + 1,
-                    steps.len(),
-                    if done.is_empty() { "nothing".into() } else { done.join(", ") },
-                    if left.is_empty() { "nothing else".into() } else { left.join(", ") },
-                )));
+                let head = format!("state {}: {from} → {target}", env.name);
+                return Err(e.context(step_failed(&head, &steps, i, &out.steps)));
             }
         }
     }
@@ -387,6 +367,44 @@ pub async fn converge(
         );
     }
     Ok(out)
+}
+
+/// Pure: the note that visitors see the load balancer's own error while services are at 0 without maintenance.
+fn no_maintenance_note(env: &Environment, target: EnvState, steps: &[Step]) -> Option<String> {
+    (env.maintenance.is_none()
+        && matches!(target, EnvState::DbOnly | EnvState::Stopped)
+        && !steps.is_empty())
+    .then(|| {
+        format!(
+            "no maintenance configured (environments.{}.maintenance): visitors get the load balancer's own error while services are at 0",
+            env.name
+        )
+    })
+}
+
+/// Pure: the context of step `i`'s failure: which step, what was done (with seconds) and what was not.
+fn step_failed(head: &str, steps: &[Step], i: usize, taken: &[StepRecord]) -> String {
+    let done: Vec<String> = taken
+        .iter()
+        .map(|s| format!("{} ({}s)", s.step, s.seconds))
+        .collect();
+    let left: Vec<String> = steps[i + 1..].iter().map(Step::to_string).collect();
+    format!(
+        "{head}: step {} of {} ({}) failed; done: {}; not done: {}",
+        i + 1,
+        steps.len(),
+        steps[i],
+        if done.is_empty() {
+            "nothing".into()
+        } else {
+            done.join(", ")
+        },
+        if left.is_empty() {
+            "nothing else".into()
+        } else {
+            left.join(", ")
+        },
+    )
 }
 
 /// What one run carries from step to step.
