@@ -11,6 +11,7 @@ pub mod one_off;
 pub mod promote;
 pub mod restore;
 pub mod revision;
+pub mod revision_diff;
 pub mod rollout;
 pub mod state_now;
 pub mod task;
