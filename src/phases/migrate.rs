@@ -26,6 +26,7 @@ use crate::domain::environment::EnvState;
 use crate::domain::one_off::{self, RunOutcome};
 use crate::domain::promote::{self, SelfReference, VersionRef};
 use crate::domain::task::{self, LaunchPlan};
+use crate::domain::versions;
 use crate::error::UsageError;
 use crate::github::runner::Outcome;
 use crate::inputs::{parse_bool, parse_duration, Common, Invocation};
@@ -161,6 +162,10 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
                 req.database.identifier
             )
         })?;
+    // A version whose image tag another known version already gives is refused (exit 2) before anything changes.
+    let mut known = versions::in_snapshots(&snaps);
+    known.extend(versions::in_families(&clients.task.ecs, &[req.migration.family.as_str()]).await?);
+    versions::refuse_collision(version, &known)?;
     let (snapshot, without_snapshot) =
         match snapshot_precondition(&snaps, &req.database, now_secs(), req.max_snapshot_age) {
             Ok(s) => {
@@ -194,12 +199,14 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
         bail!("refusing to migrate {}: {why}", env.name);
     }
 
-    // 2. db-only.
+    // 2. db-only (a signal during the checks stops here, before the first change).
+    ctx.stop_if_cancelled("bringing the environment to db-only")?;
     let state = converge::converge(env, EnvState::DbOnly, &req.state, &clients.state, ctx)
         .await
         .with_context(|| format!("bringing {} to db-only before the migration", env.name))?;
 
     // 3. The migration task, as phase `run` runs it.
+    ctx.stop_if_cancelled("starting the migration task")?;
     let run = one_off::execute(&launch, &resolved, &clients.task, ctx, started).await?;
     Ok(MigrateOutcome {
         run,
@@ -292,7 +299,8 @@ impl Outcome for MigrateOutcome {
             .without_snapshot
             .iter()
             .map(|why| format!(
-                "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {why}."
+                "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {}.",
+                crate::text::md_text(why)
             ))
             .chain(self.restore_command().map(|cmd| format!(
                 "> [!CAUTION]\n> To bring the database back from the snapshot taken before this migration (after approval): `{cmd}` (Action: `phase: restore`, `snapshot-id: {}`).",
