@@ -8,7 +8,7 @@
 //!   COMPLETED and tag the targets known good.
 //! - Afterwards the bad revisions (newer than the target, never known good) are deregistered and each family keeps its
 //!   newest `keep-revisions`; never a revision in use, the target or the last known-good one
-//!   ([`rollout::revisions_to_deregister`]), and never the revision a service ran before the rollback unless its
+//!   ([`rollout::revisions_to_deregister`]), never a revision this action did not register, and never the revision a service ran before the rollback unless its
 //!   roll-out was seen COMPLETED (after `fast`, its tasks are still draining and a failed roll-out returns to it).
 
 use std::time::Duration;
