@@ -572,6 +572,35 @@ impl Environment {
 }
 
 /// Environment names become parts of GitHub environment names, snapshot names and tags.
+/// `database.settle`: a CPU percentage, a window CloudWatch can answer (its RDS metrics are per minute), a timeout.
+fn check_settle(s: &SettleConfig, key: &str) -> Result<(), String> {
+    if s.cpu_threshold > 100 {
+        return Err(format!(
+            "{key}.cpu-threshold: {} is not a CPU percentage; use 0 to 100 (e.g. 30)",
+            s.cpu_threshold
+        ));
+    }
+    if !(60..=3600).contains(&s.window_seconds) {
+        return Err(format!(
+            "{key}.window-seconds: {} is outside 60..3600; CloudWatch reports RDS CPU per minute, so use at least 60",
+            s.window_seconds
+        ));
+    }
+    if !(1..=120).contains(&s.timeout_minutes) {
+        return Err(format!(
+            "{key}.timeout-minutes: {} is outside 1..120; the settle wait must be bounded",
+            s.timeout_minutes
+        ));
+    }
+    if s.timeout_minutes * 60 < s.window_seconds {
+        return Err(format!(
+            "{key}.timeout-minutes: {}m is shorter than window-seconds ({}s), so the wait could never succeed; raise timeout-minutes",
+            s.timeout_minutes, s.window_seconds
+        ));
+    }
+    Ok(())
+}
+
 pub fn validate_env_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 40
@@ -851,6 +880,9 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
             }
             if d.snapshot_retention == Some(0) {
                 return Err(format!("{key}.snapshot-retention: 0 would delete every snapshot; use at least 1, or remove the key to keep all"));
+            }
+            if let Some(settle) = &d.settle {
+                check_settle(settle, &format!("{key}.settle"))?;
             }
             Some(Database {
                 kind,

@@ -54,6 +54,8 @@ pub struct RawInputs {
     pub webhook_url: Option<String>,
     pub pr_number: Option<String>,
     pub github_deployments: Option<String>,
+    /// Deploy, migrate, run, preview: how long the preflight waits for images still being pushed.
+    pub wait_for_images: Option<String>,
     /// `iam-policy`: the phase whose policy to print (all when unset).
     pub policy_phase: Option<String>,
 }
@@ -106,6 +108,7 @@ impl RawInputs {
             webhook_url,
             pr_number,
             github_deployments,
+            wait_for_images,
             policy_phase
         )
     }
@@ -307,12 +310,17 @@ pub struct ReleaseArgs {
     /// Post the outcome as one Slack-compatible message to this URL (or env DEPLOY_WEBHOOK_URL).
     #[arg(long, env = "DEPLOY_WEBHOOK_URL", hide_env_values = true)]
     pub webhook_url: Option<String>,
+    /// Deploy, migrate, run, preview: wait this long (2m, 10m, or minutes) for the version's images to be pushed
+    /// [default: 0, look once].
+    #[arg(long, value_name = "DURATION")]
+    pub wait_for_images: Option<String>,
 }
 
 impl ReleaseArgs {
     fn fill(&self, r: &mut RawInputs) {
         r.override_freeze = s(&self.override_freeze);
         r.webhook_url = s(&self.webhook_url);
+        r.wait_for_images = s(&self.wait_for_images);
     }
 }
 
@@ -663,6 +671,8 @@ pub struct Common {
     pub dry_run: bool,
     pub timeout: Duration,
     pub output: OutputFormat,
+    /// `wait-for-images` (0: the preflight looks once).
+    pub wait_for_images: Duration,
 }
 
 impl Invocation {
@@ -723,12 +733,22 @@ impl Invocation {
         )?
         .or(environment.timeout_minutes)
         .unwrap_or(DEFAULT_TIMEOUT_MINUTES);
+        let wait_for_images =
+            parse_duration("wait-for-images", self.raw.wait_for_images.as_deref())?
+                .unwrap_or(Duration::ZERO);
+        if wait_for_images > Duration::from_secs(minutes * 60) {
+            return Err(UsageError::new(format!(
+                "input `wait-for-images`: {} is longer than the phase's timeout ({minutes}m); lower it or raise timeout-minutes",
+                crate::wait::human(wait_for_images)
+            )));
+        }
         Ok(Common {
             environment,
             config_path,
             dry_run,
             timeout: Duration::from_secs(minutes * 60),
             output,
+            wait_for_images,
         })
     }
 

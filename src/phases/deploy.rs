@@ -26,6 +26,7 @@ use tokio::time::Instant;
 use super::state::{self, StateOptions};
 use super::status::EnvState;
 use super::Ctx;
+use crate::autoscaling;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::ssm::{self, ParameterRef};
 use crate::config::{Environment, Service as ServiceConfig};
@@ -33,6 +34,7 @@ use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
 use crate::maintenance::{self, BypassHeader, MaintenanceState};
+use crate::preflight;
 use crate::promote::{self, Promotion, SelfReference, VersionRef};
 use crate::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
 use crate::version::{self, Version};
@@ -157,6 +159,7 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub state: state::Clients,
     pub promote: promote::Clients,
+    pub preflight: preflight::Clients,
 }
 
 impl Clients {
@@ -167,6 +170,7 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             state: state::Clients::new(sdk),
             promote: promote::Clients::new(sdk),
+            preflight: preflight::Clients::new(sdk),
         }
     }
 }
@@ -349,6 +353,30 @@ async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
             ..r.expect("checked above")
         })
         .collect())
+}
+
+/// The preflight of a deploy: every service on the ECS deployment controller, every image of the plan in ECR.
+async fn checks(
+    req: &Request<Version>,
+    c: &Clients,
+    ctx: &Ctx,
+    plans: &[ServicePlan],
+) -> Result<preflight::Report> {
+    let env = &req.common.environment;
+    let mut rows = preflight::controllers(&c.preflight, env).await?;
+    let wanted: Vec<preflight::Wanted> = plans
+        .iter()
+        .flat_map(|p| {
+            p.images.iter().map(|(container, image)| preflight::Wanted {
+                what: format!("service {}, container {container}", p.name),
+                image: image.clone(),
+            })
+        })
+        .collect();
+    let poller = ctx.poller("images", Backoff::SLOW);
+    let images = preflight::images(&c.preflight, &wanted, req.common.wait_for_images, poller).await;
+    rows.extend(preflight::image_rows(&images));
+    Ok(preflight::Report { rows })
 }
 
 fn plan_service(
@@ -627,6 +655,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         }
         plans
     };
+    preflight::finish(&ctx.runner, "deploy", &checks(req, c, ctx, &plans).await?)?;
     let mut out = DeployOutcome::new(req, &plans, ctx.dry_run);
     if let Some(prev) = &out.previous_version {
         if version::is_downgrade(&req.version, prev) {
@@ -842,6 +871,16 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
     for r in tag_results {
         if let Err(e) = r {
             out.notes.push(format!("known-good tag not written: {e}"));
+        }
+    }
+
+    // Services brought back from 0: their autoscaling as it was before they went to 0.
+    if plans.iter().any(|p| p.scale_up_to.is_some()) {
+        match autoscaling::restore(&c.state.ecs, &c.state.aas, env).await {
+            Ok(lines) => out.notes.extend(lines),
+            Err(e) => out.notes.push(format!(
+                "autoscaling not restored: {e:#}; run phase state with running to restore it"
+            )),
         }
     }
 

@@ -26,9 +26,11 @@ use crate::config::{Environment, Service, TaskConfig, TaskNetwork};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, Outcome};
 use crate::inputs::{Common, Invocation};
+use crate::preflight;
 use crate::promote::{self, Promotion, Resolved, SelfReference, VersionRef};
 use crate::task::{self, Launch, TaskReport};
-use crate::wait::human;
+use crate::version::Version;
+use crate::wait::{human, Backoff};
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -37,6 +39,7 @@ pub struct Request {
     pub version: VersionRef,
     /// Replaces the task's command when set.
     pub command: Option<Vec<String>>,
+    pub wait_for_images: Duration,
 }
 
 /// The task the `task` input names.
@@ -74,6 +77,7 @@ impl Request {
             task,
             version,
             command,
+            wait_for_images: common.wait_for_images,
         })
     }
 }
@@ -139,6 +143,7 @@ pub fn parse_command(value: Option<&str>) -> Result<Option<Vec<String>>, UsageEr
 pub struct Clients {
     pub task: task::Clients,
     pub promote: promote::Clients,
+    pub preflight: preflight::Clients,
 }
 
 impl Clients {
@@ -146,6 +151,7 @@ impl Clients {
         Clients {
             task: task::Clients::new(sdk),
             promote: promote::Clients::new(sdk),
+            preflight: preflight::Clients::new(sdk),
         }
     }
 }
@@ -165,7 +171,33 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RunOutco
         command: req.command.as_deref(),
         revision_tags: &[],
     };
+    let report = checks(req, &task, &clients.preflight, ctx, &resolved.version).await?;
+    preflight::finish(&ctx.runner, "run", &report)?;
     execute(&launch, &resolved, &clients.task, ctx, started).await
+}
+
+/// The preflight of a one-off task: its definition, container, network source and logs, and its image.
+async fn checks(
+    req: &Request,
+    task: &TaskConfig,
+    c: &preflight::Clients,
+    ctx: &Ctx,
+    version: &Version,
+) -> Result<preflight::Report> {
+    let label = format!("task {}", task.name);
+    let (facts, image) = preflight::task(c, &req.environment, task, version).await?;
+    let mut rows = preflight::task_rows(&task.key, &label, &facts);
+    if let Some(image) = image {
+        let wanted = [preflight::Wanted {
+            what: format!("{label}, container {}", task.container),
+            image,
+        }];
+        let poller = ctx.poller("images", Backoff::SLOW);
+        rows.extend(preflight::image_rows(
+            &preflight::images(c, &wanted, req.wait_for_images, poller).await,
+        ));
+    }
+    Ok(preflight::Report { rows })
 }
 
 /// A core service's task as a one-off task: the family of the revision the service runs now, its first configured

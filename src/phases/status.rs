@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use serde::Serialize;
 
+use crate::aws::autoscaling;
 use crate::aws::ecs::{self, Rollout};
 use crate::aws::rds;
 use crate::config::{Database, Environment};
@@ -53,7 +54,43 @@ impl Request {
 
 /// `status` is [`observe`] reported as an outcome.
 pub async fn run(req: &Request, clients: &Clients, _ctx: &super::Ctx) -> Result<Status> {
-    observe(&req.environment, clients).await
+    let mut status = observe(&req.environment, clients).await?;
+    for s in status.services.iter_mut() {
+        s.autoscaling = autoscaling_of(clients, &req.environment, &s.name).await;
+    }
+    Ok(status)
+}
+
+/// The service's scalable target, for people: `suspended by deploy-action (found active; min 1, max 4)`. A target
+/// that cannot be read is said so, without failing `status`.
+async fn autoscaling_of(c: &Clients, env: &Environment, name: &str) -> Option<String> {
+    let target = match autoscaling::ecs_target(&c.aas, &env.cluster, name).await {
+        Ok(t) => t?,
+        Err(e) => {
+            return Some(format!(
+                "unknown ({})",
+                e.code.as_deref().unwrap_or("error")
+            ))
+        }
+    };
+    let (now, min, max) = target;
+    let arn = ecs::describe_services(&c.ecs, &env.cluster, &[name.to_string()])
+        .await
+        .ok()?
+        .first()?
+        .service_arn()?
+        .to_string();
+    let tags = ecs::tags(&c.ecs, &arn).await.unwrap_or_default();
+    let found =
+        crate::tags::get(&tags, crate::autoscaling::TAG).and_then(autoscaling::Suspended::parse);
+    Some(match found {
+        Some(f) => format!(
+            "{} by deploy-action (found {}; min {min}, max {max})",
+            now.describe(),
+            f.describe()
+        ),
+        None => format!("{} (min {min}, max {max})", now.describe()),
+    })
 }
 
 /// Only the clients `status` uses.
@@ -61,6 +98,7 @@ pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub rds: aws_sdk_rds::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub aas: aws_sdk_applicationautoscaling::Client,
 }
 
 impl Clients {
@@ -69,6 +107,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             rds: aws_sdk_rds::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            aas: aws_sdk_applicationautoscaling::Client::new(sdk),
         }
     }
 }
@@ -88,6 +127,9 @@ pub struct ServiceStatus {
     pub configured_desired: Option<i32>,
     pub rollout: Rollout,
     pub deployments: usize,
+    /// Its Application Auto Scaling target (`status` only): active, suspended, and by whom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -170,6 +212,7 @@ pub async fn observe(env: &Environment, c: &Clients) -> Result<Status> {
             configured_desired: cfg.desired_count,
             rollout: primary.map(Rollout::of).unwrap_or(Rollout::None),
             deployments: svc.deployments().len(),
+            autoscaling: None,
         });
     }
     let mut status = Status {
@@ -416,6 +459,14 @@ impl Status {
             "maintenance".to_string(),
             self.maintenance.to_string(),
         ]];
+        let scaling: Vec<String> = self
+            .services
+            .iter()
+            .filter_map(|s| s.autoscaling.as_ref().map(|a| format!("{}: {a}", s.name)))
+            .collect();
+        if !scaling.is_empty() {
+            rows.push(vec!["autoscaling".to_string(), scaling.join("; ")]);
+        }
         match &self.database {
             Some(db) => {
                 rows.push(vec![

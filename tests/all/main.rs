@@ -8,6 +8,7 @@ mod foundation;
 mod github;
 mod iam;
 mod migrate;
+mod preflight;
 mod preview;
 mod run;
 mod safety;
