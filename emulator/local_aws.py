@@ -62,6 +62,9 @@ from moto.moto_api._internal.managed_state_model import ManagedState
 from moto.moto_api._internal.models import moto_api_backend
 from werkzeug.serving import make_server
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import strict  # noqa: E402 - strict mode: refuse what AWS refuses (emulator/strict.py)
+
 # One lock for moto's (not thread-safe) backends and all emulator state. The HTTP
 # server is threaded: I/O, latency faults and control calls overlap; backend work
 # is serialised here.
@@ -1218,6 +1221,8 @@ def control(method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         if method == "DELETE":
             rules.clear()
         return 200, [public(r) for r in rules]
+    if route == ("GET", "/_test/strict"):
+        return 200, strict.status()
     if route == ("GET", "/_test/ecs/rollouts"):
         return 200, S.rollouts
     if route == ("GET", "/_test/ecs/tasks"):
@@ -1306,6 +1311,14 @@ class Emulator:
             status, code, qcode = ERROR_CODES[kind]
             resp = req.error(status, code, "Rate exceeded" if kind == "throttle" else f"injected {kind}", qcode)
             record(req, status, kind)
+            return self._respond(start_response, *resp)
+        with LOCK:
+            refused = strict.refusal(req, body, DEFAULT_ACCOUNT, cbor_decode)
+        if refused is not None:
+            resp = req.error(refused.status, refused.code, refused.message, refused.query_code)
+            if refused.query_code and req.protocol == "json":  # awsQueryCompatible over JSON (CloudWatch)
+                resp[1].append(("x-amzn-query-error", f"{refused.query_code};Sender"))
+            record(req, resp[0], None)
             return self._respond(start_response, *resp)
         try:
             if req.cbor:
@@ -1482,7 +1495,12 @@ def main() -> None:
     ap.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
     ap.add_argument("--exit-on-stdin-eof", action="store_true",
                     help="stop when stdin closes (a test harness that dies takes the emulator with it)")
+    ap.add_argument("--no-strict", action="store_true",
+                    help="lenient (stock moto) validation, for a one-off comparison; never in tests")
     args = ap.parse_args()
+    strict.ENABLED = not args.no_strict
+    strict.install()
+    strict.warm()
 
     app = Emulator()
     warm_up(app)

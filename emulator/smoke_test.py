@@ -412,11 +412,11 @@ def signed(service: str, body: bytes, headers: dict, path: str = "/"):
         return e.code, dict(e.headers.items()), e.read()
 
 
-def cbor_call(operation: str, params: dict):
+def cbor_call(operation: str, params: dict, validate: bool = True):
     """Exactly what aws-sdk-cloudwatch 1.x sends: smithy rpc-v2-cbor."""
     model = boto3.session.Session().client("cloudwatch", region_name=REGION)._service_model
     op = model.operation_model(operation)
-    ser = botocore.serialize.create_serializer("smithy-rpc-v2-cbor").serialize_to_request(params, op)
+    ser = botocore.serialize.create_serializer("smithy-rpc-v2-cbor", validate).serialize_to_request(params, op)
     status, headers, body = signed("monitoring", ser["body"], dict(ser["headers"]), ser["url_path"])
     parser = botocore.parsers.create_parser("smithy-rpc-v2-cbor")
     parsed = parser.parse({"status_code": status, "headers": {k.lower(): v for k, v in headers.items()},
@@ -627,6 +627,270 @@ def concurrency_and_reset_speed():
        ([], [], []), "reset clears emulator state")
     eq(client("ecs").list_clusters()["clusterArns"], [], "reset clears moto")
     print(f"    (20 concurrent 300 ms calls took {took:.2f}s; reset {reset * 1000:.0f} ms)")
+
+
+# ----------------------------------------------------------------------------- strict mode
+# One check per rule (emulator/README.md, "Strict mode"): a request that breaks it gets AWS's error
+# code, one that keeps it passes. boto3's own parameter validation is off so the request reaches us.
+def raw(name: str):
+    return boto3.client(name, endpoint_url=URL, region_name=REGION, aws_access_key_id="test",
+                        aws_secret_access_key="test",
+                        config=Config(retries={"total_max_attempts": 1}, parameter_validation=False))
+
+
+def refused(code: str, fn, *args, contains: str = "", **kwargs):
+    try:
+        fn(*args, **kwargs)
+    except ClientError as e:
+        err, status = e.response["Error"], e.response["ResponseMetadata"]["HTTPStatusCode"]
+        eq((err["Code"], status), (code, 400), f"{fn.__name__} refused")
+        assert contains in err.get("Message", ""), (contains, err)
+        return err["Message"]
+    raise AssertionError(f"{fn.__name__} was accepted; AWS answers {code}")
+
+
+def strict_ecs(revisions: int = 2):
+    ecs = raw("ecs")
+    ecs.create_cluster(clusterName="prod")
+    for _ in range(revisions):
+        ecs.register_task_definition(family="web", requiresCompatibilities=["FARGATE"], networkMode="awsvpc",
+                                     cpu="256", memory="512",
+                                     containerDefinitions=[{"name": "app", "image": "app:1", "essential": True}])
+    subnet = client("ec2").describe_subnets()["Subnets"][0]["SubnetId"]
+    return ecs, {"awsvpcConfiguration": {"subnets": [subnet]}}
+
+
+@check
+def strict_mode_is_on_by_default():
+    st = ctl("GET", "/_test/strict")
+    eq(st["strict"], True, "strict by default")
+    eq(st["skippedPatterns"], [], "every model pattern translated")
+    for key in ("ecs:RunTask", "ecs:UpdateService", "elbv2:CreateRule", "elbv2:AddTags", "rds:ModifyDBInstance"):
+        assert key in st["rules"], key
+
+
+@check
+def strict_model_validation_json_services():
+    ecs, _ = strict_ecs(1)
+    refused("InvalidParameterException", ecs.run_task, cluster="prod", taskDefinition="web", launchType="FARGATEX",
+            contains="Value 'FARGATEX' at 'launchType' failed to satisfy constraint: Member must satisfy enum")
+    refused("InvalidParameterException", ecs.describe_task_definition, contains="Value null at 'taskDefinition'")
+    logs, ssm, ecr, aas = raw("logs"), raw("ssm"), raw("ecr"), raw("application-autoscaling")
+    refused("InvalidParameterException", logs.create_log_group, logGroupName="bad name!",
+            contains="regular expression pattern")
+    refused("InvalidParameterException", logs.get_log_events, logGroupName="g", logStreamName="s", limit=0,
+            contains="greater than or equal to 1")
+    refused("ValidationException", ssm.get_parameter, Name="", contains="length greater than or equal to 1")
+    refused("InvalidParameterException", ecr.describe_images, repositoryName="A", contains="repositoryName")
+    refused("ValidationException", aas.describe_scalable_targets, ServiceNamespace="nope", contains="enum")
+    logs.create_log_group(logGroupName="/ecs/web")  # valid ones pass
+    ssm.put_parameter(Name="/app/x", Value="1", Type="String")
+    aas.describe_scalable_targets(ServiceNamespace="ecs")
+
+
+@check
+def strict_model_validation_query_and_cbor_services():
+    rds, cw = raw("rds"), raw("cloudwatch")
+    refused("ValidationError", rds.create_db_snapshot, DBInstanceIdentifier="db1",
+            contains="Value null at 'dBSnapshotIdentifier' failed to satisfy constraint: Member must not be null")
+    refused("ValidationError", cw.describe_alarms, MaxRecords=101, contains="less than or equal to 100")
+    status, headers, parsed = cbor_call("GetMetricStatistics", {
+        "Namespace": "AWS/ECS", "MetricName": "CPUUtilization", "StartTime": dtm.datetime(2026, 1, 1),
+        "EndTime": dtm.datetime(2026, 1, 2), "Period": 0, "Statistics": ["Average"]}, validate=False)
+    eq((status, headers.get("x-amzn-query-error")), (400, "ValidationError;Sender"), "cbor refusal")
+    assert "Member must have value greater than or equal to 1" in parsed["Error"]["Message"], parsed
+    cw.describe_alarms(MaxRecords=100)
+
+
+@check
+def strict_ecs_family_only_describe_is_latest_active():
+    ecs, _ = strict_ecs(3)
+    ecs.deregister_task_definition(taskDefinition="web:3")
+    eq(ecs.describe_task_definition(taskDefinition="web")["taskDefinition"]["revision"], 2, "latest ACTIVE")
+    eq(ecs.describe_task_definition(taskDefinition="web:3")["taskDefinition"]["status"], "INACTIVE", "by revision")
+
+
+@check
+def strict_ecs_inactive_revision_refused():
+    ecs, net = strict_ecs(2)
+    ecs.create_service(cluster="prod", serviceName="web", taskDefinition="web:2", desiredCount=1,
+                       launchType="FARGATE", networkConfiguration=net)
+    ecs.deregister_task_definition(taskDefinition="web:2")
+    run = dict(cluster="prod", launchType="FARGATE", networkConfiguration=net)
+    refused("ClientException", ecs.run_task, taskDefinition="web:2", **run, contains="TaskDefinition is inactive")
+    arn = ecs.describe_task_definition(taskDefinition="web:2")["taskDefinition"]["taskDefinitionArn"]
+    refused("ClientException", ecs.run_task, taskDefinition=arn, **run)
+    refused("ClientException", ecs.create_service, cluster="prod", serviceName="api", taskDefinition="web:2",
+            desiredCount=1, launchType="FARGATE", networkConfiguration=net)
+    refused("ClientException", ecs.update_service, cluster="prod", service="web", taskDefinition="web:2")
+    ecs.update_service(cluster="prod", service="web", desiredCount=2)  # AWS: it can still scale
+    ecs.run_task(taskDefinition="web:1", **run)
+    ecs.run_task(taskDefinition="web", **run)  # family: latest ACTIVE (web:1)
+    ecs.update_service(cluster="prod", service="web", taskDefinition="web:1")
+
+
+@check
+def strict_ecs_family_pattern():
+    ecs = raw("ecs")
+    cds = [{"name": "app", "image": "app:1", "memory": 64}]
+    refused("ClientException", ecs.register_task_definition, family="bad fam!", containerDefinitions=cds,
+            contains="bad fam!")
+    refused("ClientException", ecs.register_task_definition, family="x" * 256, containerDefinitions=cds)
+    ecs.register_task_definition(family="Good_fam-1", containerDefinitions=cds)
+
+
+@check
+def strict_ecs_tag_rules():
+    ecs, _ = strict_ecs(1)
+    cds = [{"name": "app", "image": "app:1", "memory": 64}]
+    reg = ecs.register_task_definition
+    refused("InvalidParameterException", reg, family="t", containerDefinitions=cds,
+            tags=[{"key": "aws:x", "value": "1"}], contains="aws:")
+    refused("InvalidParameterException", reg, family="t", containerDefinitions=cds,
+            tags=[{"key": "AWS:x", "value": "1"}])
+    refused("InvalidParameterException", reg, family="t", containerDefinitions=cds,
+            tags=[{"key": f"k{i}", "value": "v"} for i in range(51)])
+    refused("InvalidParameterException", reg, family="t", containerDefinitions=cds,
+            tags=[{"key": "k" * 129, "value": "v"}])
+    refused("InvalidParameterException", reg, family="t", containerDefinitions=cds,
+            tags=[{"key": "k", "value": "v" * 257}])
+    cluster = ecs.describe_clusters(clusters=["prod"])["clusters"][0]["clusterArn"]
+    ecs.tag_resource(resourceArn=cluster, tags=[{"key": f"k{i}", "value": "v"} for i in range(45)])
+    refused("InvalidParameterException", ecs.tag_resource, resourceArn=cluster,
+            tags=[{"key": f"n{i}", "value": "v"} for i in range(6)], contains="50 tags")
+    ecs.tag_resource(resourceArn=cluster, tags=[{"key": f"n{i}", "value": "v"} for i in range(5)])  # 50: fine
+    reg(family="t", containerDefinitions=cds, tags=[{"key": "k" * 128, "value": "v" * 256}])
+
+
+@check
+def strict_ecs_update_service_on_code_deploy_or_external():
+    ecs, net = strict_ecs(2)
+    for kind in ("CODE_DEPLOY", "EXTERNAL"):
+        name = kind.lower().replace("_", "-")
+        ecs.create_service(cluster="prod", serviceName=name, taskDefinition="web:1", desiredCount=1,
+                           deploymentController={"type": kind}, launchType="FARGATE", networkConfiguration=net)
+        refused("InvalidParameterException", ecs.update_service, cluster="prod", service=name,
+                taskDefinition="web:2", contains=f"{kind} deployment controller")
+        ecs.update_service(cluster="prod", service=name, desiredCount=3)
+
+
+def strict_alb():
+    elb, ec2 = raw("elbv2"), client("ec2")
+    vpc = ec2.describe_vpcs()["Vpcs"][0]["VpcId"]
+    subnets = [s["SubnetId"] for s in ec2.describe_subnets()["Subnets"]][:2]
+    lb = elb.create_load_balancer(Name="web", Subnets=subnets)["LoadBalancers"][0]["LoadBalancerArn"]
+    tg = elb.create_target_group(Name="web", Protocol="HTTP", Port=80, VpcId=vpc,
+                                 TargetType="ip")["TargetGroups"][0]["TargetGroupArn"]
+    fw = [{"Type": "forward", "TargetGroupArn": tg}]
+    ls = elb.create_listener(LoadBalancerArn=lb, Protocol="HTTP", Port=80, DefaultActions=fw)
+    return elb, ls["Listeners"][0]["ListenerArn"], fw, tg
+
+
+def host(*names):
+    return {"Field": "host-header", "HostHeaderConfig": {"Values": list(names)}}
+
+
+@check
+def strict_alb_condition_values():
+    elb, ls, fw, _ = strict_alb()
+    six = [host("a.x", "b.x", "c.x"), {"Field": "path-pattern", "PathPatternConfig": {"Values": ["/a", "/b", "/c"]}}]
+    refused("ValidationError", elb.create_rule, ListenerArn=ls, Priority=1, Actions=fw, Conditions=six,
+            contains="'5' condition values")
+    refused("ValidationError", elb.create_rule, ListenerArn=ls, Priority=1, Actions=fw,
+            Conditions=[host(*[f"h{i}.x" for i in range(6)])])
+    arn = elb.create_rule(ListenerArn=ls, Priority=1, Actions=fw,
+                          Conditions=[host("a.x", "b.x", "c.x", "d.x", "e.x")])["Rules"][0]["RuleArn"]
+    refused("ValidationError", elb.modify_rule, RuleArn=arn, Conditions=six)
+
+
+@check
+def strict_alb_condition_fields_at_most_once():
+    elb, ls, fw, _ = strict_alb()
+    twice = {
+        "host-header": [host("a.x"), host("b.x")],
+        "path-pattern": [{"Field": "path-pattern", "PathPatternConfig": {"Values": [p]}} for p in ("/a", "/b")],
+        "http-request-method": [{"Field": "http-request-method", "HttpRequestMethodConfig": {"Values": [m]}}
+                                for m in ("GET", "POST")],
+        "source-ip": [{"Field": "source-ip", "SourceIpConfig": {"Values": [c]}} for c in ("10.0.0.0/8", "1.2.3.4/32")],
+    }
+    for field, conds in twice.items():
+        refused("ValidationError", elb.create_rule, ListenerArn=ls, Priority=1, Actions=fw, Conditions=conds,
+                contains=f"one '{field}' condition")
+    hdr = [{"Field": "http-header", "HttpHeaderConfig": {"HttpHeaderName": f"X-{i}", "Values": ["1"]}} for i in (1, 2)]
+    elb.create_rule(ListenerArn=ls, Priority=1, Actions=fw, Conditions=[host("a.x")] + hdr)  # http-header: many
+
+
+@check
+def strict_alb_priorities():
+    elb, ls, fw, _ = strict_alb()
+    for bad in (0, 50001):
+        refused("ValidationError", elb.create_rule, ListenerArn=ls, Priority=bad, Actions=fw,
+                Conditions=[host("a.x")], contains="at 'priority'")
+    elb.create_rule(ListenerArn=ls, Priority=50000, Actions=fw, Conditions=[host("a.x")])
+    refused("PriorityInUse", elb.create_rule, ListenerArn=ls, Priority=50000, Actions=fw, Conditions=[host("b.x")])
+    r = elb.create_rule(ListenerArn=ls, Priority=1, Actions=fw, Conditions=[host("c.x")])["Rules"][0]["RuleArn"]
+    refused("ValidationError", elb.set_rule_priorities,
+            RulePriorities=[{"RuleArn": r, "Priority": 7}, {"RuleArn": r, "Priority": 7}])
+
+
+@check
+def strict_alb_rules_per_load_balancer():
+    elb, ls, fw, _ = strict_alb()
+    for i in range(100):
+        elb.create_rule(ListenerArn=ls, Priority=i + 1, Actions=fw, Conditions=[host(f"h{i}.x")])
+    refused("TooManyRules", elb.create_rule, ListenerArn=ls, Priority=101, Actions=fw, Conditions=[host("z.x")])
+
+
+@check
+def strict_elb_tag_rules():
+    elb, _, _, tg = strict_alb()
+    refused("ValidationError", elb.add_tags, ResourceArns=[tg], Tags=[{"Key": "k", "Value": '{"a"'}],
+            contains="regular expression pattern")
+    elb.add_tags(ResourceArns=[tg], Tags=[{"Key": f"k{i}", "Value": "ok-é 1:/=+@"} for i in range(50)])
+    refused("TooManyTags", elb.add_tags, ResourceArns=[tg], Tags=[{"Key": "one-more", "Value": "v"}])
+    elb.add_tags(ResourceArns=[tg], Tags=[{"Key": "k1", "Value": "overwrite"}])  # same key: still 50
+
+
+@check
+def strict_rds_state_rules():
+    rds = rds_fixture()
+    rds.describe_db_clusters(DBClusterIdentifier="cl1")
+    db, cl = dict(DBInstanceIdentifier="db1"), dict(DBClusterIdentifier="cl1")
+    refused("InvalidDBInstanceState", rds.start_db_instance, **db)
+    refused("InvalidDBClusterStateFault", rds.start_db_cluster, **cl)
+    rds.modify_db_instance(**db, AllocatedStorage=30, ApplyImmediately=True)
+    rds.modify_db_cluster(**cl, BackupRetentionPeriod=3)
+    ctl("POST", "/_test/rds/instance-rules", {"transitionDescribes": 5})
+    rds.stop_db_instance(**db)
+    rds.stop_db_cluster(**cl)
+    refused("InvalidDBInstanceState", rds.create_db_snapshot, **db, DBSnapshotIdentifier="s1", contains="stopping")
+    refused("InvalidDBClusterStateFault", rds.create_db_cluster_snapshot, **cl, DBClusterSnapshotIdentifier="c1")
+    refused("InvalidDBInstanceState", rds.stop_db_instance, **db)
+    refused("InvalidDBInstanceState", rds.modify_db_instance, **db, AllocatedStorage=40, ApplyImmediately=True)
+    refused("InvalidDBClusterStateFault", rds.modify_db_cluster, **cl, BackupRetentionPeriod=4)
+    refused("InvalidDBClusterStateFault", rds.stop_db_cluster, **cl)
+    ctl("POST", "/_test/rds/instance-rules", {})
+    for _ in range(6):
+        rds.describe_db_instances(**db), rds.describe_db_clusters(**cl)
+    rds.create_db_snapshot(**db, DBSnapshotIdentifier="s1")  # stopped: a snapshot is allowed
+    rds.start_db_instance(**db)
+    rds.start_db_cluster(**cl)
+
+
+@check
+def strict_off_with_no_strict_flag():
+    proc = subprocess.Popen([sys.executable, os.path.join(HERE, "local_aws.py"), "--no-strict", "--exit-on-stdin-eof"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        url = proc.stdout.readline().split()[1]
+        with OPENER.open(url + "/_test/strict", timeout=10) as r:
+            eq(json.loads(r.read())["strict"], False, "--no-strict")
+        ecs = boto3.client("ecs", endpoint_url=url, region_name=REGION, aws_access_key_id="test",
+                           aws_secret_access_key="test", config=Config(parameter_validation=False))
+        ecs.register_task_definition(family="bad fam!", containerDefinitions=[{"name": "a", "image": "x", "memory": 8}])
+    finally:
+        proc.stdin.close()
+        proc.wait(10)
 
 
 # ----------------------------------------------------------------------------- runner
