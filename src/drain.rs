@@ -57,7 +57,11 @@ pub fn quiet(points: &[Datapoint], floor: i64, now: i64, rule: &QuietRule) -> Qu
         .map(|b| b.at + rule.period_seconds)
         .unwrap_or(floor)
         .max(floor);
-    let no_data = rule.needs_data && !points.iter().any(|p| p.at >= quiet_since);
+    // A datapoint covers its period: one under the threshold whose period reaches into the quiet span counts.
+    let no_data = rule.needs_data
+        && !points
+            .iter()
+            .any(|p| p.at + rule.period_seconds > quiet_since && p.value <= rule.threshold);
     QuietCheck {
         done: now - quiet_since >= rule.window_seconds && !no_data,
         quiet_since,
@@ -387,6 +391,7 @@ mod tests {
             (vec![], 1000, 5000, false, true), // silence for an hour: still no data
             (vec![p(900, 10.0)], 1000, 1100, false, true), // only before the window
             (vec![p(1000, 10.0)], 1000, 1060, true, false),
+            (vec![p(960, 10.0)], 1000, 1060, true, false), // the minute that began before the window reaches into it
             (vec![p(1000, 90.0)], 1000, 1200, false, true), // busy, then nothing reported since
             (vec![p(1000, 90.0), p(1060, 5.0)], 1000, 1120, true, false),
             (vec![p(1000, 90.0), p(1060, 5.0)], 1000, 1100, false, false),

@@ -567,6 +567,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 if !family_arns.is_empty() {
                     v.extend(run_task(family_arns.clone()));
                 }
+                v.push(ecr_read.clone());
                 v.extend(ssm.iter().cloned());
                 v
             }

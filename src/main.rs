@@ -138,6 +138,7 @@ fn report_error(runner: &Runner, phase: Phase, e: &anyhow::Error) -> u8 {
     if code != exit::USAGE {
         let _ = runner.append_summary(&format!("### ❌ {} failed\n\n{}\n", phase.name(), msg));
     }
+    runner.flush_deferred();
     code
 }
 

@@ -162,9 +162,8 @@ pub fn finish(runner: &Runner, phase: &str, report: &Report) -> Result<()> {
         OutputFormat::Text => println!("{}", report.text(phase)),
         OutputFormat::Json => eprintln!("{}", report.text(phase)),
     }
-    if let Err(e) = runner.append_summary(&report.markdown(phase)) {
-        runner.warning(&format!("could not write $GITHUB_STEP_SUMMARY: {e}"));
-    }
+    // After the phase's own section, so its verdict stays the summary's first line.
+    runner.defer_summary(&report.markdown(phase));
     report.verdict(phase)
 }
 
@@ -328,24 +327,6 @@ pub fn controller_rows(cluster: &str, services: &[(String, Option<String>)]) -> 
             }
         })
         .collect()
-}
-
-pub async fn controllers(c: &Clients, env: &Environment) -> Result<Vec<Row>> {
-    let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
-    let services = ecs::describe_services(&c.ecs, &env.cluster, &names).await?;
-    let found: Vec<(String, Option<String>)> = names
-        .iter()
-        .zip(&services)
-        .map(|(n, s)| {
-            (
-                n.clone(),
-                s.deployment_controller()
-                    .map(|d| d.r#type())
-                    .map(|t| t.as_str().to_string()),
-            )
-        })
-        .collect();
-    Ok(controller_rows(&env.cluster, &found))
 }
 
 // ---------------------------------------------------------------------------------------------------------------

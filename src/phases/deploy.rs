@@ -297,6 +297,8 @@ pub struct ServicePlan {
     pub scale_up_to: Option<i32>,
     /// Event ids present before the deploy.
     pub events: HashSet<String>,
+    /// The service's deployment controller (`None`: not reported, which is ECS).
+    pub controller: Option<String>,
     pub images: Vec<(String, String)>,
 }
 
@@ -363,7 +365,11 @@ async fn checks(
     plans: &[ServicePlan],
 ) -> Result<preflight::Report> {
     let env = &req.common.environment;
-    let mut rows = preflight::controllers(&c.preflight, env).await?;
+    let controllers: Vec<(String, Option<String>)> = plans
+        .iter()
+        .map(|p| (p.name.clone(), p.controller.clone()))
+        .collect();
+    let mut rows = preflight::controller_rows(&env.cluster, &controllers);
     let wanted: Vec<preflight::Wanted> = plans
         .iter()
         .flat_map(|p| {
@@ -440,6 +446,9 @@ fn plan_service(
         settled: primary_done && svc.task_definition() == td.task_definition_arn(),
         scale_up_to: None,
         events: rollout::event_ids(svc),
+        controller: svc
+            .deployment_controller()
+            .map(|d| d.r#type().as_str().to_string()),
         current_td: td,
         current_tags: tags,
         images,

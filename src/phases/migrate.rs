@@ -161,7 +161,10 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
     let (db_arn, db_tags) = rds::arn_and_tags(&clients.state.rds, &req.database)
         .await
         .with_context(|| format!("reading database {}", req.database.identifier))?;
-    let last = tags::get(&db_tags, tags::LAST_MIGRATION).and_then(LastMigration::parse);
+    // A rerun of the same version's migration (which attaches to its task) is not a later migration.
+    let last = tags::get(&db_tags, tags::LAST_MIGRATION)
+        .and_then(LastMigration::parse)
+        .filter(|l| l.version != version.as_str());
     let snaps = rds::manual_snapshots(&clients.state.rds, &req.database)
         .await
         .with_context(|| {

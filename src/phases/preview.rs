@@ -51,6 +51,7 @@ use crate::github::comments::{self, Posted, When};
 use crate::github::deployments::{self, Mode};
 use crate::github::runner::{md_table, Outcome};
 use crate::inputs::{Common, Invocation};
+use crate::preflight;
 use crate::rollout::{self, FailureReport, WatchEnd};
 use crate::tags;
 use crate::task::{self, TaskReport};
@@ -219,6 +220,7 @@ pub struct Request {
     pub github: std::result::Result<Api, String>,
     pub run_url: Option<String>,
     pub run_key: Option<String>,
+    pub wait_for_images: std::time::Duration,
 }
 
 impl Request {
@@ -256,6 +258,7 @@ impl Request {
             github,
             run_url: inv.github.run_url(),
             run_key: inv.github.run_key(),
+            wait_for_images: common.wait_for_images,
         })
     }
 
@@ -290,6 +293,7 @@ pub struct Clients {
     /// Secrets from the template environment's `ssm-path` (names and ARNs only).
     pub ssm: aws_sdk_ssm::Client,
     pub task: task::Clients,
+    pub preflight: preflight::Clients,
 }
 
 impl Clients {
@@ -300,6 +304,7 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             task: task::Clients::new(sdk),
+            preflight: preflight::Clients::new(sdk),
         }
     }
 }
@@ -784,6 +789,21 @@ async fn up(
         deploy::ssm_secrets(&c.ssm, env),
     )?;
     let wanted = wanted_revision(req, &template_td, &template_tags, version, secrets)?;
+    // The preflight: the review app's images are in ECR (waited for with wait-for-images) before anything changes.
+    let want: Vec<preflight::Wanted> = wanted
+        .pairs
+        .iter()
+        .map(|(container, image)| preflight::Wanted {
+            what: format!("review app {}, container {container}", t.name),
+            image: image.clone(),
+        })
+        .collect();
+    let poller = ctx.poller("images", crate::wait::Backoff::SLOW);
+    let found = preflight::images(&c.preflight, &want, req.wait_for_images, poller).await;
+    let report = preflight::Report {
+        rows: preflight::image_rows(&found),
+    };
+    preflight::finish(&ctx.runner, "preview", &report)?;
     let latest = ecs::latest_task_definition(&c.ecs, &seen.family).await?;
     let reuse = latest.as_ref().and_then(|(td, tags)| {
         let tagged = tags::get(&ecs::tag_pairs(tags), tags::VERSION) == Some(version.as_str());
@@ -1110,6 +1130,8 @@ struct Wanted {
     tags: Vec<(String, String)>,
     /// `container = image` for the log.
     images: Vec<String>,
+    /// (container, image).
+    pairs: Vec<(String, String)>,
 }
 
 fn wanted_revision(
@@ -1137,6 +1159,7 @@ fn wanted_revision(
         images.push((name.clone(), image));
     }
     let shown = images.iter().map(|(n, i)| format!("{n} = {i}")).collect();
+    let pairs = images.clone();
     // The same revision a deploy of the template environment makes: images, and secrets from its `ssm-path`.
     let containers = deploy::release_containers(containers, &deploy::Release { images, secrets });
     let mut tags: Vec<(String, String)> = ecs::tag_pairs(template_tags)
@@ -1148,6 +1171,7 @@ fn wanted_revision(
         containers,
         tags,
         images: shown,
+        pairs,
     })
 }
 
