@@ -354,7 +354,7 @@ pub struct PreviewTargetGroup {
     pub name_prefix: String,
 }
 
-/// Freeze windows, all in UTC. A moment is frozen when any window covers it (see [`crate::gates::frozen_at`]).
+/// Freeze windows, all in UTC. A moment is frozen when any window covers it (see [`crate::wrapper::gates::frozen_at`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Freeze {
     pub dates: Vec<DateWindow>,

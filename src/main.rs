@@ -4,12 +4,14 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use deploy_action::domain::state_now;
 use deploy_action::error::{exit, UsageError};
-use deploy_action::github::deployments;
+use deploy_action::github::runner::Outcome;
 use deploy_action::github::runner::Runner;
-use deploy_action::inputs::{Cli, GithubEnv, Invocation, Phase, RawInputs};
+use deploy_action::inputs::{Cli, Common, GithubEnv, Invocation, Phase, RawInputs};
 use deploy_action::phases::{self, Ctx};
 use deploy_action::wait::WaitError;
+use deploy_action::wrapper;
 use deploy_action::{aws, log};
 use tokio_util::sync::CancellationToken;
 
@@ -62,7 +64,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         return emit(runner, inv.phase, &out);
     }
     if inv.phase == Phase::IamPolicy {
-        return emit(runner, inv.phase, &deploy_action::iam::run(inv)?);
+        return emit(runner, inv.phase, &phases::iam_policy::run(inv)?);
     }
     let common = inv.common()?;
     let cancel = CancellationToken::new();
@@ -75,7 +77,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         dry_run: common.dry_run,
     };
     // Every phase: validate its inputs (no AWS call yet), build only its clients, run, emit. Phases that change the
-    // environment run inside `deployments::around`: gates and the GitHub deployment record first, status after.
+    // environment run inside `wrapper::around`: gates and the GitHub deployment record first, status after.
     macro_rules! phase {
         ($m:ident) => {{
             let req = phases::$m::Request::from_invocation(inv, &common)?;
@@ -83,8 +85,8 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
                 let sdk = aws::sdk_config(&common.environment.region).await;
                 phases::$m::run(&req, &phases::$m::Clients::new(&sdk), &ctx).await
             };
-            let out = deployments::around(inv, &common, &ctx, run).await?;
-            emit(runner, inv.phase, &out)
+            let out = wrapper::around(inv, &common, &ctx, run).await;
+            finish(runner, inv, &common, &ctx, out).await
         }};
     }
     match inv.phase {
@@ -103,18 +105,52 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
             let clients = phases::preview::Clients::new(&sdk);
             let checked = phases::preview::check(&req, &clients).await?;
             let run = phases::preview::run(&req, &clients, &ctx, checked);
-            let out = deployments::around(inv, &common, &ctx, run).await?;
+            let out = wrapper::around(inv, &common, &ctx, run).await?;
             emit(runner, inv.phase, &out)
         }
         Phase::CheckConfig | Phase::IamPolicy => unreachable!("handled above"),
     }
 }
 
-fn emit<O: deploy_action::github::runner::Outcome>(
+/// Emits the outcome; a failure (not bad input, not a dry run) ends with the "state now" block, printed last.
+async fn finish<O: Outcome>(
     runner: &Runner,
-    phase: Phase,
-    out: &O,
+    inv: &Invocation,
+    common: &Common,
+    ctx: &Ctx,
+    result: anyhow::Result<O>,
 ) -> anyhow::Result<u8> {
+    let failed = match &result {
+        Ok(out) => !out.ok(),
+        Err(e) => !e.chain().any(|c| c.is::<UsageError>()),
+    };
+    if !failed || ctx.dry_run || !state_now::applies(inv.phase) {
+        return emit(runner, inv.phase, &result?);
+    }
+    let asked = state_now::Asked {
+        version: inv.raw.version.clone(),
+        state: inv.raw.state.clone(),
+        task: inv.raw.task.clone(),
+        cancelled: ctx.cancel.is_cancelled(),
+        ..state_now::Asked::new(inv.phase, &common.environment.name, &common.config_path)
+    };
+    let sdk = aws::sdk_config(&common.environment.region).await;
+    let now = state_now::observe(&common.environment, &state_now::Clients::new(&sdk), &asked).await;
+    match result {
+        Ok(outcome) => emit(runner, inv.phase, &state_now::Then { outcome, now }),
+        Err(e) => {
+            let code = report_error(runner, inv.phase, &e);
+            let after = state_now::AfterError {
+                error: format!("{e:#}"),
+                state_now: now,
+            };
+            emit(runner, inv.phase, &after)?;
+            Ok(code)
+        }
+    }
+}
+
+fn emit<O: Outcome>(runner: &Runner, phase: Phase, out: &O) -> anyhow::Result<u8> {
     runner.emit(phase.name(), out)?;
     Ok(if out.ok() { exit::OK } else { exit::FAILED })
 }

@@ -13,6 +13,12 @@ pub enum Check<T> {
     Done(T),
     /// Not yet; the text describes where things stand (printed only when it changes; empty prints nothing).
     Pending(String),
+    /// Not yet, and it may be done at a known moment: look again no later than `within` from now (a wait that
+    /// announces "done at 10:04:10" looks at 10:04:10, not up to one backoff interval later).
+    PendingUntil {
+        progress: String,
+        within: Duration,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -101,9 +107,14 @@ impl Poller {
                     last,
                 });
             }
-            match check().await {
+            let result = check().await;
+            let cap = match &result {
+                Ok(Check::PendingUntil { within, .. }) => (*within).min(interval),
+                _ => interval,
+            };
+            match result {
                 Ok(Check::Done(v)) => return Ok(v),
-                Ok(Check::Pending(progress)) => {
+                Ok(Check::Pending(progress) | Check::PendingUntil { progress, .. }) => {
                     last_error = None;
                     if !progress.is_empty() && progress != last {
                         tracing::info!("{progress}");
@@ -127,7 +138,7 @@ impl Poller {
                     last,
                 });
             }
-            let wake = (now + interval).min(self.deadline);
+            let wake = (now + cap).min(self.deadline);
             tokio::select! {
                 _ = tokio::time::sleep_until(wake) => {}
                 _ = self.cancel.cancelled() => {
@@ -236,6 +247,37 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, WaitError::Cancelled { .. }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_known_done_time_is_looked_at_then_not_a_backoff_later() {
+        let p = Poller::new(
+            "drain",
+            Backoff::SLOW,
+            Instant::now() + Duration::from_secs(600),
+            CancellationToken::new(),
+        );
+        let start = Instant::now();
+        let done_at = start + Duration::from_secs(40);
+        let looks = AtomicU32::new(0);
+        let took = p
+            .run(|| async {
+                looks.fetch_add(1, Ordering::SeqCst);
+                let now = Instant::now();
+                Ok::<_, anyhow::Error>(if now >= done_at {
+                    Check::Done(now - start)
+                } else {
+                    Check::PendingUntil {
+                        progress: "quiet".into(),
+                        within: done_at - now,
+                    }
+                })
+            })
+            .await
+            .unwrap();
+        // Backoff alone (2, 3, 4.5, 6.75, 10.1, 15, ...) would first look at or after 40 s at 41.4 s, up to 15 s late.
+        assert_eq!(took, Duration::from_secs(40));
+        assert!(looks.load(Ordering::SeqCst) <= 8);
     }
 
     #[test]

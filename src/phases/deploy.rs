@@ -24,19 +24,19 @@ use serde::Serialize;
 use tokio::time::Instant;
 
 use super::state::{self, StateOptions};
-use super::status::EnvState;
 use super::Ctx;
-use crate::autoscaling;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::ssm::{self, ParameterRef};
 use crate::config::{Environment, Service as ServiceConfig};
+use crate::domain::autoscaling;
+use crate::domain::environment::EnvState;
+use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
+use crate::domain::preflight;
+use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
+use crate::domain::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
-use crate::maintenance::{self, BypassHeader, MaintenanceState};
-use crate::preflight;
-use crate::promote::{self, Promotion, SelfReference, VersionRef};
-use crate::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
 use crate::version::{self, Version};
 use crate::wait::{Backoff, Check, Poller, WaitError};
 

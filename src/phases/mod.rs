@@ -2,6 +2,7 @@
 
 pub mod check_config;
 pub mod deploy;
+pub mod iam_policy;
 pub mod migrate;
 pub mod preview;
 pub mod rollback;

@@ -25,7 +25,7 @@
 //! **Down** (`state: stopped`): the `teardown` task first (while the service still exists, with the version it
 //! runs), then the rule, the service (scaled to 0, deleted, waited for until INACTIVE), the target group and every
 //! revision of the PR's family. The GitHub deployments of the transient environment `<github env>-pr-N` are marked
-//! inactive by [`crate::github::deployments`], and the comment says "torn down". When nothing is there, nothing is
+//! inactive by [`crate::wrapper`], and the comment says "torn down". When nothing is there, nothing is
 //! changed and the phase succeeds.
 
 use std::collections::BTreeMap;
@@ -45,18 +45,18 @@ use super::{deploy, Ctx};
 use crate::aws::ecs::{self, td_short};
 use crate::aws::elb;
 use crate::config::{Environment, Preview, PreviewRoute, Service as ServiceConfig};
+use crate::domain::preflight;
+use crate::domain::rollout::{self, FailureReport, WatchEnd};
+use crate::domain::task::{self, TaskReport};
 use crate::error::UsageError;
 use crate::github::api::Api;
 use crate::github::comments::{self, Posted, When};
-use crate::github::deployments::{self, Mode};
 use crate::github::runner::{md_table, Outcome};
 use crate::inputs::{Common, Invocation};
-use crate::preflight;
-use crate::rollout::{self, FailureReport, WatchEnd};
 use crate::tags;
-use crate::task::{self, TaskReport};
 use crate::version::Version;
 use crate::wait::{human, Backoff, Check};
+use crate::wrapper::{self, Mode};
 
 /// Hidden in the comment once the review app is torn down: a second teardown leaves the comment alone.
 const DOWN_MARK: &str = "<!-- deploy-action:preview-state:down -->";
@@ -247,7 +247,7 @@ impl Request {
             Direction::Up(version)
         };
         let mode = Mode::parse(inv.raw.github_deployments.as_deref())?;
-        let github = deployments::connect(mode, &inv.github, inv.raw.github_token.as_deref())
+        let github = wrapper::connect(mode, &inv.github, inv.raw.github_token.as_deref())
             .map_err(|e| UsageError::new(format!("{e:#}")))?;
         Ok(Request {
             environment: common.environment.clone(),

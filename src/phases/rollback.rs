@@ -22,10 +22,13 @@ use serde::Serialize;
 use super::Ctx;
 use crate::aws::ecs::{self, td_family, td_short};
 use crate::config::Service as ServiceConfig;
+use crate::domain::rollout::{
+    self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd,
+};
+use crate::domain::state_now;
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_bool, parse_u64, Common, Invocation};
-use crate::rollout::{self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd};
 use crate::version::Version;
 use crate::wait::Backoff;
 
@@ -138,6 +141,63 @@ pub struct RollbackOutcome {
     pub failures: Vec<FailureReport>,
     pub deregistered: Vec<String>,
     pub notes: Vec<String>,
+    /// Set when no service had to move: why there was nothing to roll back.
+    pub nothing_to_do: Option<String>,
+    /// The earlier known-good versions (from the known-good tags, most recently good first) and the command that
+    /// rolls back to each: listed when there was nothing to roll back.
+    pub earlier: Vec<EarlierVersion>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EarlierVersion {
+    pub version: String,
+    pub command: String,
+}
+
+/// Pure: why there is nothing to roll back (no service moves), or `None`. `on` is each service's version after the
+/// rollback (its target's); `asked` the `version` input.
+pub fn nothing_to_do(asked: Option<&str>, any_moves: bool, on: &[Option<&str>]) -> Option<String> {
+    if any_moves {
+        return None;
+    }
+    let first = on.first().copied().flatten();
+    let one = first.filter(|f| on.iter().all(|v| *v == Some(*f)));
+    Some(match (asked, one) {
+        (Some(v), _) => format!("nothing to roll back: every service runs {v} already"),
+        (None, Some(v)) => {
+            format!("nothing to roll back: {v} is the last known-good revision on every service")
+        }
+        (None, None) => {
+            "nothing to roll back: every service is on its last known-good revision".to_string()
+        }
+    })
+}
+
+/// Pure: the title of the roll-out group: how many services move and how many are only checked settled.
+pub fn rollout_title(moving: usize, total: usize) -> String {
+    match (moving, total - moving.min(total)) {
+        (0, n) => format!("Checking that {n} service(s) already on their target are settled"),
+        (m, 0) => format!("Roll-out of the rollback on {m} service(s)"),
+        (m, n) => format!(
+            "Roll-out of the rollback on {m} service(s); {n} already on their target, checked settled"
+        ),
+    }
+}
+
+/// Pure: the earlier known-good versions (every one but the version the services run now) with their commands.
+pub fn earlier_versions(
+    known_good: &[String],
+    now: Option<&str>,
+    command: impl Fn(&str) -> String,
+) -> Vec<EarlierVersion> {
+    known_good
+        .iter()
+        .filter(|v| Some(v.as_str()) != now)
+        .map(|v| EarlierVersion {
+            version: v.clone(),
+            command: command(v),
+        })
+        .collect()
 }
 
 /// One service's plan: where it is, where it goes, and its family's ACTIVE revisions.
@@ -242,7 +302,27 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         failures: vec![],
         deregistered: vec![],
         notes: vec![],
+        nothing_to_do: None,
+        earlier: vec![],
     };
+    let on: Vec<Option<&str>> = plans.iter().map(|p| p.to_version.as_deref()).collect();
+    out.nothing_to_do = nothing_to_do(
+        req.version.as_ref().map(Version::as_str),
+        plans.iter().any(Plan::moves),
+        &on,
+    );
+    if let (Some(why), Some(first)) = (&out.nothing_to_do, plans.first()) {
+        tracing::info!("{why}");
+        let known = rollout::known_good_versions(&first.revisions);
+        out.earlier = earlier_versions(&known, first.to_version.as_deref(), |v| {
+            state_now::command(
+                &env.name,
+                Some(&req.common.config_path),
+                "rollback",
+                &[("version", v)],
+            )
+        });
+    }
     if ctx.dry_run {
         tracing::info!("dry run: no service updated, no revision deregistered");
         return Ok(out);
@@ -312,10 +392,9 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             .map(|p| (p.cfg.name.clone(), p.events.clone()))
             .collect();
         let report = {
-            let _g = ctx.runner.group(&format!(
-                "Roll-out of the rollback on {} service(s)",
-                moving.len()
-            ));
+            let _g = ctx
+                .runner
+                .group(&rollout_title(moving.len(), targets.len()));
             rollout::watch(
                 &c.ecs,
                 &env.cluster,
@@ -592,6 +671,9 @@ impl RollbackOutcome {
     }
 
     fn headline(&self) -> String {
+        if let (None, Some(why)) = (&self.error, &self.nothing_to_do) {
+            return format!("Rollback of {} to {}: {why}", self.environment, self.mode);
+        }
         let status = match (&self.error, self.dry_run, self.waited) {
             (_, true, _) => "dry run, nothing changed",
             (None, false, true) => "done",
@@ -639,6 +721,26 @@ impl RollbackOutcome {
         d.extend(self.notes.iter().map(|n| format!("note: {n}")));
         d
     }
+
+    /// What to do instead when there was nothing to roll back.
+    fn earlier_lines(&self) -> Vec<String> {
+        if self.nothing_to_do.is_none() {
+            return vec![];
+        }
+        if self.earlier.is_empty() {
+            return vec![
+                "no earlier known-good version is registered: deploy the version to go back to with phase deploy"
+                    .into(),
+            ];
+        }
+        let mut l = vec!["earlier known-good versions, most recently good first:".to_string()];
+        l.extend(
+            self.earlier
+                .iter()
+                .map(|e| format!("  {}: {}", e.version, e.command)),
+        );
+        l
+    }
 }
 
 impl Outcome for RollbackOutcome {
@@ -673,17 +775,37 @@ impl Outcome for RollbackOutcome {
                 serde_json::to_string(&arns).unwrap_or_default(),
             ),
             ("rolled-back", moved.to_string()),
+            ("changed", moved.to_string()),
+            (
+                "earlier-versions",
+                self.earlier
+                    .iter()
+                    .map(|e| e.version.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            ),
         ]
     }
 
     fn summary(&self) -> String {
-        rollout::summary_markdown(
+        let mut s = rollout::summary_markdown(
             self.ok(),
             &self.headline(),
             self.error.as_deref(),
             &self.rows(),
             &self.details(),
-        )
+        );
+        let earlier = self.earlier_lines();
+        if let Some((head, rest)) = earlier.split_first() {
+            s.push_str(&format!("\n{head}\n\n"));
+            for e in &self.earlier {
+                s.push_str(&format!("- {}: `{}`\n", e.version, e.command));
+            }
+            if self.earlier.is_empty() && rest.is_empty() {
+                s.push('\n');
+            }
+        }
+        s
     }
 
     fn text(&self) -> String {
@@ -703,6 +825,89 @@ impl Outcome for RollbackOutcome {
                 s.push_str(&format!("{l}\n"));
             }
         }
+        let earlier = self.earlier_lines();
+        if !earlier.is_empty() {
+            s.push('\n');
+            for l in earlier {
+                s.push_str(&format!("{l}\n"));
+            }
+        }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_to_roll_back_says_why() {
+        type Case<'a> = (Option<&'a str>, bool, Vec<Option<&'a str>>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            (None, true, vec![Some("v1")], None),
+            (
+                None,
+                false,
+                vec![Some("v1.1.0"), Some("v1.1.0")],
+                Some(
+                    "nothing to roll back: v1.1.0 is the last known-good revision on every service",
+                ),
+            ),
+            (
+                None,
+                false,
+                vec![Some("v1.1.0"), None],
+                Some("nothing to roll back: every service is on its last known-good revision"),
+            ),
+            (
+                Some("v1.0.0"),
+                false,
+                vec![Some("v1.0.0")],
+                Some("nothing to roll back: every service runs v1.0.0 already"),
+            ),
+            (Some("v1.0.0"), true, vec![Some("v1.0.0")], None),
+        ];
+        for (asked, moves, on, want) in cases {
+            assert_eq!(
+                nothing_to_do(asked, moves, &on).as_deref(),
+                want,
+                "{asked:?} {moves} {on:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_roll_out_title_counts_what_moves() {
+        assert_eq!(
+            rollout_title(0, 3),
+            "Checking that 3 service(s) already on their target are settled"
+        );
+        assert_eq!(
+            rollout_title(3, 3),
+            "Roll-out of the rollback on 3 service(s)"
+        );
+        assert_eq!(
+            rollout_title(1, 3),
+            "Roll-out of the rollback on 1 service(s); 2 already on their target, checked settled"
+        );
+    }
+
+    #[test]
+    fn earlier_versions_leave_out_the_current_one() {
+        let known = vec!["v1.1.0".to_string(), "v1.0.0".into(), "v0.9.0".into()];
+        let e = earlier_versions(&known, Some("v1.1.0"), |v| format!("rollback {v}"));
+        assert_eq!(
+            e,
+            vec![
+                EarlierVersion {
+                    version: "v1.0.0".into(),
+                    command: "rollback v1.0.0".into()
+                },
+                EarlierVersion {
+                    version: "v0.9.0".into(),
+                    command: "rollback v0.9.0".into()
+                },
+            ]
+        );
     }
 }

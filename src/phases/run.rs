@@ -6,7 +6,7 @@
 //!    core service does, the task is that service's: the family of the task definition the service runs, its first
 //!    configured container, its image-tag template, its network and its launch type ([`service_task`]). A
 //!    configured task wins over a service of the same name.
-//! 3. **The task** through [`crate::task::run`], exactly as `migrate` runs its migration: a revision with only the
+//! 3. **The task** through [`crate::domain::task::run`], exactly as `migrate` runs its migration: a revision with only the
 //!    image changed to the version's, one task per (environment, task name) and a rerun attaches to it, the optional
 //!    `command` override (a JSON list of strings), live logs with no line lost, the verdict from the exit code and
 //!    the stop code; `timeout-minutes` and cancellation stop the task.
@@ -23,12 +23,12 @@ use tokio::time::Instant;
 use super::Ctx;
 use crate::aws::ecs;
 use crate::config::{Environment, Service, TaskConfig, TaskNetwork};
+use crate::domain::preflight;
+use crate::domain::promote::{self, Promotion, Resolved, SelfReference, VersionRef};
+use crate::domain::task::{self, Launch, TaskReport};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, Outcome};
 use crate::inputs::{Common, Invocation};
-use crate::preflight;
-use crate::promote::{self, Promotion, Resolved, SelfReference, VersionRef};
-use crate::task::{self, Launch, TaskReport};
 use crate::version::Version;
 use crate::wait::{human, Backoff};
 

@@ -7,7 +7,7 @@
 //! | db-only    | at 0, no task left                              | on          | available |
 //! | stopped    | at 0, no task left                              | on          | stopped (AWS starts it again after 7 days) |
 //!
-//! Plan, then act: [`plan`] is a pure function from what [`status::observe`] saw to the ordered steps; [`converge`]
+//! Plan, then act: [`plan`] is a pure function from what [`crate::domain::environment::observe`] saw to the ordered steps; [`converge`]
 //! runs them. Maintenance goes on first when leaving running (then the drain wait), the database stops last; going
 //! up, the database starts first and maintenance comes off last, after every service completed its roll-out. Other
 //! phases call [`converge`] (migrate brings the environment to db-only, deploy lifts maintenance at the end).
@@ -17,20 +17,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 
-use super::status::{self, EnvState, Observed, ServiceObs};
 use super::Ctx;
-use crate::autoscaling;
 use crate::aws::ecs::{self, Rollout};
 use crate::aws::{rds, AwsError};
 use crate::config::{Database, Environment};
-use crate::drain::{self, QuietReport};
+use crate::domain::autoscaling;
+use crate::domain::drain::{self, QuietReport};
+use crate::domain::environment::{self as status, EnvState, Observed, ServiceObs};
+use crate::domain::maintenance::{self, MaintenanceState};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Outcome};
 use crate::inputs::{parse_bool, Common, Invocation};
-use crate::maintenance::{self, MaintenanceState};
 use crate::wait::{human, Backoff, Check};
 
-pub use crate::maintenance::BypassHeader;
+pub use crate::domain::maintenance::BypassHeader;
 
 /// Service tag: the desired count a service had when this action scaled it to 0 (used to scale it back up when the
 /// config names no `desired-count`).
@@ -330,8 +330,12 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<StateOut
     if let (Some(m), EnvState::Restricted | EnvState::DbOnly | EnvState::Stopped) =
         (&env.maintenance, req.target)
     {
-        let rows = crate::preflight::maintenance(&clients.elb, m).await?;
-        crate::preflight::finish(&ctx.runner, "state", &crate::preflight::Report { rows })?;
+        let rows = crate::domain::preflight::maintenance(&clients.elb, m).await?;
+        crate::domain::preflight::finish(
+            &ctx.runner,
+            "state",
+            &crate::domain::preflight::Report { rows },
+        )?;
     }
     converge(env, req.target, &req.options, clients, ctx).await
 }
@@ -997,7 +1001,7 @@ impl Outcome for StateOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::phases::status::derive_state;
+    use crate::domain::environment::derive_state;
     use MaintenanceState as M;
 
     const ALL: [EnvState; 4] = [

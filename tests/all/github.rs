@@ -1,6 +1,6 @@
 //! Issue 6: GitHub deployments, gates, changelog, notification, with wiremock as the GitHub API.
 //!
-//! Library-level tests drive `deployments::around` / `Release::begin` + `finish` with a fake phase; binary-level
+//! Library-level tests drive `wrapper::around` / `Release::begin` + `finish` with a fake phase; binary-level
 //! tests run the real binary (phases snapshot and state) against wiremock and the local AWS.
 
 use std::path::Path;
@@ -9,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use deploy_action::config::Config;
-use deploy_action::gates::gates_for;
 use deploy_action::github::api::{Api, Retry};
-use deploy_action::github::deployments::{self, Mode, Plan, Record, Release};
 use deploy_action::github::runner::{Outcome, Runner};
 use deploy_action::inputs::{Common, GithubEnv, Invocation, OutputFormat, Phase, RawInputs};
 use deploy_action::phases::Ctx;
+use deploy_action::wrapper::gates::gates_for;
+use deploy_action::wrapper::{self, Mode, Plan, Record, Release};
 use serde::Serialize;
 use serde_json::{json, Value};
 use time::macros::datetime;
@@ -296,7 +296,7 @@ async fn a_deployment_is_recorded_in_progress_then_success_with_the_run_and_envi
     assert_eq!(plan.required, Some(("stage".into(), "stage".into())));
     let release = Release::begin(
         plan,
-        deployments::connect(Mode::Auto, &inv.github, Some("t0ken")).unwrap(),
+        wrapper::connect(Mode::Auto, &inv.github, Some("t0ken")).unwrap(),
         inv.github.clone(),
         SUMMER,
     )
@@ -392,9 +392,7 @@ async fn around_runs_the_phase_between_in_progress_and_its_final_status() {
             previous: None,
         })
     };
-    let out = deployments::around(&inv, &common, &ctx, phase)
-        .await
-        .unwrap();
+    let out = wrapper::around(&inv, &common, &ctx, phase).await.unwrap();
     assert!(seen_in_progress.load(Ordering::SeqCst));
     assert!(!out.ok());
     let body: Value = requests(&server, "POST", DEPLOYMENTS).await[0]
@@ -1018,7 +1016,7 @@ async fn the_webhook_gets_one_message_and_its_failure_only_warns() {
 async fn off_a_runner_github_is_skipped_but_the_freeze_applies() {
     let server = MockServer::start().await;
     let local = GithubEnv::default();
-    let no_github = deployments::connect(Mode::Auto, &local, None).unwrap();
+    let no_github = wrapper::connect(Mode::Auto, &local, None).unwrap();
     let christmas = datetime!(2026-12-24 10:00 UTC);
     let err = Release::begin(
         plan(Phase::Deploy, "prod", Some("v1.2.3")),

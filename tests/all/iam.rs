@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use deploy_action::iam::{allows, wildcard_match};
+use deploy_action::phases::iam_policy::{allows, wildcard_match};
 
 use crate::support::TestContext;
 
@@ -47,7 +47,10 @@ fn implied(action: &str) -> &'static [&'static str] {
 }
 
 /// The policy the binary prints for one phase (and proof that printing it called nothing).
-async fn policy_of(ctx: &TestContext, phase: &str) -> deploy_action::iam::PolicyDocument {
+async fn policy_of(
+    ctx: &TestContext,
+    phase: &str,
+) -> deploy_action::phases::iam_policy::PolicyDocument {
     policy_for(ctx, "stage", phase).await
 }
 
@@ -55,7 +58,7 @@ async fn policy_for(
     ctx: &TestContext,
     env_name: &str,
     phase: &str,
-) -> deploy_action::iam::PolicyDocument {
+) -> deploy_action::phases::iam_policy::PolicyDocument {
     let before = ctx.calls().await.len();
     let r = ctx
         .cli(&[
@@ -78,7 +81,7 @@ async fn policy_for(
     let env = deploy_action::config::Config::load(&ctx.config_path()).unwrap();
     let env = env.environment(env_name).unwrap();
     let phase = deploy_action::inputs::Phase::parse(phase).unwrap();
-    let doc = deploy_action::iam::policy(&[env], &[phase]);
+    let doc = deploy_action::phases::iam_policy::policy(&[env], &[phase]);
     assert_eq!(
         printed,
         serde_json::to_value(&doc).unwrap(),
@@ -98,7 +101,7 @@ async fn actions_since(ctx: &TestContext, from: usize) -> BTreeSet<String> {
 #[track_caller]
 fn assert_allowed(
     phase: &str,
-    policy: &deploy_action::iam::PolicyDocument,
+    policy: &deploy_action::phases::iam_policy::PolicyDocument,
     called: &BTreeSet<String>,
 ) {
     let mut missing = vec![];
@@ -219,7 +222,7 @@ async fn arns(ctx: &TestContext) -> Arns {
 #[track_caller]
 fn assert_on(
     phase: &str,
-    policy: &deploy_action::iam::PolicyDocument,
+    policy: &deploy_action::phases::iam_policy::PolicyDocument,
     action: &str,
     resources: &[String],
 ) {
@@ -502,11 +505,11 @@ async fn every_call_of_every_phase_is_allowed_by_its_policy() {
         ])
         .await;
     r.assert_code(0);
-    let all: deploy_action::iam::PolicyDocument = {
+    let all: deploy_action::phases::iam_policy::PolicyDocument = {
         let env = deploy_action::config::Config::load(&ctx.config_path()).unwrap();
-        deploy_action::iam::policy(
+        deploy_action::phases::iam_policy::policy(
             &[env.environment("stage").unwrap()],
-            &deploy_action::iam::PHASES,
+            &deploy_action::phases::iam_policy::PHASES,
         )
     };
     assert_eq!(

@@ -15,3 +15,4 @@ mod safety;
 mod secrets;
 mod snapshot;
 mod state;
+mod state_now;

@@ -1,4 +1,4 @@
-//! Issue 4, phase `migrate` and the one-off task runner (`src/task.rs`), end to end against the local AWS.
+//! Issue 4, phase `migrate` and the one-off task runner (`src/domain/task.rs`), end to end against the local AWS.
 
 use std::time::Duration;
 
@@ -300,7 +300,7 @@ async fn migrate_task_failed_to_start_reports_the_stop_code_and_reason() {
 /// Timeout, through the library with a short deadline: the task is stopped with a reason and the report says so.
 #[tokio::test]
 async fn a_task_still_running_at_the_deadline_is_stopped_with_a_reason() {
-    use deploy_action::task;
+    use deploy_action::domain::task;
     let ctx = TestContext::new().await;
     ready(&ctx).await;
     ctx.post(
@@ -732,7 +732,7 @@ async fn migrate_bad_input_exits_2_with_one_line_and_no_aws_call() {
 /// task by its launch tag before trying again, and follow it: one task, one RunTask.
 #[tokio::test]
 async fn after_an_ambiguous_run_task_the_runner_finds_the_task_instead_of_starting_another() {
-    use deploy_action::task;
+    use deploy_action::domain::task;
     let ctx = TestContext::new().await;
     ready(&ctx).await;
     ctx.post(

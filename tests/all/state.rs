@@ -816,7 +816,7 @@ async fn bad_input_exits_2_and_makes_no_aws_call() {
     assert_eq!(ctx.calls().await, vec![], "bad input must not reach AWS");
 }
 
-fn with_drain(ctx: &TestContext, drain: &str) {
+pub(crate) fn with_drain(ctx: &TestContext, drain: &str) {
     let path = ctx.config_path();
     let text = std::fs::read_to_string(&path).unwrap();
     let start = text.find("drain = {").unwrap();
@@ -826,7 +826,11 @@ fn with_drain(ctx: &TestContext, drain: &str) {
 }
 
 /// The body for `/_test/cloudwatch/metric`: RequestCount of the core target group, as ALB reports it.
-async fn requests_metric(ctx: &TestContext, value: f64, seconds_ago: i64) -> serde_json::Value {
+pub(crate) async fn requests_metric(
+    ctx: &TestContext,
+    value: f64,
+    seconds_ago: i64,
+) -> serde_json::Value {
     let elb = ctx.elb().await;
     let arn = listener_arn(ctx);
     let l = elb
@@ -1018,7 +1022,7 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
     };
     // Quiet CPU: settled at once.
     ctx.post("/_test/cloudwatch/metric", cpu(12.0)).await;
-    let report = deploy_action::drain::wait_db_settled(&cw, &db, &phase(30))
+    let report = deploy_action::domain::drain::wait_db_settled(&cw, &db, &phase(30))
         .await
         .unwrap();
     assert!(
@@ -1027,7 +1031,7 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
     );
     // Busy CPU: bounded by the phase deadline, and the error says what was seen.
     ctx.post("/_test/cloudwatch/metric", cpu(85.0)).await;
-    let e = deploy_action::drain::wait_db_settled(&cw, &db, &phase(3))
+    let e = deploy_action::domain::drain::wait_db_settled(&cw, &db, &phase(3))
         .await
         .unwrap_err();
     let msg = format!("{e:#}");
@@ -1045,7 +1049,7 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
         }),
         ..db.clone()
     };
-    let report = deploy_action::drain::wait_db_settled(&cw, &skip, &phase(3))
+    let report = deploy_action::domain::drain::wait_db_settled(&cw, &skip, &phase(3))
         .await
         .unwrap();
     assert!(report.skipped.is_some());

@@ -189,10 +189,14 @@ async fn wait_quiet(
                     clock(check.quiet_since)
                 )))
             } else {
-                Ok(Check::Pending(format!(
-                    "{what}: {breach}; quiet from {}, done at {done_at} if it stays so",
-                    clock(check.quiet_since)
-                )))
+                let due = check.quiet_since + rule.window_seconds;
+                Ok(Check::PendingUntil {
+                    progress: format!(
+                        "{what}: {breach}; quiet from {}, done at {done_at} if it stays so",
+                        clock(check.quiet_since)
+                    ),
+                    within: Duration::from_secs((due - now).max(1) as u64),
+                })
             }
         })
         .await?;

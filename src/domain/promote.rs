@@ -4,7 +4,7 @@
 //!   file; anything else must be a valid version. A phase that would change nothing by it (deploy an environment to
 //!   the version it runs) refuses to name itself.
 //! - **Resolution, the first step of a phase** ([`resolve`]), before anything changes: the named environment is
-//!   observed read-only through [`status::observe`] (in its own region) and [`decide`] accepts it only when it is
+//!   observed read-only through [`crate::domain::environment::observe`] (in its own region) and [`decide`] accepts it only when it is
 //!   settled (running or restricted: every service up, its roll-out COMPLETED, one deployment) and every core service
 //!   runs the same version; then, where GitHub can say, its last deployment must have succeeded
 //!   ([`last_deployment_succeeded`]). A refusal is a [`UsageError`] (exit 2): one line, nothing started.
@@ -14,9 +14,9 @@ use serde::Serialize;
 
 use crate::aws::ecs::Rollout;
 use crate::config::{Config, Environment};
+use crate::domain::environment::{self as status, EnvState, Status};
 use crate::error::UsageError;
 use crate::inputs::{Common, GithubEnv, Invocation};
-use crate::phases::status::{self, EnvState, Status};
 use crate::version::Version;
 
 /// The prefix of a version reference.
@@ -270,7 +270,7 @@ pub async fn resolve(vref: &VersionRef, clients: &Clients) -> Result<Resolved> {
 /// state alone.
 pub async fn last_deployment_succeeded(source: &Source, version: &Version) -> Result<Option<bool>> {
     let _ = version;
-    crate::github::deployments::last_deployment_succeeded(
+    crate::wrapper::last_deployment_succeeded(
         &source.github,
         source.github_token.as_deref(),
         &source.environment.github.environment,
@@ -344,8 +344,8 @@ pub fn decide(status: &Status) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::maintenance::MaintenanceState;
-    use crate::phases::status::ServiceStatus;
+    use crate::domain::environment::ServiceStatus;
+    use crate::domain::maintenance::MaintenanceState;
 
     fn svc(name: &str, version: Option<&str>, rollout: Rollout) -> ServiceStatus {
         ServiceStatus {

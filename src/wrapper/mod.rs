@@ -25,18 +25,21 @@ use serde_json::{json, Value};
 use time::OffsetDateTime;
 use tokio::time::Instant;
 
-use super::api::{Api, ApiError, Commit, Deployment, DeploymentStatus, WorkflowRun};
-use super::changelog;
-use super::notify::{self, Ending, Message};
-use super::runner::{md_table, Outcome, Runner};
-use super::summary::render_steps;
+use self::gates::{Gate, GateResult, GateSet, Seen, StatusState, Verdict};
+use self::notify::{Ending, Message};
 use crate::config::{Config, Environment};
 use crate::error::UsageError;
-use crate::gates::{self, Gate, GateResult, GateSet, Seen, StatusState, Verdict};
+use crate::github::api::{Api, ApiError, Commit, Deployment, DeploymentStatus, WorkflowRun};
+use crate::github::changelog;
+use crate::github::runner::{md_table, Outcome, Runner};
+use crate::github::summary::render_steps;
 use crate::inputs::{Common, GithubEnv, Invocation, Phase};
 use crate::phases::Ctx;
 use crate::version::Version;
 use crate::wait::{human, WaitError};
+
+pub mod gates;
+pub mod notify;
 
 /// The payload marker that tells our records from a job's `environment:` records and other tools'.
 pub const TOOL: &str = "deploy-action";
@@ -111,7 +114,7 @@ impl Plan {
         let version = match inv.raw.version.as_deref() {
             // `from:<env>` is resolved by the phase itself (promote::resolve); the record is made at the commit and
             // the promotion gate is replaced by promote's own checks on the source environment.
-            Some(v) if crate::promote::reference(v).is_some() => None,
+            Some(v) if crate::domain::promote::reference(v).is_some() => None,
             Some(v) => Some(Version::parse(v)?.to_string()),
             None => None,
         };

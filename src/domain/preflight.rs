@@ -24,10 +24,10 @@ use crate::aws::ecr::{self, Presence};
 use crate::aws::ecs::td_short;
 use crate::aws::{ecs, logs, AwsError};
 use crate::config::{Environment, Maintenance, TaskConfig, TaskNetwork};
+use crate::domain::maintenance::{self, MAX_RULE_VALUES};
 use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Runner};
 use crate::inputs::OutputFormat;
-use crate::maintenance::{self, MAX_RULE_VALUES};
 use crate::version::Version;
 use crate::wait::{human, Check, Poller, WaitError};
 
@@ -512,7 +512,7 @@ async fn log_group(
 ) -> Result<String, String> {
     let lc = def.log_configuration();
     let options = lc.and_then(|l| l.options()).cloned().unwrap_or_default();
-    let target = crate::task::log_target(
+    let target = crate::domain::task::log_target(
         lc.map(|l| l.log_driver().as_str()),
         &options,
         container,

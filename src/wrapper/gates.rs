@@ -3,7 +3,7 @@
 //! - **one at a time**: another deployment of the environment is in progress and is not this run's;
 //! - **promotion**: the environment `requires` another, and the version has no successful deployment there.
 //!
-//! Fetching what the last two decide on (the GitHub Deployments API) is in [`crate::github::deployments`].
+//! Fetching what the last two decide on (the GitHub Deployments API) is in [`crate::wrapper`].
 
 use serde::Serialize;
 use time::OffsetDateTime;

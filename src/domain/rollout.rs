@@ -208,6 +208,24 @@ pub fn known_good<'a>(revisions: &'a [RevisionInfo], current: &str) -> Option<Kn
     })
 }
 
+/// Pure: the versions of the revisions tagged known good (their `deploy-action:version` tag), the most recently seen
+/// good first, each once. What `rollback --version` can go back to without a new build.
+pub fn known_good_versions(revisions: &[RevisionInfo]) -> Vec<String> {
+    let mut good: Vec<&RevisionInfo> = revisions
+        .iter()
+        .filter(|r| r.known_good.is_some() && r.version.is_some())
+        .collect();
+    good.sort_by(|a, b| (&b.known_good, b.revision).cmp(&(&a.known_good, a.revision)));
+    let mut out: Vec<String> = vec![];
+    for r in good {
+        let v = r.version.clone().unwrap_or_default();
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
 /// Pure: which ACTIVE revisions of a family to deregister after moving its service to `target`: the bad ones
 /// (newer than the target and never known good), then all but the newest `keep` of the rest. Never one in use
 /// (`in_use`: what services or their deployments run), never the target, never the last known-good one.
@@ -347,6 +365,16 @@ pub fn event_ids(service: &Service) -> HashSet<String> {
         .collect()
 }
 
+/// Pure: the line when a watched service is done: a service settled on its target at the first look did not roll
+/// out anything (a rollback or deploy that leaves it where it is), so it is not called a completed roll-out.
+pub fn done_line(service: &str, target: &str, first_look: bool) -> String {
+    if first_look {
+        format!("{service}: on {} already, settled", td_short(target))
+    } else {
+        format!("{service}: roll-out to {} completed", td_short(target))
+    }
+}
+
 /// Polls DescribeServices (batched) until every target is done, one fails, or the poller's deadline passes. Prints
 /// new service events as they appear and the deployment counts when they change. Throttling and 5xx are polled
 /// through by the poller.
@@ -374,9 +402,11 @@ pub async fn watch(
             })
             .collect::<Vec<_>>(),
     );
+    let looks = std::sync::atomic::AtomicUsize::new(0);
     let result = poller
         .run(|| async {
             let services = ecs::describe_services(ecs_client, cluster, &names).await?;
+            let first_look = looks.fetch_add(1, std::sync::atomic::Ordering::Relaxed) == 0;
             let mut watched = state.lock().unwrap_or_else(|e| e.into_inner());
             for (w, svc) in watched.iter_mut().zip(&services) {
                 for e in svc.events().iter().rev() {
@@ -396,11 +426,7 @@ pub async fn watch(
                 w.verdict = progress(&w.target, &deployments, w.seen_target);
                 if w.verdict == Verdict::Done && w.done_after.is_none() {
                     w.done_after = Some(start.elapsed());
-                    tracing::info!(
-                        "{}: roll-out to {} completed",
-                        w.service,
-                        td_short(&w.target)
-                    );
+                    tracing::info!("{}", done_line(&w.service, &w.target, first_look));
                 }
             }
             if watched
@@ -914,6 +940,60 @@ mod tests {
     }
     fn arn(n: i32) -> String {
         format!("arn:aws:ecs:r:1:task-definition/core:{n}")
+    }
+
+    #[test]
+    fn a_service_settled_at_the_first_look_is_not_a_completed_roll_out() {
+        let td = "arn:aws:ecs:r:1:task-definition/stage-core:3";
+        assert_eq!(
+            done_line("core", td, true),
+            "core: on stage-core:3 already, settled"
+        );
+        assert_eq!(
+            done_line("core", td, false),
+            "core: roll-out to stage-core:3 completed"
+        );
+    }
+
+    #[test]
+    fn known_good_versions_most_recently_good_first_each_once() {
+        let v = |n: i32, good: Option<&str>, version: Option<&str>| RevisionInfo {
+            version: version.map(str::to_string),
+            ..rev(n, good)
+        };
+        let t = |d: u32| format!("2026-11-0{d}T10:00:00.000Z");
+        let cases: Vec<(&str, Vec<RevisionInfo>, Vec<&str>)> = vec![
+            ("none tagged", vec![v(1, None, Some("v1"))], vec![]),
+            (
+                "newest good first; a bad one left out",
+                vec![
+                    v(1, Some(&t(1)), Some("v1.0.0")),
+                    v(2, Some(&t(2)), Some("v1.1.0")),
+                    v(3, None, Some("v1.2.0")),
+                ],
+                vec!["v1.1.0", "v1.0.0"],
+            ),
+            (
+                "a rollback re-tagged an older revision: it counts from then",
+                vec![
+                    v(1, Some(&t(3)), Some("v1.0.0")),
+                    v(2, Some(&t(2)), Some("v1.1.0")),
+                ],
+                vec!["v1.0.0", "v1.1.0"],
+            ),
+            (
+                "the same version on two revisions once; no version tag skipped",
+                vec![
+                    v(1, Some(&t(1)), Some("v1.0.0")),
+                    v(2, Some(&t(2)), Some("v1.0.0")),
+                    v(3, Some(&t(3)), None),
+                ],
+                vec!["v1.0.0"],
+            ),
+        ];
+        for (name, revs, want) in cases {
+            assert_eq!(known_good_versions(&revs), want, "{name}");
+        }
     }
 
     #[test]
