@@ -64,6 +64,7 @@ from werkzeug.serving import make_server
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import strict  # noqa: E402 - strict mode: refuse what AWS refuses (emulator/strict.py)
+import rds_lifecycle  # noqa: E402 - creation, restore, rename (emulator/rds_lifecycle.py)
 
 # One lock for moto's (not thread-safe) backends and all emulator state. The HTTP
 # server is threaded: I/O, latency faults and control calls overlap; backend work
@@ -882,6 +883,9 @@ _after(RDSResponse, "start_db_instance", _transition("DBInstance", _db, "startin
 _after(RDSResponse, "stop_db_cluster", _transition("DBCluster", _cl, "stopping", "stopped"))
 _after(RDSResponse, "start_db_cluster", _transition("DBCluster", _cl, "starting", "available"))
 
+# Creation/restore that takes a while, renames, modifications refused while busy: emulator/rds_lifecycle.py.
+rds_lifecycle.install(RDSResponse, rds_models, lambda: S.instance_rule)
+
 
 # =============================================================================
 # CloudWatch: smithy rpc-v2-cbor <-> awsJson1.0 translation, metric seeding
@@ -1270,6 +1274,22 @@ def control(method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
     return 404, {"error": f"no control endpoint {method} {path}"}
 
 
+def seed_here(environ: dict, body: dict) -> tuple[int, Any]:
+    """POST /_test/seed {"args": [seed.py's flags]}: emulator/seed.py run in this process against this server (no
+    Python start-up per seed); answers {"config": TOML, "summary": one line}."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import seed  # noqa: PLC0415 - emulator/seed.py, imported on first use
+    try:
+        args = seed.parser().parse_args([str(a) for a in body.get("args", [])])
+    except SystemExit:
+        return 400, {"error": f"bad seed.py arguments {body.get('args')} (the reason is on stderr)"}
+    args.endpoint = f"http://{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
+    text, summary = seed.seed(args)
+    return 200, {"config": text, "summary": summary}
+
+
 # =============================================================================
 # WSGI middleware around moto's DomainDispatcherApplication
 # =============================================================================
@@ -1400,6 +1420,8 @@ class Emulator:
         try:
             data = json.loads(body) if body.strip() else {}
             query = dict(urllib.parse.parse_qsl(environ.get("QUERY_STRING", "")))
+            if (environ["REQUEST_METHOD"], path.rstrip("/")) == ("POST", "/_test/seed"):
+                return seed_here(environ, data)  # not under LOCK: the seed calls this server
             with LOCK:
                 return control(environ["REQUEST_METHOD"], path.rstrip("/"), query, data)
         except Exception as e:  # noqa: BLE001

@@ -3,6 +3,9 @@
 
     python emulator/seed.py --endpoint http://127.0.0.1:PORT --env stage --out /tmp/x/deploy.toml
 
+or, without a Python process of its own, `POST /_test/seed {"args": ["--env", "stage", ...]}` to the emulator, which
+runs `seed()` below in-process against itself and answers `{"config": "<the TOML>"}`.
+
 Creates, in one region: an ECS cluster with core services (`core` with a sidecar, `workers` by default), task
 definitions for them and for a `migrate` family, CloudWatch log groups, a Postgres RDS instance (or an Aurora
 cluster with --aurora), and an ALB with a listener, target groups and forwarding rules. Waits until the services'
@@ -13,6 +16,7 @@ Several environments can live in one region (names are prefixed with the environ
 import argparse
 import json
 import sys
+import threading
 import time
 import urllib.request
 
@@ -26,20 +30,29 @@ DEFAULT_IMAGE_VERSIONS = [
     "pr-12-a", "pr-12-b", "pr-12-c", "pr-12-abc", "pr-12-abc1234", "pr-12-def5678",
 ]
 
+# Clients by (service, endpoint, region): building one loads its service model, which costs more than the seed's
+# calls; an emulator that seeds in-process keeps them. boto3 clients are thread-safe once built.
+_CLIENTS: dict = {}
+_CLIENTS_LOCK = threading.Lock()
+
 
 def client(name, args):
-    return boto3.client(
-        name,
-        endpoint_url=args.endpoint,
-        region_name=args.region,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-    )
+    key = (name, args.endpoint, args.region)
+    with _CLIENTS_LOCK:
+        if key not in _CLIENTS:
+            _CLIENTS[key] = boto3.session.Session().client(
+                name,
+                endpoint_url=args.endpoint,
+                region_name=args.region,
+                aws_access_key_id="test",
+                aws_secret_access_key="test",
+            )
+        return _CLIENTS[key]
 
 
-def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--endpoint", required=True)
+def parser():
+    p = argparse.ArgumentParser(prog="seed.py")
+    p.add_argument("--endpoint")
     p.add_argument("--env", default="stage")
     p.add_argument("--region", default="eu-central-1")
     p.add_argument("--services", default="core,workers", help="comma-separated core service names")
@@ -65,8 +78,24 @@ def main():
         help="register an Application Auto Scaling target (min 1, max 4, with a target-tracking policy) for the first service",
     )
     p.add_argument("--out")
-    args = p.parse_args()
+    return p
 
+
+def main():
+    args = parser().parse_args()
+    if not args.endpoint:
+        sys.exit("seed.py: --endpoint is required")
+    text, summary = seed(args)
+    if args.out:
+        with open(args.out, "w") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    print(summary, file=sys.stderr)
+
+
+def seed(args):
+    """Seeds the environment `args` describe into the local AWS at `args.endpoint`; returns (config TOML, summary)."""
     env, region, version = args.env, args.region, args.version
     repo = f"{ACCOUNT}.dkr.ecr.{region}.amazonaws.com/app"
     names = [s for s in args.services.split(",") if s]
@@ -187,7 +216,7 @@ def main():
         ):
             break
         if time.time() > deadline:
-            sys.exit(f"seed: services did not settle: {json.dumps(svcs, default=str)[:500]}")
+            raise RuntimeError(f"seed: services did not settle: {json.dumps(svcs, default=str)[:500]}")
         time.sleep(0.05)
 
     # Images in ECR for the versions asked for: every service's, the migration's (the tasks run the first service's).
@@ -304,21 +333,16 @@ def main():
             "",
         ]
     text = "\n".join(toml)
-    if args.out:
-        with open(args.out, "w") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
     # The seed's own calls are not part of what a test asserts on.
     try:
         urllib.request.urlopen(urllib.request.Request(f"{args.endpoint}/_test/calls", method="DELETE"), timeout=5).read()
     except Exception:  # a plain moto without the extension has no call log
         pass
-    print(
+    summary = (
         f"seeded {env} in {region}: cluster {cluster}, services {', '.join(names)}, "
-        f"{'aurora cluster' if args.aurora else 'rds instance'} app-{env}, listener {listener.rsplit('/', 3)[-3]}",
-        file=sys.stderr,
+        f"{'aurora cluster' if args.aurora else 'rds instance'} app-{env}, listener {listener.rsplit('/', 3)[-3]}"
     )
+    return text, summary
 
 
 if __name__ == "__main__":

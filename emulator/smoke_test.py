@@ -400,6 +400,91 @@ def rds_stop_start_transitions():
     eq(seen, ["starting", "starting", "available"], "cluster transition")
 
 
+@check
+def rds_restore_takes_describes_and_renames_move_the_endpoint():
+    rds = rds_fixture()
+    rds.create_db_snapshot(DBInstanceIdentifier="db1", DBSnapshotIdentifier="s1")
+    ctl("POST", "/_test/rds/instance-rules", {"createDescribes": 2, "renameDescribes": 1})
+    r = rds.restore_db_instance_from_db_snapshot(DBInstanceIdentifier="db1-new", DBSnapshotIdentifier="s1",
+                                                 DBInstanceClass="db.t3.micro")["DBInstance"]
+    eq(r["DBInstanceStatus"], "creating", "restore response")
+    seen = [rds.describe_db_instances(DBInstanceIdentifier="db1-new")["DBInstances"][0]["DBInstanceStatus"]
+            for _ in range(3)]
+    eq(seen, ["creating", "creating", "available"], "restore progress")
+    before = rds.describe_db_instances(DBInstanceIdentifier="db1")["DBInstances"][0]["Endpoint"]["Address"]
+    try:
+        rds.modify_db_instance(DBInstanceIdentifier="db1", NewDBInstanceIdentifier="db1-new", ApplyImmediately=True)
+        raise AssertionError("a taken name was accepted")
+    except ClientError as e:
+        eq(e.response["Error"]["Code"], "DBInstanceAlreadyExists", "taken name")
+    m = rds.modify_db_instance(DBInstanceIdentifier="db1", NewDBInstanceIdentifier="db1-old",
+                               ApplyImmediately=True)["DBInstance"]
+    eq(m["DBInstanceStatus"], "renaming", "rename response")
+    try:
+        rds.modify_db_instance(DBInstanceIdentifier="db1-old", DBInstanceClass="db.t3.small", ApplyImmediately=True)
+        raise AssertionError("a renaming instance was modified")
+    except ClientError as e:
+        eq(e.response["Error"]["Code"], "InvalidDBInstanceState", "modify while renaming")
+    seen = [rds.describe_db_instances(DBInstanceIdentifier="db1-old")["DBInstances"][0] for _ in range(2)]
+    eq([x["DBInstanceStatus"] for x in seen], ["renaming", "available"], "rename progress")
+    assert seen[-1]["Endpoint"]["Address"] != before and seen[-1]["Endpoint"]["Address"].startswith("db1-old."), seen
+    try:
+        rds.describe_db_instances(DBInstanceIdentifier="db1")
+        raise AssertionError("the old name still answers")
+    except ClientError as e:
+        eq(e.response["Error"]["Code"], "DBInstanceNotFound", "old name gone")
+    rds.modify_db_instance(DBInstanceIdentifier="db1-new", NewDBInstanceIdentifier="db1", ApplyImmediately=True)
+    rds.describe_db_instances(DBInstanceIdentifier="db1")
+    x = rds.describe_db_instances(DBInstanceIdentifier="db1")["DBInstances"][0]
+    eq((x["DBInstanceStatus"], x["Endpoint"]["Address"]), ("available", before), "same name, same address")
+    rds.stop_db_instance(DBInstanceIdentifier="db1")
+    try:
+        rds.modify_db_instance(DBInstanceIdentifier="db1", NewDBInstanceIdentifier="db1-x", ApplyImmediately=True)
+        raise AssertionError("a stopped instance was renamed")
+    except ClientError as e:
+        eq(e.response["Error"]["Code"], "InvalidDBInstanceState", "rename while stopped")
+
+
+@check
+def rds_cluster_restore_and_rename_carry_the_instances():
+    rds = rds_fixture()
+    rds.create_db_instance(DBInstanceIdentifier="cl1-1", DBClusterIdentifier="cl1", Engine="aurora-postgresql",
+                           DBInstanceClass="db.r6g.large")
+    rds.describe_db_clusters(DBClusterIdentifier="cl1")
+    rds.create_db_cluster_snapshot(DBClusterIdentifier="cl1", DBClusterSnapshotIdentifier="cs1")
+    ctl("POST", "/_test/rds/instance-rules", {"createDescribes": 1, "renameDescribes": 1})
+    c = rds.restore_db_cluster_from_snapshot(DBClusterIdentifier="cl1-new", SnapshotIdentifier="cs1",
+                                             Engine="aurora-postgresql")["DBCluster"]
+    eq(c["Status"], "creating", "cluster restore response")
+    seen = [rds.describe_db_clusters(DBClusterIdentifier="cl1-new")["DBClusters"][0]["Status"] for _ in range(2)]
+    eq(seen, ["creating", "available"], "cluster restore progress")
+    try:
+        rds.modify_db_cluster(DBClusterIdentifier="cl1", NewDBClusterIdentifier="cl1-new", ApplyImmediately=True)
+        raise AssertionError("a taken cluster name was accepted")
+    except ClientError as e:
+        eq(e.response["Error"]["Code"], "DBClusterAlreadyExistsFault", "taken cluster name")
+    before = rds.describe_db_clusters(DBClusterIdentifier="cl1")["DBClusters"][0]["Endpoint"]
+    m = rds.modify_db_cluster(DBClusterIdentifier="cl1", NewDBClusterIdentifier="cl1-old", ApplyImmediately=True)
+    eq(m["DBCluster"]["Status"], "renaming", "cluster rename response")
+    try:
+        rds.modify_db_cluster(DBClusterIdentifier="cl1-old", NewDBClusterIdentifier="cl1-x", ApplyImmediately=True)
+        raise AssertionError("a renaming cluster was modified")
+    except ClientError as e:
+        eq(e.response["Error"]["Code"], "InvalidDBClusterStateFault", "modify while renaming")
+    seen = [rds.describe_db_clusters(DBClusterIdentifier="cl1-old")["DBClusters"][0] for _ in range(2)]
+    eq([x["Status"] for x in seen], ["renaming", "available"], "cluster rename progress")
+    assert seen[-1]["Endpoint"] != before, seen
+    inst = rds.describe_db_instances(DBInstanceIdentifier="cl1-1")["DBInstances"][0]
+    eq(inst["DBClusterIdentifier"], "cl1-old", "the instance follows its cluster's rename")
+    rds.describe_db_clusters(DBClusterIdentifier="cl1-new")
+    rds.modify_db_cluster(DBClusterIdentifier="cl1-new", NewDBClusterIdentifier="cl1", ApplyImmediately=True)
+    rds.describe_db_clusters(DBClusterIdentifier="cl1")
+    eq(rds.describe_db_clusters(DBClusterIdentifier="cl1")["DBClusters"][0]["Endpoint"], before,
+       "another cluster under the name has the name's address")
+    ids = {d["DbiResourceId"] for d in rds.describe_db_instances()["DBInstances"]}
+    eq(len(ids), len(rds.describe_db_instances()["DBInstances"]), "every instance its own DbiResourceId")
+
+
 # ----------------------------------------------------------------------------- CloudWatch
 def signed(service: str, body: bytes, headers: dict, path: str = "/"):
     req = botocore.awsrequest.AWSRequest(method="POST", url=URL + path, data=body, headers=headers)

@@ -605,6 +605,7 @@ def refusal(req: Any, body: bytes, account: str, decode_cbor) -> Refusal | None:
         for fn in RULES.get((service, req.operation), []):
             fn(params, ctx)
     except Refusal as r:
+        print(f"strict: refused {service} {req.operation}: {r.code}: {r.message}", file=sys.stderr, flush=True)
         STATS["refused"] += 1
         STATS["semantic"] = STATS["refused"] - STATS["validation"]
         return r

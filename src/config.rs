@@ -57,6 +57,8 @@ struct EnvRaw {
     url: Option<String>,
     image_repository: Option<String>,
     image_tag: Option<String>,
+    /// The bound on every wait as a duration (`"90s"`, `"5m"`); or `timeout-minutes`, not both.
+    timeout: Option<String>,
     timeout_minutes: Option<u64>,
     /// Another environment whose successful deployment of the same version must exist first (issue 6 gate).
     requires: Option<String>,
@@ -217,8 +219,14 @@ pub struct DrainConfig {
     pub threshold: u64,
     #[serde(default = "default_window")]
     pub window_seconds: u64,
-    #[serde(default = "default_drain_timeout")]
-    pub timeout_minutes: u64,
+    /// The bound on the wait as a duration (`"90s"`, `"5m"`), or `timeout-minutes`; not both (default 10 minutes).
+    #[serde(
+        default,
+        deserialize_with = "timeout_value",
+        serialize_with = "human_duration"
+    )]
+    pub timeout: Option<std::time::Duration>,
+    pub timeout_minutes: Option<u64>,
     #[serde(default)]
     pub skip: bool,
 }
@@ -231,8 +239,14 @@ pub struct SettleConfig {
     pub cpu_threshold: u64,
     #[serde(default = "default_window")]
     pub window_seconds: u64,
-    #[serde(default = "default_drain_timeout")]
-    pub timeout_minutes: u64,
+    /// The bound on the wait as a duration (`"90s"`, `"5m"`), or `timeout-minutes`; not both (default 10 minutes).
+    #[serde(
+        default,
+        deserialize_with = "timeout_value",
+        serialize_with = "human_duration"
+    )]
+    pub timeout: Option<std::time::Duration>,
+    pub timeout_minutes: Option<u64>,
     #[serde(default)]
     pub skip: bool,
 }
@@ -249,8 +263,45 @@ fn default_content_type() -> String {
 fn default_window() -> u64 {
     60
 }
-fn default_drain_timeout() -> u64 {
-    10
+/// The bound of a drain or settle wait: `timeout`, else `timeout-minutes`, else 10 minutes.
+fn wait_bound(timeout: Option<std::time::Duration>, minutes: Option<u64>) -> std::time::Duration {
+    timeout.unwrap_or(std::time::Duration::from_secs(minutes.unwrap_or(10) * 60))
+}
+
+impl DrainConfig {
+    pub fn bound(&self) -> std::time::Duration {
+        wait_bound(self.timeout, self.timeout_minutes)
+    }
+}
+
+impl SettleConfig {
+    pub fn bound(&self) -> std::time::Duration {
+        wait_bound(self.timeout, self.timeout_minutes)
+    }
+}
+
+/// `key` holds `timeout` or `timeout-minutes`, not both, and no zero minutes.
+fn one_bound(
+    key: &str,
+    timeout: Option<std::time::Duration>,
+    minutes: Option<u64>,
+) -> Result<(), String> {
+    match (timeout, minutes) {
+        (Some(_), Some(_)) => Err(format!(
+            "{key}: both `timeout` and `timeout-minutes` are set; keep one"
+        )),
+        (None, Some(0)) => Err(format!("{key}.timeout-minutes: 0; use at least 1")),
+        _ => Ok(()),
+    }
+}
+
+fn timeout_value<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<std::time::Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_timeout(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 fn default_cpu_threshold() -> u64 {
     30
@@ -270,7 +321,9 @@ pub struct Environment {
     pub region: String,
     pub cluster: String,
     pub url: Option<String>,
-    pub timeout_minutes: Option<u64>,
+    /// `timeout` or `timeout-minutes`: the bound on every wait of a phase, unless an input sets one.
+    #[serde(serialize_with = "human_duration")]
+    pub timeout: Option<std::time::Duration>,
     pub requires: Option<String>,
     /// SSM parameter path (`/app/stage/`): every parameter under it (recursively) becomes a `secrets` entry
     /// `{name: <last path segment>, valueFrom: <parameter ARN>}` of the configured containers on deploy.
@@ -514,6 +567,10 @@ impl Config {
                 UsageError::new(format!("config file {file}: environments.{name}: {why}"))
             })?;
             let mut merged = raw.defaults.clone().unwrap_or_default();
+            // An environment's own bound replaces the defaults' one, whichever of the two keys either uses.
+            if TIMEOUT_KEYS.iter().any(|k| table.contains_key(*k)) {
+                TIMEOUT_KEYS.iter().for_each(|k| drop(merged.remove(*k)));
+            }
             deep_merge(&mut merged, table.clone());
             // Shared settings in [defaults.maintenance] / [defaults.database] apply only to environments that name
             // their own listener / database; they do not switch those features on everywhere.
@@ -571,7 +628,6 @@ impl Environment {
     }
 }
 
-/// Environment names become parts of GitHub environment names, snapshot names and tags.
 /// `database.settle`: a CPU percentage, a window CloudWatch can answer (its RDS metrics are per minute), a timeout.
 fn check_settle(s: &SettleConfig, key: &str) -> Result<(), String> {
     if s.cpu_threshold > 100 {
@@ -586,21 +642,24 @@ fn check_settle(s: &SettleConfig, key: &str) -> Result<(), String> {
             s.window_seconds
         ));
     }
-    if !(1..=120).contains(&s.timeout_minutes) {
+    let bound = s.bound();
+    if bound > std::time::Duration::from_secs(120 * 60) {
         return Err(format!(
-            "{key}.timeout-minutes: {} is outside 1..120; the settle wait must be bounded",
-            s.timeout_minutes
+            "{key}: a timeout of {} is over 2h; the settle wait runs inside the migrate phase, so use at most 120 minutes",
+            crate::wait::human(bound)
         ));
     }
-    if s.timeout_minutes * 60 < s.window_seconds {
+    if bound.as_secs() < s.window_seconds {
         return Err(format!(
-            "{key}.timeout-minutes: {}m is shorter than window-seconds ({}s), so the wait could never succeed; raise timeout-minutes",
-            s.timeout_minutes, s.window_seconds
+            "{key}: the timeout ({}) is shorter than window-seconds ({}s), so the wait could never succeed; raise timeout (or timeout-minutes)",
+            crate::wait::human(bound),
+            s.window_seconds
         ));
     }
     Ok(())
 }
 
+/// Environment names become parts of GitHub environment names, snapshot names and tags.
 pub fn validate_env_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
         && name.len() <= 40
@@ -713,6 +772,33 @@ fn toml_error(
         "; fix the TOML at that place"
     };
     UsageError::new(format!("{what}: {key}{message}{line}{fix}"))
+}
+
+/// The two spellings of an environment's bound on waiting.
+const TIMEOUT_KEYS: [&str; 2] = ["timeout", "timeout-minutes"];
+
+/// A bound on waiting (`timeout` in the config and the inputs): `90s`, `5m`, `1h 30m`, from one second to a day.
+/// A unit is required (a bare number is `timeout-minutes`' job). `Err` is the reason, for the caller to name the key.
+pub fn parse_timeout(v: &str) -> Result<std::time::Duration, String> {
+    const DAY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+    let v = v.trim();
+    match humantime::parse_duration(v) {
+        Ok(d) if d >= std::time::Duration::from_secs(1) && d <= DAY => Ok(d),
+        Ok(_) => Err(format!("{v:?} is not from 1s to 24h")),
+        Err(_) => Err(format!(
+            "{v:?} is not a duration; use e.g. \"90s\", \"5m\" or \"1h 30m\""
+        )),
+    }
+}
+
+fn human_duration<S: serde::Serializer>(
+    d: &Option<std::time::Duration>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 /// Tables merge key by key (so `[defaults.maintenance]` can hold the response and each environment its listener);
@@ -878,6 +964,13 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
                     "{key}.snapshot-name: {snapshot_name:?} would give every snapshot the same name; include {{version}}, {{time}} or {{run}}"
                 ));
             }
+            if let Some(settle) = &d.settle {
+                one_bound(
+                    &format!("{key}.settle"),
+                    settle.timeout,
+                    settle.timeout_minutes,
+                )?;
+            }
             if d.snapshot_retention == Some(0) {
                 return Err(format!("{key}.snapshot-retention: 0 would delete every snapshot; use at least 1, or remove the key to keep all"));
             }
@@ -949,6 +1042,13 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
                     body: "<h1>Down for maintenance</h1><p>We will be back shortly.</p>".into(),
                 }),
             };
+            if let Some(drain) = &m.drain {
+                one_bound(
+                    &format!("{key}.drain"),
+                    drain.timeout,
+                    drain.timeout_minutes,
+                )?;
+            }
             Some(Maintenance {
                 listener_arn,
                 response,
@@ -966,9 +1066,17 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
     if let Some(path) = &raw.ssm_path {
         validate_ssm_path(path).map_err(|why| format!("{p}.ssm-path: {why}"))?;
     }
-    if raw.timeout_minutes == Some(0) {
-        return Err(format!("{p}.timeout-minutes: 0; use at least 1"));
-    }
+    let timeout = match (raw.timeout.as_deref(), raw.timeout_minutes) {
+        (Some(_), Some(_)) => {
+            return Err(format!(
+            "{p}: both `timeout` and `timeout-minutes` are set (here or in [defaults]); keep one"
+        ))
+        }
+        (Some(t), None) => Some(parse_timeout(t).map_err(|why| format!("{p}.timeout: {why}"))?),
+        (None, Some(0)) => return Err(format!("{p}.timeout-minutes: 0; use at least 1")),
+        (None, Some(m)) => Some(std::time::Duration::from_secs(m * 60)),
+        (None, None) => None,
+    };
     let freeze = match raw.freeze {
         Some(f) => freeze(&format!("{p}.freeze"), f)?,
         None => Freeze::default(),
@@ -1021,7 +1129,7 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         region,
         cluster,
         url: raw.url,
-        timeout_minutes: raw.timeout_minutes,
+        timeout,
         requires: raw.requires,
         ssm_path: raw.ssm_path,
         freeze,
@@ -1410,6 +1518,71 @@ cluster = "aurora-prod"
             prod.maintenance.is_none(),
             "defaults.maintenance alone has no listener and must not leak in"
         );
+    }
+
+    #[test]
+    fn timeouts_are_durations_or_minutes_and_an_environment_s_own_wins() {
+        use std::time::Duration;
+        let with = |defaults: &str, stage: &str| {
+            GOOD.replace("[defaults]\n", &format!("[defaults]\n{defaults}\n"))
+                .replace(
+                    "[environments.stage]\n",
+                    &format!("[environments.stage]\n{stage}\n"),
+                )
+        };
+        let timeout =
+            |text: String, env: &str| parse(&text).unwrap().environment(env).unwrap().timeout;
+        assert_eq!(
+            timeout(with("", "timeout = \"90s\""), "stage"),
+            Some(Duration::from_secs(90))
+        );
+        assert_eq!(
+            timeout(with("timeout-minutes = 5", ""), "prod"),
+            Some(Duration::from_secs(300))
+        );
+        // The environment's own bound replaces the defaults', whichever key each uses.
+        let text = with("timeout-minutes = 5", "timeout = \"1h 30m\"");
+        assert_eq!(
+            timeout(text.clone(), "stage"),
+            Some(Duration::from_secs(5400))
+        );
+        assert_eq!(timeout(text, "prod"), Some(Duration::from_secs(300)));
+        assert_eq!(timeout(GOOD.to_string(), "stage"), None);
+        let drain = GOOD.replace(
+            "listener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123:listener/app/lb/1/2\"",
+            "listener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123:listener/app/lb/1/2\"\ndrain = { timeout = \"45s\" }",
+        );
+        let c = parse(&drain).unwrap();
+        let m = c.environment("stage").unwrap().maintenance.clone().unwrap();
+        assert_eq!(m.drain.unwrap().bound(), Duration::from_secs(45));
+        for (text, needle) in [
+            (
+                with("", "timeout = \"90\""),
+                "environments.stage.timeout: \"90\" is not a duration",
+            ),
+            (
+                with("", "timeout = \"0s\""),
+                "environments.stage.timeout: \"0s\" is not from 1s to 24h",
+            ),
+            (
+                with("", "timeout = \"5m\"\ntimeout-minutes = 5"),
+                "both `timeout` and `timeout-minutes`",
+            ),
+            (
+                drain.replace(
+                    "timeout = \"45s\"",
+                    "timeout = \"45s\", timeout-minutes = 1",
+                ),
+                "environments.stage.maintenance.drain: both `timeout` and `timeout-minutes`",
+            ),
+            (
+                drain.replace("\"45s\"", "\"soon\""),
+                "\"soon\" is not a duration",
+            ),
+        ] {
+            let e = parse(&text).unwrap_err();
+            assert!(e.contains(needle), "{needle}: {e}");
+        }
     }
 
     #[test]

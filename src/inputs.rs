@@ -35,6 +35,7 @@ pub struct RawInputs {
     pub state: Option<String>,
     pub config: Option<String>,
     pub dry_run: Option<String>,
+    pub timeout: Option<String>,
     pub timeout_minutes: Option<String>,
     pub github_token: Option<String>,
     pub output: Option<String>,
@@ -58,6 +59,10 @@ pub struct RawInputs {
     pub wait_for_images: Option<String>,
     /// `iam-policy`: the phase whose policy to print (all when unset).
     pub policy_phase: Option<String>,
+    /// `restore`: the snapshot to restore.
+    pub snapshot_id: Option<String>,
+    /// `restore`: accept a snapshot this action did not make.
+    pub allow_foreign_snapshot: Option<String>,
 }
 
 macro_rules! merge_fields {
@@ -89,6 +94,7 @@ impl RawInputs {
             state,
             config,
             dry_run,
+            timeout,
             timeout_minutes,
             github_token,
             output,
@@ -109,7 +115,9 @@ impl RawInputs {
             pr_number,
             github_deployments,
             wait_for_images,
-            policy_phase
+            policy_phase,
+            snapshot_id,
+            allow_foreign_snapshot
         )
     }
 
@@ -180,6 +188,7 @@ pub enum Phase {
     State,
     Snapshot,
     Migrate,
+    Restore,
     Deploy,
     Rollback,
     Run,
@@ -209,6 +218,7 @@ impl Phase {
             Phase::State => "state",
             Phase::Snapshot => "snapshot",
             Phase::Migrate => "migrate",
+            Phase::Restore => "restore",
             Phase::Deploy => "deploy",
             Phase::Rollback => "rollback",
             Phase::Run => "run",
@@ -249,6 +259,8 @@ pub enum Command {
     Snapshot(SnapshotArgs),
     /// Run the database migration task for a version, after checking for a fresh snapshot.
     Migrate(MigrateArgs),
+    /// Bring the database back from a snapshot under the same name and endpoint, keeping the original.
+    Restore(RestoreArgs),
     /// Deploy a version to every core service and wait until ECS completes the roll-out.
     Deploy(DeployArgs),
     /// Roll every core service back to its last known-good revision or to a named version.
@@ -274,7 +286,10 @@ pub struct CommonArgs {
     /// Print what would change and change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Bound on every wait of the phase, in minutes [default: from config, else 30].
+    /// Bound on every wait of the phase, as a duration: 90s, 5m, 1h 30m [default: from config, else 30m].
+    #[arg(long)]
+    pub timeout: Option<String>,
+    /// Bound on every wait of the phase, in minutes (or --timeout; not both).
     #[arg(long)]
     pub timeout_minutes: Option<u64>,
     /// text for people, json for machines.
@@ -365,6 +380,23 @@ pub struct MigrateArgs {
     pub allow_without_snapshot: bool,
     #[command(flatten)]
     pub maintenance: MaintenanceArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+    /// The snapshot to restore.
+    #[arg(long)]
+    pub snapshot_id: Option<String>,
+    /// Or: restore the newest snapshot this action took for this version in this environment.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Accept a snapshot this action did not make.
+    #[arg(long)]
+    pub allow_foreign_snapshot: bool,
 }
 
 #[derive(Debug, Args)]
@@ -484,6 +516,7 @@ impl CommonArgs {
             environment: s(&self.environment),
             config: self.config.as_ref().map(|p| p.display().to_string()),
             dry_run: flag(self.dry_run),
+            timeout: s(&self.timeout),
             timeout_minutes: self.timeout_minutes.map(|n| n.to_string()),
             output: self.output.map(|o| format!("{o:?}").to_lowercase()),
             ..RawInputs::default()
@@ -515,6 +548,7 @@ impl Command {
             Command::State(a) => Some(&a.release),
             Command::Snapshot(a) => Some(&a.release),
             Command::Migrate(a) => Some(&a.release),
+            Command::Restore(a) => Some(&a.release),
             Command::Deploy(a) => Some(&a.release),
             Command::Rollback(a) => Some(&a.release),
             Command::Run(a) => Some(&a.release),
@@ -544,6 +578,12 @@ impl Command {
                 a.maintenance.fill(&mut r);
                 r
             }
+            Command::Restore(a) => RawInputs {
+                snapshot_id: s(&a.snapshot_id),
+                version: s(&a.version),
+                allow_foreign_snapshot: flag(a.allow_foreign_snapshot),
+                ..a.common.raw("restore")
+            },
             Command::Deploy(a) => {
                 let mut r = a.common.raw("deploy");
                 r.version = s(&a.version);
@@ -675,6 +715,19 @@ pub struct Common {
     pub wait_for_images: Duration,
 }
 
+impl Common {
+    /// The environment's database, or a usage error naming the config key (phases snapshot and migrate).
+    pub fn required_database(&self, phase: &str) -> Result<crate::config::Database, UsageError> {
+        let env = &self.environment.name;
+        self.environment.database.clone().ok_or_else(|| {
+            UsageError::new(format!(
+                "config file {}: environments.{env}.database: missing; phase {phase} needs it: add [environments.{env}.database] with `instance = \"<RDS instance id>\"` or `cluster = \"<Aurora cluster id>\"`",
+                self.config_path.display()
+            ))
+        })
+    }
+}
+
 impl Invocation {
     /// CLI flags over `INPUT_*` variables. `cli` is `None` when no subcommand was given (the Action front end).
     pub fn resolve(
@@ -726,30 +779,46 @@ impl Invocation {
         let config = Config::load(&config_path)?;
         let environment = config.environment(name)?.clone();
         let dry_run = parse_bool("dry-run", self.raw.dry_run.as_deref(), false)?;
-        let minutes = parse_u64(
-            "timeout-minutes",
-            self.raw.timeout_minutes.as_deref(),
-            1..=1440,
-        )?
-        .or(environment.timeout_minutes)
-        .unwrap_or(DEFAULT_TIMEOUT_MINUTES);
+        let timeout = self
+            .timeout()?
+            .or(environment.timeout)
+            .unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT_MINUTES * 60));
         let wait_for_images =
             parse_duration("wait-for-images", self.raw.wait_for_images.as_deref())?
                 .unwrap_or(Duration::ZERO);
-        if wait_for_images > Duration::from_secs(minutes * 60) {
+        if wait_for_images > timeout {
             return Err(UsageError::new(format!(
-                "input `wait-for-images`: {} is longer than the phase's timeout ({minutes}m); lower it or raise timeout-minutes",
-                crate::wait::human(wait_for_images)
+                "input `wait-for-images`: {} is longer than the phase's timeout ({}); lower it or raise timeout-minutes",
+                crate::wait::human(wait_for_images),
+                crate::wait::human(timeout)
             )));
         }
         Ok(Common {
             environment,
             config_path,
             dry_run,
-            timeout: Duration::from_secs(minutes * 60),
+            timeout,
             output,
             wait_for_images,
         })
+    }
+
+    /// The `timeout` input (a duration) or the `timeout-minutes` input, not both; `None` when neither is set.
+    pub fn timeout(&self) -> Result<Option<Duration>, UsageError> {
+        let minutes = parse_u64(
+            "timeout-minutes",
+            self.raw.timeout_minutes.as_deref(),
+            1..=1440,
+        )?;
+        match (self.raw.timeout.as_deref(), minutes) {
+            (Some(_), Some(_)) => Err(UsageError::new(
+                "input `timeout`: set together with `timeout-minutes`; give one of them (timeout: 90s, 5m or 1h 30m)",
+            )),
+            (Some(t), None) => crate::config::parse_timeout(t)
+                .map(Some)
+                .map_err(|why| UsageError::new(format!("input `timeout`: {why}"))),
+            (None, m) => Ok(m.map(|m| Duration::from_secs(m * 60))),
+        }
     }
 
     /// The `version` input, required.
@@ -847,6 +916,52 @@ mod tests {
             Some(Duration::from_secs(5400))
         );
         assert!(parse_duration("max-snapshot-age", Some("soon")).is_err());
+    }
+
+    #[test]
+    fn timeout_takes_a_duration_or_minutes_but_not_both() {
+        let timeout = |pairs: &[(&str, &str)]| {
+            let mut all = vec![("PHASE", "status")];
+            all.extend_from_slice(pairs);
+            Invocation::resolve(None, env_inputs(&all), GithubEnv::default())
+                .unwrap()
+                .timeout()
+        };
+        let secs = |n| Ok(Some(Duration::from_secs(n)));
+        assert_eq!(
+            timeout(&[("TIMEOUT", "90s")]).map_err(|e| e.to_string()),
+            secs(90)
+        );
+        assert_eq!(
+            timeout(&[("TIMEOUT", "1h 30m")]).map_err(|e| e.to_string()),
+            secs(5400)
+        );
+        assert_eq!(
+            timeout(&[("TIMEOUT-MINUTES", "5")]).map_err(|e| e.to_string()),
+            secs(300)
+        );
+        assert_eq!(timeout(&[]).map_err(|e| e.to_string()), Ok(None));
+        for (pairs, needle) in [
+            (
+                &[("TIMEOUT", "90")][..],
+                "input `timeout`: \"90\" is not a duration",
+            ),
+            (
+                &[("TIMEOUT", "0s")][..],
+                "input `timeout`: \"0s\" is not from 1s to 24h",
+            ),
+            (
+                &[("TIMEOUT", "2d")][..],
+                "input `timeout`: \"2d\" is not from 1s to 24h",
+            ),
+            (
+                &[("TIMEOUT", "5m"), ("TIMEOUT-MINUTES", "5")][..],
+                "give one of them",
+            ),
+        ] {
+            let e = timeout(pairs).unwrap_err().to_string();
+            assert!(e.contains(needle), "{pairs:?}: {e}");
+        }
     }
 
     #[test]

@@ -1,16 +1,18 @@
 //! Parse inputs, start logging, dispatch one phase, emit its outcome. Nothing else lives here.
 
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Parser;
+
 use deploy_action::domain::state_now;
 use deploy_action::error::{exit, UsageError};
 use deploy_action::github::runner::Outcome;
 use deploy_action::github::runner::Runner;
 use deploy_action::inputs::{Cli, Common, GithubEnv, Invocation, Phase, RawInputs};
-use deploy_action::phases::{self, Ctx};
-use deploy_action::wait::WaitError;
+use deploy_action::phases::{self, Ctx, Recorded};
+use deploy_action::wait::{Pace, WaitError};
 use deploy_action::wrapper;
 use deploy_action::{aws, log};
 use tokio_util::sync::CancellationToken;
@@ -67,6 +69,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         return emit(runner, inv.phase, &phases::iam_policy::run(inv)?);
     }
     let common = inv.common()?;
+    let pace = Pace::from_env()?;
     let cancel = CancellationToken::new();
     watch_signals(cancel.clone());
     let ctx = Ctx {
@@ -75,18 +78,30 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         cancel,
         deadline: tokio::time::Instant::now() + common.timeout,
         dry_run: common.dry_run,
+        pace,
     };
     // Every phase: validate its inputs (no AWS call yet), build only its clients, run, emit. Phases that change the
     // environment run inside `wrapper::around`: gates and the GitHub deployment record first, status after.
     macro_rules! phase {
         ($m:ident) => {{
             let req = phases::$m::Request::from_invocation(inv, &common)?;
+            let subject = req.subject(&common);
+            let started = AtomicBool::new(false);
             let run = async {
+                started.store(true, Ordering::Relaxed);
                 let sdk = aws::sdk_config(&common.environment.region).await;
                 phases::$m::run(&req, &phases::$m::Clients::new(&sdk), &ctx).await
             };
-            let out = wrapper::around(inv, &common, &ctx, run).await;
-            finish(runner, inv, &common, &ctx, out).await
+            let out = wrapper::around(inv, &common, &ctx, subject, run).await;
+            finish(
+                runner,
+                inv,
+                &common,
+                &ctx,
+                out,
+                started.load(Ordering::Relaxed),
+            )
+            .await
         }};
     }
     match inv.phase {
@@ -94,6 +109,7 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
         Phase::State => phase!(state),
         Phase::Snapshot => phase!(snapshot),
         Phase::Migrate => phase!(migrate),
+        Phase::Restore => phase!(restore),
         Phase::Deploy => phase!(deploy),
         Phase::Rollback => phase!(rollback),
         Phase::Run => phase!(run),
@@ -104,26 +120,30 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
             let sdk = aws::sdk_config(&common.environment.region).await;
             let clients = phases::preview::Clients::new(&sdk);
             let checked = phases::preview::check(&req, &clients).await?;
+            let subject = req.subject(&common);
             let run = phases::preview::run(&req, &clients, &ctx, checked);
-            let out = wrapper::around(inv, &common, &ctx, run).await?;
+            let out = wrapper::around(inv, &common, &ctx, subject, run).await?;
             emit(runner, inv.phase, &out)
         }
         Phase::CheckConfig | Phase::IamPolicy => unreachable!("handled above"),
     }
 }
 
-/// Emits the outcome; a failure (not bad input, not a dry run) ends with the "state now" block, printed last.
+/// Emits the outcome; a failure of a phase that started (not bad input, not a gate's refusal, not a dry run) ends
+/// with the "state now" block, printed last. A refusal before the phase changed nothing and reads nothing of AWS.
 async fn finish<O: Outcome>(
     runner: &Runner,
     inv: &Invocation,
     common: &Common,
     ctx: &Ctx,
     result: anyhow::Result<O>,
+    started: bool,
 ) -> anyhow::Result<u8> {
-    let failed = match &result {
-        Ok(out) => !out.ok(),
-        Err(e) => !e.chain().any(|c| c.is::<UsageError>()),
-    };
+    let failed = started
+        && match &result {
+            Ok(out) => !out.ok(),
+            Err(e) => !e.chain().any(|c| c.is::<UsageError>()),
+        };
     if !failed || ctx.dry_run || !state_now::applies(inv.phase) {
         return emit(runner, inv.phase, &result?);
     }

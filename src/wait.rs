@@ -63,6 +63,94 @@ impl Backoff {
     }
 }
 
+/// How often waits look again, as a multiple of the intervals written in the code: [`Pace::AWS`] in a real run; a
+/// run against the local AWS, where everything settles in moments, polls at a fraction of them
+/// (`DEPLOY_ACTION_POLL_SCALE=0.1`). Held in the run context ([`crate::phases::Ctx`]), so every wait of a run
+/// keeps one pace.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace(f64);
+
+impl Pace {
+    /// The intervals as written: AWS's pace.
+    pub const AWS: Pace = Pace(1.0);
+    /// The variable that sets it.
+    pub const VAR: &'static str = "DEPLOY_ACTION_POLL_SCALE";
+
+    /// From [`Pace::VAR`] (unset: [`Pace::AWS`]); a number from 0.01 to 10.
+    pub fn from_env() -> Result<Pace, crate::error::UsageError> {
+        match std::env::var(Self::VAR) {
+            Err(_) => Ok(Pace::AWS),
+            Ok(v) => Pace::parse(&v),
+        }
+    }
+
+    pub fn parse(v: &str) -> Result<Pace, crate::error::UsageError> {
+        match v.trim().parse::<f64>() {
+            Ok(f) if (0.01..=10.0).contains(&f) => Ok(Pace(f)),
+            _ => Err(crate::error::UsageError::new(format!(
+                "{}: {v:?} is not a number from 0.01 to 10 (the fraction of the normal poll intervals); unset it for the normal pace",
+                Self::VAR
+            ))),
+        }
+    }
+
+    /// `backoff` at this pace.
+    pub fn of(self, backoff: Backoff) -> Backoff {
+        Backoff {
+            first: backoff.first.mul_f64(self.0),
+            max: backoff.max.mul_f64(self.0),
+        }
+    }
+}
+
+/// When a wait is expected to end (a roll-out that usually takes as long as this service's last ones): look rarely
+/// before then, often around it, and as the [`Backoff`] says after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expected {
+    /// When the wait is expected to end, counted from its start.
+    pub after: Duration,
+}
+
+impl Expected {
+    /// Between looks inside the window around the expected end.
+    pub const FINE: Duration = Duration::from_millis(500);
+    /// The longest sleep before the window: an early failure is still seen within this.
+    pub const RARE: Duration = Duration::from_secs(10);
+
+    /// Half the width of the window of fine looks: a twentieth of the expected duration, at least [`Expected::FINE`].
+    pub fn half_window(&self) -> Duration {
+        (self.after / 20).max(Expected::FINE)
+    }
+
+    /// Pure: how long to wait before the first look. A wait that cannot end before the window opens does not look
+    /// at once (the look could only say "not yet"); it looks when the window opens, or after [`Expected::RARE`].
+    pub fn first_sleep(expected: Option<Expected>) -> Duration {
+        match expected {
+            Some(e) => e.after.saturating_sub(e.half_window()).min(Expected::RARE),
+            None => Duration::ZERO,
+        }
+    }
+}
+
+/// Pure: how long to sleep after a look made `elapsed` into the wait. `interval` is what the backoff would sleep;
+/// without an expected end it is the answer. With one: before the window around the expected end, sleep until the
+/// window opens but never longer than [`Expected::RARE`]; inside it, [`Expected::FINE`]; after it (the wait runs
+/// late), the backoff.
+pub fn next_sleep(elapsed: Duration, interval: Duration, expected: Option<Expected>) -> Duration {
+    let Some(e) = expected else {
+        return interval;
+    };
+    let opens = e.after.saturating_sub(e.half_window());
+    let closes = e.after + e.half_window();
+    if elapsed < opens {
+        (opens - elapsed).min(Expected::RARE)
+    } else if elapsed < closes {
+        Expected::FINE
+    } else {
+        interval
+    }
+}
+
 /// A bounded wait.
 #[derive(Debug, Clone)]
 pub struct Poller {
@@ -70,6 +158,8 @@ pub struct Poller {
     pub backoff: Backoff,
     pub deadline: Instant,
     pub cancel: CancellationToken,
+    /// When the wait is expected to end, if that can be estimated: spaces the looks (see [`next_sleep`]).
+    pub expected: Option<Expected>,
 }
 
 impl Poller {
@@ -84,7 +174,14 @@ impl Poller {
             backoff,
             deadline,
             cancel,
+            expected: None,
         }
+    }
+
+    /// The same wait, its looks spaced around `expected` (see [`next_sleep`]).
+    pub fn expecting(mut self, expected: Option<Expected>) -> Poller {
+        self.expected = expected;
+        self
     }
 
     /// Calls `check` until it is done, the deadline passes, or the run is cancelled. Transient AWS errors
@@ -99,6 +196,13 @@ impl Poller {
         let mut interval = self.backoff.first;
         let mut last = String::from("nothing yet");
         let mut last_error: Option<String> = None;
+        let first = Expected::first_sleep(self.expected);
+        if !first.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep_until((start + first).min(self.deadline)) => {}
+                _ = self.cancel.cancelled() => {}
+            }
+        }
         loop {
             if self.cancel.is_cancelled() {
                 return Err(WaitError::Cancelled {
@@ -108,9 +212,10 @@ impl Poller {
                 });
             }
             let result = check().await;
+            let paced = next_sleep(start.elapsed(), interval, self.expected);
             let cap = match &result {
-                Ok(Check::PendingUntil { within, .. }) => (*within).min(interval),
-                _ => interval,
+                Ok(Check::PendingUntil { within, .. }) => (*within).min(paced),
+                _ => paced,
             };
             match result {
                 Ok(Check::Done(v)) => return Ok(v),
@@ -165,6 +270,89 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    /// The looks a wait makes (ms from its start) until `done_at`, per [`Expected::first_sleep`] and [`next_sleep`]
+    /// with the FAST backoff: the poller's schedule, without a clock.
+    fn looks(expected: Option<Expected>, done_at: Duration) -> Vec<u128> {
+        let mut t = Expected::first_sleep(expected);
+        let mut interval = Backoff::FAST.first;
+        let mut out = vec![];
+        loop {
+            out.push(t.as_millis());
+            if t >= done_at || out.len() > 50 {
+                return out;
+            }
+            t += next_sleep(t, interval, expected);
+            interval = Backoff::FAST.next(interval);
+        }
+    }
+
+    #[test]
+    fn paced_looks_are_rare_before_the_expected_end_and_fine_around_it() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let fast = s(3);
+        let exp = |secs| Some(Expected { after: s(secs) });
+        // (elapsed, expected, sleep)
+        let cases = [
+            // No estimate: the backoff decides.
+            (ms(0), None, fast),
+            // 20 s expected: window 19–21 s; before it at most 10 s, landing on its start.
+            (ms(0), exp(20), s(10)),
+            (s(10), exp(20), s(9)),
+            (s(19), exp(20), Expected::FINE),
+            (ms(20_900), exp(20), Expected::FINE),
+            (s(21), exp(20), fast),
+            // 4 min expected: window ±12 s.
+            (s(200), exp(240), s(10)),
+            (s(225), exp(240), s(3)),
+            (s(228), exp(240), Expected::FINE),
+            (s(252), exp(240), fast),
+            // 3 s expected: window 2.5–3.5 s.
+            (ms(2_000), exp(3), ms(500)),
+            (ms(2_500), exp(3), Expected::FINE),
+            (ms(3_500), exp(3), fast),
+            // An instant roll-out: the window starts at once.
+            (ms(0), exp(0), Expected::FINE),
+            (s(1), exp(0), fast),
+        ];
+        for (elapsed, expected, want) in cases {
+            assert_eq!(
+                next_sleep(elapsed, fast, expected),
+                want,
+                "{elapsed:?} {expected:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_schedule_of_looks_around_the_expected_end() {
+        let s = Duration::from_secs;
+        let exp = |secs| Some(Expected { after: s(secs) });
+        // No look at once (it could only say "not yet"), one after 10 s (an early failure), then around 20 s.
+        assert_eq!(looks(exp(20), s(20)), vec![10_000, 19_000, 19_500, 20_000]);
+        // Three services that settle at 3 s: two looks.
+        assert_eq!(looks(exp(3), s(3)), vec![2_500, 3_000]);
+        // An instant roll-out: one look, at once.
+        assert_eq!(looks(exp(0), s(0)), vec![0]);
+        // Without history: 1 s, then backing off to 3 s (a 20-s roll-out is seen up to 3 s late).
+        assert_eq!(
+            looks(None, s(20)),
+            vec![0, 1_000, 2_500, 4_750, 7_750, 10_750, 13_750, 16_750, 19_750, 22_750]
+        );
+        // Later than expected: fine looks through the window, then the backoff (grown meanwhile: 2.25 s, 3 s).
+        assert_eq!(looks(exp(3), s(6)), vec![2_500, 3_000, 3_500, 5_750, 8_750]);
+    }
+
+    #[test]
+    fn the_first_look_waits_for_the_window_when_the_end_is_known() {
+        let s = Duration::from_secs;
+        let exp = |secs| Some(Expected { after: s(secs) });
+        assert_eq!(Expected::first_sleep(None), Duration::ZERO);
+        assert_eq!(Expected::first_sleep(exp(0)), Duration::ZERO);
+        assert_eq!(Expected::first_sleep(exp(3)), Duration::from_millis(2_500));
+        assert_eq!(Expected::first_sleep(exp(240)), Expected::RARE);
+    }
+
     fn poller(deadline_in: Duration) -> Poller {
         Poller::new(
             "thing",
@@ -177,7 +365,7 @@ mod tests {
         )
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn returns_when_done() {
         let n = AtomicU32::new(0);
         let v = poller(Duration::from_secs(5))
@@ -194,7 +382,7 @@ mod tests {
         assert_eq!(v, 3);
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn times_out_with_the_last_progress() {
         let e = poller(Duration::from_millis(100))
             .run(|| async { Ok::<_, anyhow::Error>(Check::<()>::Pending("2 of 3 running".into())) })
@@ -206,7 +394,7 @@ mod tests {
         }
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn transient_errors_are_polled_through_and_others_end_the_wait() {
         let n = AtomicU32::new(0);
         let v = poller(Duration::from_secs(5))
@@ -234,7 +422,7 @@ mod tests {
         assert!(matches!(e, WaitError::Failed(_)));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn cancellation_ends_the_wait() {
         let p = poller(Duration::from_secs(60));
         let token = p.cancel.clone();
@@ -249,16 +437,20 @@ mod tests {
         assert!(matches!(e, WaitError::Cancelled { .. }));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_known_done_time_is_looked_at_then_not_a_backoff_later() {
+        // Real time (the tests build no paused clock): looks at 1 s, then it is known done at 2.2 s.
         let p = Poller::new(
             "drain",
-            Backoff::SLOW,
-            Instant::now() + Duration::from_secs(600),
+            Backoff {
+                first: Duration::from_secs(1),
+                max: Duration::from_secs(3),
+            },
+            Instant::now() + Duration::from_secs(60),
             CancellationToken::new(),
         );
         let start = Instant::now();
-        let done_at = start + Duration::from_secs(40);
+        let done_at = start + Duration::from_millis(2200);
         let looks = AtomicU32::new(0);
         let took = p
             .run(|| async {
@@ -275,9 +467,26 @@ mod tests {
             })
             .await
             .unwrap();
-        // Backoff alone (2, 3, 4.5, 6.75, 10.1, 15, ...) would first look at or after 40 s at 41.4 s, up to 15 s late.
-        assert_eq!(took, Duration::from_secs(40));
-        assert!(looks.load(Ordering::SeqCst) <= 8);
+        // Backoff alone (0, 1, 2.5 s) would first look at or after 2.2 s at 2.5 s.
+        assert!(
+            took >= Duration::from_millis(2200) && took < Duration::from_millis(2450),
+            "{took:?}"
+        );
+        assert!(looks.load(Ordering::SeqCst) <= 4);
+    }
+
+    #[test]
+    fn pace_scales_the_intervals_and_refuses_nonsense() {
+        let fast = Pace::parse("0.1").unwrap().of(Backoff::FAST);
+        assert_eq!(
+            (fast.first, fast.max),
+            (Duration::from_millis(100), Duration::from_millis(300))
+        );
+        assert_eq!(Pace::AWS.of(Backoff::SLOW).max, Backoff::SLOW.max);
+        for bad in ["0", "-1", "fast", "11", ""] {
+            let e = Pace::parse(bad).unwrap_err().to_string();
+            assert!(e.starts_with("DEPLOY_ACTION_POLL_SCALE: "), "{e}");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The fault matrix (issue 7): every phase (state, snapshot, migrate, deploy, rollback, run, preview) against every
+//! The fault matrix (issue 7): every phase (state, snapshot, migrate, deploy, rollback, run, preview, restore) against every
 //! fault the local AWS can inject or a run can suffer (throttling, 500, 503, latency, connection reset, a one-off task
 //! that fails to start or exits non-zero, a circuit breaker, a snapshot stuck in `creating`, the deadline, SIGINT,
 //! SIGTERM, and SIGKILL followed by a rerun). Each case ends in `success` or in a safe state, read back from AWS
@@ -9,7 +9,8 @@
 //!   action come back exactly (checked by putting the environment back to running and comparing the listener);
 //! - no one-off task (migration, `run`'s task, a review app's seed) is left running, unless the rerun attaches to it;
 //!   never two tasks of one group at once; a task the phase stopped says why;
-//! - the database is available;
+//! - the database is available (restore: after the rerun; half-way, the original is kept, the restored instance is
+//!   `app-stage-restoring` or `app-stage`, never two, nothing deleted);
 //! - review apps (`preview`): the template's services and listener untouched, whatever the review app has is tagged
 //!   as this pull request's, no rule of it forwards to a missing target group, and after the rerun a teardown
 //!   removes all of it;
@@ -23,9 +24,8 @@
 mod support;
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -46,9 +46,10 @@ enum Phase {
     Rollback,
     Run,
     Preview,
+    Restore,
 }
 
-const PHASES: [Phase; 7] = [
+const PHASES: [Phase; 8] = [
     Phase::State,
     Phase::Snapshot,
     Phase::Migrate,
@@ -56,6 +57,7 @@ const PHASES: [Phase; 7] = [
     Phase::Rollback,
     Phase::Run,
     Phase::Preview,
+    Phase::Restore,
 ];
 
 /// The pull request of the review app the preview cases bring up.
@@ -79,6 +81,7 @@ impl Phase {
             Phase::Rollback => "rollback",
             Phase::Run => "run",
             Phase::Preview => "preview",
+            Phase::Restore => "restore",
         }
     }
 
@@ -96,6 +99,9 @@ impl Phase {
             }
             Phase::Run => {
                 "`run` the one-off task `seed` (`[environments.stage.tasks.seed]`) at v2.0.0, environment running"
+            }
+            Phase::Restore => {
+                "`restore` of the RDS instance from the snapshot of v2.0.0, environment db-only (restore into `app-stage-restoring`, rename the original to `app-stage-before-restore-<time>`, rename the restored one to `app-stage`)"
             }
             Phase::Preview => {
                 "`preview` up of pull request 7 at `pr-7-abc1234` from the template `stage` (its seed task, a revision of `stage-core-pr-7`, target group `core-pr-7`, a listener rule for `pr-7.stage.example.org`, service `core-pr-7`), without a GitHub token (no comment, no deployment record); after the rerun, `preview` with `state: stopped` tears it down"
@@ -117,6 +123,7 @@ impl Phase {
             Phase::Rollback => {}
             Phase::Run => v.extend([("task", "seed"), ("version", "v2.0.0")]),
             Phase::Preview => v.extend([("pr-number", PR), ("version", PR_VERSION)]),
+            Phase::Restore => v.push(("version", "v2.0.0")),
         }
         v
     }
@@ -134,6 +141,8 @@ impl Phase {
             Phase::Rollback => ("UpdateService", 0),
             // The last creation: the seed ran, the revision, target group and rule exist, the service does not.
             Phase::Preview => ("CreateService", 0),
+            // The first rename (the original's): the restore exists, nothing is named back yet.
+            Phase::Restore => ("ModifyDBInstance", 0),
         }
     }
 
@@ -144,7 +153,9 @@ impl Phase {
             Phase::Run => Some("deploy-action:stage:seed"),
             // The review app's seed task runs in the environment `<template>-pr-N`.
             Phase::Preview => Some("deploy-action:stage-pr-7:seed"),
-            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback => None,
+            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback | Phase::Restore => {
+                None
+            }
         }
     }
 
@@ -154,7 +165,9 @@ impl Phase {
             Phase::Migrate => "migration",
             Phase::Run => "seed",
             Phase::Preview => "review app seed",
-            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback => "one-off",
+            Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Rollback | Phase::Restore => {
+                "one-off"
+            }
         }
     }
 
@@ -167,7 +180,8 @@ impl Phase {
             | Phase::Migrate
             | Phase::Deploy
             | Phase::Rollback
-            | Phase::Run => "core",
+            | Phase::Run
+            | Phase::Restore => "core",
         }
     }
 }
@@ -255,10 +269,16 @@ impl Kind {
             (SnapshotStuck, State | Deploy | Rollback | Run | Preview) => {
                 Some("no snapshot in this phase")
             }
+            (TaskFailsToStart | TaskExit | CircuitBreaker, Restore) => {
+                Some("no task and no ECS deployment in this phase")
+            }
+            (SnapshotStuck, Restore) => Some(
+                "a snapshot that is not available is refused before any change (tests/all/restore.rs)",
+            ),
             (
                 Throttle | E500 | E503 | Latency | Reset | TaskFailsToStart | TaskExit
                 | CircuitBreaker | SnapshotStuck | Timeout | Sigint | Sigterm | Kill9,
-                State | Snapshot | Migrate | Deploy | Rollback | Run | Preview,
+                State | Snapshot | Migrate | Deploy | Rollback | Run | Preview | Restore,
             ) => None,
         }
     }
@@ -298,57 +318,19 @@ struct Row {
 // One local AWS per worker
 // ------------------------------------------------------------------------------------------------------------------
 
-fn python() -> PathBuf {
-    let venv = std::env::var_os("LOCAL_AWS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| support::repo().join(".venv"));
-    venv.join("bin/python")
-}
-
-fn emulator_dir() -> PathBuf {
-    std::env::var_os("LOCAL_AWS_EMULATOR_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| support::repo().join("emulator"))
-}
-
-struct Emulator {
-    url: String,
-    /// Closing its stdin (on drop) stops it (`--exit-on-stdin-eof`).
-    _child: Child,
-}
-
-impl Emulator {
-    fn start() -> Emulator {
-        let mut child = Command::new(python())
-            .arg(emulator_dir().join("local_aws.py"))
-            .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start emulator/local_aws.py (run scripts/local-aws-setup)");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next()
-                .expect("emulator exited")
-                .expect("read emulator");
-            if let Some(url) = line.strip_prefix("LOCAL_AWS_READY ") {
-                break url.trim().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Emulator { url, _child: child }
-    }
-}
-
 /// One worker's universe: its emulator, a directory, clients.
 struct World {
-    emu: Emulator,
+    emu: support::LocalAws,
     dir: tempfile::TempDir,
     http: reqwest::Client,
     sdk: aws_config::SdkConfig,
 }
+
+/// The deadline of the timeout cases (the `timeout` input; runs poll at the tests' pace, `support::POLL_SCALE`).
+const TIMEOUT: &str = "6s";
+/// When what those cases wait for settles (seconds after it started): well past [`TIMEOUT`], so the faulted run
+/// hits its deadline and the rerun follows it to the end.
+const SLOWER_THAN_TIMEOUT: u64 = 15;
 
 /// The workflow run id every run of a case uses (a rerun is a rerun of the same workflow run), except where a case
 /// says a new run starts.
@@ -356,7 +338,8 @@ const RUN_ID: &str = "7001";
 
 impl World {
     async fn new() -> World {
-        let emu = Emulator::start();
+        // Quiet: the injected connection resets are logged as tracebacks.
+        let emu = support::LocalAws::start(Stdio::null());
         let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(REGION))
             .endpoint_url(&emu.url)
@@ -418,26 +401,13 @@ impl World {
     /// Everything back to nothing, then `stage` seeded and its config written (a review-app template for preview).
     async fn fresh(&self, phase: Phase) {
         self.post("/_test/reset", json!({})).await;
-        let res = Command::new(python())
-            .arg(emulator_dir().join("seed.py"))
-            .args([
-                "--endpoint",
-                &self.emu.url,
-                "--env",
-                "stage",
-                "--region",
-                REGION,
-            ])
-            .args((phase == Phase::Preview).then_some("--preview"))
-            .arg("--out")
-            .arg(self.dir.path().join("deploy.toml"))
-            .output()
-            .expect("run seed.py");
-        assert!(
-            res.status.success(),
-            "seed: {}",
-            String::from_utf8_lossy(&res.stderr)
-        );
+        let preview: &[&str] = if phase == Phase::Preview {
+            &["--preview"]
+        } else {
+            &[]
+        };
+        let config = support::seed(&self.emu.url, "stage", preview);
+        std::fs::write(self.dir.path().join("deploy.toml"), config).unwrap();
     }
 
     /// Removes every fault and rule (the rerun runs without them).
@@ -454,6 +424,7 @@ impl World {
             json!({"creatingDescribes": 0, "neverAvailable": false}),
         )
         .await;
+        self.post("/_test/rds/instance-rules", json!({})).await;
     }
 
     fn command(
@@ -467,6 +438,7 @@ impl World {
                 || k.starts_with("GITHUB_")
                 || k.starts_with("AWS_")
                 || k == "RUNNER_DEBUG"
+                || k == deploy_action::wait::Pace::VAR
             {
                 cmd.env_remove(k);
             }
@@ -481,6 +453,7 @@ impl World {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env(deploy_action::wait::Pace::VAR, support::POLL_SCALE)
             .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
             .env(
                 "AWS_SHARED_CREDENTIALS_FILE",
@@ -608,6 +581,8 @@ struct Seen {
     versions: Vec<String>,
     /// The review app of the preview cases.
     review: Option<ReviewApp>,
+    /// The restore cases: every DB instance with its status and restore role.
+    restore: Option<String>,
 }
 
 impl Seen {
@@ -631,6 +606,9 @@ impl Seen {
         }
         if let Some(r) = &self.review {
             parts.push(format!("review app: {}", r.line));
+        }
+        if let Some(r) = &self.restore {
+            parts.push(format!("instances: {r}"));
         }
         parts.join("; ")
     }
@@ -761,7 +739,16 @@ async fn inspect(w: &World, phase: Phase) -> Seen {
         | Phase::Migrate
         | Phase::Deploy
         | Phase::Rollback
-        | Phase::Run => None,
+        | Phase::Run
+        | Phase::Restore => None,
+    };
+    let restore = match phase {
+        Phase::Restore => {
+            let (line, p) = restore_view(w).await;
+            problems.extend(p);
+            Some(line)
+        }
+        _ => None,
     };
     Seen {
         state: status["state"].as_str().unwrap_or("unknown").to_string(),
@@ -788,7 +775,62 @@ async fn inspect(w: &World, phase: Phase) -> Seen {
             })
             .unwrap_or_default(),
         review,
+        restore,
     }
+}
+
+/// The restore cases: every DB instance (`id status role`), and what would be unsafe: the original gone (neither
+/// `app-stage` unrestored nor an instance tagged as the original), a restored instance under a third name, two
+/// restored ones, or anything deleted.
+async fn restore_view(w: &World) -> (String, Vec<String>) {
+    let rds = aws_sdk_rds::Client::new(&w.sdk);
+    let all = rds
+        .describe_db_instances()
+        .send()
+        .await
+        .expect("DescribeDBInstances");
+    let role = |i: &aws_sdk_rds::types::DbInstance| {
+        i.tag_list()
+            .iter()
+            .find(|t| t.key() == Some("deploy-action:restore"))
+            .and_then(|t| t.value())
+            .map(str::to_string)
+    };
+    let mut parts = vec![];
+    let mut problems = vec![];
+    let (mut originals, mut restored) = (0, 0);
+    for i in all.db_instances() {
+        let id = i.db_instance_identifier().unwrap_or("?");
+        let r = role(i);
+        parts.push(format!(
+            "{id} {} {}",
+            i.db_instance_status().unwrap_or("?"),
+            r.as_deref().unwrap_or("untagged")
+        ));
+        match r.as_deref() {
+            Some("restored") => {
+                restored += 1;
+                if id != "app-stage" && id != "app-stage-restoring" {
+                    problems.push(format!("the restored instance is named {id}"));
+                }
+            }
+            Some("original") => originals += 1,
+            _ if id == "app-stage" => originals += 1,
+            _ => {}
+        }
+    }
+    if originals != 1 {
+        problems.push(format!(
+            "{originals} originals (expected exactly one, kept)"
+        ));
+    }
+    if restored > 1 {
+        problems.push(format!("{restored} restored instances"));
+    }
+    if w.calls().await.iter().any(|c| c.starts_with("Delete")) {
+        problems.push("something was deleted".into());
+    }
+    (parts.join(", "), problems)
 }
 
 /// The invariants of one task group, from the emulator's record of every task (reading it advances none): never
@@ -1302,7 +1344,8 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                 | Phase::Deploy
                 | Phase::Rollback
                 | Phase::Run
-                | Phase::Preview => json!(["seeding users", "ERROR: duplicate key value violates unique constraint \"users_email_key\""]),
+                | Phase::Preview
+                | Phase::Restore => json!(["seeding users", "ERROR: duplicate key value violates unique constraint \"users_email_key\""]),
             };
             w.post(
                 "/_test/ecs/task-rules",
@@ -1322,7 +1365,7 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
             w.post("/_test/rds/snapshot-rules", json!({"neverAvailable": true}))
                 .await;
             match phase {
-                Phase::Snapshot => s.inputs.push(("timeout-minutes", "1")),
+                Phase::Snapshot => s.inputs.push(("timeout", TIMEOUT)),
                 Phase::Migrate => {
                     // A snapshot of ours that never becomes available (the one the precondition finds).
                     let rds = aws_sdk_rds::Client::new(&w.sdk);
@@ -1337,16 +1380,21 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                         .unwrap();
                     s.rerun_first.push(Phase::Snapshot.inputs());
                 }
-                Phase::State | Phase::Deploy | Phase::Rollback | Phase::Run | Phase::Preview => {}
+                Phase::State
+                | Phase::Deploy
+                | Phase::Rollback
+                | Phase::Run
+                | Phase::Preview
+                | Phase::Restore => {}
             }
             s.rerun_new_run = true;
         }
         Kind::Timeout => {
-            s.inputs.push(("timeout-minutes", "1"));
+            s.inputs.push(("timeout", TIMEOUT));
             match phase {
                 // Slower than the deadline, but they do finish: the rerun follows them to the end.
                 Phase::State => {
-                    w.post("/_test/ecs/service-rules", json!({"service": "*", "settleAfterSeconds": 75}))
+                    w.post("/_test/ecs/service-rules", json!({"service": "*", "settleAfterSeconds": SLOWER_THAN_TIMEOUT}))
                         .await
                 }
                 Phase::Snapshot => {
@@ -1364,9 +1412,15 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                 Phase::Deploy | Phase::Rollback | Phase::Preview => {
                     w.post(
                         "/_test/ecs/service-rules",
-                        json!({"service": rolling, "settleAfterSeconds": 75, "times": 1}),
+                        json!({"service": rolling, "settleAfterSeconds": SLOWER_THAN_TIMEOUT, "times": 1}),
                     )
                     .await
+                }
+                // Timeout while restoring: the restored instance is still `creating` at the deadline (10 describes
+                // of the 1-minute wait are not enough); the rerun waits for it and finishes.
+                Phase::Restore => {
+                    w.post("/_test/rds/instance-rules", json!({"createDescribes": 9}))
+                        .await
                 }
             }
         }
@@ -1407,6 +1461,12 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                     w.post("/_test/ecs/task-rules", rule).await;
                     Trigger::TaskRunning(group)
                 }
+                // Between the two renames: the original renamed, the rename still settling.
+                Phase::Restore => {
+                    w.post("/_test/rds/instance-rules", json!({"renameDescribes": 3}))
+                        .await;
+                    Trigger::Call("ModifyDBInstance")
+                }
                 // While the roll-out is watched (the review app's: every resource made, the service rolling).
                 Phase::Deploy | Phase::Rollback | Phase::Preview => {
                     w.post(
@@ -1438,6 +1498,16 @@ async fn precondition(w: &World, phase: Phase, kind: Kind) -> Result<(), String>
     };
     match phase {
         Phase::State | Phase::Snapshot | Phase::Deploy | Phase::Run | Phase::Preview => Ok(()),
+        Phase::Restore => {
+            ok(
+                w.run(&Phase::Snapshot.inputs(), "6001", None).await,
+                "snapshot",
+            )?;
+            ok(
+                w.run(&Phase::State.inputs(), "6003", None).await,
+                "state db-only",
+            )
+        }
         Phase::Migrate if kind == Kind::SnapshotStuck => Ok(()),
         Phase::Migrate => ok(
             w.run(&Phase::Snapshot.inputs(), "6001", None).await,
@@ -1563,7 +1633,8 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         row.unsafe_because.push("panicked".into());
     }
     row.unsafe_because.extend(seen.problems.iter().cloned());
-    if !["available"].contains(&seen.db.as_str()) {
+    // Between the two renames no database has the name: the restore's half-way state, finished by the rerun.
+    if !["available"].contains(&seen.db.as_str()) && phase != Phase::Restore {
         row.unsafe_because.push(format!("database {}", seen.db));
     }
     if phase == Phase::Preview {
@@ -1617,6 +1688,13 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         Phase::Rollback => after.state == "running" && after.versions.iter().all(|v| v == "v1.1.0"),
         Phase::Run => after.state == "running" && exit_0,
         Phase::Preview => after.review.as_ref().is_some_and(|r| r.up),
+        Phase::Restore => {
+            after.db == "available"
+                && matches!(
+                    again.outputs.get("restore-result").map(String::as_str),
+                    Some("restored" | "already-restored")
+                )
+        }
     };
     row.rerun = if again.code == 0 && converged {
         format!(
@@ -1756,6 +1834,10 @@ fn describe_left(phase: Phase, seen: &Seen, r: &RunResult) -> String {
             "{}services on ACTIVE revisions ({})",
             if rolled_back { "rolled back: " } else { "" },
             seen.services.join(", ")
+        ),
+        Phase::Restore => format!(
+            "nothing deleted, the original kept (instances: {})",
+            seen.restore.as_deref().unwrap_or("?")
         ),
         Phase::Preview => format!(
             "review app: {}; {}; template untouched",
@@ -1931,8 +2013,8 @@ fn render(
         (Kind::TaskFailsToStart, "the phase's one-off task (migrate: the migration; run: `seed`; preview: the review app's seed task) stops with `TaskFailedToStart` (CannotPullContainerError)"),
         (Kind::TaskExit, "the one-off task's container exits 3"),
         (Kind::CircuitBreaker, "the new deployment (deploy, rollback: core's; preview: the review app's service) is stopped by the circuit breaker (roll-out FAILED, 2 failed tasks)"),
-        (Kind::SnapshotStuck, "new snapshots never leave `creating` (`timeout-minutes: 1`); migrate finds its snapshot still `creating`; the rerun is a new workflow run"),
-        (Kind::Timeout, "`timeout-minutes: 1` and the thing waited for takes longer (services settle after 75 s, a snapshot after 13 describes; the migration or `run`'s task never stops, so the phase stops it); the rerun follows the same thing to the end (or starts the task again)"),
+        (Kind::SnapshotStuck, "new snapshots never leave `creating` (`timeout: 6s`); migrate finds its snapshot still `creating`; the rerun is a new workflow run"),
+        (Kind::Timeout, "`timeout: 6s` and the thing waited for takes longer (services settle after 15 s, a snapshot after 13 describes; the migration or `run`'s task never stops, so the phase stops it); the rerun follows the same thing to the end (or starts the task again)"),
         (Kind::Sigint, "SIGINT (the runner's cancel) while the phase waits (for the one-off task while it runs; preview: while the review app's service rolls out)"),
         (Kind::Sigterm, "SIGTERM while the phase waits"),
         (Kind::Kill9, "SIGKILL while the phase waits (nothing runs after it), then the rerun"),

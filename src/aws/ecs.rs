@@ -169,6 +169,37 @@ pub async fn images_by_task_definition(
     Ok(described)
 }
 
+/// Pure: `Err` naming the service and the fix when its deployment controller is not ECS's own. ECS refuses
+/// UpdateService with a new task definition on a `CODE_DEPLOY` (blue/green) or `EXTERNAL` service, so deploy (its
+/// preflight) and rollback (while planning) check this before they change anything.
+pub fn rolling_controller(cluster: &str, service: &Service) -> Result<()> {
+    let kind = service.deployment_controller().map(|d| d.r#type().as_str());
+    match controller_refusal(cluster, service.service_name().unwrap_or_default(), kind) {
+        None => Ok(()),
+        Some(why) => Err(anyhow!(why)),
+    }
+}
+
+/// Pure: why a service with deployment controller `kind` (`None`: not reported, which is ECS) cannot take a new
+/// revision through UpdateService, naming the service, its controller and the fix; `None` for ECS (rolling, or ECS
+/// blue/green, which ECS runs itself).
+pub fn controller_refusal(cluster: &str, name: &str, kind: Option<&str>) -> Option<String> {
+    let kind = kind.unwrap_or("ECS");
+    if kind == "ECS" {
+        return None;
+    }
+    Some(format!(
+        "ECS service {cluster}/{name} uses the {kind} deployment controller: ECS takes a new task definition for it only through {}, not UpdateService; switch the service to the ECS deployment controller (rolling, or ECS blue/green), or remove services.{name} from the config",
+        if kind == "CODE_DEPLOY" { "a CodeDeploy deployment" } else { "a new task set" }
+    ))
+}
+
+/// Pure: whether ECS would run this revision or deploy it. A deregistered (INACTIVE) or deleted revision is refused
+/// by RunTask, CreateService and UpdateService, so it is never reused, even when it holds exactly the wanted image.
+pub fn runnable(td: &TaskDefinition) -> bool {
+    matches!(td.status(), Some(TaskDefinitionStatus::Active) | None)
+}
+
 /// The latest ACTIVE revision of a family, with its tags (`None` when the family has no ACTIVE revision).
 pub async fn latest_task_definition(
     ecs: &Client,
@@ -185,10 +216,9 @@ pub async fn latest_task_definition(
             .task_definition()
             .cloned()
             .map(|td| (td, out.tags().to_vec()))),
-        // ECS answers a family it does not know with a ClientException.
         Err(e) => {
-            let e = AwsError::from_sdk("ECS DescribeTaskDefinition", family, e);
-            if e.is("ClientException") {
+            let e = AwsError::from_sdk(DESCRIBE_TASK_DEFINITION, family, e);
+            if is_family_unknown(&e) {
                 Ok(None)
             } else {
                 Err(e)
@@ -756,9 +786,85 @@ pub async fn delete_service(ecs: &Client, cluster: &str, name: &str) -> Result<(
     }
 }
 
+const DESCRIBE_TASK_DEFINITION: &str = "ECS DescribeTaskDefinition";
+
+/// DescribeTaskDefinition of a family with no ACTIVE revision. Its modeled errors are `ClientException` (an
+/// identifier that is not valid), `InvalidParameterException` and `ServerException`; a denied permission is
+/// `AccessDeniedException`. So the precise code is `ClientException`, and only from this operation: the same code from
+/// any other call means something else and is not taken for "unknown family".
+pub fn is_family_unknown(err: &AwsError) -> bool {
+    err.operation == DESCRIBE_TASK_DEFINITION && err.is("ClientException")
+}
+
+/// ARNs of the cluster's tasks started by `started_by` that are not stopped (running, pending or provisioning).
+pub async fn live_tasks_started_by(
+    ecs: &Client,
+    cluster: &str,
+    started_by: &str,
+) -> Result<Vec<String>, AwsError> {
+    let mut arns = Vec::new();
+    let mut pages = ecs
+        .list_tasks()
+        .cluster(cluster)
+        .started_by(started_by)
+        .desired_status(DesiredStatus::Running)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page = page.aws(
+            "ECS ListTasks",
+            format!("{cluster} started by {started_by}"),
+        )?;
+        arns.extend(page.task_arns().iter().cloned());
+    }
+    Ok(arns)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_rolling_controller_takes_a_new_task_definition() {
+        use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType as T};
+        for (controller, ok) in [
+            (None, true),
+            (Some(T::Ecs), true),
+            (Some(T::CodeDeploy), false),
+            (Some(T::External), false),
+        ] {
+            let svc = Service::builder()
+                .service_name("core")
+                .set_deployment_controller(
+                    controller
+                        .clone()
+                        .map(|t| DeploymentController::builder().r#type(t).build().unwrap()),
+                )
+                .build();
+            let got = rolling_controller("prod", &svc);
+            assert_eq!(got.is_ok(), ok, "{controller:?}");
+            if let Err(e) = got {
+                let e = e.to_string();
+                assert!(
+                    e.contains("prod/core") && e.contains("services.core"),
+                    "{e}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn only_an_active_revision_is_runnable() {
+        for (status, want) in [
+            (Some(TaskDefinitionStatus::Active), true),
+            (None, true),
+            (Some(TaskDefinitionStatus::Inactive), false),
+            (Some(TaskDefinitionStatus::DeleteInProgress), false),
+        ] {
+            let td = TaskDefinition::builder().set_status(status.clone()).build();
+            assert_eq!(runnable(&td), want, "{status:?}");
+        }
+    }
 
     #[test]
     fn a_failed_roll_out_on_the_revision_is_seen_only_on_the_primary() {

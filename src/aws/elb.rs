@@ -331,3 +331,13 @@ pub async fn delete_target_group(elb: &Client, arn: &str) -> Result<(), AwsError
         Err(e) => Err(e),
     }
 }
+
+/// CreateRule: another rule of the listener has the priority (two runs picked the same free one).
+pub fn is_priority_in_use(err: &AwsError) -> bool {
+    err.is("PriorityInUse")
+}
+
+/// The listener ARN names no listener (in this account and region).
+pub fn is_listener_not_found(err: &AwsError) -> bool {
+    err.is("ListenerNotFound")
+}

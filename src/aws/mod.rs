@@ -166,3 +166,116 @@ pub fn error_code(err: &anyhow::Error) -> Option<&str> {
     err.chain()
         .find_map(|e| e.downcast_ref::<AwsError>().and_then(|a| a.code.as_deref()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(operation: &'static str, code: &str) -> AwsError {
+        AwsError {
+            operation,
+            resource: "r".into(),
+            code: Some(code.into()),
+            message: "m".into(),
+            transient: false,
+        }
+    }
+
+    #[test]
+    fn named_error_predicates() {
+        type Case = (fn(&AwsError) -> bool, &'static str, &'static str, bool);
+        let cases: &[Case] = &[
+            (
+                ecs::is_family_unknown,
+                "ECS DescribeTaskDefinition",
+                "ClientException",
+                true,
+            ),
+            (
+                ecs::is_family_unknown,
+                "ECS DescribeServices",
+                "ClientException",
+                false,
+            ),
+            (
+                ecs::is_family_unknown,
+                "ECS DescribeTaskDefinition",
+                "AccessDeniedException",
+                false,
+            ),
+            (
+                elb::is_priority_in_use,
+                "ELB CreateRule",
+                "PriorityInUse",
+                true,
+            ),
+            (
+                elb::is_priority_in_use,
+                "ELB CreateRule",
+                "TooManyRules",
+                false,
+            ),
+            (
+                elb::is_listener_not_found,
+                "ELB DescribeRules",
+                "ListenerNotFound",
+                true,
+            ),
+            (
+                rds::is_snapshot_exists,
+                "RDS CreateDBSnapshot",
+                "DBSnapshotAlreadyExists",
+                true,
+            ),
+            (
+                rds::is_snapshot_exists,
+                "RDS CreateDBClusterSnapshot",
+                "DBClusterSnapshotAlreadyExistsFault",
+                true,
+            ),
+            (
+                rds::is_snapshot_exists,
+                "RDS CreateDBSnapshot",
+                "DBInstanceNotFound",
+                false,
+            ),
+            (
+                rds::is_db_not_found,
+                "RDS CreateDBSnapshot",
+                "DBInstanceNotFound",
+                true,
+            ),
+            (
+                rds::is_db_not_found,
+                "RDS CreateDBClusterSnapshot",
+                "DBClusterNotFoundFault",
+                true,
+            ),
+            (
+                rds::is_snapshot_quota_exceeded,
+                "RDS CreateDBSnapshot",
+                "SnapshotQuotaExceeded",
+                true,
+            ),
+            (
+                rds::is_invalid_state,
+                "RDS StopDBInstance",
+                "InvalidDBInstanceState",
+                true,
+            ),
+            (
+                rds::is_invalid_state,
+                "RDS StopDBCluster",
+                "InvalidDBClusterStateFault",
+                true,
+            ),
+        ];
+        for (predicate, operation, code, want) in cases {
+            assert_eq!(
+                predicate(&err(operation, code)),
+                *want,
+                "{operation} {code}"
+            );
+        }
+    }
+}

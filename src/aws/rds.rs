@@ -321,6 +321,426 @@ pub fn is_invalid_state(err: &AwsError) -> bool {
         || err.is("InvalidDBClusterStateFault")
 }
 
+/// Pure: any string made a valid RDS snapshot identifier: 1-255 lower-case letters, digits and hyphens, starting
+/// with a letter, no two hyphens in a row, no hyphen at the end. Other characters (`.`, `/`, `_`, `+`, spaces) become
+/// hyphens; a name that does not start with a letter gets `snapshot-` in front.
+pub fn snapshot_identifier(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for c in raw.chars() {
+        let c = if c.is_ascii_alphanumeric() {
+            c.to_ascii_lowercase()
+        } else {
+            '-'
+        };
+        if c == '-' && (out.is_empty() || out.ends_with('-')) {
+            continue;
+        }
+        out.push(c);
+    }
+    if !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        out.insert_str(0, "snapshot-");
+    }
+    out.truncate(255);
+    while out.ends_with('-') {
+        out.pop();
+    }
+    out
+}
+
+/// CreateDB(Cluster)Snapshot: a snapshot of that name exists already.
+pub fn is_snapshot_exists(err: &AwsError) -> bool {
+    err.is("DBSnapshotAlreadyExists") || err.is("DBClusterSnapshotAlreadyExistsFault")
+}
+
+/// The instance or cluster does not exist (in this account and region).
+pub fn is_db_not_found(err: &AwsError) -> bool {
+    err.is("DBInstanceNotFound") || err.is("DBClusterNotFoundFault")
+}
+
+/// The account's manual snapshot quota is used up.
+pub fn is_snapshot_quota_exceeded(err: &AwsError) -> bool {
+    err.is("SnapshotQuotaExceeded")
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Restore: DB instances and Aurora clusters as phase `restore` reads, copies, restores and renames them.
+
+/// A DB instance or an Aurora cluster, with the settings a restore copies from the original.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Resource {
+    pub id: String,
+    pub arn: String,
+    pub status: String,
+    /// The endpoint address (instance) or the cluster (writer) endpoint.
+    pub address: Option<String>,
+    pub port: Option<i32>,
+    /// Instance class (instances; Aurora members).
+    pub class: Option<String>,
+    pub engine: Option<String>,
+    pub engine_version: Option<String>,
+    pub subnet_group: Option<String>,
+    pub security_groups: Vec<String>,
+    pub parameter_group: Option<String>,
+    pub option_group: Option<String>,
+    pub multi_az: Option<bool>,
+    pub storage_type: Option<String>,
+    pub iops: Option<i32>,
+    pub throughput: Option<i32>,
+    pub deletion_protection: Option<bool>,
+    pub iam_auth: Option<bool>,
+    pub copy_tags: Option<bool>,
+    pub publicly_accessible: Option<bool>,
+    /// The cluster of an Aurora member instance.
+    pub cluster: Option<String>,
+    /// A cluster's member instances.
+    pub members: Vec<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+impl Resource {
+    fn from_instance(i: &aws_sdk_rds::types::DbInstance) -> Resource {
+        Resource {
+            id: i.db_instance_identifier().unwrap_or_default().to_string(),
+            arn: i.db_instance_arn().unwrap_or_default().to_string(),
+            status: i.db_instance_status().unwrap_or("unknown").to_string(),
+            address: i.endpoint().and_then(|e| e.address()).map(str::to_string),
+            port: i.endpoint().and_then(|e| e.port()).or(i.db_instance_port()),
+            class: i.db_instance_class().map(str::to_string),
+            engine: i.engine().map(str::to_string),
+            engine_version: i.engine_version().map(str::to_string),
+            subnet_group: i
+                .db_subnet_group()
+                .and_then(|g| g.db_subnet_group_name())
+                .map(str::to_string),
+            security_groups: i
+                .vpc_security_groups()
+                .iter()
+                .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
+                .collect(),
+            parameter_group: i
+                .db_parameter_groups()
+                .first()
+                .and_then(|g| g.db_parameter_group_name())
+                .map(str::to_string),
+            option_group: i
+                .option_group_memberships()
+                .first()
+                .and_then(|g| g.option_group_name())
+                .map(str::to_string),
+            multi_az: i.multi_az(),
+            storage_type: i.storage_type().map(str::to_string),
+            iops: i.iops(),
+            throughput: i.storage_throughput(),
+            deletion_protection: i.deletion_protection(),
+            iam_auth: i.iam_database_authentication_enabled(),
+            copy_tags: i.copy_tags_to_snapshot(),
+            publicly_accessible: i.publicly_accessible(),
+            cluster: i.db_cluster_identifier().map(str::to_string),
+            members: vec![],
+            tags: tag_pairs(i.tag_list()),
+        }
+    }
+
+    fn from_cluster(c: &aws_sdk_rds::types::DbCluster) -> Resource {
+        Resource {
+            id: c.db_cluster_identifier().unwrap_or_default().to_string(),
+            arn: c.db_cluster_arn().unwrap_or_default().to_string(),
+            status: c.status().unwrap_or("unknown").to_string(),
+            address: c.endpoint().map(str::to_string),
+            port: c.port(),
+            class: c.db_cluster_instance_class().map(str::to_string),
+            engine: c.engine().map(str::to_string),
+            engine_version: c.engine_version().map(str::to_string),
+            subnet_group: c.db_subnet_group().map(str::to_string),
+            security_groups: c
+                .vpc_security_groups()
+                .iter()
+                .filter_map(|g| g.vpc_security_group_id().map(str::to_string))
+                .collect(),
+            parameter_group: c.db_cluster_parameter_group().map(str::to_string),
+            option_group: None,
+            multi_az: None,
+            storage_type: c.storage_type().map(str::to_string),
+            iops: c.iops(),
+            throughput: c.storage_throughput(),
+            deletion_protection: c.deletion_protection(),
+            iam_auth: c.iam_database_authentication_enabled(),
+            copy_tags: c.copy_tags_to_snapshot(),
+            publicly_accessible: c.publicly_accessible(),
+            cluster: None,
+            members: c
+                .db_cluster_members()
+                .iter()
+                .filter_map(|m| m.db_instance_identifier().map(str::to_string))
+                .collect(),
+            tags: tag_pairs(c.tag_list()),
+        }
+    }
+
+    /// The value of one tag, if the resource carries it.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        crate::tags::get(&self.tags, key)
+    }
+}
+
+/// One DB instance by identifier; `None` when RDS does not know it.
+pub async fn find_instance(rds: &Client, id: &str) -> Result<Option<Resource>, AwsError> {
+    match rds
+        .describe_db_instances()
+        .db_instance_identifier(id)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.db_instances().first().map(Resource::from_instance)),
+        Err(e) => {
+            let e = AwsError::from_sdk("RDS DescribeDBInstances", id, e);
+            if is_instance_not_found(&e) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// One Aurora cluster by identifier; `None` when RDS does not know it.
+pub async fn find_cluster(rds: &Client, id: &str) -> Result<Option<Resource>, AwsError> {
+    match rds
+        .describe_db_clusters()
+        .db_cluster_identifier(id)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(out.db_clusters().first().map(Resource::from_cluster)),
+        Err(e) => {
+            let e = AwsError::from_sdk("RDS DescribeDBClusters", id, e);
+            if is_cluster_not_found(&e) {
+                Ok(None)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+/// A snapshot and the database it was taken of.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotOf {
+    pub snapshot: Snapshot,
+    /// The identifier of the instance or cluster it was taken of (as it was named then).
+    pub database: String,
+}
+
+/// One manual or automated snapshot by identifier (DB snapshot or cluster snapshot by the database's kind), with
+/// the database it was taken of; `None` when RDS does not know it.
+pub async fn find_snapshot_of(
+    rds: &Client,
+    kind: DatabaseKind,
+    id: &str,
+) -> Result<Option<SnapshotOf>, AwsError> {
+    match kind {
+        DatabaseKind::Instance => {
+            match rds
+                .describe_db_snapshots()
+                .db_snapshot_identifier(id)
+                .send()
+                .await
+            {
+                Ok(out) => Ok(out.db_snapshots().first().map(|s| SnapshotOf {
+                    snapshot: Snapshot::from_db(s),
+                    database: s.db_instance_identifier().unwrap_or_default().to_string(),
+                })),
+                Err(e) => {
+                    let e = AwsError::from_sdk("RDS DescribeDBSnapshots", id, e);
+                    if e.is("DBSnapshotNotFound") {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                }
+            }
+        }
+        DatabaseKind::Cluster => {
+            match rds
+                .describe_db_cluster_snapshots()
+                .db_cluster_snapshot_identifier(id)
+                .send()
+                .await
+            {
+                Ok(out) => Ok(out.db_cluster_snapshots().first().map(|s| SnapshotOf {
+                    snapshot: Snapshot::from_cluster(s),
+                    database: s.db_cluster_identifier().unwrap_or_default().to_string(),
+                })),
+                Err(e) => {
+                    let e = AwsError::from_sdk("RDS DescribeDBClusterSnapshots", id, e);
+                    if e.is("DBClusterSnapshotNotFoundFault") {
+                        Ok(None)
+                    } else {
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// RestoreDBInstanceFromDBSnapshot into `new_id` with the settings of `like` (class, subnet group, security
+/// groups, parameter and option group, port, Multi-AZ, storage, deletion protection, IAM auth, copy-tags, public
+/// access) and `tags`. Encryption comes from the snapshot.
+pub async fn restore_instance(
+    rds: &Client,
+    snapshot: &str,
+    new_id: &str,
+    like: &Resource,
+    tags: &[(String, String)],
+) -> Result<Resource, AwsError> {
+    let io_storage = matches!(like.storage_type.as_deref(), Some("io1" | "io2" | "gp3"));
+    let out = rds
+        .restore_db_instance_from_db_snapshot()
+        .db_instance_identifier(new_id)
+        .db_snapshot_identifier(snapshot)
+        .set_db_instance_class(like.class.clone())
+        .set_db_subnet_group_name(like.subnet_group.clone())
+        .set_vpc_security_group_ids(
+            (!like.security_groups.is_empty()).then(|| like.security_groups.clone()),
+        )
+        .set_db_parameter_group_name(custom(&like.parameter_group))
+        .set_option_group_name(custom(&like.option_group))
+        .set_port(like.port)
+        .set_multi_az(like.multi_az)
+        .set_storage_type(like.storage_type.clone())
+        .set_iops(like.iops.filter(|_| io_storage))
+        .set_storage_throughput(
+            like.throughput
+                .filter(|_| like.storage_type.as_deref() == Some("gp3")),
+        )
+        .set_deletion_protection(like.deletion_protection)
+        .set_enable_iam_database_authentication(like.iam_auth)
+        .set_copy_tags_to_snapshot(like.copy_tags)
+        .set_publicly_accessible(like.publicly_accessible)
+        .set_tags(Some(rds_tags(tags)))
+        .send()
+        .await
+        .aws(
+            "RDS RestoreDBInstanceFromDBSnapshot",
+            format!("{new_id} from snapshot {snapshot}"),
+        )?;
+    Ok(out
+        .db_instance()
+        .map(Resource::from_instance)
+        .unwrap_or_else(|| Resource {
+            id: new_id.to_string(),
+            status: "creating".into(),
+            tags: tags.to_vec(),
+            ..Resource::default()
+        }))
+}
+
+/// RestoreDBClusterFromSnapshot into `new_id` with the settings of `like` and `tags` (no instances: see
+/// [`create_cluster_instance`]).
+pub async fn restore_cluster(
+    rds: &Client,
+    snapshot: &str,
+    new_id: &str,
+    like: &Resource,
+    tags: &[(String, String)],
+) -> Result<Resource, AwsError> {
+    let out = rds
+        .restore_db_cluster_from_snapshot()
+        .db_cluster_identifier(new_id)
+        .snapshot_identifier(snapshot)
+        .set_engine(like.engine.clone())
+        .set_engine_version(like.engine_version.clone())
+        .set_port(like.port)
+        .set_db_subnet_group_name(like.subnet_group.clone())
+        .set_vpc_security_group_ids(
+            (!like.security_groups.is_empty()).then(|| like.security_groups.clone()),
+        )
+        .set_db_cluster_parameter_group_name(custom(&like.parameter_group))
+        .set_deletion_protection(like.deletion_protection)
+        .set_enable_iam_database_authentication(like.iam_auth)
+        .set_copy_tags_to_snapshot(like.copy_tags)
+        .set_tags(Some(rds_tags(tags)))
+        .send()
+        .await
+        .aws(
+            "RDS RestoreDBClusterFromSnapshot",
+            format!("{new_id} from snapshot {snapshot}"),
+        )?;
+    Ok(out
+        .db_cluster()
+        .map(Resource::from_cluster)
+        .unwrap_or_else(|| Resource {
+            id: new_id.to_string(),
+            status: "creating".into(),
+            tags: tags.to_vec(),
+            ..Resource::default()
+        }))
+}
+
+/// CreateDBInstance `id` in cluster `cluster`, with the class and engine of `like` (an instance of the original
+/// cluster) and `tags`.
+pub async fn create_cluster_instance(
+    rds: &Client,
+    id: &str,
+    cluster: &str,
+    like: &Resource,
+    tags: &[(String, String)],
+) -> Result<Resource, AwsError> {
+    let out = rds
+        .create_db_instance()
+        .db_instance_identifier(id)
+        .db_cluster_identifier(cluster)
+        .set_db_instance_class(like.class.clone())
+        .set_engine(like.engine.clone())
+        .set_db_parameter_group_name(custom(&like.parameter_group))
+        .set_publicly_accessible(like.publicly_accessible)
+        .set_tags(Some(rds_tags(tags)))
+        .send()
+        .await
+        .aws("RDS CreateDBInstance", format!("{id} in cluster {cluster}"))?;
+    Ok(out
+        .db_instance()
+        .map(Resource::from_instance)
+        .unwrap_or_else(|| Resource {
+            id: id.to_string(),
+            status: "creating".into(),
+            ..Resource::default()
+        }))
+}
+
+/// A parameter or option group to name in a restore: a custom one; a default group (`default.postgres16`,
+/// `default:postgres-16`) is what RDS picks when none is named, so it is left out.
+fn custom(group: &Option<String>) -> Option<String> {
+    group
+        .clone()
+        .filter(|g| !g.starts_with("default.") && !g.starts_with("default:"))
+}
+
+/// ModifyDBInstance with NewDBInstanceIdentifier, applied immediately.
+pub async fn rename_instance(rds: &Client, id: &str, new_id: &str) -> Result<(), AwsError> {
+    rds.modify_db_instance()
+        .db_instance_identifier(id)
+        .new_db_instance_identifier(new_id)
+        .apply_immediately(true)
+        .send()
+        .await
+        .aws("RDS ModifyDBInstance", format!("{id} (rename to {new_id})"))?;
+    Ok(())
+}
+
+/// ModifyDBCluster with NewDBClusterIdentifier, applied immediately.
+pub async fn rename_cluster(rds: &Client, id: &str, new_id: &str) -> Result<(), AwsError> {
+    rds.modify_db_cluster()
+        .db_cluster_identifier(id)
+        .new_db_cluster_identifier(new_id)
+        .apply_immediately(true)
+        .send()
+        .await
+        .aws("RDS ModifyDBCluster", format!("{id} (rename to {new_id})"))?;
+    Ok(())
+}
+
 /// The database's ARN and tags (DescribeDBInstances / DescribeDBClusters carry both).
 pub async fn arn_and_tags(
     rds: &Client,
@@ -360,7 +780,7 @@ pub async fn arn_and_tags(
     }
 }
 
-/// AddTagsToResource on the database (or any RDS resource) by ARN.
+/// AddTagsToResource on an instance, cluster or snapshot ARN.
 pub async fn add_tags(rds: &Client, arn: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
     rds.add_tags_to_resource()
         .resource_name(arn)
@@ -369,4 +789,21 @@ pub async fn add_tags(rds: &Client, arn: &str, tags: &[(String, String)]) -> Res
         .await
         .aws("RDS AddTagsToResource", arn)?;
     Ok(())
+}
+
+/// The instance does not exist (DescribeDBInstances, ModifyDBInstance...).
+pub fn is_instance_not_found(err: &AwsError) -> bool {
+    err.is("DBInstanceNotFound") || err.is("DBInstanceNotFoundFault")
+}
+
+/// The cluster does not exist.
+pub fn is_cluster_not_found(err: &AwsError) -> bool {
+    err.is("DBClusterNotFoundFault")
+}
+
+/// Another instance or cluster already has the identifier (restore, create or rename).
+pub fn is_already_exists(err: &AwsError) -> bool {
+    err.is("DBInstanceAlreadyExists")
+        || err.is("DBInstanceAlreadyExistsFault")
+        || err.is("DBClusterAlreadyExistsFault")
 }

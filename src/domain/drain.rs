@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::aws::cloudwatch::{self, Datapoint, MetricQuery, MetricStatistic};
 use crate::config::{Database, DatabaseKind, DrainConfig, SettleConfig};
-use crate::phases::Ctx;
+use crate::domain::Ctx;
 use crate::wait::{human, Backoff, Check, Poller};
 
 /// Datapoints are per minute (the finest period ALB and RDS basic metrics have).
@@ -154,7 +154,12 @@ async fn wait_quiet(
 ) -> Result<QuietReport> {
     let started = tokio::time::Instant::now();
     let deadline = ctx.deadline.min(started + timeout);
-    let poller = Poller::new(what, Backoff::SLOW, deadline, ctx.cancel.clone());
+    let poller = Poller::new(
+        what,
+        ctx.pace.of(Backoff::SLOW),
+        deadline,
+        ctx.cancel.clone(),
+    );
     let metric = queries.first().map(|q| q.metric).unwrap_or_default();
     let detail = poller
         .run(|| async {
@@ -224,7 +229,8 @@ pub async fn wait_drained(
     let cfg = cfg.cloned().unwrap_or(DrainConfig {
         threshold: 0,
         window_seconds: 60,
-        timeout_minutes: 10,
+        timeout: None,
+        timeout_minutes: None,
         skip: false,
     });
     if skip {
@@ -265,7 +271,7 @@ pub async fn wait_drained(
         period_seconds: PERIOD,
         needs_data: false,
     };
-    let timeout = Duration::from_secs(cfg.timeout_minutes * 60);
+    let timeout = cfg.bound();
     tracing::info!(
         "waiting for traffic to drain: RequestCount of {} target group(s) at or under {}/min for {}s (at most {})",
         queries.len(),
@@ -274,7 +280,7 @@ pub async fn wait_drained(
         human(timeout)
     );
     wait_quiet(cw, WHAT, &queries, rule, since, timeout, ctx).await.context(
-        "traffic did not drain (maintenance is on); re-run with skip-drain: true to go on anyway, or raise maintenance.drain.threshold / timeout-minutes",
+        "traffic did not drain (maintenance is on); re-run with skip-drain: true to go on anyway, or raise maintenance.drain.threshold / timeout",
     )
 }
 
@@ -317,7 +323,7 @@ pub async fn wait_db_settled(
         period_seconds: PERIOD,
         needs_data: true,
     };
-    let timeout = Duration::from_secs(cfg.timeout_minutes * 60);
+    let timeout = cfg.bound();
     tracing::info!(
         "waiting for database {} to settle: CPU at or under {}% for {}s (at most {})",
         db.identifier,

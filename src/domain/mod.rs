@@ -1,12 +1,20 @@
-//! What a release is made of, below the phases and above the AWS calls: maintenance mode, roll-outs, one-off tasks,
-//! promotion and the quiet-traffic wait. Nothing here imports a phase.
+//! What a release is made of, below the phases and above the AWS calls: observing an environment and deriving its
+//! state (environment), converging it, building revisions, maintenance mode, roll-outs, one-off tasks,
+//! promotion, the quiet-traffic wait and the names of a database restore. Nothing here imports a phase.
 
 pub mod autoscaling;
+pub mod converge;
+mod ctx;
 pub mod drain;
 pub mod environment;
 pub mod maintenance;
+pub mod one_off;
 pub mod preflight;
 pub mod promote;
+pub mod restore;
+pub mod revision;
 pub mod rollout;
 pub mod state_now;
 pub mod task;
+
+pub use ctx::Ctx;

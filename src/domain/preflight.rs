@@ -25,11 +25,12 @@ use crate::aws::ecs::td_short;
 use crate::aws::{ecs, logs, AwsError};
 use crate::config::{Environment, Maintenance, TaskConfig, TaskNetwork};
 use crate::domain::maintenance::{self, MAX_RULE_VALUES};
+use crate::domain::Ctx;
 use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Runner};
 use crate::inputs::OutputFormat;
 use crate::version::Version;
-use crate::wait::{human, Check, Poller, WaitError};
+use crate::wait::{human, Backoff, Check, Poller, WaitError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -313,17 +314,9 @@ pub fn controller_rows(cluster: &str, services: &[(String, Option<String>)]) -> 
         .iter()
         .map(|(name, controller)| {
             let check = format!("deployment controller of {name}");
-            match controller.as_deref() {
-                None | Some("ECS") => Row::ok(check, "ECS"),
-                Some(other) => Row::failed(
-                    check,
-                    format!(
-                        "ECS service {cluster}/{name} uses the {other} deployment controller: deploy-action updates services through ECS itself (rolling or ECS blue/green) and would fight {}; deploy it with {}, or recreate the service with deploymentController ECS",
-                        if other == "CODE_DEPLOY" { "CodeDeploy" } else { "the external controller" },
-                        if other == "CODE_DEPLOY" { "CodeDeploy" } else { "its own tool" },
-                    ),
-                    Fault::Aws,
-                ),
+            match ecs::controller_refusal(cluster, name, controller.as_deref()) {
+                None => Row::ok(check, "ECS"),
+                Some(why) => Row::failed(check, why, Fault::Aws),
             }
         })
         .collect()
@@ -503,6 +496,32 @@ pub async fn task(
         },
         image,
     ))
+}
+
+/// The preflight rows of a one-off task (migrate's migration, run's task): its definition, container, logs and
+/// network source, then its image (waited for up to `wait_for_images`).
+pub async fn one_off(
+    c: &Clients,
+    env: &Environment,
+    cfg: &TaskConfig,
+    label: &str,
+    version: &Version,
+    wait_for_images: Duration,
+    ctx: &Ctx,
+) -> Result<Vec<Row>> {
+    let (facts, image) = task(c, env, cfg, version).await?;
+    let mut rows = task_rows(&cfg.key, label, &facts);
+    if let Some(image) = image {
+        let wanted = [Wanted {
+            what: format!("{label}, container {}", cfg.container),
+            image,
+        }];
+        let poller = ctx.poller("images", Backoff::SLOW);
+        rows.extend(image_rows(
+            &images(c, &wanted, wait_for_images, poller).await,
+        ));
+    }
+    Ok(rows)
 }
 
 async fn log_group(

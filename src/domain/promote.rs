@@ -4,7 +4,7 @@
 //!   file; anything else must be a valid version. A phase that would change nothing by it (deploy an environment to
 //!   the version it runs) refuses to name itself.
 //! - **Resolution, the first step of a phase** ([`resolve`]), before anything changes: the named environment is
-//!   observed read-only through [`crate::domain::environment::observe`] (in its own region) and [`decide`] accepts it only when it is
+//!   observed read-only through [`environment::observe`] (in its own region) and [`decide`] accepts it only when it is
 //!   settled (running or restricted: every service up, its roll-out COMPLETED, one deployment) and every core service
 //!   runs the same version; then, where GitHub can say, its last deployment must have succeeded
 //!   ([`last_deployment_succeeded`]). A refusal is a [`UsageError`] (exit 2): one line, nothing started.
@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::aws::ecs::Rollout;
 use crate::config::{Config, Environment};
-use crate::domain::environment::{self as status, EnvState, Status};
+use crate::domain::environment::{self, EnvState, Status};
 use crate::error::UsageError;
 use crate::inputs::{Common, GithubEnv, Invocation};
 use crate::version::Version;
@@ -123,16 +123,16 @@ impl Clients {
 
     /// `status`'s clients for a region: the phase's own configuration with only the region changed (credentials,
     /// endpoint and retries stay).
-    fn status_for(&self, region: &str) -> status::Clients {
+    fn status_for(&self, region: &str) -> environment::Clients {
         if self.sdk.region().map(|r| r.as_ref()) == Some(region) {
-            return status::Clients::new(&self.sdk);
+            return environment::Clients::new(&self.sdk);
         }
         let sdk = self
             .sdk
             .to_builder()
             .region(aws_config::Region::new(region.to_string()))
             .build();
-        status::Clients::new(&sdk)
+        environment::Clients::new(&sdk)
     }
 }
 
@@ -199,7 +199,7 @@ pub async fn resolve(vref: &VersionRef, clients: &Clients) -> Result<Resolved> {
         VersionRef::From(source) => source,
     };
     let env = &source.environment;
-    let status = status::observe(env, &clients.status_for(&env.region))
+    let status = environment::observe(env, &clients.status_for(&env.region))
         .await
         .map_err(|e| {
             e.context(format!(
@@ -270,7 +270,7 @@ pub async fn resolve(vref: &VersionRef, clients: &Clients) -> Result<Resolved> {
 /// state alone.
 pub async fn last_deployment_succeeded(source: &Source, version: &Version) -> Result<Option<bool>> {
     let _ = version;
-    crate::wrapper::last_deployment_succeeded(
+    crate::github::deployments::last_deployment_succeeded(
         &source.github,
         source.github_token.as_deref(),
         &source.environment.github.environment,

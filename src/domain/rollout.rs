@@ -91,7 +91,7 @@ impl DeploymentObs {
 /// Where one service's roll-out stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", content = "detail", rename_all = "kebab-case")]
-pub enum Verdict {
+pub enum RolloutVerdict {
     /// The primary deployment runs the target revision, its roll-out COMPLETED, and no other deployment remains.
     Done,
     InProgress(String),
@@ -103,15 +103,15 @@ pub enum Verdict {
 
 /// Pure: the verdict for a service that should run `target`, from its deployments. `seen_target`: an earlier poll saw
 /// a deployment of `target` (so its absence now means ECS replaced it, not that it has not started yet).
-pub fn progress(target: &str, deployments: &[DeploymentObs], seen_target: bool) -> Verdict {
+pub fn progress(target: &str, deployments: &[DeploymentObs], seen_target: bool) -> RolloutVerdict {
     let primary = deployments.iter().find(|d| d.status == "PRIMARY");
     let of_target = deployments.iter().find(|d| d.task_definition == target);
     let Some(p) = primary else {
-        return Verdict::InProgress("no PRIMARY deployment yet".into());
+        return RolloutVerdict::InProgress("no PRIMARY deployment yet".into());
     };
     if p.task_definition != target {
         return match (of_target, seen_target) {
-            (Some(d), _) => Verdict::Failed(format!(
+            (Some(d), _) => RolloutVerdict::Failed(format!(
                 "ECS rolled back by itself: the deployment of {} is {} (roll-out {}{}), the primary deployment runs {}",
                 td_short(target),
                 d.status,
@@ -119,12 +119,12 @@ pub fn progress(target: &str, deployments: &[DeploymentObs], seen_target: bool) 
                 d.rollout_reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default(),
                 td_short(&p.task_definition)
             )),
-            (None, true) => Verdict::Failed(format!(
+            (None, true) => RolloutVerdict::Failed(format!(
                 "ECS rolled back by itself: {} is no longer deployed; the primary deployment runs {}",
                 td_short(target),
                 td_short(&p.task_definition)
             )),
-            (None, false) => Verdict::InProgress(format!(
+            (None, false) => RolloutVerdict::InProgress(format!(
                 "waiting for ECS to start the deployment of {}",
                 td_short(target)
             )),
@@ -138,21 +138,25 @@ pub fn progress(target: &str, deployments: &[DeploymentObs], seen_target: bool) 
         .count();
     let draining = |what: &str| format!("{what}; {others} older deployment(s) draining");
     match &p.rollout {
-        Rollout::Failed => Verdict::Failed(format!(
+        Rollout::Failed => RolloutVerdict::Failed(format!(
             "roll-out FAILED: {}",
             p.rollout_reason.as_deref().unwrap_or("no reason given")
         )),
-        Rollout::Completed if others == 0 => Verdict::Done,
-        Rollout::Completed => Verdict::InProgress(draining("COMPLETED")),
-        Rollout::None if others == 0 && p.running == p.desired && p.pending == 0 => Verdict::Done,
-        Rollout::None if others == 0 => Verdict::InProgress(p.counts()),
-        Rollout::None => Verdict::InProgress(draining(&p.counts())),
-        Rollout::InProgress if p.failed_tasks > 0 => Verdict::Stuck(format!(
+        Rollout::Completed if others == 0 => RolloutVerdict::Done,
+        Rollout::Completed => RolloutVerdict::InProgress(draining("COMPLETED")),
+        Rollout::None if others == 0 && p.running == p.desired && p.pending == 0 => {
+            RolloutVerdict::Done
+        }
+        Rollout::None if others == 0 => RolloutVerdict::InProgress(p.counts()),
+        Rollout::None => RolloutVerdict::InProgress(draining(&p.counts())),
+        Rollout::InProgress if p.failed_tasks > 0 => RolloutVerdict::Stuck(format!(
             "{}; tasks keep failing and no circuit breaker ended the roll-out",
             p.counts()
         )),
-        Rollout::InProgress => Verdict::InProgress(p.counts()),
-        Rollout::Other(state) => Verdict::InProgress(format!("roll-out {state}; {}", p.counts())),
+        Rollout::InProgress => RolloutVerdict::InProgress(p.counts()),
+        Rollout::Other(state) => {
+            RolloutVerdict::InProgress(format!("roll-out {state}; {}", p.counts()))
+        }
     }
 }
 
@@ -265,7 +269,7 @@ pub fn revisions_to_deregister(
 
 /// A service and the revision its primary deployment must reach.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub struct RolloutTarget {
     pub service: String,
     pub task_definition: String,
     /// A desired count to set with the update (a service scaled to 0 by `db-only` comes back up with the new
@@ -278,7 +282,7 @@ pub struct Target {
 pub struct Watched {
     pub service: String,
     pub target: String,
-    pub verdict: Verdict,
+    pub verdict: RolloutVerdict,
     /// How long after the watch started the service was first seen done.
     #[serde(serialize_with = "secs")]
     pub done_after: Option<Duration>,
@@ -355,6 +359,57 @@ impl WatchReport {
     }
 }
 
+/// Samples longer than this are not roll-outs (a task started by autoscaling, closed by ECS's periodic
+/// "steady state" hours later).
+const LONGEST_ROLLOUT: Duration = Duration::from_secs(3600);
+
+/// Pure: how long this service's roll-outs usually take, from its own events (`(epoch milliseconds, message)`, any
+/// order). A roll-out starts at the first "has started N tasks" after the previous one ended and ends at the next
+/// "deployment completed" (or "has reached a steady state"). The median of the last five; `None` without history.
+pub fn usual_duration(events: &[(i64, &str)]) -> Option<Duration> {
+    let mut events = events.to_vec();
+    events.sort_by_key(|(t, _)| *t);
+    let mut samples = Vec::new();
+    let mut open: Option<i64> = None;
+    for (t, msg) in events {
+        if msg.contains(" has started ") {
+            open.get_or_insert(t);
+        } else if msg.contains(" deployment completed")
+            || msg.contains(" has reached a steady state")
+        {
+            if let Some(start) = open.take() {
+                let d = Duration::from_millis((t - start).max(0) as u64);
+                if d <= LONGEST_ROLLOUT {
+                    samples.push(d);
+                }
+            }
+        }
+    }
+    let mut last: Vec<Duration> = samples.into_iter().rev().take(5).collect();
+    last.sort();
+    last.get(last.len().checked_sub(1)? / 2).copied()
+}
+
+/// [`usual_duration`] of a described service.
+pub fn usual_duration_of(service: &Service) -> Option<Duration> {
+    let events: Vec<(i64, &str)> = service
+        .events()
+        .iter()
+        .filter_map(|e| Some((e.created_at()?.to_millis().ok()?, e.message()?)))
+        .collect();
+    usual_duration(&events)
+}
+
+/// When a watch of several services is expected to end: they all must finish, so the slowest usual duration; `None` when any
+/// of them has no history (the backoff alone then).
+pub fn expected_end(usual: &[Option<Duration>]) -> Option<crate::wait::Expected> {
+    let mut slowest = Duration::ZERO;
+    for u in usual {
+        slowest = slowest.max((*u)?);
+    }
+    (!usual.is_empty()).then_some(crate::wait::Expected { after: slowest })
+}
+
 /// Event ids a service shows now: the watch prints only events that appear after these.
 pub fn event_ids(service: &Service) -> HashSet<String> {
     service
@@ -381,7 +436,7 @@ pub fn done_line(service: &str, target: &str, first_look: bool) -> String {
 pub async fn watch(
     ecs_client: &aws_sdk_ecs::Client,
     cluster: &str,
-    targets: &[Target],
+    targets: &[RolloutTarget],
     mut seen_events: BTreeMap<String, HashSet<String>>,
     poller: Poller,
 ) -> WatchReport {
@@ -393,7 +448,7 @@ pub async fn watch(
             .map(|t| Watched {
                 service: t.service.clone(),
                 target: t.task_definition.clone(),
-                verdict: Verdict::InProgress("not looked at yet".into()),
+                verdict: RolloutVerdict::InProgress("not looked at yet".into()),
                 done_after: None,
                 deployment_id: None,
                 events: vec![],
@@ -424,18 +479,18 @@ pub async fn watch(
                     w.deployment_id = Some(d.id.clone());
                 }
                 w.verdict = progress(&w.target, &deployments, w.seen_target);
-                if w.verdict == Verdict::Done && w.done_after.is_none() {
+                if w.verdict == RolloutVerdict::Done && w.done_after.is_none() {
                     w.done_after = Some(start.elapsed());
                     tracing::info!("{}", done_line(&w.service, &w.target, first_look));
                 }
             }
             if watched
                 .iter()
-                .any(|w| matches!(w.verdict, Verdict::Failed(_)))
+                .any(|w| matches!(w.verdict, RolloutVerdict::Failed(_)))
             {
                 return Ok(Check::Done(WatchEnd::Failed));
             }
-            if watched.iter().all(|w| w.verdict == Verdict::Done) {
+            if watched.iter().all(|w| w.verdict == RolloutVerdict::Done) {
                 return Ok(Check::Done(WatchEnd::Completed));
             }
             Ok(Check::Pending(pending_line(&watched)))
@@ -461,10 +516,10 @@ fn pending_line(watched: &[Watched]) -> String {
     watched
         .iter()
         .map(|w| match &w.verdict {
-            Verdict::Done => format!("{}: done", w.service),
-            Verdict::InProgress(s) => format!("{}: {s}", w.service),
-            Verdict::Stuck(s) => format!("{}: STUCK {s}", w.service),
-            Verdict::Failed(s) => format!("{}: FAILED {s}", w.service),
+            RolloutVerdict::Done => format!("{}: done", w.service),
+            RolloutVerdict::InProgress(s) => format!("{}: {s}", w.service),
+            RolloutVerdict::Stuck(s) => format!("{}: STUCK {s}", w.service),
+            RolloutVerdict::Failed(s) => format!("{}: FAILED {s}", w.service),
         })
         .collect::<Vec<_>>()
         .join("; ")
@@ -474,8 +529,8 @@ fn pending_line(watched: &[Watched]) -> String {
 pub async fn update_services(
     ecs_client: &aws_sdk_ecs::Client,
     cluster: &str,
-    targets: &[Target],
-) -> Vec<(Target, Option<AwsError>)> {
+    targets: &[RolloutTarget],
+) -> Vec<(RolloutTarget, Option<AwsError>)> {
     let calls = targets.iter().map(|t| async move {
         let res = ecs::update_service(
             ecs_client,
@@ -903,10 +958,10 @@ mod tests {
         ];
         for (name, deployments, seen, want) in cases {
             let got = match progress(NEW, &deployments, seen) {
-                Verdict::Done => "done",
-                Verdict::InProgress(_) => "in-progress",
-                Verdict::Stuck(_) => "stuck",
-                Verdict::Failed(_) => "failed",
+                RolloutVerdict::Done => "done",
+                RolloutVerdict::InProgress(_) => "in-progress",
+                RolloutVerdict::Stuck(_) => "stuck",
+                RolloutVerdict::Failed(_) => "failed",
             };
             assert_eq!(got, want, "{name}: {:?}", progress(NEW, &deployments, seen));
         }
@@ -916,11 +971,11 @@ mod tests {
     fn failure_reasons_name_the_revisions() {
         let mut d = dep("PRIMARY", NEW, Rollout::Failed, 0, 2, 3);
         d.rollout_reason = Some("ECS deployment circuit breaker: tasks failed to start.".into());
-        let Verdict::Failed(why) = progress(NEW, &[d], true) else {
+        let RolloutVerdict::Failed(why) = progress(NEW, &[d], true) else {
             panic!()
         };
         assert!(why.contains("circuit breaker"), "{why}");
-        let Verdict::Failed(why) = progress(
+        let RolloutVerdict::Failed(why) = progress(
             NEW,
             &[dep("PRIMARY", OLD, Rollout::Completed, 2, 2, 0)],
             true,
@@ -1138,6 +1193,71 @@ mod tests {
             let want: Vec<String> = want.into_iter().map(arn).collect();
             assert_eq!(got, want, "{name}");
         }
+    }
+
+    #[test]
+    fn usual_duration_from_the_services_own_events() {
+        let started = "(service core) has started 2 tasks: (task a) (task b).";
+        let done = "(service core) (deployment ecs-svc/1) deployment completed.";
+        let steady = "(service core) has reached a steady state.";
+        let stopped = "(service core) has stopped 2 running tasks: (task c) (task d).";
+        let s = Duration::from_secs;
+        type Case<'a> = (&'a str, Vec<(i64, &'a str)>, Option<Duration>);
+        let cases: Vec<Case> = vec![
+            ("no events", vec![], None),
+            ("only steady states", vec![(0, steady), (60_000, steady)], None),
+            ("one roll-out", vec![(1_000, started), (5_000, stopped), (21_000, done), (21_500, steady)], Some(s(20))),
+            // Newest first, as ECS lists them.
+            ("any order", vec![(21_000, done), (1_000, started)], Some(s(20))),
+            (
+                "median of three",
+                vec![
+                    (0, started), (30_000, done),
+                    (100_000, started), (110_000, done),
+                    (200_000, started), (220_000, steady),
+                ],
+                Some(s(20)),
+            ),
+            (
+                "a second start inside a roll-out does not restart it",
+                vec![(0, started), (5_000, started), (12_000, done)],
+                Some(s(12)),
+            ),
+            (
+                "an autoscaling start closed by the periodic steady state hours later is no roll-out",
+                vec![(0, started), (7_200_000, steady)],
+                None,
+            ),
+            (
+                "only the last five count",
+                vec![
+                    (0, started), (500_000, done),
+                    (1_000_000, started), (1_500_000, done),
+                    (2_000_000, started), (2_004_000, done),
+                    (3_000_000, started), (3_004_000, done),
+                    (4_000_000, started), (4_004_000, done),
+                    (5_000_000, started), (5_004_000, done),
+                    (6_000_000, started), (6_004_000, done),
+                ],
+                Some(s(4)),
+            ),
+        ];
+        for (name, events, want) in cases {
+            assert_eq!(usual_duration(&events), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_watch_is_paced_by_its_slowest_service() {
+        let s = |n| Some(Duration::from_secs(n));
+        assert_eq!(expected_end(&[]), None);
+        assert_eq!(expected_end(&[s(3), None]), None);
+        assert_eq!(
+            expected_end(&[s(3), s(20)]),
+            Some(crate::wait::Expected {
+                after: Duration::from_secs(20)
+            })
+        );
     }
 
     #[test]

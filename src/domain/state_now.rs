@@ -102,7 +102,8 @@ pub fn applies(phase: Phase) -> bool {
         | Phase::Migrate
         | Phase::Deploy
         | Phase::Rollback
-        | Phase::Run => true,
+        | Phase::Run
+        | Phase::Restore => true,
         Phase::Status | Phase::Preview | Phase::CheckConfig | Phase::IamPolicy => false,
     }
 }
@@ -215,7 +216,7 @@ pub fn next_steps(asked: &Asked, seen: &Seen) -> Vec<NextStep> {
                 push(state("running"), "back to running instead");
             }
         }
-        Phase::Migrate | Phase::Snapshot | Phase::Run => {}
+        Phase::Migrate | Phase::Snapshot | Phase::Run | Phase::Restore => {}
         Phase::Status | Phase::Preview | Phase::CheckConfig | Phase::IamPolicy => {}
     }
     if seen.state == Some(EnvState::Mixed) && maintenance_configured {

@@ -39,11 +39,11 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::logs;
 use crate::config::{Environment, TaskConfig, TaskNetwork};
+use crate::domain::Ctx;
 use crate::github::runner::{Group, Runner};
-use crate::phases::Ctx;
 use crate::tags;
 use crate::version::Version;
-use crate::wait::{human, Backoff, Check, Poller, WaitError};
+use crate::wait::{human, Backoff, Check, Pace, Poller, WaitError};
 
 /// `startedBy` of every task this action starts.
 pub const STARTED_BY: &str = "deploy-action";
@@ -117,7 +117,7 @@ pub fn group_name(environment: &str, task: &str) -> String {
 /// How a one-off task ended (or would start, in a dry run).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Verdict {
+pub enum TaskVerdict {
     /// The container exited 0 and the stop code is EssentialContainerExited.
     Succeeded,
     /// The container exited non-zero (or with no exit code), or ECS gave a stop code deploy-action does not know.
@@ -132,15 +132,15 @@ pub enum Verdict {
     Planned,
 }
 
-impl std::fmt::Display for Verdict {
+impl std::fmt::Display for TaskVerdict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Verdict::Succeeded => "succeeded",
-            Verdict::Failed => "failed",
-            Verdict::FailedToStart => "failed to start",
-            Verdict::Interrupted => "interrupted",
-            Verdict::TimedOut => "timed out",
-            Verdict::Planned => "planned (dry run)",
+            TaskVerdict::Succeeded => "succeeded",
+            TaskVerdict::Failed => "failed",
+            TaskVerdict::FailedToStart => "failed to start",
+            TaskVerdict::Interrupted => "interrupted",
+            TaskVerdict::TimedOut => "timed out",
+            TaskVerdict::Planned => "planned (dry run)",
         })
     }
 }
@@ -192,11 +192,11 @@ impl StopCode {
 
 /// Pure: the verdict on a stopped task. Success only if the container exited 0 **and** the stop code is
 /// EssentialContainerExited.
-pub fn verdict(stop: &StopCode, exit_code: Option<i32>) -> Verdict {
+pub fn verdict(stop: &StopCode, exit_code: Option<i32>) -> TaskVerdict {
     match (stop, exit_code) {
-        (StopCode::EssentialContainerExited, Some(0)) => Verdict::Succeeded,
-        (StopCode::EssentialContainerExited, Some(_) | None) => Verdict::Failed,
-        (StopCode::TaskFailedToStart, _) => Verdict::FailedToStart,
+        (StopCode::EssentialContainerExited, Some(0)) => TaskVerdict::Succeeded,
+        (StopCode::EssentialContainerExited, Some(_) | None) => TaskVerdict::Failed,
+        (StopCode::TaskFailedToStart, _) => TaskVerdict::FailedToStart,
         (
             StopCode::UserInitiated
             | StopCode::ServiceSchedulerInitiated
@@ -204,8 +204,8 @@ pub fn verdict(stop: &StopCode, exit_code: Option<i32>) -> Verdict {
             | StopCode::TerminationNotice
             | StopCode::InfrastructureHealth,
             _,
-        ) => Verdict::Interrupted,
-        (StopCode::None | StopCode::Other(_), _) => Verdict::Failed,
+        ) => TaskVerdict::Interrupted,
+        (StopCode::None | StopCode::Other(_), _) => TaskVerdict::Failed,
     }
 }
 
@@ -367,7 +367,7 @@ pub struct TaskReport {
     pub attached: bool,
     /// The revision this run registered for the task (`None` when an existing one was used).
     pub registered: Option<String>,
-    pub verdict: Verdict,
+    pub verdict: TaskVerdict,
     pub exit_code: Option<i32>,
     pub stop_code: Option<String>,
     pub stopped_reason: Option<String>,
@@ -384,7 +384,7 @@ pub struct TaskReport {
 
 impl TaskReport {
     pub fn ok(&self) -> bool {
-        matches!(self.verdict, Verdict::Succeeded | Verdict::Planned)
+        matches!(self.verdict, TaskVerdict::Succeeded | TaskVerdict::Planned)
     }
 
     /// One line: what happened and why.
@@ -405,22 +405,22 @@ impl TaskReport {
             .map(|r| format!("; container: {r}"))
             .unwrap_or_default();
         match self.verdict {
-            Verdict::Succeeded => format!("{} succeeded (exit code 0)", self.label),
-            Verdict::Failed => format!("{} failed: {exit} ({stop}{container})", self.label),
-            Verdict::FailedToStart => {
+            TaskVerdict::Succeeded => format!("{} succeeded (exit code 0)", self.label),
+            TaskVerdict::Failed => format!("{} failed: {exit} ({stop}{container})", self.label),
+            TaskVerdict::FailedToStart => {
                 format!("{} failed to start ({stop}{container})", self.label)
             }
-            Verdict::Interrupted => {
+            TaskVerdict::Interrupted => {
                 format!(
                     "{} was stopped before it finished: {exit} ({stop})",
                     self.label
                 )
             }
-            Verdict::TimedOut => format!(
+            TaskVerdict::TimedOut => format!(
                 "{} did not finish within timeout-minutes and was stopped: {exit} ({stop})",
                 self.label
             ),
-            Verdict::Planned => format!("{} planned (dry run): nothing started", self.label),
+            TaskVerdict::Planned => format!("{} planned (dry run): nothing started", self.label),
         }
     }
 
@@ -439,11 +439,12 @@ impl TaskReport {
     /// The summary's icon for the verdict.
     pub fn icon(&self) -> &'static str {
         match self.verdict {
-            Verdict::Succeeded => "✅",
-            Verdict::Planned => "📝",
-            Verdict::Failed | Verdict::FailedToStart | Verdict::Interrupted | Verdict::TimedOut => {
-                "❌"
-            }
+            TaskVerdict::Succeeded => "✅",
+            TaskVerdict::Planned => "📝",
+            TaskVerdict::Failed
+            | TaskVerdict::FailedToStart
+            | TaskVerdict::Interrupted
+            | TaskVerdict::TimedOut => "❌",
         }
     }
 
@@ -738,7 +739,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 .with_context(|| format!("{label} task {} did not finish within timeout-minutes and could not be stopped; stop it in the ECS console", task.arn))?;
             let grace = Poller::new(
                 format!("{label} task {id} to stop"),
-                TAIL,
+                ctx.pace.of(TAIL),
                 Instant::now() + STOP_GRACE,
                 ctx.cancel.clone(),
             );
@@ -763,7 +764,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
             .await;
             let grace = Poller::new(
                 format!("{label} task {id} to stop"),
-                TAIL,
+                ctx.pace.of(TAIL),
                 Instant::now() + CANCEL_GRACE,
                 CancellationToken::new(),
             );
@@ -772,7 +773,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 Err(_) => None,
             };
             if stopped.is_some() {
-                drain(&tail, CANCEL_GRACE).await;
+                drain(&tail, CANCEL_GRACE, ctx.pace).await;
             }
             drop(section);
             let msg = match (&stop, &stopped) {
@@ -790,11 +791,11 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
             )));
         }
     };
-    drain(&tail, DRAIN_GRACE).await;
+    drain(&tail, DRAIN_GRACE, ctx.pace).await;
     drop(section);
     let tail = tail.into_inner();
     let verdict = match (timed_out, &view.stop_code) {
-        (true, StopCode::UserInitiated) => Verdict::TimedOut,
+        (true, StopCode::UserInitiated) => TaskVerdict::TimedOut,
         _ => verdict(&view.stop_code, view.exit_code),
     };
     let report = TaskReport {
@@ -847,7 +848,7 @@ fn planned(
         image,
         attached,
         registered: None,
-        verdict: Verdict::Planned,
+        verdict: TaskVerdict::Planned,
         exit_code: None,
         stop_code: None,
         stopped_reason: None,
@@ -975,7 +976,7 @@ async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
     tags.retain(|(k, _)| !wanted.iter().any(|(w, _)| w == k));
     tags.extend(wanted);
     Ok(Prepared {
-        reuse: current == image && tagged,
+        reuse: current == image && tagged && ecs::runnable(&latest),
         latest,
         containers,
         tags: ecs::ecs_tags(&tags),
@@ -1115,13 +1116,13 @@ async fn watch(
 }
 
 /// Reads the rest of the stream after the task stopped (until the forward token stops moving), through throttling.
-async fn drain(tail: &Mutex<Option<Tail>>, grace: Duration) {
+async fn drain(tail: &Mutex<Option<Tail>>, grace: Duration, pace: Pace) {
     let mut guard = tail.lock().await;
     let Some(t) = guard.as_mut() else { return };
     let t = Mutex::new(t);
     let poller = Poller::new(
         "reading the last log lines",
-        TAIL,
+        pace.of(TAIL),
         Instant::now() + grace,
         CancellationToken::new(),
     );
@@ -1537,20 +1538,28 @@ mod tests {
     fn verdicts() {
         use StopCode as S;
         let cases = [
-            (S::EssentialContainerExited, Some(0), Verdict::Succeeded),
-            (S::EssentialContainerExited, Some(1), Verdict::Failed),
-            (S::EssentialContainerExited, Some(137), Verdict::Failed),
-            (S::EssentialContainerExited, None, Verdict::Failed),
-            (S::TaskFailedToStart, None, Verdict::FailedToStart),
-            (S::TaskFailedToStart, Some(0), Verdict::FailedToStart),
-            (S::UserInitiated, Some(0), Verdict::Interrupted),
-            (S::UserInitiated, Some(137), Verdict::Interrupted),
-            (S::ServiceSchedulerInitiated, Some(0), Verdict::Interrupted),
-            (S::SpotInterruption, Some(0), Verdict::Interrupted),
-            (S::TerminationNotice, None, Verdict::Interrupted),
-            (S::InfrastructureHealth, Some(0), Verdict::Interrupted),
-            (S::None, Some(0), Verdict::Failed),
-            (S::Other("SomethingNew".into()), Some(0), Verdict::Failed),
+            (S::EssentialContainerExited, Some(0), TaskVerdict::Succeeded),
+            (S::EssentialContainerExited, Some(1), TaskVerdict::Failed),
+            (S::EssentialContainerExited, Some(137), TaskVerdict::Failed),
+            (S::EssentialContainerExited, None, TaskVerdict::Failed),
+            (S::TaskFailedToStart, None, TaskVerdict::FailedToStart),
+            (S::TaskFailedToStart, Some(0), TaskVerdict::FailedToStart),
+            (S::UserInitiated, Some(0), TaskVerdict::Interrupted),
+            (S::UserInitiated, Some(137), TaskVerdict::Interrupted),
+            (
+                S::ServiceSchedulerInitiated,
+                Some(0),
+                TaskVerdict::Interrupted,
+            ),
+            (S::SpotInterruption, Some(0), TaskVerdict::Interrupted),
+            (S::TerminationNotice, None, TaskVerdict::Interrupted),
+            (S::InfrastructureHealth, Some(0), TaskVerdict::Interrupted),
+            (S::None, Some(0), TaskVerdict::Failed),
+            (
+                S::Other("SomethingNew".into()),
+                Some(0),
+                TaskVerdict::Failed,
+            ),
         ];
         for (stop, exit, want) in cases {
             assert_eq!(verdict(&stop, exit), want, "{stop:?} {exit:?}");
@@ -1669,7 +1678,7 @@ mod tests {
     #[test]
     fn explanations_name_exit_and_stop_codes() {
         let mut r = planned("migration", None, None, None, false, Instant::now());
-        r.verdict = Verdict::Failed;
+        r.verdict = TaskVerdict::Failed;
         r.exit_code = Some(1);
         r.stop_code = Some("EssentialContainerExited".into());
         r.stopped_reason = Some("Essential container in task exited".into());
@@ -1677,7 +1686,7 @@ mod tests {
             r.explanation(),
             "migration failed: exit code 1 (stop code EssentialContainerExited: Essential container in task exited)"
         );
-        r.verdict = Verdict::FailedToStart;
+        r.verdict = TaskVerdict::FailedToStart;
         r.exit_code = None;
         r.stop_code = Some("TaskFailedToStart".into());
         r.stopped_reason = Some("CannotPullContainerError: not found".into());

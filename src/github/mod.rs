@@ -4,5 +4,6 @@
 pub mod api;
 pub mod changelog;
 pub mod comments;
+pub mod deployments;
 pub mod runner;
 pub mod summary;

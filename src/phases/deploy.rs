@@ -17,23 +17,25 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context, Result};
-use aws_sdk_ecs::types::{ContainerDefinition, KeyValuePair, Secret, Service, Tag, TaskDefinition};
+use anyhow::{bail, Result};
+use aws_sdk_ecs::types::{ContainerDefinition, Service, Tag, TaskDefinition};
 use futures::future::{join_all, try_join_all};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::state::{self, StateOptions};
 use super::Ctx;
 use crate::aws::ecs::{self, td_short};
-use crate::aws::ssm::{self, ParameterRef};
 use crate::config::{Environment, Service as ServiceConfig};
 use crate::domain::autoscaling;
+use crate::domain::converge::{self, StateOptions};
 use crate::domain::environment::EnvState;
 use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
 use crate::domain::preflight;
 use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
-use crate::domain::rollout::{self, FailureReport, Target, Verdict, WatchEnd, WatchReport};
+use crate::domain::revision::{release_containers, ssm_secrets, RevisionChange};
+use crate::domain::rollout::{
+    self, FailureReport, RolloutTarget, RolloutVerdict, WatchEnd, WatchReport,
+};
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
@@ -96,7 +98,7 @@ impl Request {
                 )))
             }
         };
-        let bypass = state::bypass_header(
+        let bypass = converge::bypass_header(
             inv.raw.maintenance_header_name.as_deref(),
             inv.raw.maintenance_header_value.as_deref(),
         )?;
@@ -152,12 +154,18 @@ impl Request {
     }
 }
 
+impl super::Recorded for Request {
+    fn subject(&self, common: &Common) -> super::Subject {
+        super::Subject::new(common, self.version.given())
+    }
+}
+
 /// Only the clients `deploy` uses (`state` lifts maintenance at the end).
 pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub ssm: aws_sdk_ssm::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
-    pub state: state::Clients,
+    pub state: converge::Clients,
     pub promote: promote::Clients,
     pub preflight: preflight::Clients,
 }
@@ -168,7 +176,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
-            state: state::Clients::new(sdk),
+            state: converge::Clients::new(sdk),
             promote: promote::Clients::new(sdk),
             preflight: preflight::Clients::new(sdk),
         }
@@ -178,106 +186,6 @@ impl Clients {
 // ------------------------------------------------------------------------------------------------------------------
 // Plan
 // ------------------------------------------------------------------------------------------------------------------
-
-/// What changes in a new revision: image per configured container, and secrets from SSM.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Release {
-    /// (container name, new image)
-    pub images: Vec<(String, String)>,
-    /// (secret name, valueFrom) for the configured containers, when `ssm-path` is set.
-    pub secrets: Option<Vec<(String, String)>>,
-}
-
-/// Pure: the container definitions of the new revision. The configured containers get their new image and the
-/// secrets merged over their own (same name: replaced in place; new: appended in name order); a plaintext
-/// `environment` entry named like a secret is dropped, so the value only ever comes from SSM. Every other container
-/// and every other field stays exactly as it was.
-pub fn release_containers(
-    containers: &[ContainerDefinition],
-    release: &Release,
-) -> Vec<ContainerDefinition> {
-    containers
-        .iter()
-        .map(|c| {
-            let name = c.name().unwrap_or_default();
-            let Some((_, image)) = release.images.iter().find(|(n, _)| n == name) else {
-                return c.clone();
-            };
-            let mut c = c.clone();
-            c.image = Some(image.clone());
-            if let Some(secrets) = &release.secrets {
-                let mut merged: Vec<Secret> = c.secrets.take().unwrap_or_default();
-                let mut added: Vec<&(String, String)> = vec![];
-                for s in secrets {
-                    match merged.iter_mut().find(|m| m.name() == s.0) {
-                        Some(existing) => existing.value_from = s.1.clone(),
-                        None => added.push(s),
-                    }
-                }
-                added.sort();
-                for (n, v) in added {
-                    merged.push(
-                        Secret::builder()
-                            .name(n)
-                            .value_from(v)
-                            .build()
-                            .expect("name and valueFrom are set"),
-                    );
-                }
-                let names: HashSet<&str> = merged.iter().map(|s| s.name()).collect();
-                if let Some(env) = c.environment.as_mut() {
-                    env.retain(|kv: &KeyValuePair| !kv.name().is_some_and(|n| names.contains(n)));
-                }
-                c.secrets = Some(merged);
-            }
-            c
-        })
-        .collect()
-}
-
-/// Pure: SSM parameters as secrets, named by the last path segment. Two parameters with the same last segment are an
-/// error naming both (one would silently hide the other).
-pub fn secrets_from(params: &[ParameterRef]) -> Result<Vec<(String, String)>, String> {
-    let mut by_name: BTreeMap<String, &ParameterRef> = BTreeMap::new();
-    for p in params {
-        let short = p.name.rsplit('/').next().unwrap_or(&p.name).to_string();
-        if let Some(other) = by_name.insert(short.clone(), p) {
-            return Err(format!(
-                "SSM parameters {} and {} would both become the secret {short}; rename one",
-                other.name, p.name
-            ));
-        }
-    }
-    Ok(by_name
-        .into_iter()
-        .map(|(n, p)| (n, p.arn.clone()))
-        .collect())
-}
-
-/// The environment's SSM parameters under `ssm-path` as (secret name, valueFrom), or `None` without `ssm-path`.
-/// Only names and ARNs are read (no decryption), so no secret value ever reaches this process.
-pub async fn ssm_secrets(
-    ssm_client: &aws_sdk_ssm::Client,
-    env: &Environment,
-) -> Result<Option<Vec<(String, String)>>> {
-    let Some(path) = &env.ssm_path else {
-        return Ok(None);
-    };
-    let params = ssm::parameters_by_path(ssm_client, path)
-        .await
-        .with_context(|| {
-            format!(
-                "reading SSM parameters under {path} (ssm-path of environment {})",
-                env.name
-            )
-        })?;
-    let secrets = secrets_from(&params).map_err(|e| anyhow!("{e} (under ssm-path {path})"))?;
-    tracing::info!(
-        "{} SSM parameter(s) under {path} become secrets",
-        secrets.len()
-    );
-    Ok(Some(secrets))
-}
 
 /// One service's plan.
 #[derive(Debug, Clone)]
@@ -300,6 +208,8 @@ pub struct ServicePlan {
     /// The service's deployment controller (`None`: not reported, which is ECS).
     pub controller: Option<String>,
     pub images: Vec<(String, String)>,
+    /// How long this service's roll-outs usually take (from its own events); paces the watch.
+    pub usual: Option<Duration>,
 }
 
 async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
@@ -324,9 +234,13 @@ async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
                 let tags = ecs::tags(&c.ecs, svc.service_arn().unwrap_or_default()).await?;
                 let recorded = tags
                     .iter()
-                    .find(|(k, _)| k == state::TAG_DESIRED_COUNT)
+                    .find(|(k, _)| k == converge::TAG_DESIRED_COUNT)
                     .map(|(_, v)| v.as_str());
-                Ok(Some(state::scale_up_count(cfg.desired_count, recorded, 0)))
+                Ok(Some(converge::scale_up_count(
+                    cfg.desired_count,
+                    recorded,
+                    0,
+                )))
             }),
     )
     .await?;
@@ -394,6 +308,7 @@ fn plan_service(
     version: &Version,
     secrets: Option<&[(String, String)]>,
 ) -> Result<ServicePlan> {
+    // The deployment controller is the preflight's (checks), before anything changes.
     let current = td.task_definition_arn().unwrap_or_default().to_string();
     let mut images = Vec::new();
     for name in &cfg.containers {
@@ -430,14 +345,14 @@ fn plan_service(
                 .find(|c| c.name() == Some(n.as_str()))
         })
         .and_then(|c| cfg.image.version_of(c.image().unwrap_or_default()));
-    let release = Release {
+    let release = RevisionChange {
         images: images.clone(),
         secrets: secrets.map(<[_]>::to_vec),
     };
     let new = release_containers(td.container_definitions(), &release);
     let changed = new != td.container_definitions();
     let primary_done =
-        rollout::progress(&current, &rollout::DeploymentObs::of(svc), true) == Verdict::Done;
+        rollout::progress(&current, &rollout::DeploymentObs::of(svc), true) == RolloutVerdict::Done;
     Ok(ServicePlan {
         name: cfg.name.clone(),
         current,
@@ -449,10 +364,22 @@ fn plan_service(
         controller: svc
             .deployment_controller()
             .map(|d| d.r#type().as_str().to_string()),
+        usual: rollout::usual_duration_of(svc),
         current_td: td,
         current_tags: tags,
         images,
     })
+}
+
+/// `core usually completes in ~4m 10s` (from its history), or how the watch looks without one.
+fn usual_line(service: &str, usual: Option<Duration>) -> String {
+    match usual {
+        Some(d) => format!(
+            "{service} usually completes in ~{} (its last roll-outs): the watch looks often around then",
+            crate::wait::human(d)
+        ),
+        None => format!("{service}: no roll-out history in its events; the watch looks every 1–3 s"),
+    }
 }
 
 impl ServicePlan {
@@ -661,6 +588,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         let plans = plan(req, c).await?;
         for p in &plans {
             tracing::info!("{}", p.line(&req.version));
+            tracing::info!("{}", usual_line(&p.name, p.usual));
         }
         plans
     };
@@ -696,7 +624,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
                 bypass_header: req.bypass.clone(),
                 skip_drain: true,
             };
-            let o = state::converge(env, EnvState::Running, &opts, &c.state, ctx).await?;
+            let o = converge::converge(env, EnvState::Running, &opts, &c.state, ctx).await?;
             out.maintenance = Some(if o.plan.is_empty() {
                 "nothing to change".into()
             } else {
@@ -716,10 +644,10 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
 
     // Register the new revisions.
     let registered = register(req, c, &plans).await?;
-    let targets: Vec<Target> = plans
+    let targets: Vec<RolloutTarget> = plans
         .iter()
         .zip(&registered)
-        .map(|(p, r)| Target {
+        .map(|(p, r)| RolloutTarget {
             service: p.name.clone(),
             task_definition: r
                 .as_ref()
@@ -736,7 +664,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
     }
 
     // Roll out.
-    let changed: Vec<Target> = plans
+    let changed: Vec<RolloutTarget> = plans
         .iter()
         .zip(&targets)
         .filter(|(p, _)| p.new_containers.is_some() || p.scale_up_to.is_some())
@@ -771,10 +699,17 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
             req.version,
             targets.len()
         ));
-        let poller = ctx.poller(
-            format!("roll-out of {} in {}", req.version, env.cluster),
-            Backoff::FAST,
-        );
+        let usual: Vec<Option<Duration>> = plans
+            .iter()
+            .filter(|p| changed.iter().any(|t| t.service == p.name))
+            .map(|p| p.usual)
+            .collect();
+        let poller = ctx
+            .poller(
+                format!("roll-out of {} in {}", req.version, env.cluster),
+                Backoff::FAST,
+            )
+            .expecting(rollout::expected_end(&usual));
         rollout::watch(&c.ecs, &env.cluster, &targets, seen, poller).await
     };
     for w in &report.services {
@@ -787,8 +722,10 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
                 .services
                 .iter()
                 .filter_map(|w| match &w.verdict {
-                    Verdict::Failed(why) => Some(format!("{}: {why}", w.service)),
-                    Verdict::Done | Verdict::InProgress(_) | Verdict::Stuck(_) => None,
+                    RolloutVerdict::Failed(why) => Some(format!("{}: {why}", w.service)),
+                    RolloutVerdict::Done
+                    | RolloutVerdict::InProgress(_)
+                    | RolloutVerdict::Stuck(_) => None,
                 })
                 .collect::<Vec<_>>()
                 .join("; "),
@@ -799,7 +736,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         )),
         WatchEnd::Error(e) => Some(format!("watching the roll-out failed: {e}")),
         end @ WatchEnd::Cancelled { .. } => {
-            let back: Vec<Target> = back_targets(&plans, &updated);
+            let back: Vec<RolloutTarget> = back_targets(&plans, &updated);
             let results = rollout::update_services(&c.ecs, &env.cluster, &back).await;
             let failed: Vec<String> = results
                 .iter()
@@ -975,11 +912,11 @@ async fn register(
         .collect())
 }
 
-fn back_targets(plans: &[ServicePlan], updated: &[String]) -> Vec<Target> {
+fn back_targets(plans: &[ServicePlan], updated: &[String]) -> Vec<RolloutTarget> {
     plans
         .iter()
         .filter(|p| updated.contains(&p.name))
-        .map(|p| Target {
+        .map(|p| RolloutTarget {
             service: p.name.clone(),
             task_definition: p.current.clone(),
             // A service this deploy scaled up from 0 goes back to 0: the state it was found in.
@@ -1059,10 +996,10 @@ async fn fail(
     if let Some(report) = report {
         let explain = report.services.iter().filter_map(|w| {
             let why = match &w.verdict {
-                Verdict::Done => return None,
-                Verdict::Failed(s) => s.clone(),
-                Verdict::Stuck(s) => format!("stuck: {s}"),
-                Verdict::InProgress(s) => format!("not completed: {s}"),
+                RolloutVerdict::Done => return None,
+                RolloutVerdict::Failed(s) => s.clone(),
+                RolloutVerdict::Stuck(s) => format!("stuck: {s}"),
+                RolloutVerdict::InProgress(s) => format!("not completed: {s}"),
             };
             let containers = plans
                 .iter()
@@ -1094,7 +1031,7 @@ async fn fail(
     }
 
     // Wait for the rollback.
-    let ok_back: Vec<Target> = back
+    let ok_back: Vec<RolloutTarget> = back
         .iter()
         .filter(|t| !not_back.contains(&t.service))
         .cloned()
@@ -1104,7 +1041,7 @@ async fn fail(
     } else {
         let poller = Poller::new(
             format!("rollback in {}", env.cluster),
-            Backoff::FAST,
+            ctx.pace.of(Backoff::FAST),
             Instant::now() + req.common.timeout,
             ctx.cancel.clone(),
         );
@@ -1128,7 +1065,7 @@ async fn fail(
         let done = back_report
             .as_ref()
             .and_then(|r| r.service(&p.name))
-            .is_some_and(|w| w.verdict == Verdict::Done);
+            .is_some_and(|w| w.verdict == RolloutVerdict::Done);
         let row = out.row(&p.name);
         row.result = match (updated.contains(&p.name), rolled, done) {
             (false, _, _) if failed_services.contains(&p.name) => ServiceResult::Failed,
@@ -1157,7 +1094,7 @@ async fn fail(
             let line = r
                 .services
                 .iter()
-                .filter(|w| w.verdict != Verdict::Done)
+                .filter(|w| w.verdict != RolloutVerdict::Done)
                 .map(|w| format!("{}: {:?}", w.service, w.verdict))
                 .collect::<Vec<_>>()
                 .join("; ");
@@ -1170,7 +1107,7 @@ async fn fail(
     if let Some(r) = &back_report {
         for p in plans {
             if r.service(&p.name)
-                .is_some_and(|w| w.verdict == Verdict::Done)
+                .is_some_and(|w| w.verdict == RolloutVerdict::Done)
             {
                 if let Err(e) = tag_known_good(
                     &c.ecs,
@@ -1229,10 +1166,10 @@ async fn smoke_check(
     let url = smoke.url.clone();
     let poller = Poller::new(
         format!("smoke check GET {url}"),
-        Backoff {
+        ctx.pace.of(Backoff {
             first: Duration::from_secs(1),
             max: Duration::from_secs(4),
-        },
+        }),
         Instant::now() + SMOKE_WINDOW,
         ctx.cancel.clone(),
     );
@@ -1284,11 +1221,18 @@ fn without_url(e: &reqwest::Error) -> String {
 /// State `running`: the environment converges on running (maintenance off) once every service completed. Returns
 /// what it did, one line.
 async fn lift_maintenance(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<String> {
+    if req.common.environment.maintenance.is_none() {
+        // No listener to restore and every service just completed on its revision: nothing to lift, no look needed.
+        return Ok(format!(
+            "environment {} has no maintenance configured: nothing to lift",
+            req.common.environment.name
+        ));
+    }
     let opts = StateOptions {
         bypass_header: req.bypass.clone(),
         skip_drain: true,
     };
-    let done = state::converge(
+    let done = converge::converge(
         &req.common.environment,
         EnvState::Running,
         &opts,
@@ -1480,151 +1424,6 @@ impl Outcome for DeployOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_ecs::types::LogConfiguration;
-
-    fn container(name: &str, image: &str) -> ContainerDefinition {
-        ContainerDefinition::builder()
-            .name(name)
-            .image(image)
-            .essential(true)
-            .memory(512)
-            .environment(
-                KeyValuePair::builder()
-                    .name("NODE_ENV")
-                    .value("production")
-                    .build(),
-            )
-            .environment(
-                KeyValuePair::builder()
-                    .name("DATABASE_URL")
-                    .value("plaintext")
-                    .build(),
-            )
-            .secrets(
-                Secret::builder()
-                    .name("API_KEY")
-                    .value_from("arn:old")
-                    .build()
-                    .unwrap(),
-            )
-            .log_configuration(
-                LogConfiguration::builder()
-                    .log_driver(aws_sdk_ecs::types::LogDriver::Awslogs)
-                    .options("awslogs-group", "/ecs/x")
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-    }
-
-    #[test]
-    fn only_the_configured_containers_change() {
-        let before = vec![
-            container("core", "repo:core-v1"),
-            container("sidecar", "ghcr.io/x:3.4"),
-        ];
-        let release = Release {
-            images: vec![("core".into(), "repo:core-v2".into())],
-            secrets: None,
-        };
-        let after = release_containers(&before, &release);
-        assert_eq!(after[1], before[1], "the sidecar is untouched");
-        assert_eq!(after[0].image(), Some("repo:core-v2"));
-        let mut expected = before[0].clone();
-        expected.image = Some("repo:core-v2".into());
-        assert_eq!(
-            after[0], expected,
-            "every other field of the container is kept"
-        );
-        let same = Release {
-            images: vec![("core".into(), "repo:core-v1".into())],
-            secrets: None,
-        };
-        assert_eq!(
-            release_containers(&before, &same),
-            before,
-            "same image: nothing changes"
-        );
-    }
-
-    #[test]
-    fn ssm_secrets_merge_over_existing_and_replace_plaintext() {
-        let before = vec![container("core", "repo:core-v1"), container("sidecar", "x")];
-        let secrets = vec![
-            (
-                "DATABASE_URL".to_string(),
-                "arn:aws:ssm:r:1:parameter/app/stage/DATABASE_URL".to_string(),
-            ),
-            (
-                "API_KEY".to_string(),
-                "arn:aws:ssm:r:1:parameter/app/stage/API_KEY".to_string(),
-            ),
-        ];
-        let release = Release {
-            images: vec![("core".into(), "repo:core-v2".into())],
-            secrets: Some(secrets),
-        };
-        let after = release_containers(&before, &release);
-        let core = &after[0];
-        let s: Vec<(&str, &str)> = core
-            .secrets()
-            .iter()
-            .map(|s| (s.name(), s.value_from()))
-            .collect();
-        assert_eq!(
-            s,
-            vec![
-                ("API_KEY", "arn:aws:ssm:r:1:parameter/app/stage/API_KEY"),
-                (
-                    "DATABASE_URL",
-                    "arn:aws:ssm:r:1:parameter/app/stage/DATABASE_URL"
-                ),
-            ]
-        );
-        let env: Vec<&str> = core.environment().iter().filter_map(|e| e.name()).collect();
-        assert_eq!(
-            env,
-            vec!["NODE_ENV"],
-            "a plaintext variable named like a secret is dropped"
-        );
-        assert_eq!(
-            after[1], before[1],
-            "containers not configured get no secrets"
-        );
-        assert_eq!(
-            release_containers(&after, &release),
-            after,
-            "applying it again changes nothing"
-        );
-    }
-
-    #[test]
-    fn ssm_parameters_become_secret_names_and_clashes_are_errors() {
-        let p = |n: &str| ParameterRef {
-            name: n.into(),
-            arn: format!("arn:aws:ssm:r:1:parameter{n}"),
-        };
-        let ok = secrets_from(&[p("/app/stage/B"), p("/app/stage/nested/A")]).unwrap();
-        assert_eq!(
-            ok,
-            vec![
-                (
-                    "A".to_string(),
-                    "arn:aws:ssm:r:1:parameter/app/stage/nested/A".to_string()
-                ),
-                (
-                    "B".to_string(),
-                    "arn:aws:ssm:r:1:parameter/app/stage/B".to_string()
-                ),
-            ]
-        );
-        let e = secrets_from(&[p("/app/stage/A"), p("/app/stage/x/A")]).unwrap_err();
-        assert!(
-            e.contains("/app/stage/A") && e.contains("/app/stage/x/A"),
-            "{e}"
-        );
-    }
-
     #[test]
     fn new_revisions_keep_foreign_tags_and_get_the_version() {
         let current = vec![

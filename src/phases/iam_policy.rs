@@ -22,11 +22,12 @@ use crate::github::runner::Outcome;
 use crate::inputs::{Invocation, Phase};
 
 /// The phases that call AWS, in the order the policy lists them.
-pub const PHASES: [Phase; 8] = [
+pub const PHASES: [Phase; 9] = [
     Phase::Status,
     Phase::State,
     Phase::Snapshot,
     Phase::Migrate,
+    Phase::Restore,
     Phase::Deploy,
     Phase::Rollback,
     Phase::Run,
@@ -114,7 +115,7 @@ pub fn snapshot_pattern(template: &str, environment: &str) -> String {
         return "*".into();
     }
     // The same normalisation the snapshot phase applies, without trimming the trailing hyphen it would drop.
-    let id = crate::phases::snapshot::rds_identifier(&format!("{fixed}x"));
+    let id = crate::aws::rds::snapshot_identifier(&format!("{fixed}x"));
     format!("{}*", id.trim_end_matches('x'))
 }
 
@@ -445,8 +446,10 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
         Phase::Deploy => {
             let mut v = state_up(&db_start);
             v.push(service_tags_read.clone());
+            // ListTaskDefinitions: the "state now" block after a failure lists the known-good versions.
             v.push(td_read(&[
                 "ecs:DescribeTaskDefinition",
+                "ecs:ListTaskDefinitions",
                 "ecs:RegisterTaskDefinition",
                 "ecs:DeregisterTaskDefinition",
             ]));
@@ -459,19 +462,26 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.extend(ssm.iter().cloned());
             v
         }
-        Phase::Rollback => vec![
-            describe_services.clone(),
-            update_services.clone(),
-            td_read(&[
-                "ecs:DescribeTaskDefinition",
-                "ecs:ListTaskDefinitions",
-                "ecs:DeregisterTaskDefinition",
-            ]),
-            service_revision_tags.clone(),
-            list_tasks.clone(),
-            describe_tasks.clone(),
-            logs.clone(),
-        ],
+        Phase::Rollback => {
+            let mut v = vec![
+                describe_services.clone(),
+                update_services.clone(),
+                td_read(&[
+                    "ecs:DescribeTaskDefinition",
+                    "ecs:ListTaskDefinitions",
+                    "ecs:DeregisterTaskDefinition",
+                ]),
+                service_revision_tags.clone(),
+                list_tasks.clone(),
+                describe_tasks.clone(),
+                logs.clone(),
+            ];
+            // After a failure the "state now" block reads the environment as `status` does.
+            v.extend(db.iter().cloned());
+            v.extend(snapshot_read.iter().cloned());
+            v.extend(elb_read.iter().cloned());
+            v
+        }
         Phase::Run => {
             let mut v = vec![
                 describe_services.clone(),
@@ -572,12 +582,124 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 v
             }
         },
+        Phase::Restore => {
+            let mut v = vec![describe_services.clone(), list_tasks.clone()];
+            v.extend(restore_grants(env, &s));
+            v
+        }
         Phase::CheckConfig | Phase::IamPolicy => vec![],
     };
     if family_arns.is_empty() {
         out.retain(|g| g.sid != "EcsRunOneOffTask" && g.sid != "EcsOneOffRevisionTags");
     }
     merge(out)
+}
+
+/// What `restore` does to the database: look up snapshots (any, to tell whose a given one is), describe the original,
+/// the restored and the kept names, restore into `<id>-restoring` (with the subnet, option and parameter groups it
+/// names), tag, rename (`<id>` and `<id>-restoring` only) and start a stopped original. Aurora instances are not named
+/// by the config: their actions are on `db:*`.
+fn restore_grants(env: &Environment, s: &Scope) -> Vec<Grant> {
+    use crate::domain::restore::{derived, kept_name, TEMP_SUFFIX};
+    let Some(d) = &env.database else {
+        return vec![];
+    };
+    let id = &d.identifier;
+    let temp = derived(id, TEMP_SUFFIX);
+    let kept = kept_name(id, "*");
+    let kept = kept.trim_end_matches('*');
+    let (prefix, snap) = match d.kind {
+        DatabaseKind::Instance => ("db", "snapshot"),
+        DatabaseKind::Cluster => ("cluster", "cluster-snapshot"),
+    };
+    let arn = |name: &str| s.arn("rds", &format!("{prefix}:{name}"));
+    let (main, temp_arn) = (arn(id), arn(&temp));
+    let names = vec![main.clone(), temp_arn.clone(), arn(&format!("{kept}*"))];
+    let groups = |kinds: &[&str]| -> Vec<String> {
+        kinds
+            .iter()
+            .map(|k| s.arn("rds", &format!("{k}:*")))
+            .collect()
+    };
+    match d.kind {
+        DatabaseKind::Instance => vec![
+            grant(
+                "RdsRestoreDescribeSnapshots",
+                &["rds:DescribeDBSnapshots"],
+                vec![main.clone(), s.arn("rds", &format!("{snap}:*"))],
+            ),
+            grant(
+                "RdsRestoreDescribeNames",
+                &["rds:DescribeDBInstances"],
+                names,
+            ),
+            grant(
+                "RdsRestoreIntoTemporaryName",
+                &["rds:RestoreDBInstanceFromDBSnapshot"],
+                {
+                    let mut r = vec![temp_arn.clone(), s.arn("rds", &format!("{snap}:*"))];
+                    r.extend(groups(&["subgrp", "og", "pg", "secgrp"]));
+                    r
+                },
+            ),
+            grant(
+                "RdsRestoreTagAndRename",
+                &["rds:AddTagsToResource", "rds:ModifyDBInstance"],
+                vec![main.clone(), temp_arn],
+            ),
+            grant(
+                "RdsRestoreStartStoppedOriginal",
+                &["rds:StartDBInstance"],
+                vec![main],
+            ),
+        ],
+        DatabaseKind::Cluster => vec![
+            grant(
+                "RdsRestoreDescribeSnapshots",
+                &["rds:DescribeDBClusterSnapshots"],
+                vec![main.clone(), s.arn("rds", &format!("{snap}:*"))],
+            ),
+            grant(
+                "RdsRestoreDescribeNames",
+                &["rds:DescribeDBClusters"],
+                names,
+            ),
+            grant(
+                "RdsRestoreIntoTemporaryName",
+                &["rds:RestoreDBClusterFromSnapshot"],
+                {
+                    let mut r = vec![temp_arn.clone(), s.arn("rds", &format!("{snap}:*"))];
+                    r.extend(groups(&["subgrp", "cluster-pg", "og"]));
+                    r
+                },
+            ),
+            grant(
+                "RdsRestoreTagAndRename",
+                &["rds:AddTagsToResource", "rds:ModifyDBCluster"],
+                vec![main.clone(), temp_arn.clone()],
+            ),
+            grant(
+                "RdsRestoreStartStoppedOriginal",
+                &["rds:StartDBCluster"],
+                vec![main],
+            ),
+            // The cluster's instances: the config does not name them.
+            grant(
+                "RdsRestoreClusterInstancesAnyName",
+                &[
+                    "rds:DescribeDBInstances",
+                    "rds:CreateDBInstance",
+                    "rds:ModifyDBInstance",
+                    "rds:AddTagsToResource",
+                ],
+                {
+                    let mut r = vec![s.arn("rds", "db:*"), temp_arn];
+                    r.extend(groups(&["pg", "subgrp"]));
+                    r
+                },
+            ),
+        ],
+    }
 }
 
 /// Grants with the same Sid become one (actions united; resources united).

@@ -5,7 +5,7 @@
 //!    with the fix (run the snapshot phase first). `allow-without-snapshot: true` skips the check and says so in a
 //!    warning annotation and a banner in the summary. A migration of another version still running is refused too.
 //! 2. **db-only**: maintenance on, core services at 0, no core task left, through the `state` phase's
-//!    [`state::converge`].
+//!    [`converge::converge`].
 //! 3. **The migration task**, exactly as phase `run` runs a task ([`run::execute`]): a revision with only the
 //!    migration image changed, one task per environment (a rerun attaches), live logs, verdict by exit code and stop
 //!    code.
@@ -18,13 +18,13 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use tokio::time::Instant;
 
-use super::run::{self as run_phase, RunOutcome};
-use super::state::{self, StateOptions};
 use super::Ctx;
 use crate::aws::rds::{self, Snapshot};
 use crate::config::{Database, Environment, TaskConfig};
+use crate::domain::converge::{self, StateOptions};
 use crate::domain::drain::{self, QuietReport};
 use crate::domain::environment::EnvState;
+use crate::domain::one_off::{self, RunOutcome};
 use crate::domain::preflight;
 use crate::domain::promote::{self, SelfReference, VersionRef};
 use crate::domain::task::{self, LaunchPlan};
@@ -35,7 +35,6 @@ use crate::tags;
 use crate::tags::LastMigration;
 use crate::version::Version;
 use crate::wait::human;
-use crate::wait::Backoff;
 
 /// `max-snapshot-age` when the input is not given.
 pub const DEFAULT_MAX_SNAPSHOT_AGE: Duration = Duration::from_secs(2 * 3600);
@@ -56,7 +55,7 @@ pub struct Request {
 impl Request {
     pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<Request, UsageError> {
         let env = &common.environment;
-        let database = super::snapshot::required_database(common, "migrate")?;
+        let database = common.required_database("migrate")?;
         let migration = env.migration.clone().ok_or_else(|| {
             UsageError::new(format!(
                 "config file {}: environments.{name}.migration: missing; phase migrate needs it: add [environments.{name}.migration] with `family = \"<task definition family>\"` and `container = \"<container>\"`",
@@ -82,13 +81,13 @@ impl Request {
             false,
         )?;
         let state = StateOptions {
-            bypass_header: state::bypass_header(
+            bypass_header: converge::bypass_header(
                 inv.raw.maintenance_header_name.as_deref(),
                 inv.raw.maintenance_header_value.as_deref(),
             )?,
             skip_drain: parse_bool("skip-drain", inv.raw.skip_drain.as_deref(), false)?,
         };
-        state::check_target(env, EnvState::DbOnly, &state)?;
+        converge::check_target(env, EnvState::DbOnly, &state)?;
         Ok(Request {
             environment: env.clone(),
             database,
@@ -102,9 +101,15 @@ impl Request {
     }
 }
 
+impl super::Recorded for Request {
+    fn subject(&self, common: &Common) -> super::Subject {
+        super::Subject::new(common, self.version.given())
+    }
+}
+
 /// The clients `state` (db-only) and the task runner use, and those that resolve `from:`.
 pub struct Clients {
-    pub state: state::Clients,
+    pub state: converge::Clients,
     pub task: task::Clients,
     pub promote: promote::Clients,
     pub preflight: preflight::Clients,
@@ -113,7 +118,7 @@ pub struct Clients {
 impl Clients {
     pub fn new(sdk: &aws_config::SdkConfig) -> Clients {
         Clients {
-            state: state::Clients::new(sdk),
+            state: converge::Clients::new(sdk),
             task: task::Clients::new(sdk),
             promote: promote::Clients::new(sdk),
             preflight: preflight::Clients::new(sdk),
@@ -212,7 +217,7 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
     )?;
 
     // 2. db-only.
-    let state = state::converge(env, EnvState::DbOnly, &req.state, &clients.state, ctx)
+    let state = converge::converge(env, EnvState::DbOnly, &req.state, &clients.state, ctx)
         .await
         .with_context(|| format!("bringing {} to db-only before the migration", env.name))?;
 
@@ -221,7 +226,7 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
     if !ctx.dry_run {
         record_migration(clients, &db_arn, version, ctx).await;
     }
-    let run = run_phase::execute(&launch, &resolved, &clients.task, ctx, started).await;
+    let run = one_off::execute(&launch, &resolved, &clients.task, ctx, started).await;
     if !ctx.dry_run {
         record_migration(clients, &db_arn, version, ctx).await;
     }
@@ -274,17 +279,16 @@ async fn checks(
     version: &Version,
 ) -> Result<preflight::Report> {
     let env = &req.environment;
-    let (facts, image) = preflight::task(c, env, &req.migration, version).await?;
-    let mut rows = preflight::task_rows(&req.migration.key, "migration", &facts);
-    if let Some(image) = image {
-        let wanted = [preflight::Wanted {
-            what: format!("migration, container {}", req.migration.container),
-            image,
-        }];
-        let poller = ctx.poller("images", Backoff::SLOW);
-        let found = preflight::images(c, &wanted, req.wait_for_images, poller).await;
-        rows.extend(preflight::image_rows(&found));
-    }
+    let mut rows = preflight::one_off(
+        c,
+        env,
+        &req.migration,
+        "migration",
+        version,
+        req.wait_for_images,
+        ctx,
+    )
+    .await?;
     if let Some(m) = &env.maintenance {
         rows.extend(preflight::maintenance(&c.elb, m).await?);
     }
@@ -394,6 +398,10 @@ impl Outcome for MigrateOutcome {
                 .map(|s| s.id.clone())
                 .unwrap_or_default(),
         ));
+        o.push((
+            "restore-command",
+            self.restore_command().unwrap_or_default(),
+        ));
         o
     }
 
@@ -404,6 +412,10 @@ impl Outcome for MigrateOutcome {
             .map(|why| format!(
                 "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {why}."
             ))
+            .chain(self.restore_command().map(|cmd| format!(
+                "> [!CAUTION]\n> To bring the database back from the snapshot taken before this migration (after approval): `{cmd}` (Action: `phase: restore`, `snapshot-id: {}`).",
+                self.snapshot.as_ref().map(|s| s.id.as_str()).unwrap_or_default()
+            )))
             .collect();
         self.run.summary_with(&banners, self.rows())
     }
@@ -413,12 +425,29 @@ impl Outcome for MigrateOutcome {
             .without_snapshot
             .iter()
             .map(|why| format!("WITHOUT a fresh snapshot (allow-without-snapshot): {why}"))
+            .chain(
+                self.restore_command()
+                    .map(|cmd| format!("to bring the database back from its snapshot: {cmd}")),
+            )
             .collect();
         self.run.text_with(&notes, self.rows())
     }
 }
 
 impl MigrateOutcome {
+    /// After a failed migration, the invocation that brings the database back from the snapshot the precondition
+    /// accepted (phase `restore`); `None` when the migration succeeded, in a dry run, or without a snapshot.
+    pub fn restore_command(&self) -> Option<String> {
+        if self.run.ok() || self.run.dry_run {
+            return None;
+        }
+        let s = self.snapshot.as_ref()?;
+        Some(format!(
+            "deploy-action restore --env {} --snapshot-id {}",
+            self.run.environment, s.id
+        ))
+    }
+
     /// What the preconditions add to phase `run`'s rows.
     fn rows(&self) -> Vec<Vec<String>> {
         let mut rows = vec![
@@ -554,7 +583,12 @@ mod tests {
             version: "v1.1.0".into(),
         };
         // (snapshots, last migration, want)
-        let cases: Vec<(Vec<Snapshot>, Option<&LastMigration>, Result<&str, &str>)> = vec![
+        type Case<'a> = (
+            Vec<Snapshot>,
+            Option<&'a LastMigration>,
+            Result<&'a str, &'a str>,
+        );
+        let cases: Vec<Case> = vec![
             (vec![snap("after", Some(10), "available", true)], Some(&last), Ok("after")),
             (
                 vec![snap("before", Some(30), "available", true)],

@@ -5,32 +5,41 @@ pub mod deploy;
 pub mod iam_policy;
 pub mod migrate;
 pub mod preview;
+pub mod restore;
 pub mod rollback;
 pub mod run;
 pub mod snapshot;
 pub mod state;
 pub mod status;
 
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
+pub use crate::domain::Ctx;
 
-use crate::github::runner::Runner;
-use crate::inputs::GithubEnv;
-use crate::wait::{Backoff, Poller};
-
-/// What every phase shares besides its clients: where to report, when to give up, whether to stop.
+/// What the per-run wrapper records a run under, read from the request the phase already parsed: inputs are parsed
+/// once per run.
 #[derive(Debug, Clone)]
-pub struct Ctx {
-    pub runner: Runner,
-    pub github: GithubEnv,
-    pub cancel: CancellationToken,
-    /// The phase's overall deadline (`timeout-minutes` from the start).
-    pub deadline: Instant,
-    pub dry_run: bool,
+pub struct Subject {
+    /// The environment the run is recorded for (a review app: its own transient environment).
+    pub environment: crate::config::Environment,
+    /// The version as given; `None` without one, or for `from:<environment>` (the phase resolves it later).
+    pub version: Option<String>,
+    /// A review app's teardown: no record of its own; the environment's deployments are marked inactive at the end.
+    pub teardown: bool,
 }
 
-impl Ctx {
-    pub fn poller(&self, what: impl Into<String>, backoff: Backoff) -> Poller {
-        Poller::new(what, backoff, self.deadline, self.cancel.clone())
+impl Subject {
+    pub fn new(
+        common: &crate::inputs::Common,
+        version: Option<&crate::version::Version>,
+    ) -> Subject {
+        Subject {
+            environment: common.environment.clone(),
+            version: version.map(ToString::to_string),
+            teardown: false,
+        }
     }
+}
+
+/// A phase's request tells the wrapper what the run is recorded under.
+pub trait Recorded {
+    fn subject(&self, common: &crate::inputs::Common) -> Subject;
 }

@@ -41,22 +41,23 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::{deploy, Ctx};
+use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::elb;
 use crate::config::{Environment, Preview, PreviewRoute, Service as ServiceConfig};
 use crate::domain::preflight;
+use crate::domain::revision;
 use crate::domain::rollout::{self, FailureReport, WatchEnd};
 use crate::domain::task::{self, TaskReport};
 use crate::error::UsageError;
 use crate::github::api::Api;
 use crate::github::comments::{self, Posted, When};
+use crate::github::deployments::{self, Mode};
 use crate::github::runner::{md_table, Outcome};
 use crate::inputs::{Common, Invocation};
 use crate::tags;
 use crate::version::Version;
 use crate::wait::{human, Backoff, Check};
-use crate::wrapper::{self, Mode};
 
 /// Hidden in the comment once the review app is torn down: a second teardown leaves the comment alone.
 const DOWN_MARK: &str = "<!-- deploy-action:preview-state:down -->";
@@ -78,7 +79,7 @@ pub enum Direction {
 
 /// The names of one pull request's review app, from the template and the number alone (no AWS call).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Target {
+pub struct PreviewTarget {
     pub number: u64,
     /// The template environment's name in the config.
     pub template: String,
@@ -96,10 +97,10 @@ pub struct Target {
     pub teardown: bool,
 }
 
-impl Target {
+impl PreviewTarget {
     /// The review app of the invocation: the template's `[preview]` table, the PR number and `state`. Every error is
     /// a [`UsageError`] naming the input or config key; no AWS call is made.
-    pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<Target, UsageError> {
+    pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<PreviewTarget, UsageError> {
         let env = &common.environment;
         let cfg = preview_config(common)?;
         let teardown = match inv.raw.state.as_deref().map(str::trim) {
@@ -123,7 +124,7 @@ impl Target {
                 env.name
             )));
         }
-        Ok(Target {
+        Ok(PreviewTarget {
             number,
             template: env.name.clone(),
             name: format!("{}-pr-{number}", env.name),
@@ -214,7 +215,7 @@ pub struct Request {
     pub preview: Preview,
     /// The template service's entry in the config (which containers take the PR's image, and how).
     pub template: ServiceConfig,
-    pub target: Target,
+    pub target: PreviewTarget,
     pub direction: Direction,
     /// The GitHub API for the pull request comment, or why there is none.
     pub github: std::result::Result<Api, String>,
@@ -225,7 +226,7 @@ pub struct Request {
 
 impl Request {
     pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<Request, UsageError> {
-        let target = Target::from_invocation(inv, common)?;
+        let target = PreviewTarget::from_invocation(inv, common)?;
         let preview = preview_config(common)?.clone();
         let template = common
             .environment
@@ -247,7 +248,7 @@ impl Request {
             Direction::Up(version)
         };
         let mode = Mode::parse(inv.raw.github_deployments.as_deref())?;
-        let github = wrapper::connect(mode, &inv.github, inv.raw.github_token.as_deref())
+        let github = deployments::connect(mode, &inv.github, inv.raw.github_token.as_deref())
             .map_err(|e| UsageError::new(format!("{e:#}")))?;
         Ok(Request {
             environment: common.environment.clone(),
@@ -282,6 +283,21 @@ impl Request {
         self.ownership()
             .iter()
             .all(|(k, v)| tags.get(k).map(String::as_str) == Some(v.as_str()))
+    }
+}
+
+impl super::Recorded for Request {
+    /// Recorded under the review app's own transient environment (`<github env>-pr-N`, with its URL).
+    fn subject(&self, common: &Common) -> super::Subject {
+        let version = match &self.direction {
+            Direction::Up(v) => Some(v),
+            Direction::Down(v) => v.as_ref(),
+        };
+        super::Subject {
+            environment: self.target.record_environment(&common.environment),
+            version: version.map(ToString::to_string),
+            teardown: self.target.teardown,
+        }
     }
 }
 
@@ -457,7 +473,7 @@ pub enum Owner {
 // ------------------------------------------------------------------------------------------------------------------
 
 /// Everything the phase reads before it decides (read-only calls only).
-pub struct Observed {
+pub struct PreviewObserved {
     template: Service,
     /// `<template family>-pr-N`.
     family: String,
@@ -470,7 +486,7 @@ pub struct Observed {
     revisions: Vec<String>,
 }
 
-impl Observed {
+impl PreviewObserved {
     fn our_service(&self) -> Option<&Service> {
         self.service
             .as_ref()
@@ -488,7 +504,7 @@ impl Observed {
     }
 }
 
-async fn observe(req: &Request, c: &Clients) -> Result<Observed> {
+async fn observe(req: &Request, c: &Clients) -> Result<PreviewObserved> {
     let env = &req.environment;
     let t = &req.target;
     let template_name = req.preview.service.clone();
@@ -539,7 +555,7 @@ async fn observe(req: &Request, c: &Clients) -> Result<Observed> {
         }
     };
     let revisions = ecs::active_revisions(&c.ecs, &family).await?;
-    Ok(Observed {
+    Ok(PreviewObserved {
         template,
         family,
         service,
@@ -555,7 +571,7 @@ async fn observe(req: &Request, c: &Clients) -> Result<Observed> {
 async fn listener_rules(req: &Request, c: &Clients) -> Result<Vec<RuleView>> {
     let listener = &req.preview.listener_arn;
     let rules = elb::describe_rules(&c.elb, listener).await.map_err(|e| {
-        let fix = if e.is("ListenerNotFound") {
+        let fix = if elb::is_listener_not_found(&e) {
             format!(
                 "; correct environments.{}.preview.listener-arn in the config",
                 req.environment.name
@@ -607,7 +623,7 @@ pub struct PreviewOutcome {
     pub priority: Option<i32>,
     pub dry_run: bool,
     /// What was done (or, in a dry run, would be), in order.
-    pub steps: Vec<String>,
+    pub steps: Vec<PreviewStep>,
     pub seed: Option<TaskReport>,
     pub teardown: Option<TaskReport>,
     /// Why the phase did not reach its goal.
@@ -651,16 +667,61 @@ impl PreviewOutcome {
         }
     }
 
-    /// Logs a step and keeps it for the summary.
+    /// Logs a step that changes something and keeps it for the summary.
     fn step(&mut self, dry_run: bool, what: impl Into<String>) {
         let what = what.into();
-        if dry_run {
+        let text = if dry_run {
             tracing::info!("dry run: would {what}");
-            self.steps.push(format!("would {what}"));
+            format!("would {what}")
         } else {
             tracing::info!("{what}");
-            self.steps.push(what);
-        }
+            what
+        };
+        self.steps.push(PreviewStep {
+            kind: StepKind::Change,
+            text,
+        });
+    }
+
+    /// Logs that there is nothing to do and keeps it for the summary.
+    fn nothing(&mut self, what: impl Into<String>) {
+        let text = what.into();
+        tracing::info!("{text}");
+        self.steps.push(PreviewStep {
+            kind: StepKind::Nothing,
+            text,
+        });
+    }
+
+    /// Whether any step changed (or, in a dry run, would change) something.
+    fn changed(&self) -> bool {
+        self.steps.iter().any(|s| s.kind == StepKind::Change)
+    }
+}
+
+/// One line of what a run did. Serialises as its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewStep {
+    pub kind: StepKind,
+    pub text: String,
+}
+
+/// What a step is: a change, or the finding that there is nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    Change,
+    Nothing,
+}
+
+impl Serialize for PreviewStep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl std::fmt::Display for PreviewStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
     }
 }
 
@@ -670,7 +731,7 @@ impl PreviewOutcome {
 pub enum Checked {
     Up {
         version: Version,
-        seen: Box<Observed>,
+        seen: Box<PreviewObserved>,
         rule_plan: RulePlan,
     },
     Down {
@@ -756,7 +817,7 @@ async fn up(
     c: &Clients,
     ctx: &Ctx,
     version: &Version,
-    seen: Observed,
+    seen: PreviewObserved,
     rule_plan: RulePlan,
     out: &mut PreviewOutcome,
 ) -> Result<()> {
@@ -786,7 +847,7 @@ async fn up(
         .to_string();
     let ((template_td, template_tags), secrets) = tokio::try_join!(
         ecs::describe_task_definition(&c.ecs, &template_td_arn),
-        deploy::ssm_secrets(&c.ssm, env),
+        revision::ssm_secrets(&c.ssm, env),
     )?;
     let wanted = wanted_revision(req, &template_td, &template_tags, version, secrets)?;
     // The preflight: the review app's images are in ECR (waited for with wait-for-images) before anything changes.
@@ -807,7 +868,7 @@ async fn up(
     let latest = ecs::latest_task_definition(&c.ecs, &seen.family).await?;
     let reuse = latest.as_ref().and_then(|(td, tags)| {
         let tagged = tags::get(&ecs::tag_pairs(tags), tags::VERSION) == Some(version.as_str());
-        (tagged && td.container_definitions() == wanted.containers.as_slice())
+        (tagged && ecs::runnable(td) && td.container_definitions() == wanted.containers.as_slice())
             .then(|| td.task_definition_arn().unwrap_or_default().to_string())
     });
 
@@ -1015,7 +1076,7 @@ async fn up(
     };
 
     // 7. The roll-out.
-    let targets = [rollout::Target {
+    let targets = [rollout::RolloutTarget {
         service: t.service.clone(),
         task_definition: td_arn.clone(),
         desired_count: None,
@@ -1036,10 +1097,10 @@ async fn up(
             .services
             .iter()
             .find_map(|w| match &w.verdict {
-                rollout::Verdict::Failed(why) => Some(why.clone()),
-                rollout::Verdict::Done
-                | rollout::Verdict::InProgress(_)
-                | rollout::Verdict::Stuck(_) => None,
+                rollout::RolloutVerdict::Failed(why) => Some(why.clone()),
+                rollout::RolloutVerdict::Done
+                | rollout::RolloutVerdict::InProgress(_)
+                | rollout::RolloutVerdict::Stuck(_) => None,
             })
             .or_else(|| Some("the roll-out failed".into())),
         WatchEnd::TimedOut(last) => Some(format!(
@@ -1099,7 +1160,7 @@ async fn up(
 }
 
 /// Exit 2 when a service or target group of our name exists without this review app's tags.
-fn refuse_foreign(req: &Request, seen: &Observed) -> Result<(), UsageError> {
+fn refuse_foreign(req: &Request, seen: &PreviewObserved) -> Result<(), UsageError> {
     let env = &req.environment;
     let t = &req.target;
     let ours = format!(
@@ -1161,7 +1222,8 @@ fn wanted_revision(
     let shown = images.iter().map(|(n, i)| format!("{n} = {i}")).collect();
     let pairs = images.clone();
     // The same revision a deploy of the template environment makes: images, and secrets from its `ssm-path`.
-    let containers = deploy::release_containers(containers, &deploy::Release { images, secrets });
+    let containers =
+        revision::release_containers(containers, &revision::RevisionChange { images, secrets });
     let mut tags: Vec<(String, String)> = ecs::tag_pairs(template_tags)
         .into_iter()
         .filter(|(k, _)| !k.starts_with(rollout::TAG_PREFIX) && !k.starts_with("aws:"))
@@ -1208,7 +1270,8 @@ fn up_to_date(s: &Service, td: &str, desired: i32) -> bool {
     s.task_definition() == Some(td)
         && s.desired_count() == desired
         && s.deployments().len() == 1
-        && rollout::progress(td, &rollout::DeploymentObs::of(s), true) == rollout::Verdict::Done
+        && rollout::progress(td, &rollout::DeploymentObs::of(s), true)
+            == rollout::RolloutVerdict::Done
 }
 
 /// What a step of the run works with.
@@ -1302,7 +1365,7 @@ async fn ensure_rule(
                         );
                         return Ok((Some(arn), priority));
                     }
-                    Err(e) if e.is("PriorityInUse") && attempt < RULE_ATTEMPTS => {
+                    Err(e) if elb::is_priority_in_use(&e) && attempt < RULE_ATTEMPTS => {
                         tracing::info!("priority {priority} was taken meanwhile; picking another");
                         let rules = listener_rules(req, c).await?;
                         match plan_rule(&rules, field, &t.route_value, cfg.priorities) {
@@ -1355,19 +1418,23 @@ fn so_far(out: &PreviewOutcome) -> String {
     }
     format!(
         "done so far: {}; run again to finish, or tear it down with state: stopped",
-        out.steps.join("; ")
+        out.steps
+            .iter()
+            .map(|s| s.text.as_str())
+            .collect::<Vec<_>>()
+            .join("; ")
     )
 }
 
 /// The step line of a seed or teardown task.
 fn task_step(report: &TaskReport, what: &str) -> String {
     match report.verdict {
-        task::Verdict::Planned => format!("run the {what} task"),
-        task::Verdict::Succeeded
-        | task::Verdict::Failed
-        | task::Verdict::FailedToStart
-        | task::Verdict::Interrupted
-        | task::Verdict::TimedOut => report.explanation(),
+        task::TaskVerdict::Planned => format!("run the {what} task"),
+        task::TaskVerdict::Succeeded
+        | task::TaskVerdict::Failed
+        | task::TaskVerdict::FailedToStart
+        | task::TaskVerdict::Interrupted
+        | task::TaskVerdict::TimedOut => report.explanation(),
     }
 }
 
@@ -1460,7 +1527,10 @@ async fn down(
         && seen.our_target_group().is_none()
         && seen.revisions.is_empty()
     {
-        out.step(false, format!("nothing to tear down: review app {} has no service, rule, target group or revision", t.name));
+        out.nothing(format!(
+            "nothing to tear down: review app {} has no service, rule, target group or revision",
+            t.name
+        ));
         return Ok(());
     }
 
@@ -1599,10 +1669,7 @@ async fn comment(req: &Request, out: &mut PreviewOutcome) {
     };
     let marker = comments::marker(&req.target.template);
     let body = comment_body(req, out, &marker);
-    let changed = out
-        .steps
-        .iter()
-        .any(|s| !s.starts_with("nothing to tear down"));
+    let changed = out.changed();
     let when = match (&req.direction, changed) {
         (Direction::Up(_), _) | (Direction::Down(_), true) => When::Always,
         (Direction::Down(_), false) => When::OnlyExisting { unless: DOWN_MARK },

@@ -23,7 +23,7 @@ use super::Ctx;
 use crate::aws::ecs::{self, td_family, td_short};
 use crate::config::Service as ServiceConfig;
 use crate::domain::rollout::{
-    self, FailureReport, KnownGood, RevisionInfo, Target, Verdict, WatchEnd,
+    self, FailureReport, KnownGood, RevisionInfo, RolloutTarget, RolloutVerdict, WatchEnd,
 };
 use crate::domain::state_now;
 use crate::error::UsageError;
@@ -76,6 +76,12 @@ impl Request {
     /// Whether the phase waits for the roll-outs.
     pub fn waits(&self) -> bool {
         !self.fast || self.wait
+    }
+}
+
+impl super::Recorded for Request {
+    fn subject(&self, common: &Common) -> super::Subject {
+        super::Subject::new(common, self.version.as_ref())
     }
 }
 
@@ -201,7 +207,7 @@ pub fn earlier_versions(
 }
 
 /// One service's plan: where it is, where it goes, and its family's ACTIVE revisions.
-struct Plan {
+struct RollbackPlan {
     cfg: ServiceConfig,
     current: String,
     target: String,
@@ -214,7 +220,7 @@ struct Plan {
     failed_primary: bool,
 }
 
-impl Plan {
+impl RollbackPlan {
     fn moves(&self) -> bool {
         self.current != self.target || self.failed_primary
     }
@@ -247,7 +253,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }
-        let plans: Vec<Plan> = results
+        let plans: Vec<RollbackPlan> = results
             .into_iter()
             .map(|r| r.expect("checked above"))
             .collect();
@@ -308,7 +314,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
     let on: Vec<Option<&str>> = plans.iter().map(|p| p.to_version.as_deref()).collect();
     out.nothing_to_do = nothing_to_do(
         req.version.as_ref().map(Version::as_str),
-        plans.iter().any(Plan::moves),
+        plans.iter().any(RollbackPlan::moves),
         &on,
     );
     if let (Some(why), Some(first)) = (&out.nothing_to_do, plans.first()) {
@@ -328,13 +334,13 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         return Ok(out);
     }
 
-    let target = |p: &Plan| Target {
+    let target = |p: &RollbackPlan| RolloutTarget {
         service: p.cfg.name.clone(),
         task_definition: p.target.clone(),
         desired_count: None,
     };
-    let moving: Vec<Target> = plans.iter().filter(|p| p.moves()).map(target).collect();
-    let changing: Vec<Target> = plans
+    let moving: Vec<RolloutTarget> = plans.iter().filter(|p| p.moves()).map(target).collect();
+    let changing: Vec<RolloutTarget> = plans
         .iter()
         .filter(|p| p.current != p.target)
         .map(target)
@@ -378,10 +384,10 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
     let mut seen_completed: Vec<String> = vec![];
     if req.waits() {
         out.waited = true;
-        let targets: Vec<Target> = plans
+        let targets: Vec<RolloutTarget> = plans
             .iter()
             .filter(|p| !failed_updates.contains(&p.cfg.name))
-            .map(|p| Target {
+            .map(|p| RolloutTarget {
                 service: p.cfg.name.clone(),
                 task_definition: p.target.clone(),
                 desired_count: None,
@@ -409,15 +415,15 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             let r = row(&mut out, &w.service);
             r.duration_seconds = w.done_after.map(|d| d.as_millis() as f64 / 1000.0);
             match &w.verdict {
-                Verdict::Done => {
+                RolloutVerdict::Done => {
                     seen_completed.push(w.service.clone());
                     if moved {
                         r.result = RowResult::RolledBack;
                     }
                 }
-                Verdict::Failed(_) | Verdict::Stuck(_) | Verdict::InProgress(_) => {
-                    r.result = RowResult::Failed
-                }
+                RolloutVerdict::Failed(_)
+                | RolloutVerdict::Stuck(_)
+                | RolloutVerdict::InProgress(_) => r.result = RowResult::Failed,
             }
         }
         let reason = match &report.end {
@@ -438,13 +444,13 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             let explain = report
                 .services
                 .iter()
-                .filter(|w| w.verdict != Verdict::Done)
+                .filter(|w| w.verdict != RolloutVerdict::Done)
                 .map(|w| {
                     let why = match &w.verdict {
-                        Verdict::Failed(s) => s.clone(),
-                        Verdict::Stuck(s) => format!("stuck: {s}"),
-                        Verdict::InProgress(s) => format!("not completed: {s}"),
-                        Verdict::Done => String::new(),
+                        RolloutVerdict::Failed(s) => s.clone(),
+                        RolloutVerdict::Stuck(s) => format!("stuck: {s}"),
+                        RolloutVerdict::InProgress(s) => format!("not completed: {s}"),
+                        RolloutVerdict::Done => String::new(),
                     };
                     let env = &env;
                     async move {
@@ -559,8 +565,9 @@ async fn plan_service(
     c: &Clients,
     cfg: &ServiceConfig,
     svc: &Service,
-) -> Result<Plan> {
+) -> Result<RollbackPlan> {
     let env = &req.common.environment;
+    ecs::rolling_controller(&env.cluster, svc)?;
     let current = svc.task_definition().unwrap_or_default().to_string();
     let family = td_family(&current).to_string();
     let arns = ecs::active_revisions(&c.ecs, &family).await?;
@@ -620,7 +627,7 @@ async fn plan_service(
         version_of(&td)
     };
     let failed_primary = ecs::failed_on(svc, &current);
-    Ok(Plan {
+    Ok(RollbackPlan {
         cfg: cfg.clone(),
         failed_primary,
         from_version: version_of(&current_td),

@@ -11,26 +11,24 @@
 //!    `command` override (a JSON list of strings), live logs with no line lost, the verdict from the exit code and
 //!    the stop code; `timeout-minutes` and cancellation stop the task.
 //!
-//! `migrate` is this phase plus its preconditions (a fresh snapshot, db-only): it shares [`execute`] and the
-//! rendering of [`RunOutcome`].
+//! `migrate` is this phase plus its preconditions (a fresh snapshot, db-only): both run the task through
+//! [`crate::domain::one_off::execute`] and render a [`RunOutcome`].
 
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use serde::Serialize;
 use tokio::time::Instant;
 
 use super::Ctx;
 use crate::aws::ecs;
 use crate::config::{Environment, Service, TaskConfig, TaskNetwork};
+use crate::domain::one_off::execute;
+pub use crate::domain::one_off::RunOutcome;
 use crate::domain::preflight;
-use crate::domain::promote::{self, Promotion, Resolved, SelfReference, VersionRef};
-use crate::domain::task::{self, Launch, TaskReport};
+use crate::domain::promote::{self, SelfReference, VersionRef};
+use crate::domain::task::{self, Launch};
 use crate::error::UsageError;
-use crate::github::runner::{md_table, Outcome};
 use crate::inputs::{Common, Invocation};
-use crate::version::Version;
-use crate::wait::{human, Backoff};
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -39,6 +37,7 @@ pub struct Request {
     pub version: VersionRef,
     /// Replaces the task's command when set.
     pub command: Option<Vec<String>>,
+    /// How long the preflight waits for the task's image to be pushed.
     pub wait_for_images: Duration,
 }
 
@@ -79,6 +78,12 @@ impl Request {
             command,
             wait_for_images: common.wait_for_images,
         })
+    }
+}
+
+impl super::Recorded for Request {
+    fn subject(&self, common: &Common) -> super::Subject {
+        super::Subject::new(common, self.version.given())
     }
 }
 
@@ -171,33 +176,19 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RunOutco
         command: req.command.as_deref(),
         revision_tags: &[],
     };
-    let report = checks(req, &task, &clients.preflight, ctx, &resolved.version).await?;
-    preflight::finish(&ctx.runner, "run", &report)?;
-    execute(&launch, &resolved, &clients.task, ctx, started).await
-}
-
-/// The preflight of a one-off task: its definition, container, network source and logs, and its image.
-async fn checks(
-    req: &Request,
-    task: &TaskConfig,
-    c: &preflight::Clients,
-    ctx: &Ctx,
-    version: &Version,
-) -> Result<preflight::Report> {
     let label = format!("task {}", task.name);
-    let (facts, image) = preflight::task(c, &req.environment, task, version).await?;
-    let mut rows = preflight::task_rows(&task.key, &label, &facts);
-    if let Some(image) = image {
-        let wanted = [preflight::Wanted {
-            what: format!("{label}, container {}", task.container),
-            image,
-        }];
-        let poller = ctx.poller("images", Backoff::SLOW);
-        rows.extend(preflight::image_rows(
-            &preflight::images(c, &wanted, req.wait_for_images, poller).await,
-        ));
-    }
-    Ok(preflight::Report { rows })
+    let rows = preflight::one_off(
+        &clients.preflight,
+        env,
+        &task,
+        &label,
+        &resolved.version,
+        req.wait_for_images,
+        ctx,
+    )
+    .await?;
+    preflight::finish(&ctx.runner, "run", &preflight::Report { rows })?;
+    execute(&launch, &resolved, &clients.task, ctx, started).await
 }
 
 /// A core service's task as a one-off task: the family of the revision the service runs now, its first configured
@@ -250,149 +241,6 @@ pub async fn service_task(
         network: TaskNetwork::FromService(service.name.clone()),
         launch_type,
     })
-}
-
-/// What `run` does after resolving its task, and `migrate` after its preconditions: the task through
-/// [`task::run`], reported as a [`RunOutcome`]. `started` is when the phase started (for the duration).
-pub async fn execute(
-    launch: &Launch<'_>,
-    resolved: &Resolved,
-    clients: &task::Clients,
-    ctx: &Ctx,
-    started: Instant,
-) -> Result<RunOutcome> {
-    let report = task::run(launch, clients, ctx).await?;
-    Ok(RunOutcome {
-        environment: launch.environment.name.clone(),
-        version: resolved.version.to_string(),
-        resolved_from: resolved.promotion.clone(),
-        dry_run: ctx.dry_run,
-        command: launch.command.map(<[String]>::to_vec),
-        task: report,
-        duration_seconds: started.elapsed().as_secs(),
-    })
-}
-
-/// The outcome of a one-off task (and the part of `migrate`'s outcome that is the same).
-#[derive(Debug, Clone, Serialize)]
-pub struct RunOutcome {
-    pub environment: String,
-    pub version: String,
-    /// Set when the version was `from:<environment>`.
-    pub resolved_from: Option<Promotion>,
-    pub dry_run: bool,
-    /// The command override, when one was given.
-    pub command: Option<Vec<String>>,
-    pub task: TaskReport,
-    pub duration_seconds: u64,
-}
-
-impl RunOutcome {
-    /// `task-arn`, `exit-code`, `log-lines`, `version`, `resolved-from`.
-    pub fn base_outputs(&self) -> Vec<(&'static str, String)> {
-        let mut o = self.task.outputs();
-        o.push(("version", self.version.clone()));
-        o.push((
-            "resolved-from",
-            self.resolved_from
-                .as_ref()
-                .map(|p| p.environment.clone())
-                .unwrap_or_default(),
-        ));
-        o
-    }
-
-    /// Markdown: the verdict first (and why, on failure), then `banners`, the table (the task's rows, `extra`, the
-    /// duration), and the last log lines on failure.
-    pub fn summary_with(&self, banners: &[String], extra: Vec<Vec<String>>) -> String {
-        let mut s = format!("### {} {}\n\n", self.task.icon(), self.headline());
-        if !self.task.ok() {
-            s.push_str(&format!("**{}**\n\n", self.task.explanation()));
-        }
-        for b in banners {
-            s.push_str(b);
-            s.push_str("\n\n");
-        }
-        s.push_str(&md_table(&["", ""], &self.rows(extra)));
-        if !self.task.ok() {
-            let block = self.task.last_lines_markdown();
-            if !block.is_empty() {
-                s.push('\n');
-                s.push_str(&block);
-            }
-        }
-        s
-    }
-
-    /// Plain text, in the same order as [`RunOutcome::summary_with`].
-    pub fn text_with(&self, notes: &[String], extra: Vec<Vec<String>>) -> String {
-        let mut s = format!(
-            "{} {} on {}: {}\n",
-            self.task.label, self.version, self.environment, self.task.verdict
-        );
-        if !self.task.ok() {
-            s.push_str(&format!("  {}\n", self.task.explanation()));
-        }
-        for n in notes {
-            s.push_str(&format!("  {n}\n"));
-        }
-        for row in self.rows(extra) {
-            s.push_str(&format!("  {:<17}{}\n", row[0], row[1]));
-        }
-        if !self.task.ok() {
-            s.push_str(&self.task.last_lines_text());
-        }
-        s
-    }
-
-    fn headline(&self) -> String {
-        let mut label = self.task.label.chars();
-        let title: String = label
-            .next()
-            .map(|first| first.to_uppercase().chain(label).collect())
-            .unwrap_or_default();
-        format!(
-            "{title} {} on `{}`: {}",
-            self.version, self.environment, self.task.verdict
-        )
-    }
-
-    fn rows(&self, extra: Vec<Vec<String>>) -> Vec<Vec<String>> {
-        let mut rows = self.task.rows(self.dry_run);
-        if let Some(cmd) = &self.command {
-            rows.push(vec![
-                "command".into(),
-                serde_json::to_string(cmd).unwrap_or_default(),
-            ]);
-        }
-        if let Some(p) = &self.resolved_from {
-            rows.push(vec!["version".into(), p.describe(&self.version)]);
-        }
-        rows.extend(extra);
-        rows.push(vec![
-            "took".into(),
-            human(Duration::from_secs(self.duration_seconds)),
-        ]);
-        rows
-    }
-}
-
-impl Outcome for RunOutcome {
-    fn ok(&self) -> bool {
-        self.task.ok()
-    }
-
-    fn outputs(&self) -> Vec<(&'static str, String)> {
-        self.base_outputs()
-    }
-
-    fn summary(&self) -> String {
-        self.summary_with(&[], vec![])
-    }
-
-    fn text(&self) -> String {
-        self.text_with(&[], vec![])
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! snapshot for Aurora), waited for until `available`.
 //!
 //! - The name comes from `database.snapshot-name` (default `deploy-{environment}-{version}-{time}`), made valid for
-//!   RDS by [`rds_identifier`].
+//!   RDS by [`rds::snapshot_identifier`].
 //! - The snapshot is tagged with this action, the version, the environment and the workflow run, so a rerun of the
 //!   same workflow run finds it ([`find_reusable`]) and waits for it instead of making a second one.
 //! - `database.snapshot-retention = N` keeps the newest N snapshots this action made of this database and deletes
@@ -38,7 +38,7 @@ pub struct Request {
 
 impl Request {
     pub fn from_invocation(inv: &Invocation, common: &Common) -> Result<Request, UsageError> {
-        let database = required_database(common, "snapshot")?;
+        let database = common.required_database("snapshot")?;
         Ok(Request {
             environment: common.environment.name.clone(),
             database,
@@ -49,15 +49,10 @@ impl Request {
     }
 }
 
-/// The environment's database, or a usage error naming the config key (shared with `migrate`).
-pub fn required_database(common: &Common, phase: &str) -> Result<Database, UsageError> {
-    let env = &common.environment.name;
-    common.environment.database.clone().ok_or_else(|| {
-        UsageError::new(format!(
-            "config file {}: environments.{env}.database: missing; phase {phase} needs it: add [environments.{env}.database] with `instance = \"<RDS instance id>\"` or `cluster = \"<Aurora cluster id>\"`",
-            common.config_path.display()
-        ))
-    })
+impl super::Recorded for Request {
+    fn subject(&self, common: &Common) -> super::Subject {
+        super::Subject::new(common, Some(&self.version))
+    }
 }
 
 /// Only the client `snapshot` uses.
@@ -227,10 +222,7 @@ async fn create(
         tracing::info!("creating snapshot {candidate} of {what}");
         match rds::create_snapshot(client, db, &candidate, tags).await {
             Ok(made) => return Ok(made),
-            Err(e)
-                if e.is("DBSnapshotAlreadyExists")
-                    || e.is("DBClusterSnapshotAlreadyExistsFault") =>
-            {
+            Err(e) if rds::is_snapshot_exists(&e) => {
                 tracing::info!(
                     "the name {candidate} is taken by another snapshot; trying the next one"
                 );
@@ -250,23 +242,20 @@ pub fn candidate_id(id: &str, n: u32) -> String {
         return id.to_string();
     }
     let suffix = format!("-{n}");
-    let base = rds_identifier(&id[..id.len().min(255 - suffix.len())]);
+    let base = rds::snapshot_identifier(&id[..id.len().min(255 - suffix.len())]);
     format!("{base}{suffix}")
 }
 
 /// CreateDB(Cluster)Snapshot errors a person can act on, with the next step.
 fn create_error(e: AwsError, db: &Database) -> anyhow::Error {
-    let fix = match e.code.as_deref() {
-        Some("InvalidDBInstanceState" | "InvalidDBClusterStateFault") => Some(
-            "the database must be available to snapshot it; start it (phase state) and run snapshot again",
-        ),
-        Some("DBInstanceNotFound" | "DBClusterNotFoundFault") => Some(
-            "the database does not exist in this account and region; correct the `database` table of the config",
-        ),
-        Some("SnapshotQuotaExceeded") => Some(
-            "the account's manual snapshot quota is used up; delete old snapshots or set database.snapshot-retention",
-        ),
-        _ => None,
+    let fix = if rds::is_invalid_state(&e) {
+        Some("the database must be available to snapshot it; start it (phase state) and run snapshot again")
+    } else if rds::is_db_not_found(&e) {
+        Some("the database does not exist in this account and region; correct the `database` table of the config")
+    } else if rds::is_snapshot_quota_exceeded(&e) {
+        Some("the account's manual snapshot quota is used up; delete old snapshots or set database.snapshot-retention")
+    } else {
+        None
     };
     let what = db_label(db);
     match fix {
@@ -362,7 +351,7 @@ pub fn snapshot_id(template: &str, p: &Placeholders) -> String {
         .replace("{version}", p.version)
         .replace("{time}", p.time)
         .replace("{run}", p.run);
-    rds_identifier(&raw)
+    rds::snapshot_identifier(&raw)
 }
 
 /// Now, UTC, as `yyyymmdd-hhmmss`.
@@ -371,32 +360,6 @@ pub fn utc_stamp() -> String {
     time::OffsetDateTime::now_utc()
         .format(fmt)
         .unwrap_or_else(|_| "00000000-000000".into())
-}
-
-/// Pure: any string made a valid RDS snapshot identifier: 1-255 lower-case letters, digits and hyphens, starting
-/// with a letter, no two hyphens in a row, no hyphen at the end. Other characters (`.`, `/`, `_`, `+`, spaces) become
-/// hyphens; a name that does not start with a letter gets `snapshot-` in front.
-pub fn rds_identifier(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    for c in raw.chars() {
-        let c = if c.is_ascii_alphanumeric() {
-            c.to_ascii_lowercase()
-        } else {
-            '-'
-        };
-        if c == '-' && (out.is_empty() || out.ends_with('-')) {
-            continue;
-        }
-        out.push(c);
-    }
-    if !out.starts_with(|c: char| c.is_ascii_alphabetic()) {
-        out.insert_str(0, "snapshot-");
-    }
-    out.truncate(255);
-    while out.ends_with('-') {
-        out.pop();
-    }
-    out
 }
 
 /// Pure: a snapshot this action made in this workflow run for this version, that is not failing: the one a rerun
@@ -619,11 +582,11 @@ mod tests {
             ("9", "snapshot-9"),
         ];
         for (raw, want) in cases {
-            assert_eq!(rds_identifier(raw), want, "{raw:?}");
+            assert_eq!(rds::snapshot_identifier(raw), want, "{raw:?}");
         }
-        let long = rds_identifier(&format!("a{}", "-b".repeat(200)));
+        let long = rds::snapshot_identifier(&format!("a{}", "-b".repeat(200)));
         assert!(long.len() <= 255 && !long.ends_with('-'), "{long}");
-        let long = rds_identifier(&format!("{}-{}", "a".repeat(254), "b"));
+        let long = rds::snapshot_identifier(&format!("{}-{}", "a".repeat(254), "b"));
         assert_eq!(long, "a".repeat(254), "truncated, then no trailing hyphen");
     }
 
@@ -632,7 +595,7 @@ mod tests {
         for raw in [
             "x", "--a--b--", "v1.2.3", "___", "a/b/c", "Z9", "0-0", "é-é", " a ",
         ] {
-            let id = rds_identifier(raw);
+            let id = rds::snapshot_identifier(raw);
             assert!((1..=255).contains(&id.len()), "{raw:?} -> {id:?}");
             assert!(
                 id.starts_with(|c: char| c.is_ascii_lowercase()),

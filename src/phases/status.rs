@@ -29,6 +29,12 @@ impl Request {
     }
 }
 
+impl super::Recorded for Request {
+    fn subject(&self, common: &crate::inputs::Common) -> super::Subject {
+        super::Subject::new(common, None)
+    }
+}
+
 /// `status` is [`observe`] reported as an outcome.
 pub async fn run(req: &Request, clients: &Clients, _ctx: &super::Ctx) -> Result<Status> {
     let mut status = observe(&req.environment, clients).await?;

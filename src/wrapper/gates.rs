@@ -9,6 +9,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::config::{day_name, hhmm, Freeze};
+use crate::github::deployments::{Seen, StatusState};
 use crate::inputs::Phase;
 
 /// Which gates apply to a phase. `None` for phases that change nothing (no gate, no deployment record).
@@ -32,7 +33,8 @@ pub fn gates_for(phase: Phase) -> Option<GateSet> {
     match phase {
         Phase::Status | Phase::CheckConfig | Phase::IamPolicy => None,
         // A review app is not what users get: no freeze, no promotion.
-        Phase::Snapshot | Phase::Rollback | Phase::Preview => set(false, false),
+        // A restore is the way out of a failed migration, like a rollback.
+        Phase::Snapshot | Phase::Rollback | Phase::Restore | Phase::Preview => set(false, false),
         Phase::State | Phase::Run => set(true, false),
         Phase::Migrate | Phase::Deploy => set(true, true),
     }
@@ -59,7 +61,7 @@ impl Gate {
 /// One gate's verdict, with the text that explains it (for the log, the summary and the refusal).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "verdict", content = "detail", rename_all = "kebab-case")]
-pub enum Verdict {
+pub enum GateVerdict {
     Pass(String),
     /// The freeze applies but `override-freeze` gave a reason.
     Overridden(String),
@@ -68,26 +70,26 @@ pub enum Verdict {
     Refuse(String),
 }
 
-impl Verdict {
+impl GateVerdict {
     pub fn refuses(&self) -> bool {
-        matches!(self, Verdict::Refuse(_))
+        matches!(self, GateVerdict::Refuse(_))
     }
 
     pub fn label(&self) -> &'static str {
         match self {
-            Verdict::Pass(_) => "pass",
-            Verdict::Overridden(_) => "overridden",
-            Verdict::Skipped(_) => "skipped",
-            Verdict::Refuse(_) => "refused",
+            GateVerdict::Pass(_) => "pass",
+            GateVerdict::Overridden(_) => "overridden",
+            GateVerdict::Skipped(_) => "skipped",
+            GateVerdict::Refuse(_) => "refused",
         }
     }
 
     pub fn detail(&self) -> &str {
         match self {
-            Verdict::Pass(d)
-            | Verdict::Overridden(d)
-            | Verdict::Skipped(d)
-            | Verdict::Refuse(d) => d,
+            GateVerdict::Pass(d)
+            | GateVerdict::Overridden(d)
+            | GateVerdict::Skipped(d)
+            | GateVerdict::Refuse(d) => d,
         }
     }
 }
@@ -96,7 +98,7 @@ impl Verdict {
 pub struct GateResult {
     pub gate: Gate,
     #[serde(flatten)]
-    pub verdict: Verdict,
+    pub verdict: GateVerdict,
 }
 
 /// The reason `now` is frozen (the window's reason and the window), or `None`.
@@ -145,111 +147,16 @@ pub fn freeze_gate(
     freeze: &Freeze,
     now: OffsetDateTime,
     override_reason: Option<&str>,
-) -> Verdict {
+) -> GateVerdict {
     match (frozen_at(freeze, now), override_reason) {
-        (None, _) => Verdict::Pass("no freeze window applies now".into()),
+        (None, _) => GateVerdict::Pass("no freeze window applies now".into()),
         (Some(why), Some(reason)) => {
-            Verdict::Overridden(format!("{environment} is frozen ({why}); overridden: {reason}"))
+            GateVerdict::Overridden(format!("{environment} is frozen ({why}); overridden: {reason}"))
         }
-        (Some(why), None) => Verdict::Refuse(format!(
+        (Some(why), None) => GateVerdict::Refuse(format!(
             "freeze gate: {environment} is frozen now: {why}; wait until the window ends, or set `override-freeze: \"<reason>\"` (--override-freeze) to go ahead anyway"
         )),
     }
-}
-
-/// A deployment status state as GitHub reports it. `Waiting` is what an environment with required reviewers shows
-/// before approval.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StatusState {
-    Error,
-    Failure,
-    Inactive,
-    InProgress,
-    Queued,
-    Pending,
-    Success,
-    Waiting,
-    Unknown(String),
-}
-
-impl StatusState {
-    pub fn parse(s: &str) -> StatusState {
-        match s {
-            "error" => StatusState::Error,
-            "failure" => StatusState::Failure,
-            "inactive" => StatusState::Inactive,
-            "in_progress" => StatusState::InProgress,
-            "queued" => StatusState::Queued,
-            "pending" => StatusState::Pending,
-            "success" => StatusState::Success,
-            "waiting" => StatusState::Waiting,
-            other => StatusState::Unknown(other.to_string()),
-        }
-    }
-
-    /// Whether a deployment in this state may be changing the environment right now.
-    pub fn is_active(&self) -> bool {
-        match self {
-            StatusState::InProgress | StatusState::Queued | StatusState::Pending => true,
-            // Waiting for approval changes nothing yet; the job's concurrency group orders it.
-            StatusState::Waiting => false,
-            StatusState::Error
-            | StatusState::Failure
-            | StatusState::Inactive
-            | StatusState::Success => false,
-            StatusState::Unknown(_) => false,
-        }
-    }
-}
-
-/// A deployment as the gates see it: who made it, for which run and version, and its statuses (newest first).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    pub id: u64,
-    /// Made by deploy-action (its payload says so); otherwise by GitHub for a job's `environment:`, or another tool.
-    pub ours: bool,
-    pub task: String,
-    pub git_ref: String,
-    pub sha: String,
-    /// The workflow run that made it: our payload's `run_id`, else the run in its status's log URL.
-    pub run_id: Option<String>,
-    pub phase: Option<String>,
-    pub version: Option<String>,
-    /// Newest first; may hold only the latest.
-    pub states: Vec<StatusState>,
-    pub log_url: Option<String>,
-}
-
-impl Seen {
-    pub fn latest(&self) -> Option<&StatusState> {
-        self.states.first()
-    }
-
-    fn is_active(&self) -> bool {
-        self.latest().is_some_and(StatusState::is_active)
-    }
-
-    /// `deployment 17 (deploy v1.2.3, run https://…)`.
-    pub fn describe(&self) -> String {
-        let what = match (&self.phase, &self.version) {
-            (Some(p), Some(v)) => format!("{p} {v}"),
-            (Some(p), None) => p.clone(),
-            (None, _) => format!("task {}, ref {}", self.task, self.git_ref),
-        };
-        let link = match (&self.log_url, &self.run_id) {
-            (Some(url), _) => format!(", {url}"),
-            (None, Some(run)) => format!(", run {run}"),
-            (None, None) => String::new(),
-        };
-        format!("deployment {} ({what}{link})", self.id)
-    }
-}
-
-/// The run id in a workflow-run URL (`…/actions/runs/123` or `…/actions/runs/123/job/456`).
-pub fn run_id_in_url(url: &str) -> Option<String> {
-    let rest = url.split("/actions/runs/").nth(1)?;
-    let id: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    (!id.is_empty()).then_some(id)
 }
 
 /// Active deployments that are not this run's: the candidates that may block. Runs known to have finished
@@ -263,10 +170,10 @@ pub fn blockers<'a>(seen: &'a [Seen], this_run: &str, finished_runs: &[String]) 
 }
 
 /// The one-at-a-time gate from the blockers left after the stale check.
-pub fn one_at_a_time_gate(environment: &str, blockers: &[&Seen]) -> Verdict {
+pub fn one_at_a_time_gate(environment: &str, blockers: &[&Seen]) -> GateVerdict {
     match blockers.first() {
-        None => Verdict::Pass(format!("no other deployment of {environment} is in progress")),
-        Some(other) => Verdict::Refuse(format!(
+        None => GateVerdict::Pass(format!("no other deployment of {environment} is in progress")),
+        Some(other) => GateVerdict::Refuse(format!(
             "one-at-a-time gate: another deployment of {environment} is in progress: {}; wait for it to finish (or cancel that run) and re-run this job",
             other.describe()
         )),
@@ -314,13 +221,13 @@ pub fn promotion_gate(
     version: &str,
     candidates: &[Seen],
     looked_at: usize,
-) -> Verdict {
+) -> GateVerdict {
     match candidates.iter().find(|d| succeeded(d)) {
-        Some(d) => Verdict::Pass(format!(
+        Some(d) => GateVerdict::Pass(format!(
             "{version} was deployed to {required} successfully ({})",
             d.describe()
         )),
-        None => Verdict::Refuse(format!(
+        None => GateVerdict::Refuse(format!(
             "promotion gate: {environment} requires {required} first, and {version} has no successful deployment on {required} (looked at its {looked_at} most recent deployments); deploy {version} to {required} first"
         )),
     }
@@ -330,6 +237,7 @@ pub fn promotion_gate(
 mod tests {
     use super::*;
     use crate::config::{DateWindow, WeeklyWindow};
+    use crate::github::deployments::run_id_in_url;
     use time::macros::{date, datetime};
     use time::Weekday::*;
 

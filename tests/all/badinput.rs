@@ -10,10 +10,12 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 
+use deploy_action::aws::rds::snapshot_identifier as rds_identifier;
 use deploy_action::config::Config;
+use deploy_action::domain::converge::bypass_header;
 use deploy_action::inputs::{parse_bool, parse_duration, parse_u64, Phase};
-use deploy_action::phases::snapshot::{rds_identifier, snapshot_id, Placeholders};
-use deploy_action::phases::state::{bypass_header, parse_target};
+use deploy_action::phases::snapshot::{snapshot_id, Placeholders};
+use deploy_action::phases::state::parse_target;
 use deploy_action::version::{is_valid_image_tag, ImageTagTemplate, Version};
 
 use crate::support::{RunResult, TestContext};

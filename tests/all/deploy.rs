@@ -320,6 +320,7 @@ async fn deploy_timeout_rolls_back() {
         cancel: Default::default(),
         deadline: tokio::time::Instant::now() + Duration::from_secs(4),
         dry_run: false,
+        pace: crate::support::pace(),
     };
     let started = std::time::Instant::now();
     let out = phase::run(&req, &clients, &run_ctx).await.unwrap();
@@ -1064,5 +1065,64 @@ async fn a_failed_deploy_from_db_only_goes_back_to_zero_tasks() {
     for s in o["services"].as_array().unwrap() {
         assert_eq!(s["version"], "v1.0.0", "{s}");
         assert_eq!(s["desired"], 0, "{s}");
+    }
+}
+
+/// ECS refuses UpdateService with a new task definition on a blue/green (CODE_DEPLOY) service; the strict local AWS
+/// does too. Deploy and rollback see it while planning: exit 1 naming the service and the fix, and nothing changed.
+#[tokio::test]
+async fn deploy_and_rollback_refuse_a_code_deploy_service_before_any_change() {
+    use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType};
+    let ctx = TestContext::new().await;
+    let path = ctx.seed("stage", &[]);
+    let ecs = ctx.ecs().await;
+    let core = ecs
+        .describe_services()
+        .cluster("app-stage")
+        .services("core")
+        .send()
+        .await
+        .unwrap();
+    let td = core.services()[0].task_definition().unwrap().to_string();
+    ecs.create_service()
+        .cluster("app-stage")
+        .service_name("bluegreen")
+        .task_definition(&td)
+        .desired_count(1)
+        .deployment_controller(
+            DeploymentController::builder()
+                .r#type(DeploymentControllerType::CodeDeploy)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "\n[environments.stage.services.bluegreen]\ncontainers = [\"core\"]\nimage-tag = \"core-{version}\"\n",
+    );
+    std::fs::write(&path, text).unwrap();
+    ctx.clear_calls().await;
+    for r in [
+        deploy(&ctx, "v1.1.0", &[]).await,
+        rollback(&ctx, &[("version", "v1.0.0")]).await,
+    ] {
+        r.assert_code(1);
+        assert!(
+            r.stderr
+                .contains("app-stage/bluegreen uses the CODE_DEPLOY deployment controller"),
+            "{}",
+            r.stderr
+        );
+        let calls = ctx.calls().await;
+        for op in [
+            "UpdateService",
+            "RegisterTaskDefinition",
+            "ModifyListener",
+            "CreateRule",
+        ] {
+            assert_eq!(count(&calls, op), 0, "{op}: {calls:?}");
+        }
     }
 }

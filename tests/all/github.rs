@@ -10,11 +10,14 @@ use std::time::Duration;
 
 use deploy_action::config::Config;
 use deploy_action::github::api::{Api, Retry};
+use deploy_action::github::deployments::{self, Mode};
 use deploy_action::github::runner::{Outcome, Runner};
 use deploy_action::inputs::{Common, GithubEnv, Invocation, OutputFormat, Phase, RawInputs};
 use deploy_action::phases::Ctx;
+use deploy_action::phases::Subject;
+use deploy_action::version::Version;
 use deploy_action::wrapper::gates::gates_for;
-use deploy_action::wrapper::{self, Mode, Plan, Record, Release};
+use deploy_action::wrapper::{self, Plan, Record, Release};
 use serde::Serialize;
 use serde_json::{json, Value};
 use time::macros::datetime;
@@ -267,6 +270,7 @@ fn invocation(
         cancel: Default::default(),
         deadline: tokio::time::Instant::now() + Duration::from_secs(60),
         dry_run: common.dry_run,
+        pace: crate::support::pace(),
     };
     (inv, common, ctx)
 }
@@ -292,11 +296,16 @@ async fn a_deployment_is_recorded_in_progress_then_success_with_the_run_and_envi
         &[("version", "v1.2.3")],
         dir.path(),
     );
-    let plan = Plan::from_invocation(&inv, &common).unwrap().unwrap();
+    // What the deploy request parsed: the version as given.
+    let v1_2_3 = Version::parse("v1.2.3").unwrap();
+    let subject = Subject::new(&common, Some(&v1_2_3));
+    let plan = Plan::from_invocation(&inv, &common, subject)
+        .unwrap()
+        .unwrap();
     assert_eq!(plan.required, Some(("stage".into(), "stage".into())));
     let release = Release::begin(
         plan,
-        wrapper::connect(Mode::Auto, &inv.github, Some("t0ken")).unwrap(),
+        deployments::connect(Mode::Auto, &inv.github, Some("t0ken")).unwrap(),
         inv.github.clone(),
         SUMMER,
     )
@@ -392,7 +401,10 @@ async fn around_runs_the_phase_between_in_progress_and_its_final_status() {
             previous: None,
         })
     };
-    let out = wrapper::around(&inv, &common, &ctx, phase).await.unwrap();
+    let subject = Subject::new(&common, None);
+    let out = wrapper::around(&inv, &common, &ctx, subject, phase)
+        .await
+        .unwrap();
     assert!(seen_in_progress.load(Ordering::SeqCst));
     assert!(!out.ok());
     let body: Value = requests(&server, "POST", DEPLOYMENTS).await[0]
@@ -1016,7 +1028,7 @@ async fn the_webhook_gets_one_message_and_its_failure_only_warns() {
 async fn off_a_runner_github_is_skipped_but_the_freeze_applies() {
     let server = MockServer::start().await;
     let local = GithubEnv::default();
-    let no_github = wrapper::connect(Mode::Auto, &local, None).unwrap();
+    let no_github = deployments::connect(Mode::Auto, &local, None).unwrap();
     let christmas = datetime!(2026-12-24 10:00 UTC);
     let err = Release::begin(
         plan(Phase::Deploy, "prod", Some("v1.2.3")),

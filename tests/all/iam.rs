@@ -42,6 +42,9 @@ fn implied(action: &str) -> &'static [&'static str] {
         "elasticloadbalancing:CreateTargetGroup" => &["elasticloadbalancing:AddTags"],
         "rds:CreateDBSnapshot" | "rds:CreateDBClusterSnapshot" => &["rds:AddTagsToResource"],
         "elasticloadbalancing:CreateRule" => &["elasticloadbalancing:AddTags"],
+        "rds:RestoreDBInstanceFromDBSnapshot"
+        | "rds:RestoreDBClusterFromSnapshot"
+        | "rds:CreateDBInstance" => &["rds:AddTagsToResource"],
         _ => &[],
     }
 }
@@ -693,6 +696,97 @@ async fn aurora_calls_are_allowed_by_the_policy() {
         let policy = policy_of(&ctx, phase).await;
         assert_allowed(phase, &policy, &called);
     }
+}
+
+/// Issue 16: `restore` of an RDS instance (stopped, so it is started before the rename) and of an Aurora cluster,
+/// bad input included: every call allowed, the renames and tags only on the database's own names.
+#[tokio::test]
+async fn every_call_of_restore_is_allowed_by_its_policy() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.action(&inputs("snapshot", &[("version", "v2.0.0")]))
+        .await
+        .assert_code(0);
+    ctx.action(&inputs(
+        "state",
+        &[("state", "stopped"), ("skip-drain", "true")],
+    ))
+    .await
+    .assert_code(0);
+    let from = ctx.calls().await.len();
+    ctx.action(&inputs("restore", &[("snapshot-id", "nope")]))
+        .await
+        .assert_code(2);
+    ctx.action(&inputs("restore", &[("version", "v2.0.0")]))
+        .await
+        .assert_code(0);
+    ctx.action(&inputs("restore", &[("version", "v2.0.0")]))
+        .await
+        .assert_code(0);
+    let called = actions_since(&ctx, from).await;
+    for a in [
+        "rds:RestoreDBInstanceFromDBSnapshot",
+        "rds:ModifyDBInstance",
+        "rds:StartDBInstance",
+        "rds:AddTagsToResource",
+        "ecs:ListTasks",
+    ] {
+        assert!(called.contains(a), "{a} was called: {called:?}");
+    }
+    let policy = policy_of(&ctx, "restore").await;
+    assert_allowed("restore", &policy, &called);
+    let db = |name: &str| format!("arn:aws:rds:eu-central-1:123456789012:db:{name}");
+    assert_on(
+        "restore",
+        &policy,
+        "rds:ModifyDBInstance",
+        &[db("app-stage"), db("app-stage-restoring")],
+    );
+    assert_on(
+        "restore",
+        &policy,
+        "rds:DescribeDBInstances",
+        &[db("app-stage-before-restore-20261202-104500")],
+    );
+    for (action, resource) in [
+        ("rds:ModifyDBInstance", db("app-prod")),
+        (
+            "rds:ModifyDBInstance",
+            db("app-stage-before-restore-20261202-104500"),
+        ),
+        ("rds:DeleteDBInstance", db("app-stage")),
+        ("rds:RestoreDBInstanceFromDBSnapshot", db("app-stage")),
+    ] {
+        assert!(
+            !allows(&policy, action, Some(&resource)),
+            "{action} on {resource} is not granted"
+        );
+    }
+    drop(ctx);
+
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &["--aurora"]);
+    ctx.action(&inputs("snapshot", &[("version", "v2.0.0")]))
+        .await
+        .assert_code(0);
+    ctx.action(&inputs(
+        "state",
+        &[("state", "db-only"), ("skip-drain", "true")],
+    ))
+    .await
+    .assert_code(0);
+    let from = ctx.calls().await.len();
+    ctx.action(&inputs("restore", &[("version", "v2.0.0")]))
+        .await
+        .assert_code(0);
+    let called = actions_since(&ctx, from).await;
+    assert!(
+        called.contains("rds:RestoreDBClusterFromSnapshot")
+            && called.contains("rds:ModifyDBCluster")
+    );
+    let policy = policy_of(&ctx, "restore").await;
+    assert_allowed("restore", &policy, &called);
+    assert!(!allows(&policy, "rds:DeleteDBCluster", None));
 }
 
 /// `iam-policy` on bad input: exit 2, one line naming the input, no AWS call.

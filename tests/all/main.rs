@@ -10,6 +10,7 @@ mod iam;
 mod migrate;
 mod preflight;
 mod preview;
+mod restore;
 mod run;
 mod safety;
 mod secrets;

@@ -322,7 +322,7 @@ async fn a_task_still_running_at_the_deadline_is_stopped_with_a_reason() {
     let report = task::run(&launch, &clients, &lib_ctx(Duration::from_secs(4)))
         .await
         .unwrap();
-    assert_eq!(report.verdict, task::Verdict::TimedOut);
+    assert_eq!(report.verdict, task::TaskVerdict::TimedOut);
     assert!(!report.ok());
     assert_eq!(report.stop_code.as_deref(), Some("UserInitiated"));
     assert!(
@@ -482,13 +482,15 @@ async fn without_a_snapshot_migrate_refuses_and_changes_nothing() {
 async fn a_stale_snapshot_is_refused() {
     let ctx = TestContext::new().await;
     ready(&ctx).await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Two second boundaries after the snapshot was made, it is two seconds old by RDS's clock (one-second resolution).
+    crate::support::next_second().await;
+    crate::support::next_second().await;
     let mut inputs = MIGRATE.to_vec();
-    inputs.push(("max-snapshot-age", "2s"));
+    inputs.push(("max-snapshot-age", "1s"));
     let r = ctx.action(&inputs).await;
     r.assert_code(1);
     assert!(
-        r.stderr.contains("old; max-snapshot-age is 2.0s"),
+        r.stderr.contains("old; max-snapshot-age is 1.0s"),
         "{}",
         r.stderr
     );
@@ -766,14 +768,14 @@ async fn after_an_ambiguous_run_task_the_runner_finds_the_task_instead_of_starti
         command: None,
         revision_tags: &[],
     };
-    let report = task::run(
-        &launch,
-        &task::Clients::new(&sdk),
-        &lib_ctx(Duration::from_secs(60)),
-    )
-    .await
-    .unwrap();
-    assert_eq!(report.verdict, task::Verdict::Succeeded, "{report:?}");
+    // At AWS's pace: the runner looks again a second later, after the late task exists (at the tests' pace it would
+    // look before the server answered).
+    let mut run_ctx = lib_ctx(Duration::from_secs(60));
+    run_ctx.pace = deploy_action::wait::Pace::AWS;
+    let report = task::run(&launch, &task::Clients::new(&sdk), &run_ctx)
+        .await
+        .unwrap();
+    assert_eq!(report.verdict, task::TaskVerdict::Succeeded, "{report:?}");
     assert!(!report.attached, "this run started it");
     assert_eq!(report.last_lines, vec!["once"]);
     let calls = ctx.calls().await;

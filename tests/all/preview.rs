@@ -946,7 +946,7 @@ async fn preview_killed_during_its_seed_then_rerun_attaches_and_leaves_no_seed_r
     let seed_family = revisions(&ctx, "review-seed", TaskDefinitionStatus::Active).await;
     ctx.post(
         "/_test/ecs/task-rules",
-        json!({"match": "db:create", "runningSeconds": 4, "logs": ["creating pr_12"]}),
+        json!({"match": "db:create", "runningSeconds": 10, "logs": ["creating pr_12"]}),
     )
     .await;
     let mut cmd = ctx.base_command();
@@ -1208,4 +1208,60 @@ async fn preview_bad_input_exits_2_with_zero_aws_calls() {
             gh.state().log
         );
     }
+}
+
+/// AWS refuses RunTask on a deregistered (INACTIVE) revision. Up deregisters the seed task's revision once it ran; a
+/// down right after it, at the same version, must run its teardown task on a fresh ACTIVE revision, never on the seed's
+/// (the local AWS is strict: such a RunTask would fail with ClientException "TaskDefinition is inactive").
+#[tokio::test]
+async fn preview_teardown_right_after_the_seed_never_runs_the_inactive_seed_revision() {
+    let ctx = TestContext::new().await;
+    seed_template(&ctx, BY_HOST).await;
+    cli_up(&ctx).await.assert_code(0);
+    let seeds = group_tasks(&ctx, "deploy-action:review-pr-12:seed").await;
+    assert_eq!(seeds.len(), 1, "{seeds:?}");
+    let inactive = revisions(&ctx, "review-seed", TaskDefinitionStatus::Inactive).await;
+    assert_eq!(
+        inactive,
+        vec![seeds[0].0.clone()],
+        "the seed's revision is INACTIVE"
+    );
+
+    let r = ctx
+        .cli(&[
+            "preview",
+            "--env",
+            ENV,
+            "--config",
+            "deploy.toml",
+            "--pr-number",
+            "12",
+            "--state",
+            "stopped",
+        ])
+        .await;
+    r.assert_code(0);
+    let teardowns = group_tasks(&ctx, "deploy-action:review-pr-12:teardown").await;
+    assert_eq!(teardowns.len(), 1, "{teardowns:?}");
+    assert_ne!(
+        teardowns[0].0, seeds[0].0,
+        "the teardown does not reuse the INACTIVE seed revision\n{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("using it"),
+        "no INACTIVE revision is reused: {}",
+        r.stderr
+    );
+    let refused: Vec<Value> = ctx
+        .get("/_test/calls")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["operation"] == "RunTask" && c["status"] != 200)
+        .cloned()
+        .collect();
+    assert!(refused.is_empty(), "no RunTask refused: {refused:?}");
+    assert_no_review_app(&ctx).await;
 }

@@ -260,7 +260,7 @@ async fn retention_keeps_the_newest_of_its_own_and_spares_a_hand_made_snapshot()
         r.assert_code(0);
         ids.push(r.outputs["snapshot-id"].clone());
         // RDS creation times have a one-second resolution: keep the order unambiguous.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
+        crate::support::next_second().await;
     }
     let out = rds
         .describe_db_snapshots()
@@ -385,5 +385,6 @@ pub fn lib_ctx(deadline_in: Duration) -> deploy_action::phases::Ctx {
         cancel: tokio_util::sync::CancellationToken::new(),
         deadline: tokio::time::Instant::now() + deadline_in,
         dry_run: false,
+        pace: crate::support::pace(),
     }
 }

@@ -875,7 +875,7 @@ async fn drain_waits_for_the_window_and_ignores_traffic_from_before() {
     ctx.seed("stage", &[]);
     with_drain(
         &ctx,
-        "{ threshold = 5, window-seconds = 4, timeout-minutes = 1 }",
+        "{ threshold = 5, window-seconds = 4, timeout = \"1m\" }",
     );
     seed_requests(&ctx, 500.0, 100).await; // busy before maintenance went on (its minute ended before)
     seed_requests(&ctx, 2.0, 0).await; // a trickle under the threshold
@@ -910,22 +910,15 @@ async fn drain_times_out_naming_the_way_out_and_can_be_skipped() {
     ctx.seed("stage", &[]);
     with_drain(
         &ctx,
-        "{ threshold = 5, window-seconds = 5, timeout-minutes = 1 }",
+        "{ threshold = 5, window-seconds = 5, timeout = \"8s\" }",
     );
-    // Traffic keeps coming after maintenance went on (say, long-polling clients), a datapoint every 2 s.
-    let body = requests_metric(&ctx, 120.0, 0).await;
-    let (http, url) = (
-        ctx.http.clone(),
-        format!("{}/_test/cloudwatch/metric", ctx.url),
-    );
-    let traffic = tokio::spawn(async move {
-        loop {
-            http.post(&url).json(&body).send().await.unwrap();
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        }
-    });
+    // Traffic keeps coming after maintenance went on (say, long-polling clients): 120 requests in this minute and
+    // in the next, seeded now (the datapoint in the future counts once its time has come).
+    let mut body = requests_metric(&ctx, 120.0, 0).await;
+    body["values"] =
+        json!([{"value": 120.0, "secondsAgo": 0}, {"value": 120.0, "secondsAgo": -60}]);
+    ctx.post("/_test/cloudwatch/metric", body).await;
     let r = state(&ctx, "db-only", &[("skip-drain", "")]).await;
-    traffic.abort();
     r.assert_code(1);
     assert!(
         r.stderr.contains("traffic did not drain") && r.stderr.contains("skip-drain"),
@@ -1004,7 +997,8 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
         settle: Some(SettleConfig {
             cpu_threshold: 30,
             window_seconds: 2,
-            timeout_minutes: 1,
+            timeout: None,
+            timeout_minutes: Some(1),
             skip: false,
         }),
     };
@@ -1014,6 +1008,7 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
         cancel: tokio_util::sync::CancellationToken::new(),
         deadline: tokio::time::Instant::now() + std::time::Duration::from_secs(secs),
         dry_run: false,
+        pace: crate::support::pace(),
     };
     let cpu = |value: f64| {
         json!({"region": "eu-central-1", "namespace": "AWS/RDS", "metric": "CPUUtilization",

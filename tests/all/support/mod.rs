@@ -1,5 +1,6 @@
-//! The test universe: one local AWS (moto + our extension) per test binary, reset between tests, seeded with a
-//! realistic environment; the real `deploy-action` binary run against it through `AWS_ENDPOINT_URL`.
+//! The test universe: a pool of local AWS servers (moto + our extension), one per test running at a time, reset
+//! when a test takes one and seeded with a realistic environment; the real `deploy-action` binary run against it
+//! through `AWS_ENDPOINT_URL`. Tests run in parallel (cargo test's threads), each on its own server.
 
 #![allow(dead_code)]
 
@@ -7,13 +8,22 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
 pub const REGION: &str = "eu-central-1";
+
+/// The poll pace of every run in the tests (`DEPLOY_ACTION_POLL_SCALE`): a tenth of AWS's, since the local AWS
+/// settles in moments. Waits still end on what they wait for, never on a fixed sleep.
+pub const POLL_SCALE: &str = "0.1";
+
+/// [`POLL_SCALE`] for runs through the library.
+pub fn pace() -> deploy_action::wait::Pace {
+    deploy_action::wait::Pace::parse(POLL_SCALE).unwrap()
+}
 
 /// The repository root.
 pub fn repo() -> PathBuf {
@@ -40,24 +50,22 @@ fn emulator_dir() -> PathBuf {
         .unwrap_or_else(|| repo().join("emulator"))
 }
 
-struct LocalAws {
-    url: String,
+/// One emulator process. It exits when our end of its stdin closes (when this process exits, however it exits:
+/// `--exit-on-stdin-eof`).
+pub struct LocalAws {
+    pub url: String,
     _child: Child,
 }
 
-static LOCAL_AWS: OnceLock<LocalAws> = OnceLock::new();
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// Starts the emulator once for the whole test binary. It exits when our end of its stdin closes (when this
-/// process exits, however it exits: `--exit-on-stdin-eof`).
-fn local_aws() -> &'static LocalAws {
-    LOCAL_AWS.get_or_init(|| {
+impl LocalAws {
+    /// Starts one (about 2 s); its log goes to `stderr`.
+    pub fn start(stderr: Stdio) -> LocalAws {
         let mut child = Command::new(python())
             .arg(emulator_dir().join("local_aws.py"))
             .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start emulator/local_aws.py");
         let stdout = child.stdout.take().unwrap();
@@ -74,15 +82,33 @@ fn local_aws() -> &'static LocalAws {
         // Keep draining its stdout so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
         LocalAws { url, _child: child }
-    })
+    }
 }
 
-/// One test's view of the universe. Holding it serialises tests that use the local AWS.
+/// The pool: emulators no test holds. A test takes one (or starts one when none is idle) and gives it back when it
+/// ends, so there are as many emulators as tests ever ran at once (the test threads), each test alone on its own.
+static IDLE: Mutex<Vec<LocalAws>> = Mutex::new(Vec::new());
+
+fn take_local_aws() -> LocalAws {
+    let idle = IDLE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    idle.unwrap_or_else(|| LocalAws::start(Stdio::inherit()))
+}
+
+/// One test's view of the universe: an emulator of its own (reset when taken), a directory, an HTTP client.
 pub struct TestContext {
-    _guard: tokio::sync::MutexGuard<'static, ()>,
+    aws: Option<LocalAws>,
     pub url: String,
     pub dir: TempDir,
     pub http: reqwest::Client,
+}
+
+impl Drop for TestContext {
+    /// Back to the pool, also after a failed test: the next test resets it.
+    fn drop(&mut self) {
+        if let Some(aws) = self.aws.take() {
+            IDLE.lock().unwrap_or_else(|e| e.into_inner()).push(aws);
+        }
+    }
 }
 
 /// What a run of the binary left behind.
@@ -115,11 +141,12 @@ impl RunResult {
 
 impl TestContext {
     pub async fn new() -> TestContext {
-        let guard = SERIAL.lock().await;
-        let url = local_aws().url.clone();
+        let aws = tokio::task::spawn_blocking(take_local_aws)
+            .await
+            .expect("start the local AWS");
         let ctx = TestContext {
-            _guard: guard,
-            url,
+            url: aws.url.clone(),
+            aws: Some(aws),
             dir: tempfile::tempdir().unwrap(),
             http: reqwest::Client::new(),
         };
@@ -134,25 +161,7 @@ impl TestContext {
     /// Seeds an environment (see emulator/seed.py for the flags) and writes its config to `<dir>/deploy.toml`.
     pub fn seed(&self, env: &str, extra: &[&str]) -> PathBuf {
         let out = self.config_path();
-        let mut cmd = Command::new(python());
-        cmd.arg(emulator_dir().join("seed.py"))
-            .args([
-                "--endpoint",
-                &self.url,
-                "--env",
-                env,
-                "--region",
-                REGION,
-                "--out",
-            ])
-            .arg(&out)
-            .args(extra);
-        let res = cmd.output().expect("run seed.py");
-        assert!(
-            res.status.success(),
-            "seed failed: {}",
-            String::from_utf8_lossy(&res.stderr)
-        );
+        std::fs::write(&out, seed(&self.url, env, extra)).unwrap();
         out
     }
 
@@ -173,6 +182,7 @@ impl TestContext {
                 || k.starts_with("GITHUB_")
                 || k.starts_with("AWS_")
                 || k == "RUNNER_DEBUG"
+                || k == deploy_action::wait::Pace::VAR
             {
                 cmd.env_remove(k);
             }
@@ -182,6 +192,7 @@ impl TestContext {
             .env("AWS_ACCESS_KEY_ID", "test")
             .env("AWS_SECRET_ACCESS_KEY", "test")
             .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env(deploy_action::wait::Pace::VAR, POLL_SCALE)
             .env("AWS_CONFIG_FILE", self.dir.path().join("no-aws-config"))
             .env(
                 "AWS_SHARED_CREDENTIALS_FILE",
@@ -501,6 +512,61 @@ pub async fn manual_revision(
             .unwrap();
     }
     arn
+}
+
+/// Seeds an environment into the local AWS at `url` (`POST /_test/seed`: emulator/seed.py run inside the emulator, so
+/// no Python process per seed) and returns its config. Blocking, so that a test seeds without `.await`.
+pub fn seed(url: &str, env: &str, extra: &[&str]) -> String {
+    let mut args = vec!["--env", env, "--region", REGION];
+    args.extend_from_slice(extra);
+    let (status, body) = post_blocking(url, "/_test/seed", &serde_json::json!({ "args": args }));
+    assert_eq!(status, 200, "seed {env} {extra:?}: {body}");
+    let v: Value = serde_json::from_str(&body).expect("seed answers JSON");
+    v["config"]
+        .as_str()
+        .expect("seed answers a config")
+        .to_string()
+}
+
+/// A plain HTTP/1.1 POST of JSON to the emulator (`http://127.0.0.1:PORT`), read to the end; (status, body).
+fn post_blocking(url: &str, path: &str, body: &Value) -> (u16, String) {
+    use std::io::{Read, Write};
+    let host = url.strip_prefix("http://").expect("an http:// URL");
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(host).expect("connect to the local AWS");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("read the answer");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, body.to_string())
+}
+
+/// Waits until the next wall-clock second has begun (watching the clock, not sleeping a fixed time): what AWS
+/// timestamps of one-second resolution need to tell two moments apart.
+pub async fn next_second() {
+    let second = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    let start = second();
+    while second() == start {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 fn rand_suffix() -> u64 {
