@@ -1484,12 +1484,13 @@ def warm_up(app: Emulator) -> None:
     auth = ("AWS4-HMAC-SHA256 Credential=AKIAWARMUP/20260101/{r}/{s}/aws4_request, "
             "SignedHeaders=host, Signature=0")
     client = Client(app)
-    json_calls = [("ecs", "AmazonEC2ContainerServiceV20141113.ListClusters"),
-                  ("logs", "Logs_20140328.DescribeLogGroups"), ("ssm", "AmazonSSM.DescribeParameters"),
-                  ("ecr", "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories"),
-                  ("application-autoscaling", "AnyScaleFrontendService.DescribeScalableTargets")]
-    for svc, target in json_calls:
-        client.post("/", data="{}", headers={"Authorization": auth.format(r=region, s=svc),
+    json_calls = [("ecs", "AmazonEC2ContainerServiceV20141113.ListClusters", "{}"),
+                  ("logs", "Logs_20140328.DescribeLogGroups", "{}"), ("ssm", "AmazonSSM.DescribeParameters", "{}"),
+                  ("ecr", "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories", "{}"),
+                  ("application-autoscaling", "AnyScaleFrontendService.DescribeScalableTargets",
+                   '{"ServiceNamespace": "ecs"}')]
+    for svc, target, body in json_calls:
+        client.post("/", data=body, headers={"Authorization": auth.format(r=region, s=svc),
                                               "X-Amz-Target": target,
                                               "Content-Type": "application/x-amz-json-1.1"})
     query_calls = [("rds", "DescribeDBInstances", "2014-10-31"), ("ec2", "DescribeVpcs", "2016-11-15"),

@@ -27,7 +27,7 @@ ACCOUNT = "123456789012"
 DEFAULT_IMAGE_VERSIONS = [
     "v1.0.0", "v1.1.0", "v1.2.0", "v1.2.1", "v1.2.2", "v1.2.3", "v1.3.0", "v1.4.0", "v1.5.0", "v1.9.0",
     "v2.0.0", "v2.1.0", "v2.2.0",
-    "pr-12-a", "pr-12-b", "pr-12-c", "pr-12-abc", "pr-12-abc1234", "pr-12-def5678",
+    "pr-12-a", "pr-12-b", "pr-12-c", "pr-12-abc", "pr-12-abc1234", "pr-12-def5678", "pr-7-abc", "pr-7-abc1234",
 ]
 
 # Clients by (service, endpoint, region): building one loads its service model, which costs more than the seed's

@@ -183,8 +183,12 @@ async fn wait_quiet(
                 None => format!("{metric} at or under {}", rule.threshold),
             };
             if check.no_data {
+                let seen = match check.last_breach {
+                    Some(_) => format!("{breach}; "),
+                    None => String::new(),
+                };
                 return Ok(Check::Pending(format!(
-                    "{what}: no {metric} datapoint since {} yet; no data is not quiet, waiting (CloudWatch reports a minute or two late)",
+                    "{what}: {seen}no {metric} datapoint since {} yet; no data is not quiet, waiting (CloudWatch reports a minute or two late)",
                     clock(check.quiet_since)
                 )));
             }

@@ -181,7 +181,11 @@ async fn a_code_deploy_service_is_refused_naming_its_controller() {
         &r.stderr,
         "ECS service app-stage/blue uses the CODE_DEPLOY deployment controller",
     );
-    assert_contains(&r.stderr, "deploy it with CodeDeploy");
+    assert_contains(
+        &r.stderr,
+        "switch the service to the ECS deployment controller",
+    );
+    assert_contains(&r.stdout, "deployment controller of blue");
     assert_nothing_changed(&ctx).await;
 }
 
@@ -590,7 +594,7 @@ async fn new_inputs_and_keys_are_validated_without_an_aws_call() {
     r.assert_code(2);
     assert_contains(
         &r.stderr,
-        "input `wait-for-images`: 2h 0m is longer than the phase's timeout (30m)",
+        "input `wait-for-images`: 2h 0m is longer than the phase's timeout (30m 0s)",
     );
     for (settle, key) in [
         (
@@ -603,7 +607,12 @@ async fn new_inputs_and_keys_are_validated_without_an_aws_call() {
         ),
         (
             "{ timeout-minutes = 0 }",
-            "settle.timeout-minutes: 0 is outside 1..120",
+            "settle.timeout-minutes: 0; use at least 1",
+        ),
+        ("{ timeout = \"3h\" }", "settle: a timeout of 3h"),
+        (
+            "{ timeout = \"30s\" }",
+            "settle: the timeout (30.0s) is shorter than window-seconds (60s)",
         ),
         ("{ cpu-treshold = 30 }", "cpu-treshold"),
     ] {
