@@ -188,8 +188,17 @@ pub enum ImageState {
     Unreadable(String),
 }
 
-/// Pure: the image rows.
+/// What to do about an image the phase will run that is not in ECR (deploy, migrate, run, preview): push it.
+pub const PUSH_IT: &str =
+    "push it (or wait for the build that pushes it: input wait-for-images), then run again";
+
+/// Pure: the image rows, a missing image with the fix [`PUSH_IT`].
 pub fn image_rows(images: &[(Wanted, ImageState)]) -> Vec<Row> {
+    image_rows_fix(images, PUSH_IT)
+}
+
+/// Pure: the image rows, a missing image with `fix`.
+pub fn image_rows_fix(images: &[(Wanted, ImageState)], fix: &str) -> Vec<Row> {
     images
         .iter()
         .map(|(w, state)| {
@@ -198,11 +207,17 @@ pub fn image_rows(images: &[(Wanted, ImageState)]) -> Vec<Row> {
                 ImageState::Found => Row::ok(check, format!("{} exists", w.image)),
                 ImageState::Missing(why) => Row::failed(
                     check,
-                    format!("{} is not in ECR ({why}); push it (or wait for the build that pushes it: input wait-for-images), then run again", w.image),
+                    format!("{} is not in ECR ({why}); {fix}", w.image),
                     Fault::Aws,
                 ),
-                ImageState::NotChecked(why) => Row::not_checked(check, format!("{}: {why}", w.image)),
-                ImageState::Unreadable(why) => Row::failed(check, format!("{}: cannot tell: {why}", w.image), Fault::Aws),
+                ImageState::NotChecked(why) => {
+                    Row::not_checked(check, format!("{}: {why}", w.image))
+                }
+                ImageState::Unreadable(why) => Row::failed(
+                    check,
+                    format!("{}: cannot tell: {why}", w.image),
+                    Fault::Aws,
+                ),
             }
         })
         .collect()

@@ -475,6 +475,8 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 list_tasks.clone(),
                 describe_tasks.clone(),
                 logs.clone(),
+                // The preflight: the images of the revisions it goes back to.
+                ecr_read.clone(),
             ];
             // After a failure the "state now" block reads the environment as `status` does.
             v.extend(db.iter().cloned());

@@ -626,3 +626,32 @@ async fn new_inputs_and_keys_are_validated_without_an_aws_call() {
         assert!(ctx.calls().await.is_empty());
     }
 }
+
+/// Rollback's preflight: the images of the revisions it goes back to must still be in ECR (a lifecycle policy may
+/// have expired them), else exit 1 naming the image before any service changes; once pushed again, it rolls back.
+#[tokio::test]
+async fn rollback_to_a_version_whose_image_is_gone_stops_before_any_change() {
+    let ctx = TestContext::new().await;
+    // Only v1.1.0's images are in ECR: v1.0.0 (what the services run now) expired.
+    ctx.seed("stage", &["--images", "v1.1.0"]);
+    phase(&ctx, "deploy", &[("version", "v1.1.0")])
+        .await
+        .assert_code(0);
+    ctx.clear_calls().await;
+    let r = phase(&ctx, "rollback", &[("version", "v1.0.0")]).await;
+    r.assert_code(1);
+    assert_contains(&r.stdout, "preflight (rollback):");
+    assert_contains(
+        &r.stderr,
+        "123456789012.dkr.ecr.eu-central-1.amazonaws.com/app:core-v1.0.0 is not in ECR (ImageNotFound",
+    );
+    assert_contains(&r.stderr, "push it again, or roll back to another version");
+    assert_nothing_changed(&ctx).await;
+    push(&ctx, &["core-v1.0.0", "workers-v1.0.0"]).await;
+    let r = phase(&ctx, "rollback", &[("version", "v1.0.0")]).await;
+    r.assert_code(0);
+    assert_contains(
+        &r.stdout,
+        "image of service core, container core (stage-core:1)",
+    );
+}
