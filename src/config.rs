@@ -830,26 +830,113 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         &format!("{p}.cluster"),
         "add `cluster = \"<ECS cluster name>\"`",
     )?;
-    if raw.services.is_empty() {
+    let images = ImageDefaults {
+        repository: raw.image_repository.clone(),
+        tag: raw
+            .image_tag
+            .clone()
+            .unwrap_or_else(|| "{version}".to_string()),
+    };
+    let services = services(name, &p, raw.services, &images)?;
+    let service_names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
+    let tasks_in = TaskDefaults {
+        images: &images,
+        service_names: &service_names,
+    };
+    let migration = match raw.migration {
+        Some(m) => Some(tasks_in.task("migration", &format!("{p}.migration"), m)?),
+        None => None,
+    };
+    let mut tasks = BTreeMap::new();
+    for (tname, t) in raw.tasks {
+        let key = format!("{p}.tasks.{tname}");
+        tasks.insert(tname.clone(), tasks_in.task(&tname, &key, t)?);
+    }
+    let database = match raw.database {
+        Some(d) => Some(database(&format!("{p}.database"), d)?),
+        None => None,
+    };
+    let maintenance = match raw.maintenance {
+        Some(m) => Some(maintenance(&format!("{p}.maintenance"), m)?),
+        None => None,
+    };
+    if let Some(req) = &raw.requires {
+        if req == name {
+            return Err(format!(
+                "{p}.requires: an environment cannot require itself"
+            ));
+        }
+    }
+    if let Some(path) = &raw.ssm_path {
+        validate_ssm_path(path).map_err(|why| format!("{p}.ssm-path: {why}"))?;
+    }
+    let timeout = env_timeout(&p, raw.timeout.as_deref(), raw.timeout_minutes)?;
+    let freeze = match raw.freeze {
+        Some(f) => freeze(&format!("{p}.freeze"), f)?,
+        None => Freeze::default(),
+    };
+    let github = github_settings(name, &format!("{p}.github"), raw.github.unwrap_or_default())?;
+    let preview = match raw.preview {
+        Some(pv) => Some(preview(
+            &format!("{p}.preview"),
+            &tasks_in,
+            raw.url.as_deref(),
+            pv,
+        )?),
+        None => None,
+    };
+    Ok(Environment {
+        name: name.to_string(),
+        region,
+        cluster,
+        url: raw.url,
+        timeout,
+        requires: raw.requires,
+        ssm_path: raw.ssm_path,
+        freeze,
+        github,
+        services,
+        migration,
+        tasks,
+        database,
+        maintenance,
+        preview,
+    })
+}
+
+/// The image repository and tag template of an environment, which its services and tasks default to.
+struct ImageDefaults {
+    repository: Option<String>,
+    tag: String,
+}
+
+impl ImageDefaults {
+    fn template(
+        &self,
+        key: &str,
+        repo: Option<String>,
+        tag: Option<String>,
+    ) -> Result<ImageTagTemplate, String> {
+        let repo = repo.or_else(|| self.repository.clone());
+        let tag = tag.unwrap_or_else(|| self.tag.clone());
+        ImageTagTemplate::new(repo, &tag).map_err(|why| format!("{key}.image-tag: {why}"))
+    }
+}
+
+/// `<p>.services`: at least one, each naming its containers.
+fn services(
+    name: &str,
+    p: &str,
+    raw: BTreeMap<String, ServiceRaw>,
+    images: &ImageDefaults,
+) -> Result<Vec<Service>, String> {
+    if raw.is_empty() {
         return Err(format!(
             "{p}.services: no core services; add at least one table such as [environments.{name}.services.core] with `containers = [\"core\"]`"
         ));
     }
-    let repo_default = raw.image_repository.clone();
-    let tag_default = raw
-        .image_tag
-        .clone()
-        .unwrap_or_else(|| "{version}".to_string());
-    let template = |key: &str,
-                    repo: Option<String>,
-                    tag: Option<String>|
-     -> Result<ImageTagTemplate, String> {
-        let repo = repo.or_else(|| repo_default.clone());
-        let tag = tag.unwrap_or_else(|| tag_default.clone());
-        ImageTagTemplate::new(repo, &tag).map_err(|why| format!("{key}.image-tag: {why}"))
-    };
     let mut services = Vec::new();
-    for (sname, s) in raw.services {
+    for (sname, s) in raw {
         let key = format!("{p}.services.{sname}");
         let containers = required(
             s.containers,
@@ -870,44 +957,31 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         }
         services.push(Service {
             name: sname,
-            image: template(&key, s.image_repository, s.image_tag)?,
+            image: images.template(&key, s.image_repository, s.image_tag)?,
             containers,
             desired_count: s.desired_count,
         });
     }
-    let service_names: Vec<String> = services.iter().map(|s| s.name.clone()).collect();
-    let task = |tname: &str, key: &str, m: MigrationRaw| -> Result<TaskConfig, String> {
+    Ok(services)
+}
+
+/// What a one-off task (migration, `tasks.*`, a review app's seed and teardown) defaults to.
+struct TaskDefaults<'a> {
+    images: &'a ImageDefaults,
+    /// The environment's core services, in order: the first one's network is the default.
+    service_names: &'a [String],
+}
+
+impl TaskDefaults<'_> {
+    /// `key` (e.g. `environments.prod.migration`): a task's family, container, network, command and launch type.
+    fn task(&self, tname: &str, key: &str, m: MigrationRaw) -> Result<TaskConfig, String> {
         let family = required(
             m.family,
             &format!("{key}.family"),
             "name the task definition family, e.g. `family = \"migrate\"`",
         )?;
         let container = m.container.unwrap_or_else(|| family.clone());
-        let network = match (m.network_from_service, m.network) {
-            (Some(_), Some(_)) => {
-                return Err(format!(
-                    "{key}: both `network-from-service` and `network` are set; keep one"
-                ));
-            }
-            (Some(svc), None) => {
-                if !service_names.contains(&svc) {
-                    return Err(format!(
-                        "{key}.network-from-service: {svc:?} is not a core service of this environment; use one of: {}",
-                        service_names.join(", ")
-                    ));
-                }
-                TaskNetwork::FromService(svc)
-            }
-            (None, Some(n)) => {
-                if n.subnets.is_empty() {
-                    return Err(format!(
-                        "{key}.network.subnets: list at least one subnet id"
-                    ));
-                }
-                TaskNetwork::Explicit(n)
-            }
-            (None, None) => TaskNetwork::FromService(service_names[0].clone()),
-        };
+        let network = self.network(key, m.network_from_service, m.network)?;
         if let Some(cmd) = &m.command {
             if cmd.is_empty() {
                 return Err(format!("{key}.command: empty list; remove the key to keep the task definition's command"));
@@ -922,151 +996,179 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         Ok(TaskConfig {
             name: tname.to_string(),
             key: key.to_string(),
-            image: template(key, m.image_repository, m.image_tag)?,
+            image: self.images.template(key, m.image_repository, m.image_tag)?,
             family,
             container,
             command: m.command,
             network,
             launch_type,
         })
-    };
-    let migration = match raw.migration {
-        Some(m) => Some(task("migration", &format!("{p}.migration"), m)?),
-        None => None,
-    };
-    let mut tasks = BTreeMap::new();
-    for (tname, t) in raw.tasks {
-        let key = format!("{p}.tasks.{tname}");
-        tasks.insert(tname.clone(), task(&tname, &key, t)?);
     }
-    let database = match raw.database {
-        None => None,
-        Some(d) => {
-            let key = format!("{p}.database");
-            let (kind, identifier) = match (d.instance, d.cluster) {
-                (Some(i), None) => (DatabaseKind::Instance, i),
-                (None, Some(c)) => (DatabaseKind::Cluster, c),
-                (Some(_), Some(_)) => {
-                    return Err(format!("{key}: both `instance` and `cluster` are set; use `instance` for RDS, `cluster` for Aurora"));
-                }
-                (None, None) => {
-                    return Err(format!("{key}: set `instance = \"<RDS instance id>\"` or `cluster = \"<Aurora cluster id>\"`"));
-                }
-            };
-            let snapshot_name = d
-                .snapshot_name
-                .unwrap_or_else(|| DEFAULT_SNAPSHOT_NAME.to_string());
-            if !snapshot_name.contains("{version}")
-                && !snapshot_name.contains("{time}")
-                && !snapshot_name.contains("{run}")
-            {
+
+    /// `network-from-service` (a core service) or an explicit `network`; by default the first core service's.
+    fn network(
+        &self,
+        key: &str,
+        from_service: Option<String>,
+        explicit: Option<NetworkConfig>,
+    ) -> Result<TaskNetwork, String> {
+        Ok(match (from_service, explicit) {
+            (Some(_), Some(_)) => {
                 return Err(format!(
-                    "{key}.snapshot-name: {snapshot_name:?} would give every snapshot the same name; include {{version}}, {{time}} or {{run}}"
+                    "{key}: both `network-from-service` and `network` are set; keep one"
                 ));
             }
-            if let Some(settle) = &d.settle {
-                one_bound(
-                    &format!("{key}.settle"),
-                    settle.timeout,
-                    settle.timeout_minutes,
-                )?;
-            }
-            if d.snapshot_retention == Some(0) {
-                return Err(format!("{key}.snapshot-retention: 0 would delete every snapshot; use at least 1, or remove the key to keep all"));
-            }
-            if let Some(settle) = &d.settle {
-                check_settle(settle, &format!("{key}.settle"))?;
-            }
-            Some(Database {
-                kind,
-                identifier,
-                snapshot_name,
-                snapshot_retention: d.snapshot_retention,
-                settle: d.settle,
-            })
-        }
-    };
-    let maintenance = match raw.maintenance {
-        None => None,
-        Some(m) => {
-            let key = format!("{p}.maintenance");
-            let listener_arn = required(
-                m.listener_arn,
-                &format!("{key}.listener-arn"),
-                "give the ARN of the ALB listener that serves the site",
-            )?;
-            let parts: Vec<&str> = listener_arn.splitn(6, ':').collect();
-            let alb_listener = matches!(parts[..], ["arn", _, "elasticloadbalancing", _, _, resource] if resource.starts_with("listener/app/"));
-            if !alb_listener {
-                return Err(format!("{key}.listener-arn: {listener_arn:?} is not an ALB listener ARN (arn:aws:elasticloadbalancing:...:listener/app/...)"));
-            }
-            let response = match (m.fixed_response, m.redirect) {
-                (Some(_), Some(_)) => {
+            (Some(svc), None) => {
+                if !self.service_names.contains(&svc) {
                     return Err(format!(
-                        "{key}: both `fixed-response` and `redirect` are set; keep one"
-                    ))
+                        "{key}.network-from-service: {svc:?} is not a core service of this environment; use one of: {}",
+                        self.service_names.join(", ")
+                    ));
                 }
-                (Some(f), None) => {
-                    if f.body.len() > 1024 {
-                        return Err(format!(
-                            "{key}.fixed-response.body: {} bytes; ALB allows at most 1024",
-                            f.body.len()
-                        ));
-                    }
-                    if !(200..=599).contains(&f.status_code) {
-                        return Err(format!(
-                            "{key}.fixed-response.status-code: {} is not an HTTP status (200-599)",
-                            f.status_code
-                        ));
-                    }
-                    MaintenanceResponse::Fixed(f)
-                }
-                (None, Some(r)) => {
-                    if !(r.url.starts_with("https://") || r.url.starts_with("http://")) {
-                        return Err(format!(
-                            "{key}.redirect.url: {:?} must start with https://",
-                            r.url
-                        ));
-                    }
-                    if r.status_code != 301 && r.status_code != 302 {
-                        return Err(format!(
-                            "{key}.redirect.status-code: {} must be 301 or 302",
-                            r.status_code
-                        ));
-                    }
-                    MaintenanceResponse::Redirect(r)
-                }
-                (None, None) => MaintenanceResponse::Fixed(FixedResponse {
-                    status_code: 503,
-                    content_type: "text/html".into(),
-                    body: "<h1>Down for maintenance</h1><p>We will be back shortly.</p>".into(),
-                }),
-            };
-            if let Some(drain) = &m.drain {
-                one_bound(
-                    &format!("{key}.drain"),
-                    drain.timeout,
-                    drain.timeout_minutes,
-                )?;
+                TaskNetwork::FromService(svc)
             }
-            Some(Maintenance {
-                listener_arn,
-                response,
-                drain: m.drain,
-            })
+            (None, Some(n)) => {
+                if n.subnets.is_empty() {
+                    return Err(format!(
+                        "{key}.network.subnets: list at least one subnet id"
+                    ));
+                }
+                TaskNetwork::Explicit(n)
+            }
+            (None, None) => TaskNetwork::FromService(self.service_names[0].clone()),
+        })
+    }
+}
+
+/// `<p>.database`: the instance or cluster, the snapshot name template, retention and settle bound.
+fn database(key: &str, d: DatabaseRaw) -> Result<Database, String> {
+    let (kind, identifier) = match (d.instance, d.cluster) {
+        (Some(i), None) => (DatabaseKind::Instance, i),
+        (None, Some(c)) => (DatabaseKind::Cluster, c),
+        (Some(_), Some(_)) => {
+            return Err(format!("{key}: both `instance` and `cluster` are set; use `instance` for RDS, `cluster` for Aurora"));
+        }
+        (None, None) => {
+            return Err(format!("{key}: set `instance = \"<RDS instance id>\"` or `cluster = \"<Aurora cluster id>\"`"));
         }
     };
-    if let Some(req) = &raw.requires {
-        if req == name {
+    let snapshot_name = d
+        .snapshot_name
+        .unwrap_or_else(|| DEFAULT_SNAPSHOT_NAME.to_string());
+    if !snapshot_name.contains("{version}")
+        && !snapshot_name.contains("{time}")
+        && !snapshot_name.contains("{run}")
+    {
+        return Err(format!(
+            "{key}.snapshot-name: {snapshot_name:?} would give every snapshot the same name; include {{version}}, {{time}} or {{run}}"
+        ));
+    }
+    if let Some(settle) = &d.settle {
+        one_bound(
+            &format!("{key}.settle"),
+            settle.timeout,
+            settle.timeout_minutes,
+        )?;
+    }
+    if let Some(settle) = &d.settle {
+        check_settle(settle, &format!("{key}.settle"))?;
+    }
+    if d.snapshot_retention == Some(0) {
+        return Err(format!("{key}.snapshot-retention: 0 would delete every snapshot; use at least 1, or remove the key to keep all"));
+    }
+    Ok(Database {
+        kind,
+        identifier,
+        snapshot_name,
+        snapshot_retention: d.snapshot_retention,
+        settle: d.settle,
+    })
+}
+
+/// `<p>.maintenance`: the ALB listener, the response while down, the drain bound.
+fn maintenance(key: &str, m: MaintenanceRaw) -> Result<Maintenance, String> {
+    let listener_arn = required(
+        m.listener_arn,
+        &format!("{key}.listener-arn"),
+        "give the ARN of the ALB listener that serves the site",
+    )?;
+    let parts: Vec<&str> = listener_arn.splitn(6, ':').collect();
+    let alb_listener = matches!(parts[..], ["arn", _, "elasticloadbalancing", _, _, resource] if resource.starts_with("listener/app/"));
+    if !alb_listener {
+        return Err(format!("{key}.listener-arn: {listener_arn:?} is not an ALB listener ARN (arn:aws:elasticloadbalancing:...:listener/app/...)"));
+    }
+    let response = maintenance_response(key, m.fixed_response, m.redirect)?;
+    if let Some(drain) = &m.drain {
+        one_bound(
+            &format!("{key}.drain"),
+            drain.timeout,
+            drain.timeout_minutes,
+        )?;
+    }
+    Ok(Maintenance {
+        listener_arn,
+        response,
+        drain: m.drain,
+    })
+}
+
+/// `fixed-response` or `redirect` (not both); by default a 503 page.
+fn maintenance_response(
+    key: &str,
+    fixed: Option<FixedResponse>,
+    redirect: Option<Redirect>,
+) -> Result<MaintenanceResponse, String> {
+    Ok(match (fixed, redirect) {
+        (Some(_), Some(_)) => {
             return Err(format!(
-                "{p}.requires: an environment cannot require itself"
-            ));
+                "{key}: both `fixed-response` and `redirect` are set; keep one"
+            ))
         }
-    }
-    if let Some(path) = &raw.ssm_path {
-        validate_ssm_path(path).map_err(|why| format!("{p}.ssm-path: {why}"))?;
-    }
-    let timeout = match (raw.timeout.as_deref(), raw.timeout_minutes) {
+        (Some(f), None) => {
+            if f.body.len() > 1024 {
+                return Err(format!(
+                    "{key}.fixed-response.body: {} bytes; ALB allows at most 1024",
+                    f.body.len()
+                ));
+            }
+            if !(200..=599).contains(&f.status_code) {
+                return Err(format!(
+                    "{key}.fixed-response.status-code: {} is not an HTTP status (200-599)",
+                    f.status_code
+                ));
+            }
+            MaintenanceResponse::Fixed(f)
+        }
+        (None, Some(r)) => {
+            if !(r.url.starts_with("https://") || r.url.starts_with("http://")) {
+                return Err(format!(
+                    "{key}.redirect.url: {:?} must start with https://",
+                    r.url
+                ));
+            }
+            if r.status_code != 301 && r.status_code != 302 {
+                return Err(format!(
+                    "{key}.redirect.status-code: {} must be 301 or 302",
+                    r.status_code
+                ));
+            }
+            MaintenanceResponse::Redirect(r)
+        }
+        (None, None) => MaintenanceResponse::Fixed(FixedResponse {
+            status_code: 503,
+            content_type: "text/html".into(),
+            body: "<h1>Down for maintenance</h1><p>We will be back shortly.</p>".into(),
+        }),
+    })
+}
+
+/// `<p>.timeout` or `<p>.timeout-minutes` (not both): the bound on every wait.
+fn env_timeout(
+    p: &str,
+    timeout: Option<&str>,
+    minutes: Option<u64>,
+) -> Result<Option<std::time::Duration>, String> {
+    Ok(match (timeout, minutes) {
         (Some(_), Some(_)) => {
             return Err(format!(
             "{p}: both `timeout` and `timeout-minutes` are set (here or in [defaults]); keep one"
@@ -1076,71 +1178,46 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         (None, Some(0)) => return Err(format!("{p}.timeout-minutes: 0; use at least 1")),
         (None, Some(m)) => Some(std::time::Duration::from_secs(m * 60)),
         (None, None) => None,
-    };
-    let freeze = match raw.freeze {
-        Some(f) => freeze(&format!("{p}.freeze"), f)?,
-        None => Freeze::default(),
-    };
-    let github = github_settings(name, &format!("{p}.github"), raw.github.unwrap_or_default())?;
-    let preview = match raw.preview {
-        None => None,
-        Some(mut pv) => {
-            let key = format!("{p}.preview");
-            let service = match pv.service.take() {
-                Some(s) if service_names.contains(&s) => s,
-                Some(s) => {
-                    return Err(format!(
-                        "{key}.service: {s:?} is not a core service of this environment; use one of: {}",
-                        service_names.join(", ")
-                    ))
-                }
-                None if service_names.len() == 1 => service_names[0].clone(),
-                None => {
-                    return Err(format!(
-                        "{key}.service: missing; name the core service review apps are cloned from (one of: {})",
-                        service_names.join(", ")
-                    ))
-                }
-            };
-            // Seed and teardown tasks run in the template service's network unless they say otherwise.
-            let one_off = |tname: &str, m: Option<MigrationRaw>| match m {
-                None => Ok(None),
-                Some(mut m) => {
-                    if m.network.is_none() && m.network_from_service.is_none() {
-                        m.network_from_service = Some(service.clone());
-                    }
-                    task(tname, &format!("{key}.{tname}"), m).map(Some)
-                }
-            };
-            let seed = one_off("seed", pv.seed.take())?;
-            let teardown = one_off("teardown", pv.teardown.take())?;
-            Some(preview_settings(
-                &key,
-                service,
-                raw.url.as_deref(),
-                pv,
-                seed,
-                teardown,
-            )?)
+    })
+}
+
+/// `<p>.preview`: the template service (a core service; the only one by default), its seed and teardown tasks (in
+/// its network unless they say otherwise) and the rest of the table.
+fn preview(
+    key: &str,
+    tasks_in: &TaskDefaults,
+    env_url: Option<&str>,
+    mut pv: PreviewRaw,
+) -> Result<Preview, String> {
+    let service_names = tasks_in.service_names;
+    let service = match pv.service.take() {
+        Some(s) if service_names.contains(&s) => s,
+        Some(s) => {
+            return Err(format!(
+                "{key}.service: {s:?} is not a core service of this environment; use one of: {}",
+                service_names.join(", ")
+            ))
+        }
+        None if service_names.len() == 1 => service_names[0].clone(),
+        None => {
+            return Err(format!(
+                "{key}.service: missing; name the core service review apps are cloned from (one of: {})",
+                service_names.join(", ")
+            ))
         }
     };
-    Ok(Environment {
-        name: name.to_string(),
-        region,
-        cluster,
-        url: raw.url,
-        timeout,
-        requires: raw.requires,
-        ssm_path: raw.ssm_path,
-        freeze,
-        github,
-        services,
-        migration,
-        tasks,
-        database,
-        maintenance,
-        preview,
-    })
+    let one_off = |tname: &str, m: Option<MigrationRaw>| match m {
+        None => Ok(None),
+        Some(mut m) => {
+            if m.network.is_none() && m.network_from_service.is_none() {
+                m.network_from_service = Some(service.clone());
+            }
+            tasks_in.task(tname, &format!("{key}.{tname}"), m).map(Some)
+        }
+    };
+    let seed = one_off("seed", pv.seed.take())?;
+    let teardown = one_off("teardown", pv.teardown.take())?;
+    preview_settings(key, service, env_url, pv, seed, teardown)
 }
 
 /// `{number}` exactly once, and no other placeholder.
@@ -1169,9 +1246,47 @@ fn preview_settings(
     if !listener_arn.starts_with("arn:") || !listener_arn.contains(":listener/") {
         return Err(format!("{key}.listener-arn: {listener_arn:?} is not an ALB listener ARN (arn:aws:elasticloadbalancing:...:listener/app/...)"));
     }
+    let route = preview_route(key, raw.host, raw.path)?;
+    let url = preview_url(key, raw.url, &route, env_url)?;
+    let priorities = match raw.priority_range.as_deref() {
+        None => (1000, 1999),
+        Some(&[from, to]) if 1 <= from && from <= to && to <= 50_000 => (from as i32, to as i32),
+        Some(other) => {
+            return Err(format!(
+                "{key}.priority-range: {other:?} is not [from, to] with 1 <= from <= to <= 50000; e.g. [1000, 1999]"
+            ))
+        }
+    };
+    let desired_count = raw.desired_count.unwrap_or(1);
+    if !(1..=100).contains(&desired_count) {
+        return Err(format!(
+            "{key}.desired-count: {desired_count} is out of range; use 1 to 100"
+        ));
+    }
+    let target_group =
+        preview_target_group(&format!("{key}.target-group"), raw.target_group, &service)?;
+    Ok(Preview {
+        service,
+        listener_arn,
+        route,
+        url,
+        priorities,
+        desired_count,
+        target_group,
+        seed,
+        teardown,
+    })
+}
+
+/// `host` or `path` (one of them), with `{number}` once, fitting ALB's 128 characters for any PR number.
+fn preview_route(
+    key: &str,
+    host: Option<String>,
+    path: Option<String>,
+) -> Result<PreviewRoute, String> {
     // The longest value a PR number can give must still fit ALB's 128 characters.
     let longest = |t: &str| t.replace(PR_NUMBER, "9999999").len();
-    let route = match (raw.host, raw.path) {
+    Ok(match (host, path) {
         (Some(_), Some(_)) => {
             return Err(format!(
                 "{key}: both `host` and `path` are set; keep one (a host-header or a path-pattern rule)"
@@ -1208,8 +1323,17 @@ fn preview_settings(
             }
             PreviewRoute::Path(path)
         }
-    };
-    let url = match (raw.url, &route) {
+    })
+}
+
+/// `url`, else the host (without wildcards), else the environment's `url` with the path.
+fn preview_url(
+    key: &str,
+    url: Option<String>,
+    route: &PreviewRoute,
+    env_url: Option<&str>,
+) -> Result<String, String> {
+    Ok(match (url, route) {
         (Some(u), _) => {
             let k = format!("{key}.url");
             pr_template(&k, &u, "https://pr-{number}.review.example.org")?;
@@ -1235,24 +1359,16 @@ fn preview_settings(
                 ))
             }
         },
-    };
-    let priorities = match raw.priority_range.as_deref() {
-        None => (1000, 1999),
-        Some(&[from, to]) if 1 <= from && from <= to && to <= 50_000 => (from as i32, to as i32),
-        Some(other) => {
-            return Err(format!(
-                "{key}.priority-range: {other:?} is not [from, to] with 1 <= from <= to <= 50000; e.g. [1000, 1999]"
-            ))
-        }
-    };
-    let desired_count = raw.desired_count.unwrap_or(1);
-    if !(1..=100).contains(&desired_count) {
-        return Err(format!(
-            "{key}.desired-count: {desired_count} is out of range; use 1 to 100"
-        ));
-    }
-    let tg_key = format!("{key}.target-group");
-    let tg = raw.target_group.ok_or_else(|| {
+    })
+}
+
+/// `<key>` (`...preview.target-group`): VPC, port, protocol, health check, target type and name prefix.
+fn preview_target_group(
+    tg_key: &str,
+    raw: Option<PreviewTargetGroupRaw>,
+    service: &str,
+) -> Result<PreviewTargetGroup, String> {
+    let tg = raw.ok_or_else(|| {
         format!("{tg_key}: missing; add `target-group = {{ vpc-id = \"vpc-...\", port = 8080 }}` (the VPC and the port the container listens on)")
     })?;
     let vpc_id = required(
@@ -1286,10 +1402,23 @@ fn preview_settings(
             "{tg_key}.target-type: {target_type:?} is not ip (awsvpc tasks) or instance"
         ));
     }
-    let (name_prefix, prefix_key) = match tg.name_prefix {
+    let name_prefix = tg_name_prefix(tg_key, tg.name_prefix, service)?;
+    Ok(PreviewTargetGroup {
+        vpc_id,
+        port: port as i32,
+        protocol,
+        health_check_path,
+        target_type,
+        name_prefix,
+    })
+}
+
+/// `name-prefix` (by default the service name): what ELBv2 accepts at the start of `<prefix>-pr-<number>`.
+fn tg_name_prefix(tg_key: &str, prefix: Option<String>, service: &str) -> Result<String, String> {
+    let (name_prefix, prefix_key) = match prefix {
         Some(p) => (p, format!("{tg_key}.name-prefix")),
         None => (
-            service.clone(),
+            service.to_string(),
             format!("{tg_key}.name-prefix (it defaults to the service name)"),
         ),
     };
@@ -1306,24 +1435,7 @@ fn preview_settings(
             "{prefix_key}: {name_prefix:?} cannot start target group names `<prefix>-pr-<number>`; set `name-prefix` to 1-{MAX_TG_PREFIX} letters, digits or inner '-'"
         ));
     }
-    Ok(Preview {
-        service,
-        listener_arn,
-        route,
-        url,
-        priorities,
-        desired_count,
-        target_group: PreviewTargetGroup {
-            vpc_id,
-            port: port as i32,
-            protocol,
-            health_check_path,
-            target_type,
-            name_prefix,
-        },
-        seed,
-        teardown,
-    })
+    Ok(name_prefix)
 }
 
 /// Target group names hold 32 characters: the prefix, `-pr-` and up to 6 digits.

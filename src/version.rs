@@ -70,12 +70,87 @@ pub fn semver_of(s: &str) -> Option<semver::Version> {
     semver::Version::parse(last).ok()
 }
 
-/// True when both are semver and `new` is lower than `running`: worth a warning before deploying.
-pub fn is_downgrade(new: &Version, running: &str) -> bool {
-    match (new.semver(), semver_of(running)) {
-        (Some(n), Some(r)) => n < r,
-        _ => false,
+/// How two versions order, when they can be ordered at all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Order {
+    /// A semantic version (`v1.2.3`, `v3.56.2-rc1`): semver precedence, so a pre-release is older than its release.
+    Semver(semver::Version),
+    /// A calendar version (`v2024.10.02.1`, `api/v2024.10.02`): its numbers in order (year first), then a
+    /// pre-release suffix (`-rc1`) older than none.
+    Calver {
+        numbers: Vec<u64>,
+        pre: Option<String>,
+    },
+}
+
+/// Pure: the order key of a version string and the path before its last segment (`api/` of `api/v2024.10.02.1`):
+/// calendar versions (a 4-digit year first) before semver, so `v2024.10.2` and `v2024.10.02.1` compare alike.
+/// Labels (`drizzle-init`) have none.
+pub fn order_of(s: &str) -> Option<(&str, Order)> {
+    let (prefix, last) = match s.rfind('/') {
+        Some(i) => (&s[..=i], &s[i + 1..]),
+        None => ("", s),
+    };
+    let bare = last
+        .strip_prefix('v')
+        .or_else(|| last.strip_prefix('V'))
+        .unwrap_or(last);
+    let (nums, pre) = match bare.split_once('-') {
+        Some((n, p)) => (n, Some(p.to_string())),
+        None => (bare, None),
+    };
+    let parts: Vec<&str> = nums.split('.').collect();
+    let calver = parts.len() >= 2
+        && parts[0].len() == 4
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && parts[0]
+            .parse::<u64>()
+            .is_ok_and(|y| (1970..=9999).contains(&y));
+    if calver {
+        let numbers = parts.iter().filter_map(|p| p.parse().ok()).collect();
+        return Some((prefix, Order::Calver { numbers, pre }));
     }
+    semver_of(s).map(|v| (prefix, Order::Semver(v)))
+}
+
+/// Pure: `a` older than `b`, when both order the same way (and, for calendar versions, share the path before their
+/// last segment); `None` when they cannot be compared (labels, mixed kinds, different paths).
+pub fn older(a: &str, b: &str) -> Option<bool> {
+    match (order_of(a)?, order_of(b)?) {
+        ((_, Order::Semver(x)), (_, Order::Semver(y))) => Some(x < y),
+        (
+            (
+                pa,
+                Order::Calver {
+                    numbers: na,
+                    pre: xa,
+                },
+            ),
+            (
+                pb,
+                Order::Calver {
+                    numbers: nb,
+                    pre: xb,
+                },
+            ),
+        ) if pa == pb => Some(match na.cmp(&nb) {
+            std::cmp::Ordering::Equal => match (xa, xb) {
+                (Some(x), Some(y)) => x < y,
+                (Some(_), None) => true,
+                (None, _) => false,
+            },
+            o => o == std::cmp::Ordering::Less,
+        }),
+        _ => None,
+    }
+}
+
+/// True when `new` orders before `running` (semver, or calendar versions by date; a pre-release before its
+/// release): worth a warning before deploying.
+pub fn is_downgrade(new: &Version, running: &str) -> bool {
+    older(new.as_str(), running) == Some(true)
 }
 
 /// Whether a string is a valid Docker/OCI image tag.
@@ -169,6 +244,38 @@ pub fn split_image(image: &str) -> (&str, Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn downgrades_by_semver_and_by_date_pre_releases_before_their_release() {
+        let v = |s: &str| Version::parse(s).unwrap();
+        let cases = [
+            ("v1.2.3", "v1.3.0", true),
+            ("v1.3.0", "v1.2.3", false),
+            ("v1.2.3", "v1.2.3", false),
+            ("v3.56.2-rc1", "v3.56.2", true),
+            ("v3.56.2", "v3.56.2-rc1", false),
+            ("v3.56.2-rc1", "v3.56.2-rc2", true),
+            ("v3.56.3-rc1", "v3.56.2", false),
+            ("api/v2024.10.02.1", "api/v2024.10.02.2", true),
+            ("api/v2024.09.30.9", "api/v2024.10.02.1", true),
+            ("api/v2024.10.02.1", "api/v2024.9.30", false),
+            ("api/v2024.10.02", "api/v2024.10.02.1", true),
+            ("api/v2024.10.02-rc1", "api/v2024.10.02", true),
+            ("api/v2024.10.02", "api/v2024.10.02-rc1", false),
+            ("api/v2024.10.01", "web/v2024.10.02", false),
+            ("v2024.10.2", "v2024.10.02.1", true),
+            ("drizzle-init", "v1.0.0", false),
+            ("v1.0.0", "drizzle-init", false),
+            ("v1.0.0", "v2024.10.02", false),
+        ];
+        for (new, running, want) in cases {
+            assert_eq!(
+                is_downgrade(&v(new), running),
+                want,
+                "{new} after {running}"
+            );
+        }
+    }
 
     #[test]
     fn versions_accepted_and_rejected() {

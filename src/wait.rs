@@ -151,6 +151,18 @@ pub fn next_sleep(elapsed: Duration, interval: Duration, expected: Option<Expect
     }
 }
 
+/// Pure: how long until a job that reports its progress in percent (an RDS snapshot's `PercentProgress`) is expected
+/// to end, at the rate it moved between the first look `(elapsed, percent)` and the latest one. `None` until the
+/// percent has moved (no rate yet) or once it reads 100. The wait uses it only to look sooner, never later.
+pub fn eta_from_progress(first: (Duration, u8), latest: (Duration, u8)) -> Option<Duration> {
+    let ((t0, p0), (t1, p1)) = (first, latest);
+    if p1 <= p0 || p1 >= 100 || t1 <= t0 {
+        return None;
+    }
+    let per_point = (t1 - t0) / u32::from(p1 - p0);
+    Some(per_point * u32::from(100 - p1))
+}
+
 /// A bounded wait.
 #[derive(Debug, Clone)]
 pub struct Poller {
@@ -267,6 +279,34 @@ pub fn human(d: Duration) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn eta_from_progress_extrapolates_the_rate_and_needs_movement() {
+        type Look = (Duration, u8);
+        let s = Duration::from_secs;
+        let cases: &[(&str, Look, Look, Option<Duration>)] = &[
+            ("no movement yet", (s(0), 10), (s(10), 10), None),
+            (
+                "10 points in 10 s, 50 left",
+                (s(0), 40),
+                (s(10), 50),
+                Some(s(50)),
+            ),
+            (
+                "one point in 30 s, 1 left",
+                (s(0), 98),
+                (s(30), 99),
+                Some(s(30)),
+            ),
+            ("done", (s(0), 10), (s(10), 100), None),
+            ("same look", (s(5), 10), (s(5), 20), None),
+            ("went backwards", (s(0), 50), (s(10), 40), None),
+        ];
+        for (name, first, latest, want) in cases {
+            assert_eq!(eta_from_progress(*first, *latest), *want, "{name}");
+        }
+    }
+
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -62,7 +62,7 @@ impl Asked {
         let pairs: Vec<(&str, &Option<String>)> = match self.phase {
             Phase::Deploy => vec![("version", &self.version), ("state", &self.state)],
             Phase::State => vec![("state", &self.state)],
-            Phase::Migrate | Phase::Rollback => vec![("version", &self.version)],
+            Phase::Migrate | Phase::Rollback | Phase::Restore => vec![("version", &self.version)],
             Phase::Run => vec![("task", &self.task), ("version", &self.version)],
             _ => vec![],
         };
@@ -239,10 +239,15 @@ pub fn next_steps(asked: &Asked, seen: &Seen) -> Vec<NextStep> {
     out
 }
 
-/// HOOK(restore, issue 16): when phase `restore` exists, a failed migration is followed by
-/// `deploy-action restore --env E --version V` here (and the note in [`notes`] goes). Until then: `None`.
-fn restore_step(_asked: &Asked) -> Option<NextStep> {
-    None
+/// After a failed migration: phase `restore` brings the database back from the snapshot taken for this version.
+fn restore_step(asked: &Asked) -> Option<NextStep> {
+    let version = asked.version.as_deref()?;
+    Some(NextStep {
+        command: asked.command("restore", &[("version", version)]),
+        why: format!(
+            "if the migration left the database half-migrated: bring it back from the snapshot taken for {version}"
+        ),
+    })
 }
 
 /// Pure: what is said under the steps.
@@ -251,9 +256,9 @@ pub fn notes(asked: &Asked, newest_snapshot: Option<&str>) -> Vec<String> {
     if asked.phase == Phase::Migrate && restore_step(asked).is_none() {
         n.push(match newest_snapshot {
             Some(id) => format!(
-                "if the migration task started, the database may be half-migrated; there is no restore phase yet: restore snapshot {id} (the newest) by hand, see the runbook"
+                "if the migration task started, the database may be half-migrated: restore snapshot {id} (the newest) with phase restore --snapshot-id"
             ),
-            None => "if the migration task started, the database may be half-migrated; there is no restore phase yet and no snapshot was found".into(),
+            None => "if the migration task started, the database may be half-migrated, and no snapshot was found".into(),
         });
     }
     if asked.cancelled {
@@ -645,10 +650,13 @@ mod tests {
                 vec![format!("deploy-action rollback {e}")],
             ),
             (
-                "migration failed: rerun only (restore is a hook until it exists)",
+                "migration failed: rerun, or restore the database from the version's snapshot",
                 asked(Phase::Migrate, Some("v2.0.0"), None, false),
-                seen(Some(S::Restricted), M::On, &["v1.0.0"], &[]),
-                vec![format!("deploy-action migrate {e} --version v2.0.0")],
+                seen(Some(S::DbOnly), M::On, &["v1.0.0"], &[]),
+                vec![
+                    format!("deploy-action migrate {e} --version v2.0.0"),
+                    format!("deploy-action restore {e} --version v2.0.0"),
+                ],
             ),
             (
                 "state change cancelled half-way: resume, or go back to running",
@@ -697,12 +705,13 @@ mod tests {
 
     #[test]
     fn a_failed_migration_names_the_snapshot_to_restore() {
-        let a = asked(Phase::Migrate, Some("v2"), None, false);
+        let a = asked(Phase::Migrate, None, None, false);
         let n = notes(&a, Some("stage-pre-v2"));
         assert!(n[0].contains("restore snapshot stage-pre-v2"), "{n:?}");
-        let cancelled = notes(&asked(Phase::Migrate, Some("v2"), None, true), Some("x"));
-        assert!(cancelled[0].contains("restore snapshot x"), "{cancelled:?}");
-        assert!(cancelled[1].starts_with("cancelled"), "{cancelled:?}");
+        let with_version = asked(Phase::Migrate, Some("v2"), None, true);
+        let n = notes(&with_version, Some("x"));
+        assert_eq!(n.len(), 1, "the restore step says it: {n:?}");
+        assert!(n[0].starts_with("cancelled"), "{n:?}");
         assert!(notes(&asked(Phase::Deploy, Some("v2"), None, false), Some("x")).is_empty());
     }
 

@@ -6,9 +6,11 @@
 //!    (`deploy-action:<environment>:<task>`) are looked up first: one still running for the same version is attached
 //!    to instead of starting another, one of another version is refused, one still stopping is waited for
 //!    ([`plan_launch`]).
-//! 2. **A revision with only the image changed**: the latest ACTIVE revision of the family, described with its tags,
-//!    is registered again with every RegisterTaskDefinition field copied, the task's container image set to the
-//!    version's, and the tag `deploy-action:version`. When the latest revision already is exactly that, it is used.
+//! 2. **A revision with only the image (and secrets) changed**: the latest ACTIVE revision of the family, described
+//!    with its tags, is registered again with every RegisterTaskDefinition field copied, the task's container image
+//!    set to the version's, with `ssm-path` the same SSM secrets as the services (references; one deleted from the
+//!    path is removed, [`revision::merge`]), and the tag `deploy-action:version`. When the latest revision already is
+//!    exactly that, it is used.
 //! 3. **RunTask, never retried blindly**: launch type and network from the config (or the network of the core service
 //!    named by `network-from-service`), optional command override, `startedBy = deploy-action`, the group, and tags
 //!    (version, run, environment, task). The SDK's retries are off for this one call; after an ambiguous failure
@@ -39,7 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::logs;
 use crate::config::{Environment, TaskConfig, TaskNetwork};
-use crate::domain::Ctx;
+use crate::domain::{revision, Ctx};
 use crate::github::runner::{Group, Runner};
 use crate::tags;
 use crate::version::Version;
@@ -65,6 +67,8 @@ const DRAIN_GRACE: Duration = Duration::from_secs(60);
 pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    /// The secrets under the environment's `ssm-path` (names and ARNs only).
+    pub ssm: aws_sdk_ssm::Client,
 }
 
 impl Clients {
@@ -72,6 +76,7 @@ impl Clients {
         Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            ssm: aws_sdk_ssm::Client::new(sdk),
         }
     }
 }
@@ -946,6 +951,7 @@ async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
         );
     };
     let name = td_short(latest.task_definition_arn().unwrap_or_default()).to_string();
+    let secrets = revision::ssm_secrets(&clients.ssm, launch.environment).await?;
     let mut containers = latest.container_definitions().to_vec();
     let Some(target) = containers
         .iter_mut()
@@ -964,6 +970,13 @@ async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
     };
     let current = target.image.clone().unwrap_or_default();
     let image = cfg.image.image_for(launch.version, &current)?;
+    // The same secrets as the services (references, never values); one deleted from the path leaves the revision.
+    if let Some(ssm) = &secrets {
+        if let Some(line) = revision::removed_line(&launch.label(), target, ssm) {
+            tracing::info!("plan: {line}");
+        }
+        *target = revision::merge(target, ssm);
+    }
     target.image = Some(image.clone());
     let mut tags = ecs::tag_pairs(&td_tags);
     let wanted: Vec<(String, String)> =
@@ -976,7 +989,9 @@ async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
     tags.retain(|(k, _)| !wanted.iter().any(|(w, _)| w == k));
     tags.extend(wanted);
     Ok(Prepared {
-        reuse: current == image && tagged && ecs::runnable(&latest),
+        reuse: containers.as_slice() == latest.container_definitions()
+            && tagged
+            && ecs::runnable(&latest),
         latest,
         containers,
         tags: ecs::ecs_tags(&tags),

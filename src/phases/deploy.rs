@@ -32,7 +32,7 @@ use crate::domain::environment::EnvState;
 use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
 use crate::domain::preflight;
 use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
-use crate::domain::revision::{release_containers, ssm_secrets, RevisionChange};
+use crate::domain::revision::{self, release_containers, ssm_secrets, RevisionChange, SsmSecrets};
 use crate::domain::rollout::{
     self, FailureReport, RolloutTarget, RolloutVerdict, WatchEnd, WatchReport,
 };
@@ -210,6 +210,8 @@ pub struct ServicePlan {
     pub images: Vec<(String, String)>,
     /// How long this service's roll-outs usually take (from its own events); paces the watch.
     pub usual: Option<Duration>,
+    /// Secrets leaving the new revision because their parameters were deleted from `ssm-path` (one line each).
+    pub removed_secrets: Vec<String>,
 }
 
 async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
@@ -250,7 +252,7 @@ async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
         .zip(services)
         .zip(tds)
         .map(|((cfg, svc), (td, tags))| {
-            plan_service(env, cfg, &svc, td, tags, &req.version, secrets.as_deref())
+            plan_service(env, cfg, &svc, td, tags, &req.version, secrets.as_ref())
         })
         .collect();
     let errors: Vec<String> = results
@@ -306,7 +308,7 @@ fn plan_service(
     td: TaskDefinition,
     tags: Vec<Tag>,
     version: &Version,
-    secrets: Option<&[(String, String)]>,
+    secrets: Option<&SsmSecrets>,
 ) -> Result<ServicePlan> {
     // The deployment controller is the preflight's (checks), before anything changes.
     let current = td.task_definition_arn().unwrap_or_default().to_string();
@@ -347,8 +349,23 @@ fn plan_service(
         .and_then(|c| cfg.image.version_of(c.image().unwrap_or_default()));
     let release = RevisionChange {
         images: images.clone(),
-        secrets: secrets.map(<[_]>::to_vec),
+        secrets: secrets.cloned(),
     };
+    let removed_secrets: Vec<String> = secrets
+        .into_iter()
+        .flat_map(|ssm| {
+            td.container_definitions()
+                .iter()
+                .filter(|c| cfg.containers.iter().any(|n| c.name() == Some(n.as_str())))
+                .filter_map(move |c| {
+                    let who = format!("{} container {}", cfg.name, c.name().unwrap_or_default());
+                    revision::removed_line(&who, c, ssm)
+                })
+        })
+        .collect();
+    for line in &removed_secrets {
+        tracing::info!("plan: {line}");
+    }
     let new = release_containers(td.container_definitions(), &release);
     let changed = new != td.container_definitions();
     let primary_done =
@@ -365,6 +382,7 @@ fn plan_service(
             .deployment_controller()
             .map(|d| d.r#type().as_str().to_string()),
         usual: rollout::usual_duration_of(svc),
+        removed_secrets,
         current_td: td,
         current_tags: tags,
         images,
@@ -535,7 +553,10 @@ impl DeployOutcome {
             smoke: None,
             maintenance: None,
             deregistered: vec![],
-            notes: vec![],
+            notes: plans
+                .iter()
+                .flat_map(|p| p.removed_secrets.iter().cloned())
+                .collect(),
         }
     }
 

@@ -441,6 +441,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.push(ecr_read.clone());
             v.extend(db_record.iter().cloned());
             v.extend(settle_metrics.iter().cloned());
+            v.extend(ssm.iter().cloned());
             v
         }
         Phase::Deploy => {
@@ -496,6 +497,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.push(logs.clone());
             v.push(log_groups.clone());
             v.push(ecr_read.clone());
+            v.extend(ssm.iter().cloned());
             v
         }
         Phase::Preview => match &env.preview {
@@ -1037,6 +1039,16 @@ snapshot-name = "pre-{environment}-{version}"
             !allows(&migrate, "rds:StopDBInstance", None),
             "migrate never stops the database"
         );
+        for one_off in [Phase::Migrate, Phase::Run] {
+            assert!(
+                allows(
+                    &p(one_off),
+                    "ssm:GetParametersByPath",
+                    Some("arn:aws:ssm:eu-central-1:123456789012:parameter/app/stage")
+                ),
+                "{one_off:?}: the one-off revisions take the secrets"
+            );
+        }
         let deploy = p(Phase::Deploy);
         assert!(allows(
             &deploy,

@@ -28,7 +28,7 @@
 //! inactive by [`crate::wrapper`], and the comment says "torn down". When nothing is there, nothing is
 //! changed and the phase succeeds.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -812,6 +812,140 @@ pub async fn run(
 // Up
 // ------------------------------------------------------------------------------------------------------------------
 
+/// The review app's service against the revision it is to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceNow {
+    /// Not there yet.
+    Absent,
+    /// Runs the revision at the desired count, its roll-out COMPLETED and nothing else left.
+    UpToDate,
+    /// The last roll-out, of this very revision, failed: an UpdateService to it would start no deployment.
+    FailedOn,
+    /// Runs something else, at another count, or the revision is yet to be registered.
+    Behind,
+}
+
+/// Pure: where the service stands against `task_definition` (`None`: a revision yet to be registered, which no
+/// service runs).
+fn service_now(
+    service: Option<&Service>,
+    task_definition: Option<&str>,
+    desired: i32,
+) -> ServiceNow {
+    match (service, task_definition) {
+        (None, _) => ServiceNow::Absent,
+        (Some(s), Some(td)) if up_to_date(s, td, desired) => ServiceNow::UpToDate,
+        (Some(s), Some(td)) if ecs::failed_on(s, td) => ServiceNow::FailedOn,
+        (Some(_), _) => ServiceNow::Behind,
+    }
+}
+
+/// What an up found (read by [`check`] and the revision look-up), reduced to what its steps depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpFacts {
+    /// A seed task is configured.
+    pub seed: bool,
+    /// The latest revision of the PR's family, when it already has the wanted containers and version.
+    pub reusable: Option<String>,
+    /// Our target group's ARN, when it exists.
+    pub target_group: Option<String>,
+    pub rule: RulePlan,
+    pub service: ServiceNow,
+    /// ACTIVE revisions of the PR's family, newest first.
+    pub revisions: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// One step of an up, in the order they run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpStep {
+    /// Run the seed task (the first up only); a failure stops the up.
+    Seed,
+    /// A seed is configured, but the review app exists: it is not run again (logged).
+    SeedSkipped,
+    /// Use this revision of the PR's family.
+    ReuseRevision(String),
+    RegisterRevision,
+    /// Our target group exists.
+    KeepTargetGroup(String),
+    CreateTargetGroup,
+    Rule(RulePlan),
+    CreateService,
+    /// The service runs the revision already: the up ends here.
+    ServiceCurrent,
+    /// UpdateService to the revision whose roll-out failed starts no deployment: force one.
+    RedeployService,
+    UpdateService,
+    /// Watch the roll-out; a failure stops the up.
+    Rollout,
+    /// Older revisions of the PR's family, no longer needed.
+    Deregister(Vec<String>),
+}
+
+/// Pure: the steps of an up. A dry run stops once the service step is told; so does a service already up to date.
+pub fn plan_up(f: &UpFacts) -> Vec<UpStep> {
+    let mut steps = Vec::new();
+    if f.seed {
+        steps.push(match f.service {
+            ServiceNow::Absent => UpStep::Seed,
+            ServiceNow::UpToDate | ServiceNow::FailedOn | ServiceNow::Behind => UpStep::SeedSkipped,
+        });
+    }
+    steps.push(match &f.reusable {
+        Some(arn) => UpStep::ReuseRevision(arn.clone()),
+        None => UpStep::RegisterRevision,
+    });
+    steps.push(match &f.target_group {
+        Some(arn) => UpStep::KeepTargetGroup(arn.clone()),
+        None => UpStep::CreateTargetGroup,
+    });
+    steps.push(UpStep::Rule(f.rule.clone()));
+    steps.push(match f.service {
+        ServiceNow::Absent => UpStep::CreateService,
+        ServiceNow::UpToDate => UpStep::ServiceCurrent,
+        ServiceNow::FailedOn => UpStep::RedeployService,
+        ServiceNow::Behind => UpStep::UpdateService,
+    });
+    if f.dry_run || f.service == ServiceNow::UpToDate {
+        return steps;
+    }
+    steps.push(UpStep::Rollout);
+    let old: Vec<String> = f
+        .revisions
+        .iter()
+        .filter(|a| f.reusable.as_ref() != Some(*a))
+        .cloned()
+        .collect();
+    if !old.is_empty() {
+        steps.push(UpStep::Deregister(old));
+    }
+    steps
+}
+
+/// Whether the up goes on after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flow {
+    Next,
+    Stop,
+}
+
+/// What the steps of one up work with.
+struct Up<'a> {
+    run: Run<'a>,
+    version: &'a Version,
+    seen: &'a PreviewObserved,
+    template_td: &'a TaskDefinition,
+    wanted: &'a Wanted,
+}
+
+/// What the steps of an up have made so far.
+#[derive(Default)]
+struct Made {
+    td_arn: String,
+    tg_arn: String,
+    seen_events: BTreeMap<String, HashSet<String>>,
+}
+
 async fn up(
     req: &Request,
     c: &Clients,
@@ -823,8 +957,6 @@ async fn up(
 ) -> Result<()> {
     let env = &req.environment;
     let t = &req.target;
-    let cfg = &req.preview;
-    let dry = ctx.dry_run;
     tracing::info!(
         "review app {} of pull request #{}: {} at {}",
         t.name,
@@ -832,8 +964,7 @@ async fn up(
         version,
         t.url
     );
-
-    // 1. What is there was read by `check`, with every refusal, before anything changed.
+    // What is there was read by `check`, with every refusal, before anything changed; here the revision it needs.
     let template_td_arn = seen
         .template
         .task_definition()
@@ -841,7 +972,7 @@ async fn up(
             anyhow!(
                 "ECS service {}/{} has no task definition",
                 env.cluster,
-                cfg.service
+                req.preview.service
             )
         })?
         .to_string();
@@ -866,235 +997,373 @@ async fn up(
     };
     preflight::finish(&ctx.runner, "preview", &report)?;
     let latest = ecs::latest_task_definition(&c.ecs, &seen.family).await?;
-    let reuse = latest.as_ref().and_then(|(td, tags)| {
+    let reusable = latest.as_ref().and_then(|(td, tags)| {
         let tagged = tags::get(&ecs::tag_pairs(tags), tags::VERSION) == Some(version.as_str());
         (tagged && ecs::runnable(td) && td.container_definitions() == wanted.containers.as_slice())
             .then(|| td.task_definition_arn().unwrap_or_default().to_string())
     });
-
-    // 2. Seed: only while the service does not exist yet (the first up).
-    if let Some(seed) = &cfg.seed {
-        if seen.service.is_none() {
-            let report = one_off(req, c, ctx, seed, version, out).await?;
-            let ok = report.ok();
-            out.seed = Some(report);
-            if !ok {
-                out.failure = Some(format!(
-                    "{}; the review app was not created (run again after fixing it)",
-                    out.seed
-                        .as_ref()
-                        .map(TaskReport::explanation)
-                        .unwrap_or_default()
-                ));
-                return Ok(());
-            }
-        } else {
-            tracing::info!(
-                "seed: the review app exists already; the seed task runs only on its first up"
-            );
+    let facts = UpFacts {
+        seed: req.preview.seed.is_some(),
+        service: service_now(
+            seen.our_service(),
+            reusable.as_deref(),
+            req.preview.desired_count,
+        ),
+        reusable,
+        target_group: seen.our_target_group().map(str::to_string),
+        rule: rule_plan,
+        revisions: seen.revisions.clone(),
+        dry_run: ctx.dry_run,
+    };
+    let up = Up {
+        run: Run { req, c, ctx },
+        version,
+        seen: &seen,
+        template_td: &template_td,
+        wanted: &wanted,
+    };
+    let mut made = Made::default();
+    for step in plan_up(&facts) {
+        if up.apply(step, &mut made, out).await? == Flow::Stop {
+            break;
         }
     }
+    Ok(())
+}
 
-    // 3. The revision.
-    let td_arn = match reuse {
-        Some(arn) => {
-            tracing::info!("{} already runs {version}; using it", td_short(&arn));
-            arn
-        }
-        None if dry => {
-            out.step(
+impl Up<'_> {
+    async fn apply(&self, step: UpStep, made: &mut Made, out: &mut PreviewOutcome) -> Result<Flow> {
+        let Run { req, c, ctx } = self.run;
+        let dry = ctx.dry_run;
+        let t = &req.target;
+        match step {
+            UpStep::Seed => return self.seed(out).await,
+            UpStep::SeedSkipped => tracing::info!(
+                "seed: the review app exists already; the seed task runs only on its first up"
+            ),
+            UpStep::ReuseRevision(arn) => {
+                tracing::info!("{} already runs {}; using it", td_short(&arn), self.version);
+                out.task_definition = Some(arn.clone());
+                made.td_arn = arn;
+            }
+            UpStep::RegisterRevision => {
+                made.td_arn = self.register(out).await?;
+                out.task_definition = Some(made.td_arn.clone());
+            }
+            UpStep::KeepTargetGroup(arn) => {
+                out.target_group = Some(arn.clone());
+                made.tg_arn = arn;
+            }
+            UpStep::CreateTargetGroup => {
+                made.tg_arn = self.create_target_group(out).await?;
+                out.target_group = (!made.tg_arn.is_empty()).then(|| made.tg_arn.clone());
+            }
+            UpStep::Rule(plan) => {
+                let tags = resource_tags(req, self.version);
+                let (rule_arn, priority) =
+                    ensure_rule(&self.run, plan, &self.seen.rules, &made.tg_arn, tags, out).await?;
+                out.rule = rule_arn;
+                out.priority = Some(priority);
+            }
+            UpStep::CreateService => self.create_service(&made.td_arn, &made.tg_arn, out).await?,
+            UpStep::ServiceCurrent => out.step(
                 dry,
                 format!(
-                    "register a revision of {} with {}",
-                    seen.family,
-                    wanted.images.join(", ")
+                    "service {} already runs {} ({} task(s))",
+                    t.service,
+                    td_short(&made.td_arn),
+                    req.preview.desired_count
                 ),
-            );
-            format!("{}:(new)", seen.family)
+            ),
+            UpStep::RedeployService | UpStep::UpdateService if dry => out.step(
+                dry,
+                format!("update service {} to {}", t.service, td_short(&made.td_arn)),
+            ),
+            UpStep::RedeployService => {
+                made.seen_events = self.redeploy_service(&made.td_arn, out).await?;
+            }
+            UpStep::UpdateService => {
+                made.seen_events = self.update_service(&made.td_arn, out).await?;
+            }
+            UpStep::Rollout => {
+                let seen_events = std::mem::take(&mut made.seen_events);
+                return self.rollout(&made.td_arn, seen_events, out).await;
+            }
+            UpStep::Deregister(old) => {
+                for old in &old {
+                    match ecs::deregister_task_definition(&c.ecs, old).await {
+                        Ok(()) => out.step(dry, format!("deregistered {}", td_short(old))),
+                        Err(e) => tracing::warn!("{e}; the old revision stays registered"),
+                    }
+                }
+            }
         }
-        None => {
-            let input = ecs::register_input_from(template_td.clone(), ecs::ecs_tags(&wanted.tags))
-                .family(&seen.family)
-                .set_container_definitions(Some(wanted.containers.clone()));
-            let td = ecs::register_task_definition(&c.ecs, input)
-                .await
-                .with_context(|| {
-                    format!(
-                        "registering a revision of {} for the review app",
-                        seen.family
-                    )
-                })?;
-            let arn = td.task_definition_arn().unwrap_or_default().to_string();
+        Ok(Flow::Next)
+    }
+
+    /// The seed task; a failure stops the up before anything else is made.
+    async fn seed(&self, out: &mut PreviewOutcome) -> Result<Flow> {
+        let Run { req, c, ctx } = self.run;
+        let Some(seed) = &req.preview.seed else {
+            return Ok(Flow::Next);
+        };
+        let report = one_off(req, c, ctx, seed, self.version, out).await?;
+        let ok = report.ok();
+        out.seed = Some(report);
+        if ok {
+            return Ok(Flow::Next);
+        }
+        out.failure = Some(format!(
+            "{}; the review app was not created (run again after fixing it)",
+            out.seed
+                .as_ref()
+                .map(TaskReport::explanation)
+                .unwrap_or_default()
+        ));
+        Ok(Flow::Stop)
+    }
+
+    /// Registers the wanted revision in the PR's family (a dry run only tells); its ARN.
+    async fn register(&self, out: &mut PreviewOutcome) -> Result<String> {
+        let dry = self.run.ctx.dry_run;
+        let family = &self.seen.family;
+        let images = self.wanted.images.join(", ");
+        if dry {
             out.step(
                 dry,
-                format!(
-                    "registered {} with {}",
-                    td_short(&arn),
-                    wanted.images.join(", ")
-                ),
+                format!("register a revision of {family} with {images}"),
             );
-            arn
+            return Ok(format!("{family}:(new)"));
         }
-    };
-    out.task_definition = Some(td_arn.clone());
+        let input =
+            ecs::register_input_from(self.template_td.clone(), ecs::ecs_tags(&self.wanted.tags))
+                .family(family)
+                .set_container_definitions(Some(self.wanted.containers.clone()));
+        let td = ecs::register_task_definition(&self.run.c.ecs, input)
+            .await
+            .with_context(|| format!("registering a revision of {family} for the review app"))?;
+        let arn = td.task_definition_arn().unwrap_or_default().to_string();
+        out.step(dry, format!("registered {} with {images}", td_short(&arn)));
+        Ok(arn)
+    }
 
-    // 4. The target group.
-    let tg_arn = match seen.our_target_group() {
-        Some(arn) => arn.to_string(),
-        None if dry => {
+    /// Creates the target group (a dry run only tells: no ARN).
+    async fn create_target_group(&self, out: &mut PreviewOutcome) -> Result<String> {
+        let Run { req, c, ctx } = self.run;
+        let dry = ctx.dry_run;
+        let t = &req.target;
+        let tg = &req.preview.target_group;
+        if dry {
             out.step(
                 dry,
                 format!(
                     "create target group {} (port {}, health check {})",
-                    t.target_group, cfg.target_group.port, cfg.target_group.health_check_path
+                    t.target_group, tg.port, tg.health_check_path
                 ),
             );
-            String::new()
+            return Ok(String::new());
         }
-        None => {
-            let tg = &cfg.target_group;
-            let arn = elb::create_target_group(
-                &c.elb,
-                elb::NewTargetGroup {
-                    name: &t.target_group,
-                    vpc_id: &tg.vpc_id,
-                    port: tg.port,
-                    protocol: &tg.protocol,
-                    target_type: &tg.target_type,
-                    health_check_path: &tg.health_check_path,
-                    tags: resource_tags(req, version),
-                },
-            )
-            .await
-            .with_context(|| format!("creating the review app's target group ({})", so_far(out)))?;
-            out.step(dry, format!("created target group {}", t.target_group));
-            arn
-        }
-    };
-    out.target_group = (!tg_arn.is_empty()).then(|| tg_arn.clone());
+        let arn = elb::create_target_group(
+            &c.elb,
+            elb::NewTargetGroup {
+                name: &t.target_group,
+                vpc_id: &tg.vpc_id,
+                port: tg.port,
+                protocol: &tg.protocol,
+                target_type: &tg.target_type,
+                health_check_path: &tg.health_check_path,
+                tags: resource_tags(req, self.version),
+            },
+        )
+        .await
+        .with_context(|| format!("creating the review app's target group ({})", so_far(out)))?;
+        out.step(dry, format!("created target group {}", t.target_group));
+        Ok(arn)
+    }
 
-    // 5. The rule.
-    let ours = Run { req, c, ctx };
-    let tags = resource_tags(req, version);
-    let (rule_arn, priority) =
-        ensure_rule(&ours, rule_plan, &seen.rules, &tg_arn, tags, out).await?;
-    out.rule = rule_arn;
-    out.priority = Some(priority);
-
-    // 6. The service.
-    let desired = cfg.desired_count;
-    let seen_events = match seen.our_service() {
-        None => {
-            let lb = template_load_balancer(req, &seen.template, &tg_arn);
-            if dry {
-                out.step(
-                    dry,
-                    format!(
-                        "create service {} ({} task(s) of {})",
-                        t.service,
-                        desired,
-                        td_short(&td_arn)
-                    ),
-                );
-                return Ok(());
-            }
-            let tags = resource_tags(req, version);
-            ecs::create_service_like(
-                &c.ecs,
-                &env.cluster,
-                ecs::ServiceLike {
-                    template: &seen.template,
-                    name: &t.service,
-                    task_definition: &td_arn,
-                    desired_count: desired,
-                    load_balancer: lb,
-                    tags: &tags,
-                },
-            )
-            .await
-            .with_context(|| format!("creating the review app's service ({})", so_far(out)))?;
+    /// Creates the service like the template's, on the review app's target group (a dry run only tells).
+    async fn create_service(
+        &self,
+        td_arn: &str,
+        tg_arn: &str,
+        out: &mut PreviewOutcome,
+    ) -> Result<()> {
+        let Run { req, c, ctx } = self.run;
+        let dry = ctx.dry_run;
+        let t = &req.target;
+        let desired = req.preview.desired_count;
+        let lb = template_load_balancer(req, &self.seen.template, tg_arn);
+        if dry {
             out.step(
                 dry,
-                format!("created service {} with {}", t.service, td_short(&td_arn)),
+                format!(
+                    "create service {} ({} task(s) of {})",
+                    t.service,
+                    desired,
+                    td_short(td_arn)
+                ),
             );
-            Default::default()
+            return Ok(());
         }
-        Some(s) => {
-            if up_to_date(s, &td_arn, desired) {
-                out.step(
-                    dry,
-                    format!(
-                        "service {} already runs {} ({} task(s))",
-                        t.service,
-                        td_short(&td_arn),
-                        desired
-                    ),
-                );
-                return Ok(());
-            }
-            if dry {
-                out.step(
-                    dry,
-                    format!("update service {} to {}", t.service, td_short(&td_arn)),
-                );
-                return Ok(());
-            }
-            // UpdateService to the revision whose roll-out failed starts no deployment: a rerun forces one.
-            if ecs::failed_on(s, &td_arn) {
-                if s.desired_count() != desired {
-                    ecs::set_desired_count(&c.ecs, &env.cluster, &t.service, desired).await?;
-                }
-                ecs::redeploy(&c.ecs, &env.cluster, &t.service)
-                    .await
-                    .with_context(|| {
-                        format!(
-                            "redeploying the review app's service after its failed roll-out ({})",
-                            so_far(out)
-                        )
-                    })?;
-                out.step(
-                    dry,
-                    format!(
-                        "redeployed service {} on {} (its last roll-out failed)",
-                        t.service,
-                        td_short(&td_arn)
-                    ),
-                );
-            } else {
-                ecs::update_service(&c.ecs, &env.cluster, &t.service, &td_arn, Some(desired))
-                    .await
-                    .with_context(|| {
-                        format!("updating the review app's service ({})", so_far(out))
-                    })?;
-                out.step(
-                    dry,
-                    format!("updated service {} to {}", t.service, td_short(&td_arn)),
-                );
-            }
-            BTreeMap::from([(t.service.clone(), rollout::event_ids(s))])
-        }
-    };
-
-    // 7. The roll-out.
-    let targets = [rollout::RolloutTarget {
-        service: t.service.clone(),
-        task_definition: td_arn.clone(),
-        desired_count: None,
-    }];
-    let report = {
-        let _g = ctx
-            .runner
-            .group(&format!("Roll-out of {version} on {}", t.service));
-        let poller = ctx.poller(
-            format!("roll-out of {version} on {}", t.service),
-            Backoff::FAST,
+        let tags = resource_tags(req, self.version);
+        ecs::create_service_like(
+            &c.ecs,
+            &req.environment.cluster,
+            ecs::ServiceLike {
+                template: &self.seen.template,
+                name: &t.service,
+                task_definition: td_arn,
+                desired_count: desired,
+                load_balancer: lb,
+                tags: &tags,
+            },
+        )
+        .await
+        .with_context(|| format!("creating the review app's service ({})", so_far(out)))?;
+        out.step(
+            dry,
+            format!("created service {} with {}", t.service, td_short(td_arn)),
         );
-        rollout::watch(&c.ecs, &env.cluster, &targets, seen_events, poller).await
-    };
-    let reason = match &report.end {
+        Ok(())
+    }
+
+    /// Forces a new deployment of the revision whose roll-out failed (at the desired count); the events seen before.
+    async fn redeploy_service(
+        &self,
+        td_arn: &str,
+        out: &mut PreviewOutcome,
+    ) -> Result<BTreeMap<String, HashSet<String>>> {
+        let Run { req, c, ctx } = self.run;
+        let (cluster, t) = (&req.environment.cluster, &req.target);
+        let desired = req.preview.desired_count;
+        let s = self.our_service()?;
+        if s.desired_count() != desired {
+            ecs::set_desired_count(&c.ecs, cluster, &t.service, desired).await?;
+        }
+        ecs::redeploy(&c.ecs, cluster, &t.service)
+            .await
+            .with_context(|| {
+                format!(
+                    "redeploying the review app's service after its failed roll-out ({})",
+                    so_far(out)
+                )
+            })?;
+        out.step(
+            ctx.dry_run,
+            format!(
+                "redeployed service {} on {} (its last roll-out failed)",
+                t.service,
+                td_short(td_arn)
+            ),
+        );
+        Ok(BTreeMap::from([(t.service.clone(), rollout::event_ids(s))]))
+    }
+
+    /// Moves the service to the revision (at the desired count); the events seen before.
+    async fn update_service(
+        &self,
+        td_arn: &str,
+        out: &mut PreviewOutcome,
+    ) -> Result<BTreeMap<String, HashSet<String>>> {
+        let Run { req, c, ctx } = self.run;
+        let t = &req.target;
+        let s = self.our_service()?;
+        let desired = Some(req.preview.desired_count);
+        ecs::update_service(
+            &c.ecs,
+            &req.environment.cluster,
+            &t.service,
+            td_arn,
+            desired,
+        )
+        .await
+        .with_context(|| format!("updating the review app's service ({})", so_far(out)))?;
+        out.step(
+            ctx.dry_run,
+            format!("updated service {} to {}", t.service, td_short(td_arn)),
+        );
+        Ok(BTreeMap::from([(t.service.clone(), rollout::event_ids(s))]))
+    }
+
+    fn our_service(&self) -> Result<&Service> {
+        self.seen.our_service().ok_or_else(|| {
+            anyhow!(
+                "ECS service {}/{} is not this review app's",
+                self.run.req.environment.cluster,
+                self.run.req.target.service
+            )
+        })
+    }
+
+    /// Watches the roll-out; a failed one is explained and stops the up (the app is left as it is).
+    async fn rollout(
+        &self,
+        td_arn: &str,
+        seen_events: BTreeMap<String, HashSet<String>>,
+        out: &mut PreviewOutcome,
+    ) -> Result<Flow> {
+        let Run { req, c, ctx } = self.run;
+        let (env, t, version) = (&req.environment, &req.target, self.version);
+        let targets = [rollout::RolloutTarget {
+            service: t.service.clone(),
+            task_definition: td_arn.to_string(),
+            desired_count: None,
+        }];
+        let report = {
+            let _g = ctx
+                .runner
+                .group(&format!("Roll-out of {version} on {}", t.service));
+            let poller = ctx.poller(
+                format!("roll-out of {version} on {}", t.service),
+                Backoff::FAST,
+            );
+            rollout::watch(&c.ecs, &env.cluster, &targets, seen_events, poller).await
+        };
+        let Some(reason) = rollout_failure(&report.end, &report.services).map_err(|e| {
+            e.context(format!(
+                "the roll-out of {version} on {} was left running",
+                t.service
+            ))
+        })?
+        else {
+            out.step(
+                ctx.dry_run,
+                format!("roll-out of {version} on {} completed", t.service),
+            );
+            return Ok(Flow::Next);
+        };
+        out.step(
+            ctx.dry_run,
+            format!(
+                "roll-out of {version} on {} did not complete: {reason}",
+                t.service
+            ),
+        );
+        for w in &report.services {
+            let f = rollout::explain(
+                &c.ecs,
+                &c.logs,
+                &env.cluster,
+                w,
+                reason.clone(),
+                &self.wanted.containers,
+            )
+            .await;
+            out.failures.push(f);
+        }
+        out.failure = Some(format!(
+            "the roll-out of {version} on {} did not complete: {reason}; the review app is left as it is (a rerun or the next push deploys again)",
+            t.service
+        ));
+        Ok(Flow::Stop)
+    }
+}
+
+/// Pure: why a watched roll-out did not complete (`None`: it did); an error when the watch was cancelled.
+fn rollout_failure(end: &WatchEnd, services: &[rollout::Watched]) -> Result<Option<String>> {
+    Ok(match end {
         WatchEnd::Completed => None,
-        WatchEnd::Failed => report
-            .services
+        WatchEnd::Failed => services
             .iter()
             .find_map(|w| match &w.verdict {
                 rollout::RolloutVerdict::Failed(why) => Some(why.clone()),
@@ -1108,55 +1377,12 @@ async fn up(
         )),
         WatchEnd::Error(e) => Some(format!("watching the roll-out failed: {e}")),
         end @ WatchEnd::Cancelled { .. } => {
-            let e = end
+            return Err(end
                 .cancelled_error()
                 .map(anyhow::Error::from)
-                .unwrap_or_else(|| anyhow!("cancelled"));
-            return Err(e.context(format!(
-                "the roll-out of {version} on {} was left running",
-                t.service
-            )));
+                .unwrap_or_else(|| anyhow!("cancelled")))
         }
-    };
-    if let Some(reason) = reason {
-        out.step(
-            dry,
-            format!(
-                "roll-out of {version} on {} did not complete: {reason}",
-                t.service
-            ),
-        );
-        for w in &report.services {
-            let f = rollout::explain(
-                &c.ecs,
-                &c.logs,
-                &env.cluster,
-                w,
-                reason.clone(),
-                &wanted.containers,
-            )
-            .await;
-            out.failures.push(f);
-        }
-        out.failure = Some(format!(
-            "the roll-out of {version} on {} did not complete: {reason}; the review app is left as it is (a rerun or the next push deploys again)",
-            t.service
-        ));
-        return Ok(());
-    }
-    out.step(
-        dry,
-        format!("roll-out of {version} on {} completed", t.service),
-    );
-
-    // 8. Older revisions of the PR's family are no longer needed.
-    for old in seen.revisions.iter().filter(|a| **a != td_arn) {
-        match ecs::deregister_task_definition(&c.ecs, old).await {
-            Ok(()) => out.step(dry, format!("deregistered {}", td_short(old))),
-            Err(e) => tracing::warn!("{e}; the old revision stays registered"),
-        }
-    }
-    Ok(())
+    })
 }
 
 /// Exit 2 when a service or target group of our name exists without this review app's tags.
@@ -1200,7 +1426,7 @@ fn wanted_revision(
     template: &TaskDefinition,
     template_tags: &[aws_sdk_ecs::types::Tag],
     version: &Version,
-    secrets: Option<Vec<(String, String)>>,
+    secrets: Option<revision::SsmSecrets>,
 ) -> Result<Wanted> {
     let containers = template.container_definitions();
     let mut images = Vec::new();
@@ -1290,11 +1516,9 @@ async fn ensure_rule(
     tags: Vec<(String, String)>,
     out: &mut PreviewOutcome,
 ) -> Result<(Option<String>, i32)> {
-    let Run { req, c, ctx } = *run;
-    let cfg = &req.preview;
-    let t = &req.target;
-    let field = cfg.route.field();
-    let dry = ctx.dry_run;
+    let t = &run.req.target;
+    let field = run.req.preview.route.field();
+    let dry = run.ctx.dry_run;
     match plan {
         RulePlan::Existing { arn, priority } => {
             let current = rules.iter().find(|r| r.arn == arn);
@@ -1304,30 +1528,8 @@ async fn ensure_rule(
                     t.route_value,
                     t.target_group
                 );
-            } else if dry {
-                out.step(
-                    dry,
-                    format!(
-                        "update rule {arn} (priority {priority}) to route {field} {} to {}",
-                        t.route_value, t.target_group
-                    ),
-                );
             } else {
-                elb::set_rule(
-                    &c.elb,
-                    &arn,
-                    vec![condition(&cfg.route, &t.route_value)],
-                    Some(vec![forward(tg_arn)]),
-                )
-                .await
-                .context("updating the review app's listener rule")?;
-                out.step(
-                    dry,
-                    format!(
-                        "updated rule {arn} (priority {priority}) to route {field} {} to {}",
-                        t.route_value, t.target_group
-                    ),
-                );
+                update_rule(run, &arn, priority, tg_arn, out).await?;
             }
             Ok((Some(arn), priority))
         }
@@ -1341,54 +1543,96 @@ async fn ensure_rule(
             );
             Ok((None, priority))
         }
-        RulePlan::Create { mut priority } => {
-            for attempt in 1..=RULE_ATTEMPTS {
-                let created = elb::create_rule(
-                    &c.elb,
-                    &cfg.listener_arn,
-                    elb::NewRule {
-                        priority,
-                        conditions: vec![condition(&cfg.route, &t.route_value)],
-                        actions: vec![forward(tg_arn)],
-                        tags: tags.clone(),
-                    },
-                )
-                .await;
-                match created {
-                    Ok(arn) => {
-                        out.step(
-                            dry,
-                            format!(
-                                "created rule {arn} at priority {priority}: {field} {} → {}",
-                                t.route_value, t.target_group
-                            ),
-                        );
-                        return Ok((Some(arn), priority));
-                    }
-                    Err(e) if elb::is_priority_in_use(&e) && attempt < RULE_ATTEMPTS => {
-                        tracing::info!("priority {priority} was taken meanwhile; picking another");
-                        let rules = listener_rules(req, c).await?;
-                        match plan_rule(&rules, field, &t.route_value, cfg.priorities) {
-                            Ok(RulePlan::Create { priority: p }) => priority = p,
-                            Ok(RulePlan::Existing { arn, priority }) => {
-                                return Ok((Some(arn), priority))
-                            }
-                            Err(RuleRefusal::Collision(why) | RuleRefusal::NoFreePriority(why)) => {
-                                bail!("{why}")
-                            }
-                        }
-                    }
-                    Err(e) => {
-                        return Err(anyhow::Error::from(e).context(format!(
-                            "creating the review app's listener rule ({})",
-                            so_far(out)
-                        )))
+        RulePlan::Create { priority } => create_rule(run, priority, tg_arn, tags, out).await,
+    }
+}
+
+/// Points our existing rule at the route and target group again (a dry run only tells).
+async fn update_rule(
+    run: &Run<'_>,
+    arn: &str,
+    priority: i32,
+    tg_arn: &str,
+    out: &mut PreviewOutcome,
+) -> Result<()> {
+    let Run { req, c, ctx } = *run;
+    let (cfg, t, dry) = (&req.preview, &req.target, ctx.dry_run);
+    let field = cfg.route.field();
+    if !dry {
+        elb::set_rule(
+            &c.elb,
+            arn,
+            vec![condition(&cfg.route, &t.route_value)],
+            Some(vec![forward(tg_arn)]),
+        )
+        .await
+        .context("updating the review app's listener rule")?;
+    }
+    let done = if dry { "update" } else { "updated" };
+    out.step(
+        dry,
+        format!(
+            "{done} rule {arn} (priority {priority}) to route {field} {} to {}",
+            t.route_value, t.target_group
+        ),
+    );
+    Ok(())
+}
+
+/// CreateRule at `priority`; when another run takes it first, at the next free one (a few attempts).
+async fn create_rule(
+    run: &Run<'_>,
+    mut priority: i32,
+    tg_arn: &str,
+    tags: Vec<(String, String)>,
+    out: &mut PreviewOutcome,
+) -> Result<(Option<String>, i32)> {
+    let Run { req, c, ctx } = *run;
+    let (cfg, t) = (&req.preview, &req.target);
+    let field = cfg.route.field();
+    for attempt in 1..=RULE_ATTEMPTS {
+        let created = elb::create_rule(
+            &c.elb,
+            &cfg.listener_arn,
+            elb::NewRule {
+                priority,
+                conditions: vec![condition(&cfg.route, &t.route_value)],
+                actions: vec![forward(tg_arn)],
+                tags: tags.clone(),
+            },
+        )
+        .await;
+        match created {
+            Ok(arn) => {
+                out.step(
+                    ctx.dry_run,
+                    format!(
+                        "created rule {arn} at priority {priority}: {field} {} → {}",
+                        t.route_value, t.target_group
+                    ),
+                );
+                return Ok((Some(arn), priority));
+            }
+            Err(e) if elb::is_priority_in_use(&e) && attempt < RULE_ATTEMPTS => {
+                tracing::info!("priority {priority} was taken meanwhile; picking another");
+                let rules = listener_rules(req, c).await?;
+                match plan_rule(&rules, field, &t.route_value, cfg.priorities) {
+                    Ok(RulePlan::Create { priority: p }) => priority = p,
+                    Ok(RulePlan::Existing { arn, priority }) => return Ok((Some(arn), priority)),
+                    Err(RuleRefusal::Collision(why) | RuleRefusal::NoFreePriority(why)) => {
+                        bail!("{why}")
                     }
                 }
             }
-            bail!("no rule could be created: the priorities kept being taken by other runs; run again")
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "creating the review app's listener rule ({})",
+                    so_far(out)
+                )))
+            }
         }
     }
+    bail!("no rule could be created: the priorities kept being taken by other runs; run again")
 }
 
 fn condition(route: &PreviewRoute, value: &str) -> RuleCondition {
@@ -1496,6 +1740,76 @@ async fn one_off(
 // Down
 // ------------------------------------------------------------------------------------------------------------------
 
+/// What a down found, reduced to what its steps depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownFacts {
+    /// A teardown task is configured.
+    pub teardown_task: bool,
+    /// Our service, when it exists.
+    pub service: Option<ServiceSeen>,
+    /// Our rules: ARN and priority.
+    pub rules: Vec<(String, Option<i32>)>,
+    /// Our target group's ARN.
+    pub target_group: Option<String>,
+    /// ACTIVE revisions of the PR's family, newest first.
+    pub revisions: Vec<String>,
+}
+
+/// The review app's service as a teardown sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceSeen {
+    /// Status ACTIVE (not DRAINING).
+    pub active: bool,
+    pub desired_count: i32,
+}
+
+/// One step of a down, in the order they run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DownStep {
+    /// Nothing of the review app is there: the down succeeds without a change.
+    Nothing,
+    /// The teardown task, while the service still exists; a failure stops the down.
+    Teardown,
+    /// Traffic stops first.
+    DeleteRules(Vec<(String, Option<i32>)>),
+    /// Scaled to 0 first when it still runs tasks; deleted, waited for until gone.
+    DeleteService { scale_to_zero: bool },
+    /// No rule uses it any more.
+    DeleteTargetGroup(String),
+    /// Every revision of the PR's family.
+    Deregister(Vec<String>),
+}
+
+/// Pure: the steps of a down.
+pub fn plan_down(f: &DownFacts) -> Vec<DownStep> {
+    if f.rules.is_empty()
+        && f.service.is_none()
+        && f.target_group.is_none()
+        && f.revisions.is_empty()
+    {
+        return vec![DownStep::Nothing];
+    }
+    let mut steps = Vec::new();
+    if f.teardown_task && f.service.is_some_and(|s| s.active) {
+        steps.push(DownStep::Teardown);
+    }
+    if !f.rules.is_empty() {
+        steps.push(DownStep::DeleteRules(f.rules.clone()));
+    }
+    if let Some(s) = f.service {
+        steps.push(DownStep::DeleteService {
+            scale_to_zero: s.active && s.desired_count > 0,
+        });
+    }
+    if let Some(arn) = &f.target_group {
+        steps.push(DownStep::DeleteTargetGroup(arn.clone()));
+    }
+    if !f.revisions.is_empty() {
+        steps.push(DownStep::Deregister(f.revisions.clone()));
+    }
+    steps
+}
+
 async fn down(
     req: &Request,
     c: &Clients,
@@ -1505,10 +1819,7 @@ async fn down(
 ) -> Result<()> {
     let env = &req.environment;
     let t = &req.target;
-    let dry = ctx.dry_run;
     let seen = observe(req, c).await?;
-    let rules: Vec<&RuleView> = seen.rules.iter().filter(|r| r.ours).collect();
-    let service = seen.our_service();
     if seen.service_owner == Owner::Foreign {
         tracing::warn!(
             "ECS service {}/{} is not this review app's (no preview tags): left alone",
@@ -1522,120 +1833,165 @@ async fn down(
             t.target_group
         );
     }
-    if rules.is_empty()
-        && service.is_none()
-        && seen.our_target_group().is_none()
-        && seen.revisions.is_empty()
-    {
-        out.nothing(format!(
+    let facts = DownFacts {
+        teardown_task: req.preview.teardown.is_some(),
+        service: seen.our_service().map(|s| ServiceSeen {
+            active: s.status() == Some("ACTIVE"),
+            desired_count: s.desired_count(),
+        }),
+        rules: seen
+            .rules
+            .iter()
+            .filter(|r| r.ours)
+            .map(|r| (r.arn.clone(), r.priority))
+            .collect(),
+        target_group: seen.our_target_group().map(str::to_string),
+        revisions: seen.revisions.clone(),
+    };
+    let run = Run { req, c, ctx };
+    for step in plan_down(&facts) {
+        if apply_down(&run, &seen, version, step, out).await? == Flow::Stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
+async fn apply_down(
+    run: &Run<'_>,
+    seen: &PreviewObserved,
+    version: Option<&Version>,
+    step: DownStep,
+    out: &mut PreviewOutcome,
+) -> Result<Flow> {
+    let Run { req, c, ctx } = *run;
+    let t = &req.target;
+    let dry = ctx.dry_run;
+    match step {
+        DownStep::Nothing => out.nothing(format!(
             "nothing to tear down: review app {} has no service, rule, target group or revision",
             t.name
-        ));
+        )),
+        DownStep::Teardown => return teardown(run, seen, version, out).await,
+        DownStep::DeleteRules(rules) => {
+            for (arn, priority) in &rules {
+                if dry {
+                    out.step(dry, format!("delete rule {arn}"));
+                    continue;
+                }
+                elb::delete_rule(&c.elb, arn)
+                    .await
+                    .context("deleting the review app's listener rule")?;
+                out.step(
+                    dry,
+                    format!(
+                        "deleted rule {arn} (priority {})",
+                        priority.unwrap_or_default()
+                    ),
+                );
+            }
+            out.rule = rules.first().map(|(arn, _)| arn.clone());
+        }
+        DownStep::DeleteService { scale_to_zero } => {
+            delete_service(run, scale_to_zero, out).await?
+        }
+        DownStep::DeleteTargetGroup(arn) => {
+            out.target_group = Some(arn.clone());
+            if dry {
+                out.step(dry, format!("delete target group {}", t.target_group));
+            } else {
+                elb::delete_target_group(&c.elb, &arn)
+                    .await
+                    .context("deleting the review app's target group")?;
+                out.step(dry, format!("deleted target group {}", t.target_group));
+            }
+        }
+        DownStep::Deregister(revisions) => {
+            for arn in &revisions {
+                if dry {
+                    out.step(dry, format!("deregister {}", td_short(arn)));
+                    continue;
+                }
+                ecs::deregister_task_definition(&c.ecs, arn).await?;
+                out.step(dry, format!("deregistered {}", td_short(arn)));
+            }
+            out.task_definition = revisions.first().cloned();
+        }
+    }
+    Ok(Flow::Next)
+}
+
+/// The teardown task, with the given version or the one the service runs; a failure stops the down (nothing else is
+/// removed, so it can be run again).
+async fn teardown(
+    run: &Run<'_>,
+    seen: &PreviewObserved,
+    version: Option<&Version>,
+    out: &mut PreviewOutcome,
+) -> Result<Flow> {
+    let Run { req, c, ctx } = *run;
+    let (Some(task_cfg), Some(s)) = (&req.preview.teardown, seen.our_service()) else {
+        return Ok(Flow::Next);
+    };
+    let version = match version {
+        Some(v) => v.clone(),
+        None => running_version(c, s).await?,
+    };
+    let report = one_off(req, c, ctx, task_cfg, &version, out).await?;
+    let ok = report.ok();
+    out.teardown = Some(report);
+    if ok {
+        return Ok(Flow::Next);
+    }
+    out.failure = Some(format!(
+        "{}; nothing else was removed: fix it and run the teardown again",
+        out.teardown
+            .as_ref()
+            .map(TaskReport::explanation)
+            .unwrap_or_default()
+    ));
+    Ok(Flow::Stop)
+}
+
+/// The service: to 0, deleted, waited for until gone (a dry run only tells).
+async fn delete_service(
+    run: &Run<'_>,
+    scale_to_zero: bool,
+    out: &mut PreviewOutcome,
+) -> Result<()> {
+    let Run { req, c, ctx } = *run;
+    let (cluster, t) = (&req.environment.cluster, &req.target);
+    if ctx.dry_run {
+        out.step(
+            ctx.dry_run,
+            format!("scale service {} to 0 and delete it", t.service),
+        );
         return Ok(());
     }
-
-    // 1. The teardown task, while the service still exists (a failure stops here, so it can be run again).
-    let active = service.filter(|s| s.status() == Some("ACTIVE"));
-    if let (Some(task_cfg), Some(s)) = (&req.preview.teardown, active) {
-        let version = match version {
-            Some(v) => v.clone(),
-            None => running_version(c, s).await?,
-        };
-        let report = one_off(req, c, ctx, task_cfg, &version, out).await?;
-        let ok = report.ok();
-        out.teardown = Some(report);
-        if !ok {
-            out.failure = Some(format!(
-                "{}; nothing else was removed: fix it and run the teardown again",
-                out.teardown
-                    .as_ref()
-                    .map(TaskReport::explanation)
-                    .unwrap_or_default()
-            ));
-            return Ok(());
-        }
+    if scale_to_zero {
+        ecs::set_desired_count(&c.ecs, cluster, &t.service, 0).await?;
     }
-
-    // 2. The rule(s): traffic stops first.
-    for r in &rules {
-        if dry {
-            out.step(dry, format!("delete rule {}", r.arn));
-            continue;
-        }
-        elb::delete_rule(&c.elb, &r.arn)
-            .await
-            .context("deleting the review app's listener rule")?;
-        out.step(
-            dry,
-            format!(
-                "deleted rule {} (priority {})",
-                r.arn,
-                r.priority.unwrap_or_default()
-            ),
-        );
-    }
-    out.rule = rules.first().map(|r| r.arn.clone());
-
-    // 3. The service: to 0, deleted, gone.
-    if let Some(s) = service {
-        if dry {
-            out.step(
-                dry,
-                format!("scale service {} to 0 and delete it", t.service),
-            );
-        } else {
-            if s.status() == Some("ACTIVE") && s.desired_count() > 0 {
-                ecs::set_desired_count(&c.ecs, &env.cluster, &t.service, 0).await?;
-            }
-            ecs::delete_service(&c.ecs, &env.cluster, &t.service).await?;
-            ctx.poller(
-                format!("service {} to be deleted", t.service),
-                Backoff::FAST,
-            )
-            .run(|| async {
-                Ok(
-                    match ecs::service_if_any(&c.ecs, &env.cluster, &t.service).await? {
-                        None => Check::Done(()),
-                        Some(s) => Check::Pending(format!(
-                            "service {}: {}, {} running",
-                            t.service,
-                            s.status().unwrap_or("UNKNOWN"),
-                            s.running_count()
-                        )),
-                    },
-                )
-            })
-            .await
-            .map_err(|e| {
-                anyhow!(e).context(format!("deleting service {}/{}", env.cluster, t.service))
-            })?;
-            out.step(dry, format!("deleted service {}", t.service));
-        }
-    }
-
-    // 4. The target group (no rule uses it any more).
-    if let Some(arn) = seen.our_target_group() {
-        out.target_group = Some(arn.to_string());
-        if dry {
-            out.step(dry, format!("delete target group {}", t.target_group));
-        } else {
-            elb::delete_target_group(&c.elb, arn)
-                .await
-                .context("deleting the review app's target group")?;
-            out.step(dry, format!("deleted target group {}", t.target_group));
-        }
-    }
-
-    // 5. Every revision of the PR's family.
-    for arn in &seen.revisions {
-        if dry {
-            out.step(dry, format!("deregister {}", td_short(arn)));
-            continue;
-        }
-        ecs::deregister_task_definition(&c.ecs, arn).await?;
-        out.step(dry, format!("deregistered {}", td_short(arn)));
-    }
-    out.task_definition = seen.revisions.first().cloned();
+    ecs::delete_service(&c.ecs, cluster, &t.service).await?;
+    ctx.poller(
+        format!("service {} to be deleted", t.service),
+        Backoff::FAST,
+    )
+    .run(|| async {
+        Ok(
+            match ecs::service_if_any(&c.ecs, cluster, &t.service).await? {
+                None => Check::Done(()),
+                Some(s) => Check::Pending(format!(
+                    "service {}: {}, {} running",
+                    t.service,
+                    s.status().unwrap_or("UNKNOWN"),
+                    s.running_count()
+                )),
+            },
+        )
+    })
+    .await
+    .map_err(|e| anyhow!(e).context(format!("deleting service {cluster}/{}", t.service)))?;
+    out.step(ctx.dry_run, format!("deleted service {}", t.service));
     Ok(())
 }
 
@@ -2074,5 +2430,150 @@ mod tests {
             ..r
         };
         assert!(!two.routes("host-header", "pr-1.x", "tg"));
+    }
+
+    fn up_facts(seed: bool, service: ServiceNow, reusable: Option<&str>, dry_run: bool) -> UpFacts {
+        UpFacts {
+            seed,
+            reusable: reusable.map(str::to_string),
+            target_group: None,
+            rule: RulePlan::Create { priority: 1000 },
+            service,
+            revisions: vec!["f-pr-1:2".into(), "f-pr-1:1".into()],
+            dry_run,
+        }
+    }
+
+    #[test]
+    fn the_steps_of_an_up() {
+        use ServiceNow::*;
+        use UpStep::*;
+        let rule = Rule(RulePlan::Create { priority: 1000 });
+        let old = |arns: &[&str]| Deregister(arns.iter().map(|a| a.to_string()).collect());
+        #[rustfmt::skip]
+        let table: Vec<(&str, UpFacts, Vec<UpStep>)> = vec![
+            ("first up: seed, everything made, watched, old revisions go",
+             up_facts(true, Absent, None, false),
+             vec![Seed, RegisterRevision, CreateTargetGroup, rule.clone(), CreateService, Rollout,
+                  old(&["f-pr-1:2", "f-pr-1:1"])]),
+            ("first up without a seed",
+             up_facts(false, Absent, None, false),
+             vec![RegisterRevision, CreateTargetGroup, rule.clone(), CreateService, Rollout,
+                  old(&["f-pr-1:2", "f-pr-1:1"])]),
+            ("a new push: the seed is not run again; the revision in use is kept",
+             up_facts(true, Behind, Some("f-pr-1:2"), false),
+             vec![SeedSkipped, ReuseRevision("f-pr-1:2".into()), CreateTargetGroup, rule.clone(), UpdateService,
+                  Rollout, old(&["f-pr-1:1"])]),
+            ("its roll-out failed before: forced redeploy",
+             up_facts(false, FailedOn, Some("f-pr-1:2"), false),
+             vec![ReuseRevision("f-pr-1:2".into()), CreateTargetGroup, rule.clone(), RedeployService, Rollout,
+                  old(&["f-pr-1:1"])]),
+            ("already up to date: nothing watched, nothing deregistered",
+             up_facts(true, UpToDate, Some("f-pr-1:2"), false),
+             vec![SeedSkipped, ReuseRevision("f-pr-1:2".into()), CreateTargetGroup, rule.clone(), ServiceCurrent]),
+            ("a dry run stops at the service step",
+             up_facts(true, Absent, None, true),
+             vec![Seed, RegisterRevision, CreateTargetGroup, rule.clone(), CreateService]),
+            ("a dry run of an update",
+             up_facts(false, Behind, None, true),
+             vec![RegisterRevision, CreateTargetGroup, rule.clone(), UpdateService]),
+        ];
+        for (why, facts, want) in table {
+            assert_eq!(plan_up(&facts), want, "{why}");
+        }
+        let kept = UpFacts {
+            target_group: Some("tg-arn".into()),
+            rule: RulePlan::Existing {
+                arn: "r".into(),
+                priority: 7,
+            },
+            revisions: vec!["f-pr-1:3".into()],
+            ..up_facts(false, Behind, Some("f-pr-1:3"), false)
+        };
+        assert_eq!(
+            plan_up(&kept),
+            vec![
+                ReuseRevision("f-pr-1:3".into()),
+                KeepTargetGroup("tg-arn".into()),
+                Rule(RulePlan::Existing {
+                    arn: "r".into(),
+                    priority: 7
+                }),
+                UpdateService,
+                Rollout,
+            ],
+            "what exists is kept; with no older revision there is nothing to deregister"
+        );
+    }
+
+    #[test]
+    fn a_service_against_a_revision_yet_to_be_registered_is_behind() {
+        let s = Service::builder()
+            .task_definition("arn:aws:ecs:eu-west-1:1:task-definition/f-pr-1:2")
+            .desired_count(1)
+            .build();
+        assert_eq!(service_now(None, Some("x"), 1), ServiceNow::Absent);
+        assert_eq!(service_now(None, None, 1), ServiceNow::Absent);
+        assert_eq!(service_now(Some(&s), None, 1), ServiceNow::Behind);
+        assert_eq!(
+            service_now(
+                Some(&s),
+                Some("arn:aws:ecs:eu-west-1:1:task-definition/f-pr-1:3"),
+                1
+            ),
+            ServiceNow::Behind
+        );
+    }
+
+    #[test]
+    fn the_steps_of_a_down() {
+        use DownStep::*;
+        let active = Some(ServiceSeen {
+            active: true,
+            desired_count: 2,
+        });
+        let idle = Some(ServiceSeen {
+            active: true,
+            desired_count: 0,
+        });
+        let draining = Some(ServiceSeen {
+            active: false,
+            desired_count: 0,
+        });
+        let rules = vec![("r".to_string(), Some(1000))];
+        let revs = vec!["f-pr-1:2".to_string(), "f-pr-1:1".to_string()];
+        let facts = |teardown_task,
+                     service,
+                     rules: &[(String, Option<i32>)],
+                     tg: Option<&str>,
+                     revisions: &[String]| {
+            DownFacts {
+                teardown_task,
+                service,
+                rules: rules.to_vec(),
+                target_group: tg.map(str::to_string),
+                revisions: revisions.to_vec(),
+            }
+        };
+        #[rustfmt::skip]
+        let table: Vec<(&str, DownFacts, Vec<DownStep>)> = vec![
+            ("nothing there", facts(true, None, &[], None, &[]), vec![Nothing]),
+            ("everything there, teardown task first, traffic stops before the service goes",
+             facts(true, active, &rules, Some("tg"), &revs),
+             vec![Teardown, DeleteRules(rules.clone()), DeleteService { scale_to_zero: true },
+                  DeleteTargetGroup("tg".into()), Deregister(revs.clone())]),
+            ("no teardown task configured", facts(false, active, &rules, Some("tg"), &[]),
+             vec![DeleteRules(rules.clone()), DeleteService { scale_to_zero: true }, DeleteTargetGroup("tg".into())]),
+            ("a service at 0 is not scaled", facts(false, idle, &[], None, &[]),
+             vec![DeleteService { scale_to_zero: false }]),
+            ("a draining service: no teardown task, no scaling", facts(true, draining, &[], None, &revs),
+             vec![DeleteService { scale_to_zero: false }, Deregister(revs.clone())]),
+            ("no service: the teardown task has nothing to run with", facts(true, None, &rules, None, &[]),
+             vec![DeleteRules(rules.clone())]),
+            ("only revisions left", facts(true, None, &[], None, &revs), vec![Deregister(revs.clone())]),
+        ];
+        for (why, facts, want) in table {
+            assert_eq!(plan_down(&facts), want, "{why}");
+        }
     }
 }

@@ -11,6 +11,8 @@
 //!   ([`rollout::revisions_to_deregister`]), and never the revision a service ran before the rollback unless its
 //!   roll-out was seen COMPLETED (after `fast`, its tasks are still draining and a failed roll-out returns to it).
 
+use std::time::Duration;
+
 use std::collections::{BTreeMap, HashSet};
 
 use anyhow::{bail, Result};
@@ -220,6 +222,8 @@ struct RollbackPlan {
     events: HashSet<String>,
     /// The images of the target revision's configured containers, `(container, image)`: the preflight's.
     images: Vec<(String, String)>,
+    /// How long this service's roll-outs usually take (from its own events); paces the watch.
+    usual: Option<Duration>,
     /// The primary deployment runs `current` and its roll-out FAILED (a circuit breaker without rollback): when
     /// `current` is the target too, the roll-out is started again, or no rerun could ever settle the service.
     failed_primary: bool,
@@ -407,14 +411,15 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             let _g = ctx
                 .runner
                 .group(&rollout_title(moving.len(), targets.len()));
-            rollout::watch(
-                &c.ecs,
-                &env.cluster,
-                &targets,
-                seen,
-                ctx.poller(format!("rollback in {}", env.cluster), Backoff::FAST),
-            )
-            .await
+            let usual: Vec<Option<Duration>> = plans
+                .iter()
+                .filter(|p| p.moves())
+                .map(|p| p.usual)
+                .collect();
+            let poller = ctx
+                .poller(format!("rollback in {}", env.cluster), Backoff::FAST)
+                .expecting(rollout::expected_end(&usual));
+            rollout::watch(&c.ecs, &env.cluster, &targets, seen, poller).await
         };
         for w in &report.services {
             let moved = moving.iter().any(|t| t.service == w.service);
@@ -683,6 +688,7 @@ async fn plan_service(
         revisions,
         events: rollout::event_ids(svc),
         images,
+        usual: rollout::usual_duration_of(svc),
     })
 }
 

@@ -276,6 +276,10 @@ async fn wait_available(
     }
     let id = snapshot.id.clone();
     let poller = ctx.poller(format!("snapshot {id} of {}", db_label(db)), Backoff::SLOW);
+    // The first look that saw a percent: with the latest, the rate at which RDS moves (looks come sooner near the end).
+    let started = tokio::time::Instant::now();
+    let first_seen: std::cell::Cell<Option<(Duration, u8)>> = std::cell::Cell::new(None);
+    let first_seen = &first_seen;
     let result = poller
         .run(|| {
             let id = id.clone();
@@ -285,10 +289,25 @@ async fn wait_available(
                 };
                 match progress(&s.status) {
                     Progress::Available => Ok(Check::Done(s)),
-                    Progress::Creating => Ok(Check::Pending(match s.percent {
-                        Some(p) => format!("snapshot {id}: {} {p}%", s.status),
-                        None => format!("snapshot {id}: {}", s.status),
-                    })),
+                    Progress::Creating => {
+                        let progress = match s.percent {
+                            Some(p) => format!("snapshot {id}: {} {p}%", s.status),
+                            None => format!("snapshot {id}: {}", s.status),
+                        };
+                        let Some(p) = s.percent.and_then(|p| u8::try_from(p.clamp(0, 100)).ok()) else {
+                            return Ok(Check::Pending(progress));
+                        };
+                        let now = (started.elapsed(), p);
+                        let first = first_seen.get().unwrap_or(now);
+                        first_seen.set(Some(first));
+                        Ok(match crate::wait::eta_from_progress(first, now) {
+                            Some(eta) => Check::PendingUntil {
+                                progress,
+                                within: eta.max(Duration::from_secs(1)),
+                            },
+                            None => Check::Pending(progress),
+                        })
+                    }
                     Progress::Unknown => Ok(Check::Pending(format!(
                         "snapshot {id}: status {:?} (not one deploy-action knows; still waiting for available)",
                         s.status

@@ -623,6 +623,27 @@ async fn deploy_takes_secrets_from_ssm_as_references_only() {
     ctx.clear_calls().await;
     deploy(&ctx, "v1.1.0", &[]).await.assert_code(0);
     assert_eq!(ctx.mutating_calls().await, Vec::<String>::new());
+
+    // A parameter deleted from the path leaves the next revision, and the plan says so.
+    let ssm = aws_sdk_ssm::Client::new(&ctx.sdk().await);
+    ssm.delete_parameter()
+        .name("/app/stage/nested/API_KEY")
+        .send()
+        .await
+        .unwrap();
+    let r = deploy(&ctx, "v1.2.0", &[]).await;
+    r.assert_code(0);
+    let line = "core container core: secret(s) removed from the next revision, their parameters are no longer under ssm-path /app/stage/: API_KEY (/app/stage/nested/API_KEY)";
+    assert!(r.stderr.contains(line), "{}", r.stderr);
+    assert!(r.summary.contains(line), "{}", r.summary);
+    let left = ctx.container_secrets(&td_arn("core", 3), "core").await;
+    assert_eq!(
+        left,
+        vec![(
+            "DATABASE_URL".to_string(),
+            "arn:aws:ssm:eu-central-1:123456789012:parameter/app/stage/DATABASE_URL".to_string()
+        )]
+    );
 }
 
 #[tokio::test]

@@ -14,6 +14,7 @@ mod restore;
 mod run;
 mod safety;
 mod secrets;
+mod shapes;
 mod snapshot;
 mod state;
 mod state_now;

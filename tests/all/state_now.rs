@@ -110,7 +110,7 @@ async fn a_failed_deploy_ends_with_the_state_now_and_what_to_do_next() {
     );
 }
 
-/// A migration that exits 1: the block after the migration's own report, naming the snapshot to restore from.
+/// A migration that exits 1: the block after the migration's own report, with the restore command.
 #[tokio::test]
 async fn a_failed_migration_ends_with_the_state_now_and_the_snapshot() {
     let ctx = TestContext::new().await;
@@ -143,15 +143,9 @@ async fn a_failed_migration_ends_with_the_state_now_and_the_snapshot() {
         "{text}"
     );
     assert!(text.contains("database app-stage (available)"), "{text}");
-    assert!(
-        text.contains(&format!(
-            "note: if the migration task started, the database may be half-migrated; there is no restore phase yet: restore snapshot {snapshot_id} (the newest) by hand"
-        )),
-        "{text}"
-    );
     assert_eq!(
         r.outputs["next-steps"],
-        "deploy-action migrate --env stage -c deploy.toml --version v2.0.0"
+        "deploy-action migrate --env stage -c deploy.toml --version v2.0.0\ndeploy-action restore --env stage -c deploy.toml --version v2.0.0"
     );
     assert_eq!(r.outputs["state"], "db-only");
     assert!(
@@ -159,10 +153,13 @@ async fn a_failed_migration_ends_with_the_state_now_and_the_snapshot() {
         "{md}"
     );
     assert!(
-        r.stdout.trim_end().ends_with("by hand, see the runbook"),
+        r.stdout
+            .trim_end()
+            .ends_with("bring it back from the snapshot taken for v2.0.0"),
         "last: {}",
         r.stdout
     );
+    assert!(!snapshot_id.is_empty());
 }
 
 /// `state db-only` cancelled (SIGINT) while it waits for traffic to drain: exit 130, and the block says maintenance is
