@@ -195,6 +195,7 @@ pub enum Phase {
     Preview,
     CheckConfig,
     IamPolicy,
+    Init,
 }
 
 impl Phase {
@@ -225,6 +226,7 @@ impl Phase {
             Phase::Preview => "preview",
             Phase::CheckConfig => "check-config",
             Phase::IamPolicy => "iam-policy",
+            Phase::Init => "init",
         }
     }
 }
@@ -273,6 +275,8 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Print the least-privilege IAM policy for an environment's phases (from the config alone; no AWS call).
     IamPolicy(IamPolicyArgs),
+    /// Write a config for an environment that runs now, read from AWS (read-only; never overwrites without --force).
+    Init(InitArgs),
 }
 
 #[derive(Debug, Args, Default)]
@@ -495,9 +499,44 @@ pub struct IamPolicyArgs {
     /// Only this environment [default: every environment in the config].
     #[arg(long = "env", short = 'e', visible_alias = "environment")]
     pub environment: Option<String>,
-    /// Only this phase: status, state, snapshot, migrate, deploy, rollback or run [default: all of them].
+    /// Only this phase: status, state, snapshot, migrate, deploy, rollback, run, preview, or init (what `init`
+    /// reads; never part of all) [default: all of them].
     #[arg(long)]
     pub phase: Option<String>,
+    #[arg(long, value_enum)]
+    pub output: Option<OutputFormat>,
+}
+
+/// `init`: what to read. Everything else (services, containers, image tags, desired counts) is read from AWS.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The environment's name in the config written (stage, prod).
+    #[arg(long = "env", short = 'e', visible_alias = "environment")]
+    pub environment: String,
+    /// The ECS cluster (name or ARN) whose services become the environment's core services.
+    #[arg(long)]
+    pub cluster: String,
+    /// Region [default: AWS_REGION, then AWS_DEFAULT_REGION, then the region of --listener-arn or a cluster ARN].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// The ALB listener that serves the site (maintenance puts its response in front of the listener's rules).
+    #[arg(long)]
+    pub listener_arn: Option<String>,
+    /// The RDS DB instance of the environment.
+    #[arg(long, conflicts_with = "db_cluster")]
+    pub db_instance: Option<String>,
+    /// The Aurora DB cluster of the environment.
+    #[arg(long)]
+    pub db_cluster: Option<String>,
+    /// The task definition family of the migration task (phase migrate).
+    #[arg(long)]
+    pub migration_family: Option<String>,
+    /// The file to write [default: .github/deploy.toml].
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// Replace the file if it exists.
+    #[arg(long)]
+    pub force: bool,
     #[arg(long, value_enum)]
     pub output: Option<OutputFormat>,
 }
@@ -553,7 +592,10 @@ impl Command {
             Command::Rollback(a) => Some(&a.release),
             Command::Run(a) => Some(&a.release),
             Command::Preview(a) => Some(&a.release),
-            Command::Status(_) | Command::CheckConfig(_) | Command::IamPolicy(_) => None,
+            Command::Status(_)
+            | Command::CheckConfig(_)
+            | Command::IamPolicy(_)
+            | Command::Init(_) => None,
         }
     }
 
@@ -617,6 +659,14 @@ impl Command {
                 config: a.config.as_ref().map(|p| p.display().to_string()),
                 environment: s(&a.environment),
                 policy_phase: s(&a.phase),
+                output: a.output.map(|o| format!("{o:?}").to_lowercase()),
+                ..RawInputs::default()
+            },
+            // `init` has its own request (main runs it before inputs are resolved); only its name is here.
+            Command::Init(a) => RawInputs {
+                phase: Some("init".into()),
+                environment: Some(a.environment.clone()),
+                config: a.config.as_ref().map(|p| p.display().to_string()),
                 output: a.output.map(|o| format!("{o:?}").to_lowercase()),
                 ..RawInputs::default()
             },
@@ -747,6 +797,11 @@ impl Invocation {
                 ))
             }
         };
+        if phase == Phase::Init && cli.is_none() {
+            return Err(UsageError::new(
+                "input `phase`: init is a CLI command, not an Action phase; run `deploy-action init --env <name> --cluster <cluster>` where you can read the environment in AWS, and commit the file it writes",
+            ));
+        }
         Ok(Invocation { phase, raw, github })
     }
 
@@ -979,6 +1034,7 @@ mod tests {
             "preview",
             "check-config",
             "iam-policy",
+            "init",
         ] {
             let e = Cli::try_parse_from(["deploy-action", p, "--help"]).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::DisplayHelp, "{p}");

@@ -10,7 +10,9 @@ use deploy_action::domain::state_now;
 use deploy_action::error::{exit, UsageError};
 use deploy_action::github::runner::Outcome;
 use deploy_action::github::runner::Runner;
-use deploy_action::inputs::{Cli, Common, GithubEnv, Invocation, Phase, RawInputs};
+use deploy_action::inputs::{
+    Cli, Command, Common, GithubEnv, InitArgs, Invocation, Phase, RawInputs,
+};
 use deploy_action::phases::{self, Ctx, Recorded};
 use deploy_action::wait::{Pace, WaitError};
 use deploy_action::wrapper;
@@ -39,6 +41,9 @@ async fn main() -> ExitCode {
     };
     let github = GithubEnv::from_env();
     log::init(github.on_runner());
+    if let Some(Command::Init(args)) = &cli.command {
+        return ExitCode::from(init(args, &github).await);
+    }
     let inv = RawInputs::from_env()
         .and_then(|env| Invocation::resolve(cli.command.as_ref(), env, github.clone()));
     let inv = match inv {
@@ -125,7 +130,28 @@ async fn dispatch(inv: &Invocation, runner: &Runner) -> anyhow::Result<u8> {
             let out = wrapper::around(inv, &common, &ctx, subject, run).await?;
             emit(runner, inv.phase, &out)
         }
-        Phase::CheckConfig | Phase::IamPolicy => unreachable!("handled above"),
+        Phase::CheckConfig | Phase::IamPolicy | Phase::Init => unreachable!("handled above"),
+    }
+}
+
+/// `init` has no config to read yet: its own request, from the flags and the AWS region variables.
+async fn init(args: &InitArgs, github: &GithubEnv) -> u8 {
+    let runner = Runner::new(github, args.output.unwrap_or_default());
+    let region = ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()));
+    let req = match phases::init::Request::from_args(args, region) {
+        Ok(req) => req,
+        Err(e) => {
+            runner.error(&e.to_string());
+            return exit::USAGE;
+        }
+    };
+    let sdk = aws::sdk_config(&req.region).await;
+    match phases::init::run(&req, &phases::init::Clients::new(&sdk)).await {
+        Ok(out) => emit(&runner, Phase::Init, &out)
+            .unwrap_or_else(|e| report_error(&runner, Phase::Init, &e)),
+        Err(e) => report_error(&runner, Phase::Init, &e),
     }
 }
 

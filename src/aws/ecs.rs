@@ -786,6 +786,46 @@ pub async fn delete_service(ecs: &Client, cluster: &str, name: &str) -> Result<(
     }
 }
 
+/// Whether the cluster exists and is ACTIVE (DescribeClusters answers an unknown cluster with a `MISSING` failure,
+/// not an error).
+pub async fn cluster_is_active(ecs: &Client, cluster: &str) -> Result<bool, AwsError> {
+    let out = ecs
+        .describe_clusters()
+        .clusters(cluster)
+        .send()
+        .await
+        .aws("ECS DescribeClusters", cluster)?;
+    Ok(out.clusters().iter().any(|c| c.status() == Some("ACTIVE")))
+}
+
+/// The names of every service of a cluster (ListServices, every page).
+pub async fn service_names(ecs: &Client, cluster: &str) -> Result<Vec<String>, AwsError> {
+    let mut names = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = ecs
+            .list_services()
+            .cluster(cluster)
+            .set_next_token(token.clone())
+            .max_results(100)
+            .send()
+            .await
+            .aws("ECS ListServices", format!("cluster {cluster}"))?;
+        names.extend(
+            out.service_arns()
+                .iter()
+                .map(|a| a.rsplit('/').next().unwrap_or(a).to_string()),
+        );
+        match out.next_token() {
+            Some(t) if !t.is_empty() && Some(t) != token.as_deref() => token = Some(t.to_string()),
+            _ => break,
+        }
+    }
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
 const DESCRIBE_TASK_DEFINITION: &str = "ECS DescribeTaskDefinition";
 
 /// DescribeTaskDefinition of a family with no ACTIVE revision. Its modeled errors are `ClientException` (an

@@ -354,7 +354,9 @@ pub fn is_snapshot_exists(err: &AwsError) -> bool {
 
 /// The instance or cluster does not exist (in this account and region).
 pub fn is_db_not_found(err: &AwsError) -> bool {
-    err.is("DBInstanceNotFound") || err.is("DBClusterNotFoundFault")
+    err.is("DBInstanceNotFound")
+        || err.is("DBInstanceNotFoundFault")
+        || err.is("DBClusterNotFoundFault")
 }
 
 /// The account's manual snapshot quota is used up.

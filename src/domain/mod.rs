@@ -13,6 +13,7 @@ pub mod preflight;
 pub mod promote;
 pub mod restore;
 pub mod revision;
+pub mod revision_diff;
 pub mod rollout;
 pub mod state_now;
 pub mod task;

@@ -104,7 +104,9 @@ pub fn applies(phase: Phase) -> bool {
         | Phase::Rollback
         | Phase::Run
         | Phase::Restore => true,
-        Phase::Status | Phase::Preview | Phase::CheckConfig | Phase::IamPolicy => false,
+        Phase::Status | Phase::Preview | Phase::CheckConfig | Phase::IamPolicy | Phase::Init => {
+            false
+        }
     }
 }
 
@@ -217,7 +219,7 @@ pub fn next_steps(asked: &Asked, seen: &Seen) -> Vec<NextStep> {
             }
         }
         Phase::Migrate | Phase::Snapshot | Phase::Run | Phase::Restore => {}
-        Phase::Status | Phase::Preview | Phase::CheckConfig | Phase::IamPolicy => {}
+        Phase::Status | Phase::Preview | Phase::CheckConfig | Phase::IamPolicy | Phase::Init => {}
     }
     if seen.state == Some(EnvState::Mixed) && maintenance_configured {
         push(

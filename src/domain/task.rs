@@ -41,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::logs;
 use crate::config::{Environment, TaskConfig, TaskNetwork};
+use crate::domain::revision_diff::{self, RevisionDiff};
 use crate::domain::{revision, Ctx};
 use crate::github::runner::{Group, Runner};
 use crate::tags;
@@ -385,6 +386,8 @@ pub struct TaskReport {
     /// Why the logs could not be followed, if they could not.
     pub log_note: Option<String>,
     pub duration_seconds: u64,
+    /// A dry run that would register a revision: the revision against the newest one, field by field.
+    pub changes: Vec<String>,
 }
 
 impl TaskReport {
@@ -470,6 +473,9 @@ impl TaskReport {
         }
         if let Some(image) = &self.image {
             rows.push(vec!["image".into(), image.clone()]);
+        }
+        if dry_run && !self.changes.is_empty() {
+            rows.push(vec!["new revision".into(), self.changes.join("; ")]);
         }
         if !dry_run {
             rows.push(vec![
@@ -597,14 +603,18 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                         .map(|c| format!(", command {c:?}"))
                         .unwrap_or_default()
                 );
-                return Ok(planned(
-                    &label,
-                    None,
-                    None,
-                    Some(prepared.image),
-                    false,
-                    started,
-                ));
+                let changes = if prepared.reuse {
+                    vec![]
+                } else {
+                    prepared.diff.lines()
+                };
+                for line in &changes {
+                    tracing::info!("  {line}");
+                }
+                return Ok(TaskReport {
+                    changes,
+                    ..planned(&label, None, None, Some(prepared.image), false, started)
+                });
             }
             // Under the launch lock: look at the group once more, then register and start. A run that looked at
             // the same moment and got here first has started its task by now, and this run follows it.
@@ -644,6 +654,9 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                         );
                         prepared.latest.clone()
                     } else {
+                        for line in prepared.diff.lines() {
+                            tracing::info!("new revision of {}: {line}", cfg.family);
+                        }
                         let td = ecs::register_revision(
                             &clients.ecs,
                             &prepared.latest,
@@ -824,6 +837,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
         log_stream,
         log_note,
         duration_seconds: started.elapsed().as_secs(),
+        changes: vec![],
     };
     if report.ok() {
         tracing::info!(
@@ -864,6 +878,7 @@ fn planned(
         log_stream: None,
         log_note: None,
         duration_seconds: started.elapsed().as_secs(),
+        changes: vec![],
     }
 }
 
@@ -938,6 +953,8 @@ struct Prepared {
     image: String,
     /// The latest revision already is exactly the one to run.
     reuse: bool,
+    /// `containers` against the latest revision's.
+    diff: RevisionDiff,
 }
 
 async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
@@ -989,6 +1006,7 @@ async fn prepare(clients: &Clients, launch: &Launch<'_>) -> Result<Prepared> {
     tags.retain(|(k, _)| !wanted.iter().any(|(w, _)| w == k));
     tags.extend(wanted);
     Ok(Prepared {
+        diff: revision_diff::diff(latest.container_definitions(), &containers),
         reuse: containers.as_slice() == latest.container_definitions()
             && tagged
             && ecs::runnable(&latest),

@@ -33,6 +33,7 @@ use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
 use crate::domain::preflight;
 use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
 use crate::domain::revision::{self, release_containers, ssm_secrets, RevisionChange, SsmSecrets};
+use crate::domain::revision_diff::{self, RevisionDiff};
 use crate::domain::rollout::{
     self, FailureReport, RolloutTarget, RolloutVerdict, WatchEnd, WatchReport,
 };
@@ -208,6 +209,8 @@ pub struct ServicePlan {
     /// The service's deployment controller (`None`: not reported, which is ECS).
     pub controller: Option<String>,
     pub images: Vec<(String, String)>,
+    /// The new revision against the current one, field by field (set with `new_containers`).
+    pub diff: Option<RevisionDiff>,
     /// How long this service's roll-outs usually take (from its own events); paces the watch.
     pub usual: Option<Duration>,
     /// Secrets leaving the new revision because their parameters were deleted from `ssm-path` (one line each).
@@ -368,6 +371,7 @@ fn plan_service(
     }
     let new = release_containers(td.container_definitions(), &release);
     let changed = new != td.container_definitions();
+    let diff = changed.then(|| revision_diff::diff(td.container_definitions(), &new));
     let primary_done =
         rollout::progress(&current, &rollout::DeploymentObs::of(svc), true) == RolloutVerdict::Done;
     Ok(ServicePlan {
@@ -386,6 +390,7 @@ fn plan_service(
         current_td: td,
         current_tags: tags,
         images,
+        diff,
     })
 }
 
@@ -499,6 +504,9 @@ pub struct ServiceRow {
     pub task_definition: String,
     pub result: ServiceResult,
     pub duration_seconds: Option<f64>,
+    /// The planned new revision against the current one, one line per change, then what stays (empty: no new
+    /// revision).
+    pub changes: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -545,6 +553,7 @@ impl DeployOutcome {
                         ServiceResult::Unchanged
                     },
                     duration_seconds: None,
+                    changes: p.diff.iter().flat_map(RevisionDiff::lines).collect(),
                 })
                 .collect(),
             rolled_back: false,
@@ -610,6 +619,9 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         for p in &plans {
             tracing::info!("{}", p.line(&req.version));
             tracing::info!("{}", usual_line(&p.name, p.usual));
+            for line in p.diff.iter().flat_map(RevisionDiff::lines) {
+                tracing::info!("  {line}");
+            }
         }
         plans
     };
@@ -1312,6 +1324,31 @@ impl DeployOutcome {
         }
     }
 
+    /// The dry run's field diff per service: `core: stage-core:3 → new revision`, then its changes indented.
+    fn plan_lines(&self) -> Vec<String> {
+        if !self.dry_run {
+            return vec![];
+        }
+        let mut lines = vec![];
+        for r in &self.services {
+            if r.changes.is_empty() {
+                lines.push(format!(
+                    "{}: {} stays (nothing to change)",
+                    r.service,
+                    td_short(&r.from)
+                ));
+                continue;
+            }
+            lines.push(format!(
+                "{}: {} → new revision",
+                r.service,
+                td_short(&r.from)
+            ));
+            lines.extend(r.changes.iter().map(|c| format!("  {c}")));
+        }
+        lines
+    }
+
     fn failure_lines(&self) -> Vec<String> {
         self.failures
             .iter()
@@ -1361,6 +1398,15 @@ impl Outcome for DeployOutcome {
             &self.rows(),
             &[],
         );
+        let plan = self.plan_lines();
+        if !plan.is_empty() {
+            s.push_str("\n**Plan: every field that changes**\n\n```\n");
+            for l in plan {
+                s.push_str(&l);
+                s.push('\n');
+            }
+            s.push_str("```\n");
+        }
         if !failures.is_empty() {
             s.push_str("\n**Why**\n\n```\n");
             for l in failures {
@@ -1409,6 +1455,13 @@ impl Outcome for DeployOutcome {
             &["SERVICE", "FROM", "TO", "RESULT", "DURATION"],
             &self.rows(),
         ));
+        let plan = self.plan_lines();
+        if !plan.is_empty() {
+            s.push_str("\nplan (every field that changes):\n");
+            for l in plan {
+                s.push_str(&format!("  {l}\n"));
+            }
+        }
         let failures = self.failure_lines();
         if !failures.is_empty() {
             s.push_str("\nwhy:\n");

@@ -586,6 +586,34 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 v
             }
         },
+        // `init` (read-only): the cluster, every service of it (init finds them), their task definitions, the
+        // database and the listener named on its command line; the same environment's, when init is run again.
+        Phase::Init => {
+            let mut v = vec![
+                grant(
+                    "EcsDescribeCluster",
+                    &["ecs:DescribeClusters"],
+                    vec![cluster.clone()],
+                ),
+                Grant {
+                    condition: Some(on_cluster.clone()),
+                    ..grant(
+                        "EcsListServicesInCluster",
+                        &["ecs:ListServices"],
+                        vec!["*".into()],
+                    )
+                },
+                grant(
+                    "EcsDescribeEveryServiceOfCluster",
+                    &["ecs:DescribeServices"],
+                    vec![s.arn("ecs", &format!("service/{cname}/*"))],
+                ),
+                td_read(&["ecs:DescribeTaskDefinition"]),
+            ];
+            v.extend(db.iter().cloned());
+            v.extend(elb_read.iter().cloned());
+            v
+        }
         Phase::Restore => {
             let mut v = vec![describe_services.clone(), list_tasks.clone()];
             v.extend(restore_grants(env, &s));
@@ -831,12 +859,18 @@ pub fn allows(policy: &PolicyDocument, action: &str, resource: Option<&str>) -> 
 }
 
 /// The `policy-phase` input: one phase, or every phase (the union).
+/// `init` is printed only when asked for: the role that writes the config is not the one that deploys.
 pub fn parse_phase(value: Option<&str>) -> Result<Vec<Phase>, UsageError> {
-    let names: Vec<&str> = PHASES.iter().map(|p| p.name()).collect();
+    let names: Vec<&str> = PHASES
+        .iter()
+        .chain(&[Phase::Init])
+        .map(|p| p.name())
+        .collect();
     match value.map(str::trim) {
         None | Some("all") => Ok(PHASES.to_vec()),
         Some(v) => PHASES
             .iter()
+            .chain(&[Phase::Init])
             .find(|p| p.name() == v.to_ascii_lowercase())
             .map(|p| vec![*p])
             .ok_or_else(|| {

@@ -3,6 +3,7 @@
 pub mod check_config;
 pub mod deploy;
 pub mod iam_policy;
+pub mod init;
 pub mod migrate;
 pub mod preview;
 pub mod restore;

@@ -31,7 +31,7 @@ pub fn gates_for(phase: Phase) -> Option<GateSet> {
         })
     };
     match phase {
-        Phase::Status | Phase::CheckConfig | Phase::IamPolicy => None,
+        Phase::Status | Phase::CheckConfig | Phase::IamPolicy | Phase::Init => None,
         // A review app is not what users get: no freeze, no promotion.
         // A restore is the way out of a failed migration, like a rollback.
         Phase::Snapshot | Phase::Rollback | Phase::Restore | Phase::Preview => set(false, false),
