@@ -28,6 +28,8 @@ DEFAULT_IMAGE_VERSIONS = [
     "v1.0.0", "v1.1.0", "v1.2.0", "v1.2.1", "v1.2.2", "v1.2.3", "v1.3.0", "v1.4.0", "v1.5.0", "v1.9.0",
     "v2.0.0", "v2.1.0", "v2.2.0",
     "pr-12-a", "pr-12-b", "pr-12-c", "pr-12-abc", "pr-12-abc1234", "pr-12-def5678", "pr-7-abc", "pr-7-abc1234",
+    # Version shapes (an image tag is the version with `/` and `+` made `-`): an rc, a label, a calver.
+    "v1.2.0-rc1", "v3.56.2-rc1", "drizzle-init", "api-v1", "v1.0.0-a", "api-v2024.10.02.1",
 ]
 
 # Clients by (service, endpoint, region): building one loads its service model, which costs more than the seed's

@@ -421,6 +421,10 @@ pub struct DeployArgs {
     /// Expected HTTP status of the smoke check [default: 200].
     #[arg(long)]
     pub smoke_status: Option<u16>,
+    /// After a successful deploy, keep this many newest revisions per service family; older ones of this action
+    /// that nothing uses are deregistered [default: 10].
+    #[arg(long)]
+    pub keep_revisions: Option<u64>,
     #[command(flatten)]
     pub maintenance: MaintenanceArgs,
 }
@@ -632,6 +636,7 @@ impl Command {
                 r.state = s(&a.state);
                 r.smoke_url = s(&a.smoke_url);
                 r.smoke_status = a.smoke_status.map(|n| n.to_string());
+                r.keep_revisions = a.keep_revisions.map(|n| n.to_string());
                 a.maintenance.fill(&mut r);
                 r
             }

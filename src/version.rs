@@ -50,8 +50,20 @@ impl Version {
 
     /// The form used inside image tags: characters an image tag cannot hold (`/`, `+`) become `-`.
     pub fn tag_safe(&self) -> String {
-        self.0.replace(['/', '+'], "-")
+        tag_safe(&self.0)
     }
+}
+
+/// Pure: a version's form inside image tags, revision and snapshot names: `/` and `+` become `-`.
+pub fn tag_safe(v: &str) -> String {
+    v.replace(['/', '+'], "-")
+}
+
+/// Pure: two different versions that give the same image tag (`api/v1` and `api-v1`, `v1.0.0+a` and `v1.0.0-a`):
+/// one would run the other's image. Image tags are case-sensitive and keep `.` and `_`, so `V1` and `v1`, or `v1.0`
+/// and `v1-0`, do not collide.
+pub fn collides(a: &str, b: &str) -> bool {
+    a != b && tag_safe(a) == tag_safe(b)
 }
 
 impl std::fmt::Display for Version {
@@ -274,6 +286,27 @@ mod tests {
                 want,
                 "{new} after {running}"
             );
+        }
+    }
+
+    #[test]
+    fn versions_collide_when_their_image_tags_are_equal() {
+        let cases = [
+            ("api/v1", "api-v1", true),
+            ("v1.0.0+a", "v1.0.0-a", true),
+            ("api/v2024.10.02.1", "api-v2024.10.02.1", true),
+            ("a/b", "a+b", true),
+            ("drizzle-init", "drizzle/init", true),
+            ("v1.0.0", "v1.0.0", false),
+            ("V1.0.0", "v1.0.0", false),
+            ("v1.0.0", "v1-0-0", false),
+            ("v1_0", "v1-0", false),
+            ("v3.56.2-rc1", "v3.56.2", false),
+            ("api/v1", "web/v1", false),
+        ];
+        for (a, b, want) in cases {
+            assert_eq!(collides(a, b), want, "{a} / {b}");
+            assert_eq!(collides(b, a), want, "{b} / {a}");
         }
     }
 

@@ -37,6 +37,7 @@ use crate::domain::revision_diff::{self, RevisionDiff};
 use crate::domain::rollout::{
     self, FailureReport, RolloutTarget, RolloutVerdict, WatchEnd, WatchReport,
 };
+use crate::domain::{retention, versions};
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_u64, Common, Invocation};
@@ -80,6 +81,8 @@ pub struct Request<V = VersionRef> {
     pub smoke: Option<Smoke>,
     /// The secret header that gets through maintenance: sent with the smoke check, and used if maintenance changes.
     pub bypass: Option<BypassHeader>,
+    /// `keep-revisions`: after a successful deploy, each service family keeps this many newest revisions.
+    pub keep_revisions: usize,
 }
 
 impl Request {
@@ -134,12 +137,19 @@ impl Request {
                 "input `maintenance-header-name`: the smoke check in state restricted must pass the maintenance page; set maintenance-header-name and maintenance-header-value",
             ));
         }
+        let keep_revisions = parse_u64(
+            "keep-revisions",
+            inv.raw.keep_revisions.as_deref(),
+            1..=1000,
+        )?
+        .unwrap_or(retention::DEFAULT_KEEP) as usize;
         Ok(Request {
             common: common.clone(),
             version,
             state,
             smoke,
             bypass,
+            keep_revisions,
         })
     }
 
@@ -151,6 +161,7 @@ impl Request {
             state: self.state,
             smoke: self.smoke.clone(),
             bypass: self.bypass.clone(),
+            keep_revisions: self.keep_revisions,
         }
     }
 }
@@ -227,6 +238,16 @@ async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
             ecs::describe_task_definition(&c.ecs, s.task_definition().unwrap_or_default())
         }))
         .await?;
+    // A version whose image tag another known version already gives is refused (exit 2) before anything changes.
+    let mut families: Vec<&str> = services
+        .iter()
+        .map(|s| ecs::td_family(s.task_definition().unwrap_or_default()))
+        .chain(env.migration.iter().map(|m| m.family.as_str()))
+        .collect();
+    families.sort_unstable();
+    families.dedup();
+    let known = versions::in_families(&c.ecs, &families).await?;
+    versions::refuse_collision(&req.version, &known)?;
     // Services at 0 (the environment is db-only after a migration) come back up with the new revision.
     let scale_up = try_join_all(
         env.services
@@ -852,6 +873,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
             out.notes.push(format!("known-good tag not written: {e}"));
         }
     }
+    prune(req, c, &targets, &mut out).await;
 
     // Services brought back from 0: their autoscaling as it was before they went to 0.
     if plans.iter().any(|p| p.scale_up_to.is_some()) {
@@ -893,6 +915,32 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         }
     }
     Ok(out)
+}
+
+/// `keep-revisions` after the deploy succeeded: older revisions of ours that nothing uses are deregistered, said in
+/// the summary; a failure is a note, never a failed deploy.
+async fn prune(
+    req: &Request<Version>,
+    c: &Clients,
+    targets: &[RolloutTarget],
+    out: &mut DeployOutcome,
+) {
+    let env = &req.common.environment;
+    let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
+    let mut families: Vec<&str> = targets
+        .iter()
+        .map(|t| ecs::td_family(&t.task_definition))
+        .collect();
+    families.sort_unstable();
+    families.dedup();
+    match retention::after_deploy(&c.ecs, &env.cluster, &names, &families, req.keep_revisions).await
+    {
+        Ok(p) => {
+            out.deregistered.extend(p.deregistered);
+            out.notes.extend(p.notes);
+        }
+        Err(e) => out.notes.push(format!("keep-revisions not applied: {e:#}")),
+    }
 }
 
 /// Registers the planned revisions concurrently; `None` for services that keep their revision. If any registration

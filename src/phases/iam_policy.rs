@@ -362,6 +362,11 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
         })
         .collect();
     let migration_running = env.migration.is_some();
+    let one_off_revision_tags = grant(
+        "EcsOneOffRevisionTagsRead",
+        &["ecs:ListTagsForResource"],
+        family_arns.clone(),
+    );
     let run_task = |families: Vec<String>| -> Vec<Grant> {
         vec![
             Grant {
@@ -430,10 +435,13 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.extend(metrics.iter().cloned());
             v.push(list_tasks.clone());
             v.push(describe_tasks.clone());
+            // ListTaskDefinitions and the revision tags: the versions known here (a colliding one is refused).
             v.push(td_read(&[
                 "ecs:DescribeTaskDefinition",
+                "ecs:ListTaskDefinitions",
                 "ecs:RegisterTaskDefinition",
             ]));
+            v.push(one_off_revision_tags.clone());
             v.extend(run_task(family_arns.clone()));
             v.push(pass_role.clone());
             v.push(logs.clone());
@@ -490,7 +498,12 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 describe_services.clone(),
                 list_tasks.clone(),
                 describe_tasks.clone(),
-                td_read(&["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"]),
+                td_read(&[
+                    "ecs:DescribeTaskDefinition",
+                    "ecs:ListTaskDefinitions",
+                    "ecs:RegisterTaskDefinition",
+                ]),
+                one_off_revision_tags.clone(),
             ];
             v.extend(run_task(family_arns.clone()));
             v.push(pass_role.clone());
@@ -622,7 +635,14 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
         Phase::CheckConfig | Phase::IamPolicy => vec![],
     };
     if family_arns.is_empty() {
-        out.retain(|g| g.sid != "EcsRunOneOffTask" && g.sid != "EcsOneOffRevisionTags");
+        out.retain(|g| {
+            ![
+                "EcsRunOneOffTask",
+                "EcsOneOffRevisionTags",
+                "EcsOneOffRevisionTagsRead",
+            ]
+            .contains(&g.sid)
+        });
     }
     merge(out)
 }

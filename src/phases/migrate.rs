@@ -28,6 +28,7 @@ use crate::domain::one_off::{self, RunOutcome};
 use crate::domain::preflight;
 use crate::domain::promote::{self, SelfReference, VersionRef};
 use crate::domain::task::{self, LaunchPlan};
+use crate::domain::versions;
 use crate::error::UsageError;
 use crate::github::runner::Outcome;
 use crate::inputs::{parse_bool, parse_duration, Common, Invocation};
@@ -178,6 +179,10 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
                 req.database.identifier
             )
         })?;
+    // A version whose image tag another known version already gives is refused (exit 2) before anything changes.
+    let mut known = versions::in_snapshots(&snaps);
+    known.extend(versions::in_families(&clients.task.ecs, &[req.migration.family.as_str()]).await?);
+    versions::refuse_collision(version, &known)?;
     let (snapshot, without_snapshot) =
         match snapshot_precondition(&snaps, &req.database, &env.name, last.as_ref(), now_secs(), req.max_snapshot_age) {
             Ok(s) => {

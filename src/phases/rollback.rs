@@ -29,13 +29,14 @@ use crate::domain::rollout::{
     self, FailureReport, KnownGood, RevisionInfo, RolloutTarget, RolloutVerdict, WatchEnd,
 };
 use crate::domain::state_now;
+use crate::domain::versions;
 use crate::error::UsageError;
 use crate::github::runner::{text_table, Outcome};
 use crate::inputs::{parse_bool, parse_u64, Common, Invocation};
 use crate::version::Version;
 use crate::wait::Backoff;
 
-pub const DEFAULT_KEEP_REVISIONS: u64 = 10;
+pub const DEFAULT_KEEP_REVISIONS: u64 = crate::domain::retention::DEFAULT_KEEP;
 
 #[derive(Debug, Clone)]
 pub struct Request {
@@ -254,6 +255,14 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
                 .map(|(cfg, svc)| plan_service(req, c, cfg, svc)),
         )
         .await;
+        // Bad input (a version colliding with a known one) stays bad input: exit 2, nothing changed.
+        if let Some(e) = results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .find_map(|e| e.downcast_ref::<UsageError>())
+        {
+            return Err(e.clone().into());
+        }
         let errors: Vec<String> = results
             .iter()
             .filter_map(|r| r.as_ref().err())
@@ -618,6 +627,18 @@ async fn plan_service(
         .buffered(8)
         .try_collect()
         .await?;
+    if let Some(v) = &req.version {
+        let known: Vec<versions::Known> = revisions
+            .iter()
+            .filter_map(|r| {
+                Some(versions::Known {
+                    version: r.version.clone()?,
+                    seen_on: td_short(&r.arn).to_string(),
+                })
+            })
+            .collect();
+        versions::refuse_collision(v, &known)?;
+    }
     let version_of = |td: &aws_sdk_ecs::types::TaskDefinition| {
         cfg.containers
             .first()

@@ -27,6 +27,7 @@ pub use crate::domain::one_off::RunOutcome;
 use crate::domain::preflight;
 use crate::domain::promote::{self, SelfReference, VersionRef};
 use crate::domain::task::{self, Launch};
+use crate::domain::versions;
 use crate::error::UsageError;
 use crate::inputs::{Common, Invocation};
 
@@ -169,6 +170,9 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RunOutco
         TaskRef::Configured(t) => t.clone(),
         TaskRef::Service(s) => service_task(env, s, &clients.task.ecs).await?,
     };
+    // A version whose image tag another known version already gives is refused (exit 2) before anything changes.
+    let known = versions::in_families(&clients.task.ecs, &[task.family.as_str()]).await?;
+    versions::refuse_collision(&resolved.version, &known)?;
     let launch = Launch {
         environment: env,
         task: &task,

@@ -18,6 +18,7 @@ use super::Ctx;
 use crate::aws::rds::{self, Snapshot};
 use crate::aws::AwsError;
 use crate::config::{Database, DatabaseKind};
+use crate::domain::versions;
 use crate::error::UsageError;
 use crate::github::runner::{md_table, Outcome};
 use crate::inputs::{Common, Invocation};
@@ -95,6 +96,8 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<Snapshot
     let existing = rds::manual_snapshots(&clients.rds, db)
         .await
         .with_context(|| format!("listing the manual snapshots of {what}"))?;
+    // A version whose name another version's snapshot already gives is refused (exit 2) before anything changes.
+    versions::refuse_collision(&req.version, &versions::in_snapshots(&existing))?;
     let reusable = req
         .run_key
         .as_deref()
@@ -644,6 +647,57 @@ mod tests {
             !c.contains("--") && c.ends_with("-3") && c.len() <= 255,
             "{c}"
         );
+    }
+
+    /// The README's table of version shapes: image tag and snapshot name of each.
+    #[test]
+    fn every_version_shape_gives_the_readme_s_image_tag_and_snapshot_name() {
+        let image = crate::version::ImageTagTemplate::new(None, "core-{version}").unwrap();
+        let cases = [
+            (
+                "v1.66.0",
+                "core-v1.66.0",
+                "deploy-stage-v1-66-0-20261202-150000",
+            ),
+            (
+                "v3.56.2-rc1",
+                "core-v3.56.2-rc1",
+                "deploy-stage-v3-56-2-rc1-20261202-150000",
+            ),
+            (
+                "drizzle-init",
+                "core-drizzle-init",
+                "deploy-stage-drizzle-init-20261202-150000",
+            ),
+            (
+                "api/v2024.10.02.1",
+                "core-api-v2024.10.02.1",
+                "deploy-stage-api-v2024-10-02-1-20261202-150000",
+            ),
+            (
+                "v1.0.0+build.5",
+                "core-v1.0.0-build.5",
+                "deploy-stage-v1-0-0-build-5-20261202-150000",
+            ),
+        ];
+        let readme = include_str!("../../README.md");
+        for (v, tag, snap) in cases {
+            let version = Version::parse(v).unwrap();
+            assert_eq!(image.tag_for(&version).unwrap(), tag, "{v}");
+            let p = Placeholders {
+                environment: "stage",
+                version: v,
+                time: "20261202-150000",
+                run: "1",
+            };
+            assert_eq!(
+                snapshot_id(crate::config::DEFAULT_SNAPSHOT_NAME, &p),
+                snap,
+                "{v}"
+            );
+            let row = format!("| `{v}` | `{tag}` | `{snap}` | `{v}` |");
+            assert!(readme.contains(&row), "README lacks {row}");
+        }
     }
 
     #[test]
