@@ -265,7 +265,9 @@ fn default_window() -> u64 {
 }
 /// The bound of a drain or settle wait: `timeout`, else `timeout-minutes`, else 10 minutes.
 fn wait_bound(timeout: Option<std::time::Duration>, minutes: Option<u64>) -> std::time::Duration {
-    timeout.unwrap_or(std::time::Duration::from_secs(minutes.unwrap_or(10) * 60))
+    timeout.unwrap_or(std::time::Duration::from_secs(
+        minutes.unwrap_or(10).saturating_mul(60),
+    ))
 }
 
 impl DrainConfig {
@@ -538,7 +540,7 @@ impl Config {
     /// Reads and validates the file. A missing file, a syntax error, an unknown key or a missing required key is a
     /// [`UsageError`] naming the key and the fix.
     pub fn load(path: &Path) -> Result<Config, UsageError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = crate::files::read_text(path, crate::files::MAX_CONFIG_BYTES).map_err(|e| {
             UsageError::new(format!(
                 "config file {}: cannot read it ({e}); create it (see README \"Configuration\") or pass the right path with the `config` input / --config",
                 path.display()
@@ -885,7 +887,7 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         )?),
         None => None,
     };
-    Ok(Environment {
+    let env = Environment {
         name: name.to_string(),
         region,
         cluster,
@@ -901,7 +903,9 @@ fn resolve(name: &str, raw: EnvRaw) -> Result<Environment, String> {
         database,
         maintenance,
         preview,
-    })
+    };
+    check_limits(&p, &env)?;
+    Ok(env)
 }
 
 /// The image repository and tag template of an environment, which its services and tasks default to.
@@ -1176,7 +1180,10 @@ fn env_timeout(
         }
         (Some(t), None) => Some(parse_timeout(t).map_err(|why| format!("{p}.timeout: {why}"))?),
         (None, Some(0)) => return Err(format!("{p}.timeout-minutes: 0; use at least 1")),
-        (None, Some(m)) => Some(std::time::Duration::from_secs(m * 60)),
+        (None, Some(m)) => {
+            bounded(&format!("{p}.timeout-minutes"), m, 1, MAX_TIMEOUT_MINUTES)?;
+            Some(std::time::Duration::from_secs(m * 60))
+        }
         (None, None) => None,
     })
 }
@@ -1563,6 +1570,185 @@ fn github_settings(name: &str, key: &str, raw: GithubRaw) -> Result<GithubSettin
     })
 }
 
+/// The longest wait any phase, drain or settle may be given (one day), in minutes: also the bound of the
+/// `timeout-minutes` input.
+pub const MAX_TIMEOUT_MINUTES: u64 = 1440;
+/// The longest quiet window of a drain or a settle wait, in seconds (one day).
+pub const MAX_WINDOW_SECONDS: u64 = 86_400;
+/// The placeholders `database.snapshot-name` knows.
+pub const SNAPSHOT_PLACEHOLDERS: [&str; 4] = ["{environment}", "{version}", "{time}", "{run}"];
+
+/// Everything the file already shows that would fail a run half-way: names AWS would refuse, text that would print
+/// as more than one line, durations out of bounds, placeholders nobody fills in. `p` is `environments.<name>`.
+fn check_limits(p: &str, env: &Environment) -> Result<(), String> {
+    region(&format!("{p}.region"), &env.region)?;
+    aws_name(
+        &format!("{p}.cluster"),
+        &env.cluster,
+        "the ECS cluster's name",
+    )?;
+    for s in &env.services {
+        let key = format!("{p}.services.{}", s.name);
+        aws_name(&key, &s.name, "the ECS service's name as the table's key")?;
+        for c in &s.containers {
+            one_line(&format!("{key}.containers"), c)?;
+        }
+    }
+    if let Some(url) = &env.url {
+        one_line(&format!("{p}.url"), url)?;
+    }
+    one_line(&format!("{p}.github.environment"), &env.github.environment)?;
+    if let Some(t) = env.timeout {
+        let key = format!("{p}.timeout");
+        bounded(&key, t.as_secs(), 1, MAX_TIMEOUT_MINUTES * 60)?;
+    }
+    if let Some(m) = &env.maintenance {
+        let key = format!("{p}.maintenance");
+        one_line(&format!("{key}.listener-arn"), &m.listener_arn)?;
+        if let Some(d) = &m.drain {
+            wait_limits(
+                &format!("{key}.drain"),
+                d.window_seconds,
+                d.timeout_minutes,
+                Some(d.bound()),
+            )?;
+        }
+    }
+    if let Some(db) = &env.database {
+        let key = format!("{p}.database");
+        let id_key = match db.kind {
+            DatabaseKind::Instance => "instance",
+            DatabaseKind::Cluster => "cluster",
+        };
+        aws_name(
+            &format!("{key}.{id_key}"),
+            &db.identifier,
+            "the database's identifier",
+        )?;
+        snapshot_template(&format!("{key}.snapshot-name"), &db.snapshot_name)?;
+        if let Some(st) = &db.settle {
+            // The settle window may reach back before the wait started: no window-within-bound rule.
+            wait_limits(
+                &format!("{key}.settle"),
+                st.window_seconds,
+                st.timeout_minutes,
+                None,
+            )?;
+            bounded(
+                &format!("{key}.settle.cpu-threshold"),
+                st.cpu_threshold,
+                0,
+                100,
+            )?;
+        }
+    }
+    if let Some(pv) = &env.preview {
+        one_line(&format!("{p}.preview.listener-arn"), &pv.listener_arn)?;
+        one_line(&format!("{p}.preview.url"), &pv.url)?;
+    }
+    Ok(())
+}
+
+/// A window and a timeout of a quiet-wait: both within bounds, and, given `bound` (what the wait gets from either
+/// key), the window fits in it: the drain counts its window from the moment maintenance went on, so a longer window
+/// can never be seen and the wait would fail with maintenance on. `timeout_minutes` is the key as written
+/// (`timeout`, a duration, is bounded when it is parsed).
+fn wait_limits(
+    key: &str,
+    window_seconds: u64,
+    timeout_minutes: Option<u64>,
+    bound: Option<std::time::Duration>,
+) -> Result<(), String> {
+    if let Some(m) = timeout_minutes {
+        bounded(&format!("{key}.timeout-minutes"), m, 1, MAX_TIMEOUT_MINUTES)?;
+    }
+    bounded(
+        &format!("{key}.window-seconds"),
+        window_seconds,
+        1,
+        MAX_WINDOW_SECONDS,
+    )?;
+    let Some(bound) = bound else {
+        return Ok(());
+    };
+    if window_seconds > bound.as_secs() {
+        return Err(format!(
+            "{key}.window-seconds: {window_seconds} s is longer than the wait's bound ({}), so the wait could never succeed; shorten the window or raise the timeout",
+            humantime::format_duration(bound)
+        ));
+    }
+    Ok(())
+}
+
+fn bounded(key: &str, value: u64, min: u64, max: u64) -> Result<(), String> {
+    if (min..=max).contains(&value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: {value} is out of range; use {min} to {max}"
+        ))
+    }
+}
+
+/// An AWS region as the SDK puts it in a host name (`eu-central-1`): lowercase letters and digits in parts joined by
+/// `-`, so nothing in it can change the endpoint's host or path.
+fn region(key: &str, value: &str) -> Result<(), String> {
+    let ok = !value.is_empty()
+        && value.len() <= 32
+        && value.split('-').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        });
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: {value:?} is not an AWS region; use its code, e.g. \"eu-central-1\""
+        ))
+    }
+}
+
+/// A name AWS takes for a cluster, a service or a database (or an ARN of one): not empty, one line, no spaces,
+/// at most 255 characters.
+fn aws_name(key: &str, value: &str, what: &str) -> Result<(), String> {
+    if value.is_empty() {
+        return Err(format!("{key}: empty; give {what}"));
+    }
+    if value.chars().count() > 255 || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{key}: {value:?} is not a valid name; give {what} (at most 255 characters, no spaces or control characters)"
+        ));
+    }
+    Ok(())
+}
+
+/// A value printed in the log and the summary: one line, no control characters.
+fn one_line(key: &str, value: &str) -> Result<(), String> {
+    match value.chars().find(|c| c.is_control()) {
+        Some(c) => Err(format!(
+            "{key}: {value:?} contains the control character {c:?}; remove it (the value must be one line)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Only the placeholders the snapshot phase fills in: any other `{...}` would become text of the name.
+fn snapshot_template(key: &str, value: &str) -> Result<(), String> {
+    let mut rest = value.to_string();
+    for p in SNAPSHOT_PLACEHOLDERS {
+        rest = rest.replace(p, "");
+    }
+    if rest.contains(['{', '}']) {
+        return Err(format!(
+            "{key}: {value:?} has a placeholder the snapshot phase does not know; use only {}",
+            SNAPSHOT_PLACEHOLDERS.join(", ")
+        ));
+    }
+    one_line(key, value)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1662,7 +1848,7 @@ cluster = "aurora-prod"
         assert_eq!(timeout(GOOD.to_string(), "stage"), None);
         let drain = GOOD.replace(
             "listener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123:listener/app/lb/1/2\"",
-            "listener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123:listener/app/lb/1/2\"\ndrain = { timeout = \"45s\" }",
+            "listener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:123:listener/app/lb/1/2\"\ndrain = { timeout = \"45s\", window-seconds = 30 }",
         );
         let c = parse(&drain).unwrap();
         let m = c.environment("stage").unwrap().maintenance.clone().unwrap();
@@ -2004,6 +2190,63 @@ cluster = "aurora-prod"
             e.contains("environments.stage.preview.service") && e.contains("core, workers"),
             "{e}"
         );
+    }
+
+    /// Issue 20: every config that used to pass here and fail half-way at run time (or panic) is refused, naming the
+    /// key and the bound.
+    #[test]
+    fn configs_that_would_fail_half_way_are_refused() {
+        let listener = "arn:aws:elasticloadbalancing:eu-central-1:1:listener/app/a/b/c";
+        let maint = |extra: &str| {
+            format!(
+                "{BASE}[environments.stage.maintenance]\nlistener-arn = \"{listener}\"\n{extra}"
+            )
+        };
+        let db = |extra: &str| {
+            format!("{BASE}[environments.stage.database]\ninstance = \"db\"\n{extra}")
+        };
+        let cases: Vec<(String, &str, &str)> = vec![
+            (maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 0\n"), "maintenance.drain.timeout-minutes", "at least 1"),
+            (maint("[environments.stage.maintenance.drain]\ntimeout = \"90s\"\nwindow-seconds = 120\n"), "maintenance.drain.window-seconds", "longer than the wait's bound (1m 30s)"),
+            (maint("[environments.stage.maintenance.drain]\ntimeout = \"100000d\"\n"), "maintenance.drain", "not from 1s to 24h"),
+            (db("[environments.stage.database.settle]\ntimeout-minutes = 9223372036854775807\n"), "database.settle.timeout-minutes", "1 to 1440"),
+            (maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 9223372036854775807\n"), "maintenance.drain.timeout-minutes", "1 to 1440"),
+            (maint("[environments.stage.maintenance.drain]\nwindow-seconds = 9223372036854775807\n"), "maintenance.drain.window-seconds", "1 to 86400"),
+            (maint("[environments.stage.maintenance.drain]\nwindow-seconds = 0\n"), "maintenance.drain.window-seconds", "1 to 86400"),
+            (maint("[environments.stage.maintenance.drain]\nwindow-seconds = 7200\ntimeout-minutes = 10\n"), "maintenance.drain.window-seconds", "longer than the wait's bound (10m)"),
+            (db("[environments.stage.database.settle]\nwindow-seconds = 9223372036854775807\n"), "database.settle.window-seconds", "1 to 86400"),
+            (db("[environments.stage.database.settle]\ncpu-threshold = 101\n"), "database.settle.cpu-threshold", "0 to 100"),
+            (db("snapshot-name = \"pre-{version}-{branch}\"\n"), "database.snapshot-name", "{environment}, {version}, {time}, {run}"),
+            (db("snapshot-name = \"pre-{version}\\n\"\n"), "database.snapshot-name", "control character"),
+            (BASE.replace("region=\"r\"", "region=\"\""), "stage.region", "not an AWS region"),
+            (BASE.replace("region=\"r\"", "region=\"eu-central-1/x\""), "stage.region", "not an AWS region"),
+            (BASE.replace("region=\"r\"", "region=\"eu-central-1?x\""), "stage.region", "not an AWS region"),
+            (BASE.replace("region=\"r\"", "region=\"eu-central-1#\""), "stage.region", "not an AWS region"),
+            (BASE.replace("cluster = \"c\"", "cluster = \"\""), "stage.cluster", "empty"),
+            (BASE.replace("services.core]", "services.\"\"]"), "stage.services.", "empty"),
+            (BASE.replace("services.core]", "services.\"a b\"]"), "stage.services.a b", "not a valid name"),
+            (BASE.replacen("cluster = \"c\"", "cluster = \"c\"\ntimeout-minutes = 9223372036854775807", 1), "stage.timeout-minutes", "1 to 1440"),
+            (format!("{BASE}[environments.stage.maintenance]\nlistener-arn = \"{listener}\\n\"\n"), "maintenance.listener-arn", "control character"),
+            (format!("{BASE}[environments.stage.github]\nenvironment = \"Stage\\nprod\"\n"), "github.environment", "control character"),
+            (BASE.replacen("cluster = \"c\"", "cluster = \"c\"\nurl = \"https://x\\r\\n::add-mask::y\"", 1), "stage.url", "control character"),
+        ];
+        for (text, key, bound) in cases {
+            let err = parse(&text).expect_err(&text);
+            assert!(
+                err.contains(key) && err.contains(bound),
+                "{text:?} should name {key:?} and {bound:?}: {err}"
+            );
+            assert!(!err.contains('\n'), "{err}");
+        }
+        // The bounds themselves are fine.
+        for ok in [
+            maint("[environments.stage.maintenance.drain]\ntimeout-minutes = 1440\nwindow-seconds = 86400\n"),
+            db("snapshot-name = \"{environment}-{version}-{time}-{run}\"\n"),
+            // A settle window reaches back before the wait: it may be longer than the bound.
+            db("[environments.stage.database.settle]\ntimeout = \"30s\"\nwindow-seconds = 600\n"),
+        ] {
+            parse(&ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
     }
 
     #[test]

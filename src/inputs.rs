@@ -72,8 +72,13 @@ macro_rules! merge_fields {
 impl RawInputs {
     /// `INPUT_*` variables from the process environment (empty values dropped).
     pub fn from_env() -> Result<RawInputs, UsageError> {
-        let vars =
-            std::env::vars().filter(|(k, v)| k.starts_with("INPUT_") && !v.trim().is_empty());
+        let (vars, not_text) = env_vars("INPUT_");
+        if let Some(name) = not_text.first() {
+            return Err(UsageError::new(format!(
+                "Action input {name}: not valid UTF-8 text; give the input as text in the `with:` block of the step"
+            )));
+        }
+        let vars = vars.into_iter().filter(|(_, v)| !v.trim().is_empty());
         envy::prefixed("INPUT_").from_iter(vars).map_err(|e| {
             UsageError::new(format!(
                 "Action inputs: {e}; check the `with:` block of the step"
@@ -121,6 +126,28 @@ impl RawInputs {
         )
     }
 
+    /// The secret inputs' values straight from `INPUT_*`, valid or not, even when the rest of the inputs cannot be
+    /// read (a variable that is not UTF-8): masked before the error that says so is printed.
+    pub fn secrets_from_env() -> Vec<String> {
+        const SECRET: [&str; 4] = [
+            "INPUT_GITHUB-TOKEN",
+            "INPUT_MAINTENANCE-HEADER-NAME",
+            "INPUT_MAINTENANCE-HEADER-VALUE",
+            "INPUT_WEBHOOK-URL",
+        ];
+        let (vars, _) = env_vars("INPUT_");
+        vars.into_iter()
+            .filter(|(k, v)| {
+                let k = k
+                    .to_ascii_uppercase()
+                    .replace('_', "-")
+                    .replacen("INPUT-", "INPUT_", 1);
+                SECRET.contains(&k.as_str()) && !v.trim().is_empty()
+            })
+            .map(|(_, v)| v)
+            .collect()
+    }
+
     /// Secret values: masked before anything could print them.
     pub fn secrets(&self) -> Vec<&str> {
         [
@@ -134,6 +161,26 @@ impl RawInputs {
         .filter(|s| !s.is_empty())
         .collect()
     }
+}
+
+/// The process environment's variables whose name starts with `prefix`, without panicking on bytes that are not
+/// UTF-8 (`std::env::vars` would): those come back by name (lossy, value never shown) in the second list.
+pub fn env_vars(prefix: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let (mut vars, mut not_text) = (vec![], vec![]);
+    for (k, v) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if !name.starts_with(prefix) {
+            continue;
+        }
+        match (k.into_string(), v.into_string()) {
+            (Ok(k), Ok(v)) => vars.push((k, v)),
+            (k, _) => not_text.push(match k {
+                Ok(k) => k,
+                Err(k) => k.to_string_lossy().into_owned(),
+            }),
+        }
+    }
+    (vars, not_text)
 }
 
 /// Input parsing helpers: each error names the input and the fix.
@@ -156,7 +203,8 @@ pub fn parse_u64(
     range: std::ops::RangeInclusive<u64>,
 ) -> Result<Option<u64>, UsageError> {
     let Some(v) = value else { return Ok(None) };
-    match v.trim().parse::<u64>() {
+    // Not trimmed: the CLI refuses " 5 ", and so does the Action form.
+    match v.parse::<u64>() {
         Ok(n) if range.contains(&n) => Ok(Some(n)),
         _ => Err(UsageError::new(format!(
             "input `{name}`: {v:?} is not a whole number from {} to {}",
@@ -166,18 +214,29 @@ pub fn parse_u64(
     }
 }
 
-/// `90m`, `2h`, `1h 30m`, or a number of minutes.
+/// The longest duration a duration input takes (a year): anything longer is a typo, and adding it to a time
+/// could overflow.
+pub const MAX_DURATION_DAYS: u64 = 366;
+
+/// `90m`, `2h`, `1h 30m`, or a number of minutes; at most [`MAX_DURATION_DAYS`] days.
 pub fn parse_duration(name: &str, value: Option<&str>) -> Result<Option<Duration>, UsageError> {
     let Some(v) = value else { return Ok(None) };
     let v = v.trim();
-    if let Ok(minutes) = v.parse::<u64>() {
-        return Ok(Some(Duration::from_secs(minutes * 60)));
+    let max = Duration::from_secs(MAX_DURATION_DAYS * 86_400);
+    let parsed = match v.parse::<u64>() {
+        Ok(minutes) => minutes.checked_mul(60).map(Duration::from_secs),
+        Err(_) => Some(humantime::parse_duration(v).map_err(|_| {
+            UsageError::new(format!(
+                "input `{name}`: {v:?} is not a duration; use e.g. 2h, 90m or a number of minutes"
+            ))
+        })?),
+    };
+    match parsed {
+        Some(d) if d <= max => Ok(Some(d)),
+        _ => Err(UsageError::new(format!(
+            "input `{name}`: {v:?} is longer than {MAX_DURATION_DAYS} days; use e.g. 2h, 90m or a number of minutes up to that"
+        ))),
     }
-    humantime::parse_duration(v).map(Some).map_err(|_| {
-        UsageError::new(format!(
-            "input `{name}`: {v:?} is not a duration; use e.g. 2h, 90m or a number of minutes"
-        ))
-    })
 }
 
 /// Which phase to run.
@@ -721,8 +780,9 @@ pub struct GithubEnv {
 
 impl GithubEnv {
     pub fn from_env() -> GithubEnv {
-        let vars = std::env::vars().filter(|(k, v)| k.starts_with("GITHUB_") && !v.is_empty());
-        envy::from_iter(vars).unwrap_or_default()
+        // A variable that is not text is left out (as if unset): the runner sets these, and none is worth a panic.
+        let (vars, _) = env_vars("GITHUB_");
+        envy::from_iter(vars.into_iter().filter(|(_, v)| !v.is_empty())).unwrap_or_default()
     }
 
     pub fn on_runner(&self) -> bool {

@@ -1,9 +1,11 @@
 //! Logging: one line per event on stderr, no timestamps (the runner adds them). Warnings and errors become
 //! workflow annotations on a runner. `DEPLOY_ACTION_LOG` (or `RUST_LOG`) sets the filter; `RUNNER_DEBUG=1`
-//! turns on debug lines.
+//! turns on debug lines. Every line goes through [`for_log`]: a message carrying text from outside (a task's log
+//! line, an AWS error) never reaches the runner as a workflow command.
 
 use std::fmt;
 
+use crate::text::for_log;
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
@@ -12,6 +14,9 @@ use tracing_subscriber::EnvFilter;
 
 struct LineFormat {
     on_actions: bool,
+    /// Values never printed (the token, the bypass header, the webhook URL): replaced by `***` in every line,
+    /// including the SDK's trace and debug lines when a filter turns them on.
+    secrets: Vec<String>,
 }
 
 impl<S, N> FormatEvent<S, N> for LineFormat
@@ -27,6 +32,7 @@ where
     ) -> fmt::Result {
         let mut msg = String::new();
         ctx.format_fields(Writer::new(&mut msg), event)?;
+        let msg = crate::text::redact(&msg, &self.secrets);
         let level = *event.metadata().level();
         match (self.on_actions, level) {
             (true, Level::ERROR) => {
@@ -38,16 +44,17 @@ where
             (true, Level::DEBUG | Level::TRACE) => {
                 write!(w, "::debug::{}", crate::github::runner::escape_data(&msg))?
             }
-            (false, Level::ERROR) => write!(w, "error: {msg}")?,
-            (false, Level::WARN) => write!(w, "warning: {msg}")?,
-            (false, Level::DEBUG | Level::TRACE) => write!(w, "debug: {msg}")?,
-            (_, Level::INFO) => write!(w, "{msg}")?,
+            (false, Level::ERROR) => write!(w, "error: {}", for_log(&msg))?,
+            (false, Level::WARN) => write!(w, "warning: {}", for_log(&msg))?,
+            (false, Level::DEBUG | Level::TRACE) => write!(w, "debug: {}", for_log(&msg))?,
+            (_, Level::INFO) => write!(w, "{}", for_log(&msg))?,
         }
         writeln!(w)
     }
 }
 
-pub fn init(on_actions: bool) {
+/// Starts logging to stderr; `secrets` are redacted from every line (see [`LineFormat`]).
+pub fn init(on_actions: bool, secrets: Vec<String>) {
     let debug = std::env::var("RUNNER_DEBUG").is_ok_and(|v| v == "1");
     let default = if debug {
         "deploy_action=debug,warn"
@@ -62,6 +69,9 @@ pub fn init(on_actions: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .event_format(LineFormat { on_actions })
+        .event_format(LineFormat {
+            on_actions,
+            secrets,
+        })
         .try_init();
 }

@@ -35,28 +35,42 @@ async fn main() -> ExitCode {
                 .unwrap_or_default()
                 .trim_start_matches("error: ")
                 .to_string();
-            eprintln!("error: {first} (see deploy-action --help)");
+            eprintln!(
+                "error: {} (see deploy-action --help)",
+                deploy_action::text::for_log(&first)
+            );
             return ExitCode::from(exit::USAGE);
         }
     };
     let github = GithubEnv::from_env();
-    log::init(github.on_runner());
+    // Masks first, before any parsing that can fail and print: every secret given on the command line or as an
+    // Action input, whether the rest of the inputs turn out valid or not. The log redacts the same values.
+    let early = Runner::new(&github, Default::default());
+    let env_inputs = RawInputs::from_env();
+    let cli_raw = cli.command.as_ref().map(|c| c.raw()).unwrap_or_default();
+    let secrets: Vec<String> = cli_raw
+        .secrets()
+        .into_iter()
+        .map(str::to_string)
+        .chain(RawInputs::secrets_from_env())
+        .collect();
+    for secret in &secrets {
+        early.mask(secret);
+    }
+    log::init(github.on_runner(), secrets);
     if let Some(Command::Init(args)) = &cli.command {
         return ExitCode::from(init(args, &github).await);
     }
-    let inv = RawInputs::from_env()
-        .and_then(|env| Invocation::resolve(cli.command.as_ref(), env, github.clone()));
+    let inv =
+        env_inputs.and_then(|env| Invocation::resolve(cli.command.as_ref(), env, github.clone()));
     let inv = match inv {
         Ok(inv) => inv,
         Err(e) => {
-            Runner::new(&github, Default::default()).error(&e.to_string());
+            early.error(&e.to_string());
             return ExitCode::from(exit::USAGE);
         }
     };
     let runner = Runner::new(&github, inv.output_format());
-    for secret in inv.raw.secrets() {
-        runner.mask(secret);
-    }
     let code = match dispatch(&inv, &runner).await {
         Ok(code) => code,
         Err(e) => report_error(&runner, inv.phase, &e),
@@ -218,7 +232,11 @@ fn report_error(runner: &Runner, phase: Phase, e: &anyhow::Error) -> u8 {
         exit::FAILED
     };
     if code != exit::USAGE {
-        let _ = runner.append_summary(&format!("### ❌ {} failed\n\n{}\n", phase.name(), msg));
+        let _ = runner.append_summary(&format!(
+            "### ❌ {} failed\n\n{}\n",
+            phase.name(),
+            deploy_action::text::md_text(&msg)
+        ));
     }
     runner.flush_deferred();
     code

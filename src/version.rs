@@ -12,7 +12,9 @@ pub struct Version(String);
 
 impl Version {
     pub fn parse(input: &str) -> Result<Version, UsageError> {
-        let v = input.trim();
+        // Not trimmed: GitHub strips what it strips from inputs, and the CLI takes the argument as given; a space,
+        // a tab or a newline left in a version is refused like any other character a tag cannot hold.
+        let v = input;
         let why = if v.is_empty() {
             Some("is empty".to_string())
         } else if v.len() > 128 {
@@ -24,7 +26,7 @@ impl Version {
             Some(format!(
                 "contains {c:?}; use letters, digits, '.', '_', '-', '+' and '/' only"
             ))
-        } else if v.starts_with(['/', '.', '-', '+']) || v.ends_with('/') {
+        } else if v.starts_with(['/', '.', '-', '+']) || v.ends_with(['/', '.', '-', '+']) {
             Some("must start and end with a letter, digit or '_'".to_string())
         } else if v.contains("//") || v.contains("..") {
             Some("contains '//' or '..'".to_string())

@@ -164,12 +164,14 @@ pub fn plan(o: &Observed, target: EnvState) -> Vec<Step> {
         M::Off | M::Partial => Some(Step::MaintenanceOn),
     };
     let mut steps = Vec::new();
+    // Maintenance on, then the drain while services still serve; also a drain a stopped run left unfinished.
+    let drain_left = o.drain_pending && o.maintenance == M::On;
     let turn_on = |steps: &mut Vec<Step>| {
         if let Some(step) = maintenance_on {
             steps.push(step);
-            if !down {
-                steps.push(Step::DrainWait);
-            }
+        }
+        if (maintenance_on.is_some() || drain_left) && !down {
+            steps.push(Step::DrainWait);
         }
     };
     match target {
@@ -348,13 +350,24 @@ pub async fn converge(
         return Ok(out);
     }
 
-    let mut run = Running { maintenance: None };
+    let mut run = Running {
+        maintenance: None,
+        drain_follows: steps.contains(&Step::DrainWait),
+    };
     for (i, step) in steps.iter().enumerate() {
         let _group = ctx
             .runner
             .group(&format!("{}/{}: {step}", i + 1, steps.len()));
         let started = tokio::time::Instant::now();
-        let result = run.step(*step, env, opts, clients, ctx, &mut out).await;
+        // A signal stops the steps at the next boundary: nothing more changes, the rerun converges from here.
+        let (stopped_before, result) =
+            match ctx.stop_if_cancelled(&format!("step {} ({step})", i + 1)) {
+                Ok(()) => (
+                    false,
+                    run.step(*step, env, opts, clients, ctx, &mut out).await,
+                ),
+                Err(e) => (true, Err(e.into())),
+            };
         let seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
         match result {
             Ok(detail) => {
@@ -371,9 +384,16 @@ pub async fn converge(
                     .iter()
                     .map(|s| format!("{} ({}s)", s.step, s.seconds))
                     .collect();
-                let left: Vec<String> = steps[i + 1..].iter().map(Step::to_string).collect();
+                // Stopped before the step: it is not done either; stopped in it: it says what it finished.
+                let first_left = if stopped_before { i } else { i + 1 };
+                let left: Vec<String> = steps[first_left..].iter().map(Step::to_string).collect();
+                let how = match (stopped_before, ctx.cancel.is_cancelled()) {
+                    (true, _) => "not started (stopped by a signal)",
+                    (false, true) => "stopped by a signal",
+                    (false, false) => "failed",
+                };
                 return Err(e.context(format!(
-                    "state {}: {from} → {target}: step {} of {} ({step}) failed; done: {}; not done: {}",
+                    "state {}: {from} → {target}: step {} of {} ({step}) {how}; done: {}; not done: {}",
                     env.name,
                     i + 1,
                     steps.len(),
@@ -402,6 +422,8 @@ pub async fn converge(
 struct Running {
     /// What turning maintenance on did (the drain wait watches its target groups), and when.
     maintenance: Option<(maintenance::Applied, i64)>,
+    /// A drain wait is planned after maintenance on: its start is recorded with the `on` mark.
+    drain_follows: bool,
 }
 
 impl Running {
@@ -426,12 +448,14 @@ impl Running {
                     );
                     BypassHeader::locked()
                 });
-                let applied = maintenance::turn_on(&c.elb, cfg, &header).await?;
+                let applied =
+                    maintenance::turn_on(&c.elb, cfg, &header, self.drain_follows).await?;
                 let detail = match applied.changes.len() {
                     0 => "already on".to_string(),
                     n => format!("{n} change(s) on listener {}", short_arn(&cfg.listener_arn)),
                 };
-                self.maintenance = Some((applied, now_secs()));
+                let since = applied.drain_from.unwrap_or_else(now_secs);
+                self.maintenance = Some((applied, since));
                 Ok(detail)
             }
             Step::DrainWait => {
@@ -439,14 +463,28 @@ impl Running {
                     .maintenance
                     .as_ref()
                     .ok_or_else(|| anyhow!("no maintenance configured"))?;
-                let (tgs, lb, since) = match &self.maintenance {
-                    Some((a, since)) => (a.target_groups.clone(), a.load_balancer.clone(), *since),
+                // The window counts from when maintenance went on: this run's, or the one a stopped run recorded.
+                let (tgs, lb, since, recorded) = match &self.maintenance {
+                    Some((a, since)) => (
+                        a.target_groups.clone(),
+                        a.load_balancer.clone(),
+                        *since,
+                        a.drain_from.is_some(),
+                    ),
                     None => {
                         let snap = maintenance::inspect(&c.elb, &cfg.listener_arn).await?;
+                        let from = maintenance::pending_drain(MaintenanceState::On, &snap.tags);
+                        if let Some(t) = from {
+                            tracing::info!(
+                                "finishing the drain a stopped run left: maintenance went on {}s ago",
+                                (now_secs() - t).max(0)
+                            );
+                        }
                         (
                             maintenance::forwarding_target_groups(&snap)?,
                             snap.listener.load_balancer_arn.clone(),
-                            now_secs(),
+                            from.unwrap_or_else(now_secs),
+                            from.is_some(),
                         )
                     }
                 };
@@ -460,6 +498,9 @@ impl Running {
                     ctx,
                 )
                 .await?;
+                if recorded {
+                    maintenance::drain_finished(&c.elb, &cfg.listener_arn).await?;
+                }
                 Ok(report.detail)
             }
             Step::ScaleDown => scale_down(env, c, ctx).await,
@@ -877,21 +918,25 @@ mod tests {
                 services: up(),
                 maintenance: M::Off,
                 db: avail,
+                drain_pending: false,
             },
             EnvState::Restricted => Observed {
                 services: up(),
                 maintenance: M::On,
                 db: avail,
+                drain_pending: false,
             },
             EnvState::DbOnly => Observed {
                 services: down(),
                 maintenance: M::On,
                 db: avail,
+                drain_pending: false,
             },
             EnvState::Stopped => Observed {
                 services: down(),
                 maintenance: M::On,
                 db: Some("stopped".into()),
+                drain_pending: false,
             },
             EnvState::Mixed => unreachable!(),
         }
@@ -986,6 +1031,37 @@ mod tests {
         }
     }
 
+    /// Issue 20: a run stopped during the drain leaves maintenance on and the drain recorded; the next run towards
+    /// any maintenance state finishes the drain before anything else (it used to say "restricted already").
+    #[test]
+    fn an_unfinished_drain_is_finished_first() {
+        use EnvState::*;
+        use Step::*;
+        let cases: Vec<(EnvState, EnvState, Vec<Step>)> = vec![
+            (Restricted, Restricted, vec![DrainWait]),
+            (Restricted, DbOnly, vec![DrainWait, ScaleDown]),
+            (
+                Restricted,
+                Stopped,
+                vec![DrainWait, ScaleDown, StopDatabase],
+            ),
+            // Maintenance goes off anyway (and forgets the drain); services at 0 have nothing to drain.
+            (Restricted, Running, vec![MaintenanceOff]),
+            (DbOnly, Stopped, vec![StopDatabase]),
+            (DbOnly, Restricted, vec![ScaleUp]),
+        ];
+        for (from, to, want) in cases {
+            let mut o = observed(from);
+            o.drain_pending = true;
+            assert_eq!(plan(&o, to), want, "{from} → {to} with a drain left");
+        }
+        // Only with maintenance fully on: a half-on listener turns on again, and drains anyway.
+        let mut half = observed(Restricted);
+        half.maintenance = M::Partial;
+        half.drain_pending = true;
+        assert_eq!(plan(&half, Restricted), vec![MaintenanceOn, DrainWait]);
+    }
+
     #[test]
     fn mixed_states_converge() {
         use Step::*;
@@ -1007,6 +1083,7 @@ mod tests {
                     services: up(),
                     maintenance: M::Partial,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Restricted,
                 vec![MaintenanceOn, DrainWait],
@@ -1016,6 +1093,7 @@ mod tests {
                     services: up(),
                     maintenance: M::Partial,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![MaintenanceOff],
@@ -1026,6 +1104,7 @@ mod tests {
                     services: half(),
                     maintenance: M::On,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::DbOnly,
                 vec![ScaleDown],
@@ -1035,6 +1114,7 @@ mod tests {
                     services: half(),
                     maintenance: M::On,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![ScaleUp, MaintenanceOff],
@@ -1045,6 +1125,7 @@ mod tests {
                     services: down(),
                     maintenance: M::Off,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Stopped,
                 vec![MaintenanceOn, StopDatabase],
@@ -1054,6 +1135,7 @@ mod tests {
                     services: down(),
                     maintenance: M::Off,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![ScaleUp],
@@ -1064,6 +1146,7 @@ mod tests {
                     services: down(),
                     maintenance: M::On,
                     db: Some("stopping".into()),
+                    drain_pending: false,
                 },
                 EnvState::Stopped,
                 vec![StopDatabase],
@@ -1073,6 +1156,7 @@ mod tests {
                     services: down(),
                     maintenance: M::On,
                     db: Some("starting".into()),
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![StartDatabase, ScaleUp, MaintenanceOff],
@@ -1083,6 +1167,7 @@ mod tests {
                     services: rolling(),
                     maintenance: M::Off,
                     db: avail(),
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![ScaleUp],
@@ -1093,6 +1178,7 @@ mod tests {
                     services: up(),
                     maintenance: M::Off,
                     db: Some("stopped".into()),
+                    drain_pending: false,
                 },
                 EnvState::Restricted,
                 vec![MaintenanceOn, DrainWait, StartDatabase],
@@ -1103,6 +1189,7 @@ mod tests {
                     services: up(),
                     maintenance: M::NotConfigured,
                     db: None,
+                    drain_pending: false,
                 },
                 EnvState::DbOnly,
                 vec![ScaleDown],
@@ -1112,6 +1199,7 @@ mod tests {
                     services: down(),
                     maintenance: M::NotConfigured,
                     db: None,
+                    drain_pending: false,
                 },
                 EnvState::Running,
                 vec![ScaleUp],
@@ -1138,6 +1226,7 @@ mod tests {
                         services: services.clone(),
                         maintenance: m,
                         db: db.map(str::to_string),
+                        drain_pending: false,
                     };
                     for to in ALL {
                         let steps = plan(&o, to);

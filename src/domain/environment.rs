@@ -96,6 +96,10 @@ pub struct Status {
     pub services: Vec<ServiceStatus>,
     pub database: Option<DatabaseStatus>,
     pub maintenance: MaintenanceState,
+    /// With maintenance on: when a drain wait started that did not finish (seconds since the epoch); the next
+    /// `state` run towards restricted, db-only or stopped finishes it first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_from: Option<i64>,
     /// Migration tasks not yet stopped.
     pub migration_tasks: Vec<String>,
 }
@@ -105,7 +109,7 @@ pub async fn observe(env: &Environment, c: &Clients) -> Result<Status> {
     let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
     let services_fut = ecs::describe_services(&c.ecs, &env.cluster, &names);
     let db_fut = observe_db(&c.rds, env.database.as_ref());
-    let maint_fut = maintenance::observe(&c.elb, env.maintenance.as_ref());
+    let maint_fut = maintenance::observe_with_drain(&c.elb, env.maintenance.as_ref());
     let mig_fut = async {
         match &env.migration {
             Some(m) => ecs::live_tasks_of_family(&c.ecs, &env.cluster, &m.family)
@@ -114,7 +118,7 @@ pub async fn observe(env: &Environment, c: &Clients) -> Result<Status> {
             None => Ok(vec![]),
         }
     };
-    let (services, database, maintenance, migration_tasks) =
+    let (services, database, (maintenance, drain_from), migration_tasks) =
         tokio::try_join!(services_fut, db_fut, maint_fut, mig_fut)?;
 
     let tds: Vec<String> = services
@@ -167,6 +171,7 @@ pub async fn observe(env: &Environment, c: &Clients) -> Result<Status> {
         services: out,
         database,
         maintenance,
+        drain_from,
         migration_tasks,
     };
     (status.state, status.state_reason) = derive_state(&status.observed());
@@ -190,6 +195,7 @@ impl Status {
                 .collect(),
             maintenance: self.maintenance,
             db: self.database.as_ref().map(|d| d.status.clone()),
+            drain_pending: self.drain_from.is_some(),
         }
     }
 }
@@ -227,6 +233,8 @@ pub struct Observed {
     pub maintenance: MaintenanceState,
     /// The DB status string, `None` when no database is configured.
     pub db: Option<String>,
+    /// Maintenance is on, and the drain wait after it did not finish (a run was stopped during it).
+    pub drain_pending: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -359,6 +367,7 @@ mod tests {
                 services,
                 maintenance: m,
                 db,
+                drain_pending: false,
             };
             let (got, why) = derive_state(&o);
             assert_eq!(got, want, "{o:?}");
@@ -374,6 +383,7 @@ mod tests {
             services: vec![s],
             maintenance: M::Off,
             db: None,
+            drain_pending: false,
         };
         assert_eq!(derive_state(&o).0, EnvState::Mixed);
     }

@@ -44,6 +44,11 @@ pub const TAG_DEFAULT: &str = "deploy-action:default-action";
 pub const TAG_BYPASS: &str = "deploy-action:bypass";
 /// Tag on the rule that sends bypass traffic matching no other rule to the original default action.
 pub const TAG_BYPASS_RULE: &str = "deploy-action:bypass-rule";
+/// Tag on the listener: when maintenance went fully on (seconds since the epoch) and the drain wait that follows has
+/// not finished yet. Written with the `on` mark (one call), removed when the drain wait ends: a run stopped during
+/// the drain (a signal, a timeout, a kill) leaves it, and the next run finishes the drain from that moment instead of
+/// finding maintenance on and skipping it.
+pub const TAG_DRAIN: &str = "deploy-action:drain-from";
 
 /// ELB limits: tag values ≤ 256 characters, ≤ 50 tags per resource (leave room for the owner's own tags).
 const TAG_VALUE_MAX: usize = 256;
@@ -88,8 +93,24 @@ pub fn classify(
 
 /// The maintenance state of the configured listener (two read calls; used by `status` and by `state` to plan).
 pub async fn observe(elb: &Client, cfg: Option<&Maintenance>) -> Result<MaintenanceState> {
+    Ok(observe_with_drain(elb, cfg).await?.0)
+}
+
+/// Pure: the unfinished drain's start, when maintenance is fully on and a drain was recorded and not finished.
+pub fn pending_drain(state: MaintenanceState, tags: &BTreeMap<String, String>) -> Option<i64> {
+    if state != MaintenanceState::On {
+        return None;
+    }
+    tags.get(TAG_DRAIN).and_then(|v| v.parse::<i64>().ok())
+}
+
+/// [`observe`], and the start of a drain wait that did not finish ([`TAG_DRAIN`]), if any.
+pub async fn observe_with_drain(
+    elb: &Client,
+    cfg: Option<&Maintenance>,
+) -> Result<(MaintenanceState, Option<i64>)> {
     let Some(cfg) = cfg else {
-        return Ok(MaintenanceState::NotConfigured);
+        return Ok((MaintenanceState::NotConfigured, None));
     };
     let listener = elb::describe_listener(elb, &cfg.listener_arn).await?;
     let tags = elb::tags(elb, &cfg.listener_arn)
@@ -97,11 +118,12 @@ pub async fn observe(elb: &Client, cfg: Option<&Maintenance>) -> Result<Maintena
         .into_iter()
         .collect::<BTreeMap<_, _>>();
     let response = RecordedAction::maintenance(&cfg.response)?;
-    Ok(classify(
+    let state = classify(
         is_response(&listener.default_actions, &response),
         tags.contains_key(TAG_DEFAULT),
         tags.get(TAG_STATE).map(String::as_str),
-    ))
+    );
+    Ok((state, pending_drain(state, &tags)))
 }
 
 /// The secret header that lets testers through while maintenance is on. `Debug` shows neither name nor value.
@@ -688,6 +710,10 @@ pub struct Change {
 #[derive(Debug, Clone)]
 pub enum ChangeKind {
     TagListener(Vec<(String, String)>),
+    /// The listener's `on` mark, and with `drain` the drain's start ([`TAG_DRAIN`], the time of this call).
+    MarkOn {
+        drain: bool,
+    },
     UntagListener(Vec<String>),
     SetDefault(Vec<Action>),
     CreateBypassRule {
@@ -724,11 +750,13 @@ fn change(what: impl Into<String>, kind: ChangeKind) -> Change {
     }
 }
 
-/// Pure: the changes that put maintenance on, from what is there now. Empty when it is fully on already.
+/// Pure: the changes that put maintenance on, from what is there now. Empty when it is fully on already. With
+/// `drain` (a drain wait follows), the `on` mark records the drain's start too.
 pub fn plan_on(
     snap: &ListenerSnapshot,
     response: &RecordedAction,
     header: &BypassHeader,
+    drain: bool,
 ) -> Result<Vec<Change>> {
     let arn = &snap.listener.arn;
     let recorded = decode_record(&snap.tags).with_context(|| format!("listener {arn}"))?;
@@ -830,13 +858,19 @@ pub fn plan_on(
         }
     }
     let state = snap.tags.get(TAG_STATE).map(String::as_str);
-    let on = (TAG_STATE.to_string(), "on".to_string());
+    let on = || {
+        change(
+            if drain {
+                "mark the listener: maintenance on, drain from now"
+            } else {
+                "mark the listener: maintenance on"
+            },
+            ChangeKind::MarkOn { drain },
+        )
+    };
     Ok(match (work.is_empty() && record_tags.is_empty(), state) {
         (true, Some("on")) => vec![],
-        (true, _) => vec![change(
-            "mark the listener: maintenance on",
-            ChangeKind::TagListener(vec![on]),
-        )],
+        (true, _) => vec![on()],
         (false, _) => {
             let mut first = record_tags;
             first.push((TAG_STATE.into(), "turning-on".into()));
@@ -845,10 +879,7 @@ pub fn plan_on(
                 ChangeKind::TagListener(first),
             )];
             out.extend(work);
-            out.push(change(
-                "mark the listener: maintenance on",
-                ChangeKind::TagListener(vec![on]),
-            ));
+            out.push(on());
             out
         }
     })
@@ -915,8 +946,10 @@ pub fn plan_off(snap: &ListenerSnapshot, response: &RecordedAction) -> Result<Ve
         ));
     }
     let mut keys = record_keys(&snap.tags);
-    if snap.tags.contains_key(TAG_STATE) {
-        keys.push(TAG_STATE.into());
+    for tag in [TAG_STATE, TAG_DRAIN] {
+        if snap.tags.contains_key(tag) {
+            keys.push(tag.into());
+        }
     }
     if work.is_empty() && keys.is_empty() {
         return Ok(vec![]);
@@ -951,12 +984,22 @@ fn free_priority(rules: &[RuleSnapshot]) -> Result<i32> {
         .ok_or_else(|| anyhow!("the listener has no free rule priority"))
 }
 
-/// Applies changes in order, logging each.
-pub async fn apply(elb: &Client, listener_arn: &str, changes: &[Change]) -> Result<()> {
+/// Applies changes in order, logging each. Returns the drain's start if a [`ChangeKind::MarkOn`] recorded one.
+pub async fn apply(elb: &Client, listener_arn: &str, changes: &[Change]) -> Result<Option<i64>> {
+    let mut drain_from = None;
     for c in changes {
         tracing::info!("maintenance: {}", c.what);
         match &c.kind {
             ChangeKind::TagListener(tags) => elb::add_tags(elb, listener_arn, tags).await?,
+            ChangeKind::MarkOn { drain } => {
+                let mut tags = vec![(TAG_STATE.to_string(), "on".to_string())];
+                if *drain {
+                    let now = now_secs();
+                    tags.push((TAG_DRAIN.to_string(), now.to_string()));
+                    drain_from = Some(now);
+                }
+                elb::add_tags(elb, listener_arn, &tags).await?
+            }
             ChangeKind::UntagListener(keys) => elb::remove_tags(elb, listener_arn, keys).await?,
             ChangeKind::SetDefault(actions) => {
                 elb::set_default_actions(elb, listener_arn, actions.clone()).await?
@@ -992,6 +1035,20 @@ pub async fn apply(elb: &Client, listener_arn: &str, changes: &[Change]) -> Resu
             }
         }
     }
+    Ok(drain_from)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The drain wait ended (drained, or skipped on purpose): forget its start, so the next run does not wait again.
+pub async fn drain_finished(elb: &Client, listener_arn: &str) -> Result<()> {
+    tracing::info!("maintenance: forget the drain's start (the drain finished)");
+    elb::remove_tags(elb, listener_arn, &[TAG_DRAIN.to_string()]).await?;
     Ok(())
 }
 
@@ -1004,18 +1061,27 @@ pub struct Applied {
     pub target_groups: Vec<String>,
     /// The listener's load balancer ARN.
     pub load_balancer: Option<String>,
+    /// When turning on recorded the drain's start ([`TAG_DRAIN`]); or the unfinished drain it found recorded.
+    pub drain_from: Option<i64>,
 }
 
-/// Puts maintenance on (converging from whatever a previous run left).
-pub async fn turn_on(elb: &Client, cfg: &Maintenance, header: &BypassHeader) -> Result<Applied> {
+/// Puts maintenance on (converging from whatever a previous run left). With `drain` (a drain wait follows), the
+/// drain's start is recorded with the `on` mark.
+pub async fn turn_on(
+    elb: &Client,
+    cfg: &Maintenance,
+    header: &BypassHeader,
+    drain: bool,
+) -> Result<Applied> {
     let response = RecordedAction::maintenance(&cfg.response)?;
     let snap = inspect(elb, &cfg.listener_arn).await?;
-    let changes = plan_on(&snap, &response, header)?;
-    apply(elb, &cfg.listener_arn, &changes).await?;
+    let changes = plan_on(&snap, &response, header, drain)?;
+    let recorded = apply(elb, &cfg.listener_arn, &changes).await?;
     Ok(Applied {
         changes: changes.into_iter().map(|c| c.what).collect(),
         target_groups: forwarding_target_groups(&snap)?,
         load_balancer: snap.listener.load_balancer_arn.clone(),
+        drain_from: recorded.or_else(|| snap.tags.get(TAG_DRAIN).and_then(|v| v.parse().ok())),
     })
 }
 
@@ -1029,6 +1095,7 @@ pub async fn turn_off(elb: &Client, cfg: &Maintenance) -> Result<Applied> {
         changes: changes.into_iter().map(|c| c.what).collect(),
         target_groups: forwarding_target_groups(&snap)?,
         load_balancer: snap.listener.load_balancer_arn.clone(),
+        drain_from: None,
     })
 }
 
@@ -1173,6 +1240,12 @@ mod tests {
         for c in changes {
             match &c.kind {
                 ChangeKind::TagListener(t) => snap.tags.extend(t.iter().cloned()),
+                ChangeKind::MarkOn { drain } => {
+                    snap.tags.insert(TAG_STATE.into(), "on".into());
+                    if *drain {
+                        snap.tags.insert(TAG_DRAIN.into(), "1700000000".into());
+                    }
+                }
                 ChangeKind::UntagListener(k) => k.iter().for_each(|k| {
                     snap.tags.remove(k);
                 }),
@@ -1255,10 +1328,23 @@ mod tests {
     fn on_then_off_gives_back_exactly_the_original_and_both_are_idempotent() {
         let before = original();
         let mut snap = before.clone();
-        let on = plan_on(&snap, &fixed(), &header()).unwrap();
+        // A drain follows: the `on` mark records its start (issue 20: a rerun finishes an unfinished drain).
+        let on = plan_on(&snap, &fixed(), &header(), true).unwrap();
+        assert!(
+            matches!(
+                on.last().map(|c| &c.kind),
+                Some(ChangeKind::MarkOn { drain: true })
+            ),
+            "the drain's start is written with the `on` mark, in one call"
+        );
         simulate(&mut snap, &on);
         assert!(is_response(&snap.listener.default_actions, &fixed()));
         assert_eq!(snap.tags.get(TAG_STATE).map(String::as_str), Some("on"));
+        assert_eq!(
+            pending_drain(MaintenanceState::On, &snap.tags),
+            Some(1_700_000_000)
+        );
+        assert_eq!(pending_drain(MaintenanceState::Partial, &snap.tags), None);
         for r in snap.rules.iter().filter(|r| r.is_forwarding()) {
             assert!(
                 r.rule.conditions().iter().any(|c| is_exactly(c, &header())),
@@ -1280,7 +1366,9 @@ mod tests {
             &[RecordedAction::from_sdk(&forward(TG)).unwrap()]
         ));
         assert!(
-            plan_on(&snap, &fixed(), &header()).unwrap().is_empty(),
+            plan_on(&snap, &fixed(), &header(), false)
+                .unwrap()
+                .is_empty(),
             "on twice changes nothing"
         );
 
@@ -1291,7 +1379,11 @@ mod tests {
             snap.listener.default_actions,
             before.listener.default_actions
         );
-        assert!(snap.tags.is_empty(), "{:?}", snap.tags);
+        assert!(
+            snap.tags.is_empty(),
+            "off leaves no tag, the drain's start included: {:?}",
+            snap.tags
+        );
         assert!(snap
             .rules
             .iter()
@@ -1300,6 +1392,11 @@ mod tests {
             plan_off(&snap, &fixed()).unwrap().is_empty(),
             "off twice changes nothing"
         );
+        // Without a drain to follow, nothing is recorded for one.
+        let mut quiet = before.clone();
+        let changes = plan_on(&quiet, &fixed(), &header(), false).unwrap();
+        simulate(&mut quiet, &changes);
+        assert_eq!(pending_drain(MaintenanceState::On, &quiet.tags), None);
     }
 
     /// A run killed after any number of changes, in either direction, converges on the next run and never loses
@@ -1307,16 +1404,16 @@ mod tests {
     #[test]
     fn killed_half_way_converges_either_way() {
         let before = original();
-        let full_on = plan_on(&before, &fixed(), &header()).unwrap();
+        let full_on = plan_on(&before, &fixed(), &header(), false).unwrap();
         for k in 0..=full_on.len() {
             let mut snap = before.clone();
             simulate(&mut snap, &full_on[..k]);
             // Re-run on.
             let mut on = snap.clone();
-            let c = plan_on(&on, &fixed(), &header()).unwrap();
+            let c = plan_on(&on, &fixed(), &header(), false).unwrap();
             simulate(&mut on, &c);
             assert!(
-                plan_on(&on, &fixed(), &header()).unwrap().is_empty(),
+                plan_on(&on, &fixed(), &header(), false).unwrap().is_empty(),
                 "after {k} changes: on converges"
             );
             // Off, from the half-on state, and from the converged one.
@@ -1350,17 +1447,17 @@ mod tests {
     #[test]
     fn a_changed_header_replaces_the_old_condition() {
         let mut snap = original();
-        let c = plan_on(&snap, &fixed(), &header()).unwrap();
+        let c = plan_on(&snap, &fixed(), &header(), false).unwrap();
         simulate(&mut snap, &c);
         let new = BypassHeader::new("x-other", "v2").unwrap();
-        let changes = plan_on(&snap, &fixed(), &new).unwrap();
+        let changes = plan_on(&snap, &fixed(), &new, false).unwrap();
         // Killed right after the rules were re-tagged with both hashes: the old condition is still found.
         let cut = changes
             .iter()
             .position(|c| matches!(c.kind, ChangeKind::SetConditions { .. }))
             .unwrap();
         simulate(&mut snap, &changes[..cut]);
-        let c = plan_on(&snap, &fixed(), &new).unwrap();
+        let c = plan_on(&snap, &fixed(), &new, false).unwrap();
         simulate(&mut snap, &c);
         for r in snap.rules.iter().filter(|r| r.is_forwarding()) {
             let headers: Vec<_> = r
@@ -1383,14 +1480,19 @@ mod tests {
     fn refuses_what_it_could_not_put_back() {
         let mut snap = original();
         snap.listener.default_actions = vec![fixed().to_sdk()];
-        let e = plan_on(&snap, &fixed(), &header()).unwrap_err().to_string();
+        let e = plan_on(&snap, &fixed(), &header(), false)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("recorded no original"), "{e}");
         let e = plan_off(&snap, &fixed()).unwrap_err().to_string();
         assert!(e.contains("recorded no original"), "{e}");
         snap.listener.default_actions = vec![Action::builder()
             .r#type(ActionTypeEnum::AuthenticateOidc)
             .build()];
-        let e = format!("{:#}", plan_on(&snap, &fixed(), &header()).unwrap_err());
+        let e = format!(
+            "{:#}",
+            plan_on(&snap, &fixed(), &header(), false).unwrap_err()
+        );
         assert!(e.contains("authenticate-oidc"), "{e}");
     }
 

@@ -11,6 +11,7 @@ use crate::domain::promote::{Promotion, Resolved};
 use crate::domain::task::{self, Launch, TaskReport};
 use crate::domain::Ctx;
 use crate::github::runner::{md_table, Outcome};
+use crate::text::{md_code, md_text};
 use crate::wait::human;
 
 /// What `run` does after resolving its task, and `migrate` after its preconditions: the task through
@@ -68,7 +69,7 @@ impl RunOutcome {
     pub fn summary_with(&self, banners: &[String], extra: Vec<Vec<String>>) -> String {
         let mut s = format!("### {} {}\n\n", self.task.icon(), self.headline());
         if !self.task.ok() {
-            s.push_str(&format!("**{}**\n\n", self.task.explanation()));
+            s.push_str(&format!("**{}**\n\n", md_text(&self.task.explanation())));
         }
         for b in banners {
             s.push_str(b);
@@ -113,8 +114,10 @@ impl RunOutcome {
             .map(|first| first.to_uppercase().chain(label).collect())
             .unwrap_or_default();
         format!(
-            "{title} {} on `{}`: {}",
-            self.version, self.environment, self.task.verdict
+            "{} on {}: {}",
+            md_text(&format!("{title} {}", self.version)),
+            md_code(&self.environment),
+            md_text(&self.task.verdict.to_string())
         )
     }
 

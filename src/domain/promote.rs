@@ -56,7 +56,7 @@ impl VersionRef {
         common: &Common,
         self_ref: SelfReference,
     ) -> Result<VersionRef, UsageError> {
-        let Some(raw) = inv.raw.version.as_deref().map(str::trim) else {
+        let Some(raw) = inv.raw.version.as_deref() else {
             return Err(UsageError::new(format!(
                 "input `version`: missing; phase {} needs the release tag or label to use (e.g. v1.66.0), or from:<environment> for the version another environment runs (e.g. from:stage)",
                 inv.phase.name()
@@ -106,9 +106,11 @@ impl VersionRef {
     }
 }
 
-/// Pure: the environment name of a `from:<environment>` reference (trimmed), `None` for anything else.
+/// Pure: the environment name of a `from:<environment>` reference, `None` for anything else. Not trimmed (issue 20:
+/// no silent trimming of versions): `" from:stage"` is no reference (and no version), `"from: stage"` names no
+/// environment.
 pub fn reference(input: &str) -> Option<&str> {
-    input.trim().strip_prefix(FROM).map(str::trim)
+    input.strip_prefix(FROM)
 }
 
 /// The clients resolution uses: it observes the source environment read-only, in that environment's region.
@@ -375,6 +377,7 @@ mod tests {
             services,
             database: None,
             maintenance: MaintenanceState::Off,
+            drain_from: None,
             migration_tasks: vec![],
         }
     }
@@ -446,7 +449,8 @@ mod tests {
     #[test]
     fn references() {
         assert_eq!(reference("from:stage"), Some("stage"));
-        assert_eq!(reference(" from: stage "), Some("stage"));
+        assert_eq!(reference(" from:stage"), None);
+        assert_eq!(reference("from: stage "), Some(" stage "));
         assert_eq!(reference("from:"), Some(""));
         assert_eq!(reference("v1.2.3"), None);
         assert_eq!(reference("api/v1"), None);

@@ -554,7 +554,7 @@ pub async fn update_services(
 }
 
 /// The summary of a deploy or rollback: the headline with its icon, the error first, the service table, then a
-/// block of lines (why it failed, details).
+/// block of lines (why it failed, details). Every piece is plain text (escaped here for its place in the markdown).
 pub fn summary_markdown(
     ok: bool,
     headline: &str,
@@ -562,22 +562,19 @@ pub fn summary_markdown(
     rows: &[Vec<String>],
     block: &[String],
 ) -> String {
+    use crate::text::{md_code_block, md_text};
     let icon = if ok { "✅" } else { "❌" };
-    let mut s = format!("### {icon} {headline}\n\n");
+    let mut s = format!("### {icon} {}\n\n", md_text(headline));
     if let Some(e) = error {
-        s.push_str(&format!("> {e}\n\n"));
+        s.push_str(&format!("> {}\n\n", md_text(e)));
     }
     s.push_str(&crate::github::runner::md_table(
         &["service", "from", "to", "result", "duration"],
         rows,
     ));
     if !block.is_empty() {
-        s.push_str("\n```\n");
-        for l in block {
-            s.push_str(l);
-            s.push('\n');
-        }
-        s.push_str("```\n");
+        s.push('\n');
+        s.push_str(&md_code_block("", &block.join("\n")));
     }
     s
 }

@@ -522,11 +522,11 @@ impl TaskReport {
         if self.last_lines.is_empty() {
             return String::new();
         }
-        let body = self.last_lines.join("\n").replace("```", "'''");
         format!(
-            "<details><summary>Last {} of {} log lines</summary>\n\n```text\n{body}\n```\n\n</details>\n",
+            "<details><summary>Last {} of {} log lines</summary>\n\n{}\n</details>\n",
             self.last_lines.len(),
-            self.log_lines
+            self.log_lines,
+            crate::text::md_code_block("text", &self.last_lines.join("\n"))
         )
     }
 }
@@ -1732,7 +1732,7 @@ mod tests {
         let md = r.last_lines_markdown();
         assert!(
             md.starts_with("<details><summary>Last 2 of 7 log lines</summary>")
-                && md.contains("'''b"),
+                && md.contains("````text\na\n```b\n````\n"),
             "{md}"
         );
     }

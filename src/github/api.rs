@@ -96,6 +96,18 @@ pub struct Api {
     pub owner: String,
     pub repo: String,
     pub retry: Retry,
+    /// The token, only to take it out of error messages (a server may repeat it).
+    token: Redacted,
+}
+
+/// A secret kept for redaction: its Debug form is `***`.
+#[derive(Clone)]
+struct Redacted(String);
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
 }
 
 impl Api {
@@ -123,6 +135,7 @@ impl Api {
             owner: owner.to_string(),
             repo: repo.to_string(),
             retry: Retry::DEFAULT,
+            token: Redacted(token.to_string()),
         })
     }
 
@@ -158,10 +171,14 @@ impl Api {
 
     /// One request, retried per [`Retry`]; the body of the first success.
     async fn send(&self, what: &str, route: &str, verb: Verb<'_>) -> Result<String, ApiError> {
+        // GitHub's message is anyone's text: bounded, one line, without the token or URLs' secrets.
         let err = |status: Option<u16>, message: String| ApiError {
             what: what.to_string(),
             status,
-            message,
+            message: crate::text::redact(
+                &crate::text::shorten(&message, 200),
+                &[self.token.0.as_str()],
+            ),
         };
         let mut attempt = 0;
         loop {

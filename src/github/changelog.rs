@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::api::{Api, ApiError, Comparison};
+use crate::text::{md_code, md_text, md_url};
 
 /// At most this many commits are listed; the rest are counted and linked.
 pub const MAX_COMMITS: usize = 50;
@@ -128,28 +129,27 @@ pub fn pull_numbers(message: &str) -> Vec<u64> {
     out
 }
 
-/// Markdown for the step summary. `repo_url` (`https://github.com/acme/backend`) makes the pull requests links.
+/// Markdown for the step summary (every value from GitHub escaped: subjects and authors are anyone's text).
+/// `repo_url` (`https://github.com/acme/backend`) makes the pull requests links.
 pub fn render(log: &Changelog, repo_url: Option<&str>) -> String {
-    let mut s = format!("#### Changes {} → {}\n\n", log.base, log.head);
+    let (base, head) = (md_text(&log.base), md_text(&log.head));
+    let mut s = format!("#### Changes {base} → {head}\n\n");
     let compare = log
         .compare_url
         .as_deref()
-        .map(|u| format!(" ([compare]({u}))"))
+        .map(|u| format!(" ([compare]({}))", md_url(u)))
         .unwrap_or_default();
     if log.ahead_by == 0 && log.behind_by == 0 {
         s.push_str(&format!(
-            "No changes: {} and {} are the same commit.\n",
-            log.base, log.head
+            "No changes: {base} and {head} are the same commit.\n"
         ));
         return s;
     }
     if log.behind_by > 0 {
         s.push_str(&format!(
-            "⚠️ {} is {} commit{} behind {}: this deploy takes them out again.{compare}\n\n",
-            log.head,
+            "⚠️ {head} is {} commit{} behind {base}: this deploy takes them out again.{compare}\n\n",
             log.behind_by,
             plural(log.behind_by),
-            log.base
         ));
         if log.ahead_by == 0 {
             return s;
@@ -159,7 +159,7 @@ pub fn render(log: &Changelog, repo_url: Option<&str>) -> String {
         .pulls
         .iter()
         .map(|n| match repo_url {
-            Some(r) => format!("[#{n}]({r}/pull/{n})"),
+            Some(r) => format!("[#{n}]({}/pull/{n})", md_url(r)),
             None => format!("#{n}"),
         })
         .collect();
@@ -172,9 +172,13 @@ pub fn render(log: &Changelog, repo_url: Option<&str>) -> String {
         let by = c
             .author
             .as_deref()
-            .map(|a| format!(" — {a}"))
+            .map(|a| format!(" — {}", md_text(a)))
             .unwrap_or_default();
-        s.push_str(&format!("- `{}` {}{by}\n", c.sha, c.subject));
+        s.push_str(&format!(
+            "- {} {}{by}\n",
+            md_code(&c.sha),
+            md_text(&c.subject)
+        ));
     }
     let listed = log.commits.len() as u64;
     if log.ahead_by > listed {

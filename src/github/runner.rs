@@ -3,6 +3,9 @@
 //! Streams: results go to stdout (text for a person, or one JSON object); logs, groups and annotations go to
 //! stderr, so they stay in order with the log lines they wrap. `::add-mask::` goes to both streams, before anything
 //! else is printed, so a secret is masked whichever stream could carry it.
+//!
+//! The only workflow commands printed are built here (and the `stop-commands` fence around a task's log), with their
+//! data escaped; everything else reaches the job log through [`for_log`] (see [`crate::text`]).
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};
@@ -13,6 +16,7 @@ use rand::Rng;
 use serde::Serialize;
 
 use crate::inputs::{GithubEnv, OutputFormat};
+use crate::text::{for_log, json_for_log};
 
 /// What every phase returns: serialisable (JSON), with outputs, a markdown summary and a text rendering.
 pub trait Outcome: Serialize {
@@ -73,7 +77,8 @@ impl Runner {
             return;
         }
         for line in secret.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let cmd = format!("::add-mask::{}\n", escape_data(line));
+            // The value exactly as it is (only made one line): a mask must match what could be printed.
+            let cmd = format!("::add-mask::{}\n", escape_line(line));
             let _ = io::stdout().write_all(cmd.as_bytes());
             let _ = io::stdout().flush();
             let _ = io::stderr().write_all(cmd.as_bytes());
@@ -85,7 +90,7 @@ impl Runner {
         if self.on_actions {
             eprintln!("::group::{}", escape_data(title));
         } else {
-            eprintln!("── {title}");
+            eprintln!("── {}", for_log(title));
         }
         Group {
             on_actions: self.on_actions,
@@ -97,7 +102,7 @@ impl Runner {
         if self.on_actions {
             eprintln!("::error title=deploy-action::{}", escape_data(message));
         } else {
-            eprintln!("error: {message}");
+            eprintln!("error: {}", for_log(message));
         }
     }
 
@@ -105,7 +110,7 @@ impl Runner {
         if self.on_actions {
             eprintln!("::warning title=deploy-action::{}", escape_data(message));
         } else {
-            eprintln!("warning: {message}");
+            eprintln!("warning: {}", for_log(message));
         }
     }
 
@@ -148,15 +153,12 @@ impl Runner {
             OutputFormat::Json => {
                 let value =
                     serde_json::json!({ "phase": phase, "ok": outcome.ok(), "outcome": outcome });
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&value).map_err(io::Error::other)?
-                )?;
+                let json = serde_json::to_string(&value).map_err(io::Error::other)?;
+                writeln!(out, "{}", json_for_log(&json))?;
             }
             OutputFormat::Text => {
                 let text = outcome.text();
-                write!(out, "{text}")?;
+                write!(out, "{}", for_log(&text))?;
                 if !text.ends_with('\n') {
                     writeln!(out)?;
                 }
@@ -194,16 +196,33 @@ pub fn format_outputs(outputs: &[(&str, String)], rng: &mut impl Rng) -> String 
     s
 }
 
-/// Escapes a workflow command's data part (`%`, CR, LF).
+/// Escapes a workflow command's data part (`%`, CR, LF): the command stays one line. Text from outside in it is
+/// first put through [`for_log`], so not even the legacy `##[` form survives in it.
 pub fn escape_data(s: &str) -> String {
+    escape_line(&for_log(s))
+}
+
+fn escape_line(s: &str) -> String {
     s.replace('%', "%25")
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
 
-/// A markdown table from a header and rows; cells have `|` and newlines escaped.
+/// A markdown table of plain text: every cell goes through [`crate::text::md_text`] (one line, HTML and markdown
+/// escaped), so a value from outside renders as the characters it holds.
 pub fn md_table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let cell = |c: &str| c.replace('|', "\\|").replace('\n', "<br>");
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| crate::text::md_text(c)).collect())
+        .collect();
+    md_table_md(header, &rows)
+}
+
+/// A markdown table whose cells are already markdown (built with [`crate::text::md_text`] and
+/// [`crate::text::md_code`] around every value from outside): only the table's own structure is escaped (`|`, line
+/// breaks).
+pub fn md_table_md(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cell = |c: &str| c.replace('|', "\\|").replace(['\n', '\r'], " ");
     let mut s = format!(
         "| {} |\n|{}\n",
         header.join(" | "),
@@ -266,12 +285,21 @@ mod tests {
     #[test]
     fn workflow_command_data_is_escaped() {
         assert_eq!(escape_data("50%\nnext\r"), "50%25%0Anext%0D");
+        assert_eq!(escape_data("a ##[x"), "a #\u{200B}#[x");
+        assert_eq!(escape_line("a ##[x"), "a ##[x");
     }
 
     #[test]
     fn tables() {
         let md = md_table(&["a", "b"], &[vec!["x|y".into(), "1".into()]]);
         assert_eq!(md, "| a | b |\n|---|---|\n| x\\|y | 1 |\n");
+        let md = md_table(&["a"], &[vec!["<b>`x`</b>\n[l](u)".into()]]);
+        assert_eq!(
+            md,
+            "| a |\n|---|\n| &lt;b&gt;\\`x\\`&lt;/b&gt; \\[l\\](u) |\n"
+        );
+        let md = md_table_md(&["a"], &[vec!["`x|y`\nz".into()]]);
+        assert_eq!(md, "| a |\n|---|\n| `x\\|y` z |\n");
         let t = text_table(&["name", "n"], &[vec!["core".into(), "2".into()]]);
         assert_eq!(t, "name  n\ncore  2\n");
     }

@@ -72,7 +72,7 @@ mod tests {
         ]);
         assert_eq!(
             md,
-            "```mermaid\nflowchart LR\n  s0[\"gates<br/>0.4s\"]:::ok\n  s1[\"deploy #quot;v1#quot; #lt;core#gt;<br/>1m 35s\"]:::failed\n  s0 --> s1\n  classDef ok fill:#dafbe1,stroke:#1a7f37,color:#1f2328\n  classDef failed fill:#ffebe9,stroke:#cf222e,color:#1f2328\n```\n\n| Step | Duration | Result |\n|---|---|---|\n| gates | 0.4s | ✅ |\n| deploy \"v1\" <core> | 1m 35s | ❌ |\n"
+            "```mermaid\nflowchart LR\n  s0[\"gates<br/>0.4s\"]:::ok\n  s1[\"deploy #quot;v1#quot; #lt;core#gt;<br/>1m 35s\"]:::failed\n  s0 --> s1\n  classDef ok fill:#dafbe1,stroke:#1a7f37,color:#1f2328\n  classDef failed fill:#ffebe9,stroke:#cf222e,color:#1f2328\n```\n\n| Step | Duration | Result |\n|---|---|---|\n| gates | 0.4s | ✅ |\n| deploy \"v1\" &lt;core&gt; | 1m 35s | ❌ |\n"
         );
         assert_eq!(render_steps(&[]), "");
         let one = render_steps(&[("only", Duration::from_secs(1), true)]);

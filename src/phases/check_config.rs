@@ -97,8 +97,8 @@ impl Outcome for Checked {
     }
     fn summary(&self) -> String {
         format!(
-            "### Config `{}` is valid\n\n{}",
-            self.config,
+            "### Config {} is valid\n\n{}",
+            crate::text::md_code(&self.config.to_string()),
             md_table(&HEADER, &self.rows())
         )
     }

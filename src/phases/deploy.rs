@@ -1456,12 +1456,8 @@ impl Outcome for DeployOutcome {
             s.push_str("```\n");
         }
         if !failures.is_empty() {
-            s.push_str("\n**Why**\n\n```\n");
-            for l in failures {
-                s.push_str(&l);
-                s.push('\n');
-            }
-            s.push_str("```\n");
+            s.push_str("\n**Why**\n\n");
+            s.push_str(&crate::text::md_code_block("", &failures.join("\n")));
         }
         let mut details = vec![];
         if let Some(p) = &self.resolved_from {
@@ -1487,7 +1483,7 @@ impl Outcome for DeployOutcome {
         if !details.is_empty() {
             s.push('\n');
             for d in details {
-                s.push_str(&format!("- {d}\n"));
+                s.push_str(&format!("- {}\n", crate::text::md_text(&d)));
             }
         }
         s

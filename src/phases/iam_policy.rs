@@ -947,10 +947,10 @@ impl Outcome for IamPolicy {
 
     fn summary(&self) -> String {
         format!(
-            "### IAM policy for {} ({})\n\n```json\n{}\n```\n",
-            self.environments.join(", "),
-            self.phases.join(", "),
-            self.text().trim_end()
+            "### IAM policy for {} ({})\n\n{}",
+            crate::text::md_text(&self.environments.join(", ")),
+            crate::text::md_text(&self.phases.join(", ")),
+            crate::text::md_code_block("json", &self.text())
         )
     }
 

@@ -221,13 +221,15 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
         &checks(req, &clients.preflight, ctx, version).await?,
     )?;
 
-    // 2. db-only.
+    // 2. db-only (a signal during the checks stops here, before the first change).
+    ctx.stop_if_cancelled("bringing the environment to db-only")?;
     let state = converge::converge(env, EnvState::DbOnly, &req.state, &clients.state, ctx)
         .await
         .with_context(|| format!("bringing {} to db-only before the migration", env.name))?;
 
     // 3. The migration task, as phase `run` runs it; its start and its end recorded on the database (the start
     // first, so a run killed during the migration still leaves a time later snapshots must follow).
+    ctx.stop_if_cancelled("starting the migration task")?;
     if !ctx.dry_run {
         record_migration(clients, &db_arn, version, ctx).await;
     }
@@ -415,7 +417,8 @@ impl Outcome for MigrateOutcome {
             .without_snapshot
             .iter()
             .map(|why| format!(
-                "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {why}."
+                "> [!WARNING]\n> **Migrated without a fresh snapshot** (allow-without-snapshot: true): {}.",
+                crate::text::md_text(why)
             ))
             .chain(self.restore_command().map(|cmd| format!(
                 "> [!CAUTION]\n> To bring the database back from the snapshot taken before this migration (after approval): `{cmd}` (Action: `phase: restore`, `snapshot-id: {}`).",

@@ -53,9 +53,10 @@ use crate::error::UsageError;
 use crate::github::api::Api;
 use crate::github::comments::{self, Posted, When};
 use crate::github::deployments::{self, Mode};
-use crate::github::runner::{md_table, Outcome};
+use crate::github::runner::{md_table, md_table_md, Outcome};
 use crate::inputs::{Common, Invocation};
 use crate::tags;
+use crate::text::{md_code, md_code_block, md_text, md_url};
 use crate::version::Version;
 use crate::wait::{human, Backoff, Check};
 
@@ -170,15 +171,18 @@ pub fn number_in_event(event: &Value) -> Option<u64> {
         .pointer("/pull_request/number")
         .and_then(Value::as_u64)
         .or_else(|| event.get("number").and_then(Value::as_u64))
-        .filter(|n| *n > 0)
+        .filter(|n| (1..=MAX_PR_NUMBER).contains(n))
 }
+
+/// The largest pull request number taken (from the input or the event payload): it becomes part of AWS names.
+pub const MAX_PR_NUMBER: u64 = 999_999_999;
 
 /// The `pr-number` input, else the number in the event payload at `event_path`.
 pub fn pr_number(input: Option<&str>, event_path: Option<&Path>) -> Result<u64, UsageError> {
     if let Some(v) = input {
         let v = v.trim().trim_start_matches('#');
         return match v.parse::<u64>() {
-            Ok(n) if (1..=999_999_999).contains(&n) => Ok(n),
+            Ok(n) if (1..=MAX_PR_NUMBER).contains(&n) => Ok(n),
             _ => Err(UsageError::new(format!(
                 "input `pr-number`: {v:?} is not a pull request number; pass e.g. pr-number: ${{{{ github.event.pull_request.number }}}}"
             ))),
@@ -190,7 +194,7 @@ pub fn pr_number(input: Option<&str>, event_path: Option<&Path>) -> Result<u64, 
             "input `pr-number`: missing, and there is no event payload (GITHUB_EVENT_PATH is not set); {fix}"
         )));
     };
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = crate::files::read_text(path, crate::files::MAX_EVENT_BYTES).map_err(|e| {
         UsageError::new(format!(
             "input `pr-number`: missing, and the event payload {} cannot be read ({e}); {fix}",
             path.display()
@@ -2065,22 +2069,26 @@ pub fn comment_body(req: &Request, out: &PreviewOutcome, marker: &str) -> String
     let run = req
         .run_url
         .as_deref()
-        .map(|u| format!(" ([workflow run]({u}))"))
+        .map(|u| format!(" ([workflow run]({}))", md_url(u)))
         .unwrap_or_default();
-    let mut s = format!("{marker}\n### 🔎 Review app `{}`\n\n", t.name);
+    let mut s = format!("{marker}\n### 🔎 Review app {}\n\n", md_code(&t.name));
     match (&req.direction, &out.failure) {
         (Direction::Up(v), None) => {
-            s.push_str(&format!("**{}** runs `{v}`{run}.\n\n", t.url));
+            s.push_str(&format!(
+                "**{}** runs {}{run}.\n\n",
+                md_text(&t.url),
+                md_code(v.as_str())
+            ));
             let rows = vec![
                 vec![
                     "Service".to_string(),
-                    format!("`{}` in `{}`", t.service, out.cluster),
+                    format!("{} in {}", md_code(&t.service), md_code(&out.cluster)),
                 ],
                 vec![
                     "Task definition".into(),
                     out.task_definition
                         .as_deref()
-                        .map(|a| format!("`{}`", td_short(a)))
+                        .map(|a| md_code(td_short(a)))
                         .unwrap_or_else(|| "—".into()),
                 ],
                 vec![
@@ -2088,23 +2096,28 @@ pub fn comment_body(req: &Request, out: &PreviewOutcome, marker: &str) -> String
                     human(std::time::Duration::from_secs(out.duration_seconds)),
                 ],
             ];
-            s.push_str(&md_table(&["", ""], &rows));
+            s.push_str(&md_table_md(&["", ""], &rows));
             s.push_str("\nUpdated on every push; torn down when the pull request is closed.\n");
         }
         (Direction::Up(v), Some(why)) => {
             s.push_str(&format!(
-                "❌ `{v}` was not deployed{run}: {why}\n\n{}\n",
-                t.url
+                "❌ {} was not deployed{run}: {}\n\n{}\n",
+                md_code(v.as_str()),
+                md_text(why),
+                md_text(&t.url)
             ));
         }
         (Direction::Down(_), None) => {
             s.push_str(&format!(
-                "🧹 Torn down{run}: the service `{}`, its rule, target group and task definitions are gone.\n{DOWN_MARK}\n",
-                t.service
+                "🧹 Torn down{run}: the service {}, its rule, target group and task definitions are gone.\n{DOWN_MARK}\n",
+                md_code(&t.service)
             ));
         }
         (Direction::Down(_), Some(why)) => {
-            s.push_str(&format!("❌ The teardown did not finish{run}: {why}\n"));
+            s.push_str(&format!(
+                "❌ The teardown did not finish{run}: {}\n",
+                md_text(why)
+            ));
         }
     }
     s
@@ -2152,11 +2165,12 @@ impl Outcome for PreviewOutcome {
             "torn down"
         };
         let mut s = format!(
-            "### {icon} Review app `{}` (pull request #{}): {what}\n\n",
-            self.name, self.pr_number
+            "### {icon} Review app {} (pull request #{}): {what}\n\n",
+            md_code(&self.name),
+            self.pr_number
         );
         if let Some(why) = &self.failure {
-            s.push_str(&format!("**{why}**\n\n"));
+            s.push_str(&format!("**{}**\n\n", md_text(why)));
         }
         let mut rows = vec![
             vec!["URL".to_string(), self.url.clone()],
@@ -2195,7 +2209,7 @@ impl Outcome for PreviewOutcome {
         if !self.steps.is_empty() {
             s.push('\n');
             for step in &self.steps {
-                s.push_str(&format!("- {step}\n"));
+                s.push_str(&format!("- {}\n", md_text(&step.text)));
             }
         }
         for r in [&self.seed, &self.teardown].into_iter().flatten() {
@@ -2205,12 +2219,13 @@ impl Outcome for PreviewOutcome {
             }
         }
         if !self.failures.is_empty() {
-            s.push_str("\n**Why**\n\n```\n");
-            for l in self.failures.iter().flat_map(FailureReport::lines) {
-                s.push_str(&l);
-                s.push('\n');
-            }
-            s.push_str("```\n");
+            let lines: Vec<String> = self
+                .failures
+                .iter()
+                .flat_map(FailureReport::lines)
+                .collect();
+            s.push_str("\n**Why**\n\n");
+            s.push_str(&md_code_block("", &lines.join("\n")));
         }
         s
     }

@@ -23,6 +23,7 @@ use crate::error::UsageError;
 use crate::github::runner::{md_table, Outcome};
 use crate::inputs::{Common, Invocation};
 use crate::tags;
+use crate::text::{md_code, md_text};
 use crate::version::Version;
 use crate::wait::{Backoff, Check, WaitError};
 
@@ -496,13 +497,16 @@ impl Outcome for SnapshotOutcome {
     fn summary(&self) -> String {
         let head = if self.dry_run {
             format!(
-                "### Snapshot (dry run): would create `{}` of `{}`\n\n",
-                self.snapshot_id, self.database
+                "### Snapshot (dry run): would create {} of {}\n\n",
+                md_code(&self.snapshot_id),
+                md_code(&self.database)
             )
         } else {
             format!(
-                "### Snapshot `{}` of `{}`: **{}**\n\n",
-                self.snapshot_id, self.database, self.status
+                "### Snapshot {} of {}: **{}**\n\n",
+                md_code(&self.snapshot_id),
+                md_code(&self.database),
+                md_text(&self.status.to_string())
             )
         };
         let mut s = head;

@@ -13,6 +13,7 @@ use crate::domain::promote;
 use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Outcome};
 use crate::inputs::{parse_bool, Common, Invocation};
+use crate::text::md_text;
 use crate::version::Version;
 use crate::wait::human;
 
@@ -60,15 +61,16 @@ impl super::Recorded for Request {
 
 /// The `state` input as a target.
 pub fn parse_target(value: Option<&str>) -> Result<EnvState, UsageError> {
-    let Some(v) = value.map(str::trim) else {
+    // One spelling per state, lowercase, as `deploy`'s `state` input takes them: no aliases, no case folding.
+    let Some(v) = value else {
         return Err(UsageError::new(format!(
             "input `state`: missing; name the target state, one of: {STATES}"
         )));
     };
-    match v.to_ascii_lowercase().as_str() {
+    match v {
         "running" => Ok(EnvState::Running),
         "restricted" => Ok(EnvState::Restricted),
-        "db-only" | "db_only" | "dbonly" => Ok(EnvState::DbOnly),
+        "db-only" => Ok(EnvState::DbOnly),
         "stopped" => Ok(EnvState::Stopped),
         _ => Err(UsageError::new(format!(
             "input `state`: unknown state {v:?}; use one of: {STATES}"
@@ -168,20 +170,24 @@ impl Outcome for StateOutcome {
     }
 
     fn summary(&self) -> String {
-        let mut s = format!("### {}\n\n", self.headline());
+        let mut s = format!("### {}\n\n", md_text(&self.headline()));
         if let Some(why) = &self.previous_reason {
-            s.push_str(&format!("> was {}: {why}\n\n", self.previous_state));
+            s.push_str(&format!(
+                "> {}\n\n",
+                md_text(&format!("was {}: {why}", self.previous_state))
+            ));
         }
         if !self.plan.is_empty() {
             s.push_str(&md_table(&["step", "took", "detail"], &self.rows()));
         }
         if let Some(at) = &self.database_restarts_at {
             s.push_str(&format!(
-                "\n⚠️ The database is stopped; AWS starts it again by itself on **{at}**.\n"
+                "\n⚠️ The database is stopped; AWS starts it again by itself on **{}**.\n",
+                md_text(&at.to_string())
             ));
         }
         for n in &self.notes {
-            s.push_str(&format!("\n> {n}\n"));
+            s.push_str(&format!("\n> {}\n", md_text(n)));
         }
         s
     }
@@ -214,7 +220,12 @@ mod tests {
     #[test]
     fn inputs() {
         assert_eq!(parse_target(Some("db-only")).unwrap(), EnvState::DbOnly);
-        assert_eq!(parse_target(Some(" Running ")).unwrap(), EnvState::Running);
+        assert_eq!(parse_target(Some("running")).unwrap(), EnvState::Running);
+        for other in [
+            " running", "Running", "RUNNING", "db_only", "dbonly", "DB-ONLY",
+        ] {
+            assert!(parse_target(Some(other)).is_err(), "{other:?}");
+        }
         let e = parse_target(Some("paused")).unwrap_err().to_string();
         assert!(
             e.contains("input `state`") && e.contains("paused") && e.contains("db-only"),

@@ -9,6 +9,7 @@ use crate::aws::autoscaling;
 use crate::aws::ecs;
 use crate::config::Environment;
 use crate::github::runner::{md_table, text_table, Outcome};
+use crate::text::{md_code, md_text};
 
 pub use crate::domain::environment::Clients;
 use crate::domain::environment::{observe, Status};
@@ -123,11 +124,12 @@ impl Outcome for Status {
 
     fn summary(&self) -> String {
         let mut s = format!(
-            "### Environment `{}`: **{}**\n\n",
-            self.environment, self.state
+            "### Environment {}: **{}**\n\n",
+            md_code(&self.environment),
+            md_text(&self.state.to_string())
         );
         if let Some(r) = &self.state_reason {
-            s.push_str(&format!("> {r}\n\n"));
+            s.push_str(&format!("> {}\n\n", md_text(r)));
         }
         s.push_str(&md_table(
             &[

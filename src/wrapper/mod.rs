@@ -37,10 +37,11 @@ use crate::github::deployments::{
 
 use crate::domain::Ctx;
 use crate::github::changelog;
-use crate::github::runner::{md_table, Outcome, Runner};
+use crate::github::runner::{md_table, md_table_md, Outcome, Runner};
 use crate::github::summary::render_steps;
 use crate::inputs::{Common, GithubEnv, Invocation, Phase};
 use crate::phases::Subject;
+use crate::text::{md_text, md_url};
 use crate::wait::{human, WaitError};
 
 pub mod gates;
@@ -546,40 +547,45 @@ impl Release {
         let env_link = self
             .repo_url()
             .map(|r| format!("{r}/deployments/{}", query_value(p.github_environment())));
+        // The one cell with a link: every piece escaped here, the table taken as markdown.
         let record = match (&self.record, env_link) {
-            (Record::Created { id }, Some(link)) => {
-                format!("[deployment {id}]({link}) on {}", p.github_environment())
-            }
+            (Record::Created { id }, Some(link)) => format!(
+                "[deployment {id}]({}) on {}",
+                md_url(&link),
+                md_text(p.github_environment())
+            ),
             (Record::Created { id }, None) => format!("deployment {id}"),
             (Record::Job { id }, _) => {
                 format!("deployment {id}, made for the job's `environment:`")
             }
-            (Record::NotRecorded { why }, _) => format!("not recorded ({why})"),
+            (Record::NotRecorded { why }, _) => md_text(&format!("not recorded ({why})")),
         };
         let mut rows = vec![
-            vec!["Result".to_string(), result],
-            vec!["Environment".into(), env],
+            vec!["Result".to_string(), md_text(&result)],
+            vec!["Environment".into(), md_text(&env)],
             vec![
                 "Version".into(),
-                p.version.clone().unwrap_or_else(|| "—".into()),
+                md_text(p.version.as_deref().unwrap_or("—")),
             ],
             vec!["Duration".into(), human(took)],
             vec!["GitHub".into(), record],
         ];
         if let Some(url) = self.github.run_url() {
-            rows.push(vec!["Run".into(), url]);
+            rows.push(vec!["Run".into(), md_text(&url)]);
         }
         if let Some(reason) = self.freeze_override() {
-            rows.push(vec!["Freeze overridden".into(), reason]);
+            rows.push(vec!["Freeze overridden".into(), md_text(&reason)]);
         }
+        let title = p
+            .version
+            .as_deref()
+            .map(|v| format!("{v} → {}", p.environment.name))
+            .unwrap_or_else(|| p.environment.name.clone());
         let mut s = format!(
             "### {} {}\n\n{}",
             p.phase.name(),
-            p.version
-                .as_deref()
-                .map(|v| format!("{v} → {}", p.environment.name))
-                .unwrap_or_else(|| p.environment.name.clone()),
-            md_table(&["", ""], &rows)
+            md_text(&title),
+            md_table_md(&["", ""], &rows)
         );
         if !self.gates.is_empty() {
             let rows: Vec<Vec<String>> = self

@@ -694,6 +694,8 @@ fn input_cases() -> Vec<Case> {
         cases.push(case);
     }
 
+    cases.extend(strict_and_bounded_input_cases());
+
     // Config file paths.
     for (path, needle) in [
         ("missing.toml", "missing.toml"),
@@ -705,6 +707,94 @@ fn input_cases() -> Vec<Case> {
         args[4] = path.to_string();
         cases.push(cli_owned(format!("config path {path}"), args, needle));
     }
+    cases
+}
+
+/// Issue 20: strict parsing, the same in both front ends, and bounds on every number and duration.
+fn strict_and_bounded_input_cases() -> Vec<Case> {
+    let mut cases = Vec::new();
+    // Versions with what used to be trimmed or let through: refused in both forms (GitHub strips nothing inside).
+    for v in [
+        "v1.0.0 ", "v1.0.0\t", " v1.0.0", "v1.0.0+", "v1.0.0-", "v1.0.0.", "v1.0.0\n",
+    ] {
+        cases.push(cli_owned(
+            format!("version {v:?} (CLI)"),
+            with_flag("deploy", "--version", v),
+            "input `version`",
+        ));
+        cases.push(action_owned(
+            format!("version {v:?} (Action)"),
+            action_inputs("deploy", &[("version", v)]),
+            "input `version`",
+        ));
+    }
+    // One spelling per state, lowercase, in both forms.
+    for st in [
+        "db_only", "dbonly", "RUNNING", "Running", " running", "running ",
+    ] {
+        cases.push(cli_owned(
+            format!("state {st:?} (CLI)"),
+            with_flag("state", "--state", st),
+            "input `state`",
+        ));
+        cases.push(action_owned(
+            format!("state {st:?} (Action)"),
+            action_inputs("state", &[("state", st)]),
+            "input `state`",
+        ));
+    }
+    // Numbers: the same value refused by both front ends.
+    for n in [
+        " 5 ",
+        "5 ",
+        "0",
+        "1441",
+        "18446744073709551616",
+        "99999999999999999999",
+    ] {
+        cases.push(action_owned(
+            format!("timeout-minutes {n:?} (Action)"),
+            action_inputs("status", &[("timeout-minutes", n)]),
+            "timeout-minutes",
+        ));
+        cases.push(cli_owned(
+            format!("timeout-minutes {n:?} (CLI)"),
+            with_flag("status", "--timeout-minutes", n),
+            "timeout-minutes",
+        ));
+    }
+    // Durations that overflow or exceed the bound: refused, never a panic.
+    for d in [
+        "18446744073709551615",
+        "307445734561825861",
+        "9999999999999999999999h",
+        "500000000y",
+        "367days",
+        "527041",
+    ] {
+        cases.push(cli_owned(
+            format!("max-snapshot-age {d:?} (CLI)"),
+            with_flag("migrate", "--max-snapshot-age", d),
+            "input `max-snapshot-age`",
+        ));
+        cases.push(action_owned(
+            format!("max-snapshot-age {d:?} (Action)"),
+            action_inputs("migrate", &[("max-snapshot-age", d)]),
+            "input `max-snapshot-age`",
+        ));
+    }
+    // A phase name that is not one, with a token given: refused (the mask comes first, see secrets tests).
+    cases.push(action_owned(
+        "unknown phase with a token",
+        action_inputs(
+            "status",
+            &[
+                ("phase", "deploy\n::set-output name=x::y"),
+                ("github-token", "ghp_secret_token_value"),
+            ],
+        ),
+        "input `phase`",
+    ));
     cases
 }
 
@@ -1292,6 +1382,38 @@ fn config_cases(base: &str) -> Vec<(String, String, String, &'static str)> {
         "environments.stage.database",
         "state-stopped",
     );
+    // Issue 20: what check-config used to pass and a run would fail on half-way (or panic on).
+    // The seeded drain is an inline table: `drain = { threshold = 0, window-seconds = N, timeout-minutes = 2 }`.
+    let drain_line = base
+        .lines()
+        .find(|l| l.starts_with("drain = {"))
+        .expect("the seeded config has a drain");
+    let with_drain = |window: &str, timeout: &str| -> String {
+        base.replacen(
+            drain_line,
+            &format!("drain = {{ threshold = 0, window-seconds = {window}, timeout-minutes = {timeout} }}"),
+            1,
+        )
+    };
+    let hostile: Vec<(&str, String, &str)> = vec![
+        ("drain-timeout-0", with_drain("5", "0"), "maintenance.drain.timeout-minutes"),
+        ("drain-timeout-huge", with_drain("5", "9223372036854775807"), "maintenance.drain.timeout-minutes"),
+        ("drain-window-2-63", with_drain("9223372036854775807", "2"), "maintenance.drain.window-seconds"),
+        ("drain-window-over-timeout", with_drain("7200", "2"), "maintenance.drain.window-seconds"),
+        ("timeout-huge", replace("timeout-minutes = 10", "timeout-minutes = 9223372036854775807"), "environments.stage.timeout-minutes"),
+        ("region-empty", replace("region = \"eu-central-1\"", "region = \"\""), "region"),
+        ("region-slash", replace("region = \"eu-central-1\"", "region = \"eu-central-1/x\""), "region"),
+        ("region-query", replace("region = \"eu-central-1\"", "region = \"eu-central-1?x=1\""), "region"),
+        ("region-hash", replace("region = \"eu-central-1\"", "region = \"eu-central-1#\""), "region"),
+        ("cluster-empty", replace("cluster = \"app-stage\"", "cluster = \"\""), "environments.stage.cluster"),
+        ("service-key-empty", format!("{base}\n[environments.stage.services.\"\"]\ncontainers = [\"x\"]\n"), "environments.stage.services."),
+        ("listener-newline", base.replacen(":listener/app/", ":listener/app/\\n", 1), "listener-arn"),
+        ("snapshot-unknown-placeholder", replace(db, &format!("{db}snapshot-name = \"pre-{{version}}-{{branch}}\"\n")), "database.snapshot-name"),
+        ("github-env-newline", format!("{base}\n[environments.stage.github]\nenvironment = \"stage\\n::set-output name=x::y\"\n"), "github.environment"),
+    ];
+    for (name, text, needle) in hostile {
+        add(name, text, needle, "status");
+    }
     out
 }
 
@@ -1425,6 +1547,110 @@ async fn every_malformed_input_exits_2_with_one_line_and_no_aws_call() {
     assert!(ctx.mutating_calls().await.is_empty());
 }
 
+/// Issue 20: a FIFO, a device or a directory as the config file or the event payload is refused at once (a FIFO
+/// used to block forever); an input that is not UTF-8 is refused without a panic, and the token given with it is
+/// masked before the error line.
+#[tokio::test]
+async fn files_that_are_not_files_and_bytes_that_are_not_text_are_refused_at_once() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    let fifo = ctx.path().join("fifo.toml");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    ctx.clear_calls().await;
+    let timed = |r: RunResult, started: std::time::Instant, what: &str| {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{what}: took {:?}",
+            started.elapsed()
+        );
+        r
+    };
+    for (config, needle) in [
+        ("fifo.toml", "a FIFO is not a regular file"),
+        ("/dev/zero", "a device is not a regular file"),
+        ("/dev/stdin", "not a regular file"),
+        (".", "a directory is not a regular file"),
+    ] {
+        let started = std::time::Instant::now();
+        let r = timed(
+            ctx.cli(&["status", "--env", "stage", "-c", config]).await,
+            started,
+            config,
+        );
+        r.assert_code(2);
+        assert!(r.stderr.contains(needle), "{config}: {}", r.stderr);
+        let started = std::time::Instant::now();
+        let r = timed(
+            ctx.cli(&["check-config", "-c", config]).await,
+            started,
+            config,
+        );
+        r.assert_code(2);
+        assert!(
+            r.stderr.contains(needle),
+            "check-config {config}: {}",
+            r.stderr
+        );
+    }
+    // The event payload of phase preview, read when pr-number is not given.
+    let started = std::time::Instant::now();
+    let r = timed(
+        ctx.action_with_env(
+            &[
+                ("phase", "preview"),
+                ("environment", "stage"),
+                ("config", "deploy.toml"),
+                ("version", "v1.0.0"),
+            ],
+            &[("GITHUB_EVENT_PATH", fifo.to_str().unwrap())],
+        )
+        .await,
+        started,
+        "event FIFO",
+    );
+    r.assert_code(2);
+    assert!(
+        r.stderr.contains("pr-number") || r.stderr.contains("preview"),
+        "{}",
+        r.stderr
+    );
+    // Bytes that are not UTF-8 in an input: exit 2 naming it, no panic; the token is masked first.
+    let token = "ghp_0123456789abcdef0123456789abcdef0123";
+    let mut cmd = ctx.base_command();
+    cmd.env("GITHUB_ACTIONS", "true")
+        .env("INPUT_PHASE", "status")
+        .env("INPUT_ENVIRONMENT", "stage")
+        .env("INPUT_GITHUB-TOKEN", token)
+        .env("INPUT_VERSION", OsStr::from_bytes(b"v1\xff\xfe"));
+    let out = cmd.output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("INPUT_VERSION") && stderr.contains("UTF-8"),
+        "{stderr}"
+    );
+    let mask = stderr
+        .find(&format!("::add-mask::{token}"))
+        .expect("masked");
+    let error = stderr.find("::error").expect("an error line");
+    assert!(mask < error, "the mask comes before the error: {stderr}");
+    // An unknown phase: the token is masked before the error, too.
+    let r = ctx
+        .action(&[("phase", "launch"), ("github-token", token)])
+        .await;
+    r.assert_code(2);
+    let mask = r.stderr.find("::add-mask::").expect("masked");
+    assert!(mask < r.stderr.find("::error").unwrap(), "{}", r.stderr);
+    assert_eq!(ctx.calls().await, vec![], "nothing reached AWS");
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Library level: the parsers never panic, and what they accept is usable.
 // ---------------------------------------------------------------------------------------------------------------
@@ -1445,7 +1671,7 @@ proptest! {
     fn version_parse_never_panics_and_accepted_versions_make_valid_tags(s in "\\PC{0,140}|[a-zA-Z0-9._/+-]{1,140}") {
         match Version::parse(&s) {
             Ok(v) => {
-                prop_assert_eq!(v.as_str(), s.trim());
+                prop_assert_eq!(v.as_str(), s.as_str(), "accepted as given, never trimmed");
                 prop_assert!(!v.as_str().is_empty() && v.as_str().len() <= 128);
                 for t in TEMPLATES {
                     let tpl = ImageTagTemplate::new(None, t).unwrap();
@@ -1492,8 +1718,7 @@ proptest! {
     #[test]
     fn state_targets_are_only_the_four_states(s in "\\PC{0,20}") {
         match parse_target(Some(&s)) {
-            Ok(_) => prop_assert!(["running", "restricted", "db-only", "db_only", "dbonly", "stopped"]
-                .contains(&s.trim().to_ascii_lowercase().as_str())),
+            Ok(_) => prop_assert!(["running", "restricted", "db-only", "stopped"].contains(&s.as_str())),
             Err(e) => prop_assert!(e.to_string().starts_with("input `state`")),
         }
     }
@@ -1521,6 +1746,77 @@ proptest! {
             let e = e.to_string();
             prop_assert!(e.contains("maintenance-header-value"));
             prop_assert!(s.chars().count() < 12 || !e.contains(&s), "the error repeats the secret");
+        }
+    }
+
+    /// Issue 20: any number in any duration or count of the config: never a panic; accepted only within the named
+    /// bounds, and then every duration made from it is representable (no overflow when added to now).
+    #[test]
+    fn config_numbers_never_panic_and_stay_within_bounds(
+        timeout in any::<i64>(),
+        window in any::<i64>(),
+        drain_timeout in any::<i64>(),
+        retention in any::<i64>(),
+        desired in any::<i64>(),
+    ) {
+        let text = format!(
+            "[environments.stage]\nregion = \"eu-central-1\"\ncluster = \"c\"\ntimeout-minutes = {timeout}\n\
+             [environments.stage.services.core]\ncontainers = [\"core\"]\ndesired-count = {desired}\n\
+             [environments.stage.database]\ninstance = \"db\"\nsnapshot-retention = {retention}\n\
+             [environments.stage.maintenance]\nlistener-arn = \"arn:aws:elasticloadbalancing:eu-central-1:1:listener/app/a/b/c\"\n\
+             drain = {{ window-seconds = {window}, timeout-minutes = {drain_timeout} }}\n"
+        );
+        match Config::parse(&text, std::path::Path::new("deploy.toml")) {
+            Ok(c) => {
+                let env = c.environment("stage").unwrap();
+                let day = std::time::Duration::from_secs(deploy_action::config::MAX_TIMEOUT_MINUTES * 60);
+                let t = env.timeout.unwrap();
+                prop_assert!(t >= std::time::Duration::from_secs(60) && t <= day);
+                let d = env.maintenance.as_ref().unwrap().drain.as_ref().unwrap();
+                prop_assert!((1..=deploy_action::config::MAX_WINDOW_SECONDS).contains(&d.window_seconds));
+                prop_assert!(d.bound() <= day);
+                prop_assert!(d.window_seconds <= d.bound().as_secs());
+                let later = std::time::Instant::now() + t + d.bound();
+                prop_assert!(later > std::time::Instant::now());
+            }
+            Err(e) => {
+                let e = e.to_string();
+                prop_assert!(e.starts_with("config file deploy.toml: environments.stage."), "{}", e);
+                prop_assert!(!e.contains('\n'));
+            }
+        }
+    }
+
+    /// Issue 20: any duration input (including numbers that overflow as minutes): never a panic; accepted ones are at
+    /// most the bound, so adding one to a time cannot overflow.
+    #[test]
+    fn durations_are_bounded(minutes in any::<u64>(), text in "[0-9]{1,25}[a-z ]{0,8}") {
+        for v in [minutes.to_string(), text] {
+            match parse_duration("max-snapshot-age", Some(&v)) {
+                Ok(Some(d)) => prop_assert!(d <= std::time::Duration::from_secs(deploy_action::inputs::MAX_DURATION_DAYS * 86_400)),
+                Ok(None) => prop_assert!(false, "a value gives a duration or an error"),
+                Err(e) => prop_assert!(e.to_string().starts_with("input `max-snapshot-age`")),
+            }
+        }
+    }
+
+    /// Issue 20: a pull request number from the input or from the event payload: in range, or refused naming
+    /// `pr-number`; never a panic.
+    #[test]
+    fn pr_numbers_are_range_checked_wherever_they_come_from(n in any::<u64>(), text in "\\PC{0,12}") {
+        use deploy_action::phases::preview::{pr_number, MAX_PR_NUMBER};
+        let dir = tempfile::tempdir().unwrap();
+        let event = dir.path().join("event.json");
+        std::fs::write(&event, format!("{{\"pull_request\": {{\"number\": {n}}}}}")).unwrap();
+        let in_range = (1..=MAX_PR_NUMBER).contains(&n);
+        for got in [pr_number(Some(&n.to_string()), None), pr_number(None, Some(&event))] {
+            match got {
+                Ok(m) => prop_assert!(in_range && m == n),
+                Err(e) => prop_assert!(!in_range && e.to_string().contains("pr-number")),
+            }
+        }
+        if let Err(e) = pr_number(Some(&text), None) {
+            prop_assert!(e.to_string().starts_with("input `pr-number`"));
         }
     }
 

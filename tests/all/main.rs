@@ -6,6 +6,7 @@ mod badinput;
 mod deploy;
 mod foundation;
 mod github;
+mod hostile;
 mod iam;
 mod init;
 mod migrate;

@@ -277,7 +277,8 @@ async fn run_passes_the_command_override_to_the_task() {
     assert!(r.stderr.contains("seeding from scratch"), "{}", r.stderr);
     assert!(
         r.summary
-            .contains(r#"| command | ["npm","run","db:seed:fresh","--","--count=10"] |"#),
+            // Escaped as text (issue 20): renders as ["npm",…], never as a link.
+            .contains(r#"| command | \["npm","run","db:seed:fresh","--","--count=10"\] |"#),
         "{}",
         r.summary
     );

@@ -945,9 +945,12 @@ async fn drain_times_out_naming_the_way_out_and_can_be_skipped() {
         .await
         .iter()
         .all(|(_, op)| op != "GetMetricStatistics"));
+    // Maintenance was already on; the drain the timed-out run left unfinished is in the plan again (issue 20), and
+    // skipped here on purpose.
     assert_eq!(
-        r.outputs["steps"], "scale services to 0",
-        "maintenance was already on"
+        r.outputs["steps"], "wait for traffic to drain\nscale services to 0",
+        "{}",
+        r.stderr
     );
 }
 

@@ -1,0 +1,493 @@
+//! Issue 20: hostile output. A task (one-off or a service's) prints workflow commands, HTML and markdown, and stops
+//! with a reason made of the same; nothing of it reaches the runner as a command or the step summary as markup.
+
+use serde_json::json;
+
+use crate::support::{RunResult, TestContext};
+
+/// What a container could print: every workflow command form, HTML, markdown, a line that closes a code fence.
+const HOSTILE_LINES: &[&str] = &[
+    "::set-output name=result::pwned",
+    "  ::add-mask::hunter2",
+    "\t::stop-commands::evil",
+    "::error title=forged::from the task",
+    "::set-env name=LD_PRELOAD::/tmp/x.so",
+    "progress ##[set-output name=x;]pwned",
+    "##[error]legacy form",
+    "```",
+    "<img src=x onerror=alert(1)>",
+    "[click](javascript:alert(1))",
+    "<details><summary>pwned</summary>",
+    "<!-- everything after this is hidden",
+];
+
+const HOSTILE_REASON: &str =
+    "::warning::forged reason <b>bold</b> ##[error]x ``` [x](javascript:1)";
+
+/// The payload markers that must never reach the runner as a command.
+const FORGED: &[&str] = &[
+    "set-output",
+    "add-mask::hunter2",
+    "stop-commands::evil",
+    "error title=forged",
+    "set-env",
+    "warning::forged",
+];
+
+/// Reads a job log as the runner does (actions/runner `ActionCommandManager`): a line is a command when it starts
+/// with `::` after trimming whitespace, or when it holds `##[`; between `::stop-commands::T` and `::T::` nothing is.
+/// Returns the command lines seen outside a fence.
+fn commands_the_runner_sees(log: &str) -> Vec<String> {
+    let mut fence: Option<String> = None;
+    let mut seen = vec![];
+    for line in log.lines() {
+        let t = line.trim();
+        if let Some(token) = &fence {
+            if t == format!("::{token}::") {
+                fence = None;
+            }
+            continue;
+        }
+        if let Some(token) = t.strip_prefix("::stop-commands::") {
+            fence = Some(token.to_string());
+            seen.push(t.to_string());
+            continue;
+        }
+        if t.starts_with("::") || t.contains("##[") {
+            seen.push(t.to_string());
+        }
+    }
+    seen
+}
+
+fn assert_nothing_forged(r: &RunResult) {
+    const OURS: &[&str] = &[
+        "::group::",
+        "::endgroup::",
+        "::error title=deploy-action::",
+        "::warning title=deploy-action::",
+        "::warning::",
+        "::error::",
+        "::debug::",
+        "::add-mask::",
+        "::stop-commands::deploy-action-",
+    ];
+    for (stream, text) in [("stderr", &r.stderr), ("stdout", &r.stdout)] {
+        for cmd in commands_the_runner_sees(text) {
+            // Our own commands only (a stop-commands token is ours: random, deploy-action-…), and their data is
+            // text: no legacy `##[` form inside, nothing forged at its start.
+            let Some(ours) = OURS.iter().find(|o| cmd.starts_with(**o)) else {
+                panic!("{stream}: the runner would act on {cmd:?}\n{text}");
+            };
+            let data = &cmd[ours.len()..];
+            assert!(
+                !data.contains("##[") && !data.trim_start().starts_with("::"),
+                "{stream}: {cmd:?}"
+            );
+            if *ours == "::add-mask::" {
+                assert!(!FORGED.iter().any(|f| data.contains(f)), "{cmd:?}");
+            }
+        }
+    }
+    // The text is still there for a person to read (zero-width spaces aside).
+    let shown = r.stdout.replace('\u{200B}', "") + &r.stderr.replace('\u{200B}', "");
+    assert!(shown.contains("set-output name=result::pwned"), "{shown}");
+}
+
+/// Walks the markdown as a renderer does: fenced code blocks (closed only by a backtick run at least as long as the
+/// opening one, alone on its line) and everything else. Returns the lines outside code blocks.
+fn outside_code_blocks(md: &str) -> Vec<&str> {
+    let mut open: Option<usize> = None;
+    let mut out = vec![];
+    for line in md.lines() {
+        let t = line.trim_start();
+        let run = t.chars().take_while(|c| *c == '`').count();
+        match open {
+            Some(n) if run >= n && t.trim_end().chars().all(|c| c == '`') => open = None,
+            Some(_) => {}
+            None if run >= 3 => open = Some(run),
+            None => out.push(line),
+        }
+    }
+    assert_eq!(open, None, "a code block is left open:\n{md}");
+    out
+}
+
+fn assert_summary_inert(summary: &str) {
+    for line in outside_code_blocks(summary) {
+        // What markdown would still read as markup: backslash escapes taken out first.
+        let mut live = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            if c == '\\' {
+                chars.next();
+                live.push('_');
+            } else {
+                live.push(c);
+            }
+        }
+        for bad in [
+            "<img",
+            "<b>",
+            "<!--",
+            "<details><summary>pwned",
+            "](javascript:",
+            "```",
+        ] {
+            assert!(
+                !live.contains(bad),
+                "markup from outside in the summary: {line:?}\n{summary}"
+            );
+        }
+    }
+    assert!(
+        summary.contains("&lt;b&gt;bold&lt;/b&gt;") || summary.contains("<b>bold</b>"),
+        "the reason is shown, escaped or in a code block:\n{summary}"
+    );
+}
+
+#[tokio::test]
+async fn hostile_output_from_a_failed_one_off_task_reaches_neither_runner_nor_summary() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.post(
+        "/_test/ecs/task-rules",
+        json!({"match": "stage-seed", "exitCode": 1, "describes": 2, "logs": HOSTILE_LINES,
+               "stoppedReason": HOSTILE_REASON}),
+    )
+    .await;
+    let r = ctx
+        .action(&[
+            ("phase", "run"),
+            ("environment", "stage"),
+            ("config", "deploy.toml"),
+            ("task", "seed"),
+            ("version", "v1.0.0"),
+        ])
+        .await;
+    r.assert_code(1);
+    assert_nothing_forged(&r);
+    assert_summary_inert(&r.summary);
+    assert!(
+        !r.outputs.contains_key("x")
+            && r.outputs.get("result").map(String::as_str) == Some("failure"),
+        "{:?}",
+        r.outputs
+    );
+}
+
+#[tokio::test]
+async fn hostile_output_from_a_failed_roll_out_reaches_neither_runner_nor_summary() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.post(
+        "/_test/ecs/service-rules",
+        json!({"service": "core", "outcome": "FAILED", "times": 1, "failedTasks": 1, "taskExitCode": 3,
+               "taskLogs": HOSTILE_LINES, "taskStoppedReason": HOSTILE_REASON}),
+    )
+    .await;
+    let r = ctx
+        .action(&[
+            ("phase", "deploy"),
+            ("environment", "stage"),
+            ("config", "deploy.toml"),
+            ("version", "v1.1.0"),
+        ])
+        .await;
+    r.assert_code(1);
+    assert_nothing_forged(&r);
+    assert_summary_inert(&r.summary);
+}
+
+#[tokio::test]
+async fn hostile_inputs_are_neither_commands_nor_markup() {
+    // A command echoed back and a freeze override reason: both are anyone's text in a workflow.
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.post(
+        "/_test/ecs/task-rules",
+        json!({"match": "stage-seed", "exitCode": 1, "describes": 2, "logs": ["x"]}),
+    )
+    .await;
+    let r = ctx
+        .action(&[
+            ("phase", "run"),
+            ("environment", "stage"),
+            ("config", "deploy.toml"),
+            ("task", "seed"),
+            ("version", "v1.0.0"),
+            (
+                "command",
+                "[\"sh\", \"-c\", \"echo\\n::set-output name=x::y <img src=x onerror=alert(1)> ##[error]z\"]",
+            ),
+        ])
+        .await;
+    assert_ne!(r.code, 0, "{}", r.stderr);
+    for cmd in commands_the_runner_sees(&r.stderr)
+        .into_iter()
+        .chain(commands_the_runner_sees(&r.stdout))
+    {
+        assert!(!cmd.contains("set-output") && !cmd.contains("##["), "{cmd}");
+    }
+    for line in outside_code_blocks(&r.summary) {
+        assert!(!line.contains("<img"), "{line}\n{}", r.summary);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cancellation: a signal stops the phase before its next change.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// Holds the next call of `operation` for `ms` and waits until it is in flight (the emulator has taken the fault).
+async fn hold_next_call(ctx: &TestContext, operation: &str, ms: u64) {
+    ctx.post(
+        "/_test/faults",
+        json!({"kind": "latency", "operation": operation, "latencyMs": ms, "count": 1}),
+    )
+    .await;
+}
+
+async fn wait_until_held(ctx: &TestContext) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let faults = ctx.get("/_test/faults").await;
+        if faults
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f["hits"].as_u64() == Some(1)))
+        {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the held call never came"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn sigint_and_wait(child: tokio::process::Child) -> (Option<i32>, String) {
+    let pid = child.id().unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the phase ends after the signal")
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// "Just started": SIGINT while migrate still checks its preconditions (a read held by the local AWS). Before, the
+/// phase went on to maintenance on and scaling to 0 (14 mutating calls); now not one change, exit 130.
+#[tokio::test]
+async fn sigint_while_migrate_checks_its_preconditions_changes_nothing() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.action(&[
+        ("phase", "snapshot"),
+        ("environment", "stage"),
+        ("config", "deploy.toml"),
+        ("version", "v2.0.0"),
+    ])
+    .await
+    .assert_code(0);
+    ctx.clear_calls().await;
+    hold_next_call(&ctx, "DescribeDBSnapshots", 3000).await;
+    let mut cmd = ctx.base_command();
+    cmd.args([
+        "migrate",
+        "--env",
+        "stage",
+        "-c",
+        "deploy.toml",
+        "--version",
+        "v2.0.0",
+        "--skip-drain",
+    ]);
+    let child = cmd.spawn().unwrap();
+    wait_until_held(&ctx).await;
+    let (code, stderr) = sigint_and_wait(child).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped before bringing the environment to db-only"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ctx.mutating_calls().await,
+        Vec::<String>::new(),
+        "nothing changes after the signal"
+    );
+}
+
+/// "Between steps": SIGINT while `state db-only` turns maintenance on (its first change held). The step finishes
+/// (the listener is left in a state the rerun knows), nothing after it starts, exit 130; the rerun converges.
+#[tokio::test]
+async fn sigint_between_state_steps_stops_before_the_next_step_and_the_rerun_converges() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.clear_calls().await;
+    hold_next_call(&ctx, "AddTags", 3000).await;
+    let args = [
+        "state",
+        "--env",
+        "stage",
+        "-c",
+        "deploy.toml",
+        "--state",
+        "db-only",
+        "--skip-drain",
+        "--maintenance-header-name",
+        "x-bypass",
+        "--maintenance-header-value",
+        "s3cret-value",
+    ];
+    let mut cmd = ctx.base_command();
+    cmd.args(args);
+    let child = cmd.spawn().unwrap();
+    wait_until_held(&ctx).await;
+    let (code, stderr) = sigint_and_wait(child).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped by a signal") && stderr.contains("done: maintenance on"),
+        "{stderr}"
+    );
+    let changed = ctx.mutating_calls().await;
+    assert!(
+        !changed.is_empty() && changed.iter().all(|c| c.starts_with("elbv2:")),
+        "only the maintenance step's changes: {changed:?}"
+    );
+    // The rerun the message suggests finishes the job.
+    let again = ctx.cli(&args).await;
+    again.assert_code(0);
+    assert!(again.stdout.contains("db-only"), "{}", again.stdout);
+}
+
+/// The listener's tags (the drain's start is one of them while a drain is unfinished).
+async fn listener_tags(ctx: &TestContext) -> std::collections::BTreeMap<String, String> {
+    let text = std::fs::read_to_string(ctx.config_path()).unwrap();
+    let arn = text
+        .lines()
+        .find(|l| l.starts_with("listener-arn"))
+        .and_then(|l| l.split('"').nth(1))
+        .expect("listener-arn in the seeded config")
+        .to_string();
+    let out = ctx
+        .elb()
+        .await
+        .describe_tags()
+        .resource_arns(&arn)
+        .send()
+        .await
+        .unwrap();
+    out.tag_descriptions()[0]
+        .tags()
+        .iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// "During the drain": SIGINT while `state restricted` waits for traffic to drain (its metric read held). Exit 130
+/// with maintenance on and the drain's start recorded on the listener; the rerun the message suggests finishes the
+/// drain (before, it said "restricted already; nothing to do" and skipped it), then forgets the start, so a third
+/// run has nothing to do.
+#[tokio::test]
+async fn a_rerun_after_a_cancelled_drain_finishes_the_drain() {
+    const DRAIN_TAG: &str = "deploy-action:drain-from";
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    crate::state::with_drain(
+        &ctx,
+        "{ threshold = 5, window-seconds = 6, timeout = \"1m\" }",
+    );
+    let args = [
+        "state",
+        "--env",
+        "stage",
+        "-c",
+        "deploy.toml",
+        "--state",
+        "restricted",
+        "--maintenance-header-name",
+        "x-bypass",
+        "--maintenance-header-value",
+        "s3cret-value",
+        "--output",
+        "json",
+    ];
+    hold_next_call(&ctx, "GetMetricStatistics", 3000).await;
+    let mut cmd = ctx.base_command();
+    cmd.args(args);
+    let child = cmd.spawn().unwrap();
+    wait_until_held(&ctx).await;
+    let (code, stderr) = sigint_and_wait(child).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("(wait for traffic to drain) stopped by a signal"),
+        "{stderr}"
+    );
+    let tags = listener_tags(&ctx).await;
+    assert_eq!(
+        tags.get("deploy-action:maintenance").map(String::as_str),
+        Some("on")
+    );
+    let from: i64 = tags
+        .get(DRAIN_TAG)
+        .unwrap_or_else(|| panic!("the drain's start is recorded: {tags:?}"))
+        .parse()
+        .unwrap();
+
+    ctx.clear_calls().await;
+    let again = ctx.cli(&args).await;
+    again.assert_code(0);
+    let out = again.json();
+    let steps: Vec<&str> = out["outcome"]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["step"].as_str())
+        .collect();
+    assert_eq!(steps, vec!["drain-wait"], "{}", again.stderr);
+    assert!(
+        again
+            .stderr
+            .contains("finishing the drain a stopped run left"),
+        "{}",
+        again.stderr
+    );
+    let reads = ctx
+        .calls()
+        .await
+        .iter()
+        .filter(|(_, op)| op == "GetMetricStatistics")
+        .count();
+    assert!(reads >= 1, "the rerun watched the traffic");
+    // The window counts from when maintenance went on in the first run, not from the rerun.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(now - from >= 6, "the window passed since {from}");
+    assert!(
+        !listener_tags(&ctx).await.contains_key(DRAIN_TAG),
+        "a finished drain is forgotten"
+    );
+
+    let third = ctx.cli(&args).await;
+    third.assert_code(0);
+    assert_eq!(
+        third.json()["outcome"]["steps"].as_array().map(Vec::len),
+        Some(0),
+        "{}",
+        third.stderr
+    );
+}
