@@ -609,11 +609,6 @@ async fn new_inputs_and_keys_are_validated_without_an_aws_call() {
             "{ timeout-minutes = 0 }",
             "settle.timeout-minutes: 0; use at least 1",
         ),
-        ("{ timeout = \"3h\" }", "settle: a timeout of 3h"),
-        (
-            "{ timeout = \"30s\" }",
-            "settle: the timeout (30.0s) is shorter than window-seconds (60s)",
-        ),
         ("{ cpu-treshold = 30 }", "cpu-treshold"),
     ] {
         std::fs::write(&config, &base).unwrap();
