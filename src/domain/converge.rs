@@ -310,15 +310,7 @@ pub async fn converge(
         database_restarts_at: None,
         notes: vec![],
     };
-    if env.maintenance.is_none()
-        && matches!(target, EnvState::DbOnly | EnvState::Stopped)
-        && !steps.is_empty()
-    {
-        out.notes.push(format!(
-            "no maintenance configured (environments.{}.maintenance): visitors get the load balancer's own error while services are at 0",
-            env.name
-        ));
-    }
+    out.notes.extend(no_maintenance_note(env, target, &steps));
     let from = match &before.state_reason {
         Some(why) => format!("{} ({why})", before.state),
         None => before.state.to_string(),
@@ -379,27 +371,16 @@ pub async fn converge(
                 });
             }
             Err(e) => {
-                let done: Vec<String> = out
-                    .steps
-                    .iter()
-                    .map(|s| format!("{} ({}s)", s.step, s.seconds))
-                    .collect();
                 // Stopped before the step: it is not done either; stopped in it: it says what it finished.
                 let first_left = if stopped_before { i } else { i + 1 };
-                let left: Vec<String> = steps[first_left..].iter().map(Step::to_string).collect();
                 let how = match (stopped_before, ctx.cancel.is_cancelled()) {
                     (true, _) => "not started (stopped by a signal)",
                     (false, true) => "stopped by a signal",
                     (false, false) => "failed",
                 };
-                return Err(e.context(format!(
-                    "state {}: {from} → {target}: step {} of {} ({step}) {how}; done: {}; not done: {}",
-                    env.name,
-                    i + 1,
-                    steps.len(),
-                    if done.is_empty() { "nothing".into() } else { done.join(", ") },
-                    if left.is_empty() { "nothing else".into() } else { left.join(", ") },
-                )));
+                let head = format!("state {}: {from} → {target}", env.name);
+                let failed = StepFailed { i, first_left, how };
+                return Err(e.context(failed.context(&head, &steps, &out.steps)));
             }
         }
     }
@@ -416,6 +397,58 @@ pub async fn converge(
         );
     }
     Ok(out)
+}
+
+/// Pure: the note that visitors see the load balancer's own error while services are at 0 without maintenance.
+fn no_maintenance_note(env: &Environment, target: EnvState, steps: &[Step]) -> Option<String> {
+    (env.maintenance.is_none()
+        && matches!(target, EnvState::DbOnly | EnvState::Stopped)
+        && !steps.is_empty())
+    .then(|| {
+        format!(
+            "no maintenance configured (environments.{}.maintenance): visitors get the load balancer's own error while services are at 0",
+            env.name
+        )
+    })
+}
+
+/// Which step of the plan failed (or was stopped), and how.
+struct StepFailed {
+    i: usize,
+    /// The first step not done (`i` when stopped before step `i` started).
+    first_left: usize,
+    how: &'static str,
+}
+
+impl StepFailed {
+    /// Pure: the context of the failure: which step, what was done (with seconds) and what was not.
+    fn context(&self, head: &str, steps: &[Step], taken: &[StepRecord]) -> String {
+        let done: Vec<String> = taken
+            .iter()
+            .map(|s| format!("{} ({}s)", s.step, s.seconds))
+            .collect();
+        let left: Vec<String> = steps[self.first_left..]
+            .iter()
+            .map(Step::to_string)
+            .collect();
+        format!(
+            "{head}: step {} of {} ({}) {}; done: {}; not done: {}",
+            self.i + 1,
+            steps.len(),
+            steps[self.i],
+            self.how,
+            if done.is_empty() {
+                "nothing".into()
+            } else {
+                done.join(", ")
+            },
+            if left.is_empty() {
+                "nothing else".into()
+            } else {
+                left.join(", ")
+            },
+        )
+    }
 }
 
 /// What one run carries from step to step.

@@ -673,85 +673,70 @@ fn restore_grants(env: &Environment, s: &Scope) -> Vec<Grant> {
             .map(|k| s.arn("rds", &format!("{k}:*")))
             .collect()
     };
-    match d.kind {
-        DatabaseKind::Instance => vec![
-            grant(
-                "RdsRestoreDescribeSnapshots",
-                &["rds:DescribeDBSnapshots"],
-                vec![main.clone(), s.arn("rds", &format!("{snap}:*"))],
-            ),
-            grant(
-                "RdsRestoreDescribeNames",
-                &["rds:DescribeDBInstances"],
-                names,
-            ),
-            grant(
-                "RdsRestoreIntoTemporaryName",
-                &["rds:RestoreDBInstanceFromDBSnapshot"],
-                {
-                    let mut r = vec![temp_arn.clone(), s.arn("rds", &format!("{snap}:*"))];
-                    r.extend(groups(&["subgrp", "og", "pg", "secgrp"]));
-                    r
-                },
-            ),
-            grant(
-                "RdsRestoreTagAndRename",
-                &["rds:AddTagsToResource", "rds:ModifyDBInstance"],
-                vec![main.clone(), temp_arn],
-            ),
-            grant(
-                "RdsRestoreStartStoppedOriginal",
-                &["rds:StartDBInstance"],
-                vec![main],
-            ),
-        ],
-        DatabaseKind::Cluster => vec![
-            grant(
-                "RdsRestoreDescribeSnapshots",
-                &["rds:DescribeDBClusterSnapshots"],
-                vec![main.clone(), s.arn("rds", &format!("{snap}:*"))],
-            ),
-            grant(
-                "RdsRestoreDescribeNames",
-                &["rds:DescribeDBClusters"],
-                names,
-            ),
-            grant(
-                "RdsRestoreIntoTemporaryName",
-                &["rds:RestoreDBClusterFromSnapshot"],
-                {
-                    let mut r = vec![temp_arn.clone(), s.arn("rds", &format!("{snap}:*"))];
-                    r.extend(groups(&["subgrp", "cluster-pg", "og"]));
-                    r
-                },
-            ),
-            grant(
-                "RdsRestoreTagAndRename",
-                &["rds:AddTagsToResource", "rds:ModifyDBCluster"],
-                vec![main.clone(), temp_arn.clone()],
-            ),
-            grant(
-                "RdsRestoreStartStoppedOriginal",
-                &["rds:StartDBCluster"],
-                vec![main],
-            ),
-            // The cluster's instances: the config does not name them.
-            grant(
-                "RdsRestoreClusterInstancesAnyName",
-                &[
-                    "rds:DescribeDBInstances",
-                    "rds:CreateDBInstance",
-                    "rds:ModifyDBInstance",
-                    "rds:AddTagsToResource",
-                ],
-                {
-                    let mut r = vec![s.arn("rds", "db:*"), temp_arn];
-                    r.extend(groups(&["pg", "subgrp"]));
-                    r
-                },
-            ),
-        ],
+    // RDS names the same steps differently for an instance and an Aurora cluster.
+    let (describe_snapshots, describe, restore, modify, start, group_kinds): (
+        _,
+        _,
+        _,
+        _,
+        _,
+        &[&str],
+    ) = match d.kind {
+        DatabaseKind::Instance => (
+            "rds:DescribeDBSnapshots",
+            "rds:DescribeDBInstances",
+            "rds:RestoreDBInstanceFromDBSnapshot",
+            "rds:ModifyDBInstance",
+            "rds:StartDBInstance",
+            &["subgrp", "og", "pg", "secgrp"],
+        ),
+        DatabaseKind::Cluster => (
+            "rds:DescribeDBClusterSnapshots",
+            "rds:DescribeDBClusters",
+            "rds:RestoreDBClusterFromSnapshot",
+            "rds:ModifyDBCluster",
+            "rds:StartDBCluster",
+            &["subgrp", "cluster-pg", "og"],
+        ),
+    };
+    let snapshots = s.arn("rds", &format!("{snap}:*"));
+    let mut out = vec![
+        grant(
+            "RdsRestoreDescribeSnapshots",
+            &[describe_snapshots],
+            vec![main.clone(), snapshots.clone()],
+        ),
+        grant("RdsRestoreDescribeNames", &[describe], names),
+        grant("RdsRestoreIntoTemporaryName", &[restore], {
+            let mut r = vec![temp_arn.clone(), snapshots];
+            r.extend(groups(group_kinds));
+            r
+        }),
+        grant(
+            "RdsRestoreTagAndRename",
+            &["rds:AddTagsToResource", modify],
+            vec![main.clone(), temp_arn.clone()],
+        ),
+        grant("RdsRestoreStartStoppedOriginal", &[start], vec![main]),
+    ];
+    if d.kind == DatabaseKind::Cluster {
+        // The cluster's instances: the config does not name them.
+        out.push(grant(
+            "RdsRestoreClusterInstancesAnyName",
+            &[
+                "rds:DescribeDBInstances",
+                "rds:CreateDBInstance",
+                "rds:ModifyDBInstance",
+                "rds:AddTagsToResource",
+            ],
+            {
+                let mut r = vec![s.arn("rds", "db:*"), temp_arn];
+                r.extend(groups(&["pg", "subgrp"]));
+                r
+            },
+        ));
     }
+    out
 }
 
 /// Grants with the same Sid become one (actions united; resources united).
