@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::aws::ecs::{self, Rollout};
 use crate::aws::{rds, AwsError};
 use crate::config::{Database, Environment};
+use crate::domain::autoscaling;
 use crate::domain::drain::{self, QuietReport};
 use crate::domain::environment::{self, EnvState, Observed, ServiceObs};
 use crate::domain::maintenance::{self, MaintenanceState};
@@ -94,6 +95,7 @@ pub struct Clients {
     pub rds: aws_sdk_rds::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub aas: aws_sdk_applicationautoscaling::Client,
 }
 
 impl Clients {
@@ -103,6 +105,7 @@ impl Clients {
             rds: aws_sdk_rds::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            aas: aws_sdk_applicationautoscaling::Client::new(sdk),
         }
     }
 
@@ -112,6 +115,7 @@ impl Clients {
             ecs: self.ecs.clone(),
             rds: self.rds.clone(),
             elb: self.elb.clone(),
+            aas: self.aas.clone(),
         }
     }
 }
@@ -306,15 +310,7 @@ pub async fn converge(
         database_restarts_at: None,
         notes: vec![],
     };
-    if env.maintenance.is_none()
-        && matches!(target, EnvState::DbOnly | EnvState::Stopped)
-        && !steps.is_empty()
-    {
-        out.notes.push(format!(
-            "no maintenance configured (environments.{}.maintenance): visitors get the load balancer's own error while services are at 0",
-            env.name
-        ));
-    }
+    out.notes.extend(no_maintenance_note(env, target, &steps));
     let from = match &before.state_reason {
         Some(why) => format!("{} ({why})", before.state),
         None => before.state.to_string(),
@@ -324,6 +320,11 @@ pub async fn converge(
             "environment {} is {target} already; nothing to do",
             env.name
         );
+        if matches!(target, EnvState::Running | EnvState::Restricted) && !ctx.dry_run {
+            // A run killed after scaling up but before restoring autoscaling: the way back finishes here.
+            out.notes
+                .extend(autoscaling::restore(&clients.ecs, &clients.aas, env).await?);
+        }
         return Ok(out);
     }
     let listed: Vec<String> = steps
@@ -370,27 +371,16 @@ pub async fn converge(
                 });
             }
             Err(e) => {
-                let done: Vec<String> = out
-                    .steps
-                    .iter()
-                    .map(|s| format!("{} ({}s)", s.step, s.seconds))
-                    .collect();
                 // Stopped before the step: it is not done either; stopped in it: it says what it finished.
                 let first_left = if stopped_before { i } else { i + 1 };
-                let left: Vec<String> = steps[first_left..].iter().map(Step::to_string).collect();
                 let how = match (stopped_before, ctx.cancel.is_cancelled()) {
                     (true, _) => "not started (stopped by a signal)",
                     (false, true) => "stopped by a signal",
                     (false, false) => "failed",
                 };
-                return Err(e.context(format!(
-                    "state {}: {from} → {target}: step {} of {} ({step}) {how}; done: {}; not done: {}",
-                    env.name,
-                    i + 1,
-                    steps.len(),
-                    if done.is_empty() { "nothing".into() } else { done.join(", ") },
-                    if left.is_empty() { "nothing else".into() } else { left.join(", ") },
-                )));
+                let head = format!("state {}: {from} → {target}", env.name);
+                let failed = StepFailed { i, first_left, how };
+                return Err(e.context(failed.context(&head, &steps, &out.steps)));
             }
         }
     }
@@ -407,6 +397,58 @@ pub async fn converge(
         );
     }
     Ok(out)
+}
+
+/// Pure: the note that visitors see the load balancer's own error while services are at 0 without maintenance.
+fn no_maintenance_note(env: &Environment, target: EnvState, steps: &[Step]) -> Option<String> {
+    (env.maintenance.is_none()
+        && matches!(target, EnvState::DbOnly | EnvState::Stopped)
+        && !steps.is_empty())
+    .then(|| {
+        format!(
+            "no maintenance configured (environments.{}.maintenance): visitors get the load balancer's own error while services are at 0",
+            env.name
+        )
+    })
+}
+
+/// Which step of the plan failed (or was stopped), and how.
+struct StepFailed {
+    i: usize,
+    /// The first step not done (`i` when stopped before step `i` started).
+    first_left: usize,
+    how: &'static str,
+}
+
+impl StepFailed {
+    /// Pure: the context of the failure: which step, what was done (with seconds) and what was not.
+    fn context(&self, head: &str, steps: &[Step], taken: &[StepRecord]) -> String {
+        let done: Vec<String> = taken
+            .iter()
+            .map(|s| format!("{} ({}s)", s.step, s.seconds))
+            .collect();
+        let left: Vec<String> = steps[self.first_left..]
+            .iter()
+            .map(Step::to_string)
+            .collect();
+        format!(
+            "{head}: step {} of {} ({}) {}; done: {}; not done: {}",
+            self.i + 1,
+            steps.len(),
+            steps[self.i],
+            self.how,
+            if done.is_empty() {
+                "nothing".into()
+            } else {
+                done.join(", ")
+            },
+            if left.is_empty() {
+                "nothing else".into()
+            } else {
+                left.join(", ")
+            },
+        )
+    }
 }
 
 /// What one run carries from step to step.
@@ -638,9 +680,10 @@ fn obs(s: &aws_sdk_ecs::types::Service) -> ServiceObs {
 }
 
 async fn scale_down(env: &Environment, c: &Clients, ctx: &Ctx) -> Result<String> {
+    // Autoscaling first: nothing may bring a task back while the services are meant to be at 0.
+    let mut changed = autoscaling::suspend(&c.ecs, &c.aas, env).await?;
     let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
     let services = ecs::describe_services(&c.ecs, &env.cluster, &names).await?;
-    let mut changed = vec![];
     for (name, svc) in names.iter().zip(&services) {
         if svc.desired_count() > 0 {
             let arn = svc.service_arn().unwrap_or_default();
@@ -702,6 +745,7 @@ async fn scale_up(env: &Environment, c: &Clients, ctx: &Ctx) -> Result<String> {
     for arn in tagged {
         ecs::untag(&c.ecs, &arn, TAG_DESIRED_COUNT).await?;
     }
+    changed.extend(autoscaling::restore(&c.ecs, &c.aas, env).await?);
     let counts: Vec<String> = targets.iter().map(|(n, t)| format!("{n} {t}")).collect();
     Ok(format!(
         "{}roll-outs COMPLETED ({})",

@@ -583,6 +583,46 @@ pub fn normalize(c: &RuleCondition) -> RuleCondition {
         .build()
 }
 
+/// ALB: at most 5 condition values per rule (and 3 per condition); the bypass-header condition adds one.
+pub const MAX_RULE_VALUES: usize = 5;
+
+/// Pure: how many condition values a condition holds, as ALB counts them toward its per-rule limit (a query-string
+/// key/value pair is one value).
+pub fn condition_values(c: &RuleCondition) -> usize {
+    let typed = [
+        c.host_header_config().map(|h| h.values().len()),
+        c.path_pattern_config().map(|p| p.values().len()),
+        c.http_header_config().map(|h| h.values().len()),
+        c.query_string_config().map(|q| q.values().len()),
+        c.http_request_method_config().map(|m| m.values().len()),
+        c.source_ip_config().map(|s| s.values().len()),
+    ];
+    match typed.iter().flatten().max() {
+        Some(n) => *n,
+        None => c.values().len(),
+    }
+}
+
+/// Pure: each forwarding rule with the number of condition values it has without a bypass condition of this
+/// action, for the preflight's "can maintenance go on" check (our bypass condition adds one).
+pub fn forwarding_rule_values(snap: &ListenerSnapshot) -> Vec<(String, usize)> {
+    snap.rules
+        .iter()
+        .filter(|r| r.is_forwarding())
+        .map(|r| {
+            let ours = parse_hashes(r.tags.get(TAG_BYPASS));
+            let n = r
+                .rule
+                .conditions()
+                .iter()
+                .filter(|c| !is_header_condition_of(c, &ours))
+                .map(condition_values)
+                .sum();
+            (r.label(), n)
+        })
+        .collect()
+}
+
 fn parse_hashes(tag: Option<&String>) -> BTreeSet<String> {
     tag.map(|t| t.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default()
@@ -718,104 +758,21 @@ pub fn plan_on(
     header: &BypassHeader,
     drain: bool,
 ) -> Result<Vec<Change>> {
-    let arn = &snap.listener.arn;
-    let recorded = decode_record(&snap.tags).with_context(|| format!("listener {arn}"))?;
-    let mut record_tags = vec![];
-    let original = match recorded {
-        Some(r) => r,
-        None => {
-            if is_response(&snap.listener.default_actions, response) {
-                bail!(
-                    "listener {arn}: its default action already is the maintenance response, but deploy-action recorded no original to put back later; set the original default action by hand, then re-run"
-                );
-            }
-            let original: Vec<RecordedAction> = snap
-                .listener
-                .default_actions
-                .iter()
-                .map(RecordedAction::from_sdk)
-                .collect::<Result<_, _>>()
-                .map_err(|why| anyhow!("listener {arn}: default action: {why}; maintenance cannot be turned on safely"))?;
-            record_tags = encode_record(&original).with_context(|| format!("listener {arn}"))?;
-            original
-        }
-    };
-
-    let mut work = vec![];
-    // The bypass rule first: while the default action still forwards it changes nothing for anyone.
+    let Original {
+        actions: original,
+        record_tags,
+    } = original_default(snap, response)?;
     let cond = header_condition(header);
-    let bypass_actions: Vec<Action> = original.iter().map(RecordedAction::to_sdk).collect();
-    let bypass_rules: Vec<&RuleSnapshot> =
-        snap.rules.iter().filter(|r| r.is_bypass_rule()).collect();
-    match bypass_rules.first() {
-        None => work.push(change(
-            "create the bypass rule (requests with the bypass header reach the original default action)",
-            ChangeKind::CreateBypassRule { priority: free_priority(&snap.rules)?, conditions: vec![cond.clone()], actions: bypass_actions },
-        )),
-        Some(r) => {
-            let conds_ok = matches!(r.rule.conditions(), [c] if is_exactly(c, header));
-            if !conds_ok || !same_actions(r.rule.actions(), &original) {
-                work.push(change(
-                    format!("update the bypass {}", r.label()),
-                    ChangeKind::UpdateBypassRule { arn: r.arn.clone(), conditions: vec![cond.clone()], actions: bypass_actions },
-                ));
-            }
-        }
-    }
-    for extra in bypass_rules.iter().skip(1) {
-        work.push(change(
-            format!("delete the duplicate bypass {}", extra.label()),
-            ChangeKind::DeleteRule {
-                arn: extra.arn.clone(),
-            },
-        ));
-    }
+    // The bypass rule first: while the default action still forwards it changes nothing for anyone.
+    let mut work = bypass_rule_changes(snap, &original, header, &cond)?;
     if !is_response(&snap.listener.default_actions, response) {
         work.push(change(
             "set the listener's default action to the maintenance response",
             ChangeKind::SetDefault(vec![response.to_sdk()]),
         ));
     }
-    let ours = header_hash(&header.name);
     for r in snap.rules.iter().filter(|r| r.is_forwarding()) {
-        let tagged = parse_hashes(r.tags.get(TAG_BYPASS));
-        let mut all = tagged.clone();
-        all.insert(ours.clone());
-        // Tag before changing, so a run killed in between still knows which condition is ours.
-        if !tagged.contains(&ours) {
-            work.push(change(
-                format!("record the bypass condition on {}", r.label()),
-                ChangeKind::TagRule {
-                    arn: r.arn.clone(),
-                    tags: vec![(TAG_BYPASS.into(), join(&all))],
-                },
-            ));
-        }
-        let current: Vec<RuleCondition> = r.rule.conditions().iter().map(normalize).collect();
-        let mut desired: Vec<RuleCondition> = current
-            .iter()
-            .filter(|c| !is_header_condition_of(c, &all))
-            .cloned()
-            .collect();
-        desired.push(cond.clone());
-        if current != desired {
-            work.push(change(
-                format!("add the bypass-header condition to {}", r.label()),
-                ChangeKind::SetConditions {
-                    arn: r.arn.clone(),
-                    conditions: desired,
-                },
-            ));
-        }
-        if tagged.len() > 1 || (tagged.len() == 1 && !tagged.contains(&ours)) {
-            work.push(change(
-                format!("forget the replaced bypass condition of {}", r.label()),
-                ChangeKind::TagRule {
-                    arn: r.arn.clone(),
-                    tags: vec![(TAG_BYPASS.into(), ours.clone())],
-                },
-            ));
-        }
+        work.extend(forwarding_rule_changes(r, header, &cond));
     }
     let state = snap.tags.get(TAG_STATE).map(String::as_str);
     let on = || {
@@ -843,6 +800,130 @@ pub fn plan_on(
             out
         }
     })
+}
+
+/// The listener's original default action: the recorded one, else the current one with the tags that record it
+/// (refused when the current one already is the maintenance response: there would be nothing to put back).
+fn original_default(snap: &ListenerSnapshot, response: &RecordedAction) -> Result<Original> {
+    let arn = &snap.listener.arn;
+    if let Some(recorded) = decode_record(&snap.tags).with_context(|| format!("listener {arn}"))? {
+        return Ok(Original {
+            actions: recorded,
+            record_tags: vec![],
+        });
+    }
+    if is_response(&snap.listener.default_actions, response) {
+        bail!(
+            "listener {arn}: its default action already is the maintenance response, but deploy-action recorded no original to put back later; set the original default action by hand, then re-run"
+        );
+    }
+    let original: Vec<RecordedAction> = snap
+        .listener
+        .default_actions
+        .iter()
+        .map(RecordedAction::from_sdk)
+        .collect::<Result<_, _>>()
+        .map_err(|why| {
+            anyhow!("listener {arn}: default action: {why}; maintenance cannot be turned on safely")
+        })?;
+    let record_tags = encode_record(&original).with_context(|| format!("listener {arn}"))?;
+    Ok(Original {
+        actions: original,
+        record_tags,
+    })
+}
+
+/// The default action maintenance puts back, and the listener tags that still have to record it (none when recorded).
+struct Original {
+    actions: Vec<RecordedAction>,
+    record_tags: Vec<(String, String)>,
+}
+
+/// The one bypass rule (header condition → the original default action): created, brought up to date, duplicates
+/// deleted.
+fn bypass_rule_changes(
+    snap: &ListenerSnapshot,
+    original: &[RecordedAction],
+    header: &BypassHeader,
+    cond: &RuleCondition,
+) -> Result<Vec<Change>> {
+    let mut work = vec![];
+    let bypass_actions: Vec<Action> = original.iter().map(RecordedAction::to_sdk).collect();
+    let bypass_rules: Vec<&RuleSnapshot> =
+        snap.rules.iter().filter(|r| r.is_bypass_rule()).collect();
+    match bypass_rules.first() {
+        None => work.push(change(
+            "create the bypass rule (requests with the bypass header reach the original default action)",
+            ChangeKind::CreateBypassRule { priority: free_priority(&snap.rules)?, conditions: vec![cond.clone()], actions: bypass_actions },
+        )),
+        Some(r) => {
+            let conds_ok = matches!(r.rule.conditions(), [c] if is_exactly(c, header));
+            if !conds_ok || !same_actions(r.rule.actions(), original) {
+                work.push(change(
+                    format!("update the bypass {}", r.label()),
+                    ChangeKind::UpdateBypassRule { arn: r.arn.clone(), conditions: vec![cond.clone()], actions: bypass_actions },
+                ));
+            }
+        }
+    }
+    for extra in bypass_rules.iter().skip(1) {
+        work.push(change(
+            format!("delete the duplicate bypass {}", extra.label()),
+            ChangeKind::DeleteRule {
+                arn: extra.arn.clone(),
+            },
+        ));
+    }
+    Ok(work)
+}
+
+/// A forwarding rule gets the bypass-header condition (replacing an earlier header's), recorded in its tags first.
+fn forwarding_rule_changes(
+    r: &RuleSnapshot,
+    header: &BypassHeader,
+    cond: &RuleCondition,
+) -> Vec<Change> {
+    let mut work = vec![];
+    let ours = header_hash(&header.name);
+    let tagged = parse_hashes(r.tags.get(TAG_BYPASS));
+    let mut all = tagged.clone();
+    all.insert(ours.clone());
+    // Tag before changing, so a run killed in between still knows which condition is ours.
+    if !tagged.contains(&ours) {
+        work.push(change(
+            format!("record the bypass condition on {}", r.label()),
+            ChangeKind::TagRule {
+                arn: r.arn.clone(),
+                tags: vec![(TAG_BYPASS.into(), join(&all))],
+            },
+        ));
+    }
+    let current: Vec<RuleCondition> = r.rule.conditions().iter().map(normalize).collect();
+    let mut desired: Vec<RuleCondition> = current
+        .iter()
+        .filter(|c| !is_header_condition_of(c, &all))
+        .cloned()
+        .collect();
+    desired.push(cond.clone());
+    if current != desired {
+        work.push(change(
+            format!("add the bypass-header condition to {}", r.label()),
+            ChangeKind::SetConditions {
+                arn: r.arn.clone(),
+                conditions: desired,
+            },
+        ));
+    }
+    if tagged.len() > 1 || (tagged.len() == 1 && !tagged.contains(&ours)) {
+        work.push(change(
+            format!("forget the replaced bypass condition of {}", r.label()),
+            ChangeKind::TagRule {
+                arn: r.arn.clone(),
+                tags: vec![(TAG_BYPASS.into(), ours.clone())],
+            },
+        ));
+    }
+    work
 }
 
 /// Pure: the changes that take maintenance off and put back exactly what was recorded. Empty when it is off.

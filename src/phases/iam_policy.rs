@@ -210,7 +210,31 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
         vec![s.arn("logs", "log-group:*")],
     );
 
+    // The preflight: images in ECR (any repository: the image URIs name them), log groups of one-off tasks.
+    let ecr_read = grant(
+        "EcrImagesExist",
+        &["ecr:BatchGetImage", "ecr:DescribeImages"],
+        vec![format!("arn:{}:ecr:*:*:repository/*", s.partition)],
+    );
+    let log_groups = grant(
+        "LogsDescribeGroups",
+        &["logs:DescribeLogGroups"],
+        vec![s.arn("logs", "log-group:*")],
+    );
+    // Application Auto Scaling of the services: suspended while they are at 0, restored after.
+    let scaling_read = grant(
+        "AutoscalingDescribeNoResourceLevel",
+        &["application-autoscaling:DescribeScalableTargets"],
+        vec!["*".into()],
+    );
+    let scaling_write = grant(
+        "AutoscalingSuspendResume",
+        &["application-autoscaling:RegisterScalableTarget"],
+        vec![s.arn("application-autoscaling", "scalable-target/*")],
+    );
     let mut db: Vec<Grant> = vec![];
+    let mut db_record: Vec<Grant> = vec![];
+    let mut settle_metrics: Vec<Grant> = vec![];
     let mut db_start_stop: Vec<Grant> = vec![];
     let mut db_start: Vec<Grant> = vec![];
     let mut snapshot_write: Vec<Grant> = vec![];
@@ -264,6 +288,18 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             &[start, stop],
             vec![res.clone()],
         ));
+        db_record.push(grant(
+            "RdsRecordMigration",
+            &["rds:AddTagsToResource"],
+            vec![res.clone()],
+        ));
+        if d.settle.as_ref().is_some_and(|st| !st.skip) {
+            settle_metrics.push(grant(
+                "CloudWatchDrainMetricsNoResourceLevel",
+                &["cloudwatch:GetMetricStatistics"],
+                vec!["*".into()],
+            ));
+        }
         db_start.push(grant("RdsStartDatabase", &[start], vec![res]));
     }
 
@@ -370,13 +406,20 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
         let mut v = status.clone();
         v.push(update_services.clone());
         v.push(service_tags.clone());
+        v.push(scaling_read.clone());
+        v.push(scaling_write.clone());
         v.extend(start.iter().cloned());
         v.extend(elb_write.iter().cloned());
         v
     };
 
     let mut out: Vec<Grant> = match phase {
-        Phase::Status => status.clone(),
+        Phase::Status => {
+            let mut v = status.clone();
+            v.push(scaling_read.clone());
+            v.push(service_tags_read.clone());
+            v
+        }
         Phase::State => {
             let mut v = state_up(&db_start_stop);
             v.extend(metrics.iter().cloned());
@@ -402,6 +445,10 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.extend(run_task(family_arns.clone()));
             v.push(pass_role.clone());
             v.push(logs.clone());
+            v.push(log_groups.clone());
+            v.push(ecr_read.clone());
+            v.extend(db_record.iter().cloned());
+            v.extend(settle_metrics.iter().cloned());
             v.extend(ssm.iter().cloned());
             v
         }
@@ -420,6 +467,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.push(describe_tasks.clone());
             v.push(pass_role.clone());
             v.push(logs.clone());
+            v.push(ecr_read.clone());
             v.extend(ssm.iter().cloned());
             v
         }
@@ -436,6 +484,8 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 list_tasks.clone(),
                 describe_tasks.clone(),
                 logs.clone(),
+                // The preflight: the images of the revisions it goes back to.
+                ecr_read.clone(),
             ];
             // After a failure the "state now" block reads the environment as `status` does.
             v.extend(db.iter().cloned());
@@ -458,6 +508,8 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.extend(run_task(family_arns.clone()));
             v.push(pass_role.clone());
             v.push(logs.clone());
+            v.push(log_groups.clone());
+            v.push(ecr_read.clone());
             v.extend(ssm.iter().cloned());
             v
         }
@@ -542,6 +594,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 if !family_arns.is_empty() {
                     v.extend(run_task(family_arns.clone()));
                 }
+                v.push(ecr_read.clone());
                 v.extend(ssm.iter().cloned());
                 v
             }
@@ -620,85 +673,70 @@ fn restore_grants(env: &Environment, s: &Scope) -> Vec<Grant> {
             .map(|k| s.arn("rds", &format!("{k}:*")))
             .collect()
     };
-    match d.kind {
-        DatabaseKind::Instance => vec![
-            grant(
-                "RdsRestoreDescribeSnapshots",
-                &["rds:DescribeDBSnapshots"],
-                vec![main.clone(), s.arn("rds", &format!("{snap}:*"))],
-            ),
-            grant(
-                "RdsRestoreDescribeNames",
-                &["rds:DescribeDBInstances"],
-                names,
-            ),
-            grant(
-                "RdsRestoreIntoTemporaryName",
-                &["rds:RestoreDBInstanceFromDBSnapshot"],
-                {
-                    let mut r = vec![temp_arn.clone(), s.arn("rds", &format!("{snap}:*"))];
-                    r.extend(groups(&["subgrp", "og", "pg", "secgrp"]));
-                    r
-                },
-            ),
-            grant(
-                "RdsRestoreTagAndRename",
-                &["rds:AddTagsToResource", "rds:ModifyDBInstance"],
-                vec![main.clone(), temp_arn],
-            ),
-            grant(
-                "RdsRestoreStartStoppedOriginal",
-                &["rds:StartDBInstance"],
-                vec![main],
-            ),
-        ],
-        DatabaseKind::Cluster => vec![
-            grant(
-                "RdsRestoreDescribeSnapshots",
-                &["rds:DescribeDBClusterSnapshots"],
-                vec![main.clone(), s.arn("rds", &format!("{snap}:*"))],
-            ),
-            grant(
-                "RdsRestoreDescribeNames",
-                &["rds:DescribeDBClusters"],
-                names,
-            ),
-            grant(
-                "RdsRestoreIntoTemporaryName",
-                &["rds:RestoreDBClusterFromSnapshot"],
-                {
-                    let mut r = vec![temp_arn.clone(), s.arn("rds", &format!("{snap}:*"))];
-                    r.extend(groups(&["subgrp", "cluster-pg", "og"]));
-                    r
-                },
-            ),
-            grant(
-                "RdsRestoreTagAndRename",
-                &["rds:AddTagsToResource", "rds:ModifyDBCluster"],
-                vec![main.clone(), temp_arn.clone()],
-            ),
-            grant(
-                "RdsRestoreStartStoppedOriginal",
-                &["rds:StartDBCluster"],
-                vec![main],
-            ),
-            // The cluster's instances: the config does not name them.
-            grant(
-                "RdsRestoreClusterInstancesAnyName",
-                &[
-                    "rds:DescribeDBInstances",
-                    "rds:CreateDBInstance",
-                    "rds:ModifyDBInstance",
-                    "rds:AddTagsToResource",
-                ],
-                {
-                    let mut r = vec![s.arn("rds", "db:*"), temp_arn];
-                    r.extend(groups(&["pg", "subgrp"]));
-                    r
-                },
-            ),
-        ],
+    // RDS names the same steps differently for an instance and an Aurora cluster.
+    let (describe_snapshots, describe, restore, modify, start, group_kinds): (
+        _,
+        _,
+        _,
+        _,
+        _,
+        &[&str],
+    ) = match d.kind {
+        DatabaseKind::Instance => (
+            "rds:DescribeDBSnapshots",
+            "rds:DescribeDBInstances",
+            "rds:RestoreDBInstanceFromDBSnapshot",
+            "rds:ModifyDBInstance",
+            "rds:StartDBInstance",
+            &["subgrp", "og", "pg", "secgrp"],
+        ),
+        DatabaseKind::Cluster => (
+            "rds:DescribeDBClusterSnapshots",
+            "rds:DescribeDBClusters",
+            "rds:RestoreDBClusterFromSnapshot",
+            "rds:ModifyDBCluster",
+            "rds:StartDBCluster",
+            &["subgrp", "cluster-pg", "og"],
+        ),
+    };
+    let snapshots = s.arn("rds", &format!("{snap}:*"));
+    let mut out = vec![
+        grant(
+            "RdsRestoreDescribeSnapshots",
+            &[describe_snapshots],
+            vec![main.clone(), snapshots.clone()],
+        ),
+        grant("RdsRestoreDescribeNames", &[describe], names),
+        grant("RdsRestoreIntoTemporaryName", &[restore], {
+            let mut r = vec![temp_arn.clone(), snapshots];
+            r.extend(groups(group_kinds));
+            r
+        }),
+        grant(
+            "RdsRestoreTagAndRename",
+            &["rds:AddTagsToResource", modify],
+            vec![main.clone(), temp_arn.clone()],
+        ),
+        grant("RdsRestoreStartStoppedOriginal", &[start], vec![main]),
+    ];
+    if d.kind == DatabaseKind::Cluster {
+        // The cluster's instances: the config does not name them.
+        out.push(grant(
+            "RdsRestoreClusterInstancesAnyName",
+            &[
+                "rds:DescribeDBInstances",
+                "rds:CreateDBInstance",
+                "rds:ModifyDBInstance",
+                "rds:AddTagsToResource",
+            ],
+            {
+                let mut r = vec![s.arn("rds", "db:*"), temp_arn];
+                r.extend(groups(&["pg", "subgrp"]));
+                r
+            },
+        ));
     }
+    out
 }
 
 /// Grants with the same Sid become one (actions united; resources united).

@@ -214,88 +214,11 @@ impl Release {
         now: OffsetDateTime,
     ) -> anyhow::Result<Release> {
         let started = Instant::now();
-        let api = match api {
-            Ok(api) => Some(api),
-            Err(why) => {
-                let needs_github: Vec<&str> = [
-                    Some("one-at-a-time"),
-                    promotion_applies(&plan).then_some("promotion"),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                let what = format!(
-                    "GitHub not available ({why}): {}the {} gate{} skipped",
-                    if plan.dry_run {
-                        ""
-                    } else {
-                        "this run is not recorded on GitHub, and "
-                    },
-                    needs_github.join(" and "),
-                    if needs_github.len() > 1 {
-                        "s are"
-                    } else {
-                        " is"
-                    }
-                );
-                // A local run (not on a runner) without a promotion gate is the ordinary CLI case: one quiet line.
-                if github.on_runner() || promotion_applies(&plan) {
-                    tracing::warn!("{what}");
-                } else {
-                    tracing::info!("{what}");
-                }
-                None
-            }
-        };
+        let api = api
+            .map_err(|why| warn_unavailable(&plan, &github, &why))
+            .ok();
         let this_run = github.run_id.clone().unwrap_or_default();
-        let mut results = Vec::new();
-        if plan.gates.freeze {
-            let verdict = gates::freeze_gate(
-                &plan.environment.name,
-                &plan.environment.freeze,
-                now,
-                plan.override_freeze.as_deref(),
-            );
-            results.push(GateResult {
-                gate: Gate::Freeze,
-                verdict,
-            });
-        }
-        let mut recent = Vec::new();
-        match &api {
-            Some(api) => {
-                recent = recent_deployments(api, plan.github_environment(), RECENT, 1)
-                    .await
-                    .map_err(|e| gate_error(&e, "one-at-a-time"))?;
-                let verdict = one_at_a_time(api, &plan, &recent, &this_run).await;
-                results.push(GateResult {
-                    gate: Gate::OneAtATime,
-                    verdict,
-                });
-                if promotion_applies(&plan) {
-                    let verdict = promotion(api, &plan)
-                        .await
-                        .map_err(|e| gate_error(&e, "promotion"))?;
-                    results.push(GateResult {
-                        gate: Gate::Promotion,
-                        verdict,
-                    });
-                }
-            }
-            None => {
-                let why = GateVerdict::Skipped("GitHub not available".into());
-                results.push(GateResult {
-                    gate: Gate::OneAtATime,
-                    verdict: why.clone(),
-                });
-                if promotion_applies(&plan) {
-                    results.push(GateResult {
-                        gate: Gate::Promotion,
-                        verdict: why,
-                    });
-                }
-            }
-        }
+        let (results, recent) = check_gates(&plan, api.as_ref(), &this_run, now).await?;
         for r in &results {
             match &r.verdict {
                 GateVerdict::Pass(d) => tracing::info!("gate {}: pass ({d})", r.gate.name()),
@@ -309,61 +232,11 @@ impl Release {
             .map(|r| r.verdict.detail().to_string());
         let mut steps = vec![("gates".to_string(), started.elapsed(), refusal.is_none())];
         if let Some(refusal) = refusal {
-            if plan.dry_run {
-                tracing::warn!("dry run: a real run would be refused: {refusal}");
-            } else {
-                let message = Message {
-                    phase: plan.phase.name().into(),
-                    environment: plan.environment.name.clone(),
-                    version: plan.version.clone(),
-                    ending: Ending::Refused(refusal.clone()),
-                    duration: started.elapsed(),
-                    run_url: github.run_url(),
-                    freeze_override: None,
-                };
-                notify::send(plan.webhook_url.as_deref(), &message).await;
-                anyhow::bail!("{refusal}");
-            }
+            refuse(&plan, &github, refusal, started.elapsed()).await?;
         }
-        let deployed_before = recent
-            .iter()
-            .find(|d| {
-                d.ours
-                    && d.phase.as_deref() == Some("deploy")
-                    && d.latest() == Some(&StatusState::Success)
-            })
-            .and_then(|d| d.version.clone());
-        let record = match &api {
-            _ if plan.dry_run => Record::NotRecorded {
-                why: "dry run".into(),
-            },
-            None => Record::NotRecorded {
-                why: "GitHub not available".into(),
-            },
-            Some(_) if plan.teardown => Record::NotRecorded {
-                why: "a teardown; the environment's deployments are marked inactive".into(),
-            },
-            Some(api) => match gates::this_jobs_record(&recent, &this_run) {
-                Some(job) if plan.mode == Mode::Auto => {
-                    tracing::info!(
-                        "GitHub deployments: the job's `environment:` records this run (deployment {}); not creating a second record (github-deployments: true forces one)",
-                        job.id
-                    );
-                    Record::Job { id: job.id }
-                }
-                _ => {
-                    let t = Instant::now();
-                    let id = create(api, &plan, &github).await?;
-                    steps.push(("record in_progress".into(), t.elapsed(), true));
-                    tracing::info!(
-                        "GitHub deployment {id}: {} is in progress ({})",
-                        plan.what(),
-                        plan.github_environment()
-                    );
-                    Record::Created { id }
-                }
-            },
-        };
+        let deployed_before = deployed_before(&recent);
+        let record =
+            start_record(&plan, api.as_ref(), &github, &recent, &this_run, &mut steps).await?;
         Ok(Release {
             plan,
             api,
@@ -636,6 +509,170 @@ fn first_line(s: &str) -> String {
         .unwrap_or("the phase did not reach its goal")
         .trim()
         .to_string()
+}
+
+/// Says that GitHub is not available and which gates that skips: a warning on a runner or with a promotion gate,
+/// else (the ordinary local CLI run) one quiet line.
+fn warn_unavailable(plan: &Plan, github: &GithubEnv, why: &str) {
+    let needs_github: Vec<&str> = [
+        Some("one-at-a-time"),
+        promotion_applies(plan).then_some("promotion"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let what = format!(
+        "GitHub not available ({why}): {}the {} gate{} skipped",
+        if plan.dry_run {
+            ""
+        } else {
+            "this run is not recorded on GitHub, and "
+        },
+        needs_github.join(" and "),
+        if needs_github.len() > 1 {
+            "s are"
+        } else {
+            " is"
+        }
+    );
+    if github.on_runner() || promotion_applies(plan) {
+        tracing::warn!("{what}");
+    } else {
+        tracing::info!("{what}");
+    }
+}
+
+/// Every gate of the plan, in order (freeze; one at a time and promotion from the Deployments API, skipped without
+/// GitHub), with the environment's recent deployments they read. `Err` when GitHub cannot be read for a gate.
+async fn check_gates(
+    plan: &Plan,
+    api: Option<&Api>,
+    this_run: &str,
+    now: OffsetDateTime,
+) -> anyhow::Result<(Vec<GateResult>, Vec<Seen>)> {
+    let mut results = Vec::new();
+    if plan.gates.freeze {
+        let verdict = gates::freeze_gate(
+            &plan.environment.name,
+            &plan.environment.freeze,
+            now,
+            plan.override_freeze.as_deref(),
+        );
+        results.push(GateResult {
+            gate: Gate::Freeze,
+            verdict,
+        });
+    }
+    let Some(api) = api else {
+        let why = GateVerdict::Skipped("GitHub not available".into());
+        results.push(GateResult {
+            gate: Gate::OneAtATime,
+            verdict: why.clone(),
+        });
+        if promotion_applies(plan) {
+            results.push(GateResult {
+                gate: Gate::Promotion,
+                verdict: why,
+            });
+        }
+        return Ok((results, Vec::new()));
+    };
+    let recent = recent_deployments(api, plan.github_environment(), RECENT, 1)
+        .await
+        .map_err(|e| gate_error(&e, "one-at-a-time"))?;
+    let verdict = one_at_a_time(api, plan, &recent, this_run).await;
+    results.push(GateResult {
+        gate: Gate::OneAtATime,
+        verdict,
+    });
+    if promotion_applies(plan) {
+        let verdict = promotion(api, plan)
+            .await
+            .map_err(|e| gate_error(&e, "promotion"))?;
+        results.push(GateResult {
+            gate: Gate::Promotion,
+            verdict,
+        });
+    }
+    Ok((results, recent))
+}
+
+/// A gate refused: a dry run only warns; a real run notifies the webhook and ends here (`Err`).
+async fn refuse(
+    plan: &Plan,
+    github: &GithubEnv,
+    refusal: String,
+    took: Duration,
+) -> anyhow::Result<()> {
+    if plan.dry_run {
+        tracing::warn!("dry run: a real run would be refused: {refusal}");
+        return Ok(());
+    }
+    let message = Message {
+        phase: plan.phase.name().into(),
+        environment: plan.environment.name.clone(),
+        version: plan.version.clone(),
+        ending: Ending::Refused(refusal.clone()),
+        duration: took,
+        run_url: github.run_url(),
+        freeze_override: None,
+    };
+    notify::send(plan.webhook_url.as_deref(), &message).await;
+    anyhow::bail!("{refusal}");
+}
+
+/// Pure: the version of the environment's newest successful `deploy` of ours (for the changelog).
+fn deployed_before(recent: &[Seen]) -> Option<String> {
+    recent
+        .iter()
+        .find(|d| {
+            d.ours
+                && d.phase.as_deref() == Some("deploy")
+                && d.latest() == Some(&StatusState::Success)
+        })
+        .and_then(|d| d.version.clone())
+}
+
+/// The GitHub record of this run: none (dry run, no GitHub, a teardown), the job's own, or ours made `in_progress`.
+async fn start_record(
+    plan: &Plan,
+    api: Option<&Api>,
+    github: &GithubEnv,
+    recent: &[Seen],
+    this_run: &str,
+    steps: &mut Vec<(String, Duration, bool)>,
+) -> anyhow::Result<Record> {
+    Ok(match api {
+        _ if plan.dry_run => Record::NotRecorded {
+            why: "dry run".into(),
+        },
+        None => Record::NotRecorded {
+            why: "GitHub not available".into(),
+        },
+        Some(_) if plan.teardown => Record::NotRecorded {
+            why: "a teardown; the environment's deployments are marked inactive".into(),
+        },
+        Some(api) => match gates::this_jobs_record(recent, this_run) {
+            Some(job) if plan.mode == Mode::Auto => {
+                tracing::info!(
+                    "GitHub deployments: the job's `environment:` records this run (deployment {}); not creating a second record (github-deployments: true forces one)",
+                    job.id
+                );
+                Record::Job { id: job.id }
+            }
+            _ => {
+                let t = Instant::now();
+                let id = create(api, plan, github).await?;
+                steps.push(("record in_progress".into(), t.elapsed(), true));
+                tracing::info!(
+                    "GitHub deployment {id}: {} is in progress ({})",
+                    plan.what(),
+                    plan.github_environment()
+                );
+                Record::Created { id }
+            }
+        },
+    })
 }
 
 /// A gate that could not be checked refuses: the message names the permission when that is the cause.
