@@ -23,6 +23,7 @@ import calendar
 import copy
 import functools
 import gc
+import hashlib
 import io
 import json
 import os
@@ -1070,12 +1071,37 @@ def seed_metric(body: dict) -> dict:
     return {"region": region, "count": len(data)}
 
 
+def seed_images(body: dict) -> dict:
+    """Pushes images (a manifest per tag) into an ECR repository, creating it if needed: what a CI build would push."""
+    from moto.ecr.models import ecr_backends
+    region = body.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    backend = ecr_backends[body.get("account", DEFAULT_ACCOUNT)][region]
+    repo = body["repository"]
+    if repo not in backend.repositories:
+        backend.create_repository(repo, None, {}, {}, "MUTABLE", [])
+    pushed = 0
+    for tag in body.get("tags", []):
+        digest = hashlib.sha256(f"{repo}:{tag}".encode()).hexdigest()
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                               "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                                          "size": 1, "digest": f"sha256:{digest}"}, "layers": []})
+        try:
+            backend.put_image(repo, manifest, tag)
+        except Exception as e:  # the same tag pushed again (a second seed of the same repository): already there
+            if type(e).__name__ != "ImageAlreadyExistsException":
+                raise
+            continue
+        pushed += 1
+    return {"region": region, "repository": repo, "pushed": pushed}
+
+
 # =============================================================================
 # Request identification, AWS-shaped errors, faults, call log
 # =============================================================================
 TARGET_SERVICES = {
     "AmazonEC2ContainerServiceV20141113": "ecs", "Logs_20140328": "logs", "AmazonSSM": "ssm",
     "GraniteServiceVersion20100801": "cloudwatch",
+    "AmazonEC2ContainerRegistry_V20150921": "ecr", "AnyScaleFrontendService": "application-autoscaling",
 }
 VERSION_SERVICES = {"2014-10-31": "rds", "2015-12-01": "elbv2", "2010-08-01": "cloudwatch",
                     "2016-11-15": "ec2", "2011-06-15": "sts"}
@@ -1229,6 +1255,10 @@ def control(method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         return 200, S.instance_rule
     if route == ("POST", "/_test/cloudwatch/metric"):
         return 200, seed_metric(body)
+    if route == ("POST", "/_test/ecr/images"):
+        if not body.get("repository"):
+            return 400, {"error": "repository is required"}
+        return 200, seed_images(body)
     if path == "/_test/faults":
         if method == "POST":
             if body.get("kind") not in ("throttle", "500", "503", "latency", "reset"):
@@ -1459,10 +1489,13 @@ def warm_up(app: Emulator) -> None:
     auth = ("AWS4-HMAC-SHA256 Credential=AKIAWARMUP/20260101/{r}/{s}/aws4_request, "
             "SignedHeaders=host, Signature=0")
     client = Client(app)
-    json_calls = [("ecs", "AmazonEC2ContainerServiceV20141113.ListClusters"),
-                  ("logs", "Logs_20140328.DescribeLogGroups"), ("ssm", "AmazonSSM.DescribeParameters")]
-    for svc, target in json_calls:
-        client.post("/", data="{}", headers={"Authorization": auth.format(r=region, s=svc),
+    json_calls = [("ecs", "AmazonEC2ContainerServiceV20141113.ListClusters", "{}"),
+                  ("logs", "Logs_20140328.DescribeLogGroups", "{}"), ("ssm", "AmazonSSM.DescribeParameters", "{}"),
+                  ("ecr", "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories", "{}"),
+                  ("application-autoscaling", "AnyScaleFrontendService.DescribeScalableTargets",
+                   '{"ServiceNamespace": "ecs"}')]
+    for svc, target, body in json_calls:
+        client.post("/", data=body, headers={"Authorization": auth.format(r=region, s=svc),
                                               "X-Amz-Target": target,
                                               "Content-Type": "application/x-amz-json-1.1"})
     query_calls = [("rds", "DescribeDBInstances", "2014-10-31"), ("ec2", "DescribeVpcs", "2016-11-15"),

@@ -23,6 +23,14 @@ import urllib.request
 import boto3
 
 ACCOUNT = "123456789012"
+# The versions the tests and the demo deploy, migrate and run: their images are in ECR (the preflight checks them).
+DEFAULT_IMAGE_VERSIONS = [
+    "v1.0.0", "v1.1.0", "v1.2.0", "v1.2.1", "v1.2.2", "v1.2.3", "v1.3.0", "v1.4.0", "v1.5.0", "v1.9.0",
+    "v2.0.0", "v2.1.0", "v2.2.0",
+    "pr-12-a", "pr-12-b", "pr-12-c", "pr-12-abc", "pr-12-abc1234", "pr-12-def5678", "pr-7-abc", "pr-7-abc1234",
+    # Version shapes (an image tag is the version with `/` and `+` made `-`): an rc, a label, a calver.
+    "v1.2.0-rc1", "v3.56.2-rc1", "drizzle-init", "api-v1", "v1.0.0-a", "api-v2024.10.02.1",
+]
 
 # Clients by (service, endpoint, region): building one loads its service model, which costs more than the seed's
 # calls; an emulator that seeds in-process keeps them. boto3 clients are thread-safe once built.
@@ -60,6 +68,16 @@ def parser():
         "--preview",
         action="store_true",
         help="make the environment a review-app template: a [preview] table (first service, the listener, seed and teardown tasks)",
+    )
+    p.add_argument(
+        "--images",
+        default=",".join(DEFAULT_IMAGE_VERSIONS),
+        help="comma-separated versions whose images are pushed to the local ECR (empty: none), as a CI build would",
+    )
+    p.add_argument(
+        "--autoscaling",
+        action="store_true",
+        help="register an Application Auto Scaling target (min 1, max 4, with a target-tracking policy) for the first service",
     )
     p.add_argument("--out")
     return p
@@ -202,6 +220,27 @@ def seed(args):
         if time.time() > deadline:
             raise RuntimeError(f"seed: services did not settle: {json.dumps(svcs, default=str)[:500]}")
         time.sleep(0.05)
+
+    # Images in ECR for the versions asked for: every service's, the migration's (the tasks run the first service's).
+    versions = [v for v in args.images.split(",") if v]
+    if versions:
+        tags = [f"{n}-{v}" for v in versions for n in names] + [f"migrate-{v}" for v in versions]
+        body = json.dumps({"repository": "app", "tags": tags, "region": region}).encode()
+        req = urllib.request.Request(f"{args.endpoint}/_test/ecr/images", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        urllib.request.urlopen(req, timeout=30).read()
+
+    # Application Auto Scaling for the first service (min 1: it would bring tasks back at 0 unless suspended).
+    if args.autoscaling:
+        aas = client("application-autoscaling", args)
+        rid = f"service/{cluster}/{names[0]}"
+        aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=rid, ScalableDimension="ecs:service:DesiredCount",
+                                     MinCapacity=1, MaxCapacity=4)
+        aas.put_scaling_policy(PolicyName=f"{names[0]}-cpu", ServiceNamespace="ecs", ResourceId=rid,
+                               ScalableDimension="ecs:service:DesiredCount", PolicyType="TargetTrackingScaling",
+                               TargetTrackingScalingPolicyConfiguration={
+                                   "TargetValue": 60.0,
+                                   "PredefinedMetricSpecification": {"PredefinedMetricType": "ECSServiceAverageCPUUtilization"}})
 
     # Database.
     db_line = ""

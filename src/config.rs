@@ -630,6 +630,29 @@ impl Environment {
     }
 }
 
+/// `database.settle`: a CPU percentage, a window CloudWatch can answer (its RDS metrics are per minute), a timeout.
+fn check_settle(s: &SettleConfig, key: &str) -> Result<(), String> {
+    // Values out of every range are named by the general range checks (`1 to 1440`, `1 to 86400`).
+    if s.timeout_minutes.is_some_and(|m| m > MAX_TIMEOUT_MINUTES)
+        || !(1..=86400).contains(&s.window_seconds)
+    {
+        return Ok(());
+    }
+    if s.cpu_threshold > 100 {
+        return Err(format!(
+            "{key}.cpu-threshold: {} is not a CPU percentage; use 0 to 100 (e.g. 30)",
+            s.cpu_threshold
+        ));
+    }
+    if !(60..=3600).contains(&s.window_seconds) {
+        return Err(format!(
+            "{key}.window-seconds: {} is outside 60..3600; CloudWatch reports RDS CPU per minute, so use at least 60",
+            s.window_seconds
+        ));
+    }
+    Ok(())
+}
+
 /// Environment names become parts of GitHub environment names, snapshot names and tags.
 pub fn validate_env_name(name: &str) -> Result<(), String> {
     let ok = !name.is_empty()
@@ -1042,6 +1065,9 @@ fn database(key: &str, d: DatabaseRaw) -> Result<Database, String> {
             settle.timeout,
             settle.timeout_minutes,
         )?;
+    }
+    if let Some(settle) = &d.settle {
+        check_settle(settle, &format!("{key}.settle"))?;
     }
     if d.snapshot_retention == Some(0) {
         return Err(format!("{key}.snapshot-retention: 0 would delete every snapshot; use at least 1, or remove the key to keep all"));

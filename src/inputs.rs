@@ -55,6 +55,8 @@ pub struct RawInputs {
     pub webhook_url: Option<String>,
     pub pr_number: Option<String>,
     pub github_deployments: Option<String>,
+    /// Deploy, migrate, run, preview: how long the preflight waits for images still being pushed.
+    pub wait_for_images: Option<String>,
     /// `iam-policy`: the phase whose policy to print (all when unset).
     pub policy_phase: Option<String>,
     /// `restore`: the snapshot to restore.
@@ -117,6 +119,7 @@ impl RawInputs {
             webhook_url,
             pr_number,
             github_deployments,
+            wait_for_images,
             policy_phase,
             snapshot_id,
             allow_foreign_snapshot
@@ -385,12 +388,17 @@ pub struct ReleaseArgs {
     /// Post the outcome as one Slack-compatible message to this URL (or env DEPLOY_WEBHOOK_URL).
     #[arg(long, env = "DEPLOY_WEBHOOK_URL", hide_env_values = true)]
     pub webhook_url: Option<String>,
+    /// Deploy, migrate, run, preview: wait this long (2m, 10m, or minutes) for the version's images to be pushed
+    /// [default: 0, look once].
+    #[arg(long, value_name = "DURATION")]
+    pub wait_for_images: Option<String>,
 }
 
 impl ReleaseArgs {
     fn fill(&self, r: &mut RawInputs) {
         r.override_freeze = s(&self.override_freeze);
         r.webhook_url = s(&self.webhook_url);
+        r.wait_for_images = s(&self.wait_for_images);
     }
 }
 
@@ -818,6 +826,8 @@ pub struct Common {
     pub dry_run: bool,
     pub timeout: Duration,
     pub output: OutputFormat,
+    /// `wait-for-images` (0: the preflight looks once).
+    pub wait_for_images: Duration,
 }
 
 impl Common {
@@ -893,12 +903,23 @@ impl Invocation {
             .timeout()?
             .or(environment.timeout)
             .unwrap_or(Duration::from_secs(DEFAULT_TIMEOUT_MINUTES * 60));
+        let wait_for_images =
+            parse_duration("wait-for-images", self.raw.wait_for_images.as_deref())?
+                .unwrap_or(Duration::ZERO);
+        if wait_for_images > timeout {
+            return Err(UsageError::new(format!(
+                "input `wait-for-images`: {} is longer than the phase's timeout ({}); lower it or raise timeout-minutes",
+                crate::wait::human(wait_for_images),
+                crate::wait::human(timeout)
+            )));
+        }
         Ok(Common {
             environment,
             config_path,
             dry_run,
             timeout,
             output,
+            wait_for_images,
         })
     }
 

@@ -238,6 +238,7 @@ fn report_error(runner: &Runner, phase: Phase, e: &anyhow::Error) -> u8 {
             deploy_action::text::md_text(&msg)
         ));
     }
+    runner.flush_deferred();
     code
 }
 

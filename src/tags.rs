@@ -36,3 +36,29 @@ pub fn standard(environment: &str, version: &str, run: Option<&str>) -> Vec<(Str
     }
     tags
 }
+
+/// Tag on the database: when the last migration task this action ran there stopped and which version it was
+/// (`<seconds since the epoch> <version>`). Migrate needs a snapshot made after it.
+pub const LAST_MIGRATION: &str = "deploy-action:last-migration";
+
+/// The last migration recorded on the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastMigration {
+    /// When its task had stopped (seconds since the epoch).
+    pub ended: i64,
+    pub version: String,
+}
+
+impl LastMigration {
+    pub fn parse(value: &str) -> Option<LastMigration> {
+        let (at, version) = value.trim().split_once(' ')?;
+        Some(LastMigration {
+            ended: at.parse().ok()?,
+            version: version.trim().to_string(),
+        })
+    }
+
+    pub fn value(&self) -> String {
+        format!("{} {}", self.ended, self.version)
+    }
+}

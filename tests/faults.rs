@@ -9,6 +9,8 @@
 //!   action come back exactly (checked by putting the environment back to running and comparing the listener);
 //! - no one-off task (migration, `run`'s task, a review app's seed) is left running, unless the rerun attaches to it;
 //!   never two tasks of one group at once; a task the phase stopped says why;
+//! - core's Application Auto Scaling target (seeded active, min 1) cannot scale out while core is at 0, and is
+//!   active again, as found, once the environment is back to running;
 //! - the database is available (restore: after the rerun; half-way, the original is kept, the restored instance is
 //!   `app-stage-restoring` or `app-stage`, never two, nothing deleted);
 //! - review apps (`preview`): the template's services and listener untouched, whatever the review app has is tagged
@@ -398,13 +400,15 @@ impl World {
             .collect()
     }
 
-    /// Everything back to nothing, then `stage` seeded and its config written (a review-app template for preview).
+    /// Everything back to nothing, then `stage` seeded and its config written (a review-app template for preview);
+    /// core has an Application Auto Scaling target (min 1, active), which a scale to 0 must suspend and the way back
+    /// restore.
     async fn fresh(&self, phase: Phase) {
         self.post("/_test/reset", json!({})).await;
         let preview: &[&str] = if phase == Phase::Preview {
             &["--preview"]
         } else {
-            &[]
+            &["--autoscaling"]
         };
         let config = support::seed(&self.emu.url, "stage", preview);
         std::fs::write(self.dir.path().join("deploy.toml"), config).unwrap();
@@ -677,6 +681,9 @@ async fn inspect(w: &World, phase: Phase) -> Seen {
             }
         ));
     }
+    if let Some(p) = autoscaling_problem(w, &described).await {
+        problems.push(p);
+    }
     let tasks = w.get("/_test/ecs/tasks").await;
     let label = phase.task_label();
     let mine: Vec<&Value> = match phase.task_group() {
@@ -777,6 +784,52 @@ async fn inspect(w: &World, phase: Phase) -> Seen {
         review,
         restore,
     }
+}
+
+/// Core's scalable target (seeded active, min 1): `(dynamic-in, dynamic-out, scheduled)` suspended, or `None`
+/// when core has none (the preview cases).
+async fn core_scaling(w: &World) -> Option<(bool, bool, bool)> {
+    let aas = aws_sdk_applicationautoscaling::Client::new(&w.sdk);
+    let out = aas
+        .describe_scalable_targets()
+        .service_namespace(aws_sdk_applicationautoscaling::types::ServiceNamespace::Ecs)
+        .resource_ids("service/app-stage/core")
+        .send()
+        .await
+        .expect("DescribeScalableTargets");
+    out.scalable_targets().first().map(|t| {
+        let s = t.suspended_state();
+        (
+            s.and_then(|s| s.dynamic_scaling_in_suspended()) == Some(true),
+            s.and_then(|s| s.dynamic_scaling_out_suspended()) == Some(true),
+            s.and_then(|s| s.scheduled_scaling_suspended()) == Some(true),
+        )
+    })
+}
+
+/// Unsafe: core meant to be at 0 while Application Auto Scaling may still scale it out (dynamic or scheduled), which
+/// would bring tasks back on the old code during a migration.
+async fn autoscaling_problem(
+    w: &World,
+    described: &aws_sdk_ecs::operation::describe_services::DescribeServicesOutput,
+) -> Option<String> {
+    let core = described
+        .services()
+        .iter()
+        .find(|s| s.service_name() == Some("core"))?;
+    let (_, out, scheduled) = core_scaling(w).await?;
+    (core.desired_count() == 0 && !(out && scheduled)).then(|| {
+        "core is at 0 but its Application Auto Scaling target may scale it out (dynamic-out or scheduled scaling not suspended)".to_string()
+    })
+}
+
+/// Unsafe: the environment is back up (after the rerun and `state running`) but core's scalable target is not as it
+/// was found (active).
+async fn autoscaling_not_restored(w: &World) -> Option<String> {
+    let scaling = core_scaling(w).await?;
+    (scaling != (false, false, false)).then(|| {
+        format!("core's Application Auto Scaling target was not restored as found (active) once the environment was running again: suspended (in, out, scheduled) = {scaling:?}")
+    })
 }
 
 /// The restore cases: every DB instance (`id status role`), and what would be unsafe: the original gone (neither
@@ -1600,6 +1653,9 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         return row;
     }
     let setup = apply(w, phase, kind).await;
+    // A signal's trigger is a call of the faulted run, not one of the precondition's (rollback's deploy of v1.1.0
+    // calls UpdateService): else the signal can come before the run has its signal handlers.
+    w.delete("/_test/calls").await;
     let r = w.run(&setup.inputs, RUN_ID, setup.signal).await;
     row.exit = match (r.code, setup.signal) {
         (-1, Some((_, "KILL"))) => "killed".into(),
@@ -1773,6 +1829,9 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
                 last_error(&back)
             ));
         }
+    }
+    if let Some(p) = autoscaling_not_restored(w).await {
+        row.unsafe_because.push(p);
     }
     if listener(w).await != original {
         row.unsafe_because
@@ -2040,7 +2099,7 @@ fn render(
             .collect::<Vec<_>>()
             .join(", "),
     );
-    s.push_str(".\n\nSafe means, read back from AWS after the case: every service on an ACTIVE revision (its primary deployment too), settled or rolling to it; maintenance on or off, or half-way with the original listener recorded; the original rules and default action back exactly after `state running`; no one-off task (migration, `run`'s task, a review app's seed) left running unless the rerun attaches to it, never two tasks of one group running at once, and every task the phase stopped has a stopped reason; the database available; and the same phase run again without the fault succeeds. **Rerun** is that run.\n\nFor `preview` also: after the case and after the rerun, the template's services (revision, desired count) and its listener's default action and rules are exactly as before; every service, target group, listener rule and task definition revision of the review app is tagged `deploy-action:preview = 7` and `deploy-action:environment = stage`; no rule of it forwards to a missing target group; the rerun brings it up (service on the PR's image, roll-out completed, the rule routing the PR's host to its target group); and `preview` with `state: stopped` then removes all of it (service, rule, target group, every revision of the PR's family).\n");
+    s.push_str(".\n\nSafe means, read back from AWS after the case: every service on an ACTIVE revision (its primary deployment too), settled or rolling to it; maintenance on or off, or half-way with the original listener recorded; the original rules and default action back exactly after `state running`; no one-off task (migration, `run`'s task, a review app's seed) left running unless the rerun attaches to it, never two tasks of one group running at once, and every task the phase stopped has a stopped reason; the database available; core's Application Auto Scaling target (seeded active, min 1) suspended whenever core is at 0 and active again, as found, once the environment is running; and the same phase run again without the fault succeeds. **Rerun** is that run.\n\nFor `preview` also: after the case and after the rerun, the template's services (revision, desired count) and its listener's default action and rules are exactly as before; every service, target group, listener rule and task definition revision of the review app is tagged `deploy-action:preview = 7` and `deploy-action:environment = stage`; no rule of it forwards to a missing target group; the rerun brings it up (service on the PR's image, roll-out completed, the rule routing the PR's host to its target group); and `preview` with `state: stopped` then removes all of it (service, rule, target group, every revision of the PR's family).\n");
     for phase in PHASES {
         let mine: Vec<&Row> = rows.iter().filter(|r| r.phase == phase).collect();
         if mine.is_empty() {

@@ -169,20 +169,27 @@ pub async fn images_by_task_definition(
     Ok(described)
 }
 
-/// Pure: `Err` naming the service and the fix when its deployment controller is not ECS's rolling one. ECS refuses
-/// UpdateService with a new task definition on a `CODE_DEPLOY` (blue/green) or `EXTERNAL` service, so deploy and
-/// rollback check this before they change anything.
+/// Pure: `Err` naming the service and the fix when its deployment controller is not ECS's own. ECS refuses
+/// UpdateService with a new task definition on a `CODE_DEPLOY` (blue/green) or `EXTERNAL` service, so deploy (its
+/// preflight) and rollback (while planning) check this before they change anything.
 pub fn rolling_controller(cluster: &str, service: &Service) -> Result<()> {
-    let kind = service
-        .deployment_controller()
-        .map(|d| d.r#type().as_str())
-        .unwrap_or("ECS");
-    if kind == "ECS" {
-        return Ok(());
+    let kind = service.deployment_controller().map(|d| d.r#type().as_str());
+    match controller_refusal(cluster, service.service_name().unwrap_or_default(), kind) {
+        None => Ok(()),
+        Some(why) => Err(anyhow!(why)),
     }
-    let name = service.service_name().unwrap_or_default();
-    Err(anyhow!(
-        "ECS service {cluster}/{name} uses the {kind} deployment controller: ECS takes a new task definition for it only through {}, not UpdateService; switch the service to the rolling (ECS) deployment controller, or remove services.{name} from the config",
+}
+
+/// Pure: why a service with deployment controller `kind` (`None`: not reported, which is ECS) cannot take a new
+/// revision through UpdateService, naming the service, its controller and the fix; `None` for ECS (rolling, or ECS
+/// blue/green, which ECS runs itself).
+pub fn controller_refusal(cluster: &str, name: &str, kind: Option<&str>) -> Option<String> {
+    let kind = kind.unwrap_or("ECS");
+    if kind == "ECS" {
+        return None;
+    }
+    Some(format!(
+        "ECS service {cluster}/{name} uses the {kind} deployment controller: ECS takes a new task definition for it only through {}, not UpdateService; switch the service to the ECS deployment controller (rolling, or ECS blue/green), or remove services.{name} from the config",
         if kind == "CODE_DEPLOY" { "a CodeDeploy deployment" } else { "a new task set" }
     ))
 }

@@ -86,3 +86,18 @@ pub async fn last_lines(
         Err(e) => Err(e),
     }
 }
+
+/// Whether a log group of exactly this name exists (DescribeLogGroups by prefix, first page of 50).
+pub async fn log_group_exists(logs: &Client, group: &str) -> Result<bool, AwsError> {
+    let out = logs
+        .describe_log_groups()
+        .log_group_name_prefix(group)
+        .limit(50)
+        .send()
+        .await
+        .aws("CloudWatch Logs DescribeLogGroups", group)?;
+    Ok(out
+        .log_groups()
+        .iter()
+        .any(|g| g.log_group_name() == Some(group)))
+}

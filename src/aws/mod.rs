@@ -4,7 +4,9 @@
 //! aws-actions/configure-aws-credentials, profiles, SSO, IMDS/ECS) and honour `AWS_ENDPOINT_URL` and
 //! `AWS_ENDPOINT_URL_<SERVICE>`: there is no endpoint switch in this code. Retries are the SDK's standard mode.
 
+pub mod autoscaling;
 pub mod cloudwatch;
+pub mod ecr;
 pub mod ecs;
 pub mod elb;
 pub mod logs;

@@ -743,6 +743,45 @@ pub async fn rename_cluster(rds: &Client, id: &str, new_id: &str) -> Result<(), 
     Ok(())
 }
 
+/// The database's ARN and tags (DescribeDBInstances / DescribeDBClusters carry both).
+pub async fn arn_and_tags(
+    rds: &Client,
+    db: &Database,
+) -> Result<(String, Vec<(String, String)>), AwsError> {
+    match db.kind {
+        DatabaseKind::Instance => {
+            let out = rds
+                .describe_db_instances()
+                .db_instance_identifier(&db.identifier)
+                .send()
+                .await
+                .aws("RDS DescribeDBInstances", &db.identifier)?;
+            let i = out.db_instances().first();
+            Ok((
+                i.and_then(|i| i.db_instance_arn())
+                    .unwrap_or_default()
+                    .to_string(),
+                i.map(|i| tag_pairs(i.tag_list())).unwrap_or_default(),
+            ))
+        }
+        DatabaseKind::Cluster => {
+            let out = rds
+                .describe_db_clusters()
+                .db_cluster_identifier(&db.identifier)
+                .send()
+                .await
+                .aws("RDS DescribeDBClusters", &db.identifier)?;
+            let c = out.db_clusters().first();
+            Ok((
+                c.and_then(|c| c.db_cluster_arn())
+                    .unwrap_or_default()
+                    .to_string(),
+                c.map(|c| tag_pairs(c.tag_list())).unwrap_or_default(),
+            ))
+        }
+    }
+}
+
 /// AddTagsToResource on an instance, cluster or snapshot ARN.
 pub async fn add_tags(rds: &Client, arn: &str, tags: &[(String, String)]) -> Result<(), AwsError> {
     rds.add_tags_to_resource()

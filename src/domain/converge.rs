@@ -22,6 +22,7 @@ use serde::Serialize;
 use crate::aws::ecs::{self, Rollout};
 use crate::aws::{rds, AwsError};
 use crate::config::{Database, Environment};
+use crate::domain::autoscaling;
 use crate::domain::drain::{self, QuietReport};
 use crate::domain::environment::{self, EnvState, Observed, ServiceObs};
 use crate::domain::maintenance::{self, MaintenanceState};
@@ -94,6 +95,7 @@ pub struct Clients {
     pub rds: aws_sdk_rds::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub aas: aws_sdk_applicationautoscaling::Client,
 }
 
 impl Clients {
@@ -103,6 +105,7 @@ impl Clients {
             rds: aws_sdk_rds::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
             cloudwatch: aws_sdk_cloudwatch::Client::new(sdk),
+            aas: aws_sdk_applicationautoscaling::Client::new(sdk),
         }
     }
 
@@ -112,6 +115,7 @@ impl Clients {
             ecs: self.ecs.clone(),
             rds: self.rds.clone(),
             elb: self.elb.clone(),
+            aas: self.aas.clone(),
         }
     }
 }
@@ -316,6 +320,11 @@ pub async fn converge(
             "environment {} is {target} already; nothing to do",
             env.name
         );
+        if matches!(target, EnvState::Running | EnvState::Restricted) && !ctx.dry_run {
+            // A run killed after scaling up but before restoring autoscaling: the way back finishes here.
+            out.notes
+                .extend(autoscaling::restore(&clients.ecs, &clients.aas, env).await?);
+        }
         return Ok(out);
     }
     let listed: Vec<String> = steps
@@ -671,9 +680,10 @@ fn obs(s: &aws_sdk_ecs::types::Service) -> ServiceObs {
 }
 
 async fn scale_down(env: &Environment, c: &Clients, ctx: &Ctx) -> Result<String> {
+    // Autoscaling first: nothing may bring a task back while the services are meant to be at 0.
+    let mut changed = autoscaling::suspend(&c.ecs, &c.aas, env).await?;
     let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
     let services = ecs::describe_services(&c.ecs, &env.cluster, &names).await?;
-    let mut changed = vec![];
     for (name, svc) in names.iter().zip(&services) {
         if svc.desired_count() > 0 {
             let arn = svc.service_arn().unwrap_or_default();
@@ -735,6 +745,7 @@ async fn scale_up(env: &Environment, c: &Clients, ctx: &Ctx) -> Result<String> {
     for arn in tagged {
         ecs::untag(&c.ecs, &arn, TAG_DESIRED_COUNT).await?;
     }
+    changed.extend(autoscaling::restore(&c.ecs, &c.aas, env).await?);
     let counts: Vec<String> = targets.iter().map(|(n, t)| format!("{n} {t}")).collect();
     Ok(format!(
         "{}roll-outs COMPLETED ({})",

@@ -28,6 +28,9 @@ pub struct QuietRule {
     pub threshold: f64,
     pub window_seconds: i64,
     pub period_seconds: i64,
+    /// No datapoint is not quiet (RDS CPU: a database always reports one): the window needs one at or under the
+    /// threshold. ALB request counts have none for minutes without requests, so the drain wait does not need one.
+    pub needs_data: bool,
 }
 
 /// The verdict on the datapoints seen so far.
@@ -38,6 +41,8 @@ pub struct QuietCheck {
     pub quiet_since: i64,
     /// The newest datapoint over the threshold, if any.
     pub last_breach: Option<Datapoint>,
+    /// `needs_data` and no datapoint since `quiet_since` yet.
+    pub no_data: bool,
 }
 
 /// Pure: has the metric stayed at or under the threshold for the window? A datapoint over the threshold covers its
@@ -52,10 +57,16 @@ pub fn quiet(points: &[Datapoint], floor: i64, now: i64, rule: &QuietRule) -> Qu
         .map(|b| b.at + rule.period_seconds)
         .unwrap_or(floor)
         .max(floor);
+    // A datapoint covers its period: one under the threshold whose period reaches into the quiet span counts.
+    let no_data = rule.needs_data
+        && !points
+            .iter()
+            .any(|p| p.at + rule.period_seconds > quiet_since && p.value <= rule.threshold);
     QuietCheck {
-        done: now - quiet_since >= rule.window_seconds,
+        done: now - quiet_since >= rule.window_seconds && !no_data,
         quiet_since,
         last_breach,
+        no_data,
     }
 }
 
@@ -171,6 +182,16 @@ async fn wait_quiet(
                 ),
                 None => format!("{metric} at or under {}", rule.threshold),
             };
+            if check.no_data {
+                let seen = match check.last_breach {
+                    Some(_) => format!("{breach}; "),
+                    None => String::new(),
+                };
+                return Ok(Check::Pending(format!(
+                    "{what}: {seen}no {metric} datapoint since {} yet; no data is not quiet, waiting (CloudWatch reports a minute or two late)",
+                    clock(check.quiet_since)
+                )));
+            }
             if check.done {
                 Ok(Check::Done(format!(
                     "{breach}; quiet since {}",
@@ -252,6 +273,7 @@ pub async fn wait_drained(
         threshold: cfg.threshold as f64,
         window_seconds: cfg.window_seconds as i64,
         period_seconds: PERIOD,
+        needs_data: false,
     };
     let timeout = cfg.bound();
     tracing::info!(
@@ -266,22 +288,22 @@ pub async fn wait_drained(
     )
 }
 
-/// The DB settle wait (for after migrations): the database's CPUUtilization stays under
-/// `database.settle.cpu-threshold` for `window-seconds`, counted over the trailing window. Defaults apply when the
-/// config has no `[database.settle]`; `settle.skip` skips it.
+/// The DB settle wait after a successful migration (phase migrate, before anything runs the new code): the
+/// database's CPUUtilization (Average per minute) stays at or under `database.settle.cpu-threshold` for
+/// `window-seconds`, counted over the trailing window, bounded by `timeout-minutes`; no datapoint is not quiet.
+/// Only when `[database] settle` is configured; `settle.skip` skips it.
 pub async fn wait_db_settled(
     cw: &aws_sdk_cloudwatch::Client,
     db: &Database,
     ctx: &Ctx,
 ) -> Result<QuietReport> {
     const WHAT: &str = "database settle";
-    let cfg = db.settle.clone().unwrap_or(SettleConfig {
-        cpu_threshold: 30,
-        window_seconds: 60,
-        timeout: None,
-        timeout_minutes: None,
-        skip: false,
-    });
+    let Some(cfg): Option<SettleConfig> = db.settle.clone() else {
+        return Ok(QuietReport::skipped(
+            WHAT,
+            "database.settle is not configured",
+        ));
+    };
     if cfg.skip {
         return Ok(QuietReport::skipped(
             WHAT,
@@ -303,6 +325,7 @@ pub async fn wait_db_settled(
         threshold: cfg.cpu_threshold as f64,
         window_seconds: cfg.window_seconds as i64,
         period_seconds: PERIOD,
+        needs_data: true,
     };
     let timeout = cfg.bound();
     tracing::info!(
@@ -335,6 +358,7 @@ mod tests {
             threshold: 5.0,
             window_seconds: 60,
             period_seconds: 60,
+            needs_data: false,
         };
         // (points, floor, now, done, quiet_since)
         let cases: Vec<(Vec<Datapoint>, i64, i64, bool, i64)> = vec![
@@ -366,6 +390,34 @@ mod tests {
             ..rule
         };
         assert!(!quiet(&[p(1000, 1.0)], 1000, 1100, &zero).done);
+    }
+
+    #[test]
+    fn no_datapoint_is_not_quiet_when_data_is_needed() {
+        let rule = QuietRule {
+            threshold: 30.0,
+            window_seconds: 60,
+            period_seconds: 60,
+            needs_data: true,
+        };
+        // (points, floor, now, done, no_data)
+        let cases: Vec<(Vec<Datapoint>, i64, i64, bool, bool)> = vec![
+            (vec![], 1000, 5000, false, true), // silence for an hour: still no data
+            (vec![p(900, 10.0)], 1000, 1100, false, true), // only before the window
+            (vec![p(1000, 10.0)], 1000, 1060, true, false),
+            (vec![p(960, 10.0)], 1000, 1060, true, false), // the minute that began before the window reaches into it
+            (vec![p(1000, 90.0)], 1000, 1200, false, true), // busy, then nothing reported since
+            (vec![p(1000, 90.0), p(1060, 5.0)], 1000, 1120, true, false),
+            (vec![p(1000, 90.0), p(1060, 5.0)], 1000, 1100, false, false),
+        ];
+        for (points, floor, now, done, no_data) in cases {
+            let got = quiet(&points, floor, now, &rule);
+            assert_eq!(
+                (got.done, got.no_data),
+                (done, no_data),
+                "{points:?} floor {floor} now {now}"
+            );
+        }
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub rds: aws_sdk_rds::Client,
     pub elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub aas: aws_sdk_applicationautoscaling::Client,
 }
 
 impl Clients {
@@ -48,6 +49,7 @@ impl Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             rds: aws_sdk_rds::Client::new(sdk),
             elb: aws_sdk_elasticloadbalancingv2::Client::new(sdk),
+            aas: aws_sdk_applicationautoscaling::Client::new(sdk),
         }
     }
 }
@@ -67,6 +69,9 @@ pub struct ServiceStatus {
     pub configured_desired: Option<i32>,
     pub rollout: Rollout,
     pub deployments: usize,
+    /// Its Application Auto Scaling target (`status` only): active, suspended, and by whom.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -154,6 +159,7 @@ pub async fn observe(env: &Environment, c: &Clients) -> Result<Status> {
             configured_desired: cfg.desired_count,
             rollout: primary.map(Rollout::of).unwrap_or(Rollout::None),
             deployments: svc.deployments().len(),
+            autoscaling: None,
         });
     }
     let mut status = Status {

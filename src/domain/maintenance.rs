@@ -583,6 +583,46 @@ pub fn normalize(c: &RuleCondition) -> RuleCondition {
         .build()
 }
 
+/// ALB: at most 5 condition values per rule (and 3 per condition); the bypass-header condition adds one.
+pub const MAX_RULE_VALUES: usize = 5;
+
+/// Pure: how many condition values a condition holds, as ALB counts them toward its per-rule limit (a query-string
+/// key/value pair is one value).
+pub fn condition_values(c: &RuleCondition) -> usize {
+    let typed = [
+        c.host_header_config().map(|h| h.values().len()),
+        c.path_pattern_config().map(|p| p.values().len()),
+        c.http_header_config().map(|h| h.values().len()),
+        c.query_string_config().map(|q| q.values().len()),
+        c.http_request_method_config().map(|m| m.values().len()),
+        c.source_ip_config().map(|s| s.values().len()),
+    ];
+    match typed.iter().flatten().max() {
+        Some(n) => *n,
+        None => c.values().len(),
+    }
+}
+
+/// Pure: each forwarding rule with the number of condition values it has without a bypass condition of this
+/// action, for the preflight's "can maintenance go on" check (our bypass condition adds one).
+pub fn forwarding_rule_values(snap: &ListenerSnapshot) -> Vec<(String, usize)> {
+    snap.rules
+        .iter()
+        .filter(|r| r.is_forwarding())
+        .map(|r| {
+            let ours = parse_hashes(r.tags.get(TAG_BYPASS));
+            let n = r
+                .rule
+                .conditions()
+                .iter()
+                .filter(|c| !is_header_condition_of(c, &ours))
+                .map(condition_values)
+                .sum();
+            (r.label(), n)
+        })
+        .collect()
+}
+
 fn parse_hashes(tag: Option<&String>) -> BTreeSet<String> {
     tag.map(|t| t.split_whitespace().map(str::to_string).collect())
         .unwrap_or_default()

@@ -2,12 +2,14 @@
 //! state (environment), converging it, building revisions, maintenance mode, roll-outs, one-off tasks,
 //! promotion, the quiet-traffic wait, the names of a database restore and the versions an environment knows. Nothing here imports a phase.
 
+pub mod autoscaling;
 pub mod converge;
 mod ctx;
 pub mod drain;
 pub mod environment;
 pub mod maintenance;
 pub mod one_off;
+pub mod preflight;
 pub mod promote;
 pub mod restore;
 pub mod retention;

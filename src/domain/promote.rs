@@ -362,6 +362,7 @@ mod tests {
             configured_desired: Some(1),
             rollout,
             deployments: 1,
+            autoscaling: None,
         }
     }
 

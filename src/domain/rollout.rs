@@ -232,7 +232,8 @@ pub fn known_good_versions(revisions: &[RevisionInfo]) -> Vec<String> {
 
 /// Pure: which ACTIVE revisions of a family to deregister after moving its service to `target`: the bad ones
 /// (newer than the target and never known good), then all but the newest `keep` of the rest. Never one in use
-/// (`in_use`: what services or their deployments run), never the target, never the last known-good one.
+/// (`in_use`: what services or their deployments run), never the target, never the last known-good one, never one
+/// this action did not register (untagged: registered by hand or by another tool).
 pub fn revisions_to_deregister(
     revisions: &[RevisionInfo],
     target: &str,
@@ -243,8 +244,13 @@ pub fn revisions_to_deregister(
     let last_good = known_good(revisions, target).map(|k| match k {
         KnownGood::AlreadyOn(r) | KnownGood::RollTo(r) => r.arn.clone(),
     });
+    // A revision this action did not register (no `deploy-action:*` tag) is never touched.
+    let ours = |r: &RevisionInfo| r.version.is_some() || r.known_good.is_some();
     let protected = |r: &RevisionInfo| {
-        r.arn == target || in_use.contains(&r.arn) || last_good.as_deref() == Some(r.arn.as_str())
+        !ours(r)
+            || r.arn == target
+            || in_use.contains(&r.arn)
+            || last_good.as_deref() == Some(r.arn.as_str())
     };
     let mut newest_first: Vec<&RevisionInfo> = revisions.iter().collect();
     newest_first.sort_by_key(|r| std::cmp::Reverse(r.revision));
@@ -987,7 +993,14 @@ mod tests {
             arn: format!("arn:aws:ecs:r:1:task-definition/core:{n}"),
             revision: n,
             known_good: known_good.map(str::to_string),
+            version: Some(format!("v{n}")),
+        }
+    }
+    /// A revision registered by hand or by another tool: none of our tags.
+    fn foreign(n: i32) -> RevisionInfo {
+        RevisionInfo {
             version: None,
+            ..rev(n, None)
         }
     }
     fn arn(n: i32) -> String {
@@ -1174,6 +1187,20 @@ mod tests {
                 vec![2],
                 0,
                 vec![1],
+            ),
+            (
+                "a revision someone else registered stays, bad or old",
+                vec![
+                    foreign(1),
+                    rev(2, Some(t1)),
+                    rev(3, None),
+                    foreign(4),
+                    rev(5, None),
+                ],
+                2,
+                vec![2],
+                0,
+                vec![5, 3],
             ),
             (
                 "nothing to do",

@@ -10,6 +10,7 @@
 use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use rand::Rng;
 use serde::Serialize;
@@ -35,6 +36,8 @@ pub struct Runner {
     pub format: OutputFormat,
     output_file: Option<PathBuf>,
     summary_file: Option<PathBuf>,
+    /// Summary sections that go after the phase's own (its verdict stays first): the preflight table.
+    deferred: Arc<Mutex<Vec<String>>>,
 }
 
 impl Runner {
@@ -44,6 +47,27 @@ impl Runner {
             format,
             output_file: github.output_file.clone(),
             summary_file: github.step_summary_file.clone(),
+            deferred: Arc::default(),
+        }
+    }
+
+    /// Markdown for `$GITHUB_STEP_SUMMARY` after the phase's own section (or after its error).
+    pub fn defer_summary(&self, markdown: &str) {
+        if let Ok(mut d) = self.deferred.lock() {
+            d.push(markdown.to_string());
+        }
+    }
+
+    /// Appends what was deferred (once).
+    pub fn flush_deferred(&self) {
+        let sections: Vec<String> = match self.deferred.lock() {
+            Ok(mut d) => d.drain(..).collect(),
+            Err(_) => vec![],
+        };
+        for md in sections {
+            if let Err(e) = self.append_summary(&md) {
+                self.warning(&format!("could not write $GITHUB_STEP_SUMMARY: {e}"));
+            }
         }
     }
 
@@ -123,6 +147,7 @@ impl Runner {
         if let Err(e) = self.append_summary(&outcome.summary()) {
             self.warning(&format!("could not write $GITHUB_STEP_SUMMARY: {e}"));
         }
+        self.flush_deferred();
         let mut out = io::stdout().lock();
         match self.format {
             OutputFormat::Json => {

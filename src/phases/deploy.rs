@@ -26,9 +26,11 @@ use tokio::time::Instant;
 use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::config::{Environment, Service as ServiceConfig};
+use crate::domain::autoscaling;
 use crate::domain::converge::{self, StateOptions};
 use crate::domain::environment::EnvState;
 use crate::domain::maintenance::{self, BypassHeader, MaintenanceState};
+use crate::domain::preflight;
 use crate::domain::promote::{self, Promotion, SelfReference, VersionRef};
 use crate::domain::revision::{self, release_containers, ssm_secrets, RevisionChange, SsmSecrets};
 use crate::domain::revision_diff::{self, RevisionDiff};
@@ -177,6 +179,7 @@ pub struct Clients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub state: converge::Clients,
     pub promote: promote::Clients,
+    pub preflight: preflight::Clients,
 }
 
 impl Clients {
@@ -187,6 +190,7 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             state: converge::Clients::new(sdk),
             promote: promote::Clients::new(sdk),
+            preflight: preflight::Clients::new(sdk),
         }
     }
 }
@@ -213,6 +217,8 @@ pub struct ServicePlan {
     pub scale_up_to: Option<i32>,
     /// Event ids present before the deploy.
     pub events: HashSet<String>,
+    /// The service's deployment controller (`None`: not reported, which is ECS).
+    pub controller: Option<String>,
     pub images: Vec<(String, String)>,
     /// The new revision against the current one, field by field (set with `new_containers`).
     pub diff: Option<RevisionDiff>,
@@ -291,6 +297,34 @@ async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
         .collect())
 }
 
+/// The preflight of a deploy: every service on the ECS deployment controller, every image of the plan in ECR.
+async fn checks(
+    req: &Request<Version>,
+    c: &Clients,
+    ctx: &Ctx,
+    plans: &[ServicePlan],
+) -> Result<preflight::Report> {
+    let env = &req.common.environment;
+    let controllers: Vec<(String, Option<String>)> = plans
+        .iter()
+        .map(|p| (p.name.clone(), p.controller.clone()))
+        .collect();
+    let mut rows = preflight::controller_rows(&env.cluster, &controllers);
+    let wanted: Vec<preflight::Wanted> = plans
+        .iter()
+        .flat_map(|p| {
+            p.images.iter().map(|(container, image)| preflight::Wanted {
+                what: format!("service {}, container {container}", p.name),
+                image: image.clone(),
+            })
+        })
+        .collect();
+    let poller = ctx.poller("images", Backoff::SLOW);
+    let images = preflight::images(&c.preflight, &wanted, req.common.wait_for_images, poller).await;
+    rows.extend(preflight::image_rows(&images));
+    Ok(preflight::Report { rows })
+}
+
 fn plan_service(
     env: &Environment,
     cfg: &ServiceConfig,
@@ -300,7 +334,7 @@ fn plan_service(
     version: &Version,
     secrets: Option<&SsmSecrets>,
 ) -> Result<ServicePlan> {
-    ecs::rolling_controller(&env.cluster, svc)?;
+    // The deployment controller is the preflight's (checks), before anything changes.
     let current = td.task_definition_arn().unwrap_or_default().to_string();
     let mut images = Vec::new();
     for name in &cfg.containers {
@@ -369,6 +403,9 @@ fn plan_service(
         settled: primary_done && svc.task_definition() == td.task_definition_arn(),
         scale_up_to: None,
         events: rollout::event_ids(svc),
+        controller: svc
+            .deployment_controller()
+            .map(|d| d.r#type().as_str().to_string()),
         usual: rollout::usual_duration_of(svc),
         removed_secrets,
         current_td: td,
@@ -609,6 +646,7 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         }
         plans
     };
+    preflight::finish(&ctx.runner, "deploy", &checks(req, c, ctx, &plans).await?)?;
     let mut out = DeployOutcome::new(req, &plans, ctx.dry_run);
     if let Some(prev) = &out.previous_version {
         if version::is_downgrade(&req.version, prev) {
@@ -836,6 +874,16 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         }
     }
     prune(req, c, &targets, &mut out).await;
+
+    // Services brought back from 0: their autoscaling as it was before they went to 0.
+    if plans.iter().any(|p| p.scale_up_to.is_some()) {
+        match autoscaling::restore(&c.state.ecs, &c.state.aas, env).await {
+            Ok(lines) => out.notes.extend(lines),
+            Err(e) => out.notes.push(format!(
+                "autoscaling not restored: {e:#}; run phase state with running to restore it"
+            )),
+        }
+    }
 
     // Maintenance.
     if req.state == DeployState::Running {

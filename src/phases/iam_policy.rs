@@ -210,7 +210,31 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
         vec![s.arn("logs", "log-group:*")],
     );
 
+    // The preflight: images in ECR (any repository: the image URIs name them), log groups of one-off tasks.
+    let ecr_read = grant(
+        "EcrImagesExist",
+        &["ecr:BatchGetImage", "ecr:DescribeImages"],
+        vec![format!("arn:{}:ecr:*:*:repository/*", s.partition)],
+    );
+    let log_groups = grant(
+        "LogsDescribeGroups",
+        &["logs:DescribeLogGroups"],
+        vec![s.arn("logs", "log-group:*")],
+    );
+    // Application Auto Scaling of the services: suspended while they are at 0, restored after.
+    let scaling_read = grant(
+        "AutoscalingDescribeNoResourceLevel",
+        &["application-autoscaling:DescribeScalableTargets"],
+        vec!["*".into()],
+    );
+    let scaling_write = grant(
+        "AutoscalingSuspendResume",
+        &["application-autoscaling:RegisterScalableTarget"],
+        vec![s.arn("application-autoscaling", "scalable-target/*")],
+    );
     let mut db: Vec<Grant> = vec![];
+    let mut db_record: Vec<Grant> = vec![];
+    let mut settle_metrics: Vec<Grant> = vec![];
     let mut db_start_stop: Vec<Grant> = vec![];
     let mut db_start: Vec<Grant> = vec![];
     let mut snapshot_write: Vec<Grant> = vec![];
@@ -264,6 +288,18 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             &[start, stop],
             vec![res.clone()],
         ));
+        db_record.push(grant(
+            "RdsRecordMigration",
+            &["rds:AddTagsToResource"],
+            vec![res.clone()],
+        ));
+        if d.settle.as_ref().is_some_and(|st| !st.skip) {
+            settle_metrics.push(grant(
+                "CloudWatchDrainMetricsNoResourceLevel",
+                &["cloudwatch:GetMetricStatistics"],
+                vec!["*".into()],
+            ));
+        }
         db_start.push(grant("RdsStartDatabase", &[start], vec![res]));
     }
 
@@ -370,13 +406,20 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
         let mut v = status.clone();
         v.push(update_services.clone());
         v.push(service_tags.clone());
+        v.push(scaling_read.clone());
+        v.push(scaling_write.clone());
         v.extend(start.iter().cloned());
         v.extend(elb_write.iter().cloned());
         v
     };
 
     let mut out: Vec<Grant> = match phase {
-        Phase::Status => status.clone(),
+        Phase::Status => {
+            let mut v = status.clone();
+            v.push(scaling_read.clone());
+            v.push(service_tags_read.clone());
+            v
+        }
         Phase::State => {
             let mut v = state_up(&db_start_stop);
             v.extend(metrics.iter().cloned());
@@ -402,6 +445,10 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.extend(run_task(family_arns.clone()));
             v.push(pass_role.clone());
             v.push(logs.clone());
+            v.push(log_groups.clone());
+            v.push(ecr_read.clone());
+            v.extend(db_record.iter().cloned());
+            v.extend(settle_metrics.iter().cloned());
             v.extend(ssm.iter().cloned());
             v
         }
@@ -420,6 +467,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.push(describe_tasks.clone());
             v.push(pass_role.clone());
             v.push(logs.clone());
+            v.push(ecr_read.clone());
             v.extend(ssm.iter().cloned());
             v
         }
@@ -436,6 +484,8 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 list_tasks.clone(),
                 describe_tasks.clone(),
                 logs.clone(),
+                // The preflight: the images of the revisions it goes back to.
+                ecr_read.clone(),
             ];
             // After a failure the "state now" block reads the environment as `status` does.
             v.extend(db.iter().cloned());
@@ -458,6 +508,8 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             v.extend(run_task(family_arns.clone()));
             v.push(pass_role.clone());
             v.push(logs.clone());
+            v.push(log_groups.clone());
+            v.push(ecr_read.clone());
             v.extend(ssm.iter().cloned());
             v
         }
@@ -542,6 +594,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 if !family_arns.is_empty() {
                     v.extend(run_task(family_arns.clone()));
                 }
+                v.push(ecr_read.clone());
                 v.extend(ssm.iter().cloned());
                 v
             }

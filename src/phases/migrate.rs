@@ -22,8 +22,10 @@ use super::Ctx;
 use crate::aws::rds::{self, Snapshot};
 use crate::config::{Database, Environment, TaskConfig};
 use crate::domain::converge::{self, StateOptions};
+use crate::domain::drain::{self, QuietReport};
 use crate::domain::environment::EnvState;
 use crate::domain::one_off::{self, RunOutcome};
+use crate::domain::preflight;
 use crate::domain::promote::{self, SelfReference, VersionRef};
 use crate::domain::task::{self, LaunchPlan};
 use crate::domain::versions;
@@ -31,6 +33,8 @@ use crate::error::UsageError;
 use crate::github::runner::Outcome;
 use crate::inputs::{parse_bool, parse_duration, Common, Invocation};
 use crate::tags;
+use crate::tags::LastMigration;
+use crate::version::Version;
 use crate::wait::human;
 
 /// `max-snapshot-age` when the input is not given.
@@ -46,6 +50,7 @@ pub struct Request {
     pub allow_without_snapshot: bool,
     /// How `state` brings the environment to db-only (bypass header, skip-drain).
     pub state: StateOptions,
+    pub wait_for_images: Duration,
 }
 
 impl Request {
@@ -92,6 +97,7 @@ impl Request {
             max_snapshot_age,
             allow_without_snapshot,
             state,
+            wait_for_images: common.wait_for_images,
         })
     }
 }
@@ -107,6 +113,7 @@ pub struct Clients {
     pub state: converge::Clients,
     pub task: task::Clients,
     pub promote: promote::Clients,
+    pub preflight: preflight::Clients,
 }
 
 impl Clients {
@@ -115,6 +122,7 @@ impl Clients {
             state: converge::Clients::new(sdk),
             task: task::Clients::new(sdk),
             promote: promote::Clients::new(sdk),
+            preflight: preflight::Clients::new(sdk),
         }
     }
 }
@@ -135,6 +143,8 @@ pub struct MigrateOutcome {
     pub snapshot: Option<SnapshotCheck>,
     /// Ran without a fresh snapshot (allow-without-snapshot), and why there was none.
     pub without_snapshot: Option<String>,
+    /// The database settle wait after a successful migration (`None`: no migration succeeded, or a dry run).
+    pub settle: Option<QuietReport>,
     /// The environment's state before the phase brought it to db-only.
     pub previous_state: EnvState,
     /// What `state` did to reach db-only (empty when it already was).
@@ -154,6 +164,13 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
         command: None,
         revision_tags: &[],
     };
+    let (db_arn, db_tags) = rds::arn_and_tags(&clients.state.rds, &req.database)
+        .await
+        .with_context(|| format!("reading database {}", req.database.identifier))?;
+    // A rerun of the same version's migration (which attaches to its task) is not a later migration.
+    let last = tags::get(&db_tags, tags::LAST_MIGRATION)
+        .and_then(LastMigration::parse)
+        .filter(|l| l.version != version.as_str());
     let snaps = rds::manual_snapshots(&clients.state.rds, &req.database)
         .await
         .with_context(|| {
@@ -167,7 +184,7 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
     known.extend(versions::in_families(&clients.task.ecs, &[req.migration.family.as_str()]).await?);
     versions::refuse_collision(version, &known)?;
     let (snapshot, without_snapshot) =
-        match snapshot_precondition(&snaps, &req.database, now_secs(), req.max_snapshot_age) {
+        match snapshot_precondition(&snaps, &req.database, &env.name, last.as_ref(), now_secs(), req.max_snapshot_age) {
             Ok(s) => {
                 let check = SnapshotCheck {
                     id: s.id.clone(),
@@ -190,14 +207,19 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
                 (None, Some(why))
             }
             Err(why) => bail!(
-                "refusing to migrate {}: {why}; run the snapshot phase first (phase: snapshot, version: {}), or set allow-without-snapshot: true to migrate without one",
+                "refusing to migrate {}: {why}; run the snapshot phase first to take a fresh one (phase: snapshot, version: {version}; CLI: deploy-action snapshot --env {} --version {version}), or set allow-without-snapshot: true to migrate without one",
                 env.name,
-                version
+                env.name,
             ),
         };
     if let LaunchPlan::Refuse(why) = task::plan(&launch, &clients.task).await? {
         bail!("refusing to migrate {}: {why}", env.name);
     }
+    preflight::finish(
+        &ctx.runner,
+        "migrate",
+        &checks(req, &clients.preflight, ctx, version).await?,
+    )?;
 
     // 2. db-only (a signal during the checks stops here, before the first change).
     ctx.stop_if_cancelled("bringing the environment to db-only")?;
@@ -205,13 +227,32 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
         .await
         .with_context(|| format!("bringing {} to db-only before the migration", env.name))?;
 
-    // 3. The migration task, as phase `run` runs it.
+    // 3. The migration task, as phase `run` runs it; its start and its end recorded on the database (the start
+    // first, so a run killed during the migration still leaves a time later snapshots must follow).
     ctx.stop_if_cancelled("starting the migration task")?;
-    let run = one_off::execute(&launch, &resolved, &clients.task, ctx, started).await?;
+    if !ctx.dry_run {
+        record_migration(clients, &db_arn, version, ctx).await;
+    }
+    let run = one_off::execute(&launch, &resolved, &clients.task, ctx, started).await;
+    if !ctx.dry_run {
+        record_migration(clients, &db_arn, version, ctx).await;
+    }
+    let run = run?;
+
+    // 4. The database settles before anything runs the new code.
+    let settle = if run.ok() && !ctx.dry_run {
+        let _g = ctx.runner.group("Database settle");
+        let report = drain::wait_db_settled(&clients.state.cloudwatch, &req.database, ctx).await?;
+        tracing::info!("database settle: {}", report.detail);
+        Some(report)
+    } else {
+        None
+    };
     Ok(MigrateOutcome {
         run,
         snapshot,
         without_snapshot,
+        settle,
         previous_state: state.previous_state,
         state_steps: if ctx.dry_run {
             state.plan.iter().map(ToString::to_string).collect()
@@ -219,6 +260,46 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
             state.steps.iter().map(|s| s.step.to_string()).collect()
         },
     })
+}
+
+/// Tags the database with the time of now and the version ([`tags::LAST_MIGRATION`]). A failure is a warning: the
+/// migration itself is what matters here, and the next migrate needs a snapshot younger than max-snapshot-age anyway.
+async fn record_migration(clients: &Clients, db_arn: &str, version: &Version, ctx: &Ctx) {
+    let last = LastMigration {
+        ended: now_secs(),
+        version: version.to_string(),
+    };
+    let tag = [(tags::LAST_MIGRATION.to_string(), last.value())];
+    if let Err(e) = rds::add_tags(&clients.state.rds, db_arn, &tag).await {
+        ctx.runner.warning(&format!(
+            "could not record the migration on the database ({e}); the next migrate cannot tell whether a snapshot predates it: take a fresh snapshot before it"
+        ));
+    }
+}
+
+/// The preflight of a migration: the task's definition, container, network source and logs, its image, and (when
+/// maintenance is configured) that maintenance can go on.
+async fn checks(
+    req: &Request,
+    c: &preflight::Clients,
+    ctx: &Ctx,
+    version: &Version,
+) -> Result<preflight::Report> {
+    let env = &req.environment;
+    let mut rows = preflight::one_off(
+        c,
+        env,
+        &req.migration,
+        "migration",
+        version,
+        req.wait_for_images,
+        ctx,
+    )
+    .await?;
+    if let Some(m) = &env.maintenance {
+        rows.extend(preflight::maintenance(&c.elb, m).await?);
+    }
+    Ok(preflight::Report { rows })
 }
 
 fn now_secs() -> i64 {
@@ -232,45 +313,82 @@ fn age_seconds(s: &Snapshot, now: i64) -> u64 {
     s.created.map_or(0, |c| (now - c).max(0) as u64)
 }
 
-/// Pure: the newest snapshot of this database made by this action that is `available` and younger than `max_age`,
-/// or why there is none (one line, without the fix).
+/// Pure: the newest snapshot of this database made by this action for this environment that is `available`,
+/// younger than `max_age` and taken after the end of the last migration this action ran there (`last`), or why
+/// there is none (one line, without the fix). A snapshot from before that migration would lose it on a restore.
 pub fn snapshot_precondition<'a>(
     snaps: &'a [Snapshot],
     db: &Database,
+    environment: &str,
+    last: Option<&LastMigration>,
     now: i64,
     max_age: Duration,
 ) -> Result<&'a Snapshot, String> {
     let mut mine: Vec<&Snapshot> = snaps
         .iter()
         .filter(|s| s.tag(tags::CREATED_BY) == Some(tags::CREATOR))
+        .filter(|s| s.tag(tags::ENVIRONMENT) == Some(environment))
         .collect();
     mine.sort_by_key(|s| std::cmp::Reverse(s.created.unwrap_or(i64::MAX)));
     let fresh = |s: &&&Snapshot| {
         s.created
             .is_some_and(|c| now - c <= max_age.as_secs() as i64)
     };
-    if let Some(s) = mine.iter().filter(|s| s.status == "available").find(fresh) {
+    let after_last = |s: &&&Snapshot| match (last, s.created) {
+        (None, _) | (Some(_), None) => true,
+        (Some(l), Some(c)) => c > l.ended,
+    };
+    let available = |s: &&&Snapshot| s.status == "available";
+    if let Some(s) = mine
+        .iter()
+        .filter(available)
+        .find(|s| fresh(s) && after_last(s))
+    {
         return Ok(s);
     }
     let id = &db.identifier;
     let limit = human(max_age);
     if let Some(s) = mine
         .iter()
-        .find(|s| s.status != "available" && (s.created.is_none() || fresh(s)))
+        .find(|s| !available(s) && (s.created.is_none() || (fresh(s) && after_last(s))))
     {
         return Err(format!(
             "the newest snapshot of {id} made by deploy-action, {}, is {} (not available yet)",
             s.id, s.status
         ));
     }
-    match mine.iter().find(|s| s.status == "available") {
+    if let (Some(l), Some(s)) = (last, mine.iter().filter(available).find(fresh)) {
+        return Err(format!(
+            "the newest snapshot of {id} made by deploy-action for {environment}, {}, was taken at {}, before the end of the last migration there ({} ended at {}): restoring it would lose that migration and everything written since",
+            s.id,
+            clock(s.created.unwrap_or_default()),
+            l.version,
+            clock(l.ended)
+        ));
+    }
+    match mine.iter().find(available) {
         Some(s) => Err(format!(
             "the newest available snapshot of {id} made by deploy-action, {}, is {} old; max-snapshot-age is {limit}",
             s.id,
             human(Duration::from_secs(age_seconds(s, now)))
         )),
-        None => Err(format!("no available snapshot of {id} made by deploy-action exists")),
+        None => Err(format!(
+            "no available snapshot of {id} made by deploy-action for {environment} exists"
+        )),
     }
+}
+
+/// `2026-12-02 10:41:07 UTC`.
+fn clock(t: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(t)
+        .ok()
+        .and_then(|d| {
+            d.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| t.to_string())
 }
 
 impl Outcome for MigrateOutcome {
@@ -340,7 +458,7 @@ impl MigrateOutcome {
 
     /// What the preconditions add to phase `run`'s rows.
     fn rows(&self) -> Vec<Vec<String>> {
-        vec![
+        let mut rows = vec![
             vec![
                 "snapshot".into(),
                 match &self.snapshot {
@@ -364,7 +482,11 @@ impl MigrateOutcome {
                     )
                 },
             ],
-        ]
+        ];
+        if let Some(settle) = &self.settle {
+            rows.push(vec!["database settle".into(), settle.detail.clone()]);
+        }
+        rows
     }
 }
 
@@ -391,7 +513,10 @@ mod tests {
             percent: None,
             created: age_minutes.map(|m| NOW - m * 60),
             tags: if mine {
-                vec![(tags::CREATED_BY.into(), tags::CREATOR.into())]
+                vec![
+                    (tags::CREATED_BY.into(), tags::CREATOR.into()),
+                    (tags::ENVIRONMENT.into(), "stage".into()),
+                ]
             } else {
                 vec![]
             },
@@ -415,7 +540,7 @@ mod tests {
             (vec![snap("edge", Some(120), "available", true)], Ok("edge")),
             (
                 vec![],
-                Err("no available snapshot of app-stage made by deploy-action exists"),
+                Err("no available snapshot of app-stage made by deploy-action for stage exists"),
             ),
             (
                 vec![snap("by-hand", Some(1), "available", false)],
@@ -449,12 +574,76 @@ mod tests {
             ),
         ];
         for (snaps, want) in cases {
-            let got = snapshot_precondition(&snaps, &db(), NOW, TWO_HOURS).map(|s| s.id.as_str());
+            let got = snapshot_precondition(&snaps, &db(), "stage", None, NOW, TWO_HOURS)
+                .map(|s| s.id.as_str());
             match (got, want) {
                 (Ok(g), Ok(w)) => assert_eq!(g, w),
                 (Err(g), Err(w)) => assert!(g.contains(w), "{g:?} should contain {w:?}"),
                 (g, w) => panic!("{snaps:?}: got {g:?}, want {w:?}"),
             }
         }
+    }
+
+    #[test]
+    fn a_snapshot_must_follow_the_last_migration_and_be_of_this_environment() {
+        let last = LastMigration {
+            ended: NOW - 20 * 60,
+            version: "v1.1.0".into(),
+        };
+        // (snapshots, last migration, want)
+        type Case<'a> = (
+            Vec<Snapshot>,
+            Option<&'a LastMigration>,
+            Result<&'a str, &'a str>,
+        );
+        let cases: Vec<Case> = vec![
+            (vec![snap("after", Some(10), "available", true)], Some(&last), Ok("after")),
+            (
+                vec![snap("before", Some(30), "available", true)],
+                Some(&last),
+                Err("before, was taken at 2027-01-15 07:30:00 UTC, before the end of the last migration there (v1.1.0 ended at 2027-01-15 07:40:00 UTC)"),
+            ),
+            (
+                vec![
+                    snap("before", Some(30), "available", true),
+                    snap("after", Some(5), "available", true),
+                ],
+                Some(&last),
+                Ok("after"),
+            ),
+            (
+                vec![
+                    snap("before", Some(30), "available", true),
+                    snap("busy", Some(1), "creating", true),
+                ],
+                Some(&last),
+                Err("busy, is creating"),
+            ),
+            (vec![snap("before", Some(30), "available", true)], None, Ok("before")),
+        ];
+        for (snaps, last, want) in cases {
+            let got = snapshot_precondition(&snaps, &db(), "stage", last, NOW, TWO_HOURS)
+                .map(|s| s.id.as_str());
+            match (got, want) {
+                (Ok(g), Ok(w)) => assert_eq!(g, w),
+                (Err(g), Err(w)) => assert!(g.contains(w), "{g:?} should contain {w:?}"),
+                (g, w) => panic!("{snaps:?}: got {g:?}, want {w:?}"),
+            }
+        }
+        let mut other_env = snap("prod-one", Some(1), "available", true);
+        other_env.tags[1].1 = "prod".into();
+        assert!(
+            snapshot_precondition(&[other_env], &db(), "stage", None, NOW, TWO_HOURS)
+                .unwrap_err()
+                .contains("for stage exists")
+        );
+        assert_eq!(
+            LastMigration::parse("1800000000 v1.2.0"),
+            Some(LastMigration {
+                ended: 1_800_000_000,
+                version: "v1.2.0".into()
+            })
+        );
+        assert_eq!(LastMigration::parse("garbage"), None);
     }
 }

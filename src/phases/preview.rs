@@ -45,6 +45,7 @@ use super::Ctx;
 use crate::aws::ecs::{self, td_short};
 use crate::aws::elb;
 use crate::config::{Environment, Preview, PreviewRoute, Service as ServiceConfig};
+use crate::domain::preflight;
 use crate::domain::revision;
 use crate::domain::rollout::{self, FailureReport, WatchEnd};
 use crate::domain::task::{self, TaskReport};
@@ -224,6 +225,7 @@ pub struct Request {
     pub github: std::result::Result<Api, String>,
     pub run_url: Option<String>,
     pub run_key: Option<String>,
+    pub wait_for_images: std::time::Duration,
 }
 
 impl Request {
@@ -261,6 +263,7 @@ impl Request {
             github,
             run_url: inv.github.run_url(),
             run_key: inv.github.run_key(),
+            wait_for_images: common.wait_for_images,
         })
     }
 
@@ -310,6 +313,7 @@ pub struct Clients {
     /// Secrets from the template environment's `ssm-path` (names and ARNs only).
     pub ssm: aws_sdk_ssm::Client,
     pub task: task::Clients,
+    pub preflight: preflight::Clients,
 }
 
 impl Clients {
@@ -320,6 +324,7 @@ impl Clients {
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
             ssm: aws_sdk_ssm::Client::new(sdk),
             task: task::Clients::new(sdk),
+            preflight: preflight::Clients::new(sdk),
         }
     }
 }
@@ -980,6 +985,21 @@ async fn up(
         revision::ssm_secrets(&c.ssm, env),
     )?;
     let wanted = wanted_revision(req, &template_td, &template_tags, version, secrets)?;
+    // The preflight: the review app's images are in ECR (waited for with wait-for-images) before anything changes.
+    let want: Vec<preflight::Wanted> = wanted
+        .pairs
+        .iter()
+        .map(|(container, image)| preflight::Wanted {
+            what: format!("review app {}, container {container}", t.name),
+            image: image.clone(),
+        })
+        .collect();
+    let poller = ctx.poller("images", crate::wait::Backoff::SLOW);
+    let found = preflight::images(&c.preflight, &want, req.wait_for_images, poller).await;
+    let report = preflight::Report {
+        rows: preflight::image_rows(&found),
+    };
+    preflight::finish(&ctx.runner, "preview", &report)?;
     let latest = ecs::latest_task_definition(&c.ecs, &seen.family).await?;
     let reusable = latest.as_ref().and_then(|(td, tags)| {
         let tagged = tags::get(&ecs::tag_pairs(tags), tags::VERSION) == Some(version.as_str());
@@ -1401,6 +1421,8 @@ struct Wanted {
     tags: Vec<(String, String)>,
     /// `container = image` for the log.
     images: Vec<String>,
+    /// (container, image).
+    pairs: Vec<(String, String)>,
 }
 
 fn wanted_revision(
@@ -1428,6 +1450,7 @@ fn wanted_revision(
         images.push((name.clone(), image));
     }
     let shown = images.iter().map(|(n, i)| format!("{n} = {i}")).collect();
+    let pairs = images.clone();
     // The same revision a deploy of the template environment makes: images, and secrets from its `ssm-path`.
     let containers =
         revision::release_containers(containers, &revision::RevisionChange { images, secrets });
@@ -1440,6 +1463,7 @@ fn wanted_revision(
         containers,
         tags,
         images: shown,
+        pairs,
     })
 }
 

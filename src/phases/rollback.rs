@@ -8,7 +8,7 @@
 //!   COMPLETED and tag the targets known good.
 //! - Afterwards the bad revisions (newer than the target, never known good) are deregistered and each family keeps its
 //!   newest `keep-revisions`; never a revision in use, the target or the last known-good one
-//!   ([`rollout::revisions_to_deregister`]), and never the revision a service ran before the rollback unless its
+//!   ([`rollout::revisions_to_deregister`]), never a revision this action did not register, and never the revision a service ran before the rollback unless its
 //!   roll-out was seen COMPLETED (after `fast`, its tasks are still draining and a failed roll-out returns to it).
 
 use std::time::Duration;
@@ -24,6 +24,7 @@ use serde::Serialize;
 use super::Ctx;
 use crate::aws::ecs::{self, td_family, td_short};
 use crate::config::Service as ServiceConfig;
+use crate::domain::preflight;
 use crate::domain::rollout::{
     self, FailureReport, KnownGood, RevisionInfo, RolloutTarget, RolloutVerdict, WatchEnd,
 };
@@ -92,6 +93,7 @@ impl super::Recorded for Request {
 pub struct Clients {
     pub ecs: aws_sdk_ecs::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub preflight: preflight::Clients,
 }
 
 impl Clients {
@@ -99,6 +101,7 @@ impl Clients {
         Clients {
             ecs: aws_sdk_ecs::Client::new(sdk),
             logs: aws_sdk_cloudwatchlogs::Client::new(sdk),
+            preflight: preflight::Clients::new(sdk),
         }
     }
 }
@@ -218,6 +221,8 @@ struct RollbackPlan {
     from_version: Option<String>,
     to_version: Option<String>,
     events: HashSet<String>,
+    /// The images of the target revision's configured containers, `(container, image)`: the preflight's.
+    images: Vec<(String, String)>,
     /// How long this service's roll-outs usually take (from its own events); paces the watch.
     usual: Option<Duration>,
     /// The primary deployment runs `current` and its roll-out FAILED (a circuit breaker without rollback): when
@@ -296,6 +301,7 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
         }
         plans
     };
+    preflight::finish(&ctx.runner, "rollback", &checks(c, ctx, &plans).await)?;
     let mut out = RollbackOutcome {
         environment: env.name.clone(),
         mode,
@@ -574,6 +580,34 @@ fn row<'a>(out: &'a mut RollbackOutcome, service: &str) -> &'a mut RollbackRow {
 }
 
 /// Reads a service's family revisions and picks its target. Errors name the service and the fix.
+/// The preflight of a rollback: the images of the revisions it goes back to are still in ECR (a lifecycle policy
+/// may have expired them; ECS would find out only as CannotPullContainerError half-way through). The deployment
+/// controller is checked while planning.
+async fn checks(c: &Clients, ctx: &Ctx, plans: &[RollbackPlan]) -> preflight::Report {
+    let wanted: Vec<preflight::Wanted> = plans
+        .iter()
+        .filter(|p| p.moves())
+        .flat_map(|p| {
+            p.images.iter().map(|(container, image)| preflight::Wanted {
+                what: format!(
+                    "service {}, container {container} ({})",
+                    p.cfg.name,
+                    td_short(&p.target)
+                ),
+                image: image.clone(),
+            })
+        })
+        .collect();
+    let poller = ctx.poller("images", Backoff::SLOW);
+    let found = preflight::images(&c.preflight, &wanted, std::time::Duration::ZERO, poller).await;
+    preflight::Report {
+        rows: preflight::image_rows_fix(
+            &found,
+            "an ECR lifecycle policy may have expired it: push it again, or roll back to another version with input `version`",
+        ),
+    }
+}
+
 async fn plan_service(
     req: &Request,
     c: &Clients,
@@ -646,12 +680,24 @@ async fn plan_service(
             ),
         },
     };
-    let to_version = if target == current {
-        version_of(&current_td)
+    let target_td = if target == current {
+        current_td.clone()
     } else {
-        let (td, _) = ecs::describe_task_definition(&c.ecs, &target).await?;
-        version_of(&td)
+        ecs::describe_task_definition(&c.ecs, &target).await?.0
     };
+    let to_version = version_of(&target_td);
+    let images = cfg
+        .containers
+        .iter()
+        .filter_map(|n| {
+            target_td
+                .container_definitions()
+                .iter()
+                .find(|c| c.name() == Some(n.as_str()))
+                .and_then(|c| c.image())
+                .map(|i| (n.clone(), i.to_string()))
+        })
+        .collect();
     let failed_primary = ecs::failed_on(svc, &current);
     Ok(RollbackPlan {
         cfg: cfg.clone(),
@@ -662,6 +708,7 @@ async fn plan_service(
         target,
         revisions,
         events: rollout::event_ids(svc),
+        images,
         usual: rollout::usual_duration_of(svc),
     })
 }

@@ -14,6 +14,8 @@
 //! `migrate` is this phase plus its preconditions (a fresh snapshot, db-only): both run the task through
 //! [`crate::domain::one_off::execute`] and render a [`RunOutcome`].
 
+use std::time::Duration;
+
 use anyhow::{bail, Result};
 use tokio::time::Instant;
 
@@ -22,6 +24,7 @@ use crate::aws::ecs;
 use crate::config::{Environment, Service, TaskConfig, TaskNetwork};
 use crate::domain::one_off::execute;
 pub use crate::domain::one_off::RunOutcome;
+use crate::domain::preflight;
 use crate::domain::promote::{self, SelfReference, VersionRef};
 use crate::domain::task::{self, Launch};
 use crate::domain::versions;
@@ -35,6 +38,8 @@ pub struct Request {
     pub version: VersionRef,
     /// Replaces the task's command when set.
     pub command: Option<Vec<String>>,
+    /// How long the preflight waits for the task's image to be pushed.
+    pub wait_for_images: Duration,
 }
 
 /// The task the `task` input names.
@@ -72,6 +77,7 @@ impl Request {
             task,
             version,
             command,
+            wait_for_images: common.wait_for_images,
         })
     }
 }
@@ -143,6 +149,7 @@ pub fn parse_command(value: Option<&str>) -> Result<Option<Vec<String>>, UsageEr
 pub struct Clients {
     pub task: task::Clients,
     pub promote: promote::Clients,
+    pub preflight: preflight::Clients,
 }
 
 impl Clients {
@@ -150,6 +157,7 @@ impl Clients {
         Clients {
             task: task::Clients::new(sdk),
             promote: promote::Clients::new(sdk),
+            preflight: preflight::Clients::new(sdk),
         }
     }
 }
@@ -172,6 +180,18 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RunOutco
         command: req.command.as_deref(),
         revision_tags: &[],
     };
+    let label = format!("task {}", task.name);
+    let rows = preflight::one_off(
+        &clients.preflight,
+        env,
+        &task,
+        &label,
+        &resolved.version,
+        req.wait_for_images,
+        ctx,
+    )
+    .await?;
+    preflight::finish(&ctx.runner, "run", &preflight::Report { rows })?;
     execute(&launch, &resolved, &clients.task, ctx, started).await
 }
 

@@ -8,6 +8,7 @@ use crate::config::Environment;
 use crate::domain::converge::{bypass_header, check_target, converge, StateOptions, Step, STATES};
 pub use crate::domain::converge::{Clients, StateOutcome};
 use crate::domain::environment::EnvState;
+use crate::domain::preflight;
 use crate::domain::promote;
 use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Outcome};
@@ -79,7 +80,15 @@ pub fn parse_target(value: Option<&str>) -> Result<EnvState, UsageError> {
 
 /// The phase: [`converge`] on the requested target.
 pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<StateOutcome> {
-    converge(&req.environment, req.target, &req.options, clients, ctx).await
+    let env = &req.environment;
+    if let (Some(m), EnvState::Restricted | EnvState::DbOnly | EnvState::Stopped) =
+        (&env.maintenance, req.target)
+    {
+        // The preflight: every forwarding rule can take the bypass condition before maintenance goes on.
+        let rows = preflight::maintenance(&clients.elb, m).await?;
+        preflight::finish(&ctx.runner, "state", &preflight::Report { rows })?;
+    }
+    converge(env, req.target, &req.options, clients, ctx).await
 }
 
 // ---------------------------------------------------------------------------------------------------------------

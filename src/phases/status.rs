@@ -5,6 +5,7 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::aws::autoscaling;
 use crate::aws::ecs;
 use crate::config::Environment;
 use crate::github::runner::{md_table, text_table, Outcome};
@@ -37,7 +38,43 @@ impl super::Recorded for Request {
 
 /// `status` is [`observe`] reported as an outcome.
 pub async fn run(req: &Request, clients: &Clients, _ctx: &super::Ctx) -> Result<Status> {
-    observe(&req.environment, clients).await
+    let mut status = observe(&req.environment, clients).await?;
+    for s in status.services.iter_mut() {
+        s.autoscaling = autoscaling_of(clients, &req.environment, &s.name).await;
+    }
+    Ok(status)
+}
+
+/// The service's scalable target, for people: `suspended by deploy-action (found active; min 1, max 4)`. A target
+/// that cannot be read is said so, without failing `status`.
+async fn autoscaling_of(c: &Clients, env: &Environment, name: &str) -> Option<String> {
+    let target = match autoscaling::ecs_target(&c.aas, &env.cluster, name).await {
+        Ok(t) => t?,
+        Err(e) => {
+            return Some(format!(
+                "unknown ({})",
+                e.code.as_deref().unwrap_or("error")
+            ))
+        }
+    };
+    let (now, min, max) = target;
+    let arn = ecs::describe_services(&c.ecs, &env.cluster, &[name.to_string()])
+        .await
+        .ok()?
+        .first()?
+        .service_arn()?
+        .to_string();
+    let tags = ecs::tags(&c.ecs, &arn).await.unwrap_or_default();
+    let found = crate::tags::get(&tags, crate::domain::autoscaling::TAG)
+        .and_then(autoscaling::Suspended::parse);
+    Some(match found {
+        Some(f) => format!(
+            "{} by deploy-action (found {}; min {min}, max {max})",
+            now.describe(),
+            f.describe()
+        ),
+        None => format!("{} (min {min}, max {max})", now.describe()),
+    })
 }
 
 impl Outcome for Status {
@@ -154,6 +191,14 @@ impl Status {
             "maintenance".to_string(),
             self.maintenance.to_string(),
         ]];
+        let scaling: Vec<String> = self
+            .services
+            .iter()
+            .filter_map(|s| s.autoscaling.as_ref().map(|a| format!("{}: {a}", s.name)))
+            .collect();
+        if !scaling.is_empty() {
+            rows.push(vec!["autoscaling".to_string(), scaling.join("; ")]);
+        }
         match &self.database {
             Some(db) => {
                 rows.push(vec![

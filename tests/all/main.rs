@@ -12,6 +12,7 @@ mod iam;
 mod init;
 mod migrate;
 mod plan;
+mod preflight;
 mod preview;
 mod restore;
 mod run;

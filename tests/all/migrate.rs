@@ -469,7 +469,7 @@ async fn without_a_snapshot_migrate_refuses_and_changes_nothing() {
     ctx.clear_calls().await;
     let r = ctx.action(MIGRATE).await;
     r.assert_code(1);
-    assert!(r.stderr.contains("refusing to migrate stage: no available snapshot of app-stage made by deploy-action exists"), "{}", r.stderr);
+    assert!(r.stderr.contains("refusing to migrate stage: no available snapshot of app-stage made by deploy-action for stage exists"), "{}", r.stderr);
     assert!(
         r.stderr.contains("run the snapshot phase first"),
         "{}",

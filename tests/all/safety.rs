@@ -451,7 +451,7 @@ async fn no_service_is_left_on_a_deregistered_revision() {
 
     // A rollback whose roll-out fails: ECS's circuit breaker returns the service to the revision it ran (the bad
     // one), so that revision must stay registered even though it is newer than the target and never known good.
-    let bad = ctx.manual_revision("core", None, "core-v6.6.6").await;
+    let bad = ours(&ctx, ctx.manual_revision("core", None, "core-v6.6.6").await).await;
     ctx.post(
         "/_test/ecs/service-rules",
         json!({"service": "core", "outcome": "FAILED", "times": 1, "failedTasks": 1}),
@@ -506,7 +506,7 @@ async fn no_service_is_left_on_a_deregistered_revision() {
 
     // A fast rollback (not waited for) whose roll-out then fails: the circuit breaker returns core to the revision
     // it ran, which the fast rollback kept registered.
-    let bad = ctx.manual_revision("core", None, "core-v6.6.7").await;
+    let bad = ours(&ctx, ctx.manual_revision("core", None, "core-v6.6.7").await).await;
     ctx.post(
         "/_test/ecs/service-rules",
         json!({"service": "core", "outcome": "FAILED", "times": 1, "failedTasks": 1}),
@@ -675,4 +675,22 @@ async fn a_rerun_after_a_failure_converges() {
             .all(|x| x["version"] == "v2.0.0"),
         "{s}"
     );
+}
+
+/// Tags a revision made by hand as this action's (rollback deregisters only its own revisions).
+async fn ours(ctx: &TestContext, arn: String) -> String {
+    ctx.ecs()
+        .await
+        .tag_resource()
+        .resource_arn(&arn)
+        .tags(
+            aws_sdk_ecs::types::Tag::builder()
+                .key("deploy-action:version")
+                .value("v6.6.6")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    arn
 }

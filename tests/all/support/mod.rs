@@ -330,7 +330,10 @@ impl TestContext {
             .await
             .into_iter()
             .filter(|(_, op)| {
-                !(op.starts_with("Describe") || op.starts_with("List") || op.starts_with("Get"))
+                !(op.starts_with("Describe")
+                    || op.starts_with("List")
+                    || op.starts_with("Get")
+                    || op.starts_with("BatchGet"))
             })
             .map(|(s, op)| format!("{s}:{op}"))
             .collect()
