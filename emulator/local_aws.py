@@ -43,6 +43,9 @@ from datetime import datetime, timedelta, timezone
 from random import randint
 from typing import Any
 
+# moto's EC2 backend parses ~500 default AMIs on every reset; nothing here runs instances. Set before moto reads it.
+os.environ.setdefault("MOTO_EC2_LOAD_DEFAULT_AMIS", "false")
+
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
     MotoRequestHandler,
@@ -60,6 +63,7 @@ from moto.cloudwatch.models import cloudwatch_backends
 from moto.moto_api import state_manager
 from moto.moto_api._internal.managed_state_model import ManagedState
 from moto.moto_api._internal.models import moto_api_backend
+from moto.core.base_backend import AccountSpecificBackend
 from werkzeug.serving import make_server
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -98,6 +102,22 @@ class State:
 
 
 S = State()
+
+
+# A service's regions, computed once per process. moto caches them per backend instance (an lru_cache keyed on the
+# backend, whose id is a fresh uuid), so every backend a reset recreates loaded botocore's endpoint and service model
+# JSON again: about a quarter of the emulator's CPU in the tests. The answer depends on the service name alone.
+_REGIONS: dict[str, list[str]] = {}
+_generate_regions = AccountSpecificBackend._generate_regions.__wrapped__
+
+
+def _regions_once(self, service_name: str) -> list[str]:
+    if service_name not in _REGIONS:
+        _REGIONS[service_name] = _generate_regions(self, service_name)
+    return list(_REGIONS[service_name])
+
+
+AccountSpecificBackend._generate_regions = _regions_once
 
 
 def take_rule(rules: list[dict], matches) -> dict | None:
