@@ -1330,6 +1330,12 @@ class Emulator:
         self.moto = DomainDispatcherApplication(_create_app)
 
     def __call__(self, environ: dict, start_response):
+        try:
+            return self._handle(environ, start_response)
+        finally:
+            WAKE.set()  # the request may have started something timed: the ticker looks again
+
+    def _handle(self, environ: dict, start_response):
         path = environ.get("PATH_INFO", "")
         body = self._read_body(environ)
         if path.startswith("/_test/"):
@@ -1482,20 +1488,39 @@ class Emulator:
 # Background ticker: time-based roll-outs, tasks and generated log lines
 # =============================================================================
 
+# Set after every request. Only a request starts something timed, so with nothing timed in flight the ticker sleeps
+# until the next request instead of waking 50 times a second (a dozen idle emulators would keep a core busy).
+WAKE = threading.Event()
+
+
+def tick(t: float) -> bool:
+    """Advances what runs on the clock; True while something timed is still in flight."""
+    busy = False
+    for ro in list(S.pending):
+        if ro.after_seconds is not None and ro in S.pending:
+            settle_check(ro, t, describe=False)
+            busy = busy or ro in S.pending
+    for task in list(S.tasks.values()):
+        sim = getattr(task, "_emu", None)
+        if sim and not sim["done"] and sim["run_secs"] is not None:
+            task_step(task, t, describe=False)
+            busy = busy or not sim["done"]
+    return busy
+
+
 def ticker(stop: threading.Event) -> None:
-    while not stop.wait(0.02):
+    while not stop.is_set():
+        busy = True
         with LOCK:
-            t = now()
             try:
-                for ro in list(S.pending):
-                    if ro.after_seconds is not None and ro in S.pending:
-                        settle_check(ro, t, describe=False)
-                for task in list(S.tasks.values()):
-                    sim = getattr(task, "_emu", None)
-                    if sim and not sim["done"] and sim["run_secs"] is not None:
-                        task_step(task, t, describe=False)
+                busy = tick(now())
             except Exception:  # noqa: BLE001 - keep ticking; a bad rule must not kill the server
                 traceback.print_exc(file=sys.stderr)
+        if busy:
+            stop.wait(0.02)
+        else:
+            WAKE.wait(0.5)  # bounded, so that a stop is still seen
+            WAKE.clear()
 
 
 # =============================================================================
