@@ -103,6 +103,11 @@ class State:
 
 S = State()
 
+# Set when something starts that runs on the clock (a roll-out with settleAfterSeconds, a task with runningSeconds or
+# generated lines): with nothing timed in flight the ticker sleeps until then instead of waking 50 times a second
+# (a dozen idle emulators kept a core busy).
+WAKE = threading.Event()
+
 
 # A service's regions, computed once per process. moto caches them per backend instance (an lru_cache keyed on the
 # backend, whose id is a fresh uuid), so every backend a reset recreates loaded botocore's endpoint and service model
@@ -356,6 +361,8 @@ def _run_task(self, cluster_str, task_definition_str, count, overrides, started_
             "rule": public(rule), "created": t, "started": None, "describes": 0, "done": False,
             "run_desc": run_desc, "run_secs": run_secs, "gen": dict(gen, written=0) if gen else None,
         }
+        if run_secs is not None:
+            WAKE.set()
     return tasks
 
 
@@ -514,6 +521,8 @@ class Rollout:
         self.rule = rule
         self.outcome = rule.get("outcome", rule.get("rolloutState", "COMPLETED"))
         self.after_seconds = rule.get("settleAfterSeconds")
+        if self.after_seconds is not None:
+            WAKE.set()
         self.after_describes = rule.get("settleAfterDescribes")
         if self.after_describes is None and self.after_seconds is None:
             self.after_describes = 1
@@ -1330,12 +1339,6 @@ class Emulator:
         self.moto = DomainDispatcherApplication(_create_app)
 
     def __call__(self, environ: dict, start_response):
-        try:
-            return self._handle(environ, start_response)
-        finally:
-            WAKE.set()  # the request may have started something timed: the ticker looks again
-
-    def _handle(self, environ: dict, start_response):
         path = environ.get("PATH_INFO", "")
         body = self._read_body(environ)
         if path.startswith("/_test/"):
@@ -1488,9 +1491,6 @@ class Emulator:
 # Background ticker: time-based roll-outs, tasks and generated log lines
 # =============================================================================
 
-# Set after every request. Only a request starts something timed, so with nothing timed in flight the ticker sleeps
-# until the next request instead of waking 50 times a second (a dozen idle emulators would keep a core busy).
-WAKE = threading.Event()
 
 
 def tick(t: float) -> bool:
@@ -1512,6 +1512,7 @@ def ticker(stop: threading.Event) -> None:
     while not stop.is_set():
         busy = True
         with LOCK:
+            WAKE.clear()  # under the lock: whatever sets it later (also under the lock) is seen by this tick or the next
             try:
                 busy = tick(now())
             except Exception:  # noqa: BLE001 - keep ticking; a bad rule must not kill the server
@@ -1520,7 +1521,6 @@ def ticker(stop: threading.Event) -> None:
             stop.wait(0.02)
         else:
             WAKE.wait(0.5)  # bounded, so that a stop is still seen
-            WAKE.clear()
 
 
 # =============================================================================
