@@ -40,6 +40,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from datetime import datetime, timedelta, timezone
+import random
 from random import randint
 from typing import Any
 
@@ -1561,22 +1562,10 @@ def warm_up(app: Emulator) -> None:
     gc.freeze()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    ap.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
-    ap.add_argument("--exit-on-stdin-eof", action="store_true",
-                    help="stop when stdin closes (a test harness that dies takes the emulator with it)")
-    ap.add_argument("--no-strict", action="store_true",
-                    help="lenient (stock moto) validation, for a one-off comparison; never in tests")
-    args = ap.parse_args()
-    strict.ENABLED = not args.no_strict
-    strict.install()
-    strict.warm()
-
-    app = Emulator()
-    warm_up(app)
+def serve(args: argparse.Namespace, app: Emulator, parent_fd: int | None = None) -> None:
+    """Serves on `args.host:args.port` (0: a free port), prints the one stdout line `LOCAL_AWS_READY <url>`, and runs
+    until SIGTERM/SIGINT, the end of stdin (`--exit-on-stdin-eof`), or the end of `parent_fd` (a fork-server child:
+    its parent exited)."""
 
     class Handler(MotoRequestHandler):
         def log_request(self, code="-", size="-"):
@@ -1607,11 +1596,78 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    if args.exit_on_stdin_eof:
+    if parent_fd is not None:
+        threading.Thread(target=lambda: (os.read(parent_fd, 1), stop.set()), daemon=True).start()
+    elif args.exit_on_stdin_eof:
         threading.Thread(target=lambda: (sys.stdin.buffer.read(), stop.set()), daemon=True).start()
     while not stop.wait(0.5):
         pass
     server.shutdown()
+
+
+def fork_server(args: argparse.Namespace, app: Emulator) -> None:
+    """`--fork-server`: this process, warmed up once (imports, models, backends: about 3 s of CPU), serves nothing
+    itself; each line read on stdin forks one emulator of its own state on a free port, which prints its
+    `LOCAL_AWS_READY <url>` line (or `LOCAL_AWS_FAILED <reason>`) on the shared stdout. A harness that needs a dozen
+    emulators pays the start-up once. When stdin closes (the harness exited, however) this process exits and every
+    emulator it forked follows: each holds the read end of a pipe only this process can write to."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if here not in sys.path:
+        sys.path.insert(0, here)
+    import seed  # noqa: PLC0415 - what POST /_test/seed runs: its import and models, once for every fork
+    seed.warm()
+    gc.collect()
+    gc.freeze()
+    alive_r, alive_w = os.pipe()
+    for _ in iter(sys.stdin.buffer.readline, b""):
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.close(alive_w)
+                devnull = os.open(os.devnull, os.O_RDONLY)
+                os.dup2(devnull, sys.stdin.fileno())  # the next line on stdin is the parent's, not ours
+                random.seed()  # not the same deployment ids as every sibling
+                serve(args, app, parent_fd=alive_r)
+            except BaseException as e:  # noqa: BLE001 - the harness must hear about it, not wait forever
+                print(f"LOCAL_AWS_FAILED {type(e).__name__}: {e}", flush=True)
+                traceback.print_exc(file=sys.stderr)
+                os._exit(1)
+            os._exit(0)
+        while True:  # reap siblings that ended, so none is left a zombie
+            try:
+                done, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done == 0:
+                break
+    os.close(alive_w)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true", help="log every HTTP request to stderr")
+    ap.add_argument("--exit-on-stdin-eof", action="store_true",
+                    help="stop when stdin closes (a test harness that dies takes the emulator with it)")
+    ap.add_argument("--fork-server", action="store_true",
+                    help="warm up once, then fork one emulator (free port, own state) per line read on stdin; all "
+                         "of them stop when stdin closes (for test harnesses that need many)")
+    ap.add_argument("--no-strict", action="store_true",
+                    help="lenient (stock moto) validation, for a one-off comparison; never in tests")
+    args = ap.parse_args()
+    strict.ENABLED = not args.no_strict
+    strict.install()
+    strict.warm()
+
+    app = Emulator()
+    warm_up(app)
+    if args.fork_server:
+        if args.port != 0:
+            ap.error("--fork-server needs --port 0 (each emulator takes a free port)")
+        fork_server(args, app)
+    else:
+        serve(args, app)
     sys.exit(0)
 
 

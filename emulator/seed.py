@@ -33,16 +33,32 @@ DEFAULT_IMAGE_VERSIONS = [
 ]
 
 # Clients by (service, endpoint, region): building one loads its service model, which costs more than the seed's
-# calls; an emulator that seeds in-process keeps them. boto3 clients are thread-safe once built.
+# calls; an emulator that seeds in-process keeps them. boto3 clients are thread-safe once built. One session for all
+# of them: its loader keeps each service model, so a client for another region or endpoint parses nothing again.
 _CLIENTS: dict = {}
 _CLIENTS_LOCK = threading.Lock()
+_SESSION: boto3.session.Session | None = None
+SERVICES = ("ec2", "ecs", "logs", "elbv2", "rds", "application-autoscaling")
+
+
+def warm():
+    """Loads the session and the models of every service the seed calls (an emulator that forks warms up first)."""
+    global _SESSION
+    with _CLIENTS_LOCK:
+        if _SESSION is None:
+            _SESSION = boto3.session.Session()
+        for name in SERVICES:
+            _SESSION.client(name, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test")
 
 
 def client(name, args):
+    global _SESSION
     key = (name, args.endpoint, args.region)
     with _CLIENTS_LOCK:
+        if _SESSION is None:
+            _SESSION = boto3.session.Session()
         if key not in _CLIENTS:
-            _CLIENTS[key] = boto3.session.Session().client(
+            _CLIENTS[key] = _SESSION.client(
                 name,
                 endpoint_url=args.endpoint,
                 region_name=args.region,

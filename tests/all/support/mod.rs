@@ -50,38 +50,67 @@ fn emulator_dir() -> PathBuf {
         .unwrap_or_else(|| repo().join("emulator"))
 }
 
-/// One emulator process. It exits when our end of its stdin closes (when this process exits, however it exits:
-/// `--exit-on-stdin-eof`).
+/// One emulator: a fork of the [`ForkServer`], on a port of its own, with a state of its own. It exits when the fork
+/// server does (when this process exits, however it exits).
 pub struct LocalAws {
     pub url: String,
+}
+
+/// `local_aws.py --fork-server`: one Python process that imports and warms up the emulator once (about 3 s of CPU)
+/// and then forks a ready emulator per line we write to its stdin (a few milliseconds each), so a test binary with a
+/// dozen emulators pays the start-up once. It exits when our end of its stdin closes, and its emulators with it.
+struct ForkServer {
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
     _child: Child,
 }
 
-impl LocalAws {
-    /// Starts one (about 2 s); its log goes to `stderr`.
-    pub fn start(stderr: Stdio) -> LocalAws {
+static FORK_SERVER: Mutex<Option<ForkServer>> = Mutex::new(None);
+
+impl ForkServer {
+    fn spawn(stderr: Stdio) -> ForkServer {
         let mut child = Command::new(python())
             .arg(emulator_dir().join("local_aws.py"))
-            .args(["--host", "127.0.0.1", "--port", "0", "--exit-on-stdin-eof"])
+            .args(["--host", "127.0.0.1", "--port", "0", "--fork-server"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr)
             .spawn()
-            .expect("start emulator/local_aws.py");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
+            .expect("start emulator/local_aws.py --fork-server");
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        ForkServer {
+            stdin,
+            lines,
+            _child: child,
+        }
+    }
+}
+
+impl LocalAws {
+    /// Starts one: the first call of a process starts the fork server (about 2 s; its log and every emulator's go to
+    /// `stderr`, so the first caller's choice holds for all), later ones take milliseconds.
+    pub fn start(stderr: Stdio) -> LocalAws {
+        use std::io::Write;
+        let mut server = FORK_SERVER.lock().unwrap_or_else(|e| e.into_inner());
+        let server = server.get_or_insert_with(|| ForkServer::spawn(stderr));
+        writeln!(server.stdin, "start")
+            .and_then(|()| server.stdin.flush())
+            .expect("ask the emulator fork server for an emulator");
         let url = loop {
-            let line = lines
+            let line = server
+                .lines
                 .next()
-                .expect("emulator exited before it was ready")
-                .expect("read emulator stdout");
+                .expect("the emulator fork server exited before the emulator was ready")
+                .expect("read the emulator fork server's stdout");
             if let Some(url) = line.strip_prefix("LOCAL_AWS_READY ") {
                 break url.trim().to_string();
             }
+            if let Some(why) = line.strip_prefix("LOCAL_AWS_FAILED ") {
+                panic!("the local AWS did not start: {why} (its traceback is on stderr)");
+            }
         };
-        // Keep draining its stdout so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        LocalAws { url, _child: child }
+        LocalAws { url }
     }
 }
 
