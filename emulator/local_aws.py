@@ -65,6 +65,8 @@ from moto.moto_api import state_manager
 from moto.moto_api._internal.managed_state_model import ManagedState
 from moto.moto_api._internal.models import moto_api_backend
 from moto.core.base_backend import AccountSpecificBackend
+from moto import backends as moto_backends
+from moto.core import responses as moto_responses
 from werkzeug.serving import make_server
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -124,6 +126,13 @@ def _regions_once(self, service_name: str) -> list[str]:
 
 
 AccountSpecificBackend._generate_regions = _regions_once
+
+# Two more answers moto recomputes on every request that never change in a running emulator: the list of its service
+# packages (a directory listing and a stat per entry, to route the request) and the action methods of a response class
+# (inspect.getmembers). Every class is patched at import time, before the first request.
+_MOTO_MODULES = tuple(moto_backends.list_of_moto_modules())
+moto_backends.list_of_moto_modules = lambda: _MOTO_MODULES
+moto_responses.method_names_from_class = functools.lru_cache(maxsize=None)(moto_responses.method_names_from_class)
 
 
 def take_rule(rules: list[dict], matches) -> dict | None:
