@@ -22,8 +22,8 @@
 //!   releasing its lock, pointing a changed service back).
 //!
 //! Run by `scripts/faults`, which writes RELIABILITY.md: `cargo test --test faults -- --ignored --nocapture`
-//! (`FAULTS_REPORT=<path>` to write the table, `FAULTS_WORKERS=N` emulators in parallel, `FAULTS_ONLY=<phase>` or
-//! `<phase>/<case>` to run a subset).
+//! (`FAULTS_REPORT=<path>` to write the table, `FAULTS_WORKERS=N` emulators in parallel, `FAULTS_ONLY=<phase>`,
+//! `<case>` or `<phase>/<case>`, or several of them separated by commas, to run a subset).
 
 #[path = "all/support/mod.rs"]
 mod support;
@@ -2131,10 +2131,11 @@ async fn fault_matrix() {
     for phase in PHASES {
         for kind in KINDS {
             let name = format!("{}/{}", phase.name(), kind.slug());
-            if only
-                .as_deref()
-                .is_some_and(|o| !(name == o || phase.name() == o || kind.slug() == o))
-            {
+            if only.as_deref().is_some_and(|only| {
+                !only
+                    .split(',')
+                    .any(|o| name == o || phase.name() == o || kind.slug() == o)
+            }) {
                 continue;
             }
             match kind.not_applicable(phase) {
