@@ -308,3 +308,106 @@ async fn sigint_during_the_image_wait_changes_nothing() {
     .await;
     rerun_succeeds(&ctx, "v3.0.0").await;
 }
+
+fn cli(ctx: &TestContext, args: &[&str]) -> tokio::process::Child {
+    let mut cmd = ctx.base_command();
+    cmd.args(args);
+    cmd.spawn().expect("spawn deploy-action")
+}
+
+/// Has the latency fault on `operation` taken hold of a call (that call is held now)?
+fn held(faults: &Value, operation: &str) -> bool {
+    faults
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["operation"] == operation && f["hits"].as_u64() > Some(0))
+}
+
+const MIGRATE: &[&str] = &[
+    "migrate",
+    "--env",
+    "stage",
+    "-c",
+    "deploy.toml",
+    "--version",
+    "v2.0.0",
+    "--skip-drain",
+];
+
+/// migrate: SIGINT while it records the migration's start on the database (after db-only): the migration task is
+/// never started (no RunTask), exit 130; the rerun runs it.
+#[tokio::test]
+async fn sigint_while_migrate_records_its_start_stops_before_run_task() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.cli(&[
+        "snapshot",
+        "--env",
+        "stage",
+        "-c",
+        "deploy.toml",
+        "--version",
+        "v2.0.0",
+    ])
+    .await
+    .assert_code(0);
+    ctx.post(
+        "/_test/faults",
+        json!({"service": "rds", "operation": "AddTagsToResource", "kind": "latency", "latencyMs": 2000, "count": 1}),
+    )
+    .await;
+    ctx.clear_calls().await;
+    let child = cli(&ctx, MIGRATE);
+    let at = sigint_when(&ctx, &child, "the migration's record", |_, f| {
+        held(f, "AddTagsToResource")
+    })
+    .await;
+    let r = finish(child).await;
+    assert_cancelled(&r, "stopped before RunTask (the migration task)");
+    let seen = calls(&ctx).await;
+    assert_eq!(mutating_after(&seen, at), ["rds:AddTagsToResource"]);
+    assert!(
+        !seen.iter().any(|(_, _, op)| op == "RunTask"),
+        "no migration task started"
+    );
+    clear_faults(&ctx).await;
+    cli_succeeds(&ctx, MIGRATE).await;
+}
+
+/// snapshot: SIGINT while it lists the database's snapshots: no CreateDBSnapshot, exit 130; the rerun makes it.
+#[tokio::test]
+async fn sigint_before_create_db_snapshot_makes_no_snapshot() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    ctx.post(
+        "/_test/faults",
+        json!({"service": "rds", "operation": "DescribeDBSnapshots", "kind": "latency", "latencyMs": 2000, "count": 1}),
+    )
+    .await;
+    ctx.clear_calls().await;
+    let snapshot = [
+        "snapshot",
+        "--env",
+        "stage",
+        "-c",
+        "deploy.toml",
+        "--version",
+        "v2.0.0",
+    ];
+    let child = cli(&ctx, &snapshot);
+    sigint_when(&ctx, &child, "the snapshot listing", |_, f| {
+        held(f, "DescribeDBSnapshots")
+    })
+    .await;
+    let r = finish(child).await;
+    assert_cancelled(&r, "stopped before creating snapshot deploy-stage-v2-0-0-");
+    assert_eq!(mutating_after(&calls(&ctx).await, 0), Vec::<String>::new());
+    clear_faults(&ctx).await;
+    cli_succeeds(&ctx, &snapshot).await;
+}
+
+async fn cli_succeeds(ctx: &TestContext, args: &[&str]) {
+    let r = ctx.cli(args).await;
+    r.assert_code(0);
+}
