@@ -623,9 +623,10 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
     refuse_during_migration(req, c).await?;
     let plans = plan_and_show(req, c, ctx).await?;
     let report = checks(req, c, ctx, &plans).await?;
-    // A signal during the image wait ends the wait early: the run stops here (exit 130), not on images it did not
-    // wait for, and before the first change.
-    ctx.stop_if_cancelled("the preflight's verdict")?;
+    // A signal during the image wait ends the wait early: the run stops here (exit 130), before the first change,
+    // not on images it did not wait for.
+    ctx.stop_if_cancelled(&Stage::Register.to_string())
+        .map_err(|e| anyhow::Error::new(e).context(cancelled_before_any_change(&req.version)))?;
     preflight::finish(&ctx.runner, "deploy", &report)?;
     let mut out = DeployOutcome::new(req, &plans, ctx.dry_run);
     if let Some(prev) = &out.previous_version {

@@ -271,8 +271,8 @@ async fn preconditions(
         bail!("refusing to migrate {}: {why}", env.name);
     }
     let report = checks(req, &clients.preflight, ctx, version).await?;
-    // A signal during the image wait ends the wait early: the run stops here (exit 130), before the first change.
-    ctx.stop_if_cancelled("the preflight's verdict")?;
+    // A signal during the checks (the image wait ends early) stops the run here (exit 130), before the first change.
+    ctx.stop_if_cancelled("bringing the environment to db-only")?;
     preflight::finish(&ctx.runner, "migrate", &report)?;
     Ok(Preconditions {
         db_arn,

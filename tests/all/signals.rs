@@ -296,7 +296,10 @@ async fn sigint_during_the_image_wait_changes_nothing() {
     })
     .await;
     let r = finish(child).await;
-    assert_cancelled(&r, "stopped before the preflight's verdict");
+    assert_cancelled(
+        &r,
+        "deploy of v3.0.0 cancelled before any change: stopped before registering the new revisions",
+    );
     let seen = calls(&ctx).await;
     assert!(at > 0);
     let all = mutating_after(&seen, 0);
