@@ -10,6 +10,9 @@
 //! 5. On failure, timeout or a failed smoke check: every changed service goes back to the revision it ran before
 //!    (waited for), the reasons are reported (events, stopped tasks, last log lines), the new revisions are
 //!    deregistered, and the phase exits 1 with `rolled-back=true`.
+//! 6. A signal (SIGINT/SIGTERM) stops the deploy before its next change and ends it with exit 130, even after the
+//!    last one ([`on_cancel`]): new revisions not yet rolled out are deregistered again, services rolling or not
+//!    yet smoke-checked are pointed back (not waited for), completed ones are left for the rerun to finish.
 //!
 //! The version is resolved before the plan ([`promote::resolve`]): as given, or `from:<environment>` (promotion by
 //! reference: the version that environment runs now, refused unless it is settled on one version).
