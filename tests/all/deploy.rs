@@ -1150,3 +1150,57 @@ async fn deploy_and_rollback_refuse_a_code_deploy_service_before_any_change() {
         }
     }
 }
+
+/// Issue 20, "between changes": SIGINT while rollback's first UpdateService (core's) is in flight. That call
+/// finishes; workers' UpdateService never starts, nothing is tagged or deregistered, exit 130; the rerun the message
+/// suggests finishes the rollback (core is only checked settled then).
+#[tokio::test]
+async fn sigint_after_the_first_update_service_of_a_rollback_stops_before_the_next_service() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    deploy(&ctx, "v1.1.0", &[]).await.assert_code(0);
+    ctx.clear_calls().await;
+    crate::hostile::hold_next_call(&ctx, "UpdateService", 3000).await;
+    let mut cmd = ctx.base_command();
+    cmd.args([
+        "rollback",
+        "--env",
+        "stage",
+        "-c",
+        "deploy.toml",
+        "--version",
+        "v1.0.0",
+    ]);
+    let child = cmd.spawn().unwrap();
+    crate::hostile::wait_until_held(&ctx).await;
+    let (code, stderr) = crate::hostile::sigint_and_wait(child).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped before UpdateService of workers")
+            && stderr
+                .contains("UpdateService sent for core (to stage-core:1); not started: workers"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ctx.mutating_calls().await,
+        vec!["ecs:UpdateService".to_string()],
+        "only core's change"
+    );
+    assert_eq!(service_td(&ctx, "core").await, td_arn("core", 1));
+    assert_eq!(service_td(&ctx, "workers").await, td_arn("workers", 2));
+
+    let r = rollback(&ctx, &[("version", "v1.0.0")]).await;
+    r.assert_code(0);
+    for s in ["core", "workers"] {
+        assert_eq!(service_td(&ctx, s).await, td_arn(s, 1));
+    }
+    assert!(
+        r.summary
+            .contains("| core | stage-core:1 (v1.0.0) | stage-core:1 (v1.0.0) | already on it |")
+            && r.summary.contains(
+                "| workers | stage-workers:2 (v1.1.0) | stage-workers:1 (v1.0.0) | rolled back |"
+            ),
+        "{}",
+        r.summary
+    );
+}
