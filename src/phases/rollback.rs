@@ -7,9 +7,11 @@
 //! - `fast`: update every service and return without waiting (unless `wait`); otherwise wait until every roll-out
 //!   COMPLETED and tag the targets known good.
 //! - Afterwards the bad revisions (newer than the target, never known good) are deregistered and each family keeps its
-//!   newest `keep-revisions`; never a revision in use, the target or the last known-good one
-//!   ([`rollout::revisions_to_deregister`]), never a revision this action did not register, and never the revision a service ran before the rollback unless its
-//!   roll-out was seen COMPLETED (after `fast`, its tasks are still draining and a failed roll-out returns to it).
+//!   newest `keep-revisions` ([`rollout::revisions_to_deregister`]): never the target or the last known-good one,
+//!   never a revision this action did not register, never one in use ([`still_in_use`]: a deployment of a service or
+//!   a running task uses it, a one-off task's too, read from ECS with [`retention::in_use`]), and never the revision a
+//!   service ran before the rollback unless its roll-out was seen COMPLETED (after `fast`, its tasks are still
+//!   draining and a failed roll-out returns to it).
 //! - Observe → plan → apply: [`changes`], [`still_in_use`], [`to_deregister`], [`after_watch`] and
 //!   [`known_good_tags`] are the decisions, pure. The services are changed one after another; a signal (SIGINT,
 //!   SIGTERM) stops the rollback before the next service's UpdateService, tag or deregistration (exit 130), and the
@@ -364,16 +366,18 @@ pub fn cancelled_between(done: &[Change], left: &[Change]) -> String {
 /// taken the update). A roll-out that was not seen COMPLETED (not waited for, `fast`, or not done) keeps the
 /// revision the service ran: its tasks are still draining, and ECS's circuit breaker returns the service to it if
 /// the roll-out fails (the next rollback that sees the roll-out complete deregisters it). So no service, nor any of
-/// its deployments, is ever left on a deregistered revision.
+/// its deployments, is ever left on a deregistered revision. `observed`: what a deployment of the services or a
+/// running task of their families uses, read from ECS ([`retention::in_use`]) once there is anything to deregister.
 pub fn still_in_use(
     positions: &[Position],
     failed_updates: &[String],
     seen_completed: &[String],
     waited: bool,
+    observed: &[String],
 ) -> Vec<String> {
     let failed = |p: &&Position| failed_updates.iter().any(|f| f == p.service);
     let completed = |p: &&Position| seen_completed.iter().any(|s| s == p.service);
-    positions
+    let mut used: Vec<String> = positions
         .iter()
         .map(|p| {
             if failed(&p) {
@@ -394,7 +398,9 @@ pub fn still_in_use(
                 .filter(|p| !waited || !completed(p))
                 .map(|p| p.current.to_string()),
         )
-        .collect()
+        .collect();
+    used.extend(observed.iter().cloned());
+    used
 }
 
 /// Pure: the revisions to deregister, each with the service whose family it is in (`(service, revisions, target)`
@@ -564,8 +570,23 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
     };
     let mut plans = plans;
     tag_known_good(c, ctx, &mut plans, &seen_completed, &mut out).await?;
+    let doomed = doomed(req, c, &plans, &failed_updates, &seen_completed, &mut out).await;
+    deregister(c, ctx, doomed, &mut out).await?;
+    Ok(out)
+}
+
+/// The revisions to deregister: of this action's, those nothing uses, by what this run knows ([`still_in_use`]) and,
+/// when that leaves any, by what ECS says a deployment or a running task (a one-off task's too) uses. When that
+/// cannot be read, none (a note says why).
+async fn doomed(
+    req: &Request,
+    c: &Clients,
+    plans: &[RollbackPlan],
+    failed_updates: &[String],
+    seen_completed: &[String],
+    out: &mut RollbackOutcome,
+) -> Vec<(String, String)> {
     let positions: Vec<Position> = plans.iter().map(RollbackPlan::position).collect();
-    let in_use = still_in_use(&positions, &failed_updates, &seen_completed, out.waited);
     let families: Vec<(&str, &[RevisionInfo], &str)> = plans
         .iter()
         .map(|p| {
@@ -576,9 +597,28 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<RollbackOutcom
             )
         })
         .collect();
-    let doomed = to_deregister(&families, &in_use, req.keep_revisions);
-    deregister(c, ctx, doomed, &mut out).await?;
-    Ok(out)
+    let waited = out.waited;
+    let decide = |observed: &[String]| {
+        let in_use = still_in_use(&positions, failed_updates, seen_completed, waited, observed);
+        to_deregister(&families, &in_use, req.keep_revisions)
+    };
+    if decide(&[]).is_empty() {
+        return vec![];
+    }
+    let env = &req.common.environment;
+    let names: Vec<String> = plans.iter().map(|p| p.cfg.name.clone()).collect();
+    let mut family_names: Vec<&str> = plans.iter().map(|p| td_family(&p.current)).collect();
+    family_names.sort();
+    family_names.dedup();
+    match retention::in_use(&c.ecs, &env.cluster, &names, &family_names).await {
+        Ok(observed) => decide(&observed),
+        Err(e) => {
+            out.notes.push(format!(
+                "no revision deregistered: which revisions are in use could not be read ({e:#}); the next rollback or deploy does it"
+            ));
+            vec![]
+        }
+    }
 }
 
 /// Observes and plans every service (concurrently). A version colliding with a known one stays bad input (exit 2,
@@ -1282,48 +1322,74 @@ mod tests {
 
     #[test]
     fn revisions_still_in_use_after_the_rollback() {
-        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         // core c:3 → c:2, workers w:2 → w:2 (already on it).
         let positions = vec![
             pos("core", "c:3", "c:2", false),
             pos("workers", "w:2", "w:2", false),
         ];
-        type Case<'a> = (&'a str, Vec<String>, Vec<String>, bool, Vec<&'a str>);
-        let cases: Vec<Case> = vec![
-            (
-                "waited, both completed: only the targets",
-                s(&[]),
-                s(&["core", "workers"]),
-                true,
-                vec!["c:2", "w:2"],
-            ),
-            (
-                "fast (not waited): the revisions they ran too, their tasks still drain",
-                s(&[]),
-                s(&[]),
-                false,
-                vec!["c:2", "w:2", "c:3", "w:2"],
-            ),
-            (
-                "waited, core not completed: c:3 stays (the circuit breaker returns to it)",
-                s(&[]),
-                s(&["workers"]),
-                true,
-                vec!["c:2", "w:2", "c:3"],
-            ),
-            (
-                "core's UpdateService failed: it still runs c:3, and c:2 stays too",
-                s(&["core"]),
-                s(&["workers"]),
-                true,
-                vec!["c:3", "w:2", "c:2", "c:3"],
-            ),
+        struct Case {
+            name: &'static str,
+            failed: &'static [&'static str],
+            completed: &'static [&'static str],
+            waited: bool,
+            observed: &'static [&'static str],
+            want: &'static [&'static str],
+        }
+        let cases = [
+            Case {
+                name: "waited, both completed: only the targets",
+                failed: &[],
+                completed: &["core", "workers"],
+                waited: true,
+                observed: &[],
+                want: &["c:2", "w:2"],
+            },
+            Case {
+                name: "what ECS says is in use stays: a one-off task on c:4, a deployment of w:3",
+                failed: &[],
+                completed: &["core", "workers"],
+                waited: true,
+                observed: &["c:4", "w:3"],
+                want: &["c:2", "w:2", "c:4", "w:3"],
+            },
+            Case {
+                name: "fast (not waited): the revisions they ran too, their tasks still drain",
+                failed: &[],
+                completed: &[],
+                waited: false,
+                observed: &[],
+                want: &["c:2", "w:2", "c:3", "w:2"],
+            },
+            Case {
+                name: "waited, core not completed: c:3 stays (the circuit breaker returns to it)",
+                failed: &[],
+                completed: &["workers"],
+                waited: true,
+                observed: &[],
+                want: &["c:2", "w:2", "c:3"],
+            },
+            Case {
+                name: "core's UpdateService failed: it still runs c:3, and c:2 stays too",
+                failed: &["core"],
+                completed: &["workers"],
+                waited: true,
+                observed: &[],
+                want: &["c:3", "w:2", "c:2", "c:3"],
+            },
         ];
-        for (name, failed, completed, waited, want) in cases {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        for c in cases {
             assert_eq!(
-                still_in_use(&positions, &failed, &completed, waited),
-                s(&want),
-                "{name}"
+                still_in_use(
+                    &positions,
+                    &s(c.failed),
+                    &s(c.completed),
+                    c.waited,
+                    &s(c.observed)
+                ),
+                s(c.want),
+                "{}",
+                c.name
             );
         }
     }

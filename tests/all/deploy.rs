@@ -1204,3 +1204,79 @@ async fn sigint_after_the_first_update_service_of_a_rollback_stops_before_the_ne
         r.summary
     );
 }
+
+/// Issue 17: rollback deregisters only revisions of its own that no service, deployment or running task uses. A bad
+/// revision of ours (newer than the known-good one, never known good) that a one-off task of the family still runs
+/// stays registered; once that task stopped, the next rollback deregisters it.
+#[tokio::test]
+async fn rollback_never_deregisters_a_revision_a_running_task_uses() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    deploy(&ctx, "v1.1.0", &[]).await.assert_code(0);
+    let ecs = ctx.ecs().await;
+    let (td, _) = describe(&ctx, &td_arn("core", 2)).await;
+    let ours = deploy_action::aws::ecs::ecs_tags(&[(
+        "deploy-action:version".to_string(),
+        "v1.2.0".to_string(),
+    )]);
+    let bad = deploy_action::aws::ecs::register_input_from(td, ours)
+        .send_with(&ecs)
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_string();
+    assert_eq!(bad, td_arn("core", 3));
+    ctx.post(
+        "/_test/ecs/task-rules",
+        json!({"match": "stage-core:3", "neverStop": true}),
+    )
+    .await;
+    let svc = ecs
+        .describe_services()
+        .cluster("app-stage")
+        .services("core")
+        .send()
+        .await
+        .unwrap();
+    let net = svc.services()[0].network_configuration().cloned().unwrap();
+    let task = ecs
+        .run_task()
+        .cluster("app-stage")
+        .task_definition(&bad)
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(net)
+        .send()
+        .await
+        .unwrap();
+    let task = task.tasks()[0].task_arn().unwrap().to_string();
+
+    let r = rollback(&ctx, &[]).await;
+    r.assert_code(0);
+    let (td, _) = describe(&ctx, &bad).await;
+    assert_eq!(
+        td.status(),
+        Some(&TaskDefinitionStatus::Active),
+        "a running task uses it: {}",
+        r.stderr
+    );
+
+    ecs.stop_task()
+        .cluster("app-stage")
+        .task(&task)
+        .send()
+        .await
+        .unwrap();
+    let r = rollback(&ctx, &[]).await;
+    r.assert_code(0);
+    let (td, _) = describe(&ctx, &bad).await;
+    assert_eq!(
+        td.status(),
+        Some(&TaskDefinitionStatus::Inactive),
+        "nothing uses it any more: {}",
+        r.stderr
+    );
+    assert_eq!(r.outputs["rolled-back"], "false");
+}
