@@ -1015,10 +1015,12 @@ async fn up(
         .collect();
     let poller = ctx.poller("images", crate::wait::Backoff::SLOW);
     let found = preflight::images(&c.preflight, &want, req.wait_for_images, poller).await;
-    let report = preflight::Report {
-        rows: preflight::image_rows(&found),
-    };
-    preflight::finish(&ctx.runner, "preview", &report)?;
+    let mut rows = preflight::image_rows(&found);
+    // The seed runs on the first up only (no service yet): its definition, container, logs, network and image.
+    if let (Some(seed), None) = (&req.preview.seed, seen.our_service()) {
+        rows.extend(task_checks(req, c, ctx, seed, version).await?);
+    }
+    preflight::finish(&ctx.runner, "preview", &preflight::Report { rows })?;
     let latest = ecs::latest_task_definition(&c.ecs, &seen.family).await?;
     let reusable = latest.as_ref().and_then(|(td, tags)| {
         let tagged = tags::get(&ecs::tag_pairs(tags), tags::VERSION) == Some(version.as_str());
@@ -1719,6 +1721,29 @@ pub fn cancelled(action: &str, name: &str, steps: &[PreviewStep]) -> String {
     )
 }
 
+/// The preflight rows of the seed or teardown task: its definition, container, logs and network source in the
+/// environment it runs in, then its image (waited for up to `wait-for-images`).
+async fn task_checks(
+    req: &Request,
+    c: &Clients,
+    ctx: &Ctx,
+    cfg: &crate::config::TaskConfig,
+    version: &Version,
+) -> Result<Vec<preflight::Row>> {
+    let env = req.task_environment();
+    let label = format!("task {}", cfg.name);
+    preflight::one_off(
+        &c.preflight,
+        &env,
+        cfg,
+        &label,
+        version,
+        req.wait_for_images,
+        ctx,
+    )
+    .await
+}
+
 /// The step line of a seed or teardown task.
 fn task_step(report: &TaskReport, what: &str) -> String {
     match report.verdict {
@@ -2003,6 +2028,9 @@ async fn teardown(
         Some(v) => v.clone(),
         None => running_version(c, s).await?,
     };
+    // The teardown is the first step of a down: its preflight comes before anything is removed.
+    let rows = task_checks(req, c, ctx, task_cfg, &version).await?;
+    preflight::finish(&ctx.runner, "preview", &preflight::Report { rows })?;
     let report = one_off(req, c, ctx, task_cfg, &version, out).await?;
     let ok = report.ok();
     out.teardown = Some(report);

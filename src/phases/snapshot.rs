@@ -275,7 +275,7 @@ async fn wait_available(
     snapshot: Snapshot,
     ctx: &Ctx,
 ) -> Result<Snapshot> {
-    if progress(&snapshot.status) == Progress::Available {
+    if progress(&snapshot.status) == SnapshotProgress::Available {
         return Ok(snapshot);
     }
     let id = snapshot.id.clone();
@@ -292,8 +292,8 @@ async fn wait_available(
                     anyhow::bail!("snapshot {id} disappeared while it was being created (someone deleted it?); run the snapshot phase again");
                 };
                 match progress(&s.status) {
-                    Progress::Available => Ok(Check::Done(s)),
-                    Progress::Creating => {
+                    SnapshotProgress::Available => Ok(Check::Done(s)),
+                    SnapshotProgress::Creating => {
                         let progress = match s.percent {
                             Some(p) => format!("snapshot {id}: {} {p}%", s.status),
                             None => format!("snapshot {id}: {}", s.status),
@@ -312,11 +312,11 @@ async fn wait_available(
                             None => Check::Pending(progress),
                         })
                     }
-                    Progress::Unknown => Ok(Check::Pending(format!(
+                    SnapshotProgress::Unknown => Ok(Check::Pending(format!(
                         "snapshot {id}: status {:?} (not one deploy-action knows; still waiting for available)",
                         s.status
                     ))),
-                    Progress::Failed => anyhow::bail!(
+                    SnapshotProgress::Failed => anyhow::bail!(
                         "snapshot {id} is {}; RDS could not make it: see the RDS console events for {}, then run the snapshot phase again",
                         s.status,
                         db.identifier
@@ -337,7 +337,7 @@ async fn wait_available(
 
 /// Where an RDS snapshot status leaves the wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
+pub enum SnapshotProgress {
     Available,
     Creating,
     Failed,
@@ -346,14 +346,16 @@ pub enum Progress {
 }
 
 /// Pure: the snapshot statuses RDS documents, sorted into what the wait does with them.
-pub fn progress(status: &str) -> Progress {
+pub fn progress(status: &str) -> SnapshotProgress {
     match status {
-        "available" => Progress::Available,
-        "creating" | "copying" | "pending" | "modifying" | "upgrading" => Progress::Creating,
-        "failed" | "deleting" | "deleted" | "incompatible-restore" | "incompatible-parameters" => {
-            Progress::Failed
+        "available" => SnapshotProgress::Available,
+        "creating" | "copying" | "pending" | "modifying" | "upgrading" => {
+            SnapshotProgress::Creating
         }
-        _unknown => Progress::Unknown,
+        "failed" | "deleting" | "deleted" | "incompatible-restore" | "incompatible-parameters" => {
+            SnapshotProgress::Failed
+        }
+        _unknown => SnapshotProgress::Unknown,
     }
 }
 
@@ -394,7 +396,9 @@ pub fn find_reusable<'a>(snaps: &'a [Snapshot], run: &str, version: &str) -> Opt
             && s.tag(tags::VERSION) == Some(version)
             && matches!(
                 progress(&s.status),
-                Progress::Available | Progress::Creating | Progress::Unknown
+                SnapshotProgress::Available
+                    | SnapshotProgress::Creating
+                    | SnapshotProgress::Unknown
             )
     })
 }
@@ -424,8 +428,10 @@ pub fn retention_plan(snaps: &[Snapshot], keep: Option<u32>, current: &str) -> R
     // The current snapshot takes one of the `keep` places.
     for s in mine.into_iter().skip(keep.saturating_sub(1) as usize) {
         match progress(&s.status) {
-            Progress::Available | Progress::Failed => plan.delete.push(s.id.clone()),
-            Progress::Creating | Progress::Unknown => plan.notes.push(format!(
+            SnapshotProgress::Available | SnapshotProgress::Failed => {
+                plan.delete.push(s.id.clone())
+            }
+            SnapshotProgress::Creating | SnapshotProgress::Unknown => plan.notes.push(format!(
                 "{} is {}; left for the next run to delete",
                 s.id, s.status
             )),
@@ -815,14 +821,14 @@ mod tests {
     #[test]
     fn snapshot_statuses() {
         let cases = [
-            ("available", Progress::Available),
-            ("creating", Progress::Creating),
-            ("copying", Progress::Creating),
-            ("pending", Progress::Creating),
-            ("failed", Progress::Failed),
-            ("deleting", Progress::Failed),
-            ("incompatible-restore", Progress::Failed),
-            ("something-new", Progress::Unknown),
+            ("available", SnapshotProgress::Available),
+            ("creating", SnapshotProgress::Creating),
+            ("copying", SnapshotProgress::Creating),
+            ("pending", SnapshotProgress::Creating),
+            ("failed", SnapshotProgress::Failed),
+            ("deleting", SnapshotProgress::Failed),
+            ("incompatible-restore", SnapshotProgress::Failed),
+            ("something-new", SnapshotProgress::Unknown),
         ];
         for (status, want) in cases {
             assert_eq!(progress(status), want, "{status}");

@@ -884,7 +884,8 @@ async fn preview_a_seed_family_that_does_not_exist_names_its_config_key() {
     );
     std::fs::write(&path, text).unwrap();
     let r = cli_up(&ctx).await;
-    r.assert_code(1);
+    // The preflight: the config is at fault (exit 2), and nothing was made.
+    r.assert_code(2);
     assert!(
         r.stderr.contains(
             "task definition family review-seeed has no ACTIVE revision; register one, or correct environments.review.preview.seed.family in the config"
@@ -892,8 +893,51 @@ async fn preview_a_seed_family_that_does_not_exist_names_its_config_key() {
         "{}",
         r.stderr
     );
+    assert!(r.stdout.contains("preflight (preview):"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("task seed task definition"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        ctx.mutating_calls().await.is_empty(),
+        "{:?}",
+        ctx.mutating_calls().await
+    );
     assert!(service(&ctx, "core-pr-12").await.is_none());
     assert!(target_group(&ctx, "core-pr-12").await.is_none());
+}
+
+#[tokio::test]
+async fn preview_down_with_a_teardown_container_that_does_not_exist_removes_nothing() {
+    let ctx = TestContext::new().await;
+    let path = seed_template(&ctx, BY_HOST).await;
+    cli_up(&ctx).await.assert_code(0);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[environments.review.preview.teardown]\nfamily = \"review-seed\"\ncontainer = \"seed\"",
+        "[environments.review.preview.teardown]\nfamily = \"review-seed\"\ncontainer = \"sed\"",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    ctx.clear_calls().await;
+    let mut down: Vec<&str> = CLI_UP.to_vec();
+    down.extend(["--state", "stopped"]);
+    let r = ctx.cli(&down).await;
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("has no container \"sed\" (it has: seed); correct environments.review.preview.teardown.container in the config"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("task teardown container"), "{}", r.stdout);
+    assert!(
+        ctx.mutating_calls().await.is_empty(),
+        "{:?}",
+        ctx.mutating_calls().await
+    );
+    assert!(service(&ctx, "core-pr-12").await.is_some());
+    assert!(target_group(&ctx, "core-pr-12").await.is_some());
 }
 
 #[tokio::test]
