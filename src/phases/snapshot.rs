@@ -149,7 +149,7 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<Snapshot
                 req.version.as_str(),
                 req.run_key.as_deref(),
             );
-            (create(&clients.rds, db, &id, &tags).await?, false)
+            (create(&clients.rds, db, &id, &tags, ctx).await?, false)
         }
     };
     if ctx.dry_run {
@@ -171,7 +171,14 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<Snapshot
         snapshot.id,
         crate::wait::human(started.elapsed())
     );
-    let (deleted, notes) = apply_retention(&clients.rds, db, &snapshot.id).await;
+    let (deleted, notes) = apply_retention(&clients.rds, db, &snapshot.id, ctx)
+        .await
+        .with_context(|| {
+            format!(
+                "snapshot {} of {what} is available; retention (deleting older snapshots of this action) was stopped: the next snapshot run applies it",
+                snapshot.id
+            )
+        })?;
     Ok(outcome(
         req, snapshot, reused, false, started, deleted, notes,
     ))
@@ -213,16 +220,18 @@ fn db_label(db: &Database) -> String {
 const NAME_ATTEMPTS: u32 = 5;
 
 /// CreateDB(Cluster)Snapshot under the template's name, or `<name>-2`, `<name>-3`... when another snapshot (of any
-/// database in the account and region) already has it.
+/// database in the account and region) already has it. A signal stops it before each attempt.
 async fn create(
     client: &aws_sdk_rds::Client,
     db: &Database,
     id: &str,
     tags: &[(String, String)],
+    ctx: &Ctx,
 ) -> Result<Snapshot> {
     let what = db_label(db);
     for n in 1..=NAME_ATTEMPTS {
         let candidate = candidate_id(id, n);
+        ctx.stop_if_cancelled(&format!("creating snapshot {candidate} of {what}"))?;
         tracing::info!("creating snapshot {candidate} of {what}");
         match rds::create_snapshot(client, db, &candidate, tags).await {
             Ok(made) => return Ok(made),
@@ -454,21 +463,22 @@ fn report_retention_plan(plan: &RetentionPlan, dry_run: bool) {
 }
 
 /// Lists again (the new snapshot included) and deletes beyond `snapshot-retention`. Failures are reported, not
-/// fatal: the snapshot the phase exists for is available.
+/// fatal: the snapshot the phase exists for is available. A signal stops it before the next deletion.
 async fn apply_retention(
     client: &aws_sdk_rds::Client,
     db: &Database,
     current: &str,
-) -> (Vec<String>, Vec<String>) {
+    ctx: &Ctx,
+) -> Result<(Vec<String>, Vec<String>), WaitError> {
     if db.snapshot_retention.is_none() {
-        return (vec![], vec![]);
+        return Ok((vec![], vec![]));
     }
     let snaps = match rds::manual_snapshots(client, db).await {
         Ok(s) => s,
         Err(e) => {
             let note = format!("retention skipped: {e}");
             tracing::warn!("{note}");
-            return (vec![], vec![note]);
+            return Ok((vec![], vec![note]));
         }
     };
     let plan = retention_plan(&snaps, db.snapshot_retention, current);
@@ -476,6 +486,7 @@ async fn apply_retention(
     let mut deleted = Vec::new();
     let mut notes = plan.notes;
     for id in plan.delete {
+        ctx.stop_if_cancelled(&format!("deleting snapshot {id} (retention)"))?;
         match rds::delete_snapshot(client, db, &id).await {
             Ok(()) => deleted.push(id),
             Err(e) => {
@@ -485,7 +496,7 @@ async fn apply_retention(
             }
         }
     }
-    (deleted, notes)
+    Ok((deleted, notes))
 }
 
 impl Outcome for SnapshotOutcome {
