@@ -239,7 +239,7 @@ async fn hostile_inputs_are_neither_commands_nor_markup() {
 // ---------------------------------------------------------------------------------------------------------------
 
 /// Holds the next call of `operation` for `ms` and waits until it is in flight (the emulator has taken the fault).
-async fn hold_next_call(ctx: &TestContext, operation: &str, ms: u64) {
+pub(crate) async fn hold_next_call(ctx: &TestContext, operation: &str, ms: u64) {
     ctx.post(
         "/_test/faults",
         json!({"kind": "latency", "operation": operation, "latencyMs": ms, "count": 1}),
@@ -247,7 +247,7 @@ async fn hold_next_call(ctx: &TestContext, operation: &str, ms: u64) {
     .await;
 }
 
-async fn wait_until_held(ctx: &TestContext) {
+pub(crate) async fn wait_until_held(ctx: &TestContext) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let faults = ctx.get("/_test/faults").await;
@@ -265,7 +265,7 @@ async fn wait_until_held(ctx: &TestContext) {
     }
 }
 
-async fn sigint_and_wait(child: tokio::process::Child) -> (Option<i32>, String) {
+pub(crate) async fn sigint_and_wait(child: tokio::process::Child) -> (Option<i32>, String) {
     let pid = child.id().unwrap();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])

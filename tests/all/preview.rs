@@ -1309,3 +1309,46 @@ async fn preview_teardown_right_after_the_seed_never_runs_the_inactive_seed_revi
     assert!(refused.is_empty(), "no RunTask refused: {refused:?}");
     assert_no_review_app(&ctx).await;
 }
+
+/// Issue 20, "between steps": SIGINT while an up creates the target group (its CreateTargetGroup held). The step
+/// finishes; the listener rule and the service are never made, exit 130, the error says what was done; the rerun
+/// finishes the review app.
+#[tokio::test]
+async fn sigint_between_preview_up_steps_stops_before_the_next_step_and_the_rerun_converges() {
+    let ctx = TestContext::new().await;
+    seed_template(&ctx, BY_HOST).await;
+    crate::hostile::hold_next_call(&ctx, "CreateTargetGroup", 3000).await;
+    let mut cmd = ctx.base_command();
+    cmd.args(CLI_UP);
+    let child = cmd.spawn().unwrap();
+    crate::hostile::wait_until_held(&ctx).await;
+    let (code, stderr) = crate::hostile::sigint_and_wait(child).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped before the listener rule")
+            && stderr
+                .contains("created target group core-pr-12; run the same phase again to finish"),
+        "{stderr}"
+    );
+    let changed = ctx.mutating_calls().await;
+    assert!(
+        changed.iter().any(|c| c == "elbv2:CreateTargetGroup")
+            && !changed
+                .iter()
+                .any(|c| c.ends_with(":CreateRule") || c.ends_with(":CreateService")),
+        "{changed:?}"
+    );
+    assert!(target_group(&ctx, "core-pr-12").await.is_some());
+    assert!(service(&ctx, "core-pr-12").await.is_none());
+
+    cli_up(&ctx).await.assert_code(0);
+    assert!(service(&ctx, "core-pr-12").await.is_some());
+    assert_eq!(
+        rules(&ctx)
+            .await
+            .iter()
+            .filter(|(_, c, _, _)| *c == host_rule(HOST))
+            .count(),
+        1
+    );
+}
