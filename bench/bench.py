@@ -837,8 +837,9 @@ def report(b, info: dict) -> tuple[str, dict]:
                  met(m is not None and m <= 0.05, f"median {m * 1000:.0f} ms")))
     sizes = info["sizes"]
     da_size = (f"{sizes['musl_mb']:.1f} MB static musl binary + {sizes['ca_mb']:.2f} MB CA bundle ≈ "
-               f"{sizes['musl_mb'] + sizes['ca_mb']:.1f} MB image (not built: no Docker engine here); "
-               f"glibc release binary {sizes['gnu_mb']:.1f} MB") if sizes.get("musl_mb") else \
+               f"{sizes['musl_mb'] + sizes['ca_mb']:.1f} MB image (not built: no Docker engine here)"
+               + (f"; glibc release binary {sizes['gnu_mb']:.1f} MB" if sizes.get("gnu_mb") else "")) \
+        if sizes.get("musl_mb") else \
         (f"{sizes['gnu_mb']:.1f} MB release binary (glibc; musl target unavailable, image not built: "
          f"no Docker engine here)")
     rows.append(("P4b container image size", da_size,
@@ -879,7 +880,7 @@ def report(b, info: dict) -> tuple[str, dict]:
                  rate["aws-cli"].fmt("lines/s", 0) + " (one `get-log-events` process per 10,000-line page; "
                  "capped at 8 s)", "n/a: no log support", "≥ 50,000 lines/s",
                  met(r is not None and r >= 50_000, f"{r:,.0f} lines/s")))
-    mem_met = met(mem is not None and mem <= 25, f"{mem:.1f} MB (glibc build)")
+    mem_met = met(mem is not None and mem <= 25, f"{mem:.1f} MB ({info.get('kind', 'glibc')} build)")
     if musl_mem is not None:
         mem_met += f"; the musl binary the image ships: {'yes' if musl_mem <= 25 else '**NO**'}, {musl_mem:.1f} MB"
     rows.append(("P6b the same: peak RSS", rss["deploy-action"].fmt("MB", 1) + musl_rss,
@@ -959,7 +960,7 @@ def report(b, info: dict) -> tuple[str, dict]:
         anon = st([x.get("anon_mb") for x in p6["deploy-action"]]).median
         musl_rss = rss["deploy-action (musl)"].median if "deploy-action (musl)" in rss else None
         why.append(
-            f"P6b: the glibc build peaks at {mem:.1f} MB, of which the process's own memory (`RssAnon`: heap and "
+            f"P6b: the {info.get('kind', 'glibc')} build peaks at {mem:.1f} MB, of which the process's own memory (`RssAnon`: heap and "
             f"stacks, while a 10,000-event page is parsed and printed) is at most {anon:.1f} MB; the rest is the "
             "binary's own code pages mapped from its file (`RssFile`, shared and reclaimable)" +
             (f". The static musl binary the container ships peaks at {musl_rss:.1f} MB." if musl_rss else "."))
@@ -986,7 +987,7 @@ def render(b, info: dict, rows, p5) -> str:
         f"- Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}; load "
         f"average {m['load'][0]:.2f} at the start, {info['load_end'][0]:.2f} at the end (the machine is shared: "
         "other builds ran alongside)",
-        f"- deploy-action {info['commit']} (release profile, glibc; {info['build']}); {info['rustc']}",
+        f"- deploy-action {info['commit']} (release profile, {info.get('kind', 'glibc')}; {info['build']}); {info['rustc']}",
         f"- Peers: awscli {info['versions']['awscli']} (AWS CLI v1, botocore {info['versions']['botocore']}), "
         f"fabfuel ecs-deploy {info['versions']['ecs-deploy']}; Python {m['python']}",
         f"- Measuring took {info['measure_seconds'] / 60:.1f} min (target: under 15 min)",
@@ -1013,9 +1014,8 @@ METHOD = """
 ## Method
 
 **Set-up.** `scripts/bench` creates `bench/.venv` with `awscli` (v1) and fabfuel's `ecs-deploy` from PyPI (pinned in
-`bench/requirements.txt`), builds `deploy-action` with `cargo build --release` (and, when the
-`x86_64-unknown-linux-musl` target and `musl-gcc` are installed, the static musl binary the container ships), then
-runs `bench/bench.py`. The harness starts its own local AWS (`bench/emulator.py`: the emulator as is, with one
+`bench/requirements.txt`), builds `deploy-action` with `cargo build --release` for `x86_64-unknown-linux-musl` (the
+static binary the container ships; `BENCH_GLIBC=1` adds the glibc build), then runs `bench/bench.py`. The harness starts its own local AWS (`bench/emulator.py`: the emulator as is, with one
 O(page) shortcut for moto's GetLogEvents, see below) and seeds environments with `emulator/seed.py`: `one` (service
 `core`), `three` (`core`, `api`, `workers`), `solo` (1 service), `ten` (10 services), `mig` (a Postgres instance and the
 `migrate` task family). No maintenance listener is configured, so deploy-action's `deploy` does the same work as the
@@ -1062,9 +1062,11 @@ test credentials, region `eu-central-1`, an empty `HOME`.
   stream for 8 s per run.
 - P7: the same deploy to `solo` (1 service) and `ten` (10 services), one after the other; ratio per pair.
 
-**Build.** Not part of the measuring time. On this machine (2 cores, other builds running) a cold
-`cargo build --release` took 12 min 45 s and the musl build 12 min 41 s (2026-11-23); after a change to the crate
-alone, about 2.5 min each (thin LTO). The build line above says what this run's build took.
+**Build.** Not part of the measuring time. `scripts/bench` builds the release profile of the static musl binary
+the container ships (the target and musl-gcc set up by `scripts/build-env`, as for the tests); `BENCH_GLIBC=1` adds
+the glibc build beside it. On this machine (2 cores, other builds running) a cold release build took 12–13 min
+(2026-11-23); after a change to the crate alone, about 2.5 min (thin LTO). The build line above says what this run's
+build took.
 
 **Limits.** The local AWS answers in milliseconds and settles roll-outs on a timer, so these are the tools' own
 costs: polling cadence, process start, API calls, printing. Real ECS adds its own latency to every call, equally for
@@ -1078,7 +1080,8 @@ other call goes to moto) so that P6 measures the tools, not moto.
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--deploy-action", required=True, help="the release binary")
-    ap.add_argument("--musl", help="the static musl binary, if built")
+    ap.add_argument("--musl", help="a second binary, the static musl one, when --deploy-action is a glibc build")
+    ap.add_argument("--kind", default="glibc", help="what --deploy-action is: glibc or static musl")
     ap.add_argument("--emulator-python", required=True, help="python of the emulator venv (moto)")
     ap.add_argument("--emulator-dir", default=os.environ.get("LOCAL_AWS_EMULATOR_DIR") or str(ROOT / "emulator"))
     ap.add_argument("--build", default="build time not given", help="what the build took (for the report)")
@@ -1095,7 +1098,8 @@ def main():
         return
 
     started = time.time()
-    info = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine()}
+    info = {"date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine(),
+            "kind": args.kind}
     b = Bench(args)
     only = set(args.only.split(","))
     tools = ["deploy-action", "fabfuel", "aws-cli"]
@@ -1143,8 +1147,9 @@ def main():
     info["versions"] = {p: metadata.version(p) for p in ("awscli", "botocore", "ecs-deploy")}
     ca = Path("/etc/ssl/certs/ca-certificates.crt")
     info["sizes"] = {
-        "gnu_mb": os.path.getsize(args.deploy_action) / 1e6,
-        "musl_mb": os.path.getsize(args.musl) / 1e6 if args.musl else None,
+        "gnu_mb": os.path.getsize(args.deploy_action) / 1e6 if args.kind != "static musl" else None,
+        "musl_mb": os.path.getsize(args.musl or args.deploy_action) / 1e6
+        if (args.musl or args.kind == "static musl") else None,
         "ca_mb": ca.stat().st_size / 1e6 if ca.exists() else 0.22,
         "awscli_mb": installed_mb("awscli"),
         "fabfuel_mb": installed_mb("ecs-deploy"),

@@ -1149,6 +1149,8 @@ ERROR_CODES = {  # kind -> (status, json code, query code)
     "throttle": (400, "ThrottlingException", "Throttling"),
     "500": (500, "InternalFailure", "InternalFailure"),
     "503": (503, "ServiceUnavailable", "ServiceUnavailable"),
+    # IAM refusing the call: JSON services answer 400 AccessDeniedException, query services 403 AccessDenied.
+    "denied": (400, "AccessDeniedException", "AccessDenied"),
 }
 
 
@@ -1300,8 +1302,8 @@ def control(method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
         return 200, seed_images(body)
     if path == "/_test/faults":
         if method == "POST":
-            if body.get("kind") not in ("throttle", "500", "503", "latency", "reset"):
-                return 400, {"error": "kind must be throttle, 500, 503, latency or reset"}
+            if body.get("kind") not in ("throttle", "500", "503", "denied", "latency", "reset"):
+                return 400, {"error": "kind must be throttle, 500, 503, denied, latency or reset"}
             f = dict(body, _skipped=0, _hits=0)
             f["_left"] = int(body.get("count", 1))
             S.faults.append(f)
@@ -1373,7 +1375,13 @@ class Emulator:
             return self._reset_connection(environ)
         elif kind in ERROR_CODES:
             status, code, qcode = ERROR_CODES[kind]
-            resp = req.error(status, code, "Rate exceeded" if kind == "throttle" else f"injected {kind}", qcode)
+            message = "Rate exceeded" if kind == "throttle" else f"injected {kind}"
+            if kind == "denied":
+                status = 400 if req.protocol in ("json", "cbor") else 403
+                message = (f"User: arn:aws:sts::{DEFAULT_ACCOUNT}:assumed-role/deploy/test is not authorized to "
+                           f"perform: {req.service}:{req.operation} because no identity-based policy allows the "
+                           f"{req.service}:{req.operation} action")
+            resp = req.error(status, code, message, qcode)
             record(req, status, kind)
             return self._respond(start_response, *resp)
         with LOCK:

@@ -608,6 +608,21 @@ def faults_throttle_5xx_latency_reset_after():
             raise AssertionError("no fault")
         except ClientError as e:
             eq(e.response["Error"]["Code"], code, f"query {kind}")
+    ctl("POST", "/_test/faults", {"operation": "ListClusters", "kind": "denied"})
+    try:
+        ecs.list_clusters()
+        raise AssertionError("no fault")
+    except ClientError as e:
+        eq((e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]),
+           ("AccessDeniedException", 400), "json denied")
+        assert "is not authorized to perform: ecs:ListClusters" in e.response["Error"]["Message"], e
+    ctl("POST", "/_test/faults", {"operation": "DescribeDBInstances", "kind": "denied"})
+    try:
+        rds.describe_db_instances()
+        raise AssertionError("no fault")
+    except ClientError as e:
+        eq((e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]),
+           ("AccessDenied", 403), "query denied")
     ctl("POST", "/_test/faults", {"operation": "GetMetricData", "kind": "throttle"})
     status, headers, parsed = cbor_call("GetMetricData", {"MetricDataQueries": [], "StartTime": 0, "EndTime": 60})
     eq((status, parsed["Error"]["Code"]), (400, "Throttling"), "cbor throttle (query-compatible code)")

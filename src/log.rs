@@ -14,8 +14,9 @@ use tracing_subscriber::EnvFilter;
 
 struct LineFormat {
     on_actions: bool,
-    /// Values never printed (the token, the bypass header, the webhook URL): replaced by `***` in every line,
-    /// including the SDK's trace and debug lines when a filter turns them on.
+    /// Values never printed (the token, the bypass header, the webhook URL), in every form a line can carry them
+    /// ([`crate::text::secret_forms`]): replaced by `***` in every line, including the SDK's trace and debug lines
+    /// when a filter turns them on.
     secrets: Vec<String>,
 }
 
@@ -53,6 +54,18 @@ where
     }
 }
 
+/// Every form of every secret ([`crate::text::secret_forms`]), longest first: a form that contains another secret is
+/// replaced whole.
+fn every_form(secrets: &[String]) -> Vec<String> {
+    let mut forms: Vec<String> = secrets
+        .iter()
+        .flat_map(|s| crate::text::secret_forms(s))
+        .collect();
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    forms.dedup();
+    forms
+}
+
 /// Starts logging to stderr; `secrets` are redacted from every line (see [`LineFormat`]).
 pub fn init(on_actions: bool, secrets: Vec<String>) {
     let debug = std::env::var("RUNNER_DEBUG").is_ok_and(|v| v == "1");
@@ -71,7 +84,7 @@ pub fn init(on_actions: bool, secrets: Vec<String>) {
         .with_writer(std::io::stderr)
         .event_format(LineFormat {
             on_actions,
-            secrets,
+            secrets: every_form(&secrets),
         })
         .try_init();
 }

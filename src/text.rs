@@ -234,6 +234,49 @@ pub fn redact<S: AsRef<str>>(s: &str, secrets: &[S]) -> String {
     out
 }
 
+/// The forms `secret` takes in a line that prints it inside other text, itself first: percent-encoded (an AWS query
+/// body, a URL; either case of hex digits, a space also as `+`), XML-escaped (an AWS answer: text and attribute
+/// forms), and escaped as Rust's `Debug` (the SDK's trace lines print requests and answers that way) and JSON print
+/// a string. [`redact`] with all of them leaves none of them readable in a line.
+///
+/// ```
+/// let forms = deploy_action::text::secret_forms("a\"b&c");
+/// assert!(forms.contains(&"a\\\"b&c".to_string()) && forms.contains(&"a%22b%26c".to_string()));
+/// ```
+pub fn secret_forms(secret: &str) -> Vec<String> {
+    let percent = |upper: bool| -> String {
+        secret
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    char::from(b).to_string()
+                }
+                _ if upper => format!("%{b:02X}"),
+                _ => format!("%{b:02x}"),
+            })
+            .collect()
+    };
+    let xml_text = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let xml_attr = xml_text.replace('"', "&quot;").replace('\'', "&apos;");
+    let quoted = |q: String| q[1..q.len() - 1].to_string();
+    let mut forms = vec![
+        secret.to_string(),
+        percent(true),
+        percent(true).replace("%20", "+"),
+        percent(false),
+        xml_text,
+        xml_attr,
+        quoted(format!("{secret:?}")),
+        quoted(serde_json::to_string(secret).unwrap_or_else(|_| format!("{secret:?}"))),
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    forms.retain(|f| seen.insert(f.clone()));
+    forms
+}
+
 /// External text (an error body, a message from a service) cut to `max` characters with "…" when longer, on one
 /// line, with URLs' credentials and query strings removed ([`redact_url`] on every word that looks like a URL).
 pub fn shorten(s: &str, max: usize) -> String {
@@ -281,6 +324,30 @@ mod tests {
     fn runner_sees_command(line: &str) -> bool {
         // .NET's Trim() removes Unicode whitespace, not U+200B.
         line.trim().starts_with("::") || line.contains("##[")
+    }
+
+    #[test]
+    fn secret_forms_cover_how_a_line_can_carry_a_secret() {
+        let plain = secret_forms("ghs_abc123");
+        assert_eq!(plain, vec!["ghs_abc123".to_string()], "nothing to encode");
+        let forms = secret_forms("Zm9v+Y/b= \"q\"&<x>'\\é");
+        for form in [
+            "Zm9v+Y/b= \"q\"&<x>'\\é",
+            "Zm9v%2BY%2Fb%3D%20%22q%22%26%3Cx%3E%27%5C%C3%A9",
+            "Zm9v%2BY%2Fb%3D+%22q%22%26%3Cx%3E%27%5C%C3%A9",
+            "Zm9v%2bY%2fb%3d%20%22q%22%26%3cx%3e%27%5c%c3%a9",
+            "Zm9v+Y/b= \"q\"&amp;&lt;x&gt;'\\é",
+            "Zm9v+Y/b= &quot;q&quot;&amp;&lt;x&gt;&apos;\\é",
+            "Zm9v+Y/b= \\\"q\\\"&<x>'\\\\é",
+        ] {
+            assert!(forms.contains(&form.to_string()), "{form:?} in {forms:#?}");
+        }
+        // A line with any of them, redacted with all of them, keeps none.
+        for form in &forms {
+            let line = format!("values: Some([\"{form}\"]) sent");
+            let out = redact(&line, &forms);
+            assert_eq!(out, "values: Some([\"***\"]) sent", "{form:?}");
+        }
     }
 
     const HOSTILE: &[&str] = &[

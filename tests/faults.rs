@@ -1,8 +1,8 @@
 //! The fault matrix (issue 7): every phase (state, snapshot, migrate, deploy, rollback, run, preview, restore) against every
 //! fault the local AWS can inject or a run can suffer (throttling, 500, 503, latency, connection reset, a one-off task
-//! that fails to start or exits non-zero, a circuit breaker, a snapshot stuck in `creating`, the deadline, SIGINT,
-//! SIGTERM, and SIGKILL followed by a rerun). Each case ends in `success` or in a safe state, read back from AWS
-//! afterwards:
+//! that fails to start or exits non-zero, a circuit breaker, a snapshot stuck in `creating`, the deadline, SIGINT
+//! while the phase waits, as it starts and between its steps, SIGTERM, and SIGKILL followed by a rerun). Each case
+//! ends in `success` or in a safe state, read back from AWS afterwards:
 //!
 //! - every service is on an ACTIVE revision (its primary deployment too), settled or rolling to it;
 //! - maintenance is on, off, or half-way with the original listener recorded, and the original rules and default
@@ -16,16 +16,19 @@
 //! - review apps (`preview`): the template's services and listener untouched, whatever the review app has is tagged
 //!   as this pull request's, no rule of it forwards to a missing target group, and after the rerun a teardown
 //!   removes all of it;
-//! - the same run again without the fault succeeds (a rerun converges).
+//! - the same run again without the fault succeeds (a rerun converges);
+//! - SIGINT as the phase starts or between its steps (a call held in flight while the signal comes): nothing
+//!   changes after the signal, read from the call log, besides the deliberate cleanup (stopping a one-off task,
+//!   releasing its lock, pointing a changed service back).
 //!
 //! Run by `scripts/faults`, which writes RELIABILITY.md: `cargo test --test faults -- --ignored --nocapture`
-//! (`FAULTS_REPORT=<path>` to write the table, `FAULTS_WORKERS=N` emulators in parallel, `FAULTS_ONLY=<phase>` or
-//! `<phase>/<case>` to run a subset).
+//! (`FAULTS_REPORT=<path>` to write the table, `FAULTS_WORKERS=N` emulators in parallel, `FAULTS_ONLY=<phase>`,
+//! `<case>` or `<phase>/<case>`, or several of them separated by commas, to run a subset).
 
 #[path = "all/support/mod.rs"]
 mod support;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -148,6 +151,22 @@ impl Phase {
         }
     }
 
+    /// The "SIGINT between steps" case: the phase's first change, held in flight while the signal comes (the
+    /// change is made, its answer arrives after the signal; nothing after it may change).
+    fn first_change(self) -> &'static str {
+        match self {
+            // Maintenance on: the first rule moved.
+            Phase::State | Phase::Migrate => "ModifyRule",
+            Phase::Snapshot => "CreateDBSnapshot",
+            Phase::Deploy | Phase::Rollback => "UpdateService",
+            // The seed's revision of v2.0.0 (then RunTask would start it).
+            Phase::Run => "RegisterTaskDefinition",
+            // The seed ran and the revision exists: then the target group, the rule, the service.
+            Phase::Preview => "CreateTargetGroup",
+            Phase::Restore => "RestoreDBInstanceFromDBSnapshot",
+        }
+    }
+
     /// The task group of the phase's one-off task (`deploy-action:<environment>:<task>`), if it has one.
     fn task_group(self) -> Option<&'static str> {
         match self {
@@ -201,11 +220,13 @@ enum Kind {
     SnapshotStuck,
     Timeout,
     Sigint,
+    SigintStart,
+    SigintBetween,
     Sigterm,
     Kill9,
 }
 
-const KINDS: [Kind; 13] = [
+const KINDS: [Kind; 15] = [
     Kind::Throttle,
     Kind::E500,
     Kind::E503,
@@ -217,6 +238,8 @@ const KINDS: [Kind; 13] = [
     Kind::SnapshotStuck,
     Kind::Timeout,
     Kind::Sigint,
+    Kind::SigintStart,
+    Kind::SigintBetween,
     Kind::Sigterm,
     Kind::Kill9,
 ];
@@ -235,6 +258,8 @@ impl Kind {
             Kind::SnapshotStuck => "snapshot stuck in creating",
             Kind::Timeout => "timeout",
             Kind::Sigint => "SIGINT mid-phase",
+            Kind::SigintStart => "SIGINT just started",
+            Kind::SigintBetween => "SIGINT between steps",
             Kind::Sigterm => "SIGTERM mid-phase",
             Kind::Kill9 => "kill -9, then rerun",
         }
@@ -253,6 +278,8 @@ impl Kind {
             Kind::SnapshotStuck => "snapshot-stuck",
             Kind::Timeout => "timeout",
             Kind::Sigint => "sigint",
+            Kind::SigintStart => "sigint-start",
+            Kind::SigintBetween => "sigint-between",
             Kind::Sigterm => "sigterm",
             Kind::Kill9 => "kill9",
         }
@@ -279,7 +306,8 @@ impl Kind {
             ),
             (
                 Throttle | E500 | E503 | Latency | Reset | TaskFailsToStart | TaskExit
-                | CircuitBreaker | SnapshotStuck | Timeout | Sigint | Sigterm | Kill9,
+                | CircuitBreaker | SnapshotStuck | Timeout | Sigint | SigintStart
+                | SigintBetween | Sigterm | Kill9,
                 State | Snapshot | Migrate | Deploy | Rollback | Run | Preview | Restore,
             ) => None,
         }
@@ -297,6 +325,8 @@ impl Kind {
             | Kind::Sigint
             | Kind::Sigterm
             | Kind::Kill9 => 2,
+            // No wait for anything but the held call: the signal lands at a change, the phase stops at once.
+            Kind::SigintStart | Kind::SigintBetween => 1,
         }
     }
 }
@@ -313,6 +343,8 @@ struct Row {
     rerun: String,
     /// Why the case is not safe (empty when it is).
     unsafe_because: Vec<String>,
+    /// The cancellation cases: what changed after the signal (`changes after the signal: 0`).
+    after_signal: Option<String>,
     seconds: f64,
 }
 
@@ -388,6 +420,26 @@ impl World {
             .json()
             .await
             .unwrap()
+    }
+
+    /// The call log: (time the request arrived, `service:operation`).
+    async fn calls_timed(&self) -> Vec<(f64, String)> {
+        self.get("/_test/calls")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                (
+                    c["t"].as_f64().unwrap_or(0.0),
+                    format!(
+                        "{}:{}",
+                        c["service"].as_str().unwrap_or(""),
+                        c["operation"].as_str().unwrap_or("")
+                    ),
+                )
+            })
+            .collect()
     }
 
     async fn calls(&self) -> Vec<String> {
@@ -486,6 +538,17 @@ impl World {
         run_id: &str,
         signal: Option<(Trigger, &str)>,
     ) -> RunResult {
+        self.run_signalled(inputs, run_id, signal).await.0
+    }
+
+    /// [`World::run`], and when the signal was sent (epoch seconds, the clock of the local AWS's call log).
+    async fn run_signalled(
+        &self,
+        inputs: &[(&str, &str)],
+        run_id: &str,
+        signal: Option<(Trigger, &str)>,
+    ) -> (RunResult, Option<f64>) {
+        let mut sent_at = None;
         let (mut cmd, out, summary) = self.command(inputs, run_id);
         let child = cmd.spawn().expect("spawn deploy-action");
         let pid = child.id().unwrap_or(0);
@@ -497,7 +560,7 @@ impl World {
                 tokio::select! {
                     res = &mut waiting => {
                         let res = res.expect("wait for deploy-action");
-                        return result(res, &out, &summary, Some(format!("finished before the {sig} trigger")));
+                        return (result(res, &out, &summary, Some(format!("finished before the {sig} trigger"))), None);
                     }
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
                 }
@@ -506,6 +569,7 @@ impl World {
                 }
                 assert!(Instant::now() < deadline, "trigger {trigger:?} never held");
             }
+            sent_at = Some(epoch_now());
             let sent = Command::new("kill")
                 .args([format!("-{sig}"), pid.to_string()])
                 .status()
@@ -516,12 +580,19 @@ impl World {
             .await
             .expect("deploy-action did not finish within 300 s")
             .expect("wait for deploy-action");
-        result(res, &out, &summary, None)
+        (result(res, &out, &summary, None), sent_at)
     }
 
     async fn triggered(&self, trigger: Trigger) -> bool {
         match trigger {
             Trigger::Call(op) => self.calls().await.iter().any(|c| c == op),
+            Trigger::Held => self
+                .get("/_test/faults")
+                .await
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|f| f["hits"].as_u64().is_some_and(|h| h > 0)),
             Trigger::TaskRunning(group) => self
                 .get("/_test/ecs/tasks")
                 .await
@@ -558,7 +629,12 @@ enum Trigger {
     Call(&'static str),
     /// A one-off task of this group is RUNNING.
     TaskRunning(&'static str),
+    /// The call a `latency` fault holds is in flight (the fault has been hit).
+    Held,
 }
+
+/// How long the cancellation cases hold a call (far longer than the 100 ms the trigger is polled at).
+const HOLD_MS: u64 = 1500;
 
 // ------------------------------------------------------------------------------------------------------------------
 // Reading the state back
@@ -1477,6 +1553,15 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                 }
             }
         }
+        Kind::SigintStart | Kind::SigintBetween => {
+            // Held (the local AWS answers it HOLD_MS late): the phase's very first AWS call, or its first change.
+            let mut hold = json!({"kind": "latency", "latencyMs": HOLD_MS, "count": 1});
+            if kind == Kind::SigintBetween {
+                hold["operation"] = json!(phase.first_change());
+            }
+            w.post("/_test/faults", hold).await;
+            s.signal = Some((Trigger::Held, "INT"));
+        }
         Kind::Sigint | Kind::Sigterm | Kind::Kill9 => {
             let sig = match kind {
                 Kind::Sigint => "INT",
@@ -1491,7 +1576,9 @@ async fn apply(w: &World, phase: Phase, kind: Kind) -> Setup {
                 | Kind::TaskExit
                 | Kind::CircuitBreaker
                 | Kind::SnapshotStuck
-                | Kind::Timeout => unreachable!("signals only"),
+                | Kind::Timeout
+                | Kind::SigintStart
+                | Kind::SigintBetween => unreachable!("signals while the phase waits only"),
             };
             let trigger = match phase {
                 Phase::State => {
@@ -1643,6 +1730,7 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         left: String::new(),
         rerun: String::new(),
         unsafe_because: vec![],
+        after_signal: None,
         seconds: 0.0,
     };
     w.fresh(phase).await;
@@ -1652,11 +1740,19 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         row.unsafe_because.push(format!("precondition: {e}"));
         return row;
     }
+    // Read before the fault is set (the "just started" case holds the next AWS call, whoever makes it).
+    let before = service_revisions(w).await;
     let setup = apply(w, phase, kind).await;
     // A signal's trigger is a call of the faulted run, not one of the precondition's (rollback's deploy of v1.1.0
     // calls UpdateService): else the signal can come before the run has its signal handlers.
     w.delete("/_test/calls").await;
-    let r = w.run(&setup.inputs, RUN_ID, setup.signal).await;
+    let (r, signalled) = w.run_signalled(&setup.inputs, RUN_ID, setup.signal).await;
+    if matches!(kind, Kind::SigintStart | Kind::SigintBetween) {
+        // Read before anything else calls the local AWS (the inspection's `status` reads only, but still).
+        let (note, problem) = signal_accounting(w, signalled, &before).await;
+        row.after_signal = Some(note);
+        row.unsafe_because.extend(problem);
+    }
     row.exit = match (r.code, setup.signal) {
         (-1, Some((_, "KILL"))) => "killed".into(),
         (c, _) => c.to_string(),
@@ -1675,7 +1771,7 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
         _ => last_error(&r),
     };
     let expected_codes: &[i32] = match kind {
-        Kind::Sigint | Kind::Sigterm => &[130, 0],
+        Kind::Sigint | Kind::Sigterm | Kind::SigintStart | Kind::SigintBetween => &[130, 0],
         Kind::Kill9 => &[-1, 0],
         _ => &[0, 1],
     };
@@ -1698,7 +1794,10 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
             .extend(template_untouched(w, &original, &template, "the faulted run").await);
     }
     if r.code == 0 {
-        row.outcome = "success".into();
+        row.outcome = match row.after_signal {
+            Some(_) => "success (the signal came after the last change)".into(),
+            None => "success".into(),
+        };
     } else {
         row.outcome = format!("safe state: {}", describe_left(phase, &seen, &r));
         if row.message.is_empty() && r.code != -1 {
@@ -1844,6 +1943,115 @@ async fn run_case(w: &World, phase: Phase, kind: Kind) -> Row {
     row
 }
 
+fn epoch_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// Whether a call of the log (`service:Operation`) changes something: everything but reads.
+fn is_change(call: &str) -> bool {
+    let op = call.rsplit(':').next().unwrap_or(call);
+    !["Describe", "List", "Get", "BatchGet", "Filter"]
+        .iter()
+        .any(|read| op.starts_with(read))
+}
+
+/// The template's services and the revision each is on (before a run: what "pointed back" means).
+async fn service_revisions(w: &World) -> BTreeMap<String, String> {
+    let ecs = aws_sdk_ecs::Client::new(&w.sdk);
+    let described = ecs
+        .describe_services()
+        .cluster("app-stage")
+        .services("core")
+        .services("workers")
+        .send()
+        .await
+        .expect("DescribeServices");
+    described
+        .services()
+        .iter()
+        .map(|s| {
+            (
+                s.service_name().unwrap_or_default().to_string(),
+                s.task_definition().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Splits the changes of `calls` (time the request arrived, `service:Operation`) made after `at` into changes and
+/// the deliberate cleanup of a cancelled phase: stopping its one-off task (`StopTask`), releasing the one-off
+/// task's lock (ECS `UntagResource`, the only ECS untagging a phase does) and pointing a changed service back
+/// (`UpdateService`, as many as `pointed_back` deployments went back to a service's revision from before the run).
+fn split_after(
+    calls: &[(f64, String)],
+    at: f64,
+    mut pointed_back: usize,
+) -> (Vec<String>, Vec<String>) {
+    let (mut changes, mut cleanup) = (vec![], vec![]);
+    for (_, call) in calls.iter().filter(|(t, c)| *t > at && is_change(c)) {
+        let deliberate = match call.as_str() {
+            "ecs:StopTask" | "ecs:UntagResource" => true,
+            "ecs:UpdateService" if pointed_back > 0 => {
+                pointed_back -= 1;
+                true
+            }
+            _ => false,
+        };
+        if deliberate {
+            cleanup.push(call.clone());
+        } else {
+            changes.push(call.clone());
+        }
+    }
+    (changes, cleanup)
+}
+
+/// The cancellation cases, from the call log: the row's note (`changes after the signal: 0`, and the cleanup) and
+/// what is not safe: a change after the signal, or no signal at all (the run ended before its held call).
+async fn signal_accounting(
+    w: &World,
+    signalled: Option<f64>,
+    before: &BTreeMap<String, String>,
+) -> (String, Option<String>) {
+    let Some(at) = signalled else {
+        return (
+            "no signal sent".into(),
+            Some("the signal was never sent: the run ended before its held call".into()),
+        );
+    };
+    let rollouts = w.get("/_test/ecs/rollouts").await;
+    let pointed_back = rollouts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["kind"] == "deployment"
+                && r["startedAt"].as_f64().is_some_and(|t| t > at)
+                && before
+                    .get(r["service"].as_str().unwrap_or_default())
+                    .is_some_and(|td| r["taskDefinition"].as_str() == Some(td.as_str()))
+        })
+        .count();
+    let (changes, cleanup) = split_after(&w.calls_timed().await, at, pointed_back);
+    let mut note = format!("changes after the signal: {}", changes.len());
+    if !changes.is_empty() {
+        note.push_str(&format!(" ({})", changes.join(", ")));
+    }
+    if !cleanup.is_empty() {
+        note.push_str(&format!("; cleanup: {}", cleanup.join(", ")));
+    }
+    let problem = (!changes.is_empty()).then(|| {
+        format!(
+            "{} change(s) after the signal: {}",
+            changes.len(),
+            changes.join(", ")
+        )
+    });
+    (note, problem)
+}
+
 /// Why the template environment of a review app is not as it was before the case (nothing when it is): its
 /// services' revisions and desired counts, its listener's default action and rules (review app rules aside).
 async fn template_untouched(
@@ -1923,10 +2131,11 @@ async fn fault_matrix() {
     for phase in PHASES {
         for kind in KINDS {
             let name = format!("{}/{}", phase.name(), kind.slug());
-            if only
-                .as_deref()
-                .is_some_and(|o| !(name == o || phase.name() == o || kind.slug() == o))
-            {
+            if only.as_deref().is_some_and(|only| {
+                !only
+                    .split(',')
+                    .any(|o| name == o || phase.name() == o || kind.slug() == o)
+            }) {
                 continue;
             }
             match kind.not_applicable(phase) {
@@ -2075,6 +2284,8 @@ fn render(
         (Kind::SnapshotStuck, "new snapshots never leave `creating` (`timeout: 6s`); migrate finds its snapshot still `creating`; the rerun is a new workflow run"),
         (Kind::Timeout, "`timeout: 6s` and the thing waited for takes longer (services settle after 15 s, a snapshot after 13 describes; the migration or `run`'s task never stops, so the phase stops it); the rerun follows the same thing to the end (or starts the task again)"),
         (Kind::Sigint, "SIGINT (the runner's cancel) while the phase waits (for the one-off task while it runs; preview: while the review app's service rolls out)"),
+        (Kind::SigintStart, "SIGINT as soon as the phase's first AWS call is in flight (the local AWS holds it 1.5 s): before its first change. **Changes after the signal** counts, from the call log, the mutating calls whose request came after the signal, besides the deliberate cleanup (stopping a one-off task, releasing its lock, pointing a changed service back); any is NOT SAFE"),
+        (Kind::SigintBetween, "SIGINT while the phase's first change is in flight (held 1.5 s: made, answered after the signal): state, migrate the first `ModifyRule` (maintenance on); snapshot `CreateDBSnapshot`; deploy, rollback the first `UpdateService`; run `RegisterTaskDefinition` (before `RunTask`); preview `CreateTargetGroup` (after the seed and the revision); restore `RestoreDBInstanceFromDBSnapshot`. Changes after the signal counted as above"),
         (Kind::Sigterm, "SIGTERM while the phase waits"),
         (Kind::Kill9, "SIGKILL while the phase waits (nothing runs after it), then the rerun"),
     ] {
@@ -2109,7 +2320,10 @@ fn render(
         s.push_str("| case | outcome | exit | message (excerpt) | state left (read from AWS) | rerun without the fault |\n|---|---|---|---|---|---|\n");
         for r in mine {
             let outcome = if r.unsafe_because.is_empty() {
-                excerpt(&r.outcome, 200)
+                match &r.after_signal {
+                    Some(note) => format!("{}; {}", excerpt(&r.outcome, 200), excerpt(note, 200)),
+                    None => excerpt(&r.outcome, 200),
+                }
             } else {
                 format!(
                     "**NOT SAFE**: {}",
@@ -2180,4 +2394,52 @@ fn task_invariants_flag_overlaps_and_stops_without_a_reason() {
         ("deploy-action:environment", "stage"),
         ("deploy-action:preview", "70")
     ]));
+}
+
+/// The cancellation cases' count: only changes whose request came after the signal, the deliberate cleanup apart.
+#[test]
+fn changes_after_the_signal_leave_out_reads_earlier_calls_and_the_cleanup() {
+    let calls: Vec<(f64, String)> = [
+        (9.0, "elbv2:ModifyRule"),
+        (10.5, "elbv2:DescribeRules"),
+        (11.0, "ecs:UpdateService"),
+        (11.5, "ecs:UpdateService"),
+        (12.0, "ecs:StopTask"),
+        (12.5, "ecs:UntagResource"),
+        (13.0, "logs:FilterLogEvents"),
+        (13.5, "elbv2:AddTags"),
+    ]
+    .into_iter()
+    .map(|(t, c)| (t, c.to_string()))
+    .collect();
+    let s = |v: &[&str]| v.iter().map(|c| c.to_string()).collect::<Vec<_>>();
+    for (pointed_back, changes, cleanup) in [
+        (
+            0,
+            s(&["ecs:UpdateService", "ecs:UpdateService", "elbv2:AddTags"]),
+            s(&["ecs:StopTask", "ecs:UntagResource"]),
+        ),
+        (
+            1,
+            s(&["ecs:UpdateService", "elbv2:AddTags"]),
+            s(&["ecs:UpdateService", "ecs:StopTask", "ecs:UntagResource"]),
+        ),
+        (
+            2,
+            s(&["elbv2:AddTags"]),
+            s(&[
+                "ecs:UpdateService",
+                "ecs:UpdateService",
+                "ecs:StopTask",
+                "ecs:UntagResource",
+            ]),
+        ),
+    ] {
+        assert_eq!(
+            split_after(&calls, 10.0, pointed_back),
+            (changes, cleanup),
+            "{pointed_back} pointed back"
+        );
+    }
+    assert_eq!(split_after(&calls, 20.0, 0), (vec![], vec![]));
 }

@@ -342,6 +342,35 @@ pub async fn converge(
         return Ok(out);
     }
 
+    let head = format!("state {}: {from} → {target}", env.name);
+    run_steps(env, opts, clients, ctx, &head, &mut out).await?;
+    let after = environment::observe(env, &clients.status())
+        .await
+        .context("observing the environment after the steps")?;
+    out.state = after.state;
+    if after.state != target {
+        bail!(
+            "state {}: every step finished, but the environment is {} ({}); re-run the state phase to converge, or see `status`",
+            env.name,
+            after.state,
+            after.state_reason.unwrap_or_default()
+        );
+    }
+    Ok(out)
+}
+
+/// Runs the planned steps (`out.plan`) in order, each in its group, and records them. A signal stops them at the next
+/// boundary: nothing more changes, the rerun converges from here. A failed or stopped step fails naming it, what was
+/// done and what was not (`head`: which environment, from what to what).
+async fn run_steps(
+    env: &Environment,
+    opts: &StateOptions,
+    clients: &Clients,
+    ctx: &Ctx,
+    head: &str,
+    out: &mut StateOutcome,
+) -> Result<()> {
+    let steps = out.plan.clone();
     let mut run = Running {
         maintenance: None,
         drain_follows: steps.contains(&Step::DrainWait),
@@ -351,13 +380,9 @@ pub async fn converge(
             .runner
             .group(&format!("{}/{}: {step}", i + 1, steps.len()));
         let started = tokio::time::Instant::now();
-        // A signal stops the steps at the next boundary: nothing more changes, the rerun converges from here.
         let (stopped_before, result) =
             match ctx.stop_if_cancelled(&format!("step {} ({step})", i + 1)) {
-                Ok(()) => (
-                    false,
-                    run.step(*step, env, opts, clients, ctx, &mut out).await,
-                ),
+                Ok(()) => (false, run.step(*step, env, opts, clients, ctx, out).await),
                 Err(e) => (true, Err(e.into())),
             };
         let seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
@@ -378,25 +403,12 @@ pub async fn converge(
                     (false, true) => "stopped by a signal",
                     (false, false) => "failed",
                 };
-                let head = format!("state {}: {from} → {target}", env.name);
                 let failed = StepFailed { i, first_left, how };
-                return Err(e.context(failed.context(&head, &steps, &out.steps)));
+                return Err(e.context(failed.context(head, &steps, &out.steps)));
             }
         }
     }
-    let after = environment::observe(env, &clients.status())
-        .await
-        .context("observing the environment after the steps")?;
-    out.state = after.state;
-    if after.state != target {
-        bail!(
-            "state {}: every step finished, but the environment is {} ({}); re-run the state phase to converge, or see `status`",
-            env.name,
-            after.state,
-            after.state_reason.unwrap_or_default()
-        );
-    }
-    Ok(out)
+    Ok(())
 }
 
 /// Pure: the note that visitors see the load balancer's own error while services are at 0 without maintenance.
@@ -470,72 +482,8 @@ impl Running {
         out: &mut StateOutcome,
     ) -> Result<String> {
         match step {
-            Step::MaintenanceOn => {
-                let cfg = env
-                    .maintenance
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("no maintenance configured"))?;
-                let header = opts.bypass_header.clone().unwrap_or_else(|| {
-                    out.notes.push(
-                        "maintenance went on without bypass inputs: nobody gets through".into(),
-                    );
-                    BypassHeader::locked()
-                });
-                let applied =
-                    maintenance::turn_on(&c.elb, cfg, &header, self.drain_follows).await?;
-                let detail = match applied.changes.len() {
-                    0 => "already on".to_string(),
-                    n => format!("{n} change(s) on listener {}", short_arn(&cfg.listener_arn)),
-                };
-                let since = applied.drain_from.unwrap_or_else(now_secs);
-                self.maintenance = Some((applied, since));
-                Ok(detail)
-            }
-            Step::DrainWait => {
-                let cfg = env
-                    .maintenance
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("no maintenance configured"))?;
-                // The window counts from when maintenance went on: this run's, or the one a stopped run recorded.
-                let (tgs, lb, since, recorded) = match &self.maintenance {
-                    Some((a, since)) => (
-                        a.target_groups.clone(),
-                        a.load_balancer.clone(),
-                        *since,
-                        a.drain_from.is_some(),
-                    ),
-                    None => {
-                        let snap = maintenance::inspect(&c.elb, &cfg.listener_arn).await?;
-                        let from = maintenance::pending_drain(MaintenanceState::On, &snap.tags);
-                        if let Some(t) = from {
-                            tracing::info!(
-                                "finishing the drain a stopped run left: maintenance went on {}s ago",
-                                (now_secs() - t).max(0)
-                            );
-                        }
-                        (
-                            maintenance::forwarding_target_groups(&snap)?,
-                            snap.listener.load_balancer_arn.clone(),
-                            from.unwrap_or_else(now_secs),
-                            from.is_some(),
-                        )
-                    }
-                };
-                let report: QuietReport = drain::wait_drained(
-                    &c.cloudwatch,
-                    &tgs,
-                    lb.as_deref(),
-                    cfg.drain.as_ref(),
-                    opts.skip_drain,
-                    since,
-                    ctx,
-                )
-                .await?;
-                if recorded {
-                    maintenance::drain_finished(&c.elb, &cfg.listener_arn).await?;
-                }
-                Ok(report.detail)
-            }
+            Step::MaintenanceOn => self.maintenance_on(env, opts, c, out).await,
+            Step::DrainWait => self.drain_wait(env, opts, c, ctx).await,
             Step::ScaleDown => scale_down(env, c, ctx).await,
             Step::ScaleUp => scale_up(env, c, ctx).await,
             Step::StartDatabase => {
@@ -545,36 +493,123 @@ impl Running {
                     .ok_or_else(|| anyhow!("no database configured"))?;
                 move_database(db, DbWant::Available, c, ctx).await
             }
-            Step::StopDatabase => {
-                let db = env
-                    .database
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("no database configured"))?;
-                let detail = move_database(db, DbWant::Stopped, c, ctx).await?;
-                let at = restart_date(SystemTime::now());
-                tracing::warn!(
-                    "database {} is stopped; AWS starts it again by itself on {at}",
-                    db.identifier
-                );
-                out.database_restarts_at = Some(at.clone());
-                Ok(format!("{detail}; AWS starts it again on {at}"))
-            }
-            Step::MaintenanceOff => {
-                let cfg = env
-                    .maintenance
-                    .as_ref()
-                    .ok_or_else(|| anyhow!("no maintenance configured"))?;
-                let applied = maintenance::turn_off(&c.elb, cfg).await?;
-                Ok(match applied.changes.len() {
-                    0 => "already off".to_string(),
-                    n => format!(
-                        "{n} change(s) on listener {}: original rules and default action back",
-                        short_arn(&cfg.listener_arn)
-                    ),
-                })
-            }
+            Step::StopDatabase => stop_database(env, c, ctx, out).await,
+            Step::MaintenanceOff => maintenance_off(env, c).await,
         }
     }
+
+    async fn maintenance_on(
+        &mut self,
+        env: &Environment,
+        opts: &StateOptions,
+        c: &Clients,
+        out: &mut StateOutcome,
+    ) -> Result<String> {
+        let cfg = env
+            .maintenance
+            .as_ref()
+            .ok_or_else(|| anyhow!("no maintenance configured"))?;
+        let header = opts.bypass_header.clone().unwrap_or_else(|| {
+            out.notes
+                .push("maintenance went on without bypass inputs: nobody gets through".into());
+            BypassHeader::locked()
+        });
+        let applied = maintenance::turn_on(&c.elb, cfg, &header, self.drain_follows).await?;
+        let detail = match applied.changes.len() {
+            0 => "already on".to_string(),
+            n => format!("{n} change(s) on listener {}", short_arn(&cfg.listener_arn)),
+        };
+        let since = applied.drain_from.unwrap_or_else(now_secs);
+        self.maintenance = Some((applied, since));
+        Ok(detail)
+    }
+
+    async fn drain_wait(
+        &self,
+        env: &Environment,
+        opts: &StateOptions,
+        c: &Clients,
+        ctx: &Ctx,
+    ) -> Result<String> {
+        let cfg = env
+            .maintenance
+            .as_ref()
+            .ok_or_else(|| anyhow!("no maintenance configured"))?;
+        // The window counts from when maintenance went on: this run's, or the one a stopped run recorded.
+        let (tgs, lb, since, recorded) = match &self.maintenance {
+            Some((a, since)) => (
+                a.target_groups.clone(),
+                a.load_balancer.clone(),
+                *since,
+                a.drain_from.is_some(),
+            ),
+            None => {
+                let snap = maintenance::inspect(&c.elb, &cfg.listener_arn).await?;
+                let from = maintenance::pending_drain(MaintenanceState::On, &snap.tags);
+                if let Some(t) = from {
+                    tracing::info!(
+                        "finishing the drain a stopped run left: maintenance went on {}s ago",
+                        (now_secs() - t).max(0)
+                    );
+                }
+                (
+                    maintenance::forwarding_target_groups(&snap)?,
+                    snap.listener.load_balancer_arn.clone(),
+                    from.unwrap_or_else(now_secs),
+                    from.is_some(),
+                )
+            }
+        };
+        let report: QuietReport = drain::wait_drained(
+            &c.cloudwatch,
+            &tgs,
+            lb.as_deref(),
+            cfg.drain.as_ref(),
+            opts.skip_drain,
+            since,
+            ctx,
+        )
+        .await?;
+        if recorded {
+            maintenance::drain_finished(&c.elb, &cfg.listener_arn).await?;
+        }
+        Ok(report.detail)
+    }
+}
+
+async fn stop_database(
+    env: &Environment,
+    c: &Clients,
+    ctx: &Ctx,
+    out: &mut StateOutcome,
+) -> Result<String> {
+    let db = env
+        .database
+        .as_ref()
+        .ok_or_else(|| anyhow!("no database configured"))?;
+    let detail = move_database(db, DbWant::Stopped, c, ctx).await?;
+    let at = restart_date(SystemTime::now());
+    tracing::warn!(
+        "database {} is stopped; AWS starts it again by itself on {at}",
+        db.identifier
+    );
+    out.database_restarts_at = Some(at.clone());
+    Ok(format!("{detail}; AWS starts it again on {at}"))
+}
+
+async fn maintenance_off(env: &Environment, c: &Clients) -> Result<String> {
+    let cfg = env
+        .maintenance
+        .as_ref()
+        .ok_or_else(|| anyhow!("no maintenance configured"))?;
+    let applied = maintenance::turn_off(&c.elb, cfg).await?;
+    Ok(match applied.changes.len() {
+        0 => "already off".to_string(),
+        n => format!(
+            "{n} change(s) on listener {}: original rules and default action back",
+            short_arn(&cfg.listener_arn)
+        ),
+    })
 }
 
 fn short_arn(arn: &str) -> &str {

@@ -420,6 +420,9 @@ pub fn task_rows(key: &str, label: &str, f: &TaskFacts) -> Vec<Row> {
                 Fault::Config,
             ),
         });
+    }
+    // The logs are the container's: without it there is nothing more to say than the container row did.
+    if f.family.is_ok() && f.container.is_ok() {
         rows.push(match &f.logs {
             Ok(group) => Row::ok(format!("{label} logs"), format!("awslogs group {group}")),
             Err(why) => Row::failed(
@@ -668,6 +671,18 @@ mod tests {
         let e = report.verdict("migrate").unwrap_err();
         assert!(e.is::<UsageError>(), "config at fault: exit 2");
         assert!(format!("{e}").contains("environments.stage.migration.family"));
+        // A container that is not in the revision: one row says so (not a second about its logs), exit 2.
+        let no_container = TaskFacts {
+            family: Ok("stage-migrate:3".into()),
+            container: Err("stage-migrate:3 has no container \"m\"".into()),
+            network: None,
+            logs: Err("no container".into()),
+        };
+        let rows = task_rows("environments.stage.migration", "migration", &no_container);
+        let checks: Vec<&str> = rows.iter().map(|r| r.check.as_str()).collect();
+        assert_eq!(checks, ["migration task definition", "migration container"]);
+        let e = Report { rows }.verdict("migrate").unwrap_err();
+        assert!(e.is::<UsageError>(), "config at fault: exit 2");
         let aws = Report {
             rows: image_rows(&[(wanted("r/a:b"), ImageState::Missing("x".into()))]),
         };

@@ -111,7 +111,7 @@ pub fn applies(phase: Phase) -> bool {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ServiceNow {
+pub struct ServiceState {
     pub name: String,
     /// `family:revision`.
     pub revision: String,
@@ -135,7 +135,7 @@ pub struct StateNow {
     pub state: Option<EnvState>,
     pub state_reason: Option<String>,
     pub maintenance: Option<MaintenanceState>,
-    pub services: Vec<ServiceNow>,
+    pub services: Vec<ServiceState>,
     /// `identifier (status)`.
     pub database: Option<String>,
     pub migration_tasks: Vec<String>,
@@ -150,7 +150,7 @@ pub struct StateNow {
 
 /// What [`next_steps`] decides from, reduced from the observation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Seen {
+pub struct SeenNow {
     /// `None`: not read.
     pub state: Option<EnvState>,
     pub maintenance: Option<MaintenanceState>,
@@ -161,7 +161,7 @@ pub struct Seen {
     pub migrations_in_flight: usize,
 }
 
-impl Seen {
+impl SeenNow {
     fn one_version(&self) -> Option<&str> {
         let first = self.versions.first()?.as_deref()?;
         self.versions
@@ -172,7 +172,7 @@ impl Seen {
 }
 
 /// Pure: the next commands that make sense after `asked` ended as it did, in the order to consider them.
-pub fn next_steps(asked: &Asked, seen: &Seen) -> Vec<NextStep> {
+pub fn next_steps(asked: &Asked, seen: &SeenNow) -> Vec<NextStep> {
     let mut out = vec![];
     let mut push = |command: String, why: &str| {
         if !out.iter().any(|s: &NextStep| s.command == command) {
@@ -302,7 +302,7 @@ pub async fn observe(env: &Environment, c: &Clients, asked: &Asked) -> StateNow 
     match read {
         Ok((status, known_good)) => from_status(&status, known_good, asked),
         Err(e) => {
-            let seen = Seen::default();
+            let seen = SeenNow::default();
             StateNow {
                 environment: env.name.clone(),
                 state: None,
@@ -322,7 +322,7 @@ pub async fn observe(env: &Environment, c: &Clients, asked: &Asked) -> StateNow 
 
 /// Pure: the block from what was observed.
 pub fn from_status(status: &Status, known_good: Vec<String>, asked: &Asked) -> StateNow {
-    let seen = Seen {
+    let seen = SeenNow {
         state: Some(status.state),
         maintenance: Some(status.maintenance),
         versions: status.services.iter().map(|s| s.version.clone()).collect(),
@@ -341,7 +341,7 @@ pub fn from_status(status: &Status, known_good: Vec<String>, asked: &Asked) -> S
         services: status
             .services
             .iter()
-            .map(|s| ServiceNow {
+            .map(|s| ServiceState {
                 name: s.name.clone(),
                 revision: ecs::td_short(&s.task_definition).to_string(),
                 version: s.version.clone(),
@@ -607,8 +607,8 @@ mod tests {
         m: MaintenanceState,
         versions: &[&str],
         good: &[&str],
-    ) -> Seen {
-        Seen {
+    ) -> SeenNow {
+        SeenNow {
             state,
             maintenance: Some(m),
             versions: versions.iter().map(|v| Some(v.to_string())).collect(),
@@ -617,14 +617,14 @@ mod tests {
         }
     }
 
-    fn commands(a: &Asked, s: &Seen) -> Vec<String> {
+    fn commands(a: &Asked, s: &SeenNow) -> Vec<String> {
         next_steps(a, s).into_iter().map(|s| s.command).collect()
     }
 
     #[test]
     fn next_steps_by_phase_and_what_was_seen() {
         let e = "--env stage -c deploy.toml";
-        type Case = (&'static str, Asked, Seen, Vec<String>);
+        type Case = (&'static str, Asked, SeenNow, Vec<String>);
         let cases: Vec<Case> = vec![
             (
                 "deploy failed and rolled back, left restricted: rerun, or reopen on the old version",
@@ -687,7 +687,7 @@ mod tests {
             (
                 "AWS not readable: rerun, then status",
                 asked(Phase::Run, Some("v1"), None, false),
-                Seen::default(),
+                SeenNow::default(),
                 vec![
                     format!("deploy-action run {e} --version v1"),
                     format!("deploy-action status {e}"),
@@ -724,7 +724,7 @@ mod tests {
             state: Some(S::Restricted),
             state_reason: None,
             maintenance: Some(M::On),
-            services: vec![ServiceNow {
+            services: vec![ServiceState {
                 name: "core".into(),
                 revision: "stage-core:1".into(),
                 version: Some("v1.0.0".into()),

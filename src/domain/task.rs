@@ -534,12 +534,40 @@ impl TaskReport {
 /// Runs (or attaches to) the one-off task and follows it to the end. See the module docs.
 pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<TaskReport> {
     let started = Instant::now();
-    let env = launch.environment;
-    let cfg = launch.task;
+    let (plan, seen) = look(launch, clients, ctx).await?;
+    match launch_or_attach(launch, clients, ctx, plan, &seen, started).await? {
+        Launched::Planned(report) => Ok(*report),
+        Launched::Task(followed) => follow(launch, clients, ctx, *followed, started).await,
+    }
+}
+
+/// The task a run follows: the one it started, or one it attached to.
+struct Followed {
+    task: TaskView,
+    attached: bool,
+    td: aws_sdk_ecs::types::TaskDefinition,
+    /// The image this run started the task with (`None` when attached).
+    image: Option<String>,
+    /// The revision this run registered for the task, if it registered one.
+    registered: Option<String>,
+}
+
+/// What the launch came to: a dry run's report, or a task to follow.
+enum Launched {
+    Planned(Box<TaskReport>),
+    Task(Box<Followed>),
+}
+
+/// Step 1: the launch plan from the tasks of this group; earlier tasks still stopping are waited for first (a dry
+/// run only says so). Also the task ARNs seen, to tell a task another run starts meanwhile.
+async fn look(
+    launch: &Launch<'_>,
+    clients: &Clients,
+    ctx: &Ctx,
+) -> Result<(LaunchPlan, Vec<String>)> {
     let label = launch.label();
     let version = launch.version.as_str();
-    let group = group_name(&env.name, &cfg.name);
-
+    let group = group_name(&launch.environment.name, &launch.task.name);
     let mut looked = in_group(clients, launch, &group).await?;
     let mut plan = plan_launch(&looked, version, &label);
     if let LaunchPlan::WaitForStopping(arns) = &plan {
@@ -551,10 +579,22 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
             plan = plan_launch(&looked, version, &label);
         }
     }
-    let seen: Vec<String> = looked.into_iter().map(|t| t.arn).collect();
-    // The revision this run registered, if it registered one.
-    let mut registered: Option<String> = None;
-    let (task, attached, td, image) = match plan {
+    Ok((plan, looked.into_iter().map(|t| t.arn).collect()))
+}
+
+/// Applies the launch plan: refuse, attach, or prepare the revision and start the task (a dry run stops before the
+/// first change and reports what it would do).
+async fn launch_or_attach(
+    launch: &Launch<'_>,
+    clients: &Clients,
+    ctx: &Ctx,
+    plan: LaunchPlan,
+    seen: &[String],
+    started: Instant,
+) -> Result<Launched> {
+    let label = launch.label();
+    let version = launch.version.as_str();
+    match plan {
         LaunchPlan::Refuse(why) => bail!("{why}"),
         LaunchPlan::WaitForStopping(arns) if !ctx.dry_run => bail!(
             "earlier {label} tasks are still stopping after the wait ({}); run again in a minute",
@@ -566,155 +606,250 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
                 task.arn
             );
             if ctx.dry_run {
-                return Ok(planned(
+                return Ok(Launched::Planned(Box::new(planned(
                     &label,
                     Some(task.arn.clone()),
                     Some(task.task_definition.clone()),
                     None,
                     true,
                     started,
-                ));
+                ))));
             }
-            let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
-            (*task, true, td, None)
+            Ok(Launched::Task(Box::new(
+                attached(clients, *task, None).await?,
+            )))
         }
         LaunchPlan::Start | LaunchPlan::WaitForStopping(_) => {
             let prepared = prepare(clients, launch).await?;
             let network = network(clients, launch, &prepared.latest).await?;
-            let command = launch.command();
             if ctx.dry_run {
-                tracing::info!(
-                    "dry run: would {} and run it on {} ({}) with group {group}{}",
-                    if prepared.reuse {
-                        format!(
-                            "use {} (already runs {})",
-                            td_short(prepared.latest.task_definition_arn().unwrap_or_default()),
-                            prepared.image
-                        )
-                    } else {
-                        format!(
-                            "register a revision of {} with {} = {}",
-                            cfg.family, cfg.container, prepared.image
-                        )
-                    },
-                    env.cluster,
-                    cfg.launch_type,
-                    command
-                        .map(|c| format!(", command {c:?}"))
-                        .unwrap_or_default()
-                );
-                let changes = if prepared.reuse {
-                    vec![]
-                } else {
-                    prepared.diff.lines()
-                };
-                for line in &changes {
-                    tracing::info!("  {line}");
-                }
-                return Ok(TaskReport {
-                    changes,
-                    ..planned(&label, None, None, Some(prepared.image), false, started)
-                });
+                let report = dry_run_report(launch, &prepared, started);
+                return Ok(Launched::Planned(Box::new(report)));
             }
             // Under the launch lock: look at the group once more, then register and start. A run that looked at
             // the same moment and got here first has started its task by now, and this run follows it.
+            not_started(ctx, &label, &format!("starting the {label} task"))?;
             let lock = LaunchLock::acquire(clients, launch, &prepared.latest, ctx).await?;
-            let launched: Result<(TaskView, bool, aws_sdk_ecs::types::TaskDefinition, Option<String>)> = async {
-                let now = in_group(clients, launch, &group).await?;
-                if let Some(task) = started_meanwhile(&seen, &now, version) {
-                    tracing::info!(
-                        "another run started a {label} task for {version} meanwhile ({}, {}): following it instead of starting another",
-                        task.arn,
-                        task.last_status
-                    );
-                    let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
-                    return Ok((task.clone(), true, td, None));
-                }
-                match plan_launch(&now, version, &label) {
-                    LaunchPlan::Attach(task) => {
-                        tracing::info!(
-                            "a {label} task for {version} was started meanwhile by another run ({}): attaching to it",
-                            task.arn
-                        );
-                        let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
-                        return Ok((*task, true, td, None));
-                    }
-                    LaunchPlan::Refuse(why) => bail!("{why}"),
-                    LaunchPlan::WaitForStopping(arns) => bail!(
-                        "earlier {label} tasks started stopping meanwhile ({}); run again in a minute",
-                        arns.join(", ")
-                    ),
-                    LaunchPlan::Start => {}
-                }
-                    let td = if prepared.reuse {
-                        tracing::info!(
-                            "{} already runs {} for {version}; using it",
-                            td_short(prepared.latest.task_definition_arn().unwrap_or_default()),
-                            prepared.image
-                        );
-                        prepared.latest.clone()
-                    } else {
-                        for line in prepared.diff.lines() {
-                            tracing::info!("new revision of {}: {line}", cfg.family);
-                        }
-                        let td = ecs::register_revision(
-                            &clients.ecs,
-                            &prepared.latest,
-                            prepared.containers.clone(),
-                            prepared.tags.clone(),
-                        )
-                        .await
-                        .with_context(|| format!("registering a revision of {} for {label}", cfg.family))?;
-                        tracing::info!(
-                            "registered {} with {} = {}",
-                            td_short(td.task_definition_arn().unwrap_or_default()),
-                            cfg.container,
-                            prepared.image
-                        );
-                        registered = td.task_definition_arn().map(str::to_string);
-                        td
-                    };
-                    let td_arn = td.task_definition_arn().unwrap_or_default().to_string();
-                    let token = format!("deploy-action-{:032x}", rand::random::<u128>());
-                    let run_tags = {
-                        let mut t = tags::standard(&env.name, version, ctx.github.run_key().as_deref());
-                        t.push((tags::TASK.to_string(), cfg.name.clone()));
-                        t.push((tags::LAUNCH.to_string(), token.clone()));
-                        t
-                    };
-                    let input = ecs::RunTaskInput {
-                        cluster: &env.cluster,
-                        task_definition: &td_arn,
-                        launch_type: &cfg.launch_type,
-                        network,
-                        container: &cfg.container,
-                        command,
-                        started_by: STARTED_BY,
-                        group: &group,
-                        tags: &run_tags,
-                        client_token: &token,
-                    };
-                let (task, attached) = start(clients, launch, &group, &input, ctx).await?;
-                if attached {
-                    let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
-                    Ok((task, true, td, None))
-                } else {
-                    Ok((task, false, td, Some(prepared.image.clone())))
-                }
-            }
-            .await;
+            let launched = start_locked(launch, clients, ctx, &prepared, network, seen).await;
             lock.release(clients).await;
-            launched?
+            Ok(Launched::Task(Box::new(launched?)))
         }
+    }
+}
+
+/// A task this run follows without having started it.
+async fn attached(
+    clients: &Clients,
+    task: TaskView,
+    registered: Option<String>,
+) -> Result<Followed> {
+    let td = ecs::task_definition(&clients.ecs, &task.task_definition).await?;
+    Ok(Followed {
+        task,
+        attached: true,
+        td,
+        image: None,
+        registered,
+    })
+}
+
+/// At a step boundary before the task is started: a signal stops the run here (exit 130), nothing of it started.
+fn not_started(ctx: &Ctx, label: &str, next: &str) -> Result<()> {
+    ctx.stop_if_cancelled(next)
+        .map_err(|e| anyhow!(e).context(format!("cancelled: the {label} task was not started")))
+}
+
+/// What a dry run would do: use or register the revision, and run it where, with which command.
+fn dry_run_report(launch: &Launch<'_>, prepared: &Prepared, started: Instant) -> TaskReport {
+    let (env, cfg) = (launch.environment, launch.task);
+    let group = group_name(&env.name, &cfg.name);
+    tracing::info!(
+        "dry run: would {} and run it on {} ({}) with group {group}{}",
+        if prepared.reuse {
+            format!(
+                "use {} (already runs {})",
+                td_short(prepared.latest.task_definition_arn().unwrap_or_default()),
+                prepared.image
+            )
+        } else {
+            format!(
+                "register a revision of {} with {} = {}",
+                cfg.family, cfg.container, prepared.image
+            )
+        },
+        env.cluster,
+        cfg.launch_type,
+        launch
+            .command()
+            .map(|c| format!(", command {c:?}"))
+            .unwrap_or_default()
+    );
+    let changes = if prepared.reuse {
+        vec![]
+    } else {
+        prepared.diff.lines()
     };
-    let id = task.id().to_string();
+    for line in &changes {
+        tracing::info!("  {line}");
+    }
+    TaskReport {
+        changes,
+        ..planned(
+            &launch.label(),
+            None,
+            None,
+            Some(prepared.image.clone()),
+            false,
+            started,
+        )
+    }
+}
+
+/// Steps 2 and 3 under the launch lock: unless another run started the task meanwhile (then it is followed), the
+/// revision is registered (or reused) and the task started. A signal stops before each change.
+async fn start_locked(
+    launch: &Launch<'_>,
+    clients: &Clients,
+    ctx: &Ctx,
+    prepared: &Prepared,
+    network: Option<NetworkConfiguration>,
+    seen: &[String],
+) -> Result<Followed> {
+    let (env, cfg) = (launch.environment, launch.task);
+    let label = launch.label();
+    let version = launch.version.as_str();
+    let group = group_name(&env.name, &cfg.name);
+    let now = in_group(clients, launch, &group).await?;
+    if let Some(task) = started_meanwhile(seen, &now, version) {
+        tracing::info!(
+            "another run started a {label} task for {version} meanwhile ({}, {}): following it instead of starting another",
+            task.arn,
+            task.last_status
+        );
+        return attached(clients, task.clone(), None).await;
+    }
+    match plan_launch(&now, version, &label) {
+        LaunchPlan::Attach(task) => {
+            tracing::info!(
+                "a {label} task for {version} was started meanwhile by another run ({}): attaching to it",
+                task.arn
+            );
+            return attached(clients, *task, None).await;
+        }
+        LaunchPlan::Refuse(why) => bail!("{why}"),
+        LaunchPlan::WaitForStopping(arns) => bail!(
+            "earlier {label} tasks started stopping meanwhile ({}); run again in a minute",
+            arns.join(", ")
+        ),
+        LaunchPlan::Start => {}
+    }
+    let (td, registered) = revision_to_run(launch, clients, ctx, prepared).await?;
+    let td_arn = td.task_definition_arn().unwrap_or_default().to_string();
+    let token = format!("deploy-action-{:032x}", rand::random::<u128>());
+    let run_tags = {
+        let mut t = tags::standard(&env.name, version, ctx.github.run_key().as_deref());
+        t.push((tags::TASK.to_string(), cfg.name.clone()));
+        t.push((tags::LAUNCH.to_string(), token.clone()));
+        t
+    };
+    let input = ecs::RunTaskInput {
+        cluster: &env.cluster,
+        task_definition: &td_arn,
+        launch_type: &cfg.launch_type,
+        network,
+        container: &cfg.container,
+        command: launch.command(),
+        started_by: STARTED_BY,
+        group: &group,
+        tags: &run_tags,
+        client_token: &token,
+    };
+    not_started(ctx, &label, &format!("RunTask of the {label} task"))?;
+    let (task, attached_to) = start(clients, launch, &group, &input, ctx).await?;
+    if attached_to {
+        return attached(clients, task, registered).await;
+    }
+    Ok(Followed {
+        task,
+        attached: false,
+        td,
+        image: Some(prepared.image.clone()),
+        registered,
+    })
+}
+
+/// The latest revision when it already is exactly the one to run; else a new one, registered (a signal stops before
+/// it). The revision, and its ARN when this run registered it.
+async fn revision_to_run(
+    launch: &Launch<'_>,
+    clients: &Clients,
+    ctx: &Ctx,
+    prepared: &Prepared,
+) -> Result<(aws_sdk_ecs::types::TaskDefinition, Option<String>)> {
+    let cfg = launch.task;
+    let label = launch.label();
+    if prepared.reuse {
+        tracing::info!(
+            "{} already runs {} for {}; using it",
+            td_short(prepared.latest.task_definition_arn().unwrap_or_default()),
+            prepared.image,
+            launch.version.as_str()
+        );
+        return Ok((prepared.latest.clone(), None));
+    }
+    not_started(
+        ctx,
+        &label,
+        &format!("registering a revision of {} for {label}", cfg.family),
+    )?;
+    for line in prepared.diff.lines() {
+        tracing::info!("new revision of {}: {line}", cfg.family);
+    }
+    let td = ecs::register_revision(
+        &clients.ecs,
+        &prepared.latest,
+        prepared.containers.clone(),
+        prepared.tags.clone(),
+    )
+    .await
+    .with_context(|| format!("registering a revision of {} for {label}", cfg.family))?;
+    tracing::info!(
+        "registered {} with {} = {}",
+        td_short(td.task_definition_arn().unwrap_or_default()),
+        cfg.container,
+        prepared.image
+    );
+    let registered = td.task_definition_arn().map(str::to_string);
+    Ok((td, registered))
+}
+
+/// What following a task works with.
+struct Following<'a> {
+    launch: &'a Launch<'a>,
+    clients: &'a Clients,
+    ctx: &'a Ctx,
+    arn: &'a str,
+    id: &'a str,
+    tail: &'a Mutex<Option<Tail>>,
+}
+
+/// Steps 4 and 5: follows the task and its logs until it stopped (stopping it at the deadline, or when the run is
+/// cancelled), then judges it.
+async fn follow(
+    launch: &Launch<'_>,
+    clients: &Clients,
+    ctx: &Ctx,
+    f: Followed,
+    started: Instant,
+) -> Result<TaskReport> {
+    let (cfg, label) = (launch.task, launch.label());
+    let id = f.task.id().to_string();
     tracing::info!(
         "{label} task {id} ({}): {}",
-        td_short(&task.task_definition),
-        task.last_status
+        td_short(&f.task.task_definition),
+        f.task.last_status
     );
-
-    let tail = match tail_for(clients, &td, &cfg.container, &id) {
+    let tail = match tail_for(clients, &f.td, &cfg.container, &id) {
         Ok(t) => Some(t),
         Err(why) => {
             tracing::warn!(
@@ -734,84 +869,115 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
         &ctx.runner,
         &format!("{label} logs: {} ({id})", cfg.container),
     );
-    let watched = watch(
-        clients,
+    let fl = Following {
         launch,
-        &task.arn,
-        &tail,
-        ctx.poller(format!("{label} task {id}"), TAIL),
-    )
-    .await;
-    let (view, timed_out) = match watched {
+        clients,
+        ctx,
+        arn: &f.task.arn,
+        id: &id,
+        tail: &tail,
+    };
+    let poller = ctx.poller(format!("{label} task {id}"), TAIL);
+    let (view, timed_out) = match watch(clients, launch, &f.task.arn, &tail, poller).await {
         Ok(view) => (view, false),
-        Err(WaitError::Timeout { .. }) => {
-            let reason = format!(
-                "deploy-action: timeout-minutes reached after {}",
-                human(started.elapsed())
-            );
-            tracing::warn!(
-                "{label} task {id} is still running at the deadline: stopping it ({reason})"
-            );
-            ecs::stop_task(&clients.ecs, &env.cluster, &task.arn, &reason)
-                .await
-                .with_context(|| format!("{label} task {} did not finish within timeout-minutes and could not be stopped; stop it in the ECS console", task.arn))?;
-            let grace = Poller::new(
-                format!("{label} task {id} to stop"),
-                ctx.pace.of(TAIL),
-                Instant::now() + STOP_GRACE,
-                ctx.cancel.clone(),
-            );
-            let view = watch(clients, launch, &task.arn, &tail, grace)
-                .await
-                .map_err(|e| {
-                    anyhow!(e).context(format!(
-                        "{label} task {} did not finish within timeout-minutes; StopTask was sent",
-                        task.arn
-                    ))
-                })?;
-            (view, true)
-        }
-        Err(WaitError::Cancelled { what, waited, last }) => {
-            tracing::warn!("cancelled by workflow: stopping {label} task {}", task.arn);
-            let stop = ecs::stop_task(
-                &clients.ecs,
-                &env.cluster,
-                &task.arn,
-                "cancelled by workflow",
-            )
-            .await;
-            let grace = Poller::new(
-                format!("{label} task {id} to stop"),
-                ctx.pace.of(TAIL),
-                Instant::now() + CANCEL_GRACE,
-                CancellationToken::new(),
-            );
-            let stopped = match &stop {
-                Ok(()) => watch(clients, launch, &task.arn, &tail, grace).await.ok(),
-                Err(_) => None,
-            };
-            if stopped.is_some() {
-                drain(&tail, CANCEL_GRACE, ctx.pace).await;
-            }
-            drop(section);
-            let msg = match (&stop, &stopped) {
-                (Err(e), _) => format!("cancelled by workflow; StopTask for {label} task {} failed ({e}): stop it in the ECS console", task.arn),
-                (Ok(()), Some(_)) => format!("cancelled by workflow: {label} task {} stopped", task.arn),
-                (Ok(()), None) => format!("cancelled by workflow: StopTask sent for {label} task {}; ECS is stopping it", task.arn),
-            };
-            tracing::warn!("{msg}");
-            return Err(anyhow!(WaitError::Cancelled { what, waited, last }).context(msg));
+        Err(WaitError::Timeout { .. }) => (fl.stop_at_deadline(started).await?, true),
+        Err(cancelled @ WaitError::Cancelled { .. }) => {
+            return Err(fl.stop_on_cancel(section, cancelled).await)
         }
         Err(WaitError::Failed(e)) => {
             return Err(e.context(format!(
                 "could not follow {label} task {}; it may still be running: run the phase again to attach to it, or see the ECS console",
-                task.arn
+                f.task.arn
             )));
         }
     };
     drain(&tail, DRAIN_GRACE, ctx.pace).await;
     drop(section);
-    let tail = tail.into_inner();
+    let logs = (log_stream, log_note);
+    Ok(judged(
+        label,
+        f,
+        view,
+        timed_out,
+        tail.into_inner(),
+        logs,
+        started,
+    ))
+}
+
+impl Following<'_> {
+    /// The deadline came: StopTask with the reason, then wait (within [`STOP_GRACE`]) until it stopped.
+    async fn stop_at_deadline(&self, started: Instant) -> Result<TaskView> {
+        let (label, id, arn) = (self.launch.label(), self.id, self.arn);
+        let reason = format!(
+            "deploy-action: timeout-minutes reached after {}",
+            human(started.elapsed())
+        );
+        tracing::warn!(
+            "{label} task {id} is still running at the deadline: stopping it ({reason})"
+        );
+        ecs::stop_task(&self.clients.ecs, &self.launch.environment.cluster, arn, &reason)
+            .await
+            .with_context(|| format!("{label} task {arn} did not finish within timeout-minutes and could not be stopped; stop it in the ECS console"))?;
+        let grace = Poller::new(
+            format!("{label} task {id} to stop"),
+            self.ctx.pace.of(TAIL),
+            Instant::now() + STOP_GRACE,
+            self.ctx.cancel.clone(),
+        );
+        watch(self.clients, self.launch, arn, self.tail, grace)
+            .await
+            .map_err(|e| {
+                anyhow!(e).context(format!(
+                    "{label} task {arn} did not finish within timeout-minutes; StopTask was sent"
+                ))
+            })
+    }
+
+    /// The run was cancelled: the task is stopped ("cancelled by workflow"), waited for briefly (the runner kills
+    /// soon after), its last lines read; the error to end the phase with (exit 130).
+    async fn stop_on_cancel(&self, section: LogSection, cancelled: WaitError) -> anyhow::Error {
+        let (label, id, arn) = (self.launch.label(), self.id, self.arn);
+        let ctx = self.ctx;
+        tracing::warn!("cancelled by workflow: stopping {label} task {arn}");
+        let cluster = &self.launch.environment.cluster;
+        let stop = ecs::stop_task(&self.clients.ecs, cluster, arn, "cancelled by workflow").await;
+        let grace = Poller::new(
+            format!("{label} task {id} to stop"),
+            ctx.pace.of(TAIL),
+            Instant::now() + CANCEL_GRACE,
+            CancellationToken::new(),
+        );
+        let stopped = match &stop {
+            Ok(()) => watch(self.clients, self.launch, arn, self.tail, grace)
+                .await
+                .ok(),
+            Err(_) => None,
+        };
+        if stopped.is_some() {
+            drain(self.tail, CANCEL_GRACE, ctx.pace).await;
+        }
+        drop(section);
+        let msg = match (&stop, &stopped) {
+            (Err(e), _) => format!("cancelled by workflow; StopTask for {label} task {arn} failed ({e}): stop it in the ECS console"),
+            (Ok(()), Some(_)) => format!("cancelled by workflow: {label} task {arn} stopped"),
+            (Ok(()), None) => format!("cancelled by workflow: StopTask sent for {label} task {arn}; ECS is stopping it"),
+        };
+        tracing::warn!("{msg}");
+        anyhow!(cancelled).context(msg)
+    }
+}
+
+/// Step 5: the report of a stopped task, its verdict logged.
+fn judged(
+    label: String,
+    f: Followed,
+    view: TaskView,
+    timed_out: bool,
+    tail: Option<Tail>,
+    (log_stream, log_note): (Option<String>, Option<String>),
+    started: Instant,
+) -> TaskReport {
     let verdict = match (timed_out, &view.stop_code) {
         (true, StopCode::UserInitiated) => TaskVerdict::TimedOut,
         _ => verdict(&view.stop_code, view.exit_code),
@@ -820,9 +986,9 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
         label,
         task_arn: Some(view.arn.clone()),
         task_definition: Some(view.task_definition.clone()),
-        image,
-        attached,
-        registered,
+        image: f.image,
+        attached: f.attached,
+        registered: f.registered,
         verdict,
         exit_code: view.exit_code,
         stop_code: (view.stop_code != StopCode::None).then(|| view.stop_code.as_str().to_string()),
@@ -849,7 +1015,7 @@ pub async fn run(launch: &Launch<'_>, clients: &Clients, ctx: &Ctx) -> Result<Ta
     } else {
         tracing::error!("{}", report.explanation());
     }
-    Ok(report)
+    report
 }
 
 fn planned(

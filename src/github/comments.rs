@@ -27,7 +27,7 @@ pub enum When<'a> {
 
 /// What to do about the comment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub enum CommentStep {
     Create,
     Update(u64),
     /// Leave it as it is (the id of the one there, if any).
@@ -35,15 +35,15 @@ pub enum Step {
 }
 
 /// Pure: the step from the comment found (if any), the new body and the policy.
-pub fn decide(found: Option<&IssueComment>, body: &str, when: When<'_>) -> Step {
+pub fn decide(found: Option<&IssueComment>, body: &str, when: When<'_>) -> CommentStep {
     match (found, when) {
-        (None, When::Always) => Step::Create,
-        (None, When::OnlyExisting { .. }) => Step::Nothing(None),
-        (Some(c), _) if c.body == body => Step::Nothing(Some(c.id)),
+        (None, When::Always) => CommentStep::Create,
+        (None, When::OnlyExisting { .. }) => CommentStep::Nothing(None),
+        (Some(c), _) if c.body == body => CommentStep::Nothing(Some(c.id)),
         (Some(c), When::OnlyExisting { unless }) if c.body.contains(unless) => {
-            Step::Nothing(Some(c.id))
+            CommentStep::Nothing(Some(c.id))
         }
-        (Some(c), When::Always | When::OnlyExisting { .. }) => Step::Update(c.id),
+        (Some(c), When::Always | When::OnlyExisting { .. }) => CommentStep::Update(c.id),
     }
 }
 
@@ -57,7 +57,7 @@ pub fn find<'a>(comments: &'a [IssueComment], marker: &str) -> Option<&'a IssueC
 /// What happened to the comment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Action {
+pub enum CommentAction {
     Created,
     Updated,
     Unchanged,
@@ -67,7 +67,7 @@ pub enum Action {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Posted {
-    pub action: Action,
+    pub action: CommentAction,
     pub id: Option<u64>,
     pub url: Option<String>,
 }
@@ -84,16 +84,16 @@ pub async fn upsert(
     debug_assert!(body.starts_with(marker));
     let found = find_on(api, number, marker).await?;
     match decide(found.as_ref(), body, when) {
-        Step::Nothing(id) => Ok(Posted {
+        CommentStep::Nothing(id) => Ok(Posted {
             action: if id.is_some() {
-                Action::Unchanged
+                CommentAction::Unchanged
             } else {
-                Action::None
+                CommentAction::None
             },
             id,
             url: found.and_then(|c| c.html_url),
         }),
-        Step::Create => {
+        CommentStep::Create => {
             let c: IssueComment = api
                 .post(
                     &format!("comment on pull request #{number}"),
@@ -102,12 +102,12 @@ pub async fn upsert(
                 )
                 .await?;
             Ok(Posted {
-                action: Action::Created,
+                action: CommentAction::Created,
                 id: Some(c.id),
                 url: c.html_url,
             })
         }
-        Step::Update(id) => {
+        CommentStep::Update(id) => {
             let c: IssueComment = api
                 .patch(
                     &format!("edit comment {id} on pull request #{number}"),
@@ -116,7 +116,7 @@ pub async fn upsert(
                 )
                 .await?;
             Ok(Posted {
-                action: Action::Updated,
+                action: CommentAction::Updated,
                 id: Some(c.id),
                 url: c.html_url,
             })
@@ -178,39 +178,44 @@ mod tests {
         let only = When::OnlyExisting {
             unless: "<!-- down -->",
         };
-        let cases: &[(Option<&IssueComment>, &str, When, Step)] = &[
-            (None, "<!-- m -->\nup", When::Always, Step::Create),
+        let cases: &[(Option<&IssueComment>, &str, When, CommentStep)] = &[
+            (None, "<!-- m -->\nup", When::Always, CommentStep::Create),
             (
                 Some(&up),
                 "<!-- m -->\nup at v2",
                 When::Always,
-                Step::Update(7),
+                CommentStep::Update(7),
             ),
             (
                 Some(&up),
                 "<!-- m -->\nup at v1",
                 When::Always,
-                Step::Nothing(Some(7)),
+                CommentStep::Nothing(Some(7)),
             ),
-            (None, "<!-- m -->\ntorn down", only, Step::Nothing(None)),
+            (
+                None,
+                "<!-- m -->\ntorn down",
+                only,
+                CommentStep::Nothing(None),
+            ),
             (
                 Some(&up),
                 "<!-- m -->\ntorn down <!-- down -->",
                 only,
-                Step::Update(7),
+                CommentStep::Update(7),
             ),
             (
                 Some(&down),
                 "<!-- m -->\ntorn down again <!-- down -->",
                 only,
-                Step::Nothing(Some(7)),
+                CommentStep::Nothing(Some(7)),
             ),
             // Brought up again after a teardown: the same comment says so.
             (
                 Some(&down),
                 "<!-- m -->\nup at v3",
                 When::Always,
-                Step::Update(7),
+                CommentStep::Update(7),
             ),
         ];
         for (found, body, when, want) in cases {

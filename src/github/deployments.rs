@@ -1,5 +1,5 @@
 //! The GitHub Deployments API: whether and how to reach it ([`connect`]), deployments as the gates see them
-//! ([`Seen`]), whether an environment's newest deployment succeeded (promotion by reference), and marking a torn-down
+//! ([`DeploymentSeen`]), whether an environment's newest deployment succeeded (promotion by reference), and marking a torn-down
 //! review app's deployments inactive. Creating a run's record and deciding the gates is [`crate::wrapper`].
 
 use serde::Serialize;
@@ -56,7 +56,7 @@ impl StatusState {
 
 /// A deployment as the gates see it: who made it, for which run and version, and its statuses (newest first).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
+pub struct DeploymentSeen {
     pub id: u64,
     /// Made by deploy-action (its payload says so); otherwise by GitHub for a job's `environment:`, or another tool.
     pub ours: bool,
@@ -72,7 +72,7 @@ pub struct Seen {
     pub log_url: Option<String>,
 }
 
-impl Seen {
+impl DeploymentSeen {
     pub fn latest(&self) -> Option<&StatusState> {
         self.states.first()
     }
@@ -172,7 +172,7 @@ pub async fn recent_deployments(
     environment: &str,
     count: u32,
     statuses: u32,
-) -> Result<Vec<Seen>, ApiError> {
+) -> Result<Vec<DeploymentSeen>, ApiError> {
     let list: Vec<Deployment> = api
         .get(
             &format!("list deployments of {environment}"),
@@ -189,7 +189,7 @@ pub async fn with_statuses(
     api: &Api,
     list: &[Deployment],
     statuses: u32,
-) -> Result<Vec<Seen>, ApiError> {
+) -> Result<Vec<DeploymentSeen>, ApiError> {
     let fetches = list.iter().map(|d| async move {
         let what = format!("list statuses of deployment {}", d.id);
         let route = api.route(&format!(
@@ -203,7 +203,7 @@ pub async fn with_statuses(
 }
 
 /// A deployment as the gates see it.
-pub fn seen(d: &Deployment, statuses: &[DeploymentStatus]) -> Seen {
+pub fn seen(d: &Deployment, statuses: &[DeploymentStatus]) -> DeploymentSeen {
     let ours = d.payload.get("tool").and_then(Value::as_str) == Some(TOOL);
     let field = |k: &str| match d.payload.get(k) {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
@@ -218,7 +218,7 @@ pub fn seen(d: &Deployment, statuses: &[DeploymentStatus]) -> Seen {
         .then(|| field("run_id"))
         .flatten()
         .or_else(|| log_url.as_deref().and_then(run_id_in_url));
-    Seen {
+    DeploymentSeen {
         id: d.id,
         ours,
         task: d.task.clone(),

@@ -7,7 +7,7 @@ use crate::error::UsageError;
 use crate::github::runner::{md_table, text_table, Outcome};
 
 #[derive(Debug, Clone, Serialize)]
-pub struct Checked {
+pub struct ConfigChecked {
     pub config: String,
     pub environments: Vec<EnvSummary>,
 }
@@ -24,7 +24,7 @@ pub struct EnvSummary {
 }
 
 /// Validates the file (and, if given, that the environment exists). Makes no AWS call.
-pub fn run(path: &std::path::Path, only: Option<&str>) -> Result<Checked, UsageError> {
+pub fn run(path: &std::path::Path, only: Option<&str>) -> Result<ConfigChecked, UsageError> {
     let config = Config::load(path)?;
     if let Some(name) = only {
         config.environment(name)?;
@@ -46,13 +46,13 @@ pub fn run(path: &std::path::Path, only: Option<&str>) -> Result<Checked, UsageE
             maintenance: e.maintenance.is_some(),
         })
         .collect();
-    Ok(Checked {
+    Ok(ConfigChecked {
         config: path.display().to_string(),
         environments,
     })
 }
 
-impl Checked {
+impl ConfigChecked {
     fn rows(&self) -> Vec<Vec<String>> {
         self.environments
             .iter()
@@ -81,7 +81,7 @@ const HEADER: [&str; 7] = [
     "maintenance",
 ];
 
-impl Outcome for Checked {
+impl Outcome for ConfigChecked {
     fn ok(&self) -> bool {
         true
     }

@@ -10,6 +10,9 @@
 //! 5. On failure, timeout or a failed smoke check: every changed service goes back to the revision it ran before
 //!    (waited for), the reasons are reported (events, stopped tasks, last log lines), the new revisions are
 //!    deregistered, and the phase exits 1 with `rolled-back=true`.
+//! 6. A signal (SIGINT/SIGTERM) stops the deploy before its next change and ends it with exit 130, even after the
+//!    last one ([`on_cancel`]): new revisions not yet rolled out are deregistered again, services rolling or not
+//!    yet smoke-checked are pointed back (not waited for), completed ones are left for the rerun to finish.
 //!
 //! The version is resolved before the plan ([`promote::resolve`]): as given, or `from:<environment>` (promotion by
 //! reference: the version that environment runs now, refused unless it is settled on one version).
@@ -610,43 +613,24 @@ pub async fn run(req: &Request, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome>
     }
     let mut out = deploy(&req.resolved(resolved.version), c, ctx).await?;
     out.resolved_from = resolved.promotion;
+    // A signal after the last change still ends the run as cancelled (exit 130), never as a success.
+    if let Err(e) = ctx.stop_if_cancelled("reporting the deploy") {
+        return Err(anyhow::Error::new(e).context(cancelled_at_the_end(&out)));
+    }
     Ok(out)
 }
 
+/// Observe (no migration running, each service's revision), plan (printed), preflight; then the dry run's report or
+/// the changes ([`apply`]).
 async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<DeployOutcome> {
-    let env = &req.common.environment;
-    // New code must not meet a database half migrated (nor lift maintenance over it).
-    if let Some(m) = &env.migration {
-        let running = ecs::live_tasks_of_family(&c.ecs, &env.cluster, &m.family).await?;
-        if !running.is_empty() {
-            let ids: Vec<&str> = running
-                .iter()
-                .map(|a| a.rsplit('/').next().unwrap_or(a))
-                .collect();
-            bail!(
-                "refusing to deploy {} to {}: a migration task is still running ({}); wait for it (phase migrate attaches to it and reports its result) or stop it, then run again",
-                req.version,
-                env.name,
-                ids.join(", ")
-            );
-        }
-    }
-    let plans = {
-        let _g = ctx.runner.group(&format!(
-            "Plan: {} to {} ({})",
-            req.version, env.name, env.cluster
-        ));
-        let plans = plan(req, c).await?;
-        for p in &plans {
-            tracing::info!("{}", p.line(&req.version));
-            tracing::info!("{}", usual_line(&p.name, p.usual));
-            for line in p.diff.iter().flat_map(RevisionDiff::lines) {
-                tracing::info!("  {line}");
-            }
-        }
-        plans
-    };
-    preflight::finish(&ctx.runner, "deploy", &checks(req, c, ctx, &plans).await?)?;
+    refuse_during_migration(req, c).await?;
+    let plans = plan_and_show(req, c, ctx).await?;
+    let report = checks(req, c, ctx, &plans).await?;
+    // A signal during the image wait ends the wait early: the run stops here (exit 130), before the first change,
+    // not on images it did not wait for.
+    ctx.stop_if_cancelled(&Stage::Register.to_string())
+        .map_err(|e| anyhow::Error::new(e).context(cancelled_before_any_change(&req.version)))?;
+    preflight::finish(&ctx.runner, "deploy", &report)?;
     let mut out = DeployOutcome::new(req, &plans, ctx.dry_run);
     if let Some(prev) = &out.previous_version {
         if version::is_downgrade(&req.version, prev) {
@@ -657,204 +641,256 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
         }
     }
     if req.state == DeployState::Restricted {
-        let m = maintenance::observe(&c.state.elb, env.maintenance.as_ref()).await?;
+        let m = maintenance::observe(&c.state.elb, env_of(req).maintenance.as_ref()).await?;
         if m != MaintenanceState::On {
             tracing::warn!("state restricted, but maintenance is {m}: users will reach the new version; run phase state with restricted first to test it behind the maintenance page");
         }
         out.maintenance = Some(format!("{m} (left as it is)"));
     }
     if ctx.dry_run {
-        for p in &plans {
-            let row = out.row(&p.name);
-            row.to = if p.new_containers.is_some() {
-                "(new revision)".into()
-            } else {
-                p.current.clone()
-            };
-        }
-        if req.state == DeployState::Running {
-            // converge plans (read-only) and stops before the first change on a dry run.
-            let opts = StateOptions {
-                bypass_header: req.bypass.clone(),
-                skip_drain: true,
-            };
-            let o = converge::converge(env, EnvState::Running, &opts, &c.state, ctx).await?;
-            out.maintenance = Some(if o.plan.is_empty() {
-                "nothing to change".into()
-            } else {
-                format!(
-                    "after the roll-out: {}",
-                    o.plan
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            });
-        }
-        tracing::info!("dry run: no revision registered, no service updated");
-        return Ok(out);
+        return dry_run(req, c, ctx, &plans, out).await;
     }
+    apply(req, c, ctx, &plans, out).await
+}
 
-    // Register the new revisions.
-    let registered = register(req, c, &plans).await?;
-    let targets: Vec<RolloutTarget> = plans
-        .iter()
-        .zip(&registered)
-        .map(|(p, r)| RolloutTarget {
-            service: p.name.clone(),
-            task_definition: r
-                .as_ref()
-                .and_then(|td| td.task_definition_arn())
-                .unwrap_or(&p.current)
-                .to_string(),
-            desired_count: p.scale_up_to,
-        })
-        .collect();
-    for (p, t) in plans.iter().zip(&targets) {
+fn env_of(req: &Request<Version>) -> &Environment {
+    &req.common.environment
+}
+
+/// New code must not meet a database half migrated (nor lift maintenance over it).
+async fn refuse_during_migration(req: &Request<Version>, c: &Clients) -> Result<()> {
+    let env = env_of(req);
+    let Some(m) = &env.migration else {
+        return Ok(());
+    };
+    let running = ecs::live_tasks_of_family(&c.ecs, &env.cluster, &m.family).await?;
+    if !running.is_empty() {
+        let ids: Vec<&str> = running
+            .iter()
+            .map(|a| a.rsplit('/').next().unwrap_or(a))
+            .collect();
+        bail!(
+            "refusing to deploy {} to {}: a migration task is still running ({}); wait for it (phase migrate attaches to it and reports its result) or stop it, then run again",
+            req.version,
+            env.name,
+            ids.join(", ")
+        );
+    }
+    Ok(())
+}
+
+/// The plan, each service's line, usual roll-out time and field diff printed in one group.
+async fn plan_and_show(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Vec<ServicePlan>> {
+    let env = env_of(req);
+    let _g = ctx.runner.group(&format!(
+        "Plan: {} to {} ({})",
+        req.version, env.name, env.cluster
+    ));
+    let plans = plan(req, c).await?;
+    for p in &plans {
+        tracing::info!("{}", p.line(&req.version));
+        tracing::info!("{}", usual_line(&p.name, p.usual));
+        for line in p.diff.iter().flat_map(RevisionDiff::lines) {
+            tracing::info!("  {line}");
+        }
+    }
+    Ok(plans)
+}
+
+/// Dry run: each row says whether a new revision would be registered; in state running, what converge would do
+/// after the roll-out (it plans read-only and stops before the first change on a dry run).
+async fn dry_run(
+    req: &Request<Version>,
+    c: &Clients,
+    ctx: &Ctx,
+    plans: &[ServicePlan],
+    mut out: DeployOutcome,
+) -> Result<DeployOutcome> {
+    for p in plans {
         let row = out.row(&p.name);
+        row.to = if p.new_containers.is_some() {
+            "(new revision)".into()
+        } else {
+            p.current.clone()
+        };
+    }
+    if req.state == DeployState::Running {
+        let opts = StateOptions {
+            bypass_header: req.bypass.clone(),
+            skip_drain: true,
+        };
+        let o = converge::converge(env_of(req), EnvState::Running, &opts, &c.state, ctx).await?;
+        out.maintenance = Some(if o.plan.is_empty() {
+            "nothing to change".into()
+        } else {
+            format!(
+                "after the roll-out: {}",
+                o.plan
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        });
+    }
+    tracing::info!("dry run: no revision registered, no service updated");
+    Ok(out)
+}
+
+/// The changes: the new revisions, UpdateService on the changed services, the watch; then [`finish`]. A signal
+/// stops it at the next boundary, after the cleanup [`on_cancel`] names.
+async fn apply(
+    req: &Request<Version>,
+    c: &Clients,
+    ctx: &Ctx,
+    plans: &[ServicePlan],
+    mut out: DeployOutcome,
+) -> Result<DeployOutcome> {
+    if plans.iter().any(|p| p.new_containers.is_some()) {
+        ctx.stop_if_cancelled(&Stage::Register.to_string())
+            .map_err(|e| {
+                anyhow::Error::new(e).context(cancelled_before_any_change(&req.version))
+            })?;
+    }
+    let registered = register(req, c, plans).await?;
+    let targets = rollout_targets(plans, &registered);
+    for t in &targets {
+        let row = out.row(&t.service);
         row.to = t.task_definition.clone();
         row.task_definition = t.task_definition.clone();
     }
-
-    // Roll out.
     let changed: Vec<RolloutTarget> = plans
         .iter()
         .zip(&targets)
-        .filter(|(p, _)| p.new_containers.is_some() || p.scale_up_to.is_some())
+        .filter(|(p, _)| needs_update(p.new_containers.is_some(), p.scale_up_to.is_some()))
         .map(|(_, t)| t.clone())
         .collect();
+    let mut d = Applied {
+        req,
+        c,
+        ctx,
+        plans,
+        registered: &registered,
+        updated: &[],
+    };
+    if let Err(e) = ctx.stop_if_cancelled(&Stage::Update.to_string()) {
+        return Err(cancelled(&d, Stage::Update, e).await);
+    }
     let started = Instant::now();
-    let updates = rollout::update_services(&c.ecs, &env.cluster, &changed).await;
+    let updates = rollout::update_services(&c.ecs, &env_of(req).cluster, &changed).await;
     let updated: Vec<String> = updates
         .iter()
         .filter(|(_, e)| e.is_none())
         .map(|(t, _)| t.service.clone())
         .collect();
-    if let Some((t, Some(e))) = updates.iter().find(|(_, e)| e.is_some()) {
-        let reason = format!("UpdateService failed for {}: {e}", t.service);
-        let applied = Applied {
-            req,
-            c,
-            ctx,
-            plans: &plans,
-            registered: &registered,
-            updated: &updated,
-        };
-        return fail(&applied, out, reason, None).await;
+    d.updated = &updated;
+    if let Some(reason) = update_failure(&updates) {
+        return fail(&d, out, reason, None).await;
     }
-    let seen: BTreeMap<String, HashSet<String>> = plans
-        .iter()
-        .map(|p| (p.name.clone(), p.events.clone()))
-        .collect();
-    let report = {
-        let _g = ctx.runner.group(&format!(
-            "Roll-out of {} on {} service(s)",
-            req.version,
-            targets.len()
-        ));
-        let usual: Vec<Option<Duration>> = plans
-            .iter()
-            .filter(|p| changed.iter().any(|t| t.service == p.name))
-            .map(|p| p.usual)
-            .collect();
-        let poller = ctx
-            .poller(
-                format!("roll-out of {} in {}", req.version, env.cluster),
-                Backoff::FAST,
-            )
-            .expecting(rollout::expected_end(&usual));
-        rollout::watch(&c.ecs, &env.cluster, &targets, seen, poller).await
-    };
+    let report = watch(&d, &targets, &changed).await;
     for w in &report.services {
         out.row(&w.service).duration_seconds = w.done_after.map(|d| d.as_millis() as f64 / 1000.0);
     }
-    let reason = match &report.end {
-        WatchEnd::Completed => None,
-        WatchEnd::Failed => Some(
-            report
-                .services
-                .iter()
-                .filter_map(|w| match &w.verdict {
-                    RolloutVerdict::Failed(why) => Some(format!("{}: {why}", w.service)),
-                    RolloutVerdict::Done
-                    | RolloutVerdict::InProgress(_)
-                    | RolloutVerdict::Stuck(_) => None,
-                })
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-        WatchEnd::TimedOut(last) => Some(format!(
-            "the roll-out did not complete within {} (timeout-minutes); last seen: {last}",
-            crate::wait::human(started.elapsed())
-        )),
-        WatchEnd::Error(e) => Some(format!("watching the roll-out failed: {e}")),
-        end @ WatchEnd::Cancelled { .. } => {
-            let back: Vec<RolloutTarget> = back_targets(&plans, &updated);
-            let results = rollout::update_services(&c.ecs, &env.cluster, &back).await;
-            let failed: Vec<String> = results
-                .iter()
-                .filter_map(|(t, e)| e.as_ref().map(|e| format!("{}: {e}", t.service)))
-                .collect();
-            let what = if failed.is_empty() {
-                format!("every changed service ({}) was pointed back at its previous revision, not waited for", back.len())
-            } else {
-                format!(
-                    "pointing services back at their previous revisions failed: {}",
-                    failed.join("; ")
-                )
-            };
-            let cancelled = end.cancelled_error().expect("a cancelled watch");
-            return Err(anyhow::Error::new(cancelled)
-                .context(format!("deploy of {} cancelled; {what}", req.version)));
-        }
-    };
-    if let Some(reason) = reason {
-        let applied = Applied {
-            req,
-            c,
-            ctx,
-            plans: &plans,
-            registered: &registered,
-            updated: &updated,
-        };
-        return fail(&applied, out, reason, Some(&report)).await;
+    let verdicts: Vec<(&str, &RolloutVerdict)> = report
+        .services
+        .iter()
+        .map(|w| (w.service.as_str(), &w.verdict))
+        .collect();
+    match after_watch(&report.end, &verdicts, started.elapsed()) {
+        AfterWatch::Completed => {}
+        AfterWatch::Failed(reason) => return fail(&d, out, reason, Some(&report)).await,
+        AfterWatch::Cancelled(e) => return Err(cancelled(&d, Stage::Watch, e).await),
     }
-    for p in &plans {
-        let row = out.row(&p.name);
-        row.result = if p.new_containers.is_some() {
-            ServiceResult::Deployed
-        } else {
-            ServiceResult::Unchanged
-        };
+    for p in plans {
+        out.row(&p.name).result = completed_result(p.new_containers.is_some());
     }
+    finish(&d, &targets, &report, out).await
+}
 
-    // Smoke check.
-    if let Some(smoke) = &req.smoke {
-        match smoke_check(smoke, req.bypass.as_ref(), ctx).await {
-            Ok(line) => out.smoke = Some(line),
-            Err(why) => {
-                out.smoke = Some(why.clone());
-                for p in &plans {
-                    out.row(&p.name).duration_seconds = None;
+/// The roll-out watch of every target (new service events printed), paced by the changed services' usual times.
+async fn watch(
+    d: &Applied<'_>,
+    targets: &[RolloutTarget],
+    changed: &[RolloutTarget],
+) -> WatchReport {
+    let env = env_of(d.req);
+    let seen: BTreeMap<String, HashSet<String>> = d
+        .plans
+        .iter()
+        .map(|p| (p.name.clone(), p.events.clone()))
+        .collect();
+    let _g = d.ctx.runner.group(&format!(
+        "Roll-out of {} on {} service(s)",
+        d.req.version,
+        targets.len()
+    ));
+    let usual: Vec<Option<Duration>> = d
+        .plans
+        .iter()
+        .filter(|p| changed.iter().any(|t| t.service == p.name))
+        .map(|p| p.usual)
+        .collect();
+    let poller = d
+        .ctx
+        .poller(
+            format!("roll-out of {} in {}", d.req.version, env.cluster),
+            Backoff::FAST,
+        )
+        .expecting(rollout::expected_end(&usual));
+    rollout::watch(&d.c.ecs, &env.cluster, targets, seen, poller).await
+}
+
+/// After every service completed: the steps of [`finish_plan`] in order, a signal checked before each.
+async fn finish(
+    d: &Applied<'_>,
+    targets: &[RolloutTarget],
+    report: &WatchReport,
+    mut out: DeployOutcome,
+) -> Result<DeployOutcome> {
+    let scaled_up = d.plans.iter().any(|p| p.scale_up_to.is_some());
+    for stage in finish_plan(d.req.smoke.is_some(), scaled_up, d.req.state) {
+        if let Err(e) = d.ctx.stop_if_cancelled(&stage.to_string()) {
+            return Err(cancelled(d, stage, e).await);
+        }
+        match stage {
+            Stage::Smoke => {
+                let Some(smoke) = &d.req.smoke else { continue };
+                match smoke_check(smoke, d.req.bypass.as_ref(), d.ctx).await {
+                    Ok(line) => out.smoke = Some(line),
+                    Err(SmokeEnd::Cancelled(e)) => return Err(cancelled(d, stage, e).await),
+                    Err(SmokeEnd::Failed(why)) => {
+                        out.smoke = Some(why.clone());
+                        for p in d.plans {
+                            out.row(&p.name).duration_seconds = None;
+                        }
+                        return fail(d, out, why, Some(report)).await;
+                    }
                 }
-                let applied = Applied {
-                    req,
-                    c,
-                    ctx,
-                    plans: &plans,
-                    registered: &registered,
-                    updated: &updated,
-                };
-                return fail(&applied, out, why, Some(&report)).await;
             }
+            Stage::TagKnownGood => tag_all_known_good(d, targets, &mut out).await,
+            Stage::Prune => prune(d.req, d.c, targets, &mut out).await,
+            Stage::RestoreAutoscaling => {
+                // Services brought back from 0: their autoscaling as it was before they went to 0.
+                match autoscaling::restore(&d.c.state.ecs, &d.c.state.aas, env_of(d.req)).await {
+                    Ok(lines) => out.notes.extend(lines),
+                    Err(e) => out.notes.push(format!(
+                        "autoscaling not restored: {e:#}; run phase state with running to restore it"
+                    )),
+                }
+            }
+            Stage::LiftMaintenance => lift_maintenance_into(d, &mut out).await?,
+            Stage::Register | Stage::Update | Stage::Watch => {}
         }
     }
+    Ok(out)
+}
 
-    // Known good: every service completed on its target.
+/// Known good: every service completed on its target (a new revision gets the version, one kept its own tags).
+async fn tag_all_known_good(d: &Applied<'_>, targets: &[RolloutTarget], out: &mut DeployOutcome) {
+    let (req, c) = (d.req, d.c);
     let tag_results =
         join_all(
-            plans.iter().zip(&targets).map(|(p, t)| {
+            d.plans.iter().zip(targets).map(|(p, t)| {
                 let (tags, version) = match &p.new_containers {
                     Some(_) => (
                         ecs::tag_pairs(&new_revision_tags(&p.current_tags, &req.version)),
@@ -873,48 +909,76 @@ async fn deploy(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Result<Deploy
             out.notes.push(format!("known-good tag not written: {e}"));
         }
     }
-    prune(req, c, &targets, &mut out).await;
+}
 
-    // Services brought back from 0: their autoscaling as it was before they went to 0.
-    if plans.iter().any(|p| p.scale_up_to.is_some()) {
-        match autoscaling::restore(&c.state.ecs, &c.state.aas, env).await {
-            Ok(lines) => out.notes.extend(lines),
-            Err(e) => out.notes.push(format!(
-                "autoscaling not restored: {e:#}; run phase state with running to restore it"
-            )),
+/// State `running` after the roll-out: maintenance lifted; a failure is the outcome's error (the services stay on
+/// the new version), a signal during it ends the run as cancelled.
+async fn lift_maintenance_into(d: &Applied<'_>, out: &mut DeployOutcome) -> Result<()> {
+    let req = d.req;
+    match lift_maintenance(req, d.c, d.ctx).await {
+        Ok(line) => out.maintenance = Some(line),
+        Err(e)
+            if e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<WaitError>(),
+                    Some(WaitError::Cancelled { .. })
+                )
+            }) =>
+        {
+            return Err(e.context(format!(
+                "every service runs {}; lifting maintenance was cancelled",
+                req.version
+            )));
+        }
+        Err(e) => {
+            // The services stay on the new version (they completed); only the last step is left to do.
+            let why = format!(
+                "every service runs {}, but lifting maintenance failed: {e:#}; run phase state with running",
+                req.version
+            );
+            tracing::error!("{why}");
+            out.maintenance = Some("not lifted".into());
+            out.error = Some(why);
         }
     }
+    Ok(())
+}
 
-    // Maintenance.
-    if req.state == DeployState::Running {
-        match lift_maintenance(req, c, ctx).await {
-            Ok(line) => out.maintenance = Some(line),
-            Err(e)
-                if e.chain().any(|c| {
-                    matches!(
-                        c.downcast_ref::<WaitError>(),
-                        Some(WaitError::Cancelled { .. })
-                    )
-                }) =>
-            {
-                return Err(e.context(format!(
-                    "every service runs {}; lifting maintenance was cancelled",
-                    req.version
-                )));
-            }
-            Err(e) => {
-                // The services stay on the new version (they completed); only the last step is left to do.
-                let why = format!(
-                    "every service runs {}, but lifting maintenance failed: {e:#}; run phase state with running",
-                    req.version
-                );
-                tracing::error!("{why}");
-                out.maintenance = Some("not lifted".into());
-                out.error = Some(why);
-            }
+/// A signal stopped the deploy before `stage` (or during it): the cleanup [`on_cancel`] names, then the error that
+/// ends the run as cancelled (exit 130), saying what was left.
+async fn cancelled(d: &Applied<'_>, stage: Stage, e: WaitError) -> anyhow::Error {
+    let version = &d.req.version;
+    let what = match on_cancel(stage) {
+        Cleanup::Nothing => cancelled_before_any_change(version),
+        Cleanup::DeregisterNew => {
+            let arns: Vec<String> = d
+                .registered
+                .iter()
+                .flatten()
+                .filter_map(|td| td.task_definition_arn().map(str::to_string))
+                .collect();
+            deregister_all(d.c, &arns).await;
+            let shorts: Vec<&str> = arns.iter().map(|a| td_short(a)).collect();
+            cancelled_before_update_line(version, &shorts)
         }
-    }
-    Ok(out)
+        Cleanup::PointBack => {
+            let back = back_targets(d.plans, d.updated);
+            let results =
+                rollout::update_services(&d.c.ecs, &env_of(d.req).cluster, &back).await;
+            let failed: Vec<String> = results
+                .iter()
+                .filter_map(|(t, e)| e.as_ref().map(|e| format!("{}: {e}", t.service)))
+                .collect();
+            format!(
+                "deploy of {version} cancelled; {}",
+                pointed_back_line(back.len(), &failed)
+            )
+        }
+        Cleanup::Leave => format!(
+            "deploy of {version} cancelled after every service completed on it; re-run the deploy to finish (it changes no service)"
+        ),
+    };
+    anyhow::Error::new(e).context(what)
 }
 
 /// `keep-revisions` after the deploy succeeded: older revisions of ours that nothing uses are deregistered, said in
@@ -972,11 +1036,7 @@ async fn register(
             .filter_map(|r| r.as_ref().ok().cloned().flatten())
             .filter_map(|td| td.task_definition_arn().map(str::to_string))
             .collect();
-        for arn in &done {
-            if let Err(e) = ecs::deregister_task_definition(&c.ecs, arn).await {
-                tracing::warn!("{e}");
-            }
-        }
+        deregister_all(c, &done).await;
         let errors: Vec<String> = results
             .into_iter()
             .filter_map(|r| r.err())
@@ -991,6 +1051,15 @@ async fn register(
         .into_iter()
         .map(|r| r.expect("checked above"))
         .collect())
+}
+
+/// Deregisters revisions nothing uses (this run registered them and changed no service); a failure is a warning.
+async fn deregister_all(c: &Clients, arns: &[String]) {
+    for arn in arns {
+        if let Err(e) = ecs::deregister_task_definition(&c.ecs, arn).await {
+            tracing::warn!("{e}");
+        }
+    }
 }
 
 fn back_targets(plans: &[ServicePlan], updated: &[String]) -> Vec<RolloutTarget> {
@@ -1026,7 +1095,7 @@ async fn tag_known_good(
     Ok(())
 }
 
-/// What a deploy changed so far: the failure path undoes it.
+/// What a deploy changed so far: the failure path and a cancelled run undo it.
 struct Applied<'a> {
     req: &'a Request<Version>,
     c: &'a Clients,
@@ -1038,27 +1107,19 @@ struct Applied<'a> {
 }
 
 /// The failure path: every service this run updated goes back to its previous revision (waited for, on a fresh
-/// deadline), the reasons are collected, the new revisions are deregistered. Returns the outcome (exit 1).
+/// deadline), the reasons are collected, the new revisions are deregistered. Returns the outcome (exit 1). A signal
+/// after the services were pointed back stops it there (the run then ends as cancelled).
 async fn fail(
     d: &Applied<'_>,
     mut out: DeployOutcome,
     reason: String,
     report: Option<&WatchReport>,
 ) -> Result<DeployOutcome> {
-    let Applied {
-        req,
-        c,
-        ctx,
-        plans,
-        registered,
-        updated,
-    } = *d;
-    let env = &req.common.environment;
-    tracing::error!("deploy of {} failed: {reason}", req.version);
+    tracing::error!("deploy of {} failed: {reason}", d.req.version);
     out.error = Some(reason);
-    let _g = ctx.runner.group("Rollback to the previous revisions");
-    let back = back_targets(plans, updated);
-    let results = rollout::update_services(&c.ecs, &env.cluster, &back).await;
+    let _g = d.ctx.runner.group("Rollback to the previous revisions");
+    let back = back_targets(d.plans, d.updated);
+    let results = rollout::update_services(&d.c.ecs, &env_of(d.req).cluster, &back).await;
     out.rolled_back = !back.is_empty();
     let not_back: Vec<String> = results
         .iter()
@@ -1071,90 +1132,31 @@ async fn fail(
                 .push(format!("{}: rollback UpdateService failed: {e}", t.service));
         }
     }
-
     // Why: while the rollback starts, read the failed services' stopped tasks and logs (log lines, not annotations:
     // the one annotation is the reason above).
     if let Some(report) = report {
-        let explain = report.services.iter().filter_map(|w| {
-            let why = match &w.verdict {
-                RolloutVerdict::Done => return None,
-                RolloutVerdict::Failed(s) => s.clone(),
-                RolloutVerdict::Stuck(s) => format!("stuck: {s}"),
-                RolloutVerdict::InProgress(s) => format!("not completed: {s}"),
-            };
-            let containers = plans
-                .iter()
-                .zip(registered)
-                .find(|(p, _)| p.name == w.service)
-                .map(|(p, r)| {
-                    r.as_ref()
-                        .unwrap_or(&p.current_td)
-                        .container_definitions()
-                        .to_vec()
-                })
-                .unwrap_or_default();
-            Some(async move {
-                rollout::explain(&c.ecs, &c.logs, &env.cluster, w, why, &containers).await
-            })
-        });
-        out.failures = join_all(explain).await;
-        for f in &out.failures {
-            for t in &f.stopped_tasks {
-                tracing::info!("{}: stopped task {}", f.service, t.line());
-            }
-            if let Some(log) = &f.log {
-                tracing::info!("{}: last log lines of {}:", f.service, log.stream);
-                for l in &log.lines {
-                    tracing::info!("  {l}");
-                }
-            }
-        }
+        out.failures = explain_failures(d, report).await;
+        print_failures(&out.failures);
     }
-
-    // Wait for the rollback.
     let ok_back: Vec<RolloutTarget> = back
-        .iter()
+        .into_iter()
         .filter(|t| !not_back.contains(&t.service))
-        .cloned()
         .collect();
-    let back_report = if ok_back.is_empty() {
-        None
-    } else {
-        let poller = Poller::new(
-            format!("rollback in {}", env.cluster),
-            ctx.pace.of(Backoff::FAST),
-            Instant::now() + req.common.timeout,
-            ctx.cancel.clone(),
-        );
-        let seen = match report {
-            Some(r) => r.seen_events(),
-            None => plans
-                .iter()
-                .map(|p| (p.name.clone(), p.events.clone()))
-                .collect(),
-        };
-        Some(rollout::watch(&c.ecs, &env.cluster, &ok_back, seen, poller).await)
-    };
-    let failed_services: Vec<&str> = out
-        .failures
-        .iter()
-        .map(|f| f.service.as_str())
-        .collect::<Vec<_>>();
-    let failed_services: Vec<String> = failed_services.into_iter().map(str::to_string).collect();
-    for p in plans {
+    let back_report = wait_back(d, &ok_back, report).await;
+    let failed_services: Vec<String> = out.failures.iter().map(|f| f.service.clone()).collect();
+    for p in d.plans {
         let rolled = ok_back.iter().any(|t| t.service == p.name);
         let done = back_report
             .as_ref()
             .and_then(|r| r.service(&p.name))
             .is_some_and(|w| w.verdict == RolloutVerdict::Done);
         let row = out.row(&p.name);
-        row.result = match (updated.contains(&p.name), rolled, done) {
-            (false, _, _) if failed_services.contains(&p.name) => ServiceResult::Failed,
-            (false, _, _) => ServiceResult::Unchanged,
-            (true, true, true) if failed_services.contains(&p.name) => ServiceResult::Failed,
-            (true, true, true) => ServiceResult::RolledBack,
-            (true, _, _) => ServiceResult::RollbackFailed,
-        };
+        row.result = rollback_result(
+            d.updated.contains(&p.name),
+            rolled,
+            done,
+            failed_services.contains(&p.name),
+        );
         if matches!(
             row.result,
             ServiceResult::Failed | ServiceResult::RolledBack
@@ -1163,49 +1165,125 @@ async fn fail(
             row.task_definition = p.current.clone();
         }
     }
-    match back_report.as_ref().map(|r| &r.end) {
-        None | Some(WatchEnd::Completed) => {}
-        Some(
-            WatchEnd::Failed
-            | WatchEnd::TimedOut(_)
-            | WatchEnd::Error(_)
-            | WatchEnd::Cancelled { .. },
-        ) => {
-            let r = back_report.as_ref().expect("matched Some");
-            let line = r
-                .services
-                .iter()
-                .filter(|w| w.verdict != RolloutVerdict::Done)
-                .map(|w| format!("{}: {:?}", w.service, w.verdict))
-                .collect::<Vec<_>>()
-                .join("; ");
-            out.notes.push(format!(
-                "the rollback did not complete: {line}; look at the services now"
-            ));
-        }
-    }
-    // The revisions the services ran before were just seen COMPLETED again.
     if let Some(r) = &back_report {
-        for p in plans {
-            if r.service(&p.name)
-                .is_some_and(|w| w.verdict == RolloutVerdict::Done)
-            {
-                if let Err(e) = tag_known_good(
-                    &c.ecs,
-                    &p.current,
-                    &ecs::tag_pairs(&p.current_tags),
-                    p.from_version.as_deref(),
-                )
-                .await
-                {
-                    out.notes.push(format!("known-good tag not written: {e}"));
-                }
+        let verdicts: Vec<(&str, &RolloutVerdict)> = r
+            .services
+            .iter()
+            .map(|w| (w.service.as_str(), &w.verdict))
+            .collect();
+        out.notes
+            .extend(rollback_incomplete_note(&r.end, &verdicts));
+    }
+    if d.ctx
+        .stop_if_cancelled("tagging the previous revisions known good")
+        .is_err()
+    {
+        return Ok(out);
+    }
+    retag_previous(d, back_report.as_ref(), &mut out).await;
+    if d.ctx
+        .stop_if_cancelled("deregistering the new revisions")
+        .is_err()
+    {
+        return Ok(out);
+    }
+    deregister_failed(d, &not_back, &mut out).await;
+    Ok(out)
+}
+
+/// For each service whose roll-out did not finish: its stopped tasks and last log lines, read concurrently.
+async fn explain_failures(d: &Applied<'_>, report: &WatchReport) -> Vec<FailureReport> {
+    let (c, cluster) = (d.c, &env_of(d.req).cluster);
+    let explain = report.services.iter().filter_map(|w| {
+        let why = unfinished_why(&w.verdict)?;
+        let containers = d
+            .plans
+            .iter()
+            .zip(d.registered)
+            .find(|(p, _)| p.name == w.service)
+            .map(|(p, r)| {
+                r.as_ref()
+                    .unwrap_or(&p.current_td)
+                    .container_definitions()
+                    .to_vec()
+            })
+            .unwrap_or_default();
+        Some(async move { rollout::explain(&c.ecs, &c.logs, cluster, w, why, &containers).await })
+    });
+    join_all(explain).await
+}
+
+fn print_failures(failures: &[FailureReport]) {
+    for f in failures {
+        for t in &f.stopped_tasks {
+            tracing::info!("{}: stopped task {}", f.service, t.line());
+        }
+        if let Some(log) = &f.log {
+            tracing::info!("{}: last log lines of {}:", f.service, log.stream);
+            for l in &log.lines {
+                tracing::info!("  {l}");
             }
         }
     }
+}
 
-    // Deregister the revisions of this failed deploy (not one a service still points at).
-    for (p, r) in plans.iter().zip(registered) {
+/// Waits for the services pointed back (none: `None`), on a fresh deadline, printing only events not seen yet.
+async fn wait_back(
+    d: &Applied<'_>,
+    ok_back: &[RolloutTarget],
+    report: Option<&WatchReport>,
+) -> Option<WatchReport> {
+    if ok_back.is_empty() {
+        return None;
+    }
+    let env = env_of(d.req);
+    let poller = Poller::new(
+        format!("rollback in {}", env.cluster),
+        d.ctx.pace.of(Backoff::FAST),
+        Instant::now() + d.req.common.timeout,
+        d.ctx.cancel.clone(),
+    );
+    let seen = match report {
+        Some(r) => r.seen_events(),
+        None => d
+            .plans
+            .iter()
+            .map(|p| (p.name.clone(), p.events.clone()))
+            .collect(),
+    };
+    Some(rollout::watch(&d.c.ecs, &env.cluster, ok_back, seen, poller).await)
+}
+
+/// The revisions the services ran before were just seen COMPLETED again: known good.
+async fn retag_previous(
+    d: &Applied<'_>,
+    back_report: Option<&WatchReport>,
+    out: &mut DeployOutcome,
+) {
+    let Some(r) = back_report else {
+        return;
+    };
+    for p in d.plans {
+        if r.service(&p.name)
+            .is_some_and(|w| w.verdict == RolloutVerdict::Done)
+        {
+            if let Err(e) = tag_known_good(
+                &d.c.ecs,
+                &p.current,
+                &ecs::tag_pairs(&p.current_tags),
+                p.from_version.as_deref(),
+            )
+            .await
+            {
+                out.notes.push(format!("known-good tag not written: {e}"));
+            }
+        }
+    }
+}
+
+/// Deregisters the revisions of this failed deploy, but not one a service still points at.
+async fn deregister_failed(d: &Applied<'_>, not_back: &[String], out: &mut DeployOutcome) {
+    for (p, r) in d.plans.iter().zip(d.registered) {
         let Some(arn) = r.as_ref().and_then(|td| td.task_definition_arn()) else {
             continue;
         };
@@ -1217,7 +1295,7 @@ async fn fail(
             ));
             continue;
         }
-        match ecs::deregister_task_definition(&c.ecs, arn).await {
+        match ecs::deregister_task_definition(&d.c.ecs, arn).await {
             Ok(()) => {
                 tracing::info!("{}: deregistered {}", p.name, td_short(arn));
                 out.deregistered.push(arn.to_string());
@@ -1229,7 +1307,257 @@ async fn fail(
             )),
         }
     }
-    Ok(out)
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Decisions (pure, table-tested below)
+// ------------------------------------------------------------------------------------------------------------------
+
+/// The stages of a deploy's changes, in order: where a signal can stop it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Register,
+    Update,
+    Watch,
+    Smoke,
+    TagKnownGood,
+    Prune,
+    RestoreAutoscaling,
+    LiftMaintenance,
+}
+
+impl std::fmt::Display for Stage {
+    /// What is not started when a signal stops the deploy before this stage.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stage::Register => "registering the new revisions",
+            Stage::Update => "UpdateService on the changed services",
+            Stage::Watch => "the end of the roll-out",
+            Stage::Smoke => "the smoke check",
+            Stage::TagKnownGood => "tagging the revisions known good",
+            Stage::Prune => "keep-revisions (deregistering older unused revisions)",
+            Stage::RestoreAutoscaling => "restoring autoscaling",
+            Stage::LiftMaintenance => "lifting maintenance",
+        })
+    }
+}
+
+/// What a cancelled deploy undoes before it exits 130.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cleanup {
+    /// Nothing changed yet.
+    Nothing,
+    /// Revisions registered, no service changed: they are deregistered again (the environment is as it was found).
+    DeregisterNew,
+    /// Services updated but the new version not verified (rolling, or before/while its smoke check): every changed
+    /// service is pointed back at its previous revision, not waited for.
+    PointBack,
+    /// Every service completed (and passed the smoke check): left as it is; the rerun finishes the rest.
+    Leave,
+}
+
+/// Pure: the cleanup when a signal stops the deploy before (or during) `stage`.
+fn on_cancel(stage: Stage) -> Cleanup {
+    match stage {
+        Stage::Register => Cleanup::Nothing,
+        Stage::Update => Cleanup::DeregisterNew,
+        Stage::Watch | Stage::Smoke => Cleanup::PointBack,
+        Stage::TagKnownGood | Stage::Prune | Stage::RestoreAutoscaling | Stage::LiftMaintenance => {
+            Cleanup::Leave
+        }
+    }
+}
+
+/// Pure: the steps after every service completed, in order: the smoke check (when asked), the known-good tags,
+/// keep-revisions, autoscaling (when a service came back from 0), maintenance lifted (state running).
+fn finish_plan(smoke: bool, scaled_up: bool, state: DeployState) -> Vec<Stage> {
+    let mut steps = vec![];
+    if smoke {
+        steps.push(Stage::Smoke);
+    }
+    steps.extend([Stage::TagKnownGood, Stage::Prune]);
+    if scaled_up {
+        steps.push(Stage::RestoreAutoscaling);
+    }
+    if state == DeployState::Running {
+        steps.push(Stage::LiftMaintenance);
+    }
+    steps
+}
+
+/// Pure: whether a service gets an UpdateService: a new revision, or brought back from 0 (on the revision it has).
+fn needs_update(new_revision: bool, scale_up: bool) -> bool {
+    new_revision || scale_up
+}
+
+/// Pure: a service's result once every roll-out completed.
+fn completed_result(new_revision: bool) -> ServiceResult {
+    if new_revision {
+        ServiceResult::Deployed
+    } else {
+        ServiceResult::Unchanged
+    }
+}
+
+/// Pure: what each service rolls out: its new revision, else the one it runs; and the count it is brought up to.
+fn rollout_targets(
+    plans: &[ServicePlan],
+    registered: &[Option<TaskDefinition>],
+) -> Vec<RolloutTarget> {
+    plans
+        .iter()
+        .zip(registered)
+        .map(|(p, r)| RolloutTarget {
+            service: p.name.clone(),
+            task_definition: r
+                .as_ref()
+                .and_then(|td| td.task_definition_arn())
+                .unwrap_or(&p.current)
+                .to_string(),
+            desired_count: p.scale_up_to,
+        })
+        .collect()
+}
+
+/// Pure: the failure reason when an UpdateService failed (the first one).
+fn update_failure<E: std::fmt::Display>(updates: &[(RolloutTarget, Option<E>)]) -> Option<String> {
+    updates.iter().find_map(|(t, e)| {
+        e.as_ref()
+            .map(|e| format!("UpdateService failed for {}: {e}", t.service))
+    })
+}
+
+/// How the deploy goes on after the roll-out watch.
+#[derive(Debug)]
+enum AfterWatch {
+    Completed,
+    /// The reason, one line (the failure path rolls back).
+    Failed(String),
+    Cancelled(WaitError),
+}
+
+/// Pure: the watch's end (and each service's verdict) read as what happens next.
+fn after_watch(
+    end: &WatchEnd,
+    verdicts: &[(&str, &RolloutVerdict)],
+    elapsed: Duration,
+) -> AfterWatch {
+    match end {
+        WatchEnd::Completed => AfterWatch::Completed,
+        WatchEnd::Failed => AfterWatch::Failed(
+            verdicts
+                .iter()
+                .filter_map(|(service, v)| match v {
+                    RolloutVerdict::Failed(why) => Some(format!("{service}: {why}")),
+                    RolloutVerdict::Done
+                    | RolloutVerdict::InProgress(_)
+                    | RolloutVerdict::Stuck(_) => None,
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        WatchEnd::TimedOut(last) => AfterWatch::Failed(format!(
+            "the roll-out did not complete within {} (timeout-minutes); last seen: {last}",
+            crate::wait::human(elapsed)
+        )),
+        WatchEnd::Error(e) => AfterWatch::Failed(format!("watching the roll-out failed: {e}")),
+        WatchEnd::Cancelled { what, waited, last } => AfterWatch::Cancelled(WaitError::Cancelled {
+            what: what.clone(),
+            waited: *waited,
+            last: last.clone(),
+        }),
+    }
+}
+
+/// Pure: why a service's roll-out needs explaining (`None`: it completed).
+fn unfinished_why(verdict: &RolloutVerdict) -> Option<String> {
+    match verdict {
+        RolloutVerdict::Done => None,
+        RolloutVerdict::Failed(s) => Some(s.clone()),
+        RolloutVerdict::Stuck(s) => Some(format!("stuck: {s}")),
+        RolloutVerdict::InProgress(s) => Some(format!("not completed: {s}")),
+    }
+}
+
+/// Pure: a service's result after the failure path: whether this run updated it, pointed it back, saw it back
+/// COMPLETED, and whether its own roll-out failed.
+fn rollback_result(
+    updated: bool,
+    pointed_back: bool,
+    back_done: bool,
+    failed: bool,
+) -> ServiceResult {
+    match (updated, pointed_back, back_done) {
+        (false, _, _) if failed => ServiceResult::Failed,
+        (false, _, _) => ServiceResult::Unchanged,
+        (true, true, true) if failed => ServiceResult::Failed,
+        (true, true, true) => ServiceResult::RolledBack,
+        (true, _, _) => ServiceResult::RollbackFailed,
+    }
+}
+
+/// Pure: the note when the wait for the rollback ended without every service back.
+fn rollback_incomplete_note(
+    end: &WatchEnd,
+    verdicts: &[(&str, &RolloutVerdict)],
+) -> Option<String> {
+    match end {
+        WatchEnd::Completed => None,
+        WatchEnd::Failed
+        | WatchEnd::TimedOut(_)
+        | WatchEnd::Error(_)
+        | WatchEnd::Cancelled { .. } => {
+            let line = verdicts
+                .iter()
+                .filter(|(_, v)| **v != RolloutVerdict::Done)
+                .map(|(s, v)| format!("{s}: {v:?}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            Some(format!(
+                "the rollback did not complete: {line}; look at the services now"
+            ))
+        }
+    }
+}
+
+/// Pure: what a cancelled deploy says after pointing `back` services back (`failed`: those whose UpdateService
+/// failed, with the error).
+fn pointed_back_line(back: usize, failed: &[String]) -> String {
+    if failed.is_empty() {
+        format!("every changed service ({back}) was pointed back at its previous revision, not waited for")
+    } else {
+        format!(
+            "pointing services back at their previous revisions failed: {}",
+            failed.join("; ")
+        )
+    }
+}
+
+fn cancelled_before_any_change(version: &Version) -> String {
+    format!("deploy of {version} cancelled before any change")
+}
+
+/// Pure: a deploy cancelled after registering (`deregistered`: the revisions deregistered again), before UpdateService.
+fn cancelled_before_update_line(version: &Version, deregistered: &[&str]) -> String {
+    if deregistered.is_empty() {
+        format!("deploy of {version} cancelled before any service changed")
+    } else {
+        format!(
+            "deploy of {version} cancelled before any service changed; its new revisions were deregistered again ({})",
+            deregistered.join(", ")
+        )
+    }
+}
+
+/// Pure: the error of a deploy whose phase ended (done, or failed and rolled back) after a signal came.
+fn cancelled_at_the_end(out: &DeployOutcome) -> String {
+    match &out.error {
+        None => format!(
+            "{}; a signal came after its last change: re-run the deploy to confirm (it changes no service)",
+            out.headline()
+        ),
+        Some(e) => format!("{}: {e}; then cancelled by a signal", out.headline()),
+    }
 }
 
 /// GET the smoke URL until it answers the expected status (redirects are not followed; the bypass header is sent when
@@ -1238,12 +1566,12 @@ async fn smoke_check(
     smoke: &Smoke,
     bypass: Option<&BypassHeader>,
     ctx: &Ctx,
-) -> Result<String, String> {
+) -> Result<String, SmokeEnd> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| format!("smoke check: cannot build an HTTP client: {e}"))?;
+        .map_err(|e| SmokeEnd::Failed(format!("smoke check: cannot build an HTTP client: {e}")))?;
     let url = smoke.url.clone();
     let poller = Poller::new(
         format!("smoke check GET {url}"),
@@ -1282,8 +1610,16 @@ async fn smoke_check(
             tracing::info!("smoke check: {line}");
             Ok(line)
         }
-        Err(e) => Err(format!("smoke check failed: {e}")),
+        Err(e @ WaitError::Cancelled { .. }) => Err(SmokeEnd::Cancelled(e)),
+        Err(e) => Err(SmokeEnd::Failed(format!("smoke check failed: {e}"))),
     }
+}
+
+/// A smoke check that did not pass: failed (the reason, one line), or cancelled by a signal.
+#[derive(Debug)]
+enum SmokeEnd {
+    Failed(String),
+    Cancelled(WaitError),
 }
 
 fn without_url(e: &reqwest::Error) -> String {
@@ -1566,6 +1902,318 @@ mod tests {
                 ("environment".to_string(), "stage".to_string()),
                 (rollout::TAG_VERSION.to_string(), "v2.0.0".to_string())
             ]
+        );
+    }
+
+    fn plan(name: &str, new_revision: bool, scale_up_to: Option<i32>) -> ServicePlan {
+        ServicePlan {
+            name: name.into(),
+            current: format!("arn:aws:ecs:eu-central-1:1:task-definition/stage-{name}:1"),
+            current_td: TaskDefinition::builder().build(),
+            current_tags: vec![],
+            from_version: Some("v1.0.0".into()),
+            new_containers: new_revision.then(Vec::new),
+            settled: !new_revision,
+            scale_up_to,
+            events: HashSet::new(),
+            controller: None,
+            images: vec![],
+            diff: None,
+            usual: None,
+            removed_secrets: vec![],
+        }
+    }
+
+    #[test]
+    fn a_signal_undoes_only_what_is_not_verified() {
+        use Cleanup::*;
+        let cases = [
+            (Stage::Register, Nothing),
+            (Stage::Update, DeregisterNew),
+            (Stage::Watch, PointBack),
+            (Stage::Smoke, PointBack),
+            (Stage::TagKnownGood, Leave),
+            (Stage::Prune, Leave),
+            (Stage::RestoreAutoscaling, Leave),
+            (Stage::LiftMaintenance, Leave),
+        ];
+        for (stage, cleanup) in cases {
+            assert_eq!(on_cancel(stage), cleanup, "{stage}");
+        }
+    }
+
+    #[test]
+    fn the_steps_after_the_roll_out() {
+        use DeployState::*;
+        use Stage::*;
+        let cases: &[(bool, bool, DeployState, &[Stage])] = &[
+            (false, false, Restricted, &[TagKnownGood, Prune]),
+            (
+                false,
+                false,
+                Running,
+                &[TagKnownGood, Prune, LiftMaintenance],
+            ),
+            (
+                true,
+                false,
+                Running,
+                &[Smoke, TagKnownGood, Prune, LiftMaintenance],
+            ),
+            (
+                false,
+                true,
+                Restricted,
+                &[TagKnownGood, Prune, RestoreAutoscaling],
+            ),
+            (
+                true,
+                true,
+                Running,
+                &[
+                    Smoke,
+                    TagKnownGood,
+                    Prune,
+                    RestoreAutoscaling,
+                    LiftMaintenance,
+                ],
+            ),
+        ];
+        for (smoke, scaled_up, state, want) in cases {
+            assert_eq!(
+                finish_plan(*smoke, *scaled_up, *state),
+                want.to_vec(),
+                "smoke {smoke}, scaled up {scaled_up}, {state}"
+            );
+        }
+    }
+
+    #[test]
+    fn which_services_are_updated_and_their_result() {
+        // (new revision, scaled up from 0) -> UpdateService?, result after the roll-out
+        let cases = [
+            (false, false, false, ServiceResult::Unchanged),
+            (true, false, true, ServiceResult::Deployed),
+            (false, true, true, ServiceResult::Unchanged),
+            (true, true, true, ServiceResult::Deployed),
+        ];
+        for (new, up, update, result) in cases {
+            assert_eq!(needs_update(new, up), update, "new {new}, up {up}");
+            assert_eq!(completed_result(new), result, "new {new}");
+        }
+    }
+
+    #[test]
+    fn rollout_targets_take_the_new_revision_or_keep_the_current_one() {
+        let plans = [plan("core", true, None), plan("workers", false, Some(2))];
+        let registered = [
+            Some(
+                TaskDefinition::builder()
+                    .task_definition_arn("arn:aws:ecs:eu-central-1:1:task-definition/stage-core:2")
+                    .build(),
+            ),
+            None,
+        ];
+        let targets = rollout_targets(&plans, &registered);
+        let got: Vec<(&str, &str, Option<i32>)> = targets
+            .iter()
+            .map(|t| {
+                (
+                    t.service.as_str(),
+                    td_short(&t.task_definition),
+                    t.desired_count,
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("core", "stage-core:2", None),
+                ("workers", "stage-workers:1", Some(2))
+            ]
+        );
+        let back = back_targets(&plans, &["workers".to_string()]);
+        assert_eq!(back.len(), 1);
+        assert_eq!(td_short(&back[0].task_definition), "stage-workers:1");
+        assert_eq!(
+            back[0].desired_count,
+            Some(0),
+            "scaled up from 0: back to 0"
+        );
+    }
+
+    #[test]
+    fn the_first_failed_update_is_the_reason() {
+        let t = |s: &str| RolloutTarget {
+            service: s.into(),
+            task_definition: String::new(),
+            desired_count: None,
+        };
+        type Updates<'a> = Vec<(RolloutTarget, Option<&'a str>)>;
+        let cases: Vec<(Updates, Option<&str>)> = vec![
+            (vec![], None),
+            (vec![(t("core"), None), (t("workers"), None)], None),
+            (
+                vec![
+                    (t("core"), None),
+                    (t("workers"), Some("AccessDenied")),
+                    (t("web"), Some("x")),
+                ],
+                Some("UpdateService failed for workers: AccessDenied"),
+            ),
+        ];
+        for (updates, want) in cases {
+            assert_eq!(update_failure(&updates).as_deref(), want);
+        }
+    }
+
+    #[test]
+    fn what_follows_the_watch() {
+        let failed = RolloutVerdict::Failed("roll-out FAILED: circuit breaker".into());
+        let done = RolloutVerdict::Done;
+        let rolling = RolloutVerdict::InProgress("1/2 running".into());
+        let verdicts = [("core", &failed), ("workers", &done), ("web", &rolling)];
+        let secs = Duration::from_secs(95);
+        let reason = |end: WatchEnd| match after_watch(&end, &verdicts, secs) {
+            AfterWatch::Failed(r) => Some(r),
+            AfterWatch::Completed | AfterWatch::Cancelled(_) => None,
+        };
+        assert!(matches!(
+            after_watch(&WatchEnd::Completed, &verdicts, secs),
+            AfterWatch::Completed
+        ));
+        assert_eq!(
+            reason(WatchEnd::Failed).as_deref(),
+            Some("core: roll-out FAILED: circuit breaker")
+        );
+        assert_eq!(
+            reason(WatchEnd::TimedOut("web: 1/2 running".into())).as_deref(),
+            Some("the roll-out did not complete within 1m 35s (timeout-minutes); last seen: web: 1/2 running")
+        );
+        assert_eq!(
+            reason(WatchEnd::Error("AccessDenied".into())).as_deref(),
+            Some("watching the roll-out failed: AccessDenied")
+        );
+        let cancelled = WatchEnd::Cancelled {
+            what: "roll-out".into(),
+            waited: secs,
+            last: "web: 1/2 running".into(),
+        };
+        assert!(matches!(
+            after_watch(&cancelled, &verdicts, secs),
+            AfterWatch::Cancelled(WaitError::Cancelled { .. })
+        ));
+    }
+
+    #[test]
+    fn on_failure_each_service_is_rolled_back_or_said_to_need_a_look() {
+        use ServiceResult::*;
+        // (updated by this run, pointed back, seen back COMPLETED, its own roll-out failed) -> result
+        let cases = [
+            (false, false, false, false, Unchanged),
+            (false, false, false, true, Failed),
+            (true, true, true, false, RolledBack),
+            (true, true, true, true, Failed),
+            (true, true, false, false, RollbackFailed),
+            (true, true, false, true, RollbackFailed),
+            (true, false, false, false, RollbackFailed),
+            (true, false, false, true, RollbackFailed),
+        ];
+        for (updated, back, done, failed, want) in cases {
+            assert_eq!(
+                rollback_result(updated, back, done, failed),
+                want,
+                "updated {updated}, back {back}, done {done}, failed {failed}"
+            );
+        }
+    }
+
+    #[test]
+    fn what_the_failure_path_prints() {
+        let cases = [
+            (RolloutVerdict::Done, None),
+            (RolloutVerdict::Failed("FAILED".into()), Some("FAILED")),
+            (
+                RolloutVerdict::Stuck("no task".into()),
+                Some("stuck: no task"),
+            ),
+            (
+                RolloutVerdict::InProgress("1/2".into()),
+                Some("not completed: 1/2"),
+            ),
+        ];
+        for (v, want) in cases {
+            assert_eq!(unfinished_why(&v).as_deref(), want, "{v:?}");
+        }
+        let done = RolloutVerdict::Done;
+        let rolling = RolloutVerdict::InProgress("0/2 running".into());
+        let verdicts = [("core", &rolling), ("workers", &done)];
+        assert_eq!(
+            rollback_incomplete_note(&WatchEnd::Completed, &verdicts),
+            None
+        );
+        for end in [
+            WatchEnd::Failed,
+            WatchEnd::TimedOut(String::new()),
+            WatchEnd::Error(String::new()),
+            WatchEnd::Cancelled {
+                what: String::new(),
+                waited: Duration::ZERO,
+                last: String::new(),
+            },
+        ] {
+            assert_eq!(
+                rollback_incomplete_note(&end, &verdicts).as_deref(),
+                Some("the rollback did not complete: core: InProgress(\"0/2 running\"); look at the services now"),
+                "{end:?}"
+            );
+        }
+        assert_eq!(
+            pointed_back_line(2, &[]),
+            "every changed service (2) was pointed back at its previous revision, not waited for"
+        );
+        assert_eq!(
+            pointed_back_line(2, &["core: AccessDenied".into()]),
+            "pointing services back at their previous revisions failed: core: AccessDenied"
+        );
+    }
+
+    #[test]
+    fn a_signal_never_ends_a_deploy_as_a_success() {
+        let v = Version::parse("v2.0.0").unwrap();
+        assert_eq!(
+            cancelled_before_update_line(&v, &[]),
+            "deploy of v2.0.0 cancelled before any service changed"
+        );
+        assert_eq!(
+            cancelled_before_update_line(&v, &["stage-core:2", "stage-workers:2"]),
+            "deploy of v2.0.0 cancelled before any service changed; its new revisions were deregistered again (stage-core:2, stage-workers:2)"
+        );
+        let mut out = DeployOutcome {
+            environment: "stage".into(),
+            version: "v2.0.0".into(),
+            resolved_from: None,
+            previous_version: None,
+            state: DeployState::Running,
+            dry_run: false,
+            services: vec![],
+            rolled_back: false,
+            error: None,
+            failures: vec![],
+            smoke: None,
+            maintenance: None,
+            deregistered: vec![],
+            notes: vec![],
+        };
+        assert_eq!(
+            cancelled_at_the_end(&out),
+            "Deploy v2.0.0 to stage: done (state running); a signal came after its last change: re-run the deploy to confirm (it changes no service)"
+        );
+        out.error = Some("core: roll-out FAILED".into());
+        out.rolled_back = true;
+        assert_eq!(
+            cancelled_at_the_end(&out),
+            "Deploy v2.0.0 to stage: FAILED, rolled back: core: roll-out FAILED; then cancelled by a signal"
         );
     }
 

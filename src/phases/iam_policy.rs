@@ -593,6 +593,8 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 ];
                 if !family_arns.is_empty() {
                     v.extend(run_task(family_arns.clone()));
+                    // The preflight of the seed and teardown tasks: their log groups exist.
+                    v.push(log_groups.clone());
                 }
                 v.push(ecr_read.clone());
                 v.extend(ssm.iter().cloned());

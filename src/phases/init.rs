@@ -163,7 +163,7 @@ pub struct ObservedListener {
 
 /// Everything `init` read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Observed {
+pub struct InitObserved {
     pub services: Vec<ObservedTaskDef>,
     pub migration: Option<ObservedTaskDef>,
     pub database: Option<ObservedDb>,
@@ -172,7 +172,7 @@ pub struct Observed {
 
 /// Reads the environment. Describe and List calls only. A cluster, database, listener or migration family that does
 /// not exist is bad input (exit 2); a service whose revision has no containers fails (exit 1).
-pub async fn observe(req: &Request, c: &Clients) -> Result<Observed> {
+pub async fn observe(req: &Request, c: &Clients) -> Result<InitObserved> {
     let cluster = &req.cluster;
     if !ecs::cluster_is_active(&c.ecs, cluster).await? {
         return Err(UsageError::new(format!(
@@ -220,7 +220,7 @@ pub async fn observe(req: &Request, c: &Clients) -> Result<Observed> {
         None => None,
         Some(arn) => Some(observe_listener(c, arn).await?),
     };
-    Ok(Observed {
+    Ok(InitObserved {
         services,
         migration,
         database,
@@ -537,7 +537,7 @@ fn q(s: &str) -> String {
 }
 
 /// The config text, what could not be inferred, the services written and the environment's version. Pure.
-pub fn render(req: &Request, obs: &Observed, written_on: &str) -> Rendered {
+pub fn render(req: &Request, obs: &InitObserved, written_on: &str) -> Rendered {
     let env = &req.environment;
     let mut todos: Vec<String> = Vec::new();
     let version = env_version(&obs.services);
@@ -964,7 +964,7 @@ mod tests {
         assert_eq!((p.containers, p.template), (vec!["core".to_string()], None));
     }
 
-    fn observed() -> Observed {
+    fn observed() -> InitObserved {
         let repo = "123456789012.dkr.ecr.eu-central-1.amazonaws.com/app";
         let svc = |name: &str, tag: &str, desired| ObservedTaskDef {
             name: name.into(),
@@ -974,7 +974,7 @@ mod tests {
             containers: vec![c(name, &format!("{repo}:{tag}"))],
             desired: Some(desired),
         };
-        Observed {
+        InitObserved {
             services: vec![
                 svc("core", "core-v1.4.0", 2),
                 svc("core-pr-12", "core-pr-12-abc", 1),

@@ -26,7 +26,7 @@ use crate::domain::drain::{self, QuietReport};
 use crate::domain::environment::EnvState;
 use crate::domain::one_off::{self, RunOutcome};
 use crate::domain::preflight;
-use crate::domain::promote::{self, SelfReference, VersionRef};
+use crate::domain::promote::{self, Resolved, SelfReference, VersionRef};
 use crate::domain::task::{self, LaunchPlan};
 use crate::domain::versions;
 use crate::error::UsageError;
@@ -128,7 +128,7 @@ impl Clients {
 }
 
 /// The snapshot the precondition accepted.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SnapshotCheck {
     pub id: String,
     pub age_seconds: u64,
@@ -164,6 +164,57 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
         command: None,
         revision_tags: &[],
     };
+    let pre = preconditions(req, clients, ctx, &launch).await?;
+
+    // 2. db-only (a signal during the checks stops here, before the first change).
+    ctx.stop_if_cancelled("bringing the environment to db-only")?;
+    let state = converge::converge(env, EnvState::DbOnly, &req.state, &clients.state, ctx)
+        .await
+        .with_context(|| format!("bringing {} to db-only before the migration", env.name))?;
+
+    // 3. The migration task, as phase `run` runs it.
+    let run = migration(clients, ctx, &launch, &resolved, &pre.db_arn, started).await?;
+
+    // 4. The database settles before anything runs the new code.
+    let settle = if run.ok() && !ctx.dry_run {
+        let _g = ctx.runner.group("Database settle");
+        let report = drain::wait_db_settled(&clients.state.cloudwatch, &req.database, ctx).await?;
+        tracing::info!("database settle: {}", report.detail);
+        Some(report)
+    } else {
+        None
+    };
+    Ok(MigrateOutcome {
+        run,
+        snapshot: pre.snapshot,
+        without_snapshot: pre.without_snapshot,
+        settle,
+        previous_state: state.previous_state,
+        state_steps: if ctx.dry_run {
+            state.plan.iter().map(ToString::to_string).collect()
+        } else {
+            state.steps.iter().map(|s| s.step.to_string()).collect()
+        },
+    })
+}
+
+/// What the preconditions found: the database (to record the migration on) and the snapshot decision.
+struct Preconditions {
+    db_arn: String,
+    snapshot: Option<SnapshotCheck>,
+    without_snapshot: Option<String>,
+}
+
+/// Observe (the database, its snapshots, the versions known), decide ([`snapshot_decision`]), refuse a migration
+/// of another version still running, and the preflight. Nothing changes here.
+async fn preconditions(
+    req: &Request,
+    clients: &Clients,
+    ctx: &Ctx,
+    launch: &task::Launch<'_>,
+) -> Result<Preconditions> {
+    let env = &req.environment;
+    let version = launch.version;
     let (db_arn, db_tags) = rds::arn_and_tags(&clients.state.rds, &req.database)
         .await
         .with_context(|| format!("reading database {}", req.database.identifier))?;
@@ -183,83 +234,103 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<MigrateO
     let mut known = versions::in_snapshots(&snaps);
     known.extend(versions::in_families(&clients.task.ecs, &[req.migration.family.as_str()]).await?);
     versions::refuse_collision(version, &known)?;
-    let (snapshot, without_snapshot) =
-        match snapshot_precondition(&snaps, &req.database, &env.name, last.as_ref(), now_secs(), req.max_snapshot_age) {
-            Ok(s) => {
-                let check = SnapshotCheck {
-                    id: s.id.clone(),
-                    age_seconds: age_seconds(s, now_secs()),
-                };
-                tracing::info!(
-                    "snapshot {} of {} is available and {} old (max-snapshot-age {})",
-                    check.id,
-                    req.database.identifier,
-                    human(Duration::from_secs(check.age_seconds)),
-                    human(req.max_snapshot_age)
-                );
-                (Some(check), None)
-            }
-            Err(why) if req.allow_without_snapshot => {
-                ctx.runner.warning(&format!(
-                    "migrating {} WITHOUT a fresh snapshot: {why}; allow-without-snapshot is true",
-                    env.name
-                ));
-                (None, Some(why))
-            }
-            Err(why) => bail!(
-                "refusing to migrate {}: {why}; run the snapshot phase first to take a fresh one (phase: snapshot, version: {version}; CLI: deploy-action snapshot --env {} --version {version}), or set allow-without-snapshot: true to migrate without one",
-                env.name,
-                env.name,
-            ),
-        };
-    if let LaunchPlan::Refuse(why) = task::plan(&launch, &clients.task).await? {
+    let now = now_secs();
+    let found = snapshot_precondition(
+        &snaps,
+        &req.database,
+        &env.name,
+        last.as_ref(),
+        now,
+        req.max_snapshot_age,
+    );
+    let (snapshot, without_snapshot) = match snapshot_decision(found, now, req.allow_without_snapshot) {
+        SnapshotDecision::Fresh(check) => {
+            tracing::info!(
+                "snapshot {} of {} is available and {} old (max-snapshot-age {})",
+                check.id,
+                req.database.identifier,
+                human(Duration::from_secs(check.age_seconds)),
+                human(req.max_snapshot_age)
+            );
+            (Some(check), None)
+        }
+        SnapshotDecision::Without(why) => {
+            ctx.runner.warning(&format!(
+                "migrating {} WITHOUT a fresh snapshot: {why}; allow-without-snapshot is true",
+                env.name
+            ));
+            (None, Some(why))
+        }
+        SnapshotDecision::Refuse(why) => bail!(
+            "refusing to migrate {}: {why}; run the snapshot phase first to take a fresh one (phase: snapshot, version: {version}; CLI: deploy-action snapshot --env {} --version {version}), or set allow-without-snapshot: true to migrate without one",
+            env.name,
+            env.name,
+        ),
+    };
+    if let LaunchPlan::Refuse(why) = task::plan(launch, &clients.task).await? {
         bail!("refusing to migrate {}: {why}", env.name);
     }
-    preflight::finish(
-        &ctx.runner,
-        "migrate",
-        &checks(req, &clients.preflight, ctx, version).await?,
-    )?;
-
-    // 2. db-only (a signal during the checks stops here, before the first change).
+    let report = checks(req, &clients.preflight, ctx, version).await?;
+    // A signal during the checks (the image wait ends early) stops the run here (exit 130), before the first change.
     ctx.stop_if_cancelled("bringing the environment to db-only")?;
-    let state = converge::converge(env, EnvState::DbOnly, &req.state, &clients.state, ctx)
-        .await
-        .with_context(|| format!("bringing {} to db-only before the migration", env.name))?;
-
-    // 3. The migration task, as phase `run` runs it; its start and its end recorded on the database (the start
-    // first, so a run killed during the migration still leaves a time later snapshots must follow).
-    ctx.stop_if_cancelled("starting the migration task")?;
-    if !ctx.dry_run {
-        record_migration(clients, &db_arn, version, ctx).await;
-    }
-    let run = one_off::execute(&launch, &resolved, &clients.task, ctx, started).await;
-    if !ctx.dry_run {
-        record_migration(clients, &db_arn, version, ctx).await;
-    }
-    let run = run?;
-
-    // 4. The database settles before anything runs the new code.
-    let settle = if run.ok() && !ctx.dry_run {
-        let _g = ctx.runner.group("Database settle");
-        let report = drain::wait_db_settled(&clients.state.cloudwatch, &req.database, ctx).await?;
-        tracing::info!("database settle: {}", report.detail);
-        Some(report)
-    } else {
-        None
-    };
-    Ok(MigrateOutcome {
-        run,
+    preflight::finish(&ctx.runner, "migrate", &report)?;
+    Ok(Preconditions {
+        db_arn,
         snapshot,
         without_snapshot,
-        settle,
-        previous_state: state.previous_state,
-        state_steps: if ctx.dry_run {
-            state.plan.iter().map(ToString::to_string).collect()
-        } else {
-            state.steps.iter().map(|s| s.step.to_string()).collect()
-        },
     })
+}
+
+/// The migration task, as phase `run` runs it; its start and its end recorded on the database (the start first, so
+/// a run killed during the migration still leaves a time later snapshots must follow). A signal stops it before
+/// the record and again before the task starts.
+async fn migration(
+    clients: &Clients,
+    ctx: &Ctx,
+    launch: &task::Launch<'_>,
+    resolved: &Resolved,
+    db_arn: &str,
+    started: Instant,
+) -> Result<RunOutcome> {
+    let version = launch.version;
+    ctx.stop_if_cancelled("starting the migration task")?;
+    if !ctx.dry_run {
+        record_migration(clients, db_arn, version, ctx).await;
+        // The start is recorded (a rerun of this version ignores it); the task is not started.
+        ctx.stop_if_cancelled("RunTask (the migration task)")?;
+    }
+    let run = one_off::execute(launch, resolved, &clients.task, ctx, started).await;
+    if !ctx.dry_run {
+        record_migration(clients, db_arn, version, ctx).await;
+    }
+    run
+}
+
+/// What the snapshot precondition leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotDecision {
+    /// A fresh snapshot: migrate.
+    Fresh(SnapshotCheck),
+    /// None, and allow-without-snapshot: migrate with a warning (why there is none).
+    Without(String),
+    /// None: refuse (why).
+    Refuse(String),
+}
+
+/// Pure: the precondition's finding (`found`) and `allow-without-snapshot` as what the phase does.
+pub fn snapshot_decision(
+    found: Result<&Snapshot, String>,
+    now: i64,
+    allow_without: bool,
+) -> SnapshotDecision {
+    match found {
+        Ok(s) => SnapshotDecision::Fresh(SnapshotCheck {
+            id: s.id.clone(),
+            age_seconds: age_seconds(s, now),
+        }),
+        Err(why) if allow_without => SnapshotDecision::Without(why),
+        Err(why) => SnapshotDecision::Refuse(why),
+    }
 }
 
 /// Tags the database with the time of now and the version ([`tags::LAST_MIGRATION`]). A failure is a warning: the
@@ -525,6 +596,43 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
     const TWO_HOURS: Duration = Duration::from_secs(7200);
+
+    #[test]
+    fn a_missing_snapshot_refuses_unless_allowed() {
+        let fresh = snap("a", Some(10), "available", true);
+        let why = || Err("no available snapshot".to_string());
+        let cases = [
+            (
+                Ok(&fresh),
+                false,
+                SnapshotDecision::Fresh(SnapshotCheck {
+                    id: "a".into(),
+                    age_seconds: 600,
+                }),
+            ),
+            (
+                Ok(&fresh),
+                true,
+                SnapshotDecision::Fresh(SnapshotCheck {
+                    id: "a".into(),
+                    age_seconds: 600,
+                }),
+            ),
+            (
+                why(),
+                true,
+                SnapshotDecision::Without("no available snapshot".into()),
+            ),
+            (
+                why(),
+                false,
+                SnapshotDecision::Refuse("no available snapshot".into()),
+            ),
+        ];
+        for (found, allow, want) in cases {
+            assert_eq!(snapshot_decision(found, NOW, allow), want, "allow {allow}");
+        }
+    }
 
     #[test]
     fn the_snapshot_precondition() {

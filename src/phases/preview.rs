@@ -886,6 +886,25 @@ pub enum UpStep {
     Deregister(Vec<String>),
 }
 
+impl UpStep {
+    /// What the step does, for the message of a run stopped before it.
+    pub fn what(&self) -> &'static str {
+        match self {
+            UpStep::Seed => "the seed task",
+            UpStep::SeedSkipped => "the seed step",
+            UpStep::ReuseRevision(_) | UpStep::RegisterRevision => "the revision",
+            UpStep::KeepTargetGroup(_) | UpStep::CreateTargetGroup => "the target group",
+            UpStep::Rule(_) => "the listener rule",
+            UpStep::CreateService
+            | UpStep::ServiceCurrent
+            | UpStep::RedeployService
+            | UpStep::UpdateService => "the service",
+            UpStep::Rollout => "the roll-out",
+            UpStep::Deregister(_) => "deregistering older revisions",
+        }
+    }
+}
+
 /// Pure: the steps of an up. A dry run stops once the service step is told; so does a service already up to date.
 pub fn plan_up(f: &UpFacts) -> Vec<UpStep> {
     let mut steps = Vec::new();
@@ -996,10 +1015,12 @@ async fn up(
         .collect();
     let poller = ctx.poller("images", crate::wait::Backoff::SLOW);
     let found = preflight::images(&c.preflight, &want, req.wait_for_images, poller).await;
-    let report = preflight::Report {
-        rows: preflight::image_rows(&found),
-    };
-    preflight::finish(&ctx.runner, "preview", &report)?;
+    let mut rows = preflight::image_rows(&found);
+    // The seed runs on the first up only (no service yet): its definition, container, logs, network and image.
+    if let (Some(seed), None) = (&req.preview.seed, seen.our_service()) {
+        rows.extend(task_checks(req, c, ctx, seed, version).await?);
+    }
+    preflight::finish(&ctx.runner, "preview", &preflight::Report { rows })?;
     let latest = ecs::latest_task_definition(&c.ecs, &seen.family).await?;
     let reusable = latest.as_ref().and_then(|(td, tags)| {
         let tagged = tags::get(&ecs::tag_pairs(tags), tags::VERSION) == Some(version.as_str());
@@ -1028,6 +1049,7 @@ async fn up(
     };
     let mut made = Made::default();
     for step in plan_up(&facts) {
+        stop_before(ctx, step.what(), out)?;
         if up.apply(step, &mut made, out).await? == Flow::Stop {
             break;
         }
@@ -1095,6 +1117,7 @@ impl Up<'_> {
             }
             UpStep::Deregister(old) => {
                 for old in &old {
+                    stop_before(ctx, &format!("deregistering {}", td_short(old)), out)?;
                     match ecs::deregister_task_definition(&c.ecs, old).await {
                         Ok(()) => out.step(dry, format!("deregistered {}", td_short(old))),
                         Err(e) => tracing::warn!("{e}; the old revision stays registered"),
@@ -1674,6 +1697,53 @@ fn so_far(out: &PreviewOutcome) -> String {
     )
 }
 
+/// At a step boundary of an up or a down, and before each change in a step's loop: once a signal came, the phase
+/// stops here (exit 130); what was done stays, and the rerun goes on from it.
+fn stop_before(ctx: &Ctx, next: &str, out: &PreviewOutcome) -> Result<()> {
+    ctx.stop_if_cancelled(next)
+        .map_err(|e| anyhow!(e).context(cancelled(out.action, &out.name, &out.steps)))
+}
+
+/// Pure: the message of an up or a down stopped by a signal: what was done, and the rerun.
+pub fn cancelled(action: &str, name: &str, steps: &[PreviewStep]) -> String {
+    let done: Vec<&str> = steps
+        .iter()
+        .filter(|s| s.kind == StepKind::Change)
+        .map(|s| s.text.as_str())
+        .collect();
+    let done = if done.is_empty() {
+        "nothing was changed".to_string()
+    } else {
+        format!("done: {}", done.join("; "))
+    };
+    format!(
+        "preview {action} of review app {name} cancelled: {done}; run the same phase again to finish"
+    )
+}
+
+/// The preflight rows of the seed or teardown task: its definition, container, logs and network source in the
+/// environment it runs in, then its image (waited for up to `wait-for-images`).
+async fn task_checks(
+    req: &Request,
+    c: &Clients,
+    ctx: &Ctx,
+    cfg: &crate::config::TaskConfig,
+    version: &Version,
+) -> Result<Vec<preflight::Row>> {
+    let env = req.task_environment();
+    let label = format!("task {}", cfg.name);
+    preflight::one_off(
+        &c.preflight,
+        &env,
+        cfg,
+        &label,
+        version,
+        req.wait_for_images,
+        ctx,
+    )
+    .await
+}
+
 /// The step line of a seed or teardown task.
 fn task_step(report: &TaskReport, what: &str) -> String {
     match report.verdict {
@@ -1784,6 +1854,20 @@ pub enum DownStep {
     Deregister(Vec<String>),
 }
 
+impl DownStep {
+    /// What the step does, for the message of a run stopped before it.
+    pub fn what(&self) -> &'static str {
+        match self {
+            DownStep::Nothing => "the look at the review app",
+            DownStep::Teardown => "the teardown task",
+            DownStep::DeleteRules(_) => "deleting the listener rules",
+            DownStep::DeleteService { .. } => "deleting the service",
+            DownStep::DeleteTargetGroup(_) => "deleting the target group",
+            DownStep::Deregister(_) => "deregistering the revisions",
+        }
+    }
+}
+
 /// Pure: the steps of a down.
 pub fn plan_down(f: &DownFacts) -> Vec<DownStep> {
     if f.rules.is_empty()
@@ -1854,6 +1938,7 @@ async fn down(
     };
     let run = Run { req, c, ctx };
     for step in plan_down(&facts) {
+        stop_before(ctx, step.what(), out)?;
         if apply_down(&run, &seen, version, step, out).await? == Flow::Stop {
             break;
         }
@@ -1879,6 +1964,7 @@ async fn apply_down(
         DownStep::Teardown => return teardown(run, seen, version, out).await,
         DownStep::DeleteRules(rules) => {
             for (arn, priority) in &rules {
+                stop_before(ctx, &format!("deleting rule {arn}"), out)?;
                 if dry {
                     out.step(dry, format!("delete rule {arn}"));
                     continue;
@@ -1912,6 +1998,7 @@ async fn apply_down(
         }
         DownStep::Deregister(revisions) => {
             for arn in &revisions {
+                stop_before(ctx, &format!("deregistering {}", td_short(arn)), out)?;
                 if dry {
                     out.step(dry, format!("deregister {}", td_short(arn)));
                     continue;
@@ -1941,6 +2028,9 @@ async fn teardown(
         Some(v) => v.clone(),
         None => running_version(c, s).await?,
     };
+    // The teardown is the first step of a down: its preflight comes before anything is removed.
+    let rows = task_checks(req, c, ctx, task_cfg, &version).await?;
+    preflight::finish(&ctx.runner, "preview", &preflight::Report { rows })?;
     let report = one_off(req, c, ctx, task_cfg, &version, out).await?;
     let ok = report.ok();
     out.teardown = Some(report);
@@ -2590,5 +2680,59 @@ mod tests {
         for (why, facts, want) in table {
             assert_eq!(plan_down(&facts), want, "{why}");
         }
+    }
+
+    #[test]
+    fn a_cancelled_preview_says_what_it_changed() {
+        let step = |kind, text: &str| PreviewStep {
+            kind,
+            text: text.into(),
+        };
+        let cases = [
+            (
+                vec![],
+                "preview up of review app review-pr-12 cancelled: nothing was changed; run the same phase again to finish",
+            ),
+            (
+                vec![step(StepKind::Nothing, "nothing to tear down")],
+                "preview up of review app review-pr-12 cancelled: nothing was changed; run the same phase again to finish",
+            ),
+            (
+                vec![
+                    step(StepKind::Change, "registered review-core-pr-12:1 with app:pr-12"),
+                    step(StepKind::Change, "created target group core-pr-12"),
+                ],
+                "preview up of review app review-pr-12 cancelled: done: registered review-core-pr-12:1 with app:pr-12; created target group core-pr-12; run the same phase again to finish",
+            ),
+        ];
+        for (steps, want) in cases {
+            assert_eq!(cancelled("up", "review-pr-12", &steps), want);
+        }
+    }
+
+    #[test]
+    fn every_step_names_what_a_cancel_stops_before() {
+        let up = plan_up(&UpFacts {
+            seed: true,
+            reusable: None,
+            target_group: None,
+            rule: RulePlan::Create { priority: 1000 },
+            service: ServiceNow::Behind,
+            revisions: vec!["old".into()],
+            dry_run: false,
+        });
+        let names: Vec<&str> = up.iter().map(UpStep::what).collect();
+        assert_eq!(
+            names,
+            vec![
+                "the seed step",
+                "the revision",
+                "the target group",
+                "the listener rule",
+                "the service",
+                "the roll-out",
+                "deregistering older revisions"
+            ]
+        );
     }
 }

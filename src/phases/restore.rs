@@ -117,7 +117,7 @@ const MAX_REPEATS: u32 = 5;
 /// How the phase ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Ending {
+pub enum RestoreEnding {
     /// This run restored (or finished a restore an earlier run started).
     Restored,
     /// An earlier run restored this snapshot already; nothing changed.
@@ -133,7 +133,7 @@ pub struct RestoreOutcome {
     pub database: String,
     pub kind: DatabaseKind,
     pub snapshot_id: String,
-    pub result: Ending,
+    pub result: RestoreEnding,
     pub dry_run: bool,
     /// The steps this run took (or, in a dry run, would take), in order.
     pub steps: Vec<String>,
@@ -168,9 +168,9 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RestoreO
             tracing::info!("dry run: would {s}");
         }
         let result = if steps.is_empty() {
-            Ending::AlreadyRestored
+            RestoreEnding::AlreadyRestored
         } else {
-            Ending::Planned
+            RestoreEnding::Planned
         };
         let begun = Begun {
             snapshot_id: snapshot.id,
@@ -220,9 +220,9 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RestoreO
             label(db),
             snapshot.id
         );
-        Ending::AlreadyRestored
+        RestoreEnding::AlreadyRestored
     } else {
-        Ending::Restored
+        RestoreEnding::Restored
     };
     let begun = Begun {
         snapshot_id: snapshot.id,
@@ -244,9 +244,9 @@ struct Begun {
 
 fn outcome(
     req: &Request,
-    seen: &Seen,
+    seen: &RestoreSeen,
     begun: &Begun,
-    result: Ending,
+    result: RestoreEnding,
     steps: Vec<String>,
 ) -> RestoreOutcome {
     let o = &seen.obs;
@@ -488,12 +488,12 @@ pub struct Obs {
 }
 
 /// The observation and the resources behind it (settings to copy, ARNs to tag).
-struct Seen {
+struct RestoreSeen {
     obs: Obs,
     resources: HashMap<String, Resource>,
 }
 
-impl Seen {
+impl RestoreSeen {
     fn address_of_original(&self) -> Option<String> {
         let v = self.obs.main.at_name.as_ref()?;
         (!is_restored(v, &self.obs.snapshot))
@@ -528,7 +528,7 @@ async fn observe(
     db: &Database,
     snapshot: &str,
     fresh: &str,
-) -> Result<Seen> {
+) -> Result<RestoreSeen> {
     let cluster = db.kind == DatabaseKind::Cluster;
     let name = db.identifier.clone();
     let temp = derived(&name, TEMP_SUFFIX);
@@ -581,7 +581,7 @@ async fn observe(
         [at_name, at_temp, at_kept],
         &mut resources,
     );
-    Ok(Seen {
+    Ok(RestoreSeen {
         obs: Obs {
             kind: db.kind,
             snapshot: snapshot.to_string(),
@@ -647,13 +647,13 @@ pub enum Next {
         id: String,
         cluster: bool,
     },
-    Act(Action),
+    Act(RestoreAction),
     /// A state no step leads out of: what is wrong and what to do by hand.
     Refuse(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub enum RestoreAction {
     /// Tag the original with the restore (role, snapshot, stamp, members) before any change.
     Mark {
         id: String,
@@ -691,10 +691,10 @@ fn what(cluster: bool) -> &'static str {
     }
 }
 
-impl std::fmt::Display for Action {
+impl std::fmt::Display for RestoreAction {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Action::Mark {
+            RestoreAction::Mark {
                 id,
                 cluster,
                 snapshot,
@@ -703,12 +703,12 @@ impl std::fmt::Display for Action {
                 "record the restore from {snapshot} on {} {id} (tags)",
                 what(*cluster)
             ),
-            Action::Start { id, cluster } => write!(
+            RestoreAction::Start { id, cluster } => write!(
                 f,
                 "start {} {id} (stopped; only an available one can be renamed)",
                 what(*cluster)
             ),
-            Action::Restore {
+            RestoreAction::Restore {
                 temp,
                 like,
                 cluster,
@@ -718,7 +718,7 @@ impl std::fmt::Display for Action {
                 "restore {} {temp} from snapshot {snapshot} with the settings of {like}",
                 what(*cluster)
             ),
-            Action::CreateMember {
+            RestoreAction::CreateMember {
                 temp,
                 cluster,
                 like,
@@ -726,7 +726,7 @@ impl std::fmt::Display for Action {
                 f,
                 "create DB instance {temp} in cluster {cluster}, class of {like}"
             ),
-            Action::Rename { from, to, cluster } => {
+            RestoreAction::Rename { from, to, cluster } => {
                 write!(f, "rename {} {from} to {to}", what(*cluster))
             }
         }
@@ -776,14 +776,14 @@ pub fn next_step(o: &Obs) -> Next {
             })
         }
         (Some(v), None) if !is_restored(v, snap) && !is_marked(v, o) => {
-            return Next::Act(Action::Mark {
+            return Next::Act(RestoreAction::Mark {
                 id: m.name.clone(),
                 cluster,
                 snapshot: o.snapshot.clone(),
             })
         }
         (Some(v), None) if is_marked(v, o) => {
-            return Next::Act(Action::Restore {
+            return Next::Act(RestoreAction::Restore {
                 temp: m.temp.clone(),
                 like: m.name.clone(),
                 cluster,
@@ -799,7 +799,7 @@ pub fn next_step(o: &Obs) -> Next {
                 .iter()
                 .find(|s| s.at_temp.is_none() && s.at_name.is_some())
             {
-                return Next::Act(Action::CreateMember {
+                return Next::Act(RestoreAction::CreateMember {
                     temp: s.temp.clone(),
                     cluster: m.temp.clone(),
                     like: s.name.clone(),
@@ -833,12 +833,12 @@ fn renames(o: &Obs, snap: &str, slots: &[(&Slot, bool)]) -> Next {
                 ));
             }
             return match v.status.as_str() {
-                "available" => Next::Act(Action::Rename {
+                "available" => Next::Act(RestoreAction::Rename {
                     from: s.name.clone(),
                     to: s.kept.clone(),
                     cluster: *c,
                 }),
-                "stopped" => Next::Act(Action::Start {
+                "stopped" => Next::Act(RestoreAction::Start {
                     id: s.name.clone(),
                     cluster: *c,
                 }),
@@ -856,7 +856,7 @@ fn renames(o: &Obs, snap: &str, slots: &[(&Slot, bool)]) -> Next {
                     id: k.id.clone(),
                     cluster: *c,
                 },
-                _ => Next::Act(Action::Rename {
+                _ => Next::Act(RestoreAction::Rename {
                     from: s.temp.clone(),
                     to: s.name.clone(),
                     cluster: *c,
@@ -915,7 +915,7 @@ fn set_status(o: &mut Obs, id: &str, status: &str) {
     }
 }
 
-fn simulate_one(o: &mut Obs, a: &Action) {
+fn simulate_one(o: &mut Obs, a: &RestoreAction) {
     let restored = |id: &str, o: &Obs| View {
         id: id.into(),
         status: "available".into(),
@@ -924,7 +924,7 @@ fn simulate_one(o: &mut Obs, a: &Action) {
         stamp: Some(o.stamp.clone()),
     };
     match a {
-        Action::Mark { .. } => {
+        RestoreAction::Mark { .. } => {
             let (snap, stamp) = (o.snapshot.clone(), o.stamp.clone());
             if let Some(v) = o.main.at_name.as_mut() {
                 v.role = Some("original".into());
@@ -932,15 +932,15 @@ fn simulate_one(o: &mut Obs, a: &Action) {
                 v.stamp = Some(stamp);
             }
         }
-        Action::Start { id, .. } => set_status(o, id, "available"),
-        Action::Restore { temp, .. } => o.main.at_temp = Some(restored(temp, o)),
-        Action::CreateMember { temp, .. } => {
+        RestoreAction::Start { id, .. } => set_status(o, id, "available"),
+        RestoreAction::Restore { temp, .. } => o.main.at_temp = Some(restored(temp, o)),
+        RestoreAction::CreateMember { temp, .. } => {
             let v = restored(temp, o);
             if let Some(s) = o.members.iter_mut().find(|s| &s.temp == temp) {
                 s.at_temp = Some(v);
             }
         }
-        Action::Rename { from, to, .. } => {
+        RestoreAction::Rename { from, to, .. } => {
             for s in std::iter::once(&mut o.main).chain(o.members.iter_mut()) {
                 let taken = [&mut s.at_name, &mut s.at_temp, &mut s.at_kept]
                     .into_iter()
@@ -992,8 +992,8 @@ fn record(o: &Obs, role: &str) -> Vec<(String, String)> {
 /// errors here: the loop observes again and plans from what is there.
 async fn apply(
     rds_client: &aws_sdk_rds::Client,
-    seen: &Seen,
-    action: &Action,
+    seen: &RestoreSeen,
+    action: &RestoreAction,
     ctx: &Ctx,
 ) -> Result<()> {
     let o = &seen.obs;
@@ -1020,8 +1020,8 @@ async fn apply(
 
 async fn apply_once(
     rds_client: &aws_sdk_rds::Client,
-    seen: &Seen,
-    action: &Action,
+    seen: &RestoreSeen,
+    action: &RestoreAction,
     o: &Obs,
 ) -> Result<(), crate::aws::AwsError> {
     let arn = |id: &str| {
@@ -1031,12 +1031,12 @@ async fn apply_once(
             .unwrap_or_default()
     };
     match action {
-        Action::Mark { id, .. } => {
+        RestoreAction::Mark { id, .. } => {
             let mut t = record(o, "original");
             t.push((STEP.into(), "restore".into()));
             rds::add_tags(rds_client, &arn(id), &t).await
         }
-        Action::Start { id, cluster } => {
+        RestoreAction::Start { id, cluster } => {
             let db = Database {
                 kind: if *cluster {
                     DatabaseKind::Cluster
@@ -1050,7 +1050,7 @@ async fn apply_once(
             };
             rds::start(rds_client, &db).await
         }
-        Action::Restore {
+        RestoreAction::Restore {
             temp,
             like,
             cluster,
@@ -1070,7 +1070,7 @@ async fn apply_once(
                     .map(drop)
             }
         }
-        Action::CreateMember {
+        RestoreAction::CreateMember {
             temp,
             cluster,
             like,
@@ -1083,7 +1083,7 @@ async fn apply_once(
                 .await
                 .map(drop)
         }
-        Action::Rename { from, to, cluster } => {
+        RestoreAction::Rename { from, to, cluster } => {
             let mut t = vec![(STEP.to_string(), format!("rename-to:{to}"))];
             if seen.resources.get(from).and_then(|r| r.tag(ROLE)).is_none() {
                 // An Aurora instance of the original: recorded as such before it is renamed.
@@ -1117,7 +1117,7 @@ fn timeout_error(e: WaitError, o: &Obs) -> anyhow::Error {
 
 /// Where an RDS instance or cluster status leaves a wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
+pub enum RestoreProgress {
     Available,
     /// Stopped: the planner starts it when it has to be renamed.
     Stopped,
@@ -1127,10 +1127,10 @@ pub enum Progress {
 
 /// Pure: the instance and cluster statuses RDS documents, sorted into what the wait does with them. A status
 /// deploy-action does not know is waited through (and shown).
-pub fn progress(status: &str) -> Progress {
+pub fn progress(status: &str) -> RestoreProgress {
     match status {
-        "available" => Progress::Available,
-        "stopped" => Progress::Stopped,
+        "available" => RestoreProgress::Available,
+        "stopped" => RestoreProgress::Stopped,
         "failed"
         | "incompatible-restore"
         | "incompatible-parameters"
@@ -1141,8 +1141,8 @@ pub fn progress(status: &str) -> Progress {
         | "restore-error"
         | "storage-full"
         | "deleting"
-        | "deleted" => Progress::Failed,
-        _busy_or_unknown => Progress::Busy,
+        | "deleted" => RestoreProgress::Failed,
+        _busy_or_unknown => RestoreProgress::Busy,
     }
 }
 
@@ -1161,9 +1161,9 @@ async fn wait_available(
                 return Ok(Check::Pending(format!("{} {id}: not found yet", what(cluster))));
             };
             match progress(&r.status) {
-                Progress::Available | Progress::Stopped => Ok(Check::Done(())),
-                Progress::Busy => Ok(Check::Pending(format!("{} {id}: {}", what(cluster), r.status))),
-                Progress::Failed => bail!(
+                RestoreProgress::Available | RestoreProgress::Stopped => Ok(Check::Done(())),
+                RestoreProgress::Busy => Ok(Check::Pending(format!("{} {id}: {}", what(cluster), r.status))),
+                RestoreProgress::Failed => bail!(
                     "{} {id} is {}; RDS could not finish it: see the RDS console events of {id}; nothing was deleted, the original is untouched or kept",
                     what(cluster),
                     r.status
@@ -1196,15 +1196,15 @@ pub fn delete_command(kind: DatabaseKind, kept: &[String], region: &str) -> Stri
 impl RestoreOutcome {
     fn headline(&self) -> String {
         match self.result {
-            Ending::Restored => format!(
+            RestoreEnding::Restored => format!(
                 "{} restored from snapshot {}",
                 self.database, self.snapshot_id
             ),
-            Ending::AlreadyRestored => format!(
+            RestoreEnding::AlreadyRestored => format!(
                 "{} is already restored from snapshot {}; nothing changed",
                 self.database, self.snapshot_id
             ),
-            Ending::Planned => format!(
+            RestoreEnding::Planned => format!(
                 "dry run: would restore {} from snapshot {}",
                 self.database, self.snapshot_id
             ),
@@ -1232,7 +1232,7 @@ impl RestoreOutcome {
             };
             rows.push(vec!["endpoint".into(), format!("{a}{same}")]);
         }
-        if self.result != Ending::Planned || !self.kept.is_empty() {
+        if self.result != RestoreEnding::Planned || !self.kept.is_empty() {
             rows.push(vec![
                 if self.dry_run { "would keep" } else { "kept" }.into(),
                 format!(
@@ -1472,7 +1472,7 @@ mod tests {
     }
 
     fn rename(from: &str, to: &str) -> Next {
-        Next::Act(Action::Rename {
+        Next::Act(RestoreAction::Rename {
             from: from.into(),
             to: to.into(),
             cluster: false,
@@ -1489,7 +1489,7 @@ mod tests {
             (
                 "fresh: record first",
                 instance(v("db", "available", None), None, None),
-                Next::Act(Action::Mark {
+                Next::Act(RestoreAction::Mark {
                     id: "db".into(),
                     cluster: false,
                     snapshot: S.into(),
@@ -1505,7 +1505,7 @@ mod tests {
                     None,
                     None,
                 ),
-                Next::Act(Action::Mark {
+                Next::Act(RestoreAction::Mark {
                     id: "db".into(),
                     cluster: false,
                     snapshot: S.into(),
@@ -1514,7 +1514,7 @@ mod tests {
             (
                 "recorded: restore",
                 instance(v("db", "available", Some("original")), None, None),
-                Next::Act(Action::Restore {
+                Next::Act(RestoreAction::Restore {
                     temp: "db-restoring".into(),
                     like: "db".into(),
                     cluster: false,
@@ -1546,7 +1546,7 @@ mod tests {
                     v("db-restoring", "available", Some("restored")),
                     None,
                 ),
-                Next::Act(Action::Start {
+                Next::Act(RestoreAction::Start {
                     id: "db".into(),
                     cluster: false,
                 }),
@@ -1737,14 +1737,14 @@ mod tests {
     #[test]
     fn instance_statuses() {
         for (status, want) in [
-            ("available", Progress::Available),
-            ("stopped", Progress::Stopped),
-            ("creating", Progress::Busy),
-            ("renaming", Progress::Busy),
-            ("backing-up", Progress::Busy),
-            ("something-new", Progress::Busy),
-            ("incompatible-restore", Progress::Failed),
-            ("failed", Progress::Failed),
+            ("available", RestoreProgress::Available),
+            ("stopped", RestoreProgress::Stopped),
+            ("creating", RestoreProgress::Busy),
+            ("renaming", RestoreProgress::Busy),
+            ("backing-up", RestoreProgress::Busy),
+            ("something-new", RestoreProgress::Busy),
+            ("incompatible-restore", RestoreProgress::Failed),
+            ("failed", RestoreProgress::Failed),
         ] {
             assert_eq!(progress(status), want, "{status}");
         }

@@ -149,7 +149,7 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<Snapshot
                 req.version.as_str(),
                 req.run_key.as_deref(),
             );
-            (create(&clients.rds, db, &id, &tags).await?, false)
+            (create(&clients.rds, db, &id, &tags, ctx).await?, false)
         }
     };
     if ctx.dry_run {
@@ -171,7 +171,14 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<Snapshot
         snapshot.id,
         crate::wait::human(started.elapsed())
     );
-    let (deleted, notes) = apply_retention(&clients.rds, db, &snapshot.id).await;
+    let (deleted, notes) = apply_retention(&clients.rds, db, &snapshot.id, ctx)
+        .await
+        .with_context(|| {
+            format!(
+                "snapshot {} of {what} is available; retention (deleting older snapshots of this action) was stopped: the next snapshot run applies it",
+                snapshot.id
+            )
+        })?;
     Ok(outcome(
         req, snapshot, reused, false, started, deleted, notes,
     ))
@@ -213,16 +220,18 @@ fn db_label(db: &Database) -> String {
 const NAME_ATTEMPTS: u32 = 5;
 
 /// CreateDB(Cluster)Snapshot under the template's name, or `<name>-2`, `<name>-3`... when another snapshot (of any
-/// database in the account and region) already has it.
+/// database in the account and region) already has it. A signal stops it before each attempt.
 async fn create(
     client: &aws_sdk_rds::Client,
     db: &Database,
     id: &str,
     tags: &[(String, String)],
+    ctx: &Ctx,
 ) -> Result<Snapshot> {
     let what = db_label(db);
     for n in 1..=NAME_ATTEMPTS {
         let candidate = candidate_id(id, n);
+        ctx.stop_if_cancelled(&format!("creating snapshot {candidate} of {what}"))?;
         tracing::info!("creating snapshot {candidate} of {what}");
         match rds::create_snapshot(client, db, &candidate, tags).await {
             Ok(made) => return Ok(made),
@@ -275,7 +284,7 @@ async fn wait_available(
     snapshot: Snapshot,
     ctx: &Ctx,
 ) -> Result<Snapshot> {
-    if progress(&snapshot.status) == Progress::Available {
+    if progress(&snapshot.status) == SnapshotProgress::Available {
         return Ok(snapshot);
     }
     let id = snapshot.id.clone();
@@ -292,8 +301,8 @@ async fn wait_available(
                     anyhow::bail!("snapshot {id} disappeared while it was being created (someone deleted it?); run the snapshot phase again");
                 };
                 match progress(&s.status) {
-                    Progress::Available => Ok(Check::Done(s)),
-                    Progress::Creating => {
+                    SnapshotProgress::Available => Ok(Check::Done(s)),
+                    SnapshotProgress::Creating => {
                         let progress = match s.percent {
                             Some(p) => format!("snapshot {id}: {} {p}%", s.status),
                             None => format!("snapshot {id}: {}", s.status),
@@ -312,11 +321,11 @@ async fn wait_available(
                             None => Check::Pending(progress),
                         })
                     }
-                    Progress::Unknown => Ok(Check::Pending(format!(
+                    SnapshotProgress::Unknown => Ok(Check::Pending(format!(
                         "snapshot {id}: status {:?} (not one deploy-action knows; still waiting for available)",
                         s.status
                     ))),
-                    Progress::Failed => anyhow::bail!(
+                    SnapshotProgress::Failed => anyhow::bail!(
                         "snapshot {id} is {}; RDS could not make it: see the RDS console events for {}, then run the snapshot phase again",
                         s.status,
                         db.identifier
@@ -337,7 +346,7 @@ async fn wait_available(
 
 /// Where an RDS snapshot status leaves the wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Progress {
+pub enum SnapshotProgress {
     Available,
     Creating,
     Failed,
@@ -346,14 +355,16 @@ pub enum Progress {
 }
 
 /// Pure: the snapshot statuses RDS documents, sorted into what the wait does with them.
-pub fn progress(status: &str) -> Progress {
+pub fn progress(status: &str) -> SnapshotProgress {
     match status {
-        "available" => Progress::Available,
-        "creating" | "copying" | "pending" | "modifying" | "upgrading" => Progress::Creating,
-        "failed" | "deleting" | "deleted" | "incompatible-restore" | "incompatible-parameters" => {
-            Progress::Failed
+        "available" => SnapshotProgress::Available,
+        "creating" | "copying" | "pending" | "modifying" | "upgrading" => {
+            SnapshotProgress::Creating
         }
-        _unknown => Progress::Unknown,
+        "failed" | "deleting" | "deleted" | "incompatible-restore" | "incompatible-parameters" => {
+            SnapshotProgress::Failed
+        }
+        _unknown => SnapshotProgress::Unknown,
     }
 }
 
@@ -394,7 +405,9 @@ pub fn find_reusable<'a>(snaps: &'a [Snapshot], run: &str, version: &str) -> Opt
             && s.tag(tags::VERSION) == Some(version)
             && matches!(
                 progress(&s.status),
-                Progress::Available | Progress::Creating | Progress::Unknown
+                SnapshotProgress::Available
+                    | SnapshotProgress::Creating
+                    | SnapshotProgress::Unknown
             )
     })
 }
@@ -424,8 +437,10 @@ pub fn retention_plan(snaps: &[Snapshot], keep: Option<u32>, current: &str) -> R
     // The current snapshot takes one of the `keep` places.
     for s in mine.into_iter().skip(keep.saturating_sub(1) as usize) {
         match progress(&s.status) {
-            Progress::Available | Progress::Failed => plan.delete.push(s.id.clone()),
-            Progress::Creating | Progress::Unknown => plan.notes.push(format!(
+            SnapshotProgress::Available | SnapshotProgress::Failed => {
+                plan.delete.push(s.id.clone())
+            }
+            SnapshotProgress::Creating | SnapshotProgress::Unknown => plan.notes.push(format!(
                 "{} is {}; left for the next run to delete",
                 s.id, s.status
             )),
@@ -448,21 +463,22 @@ fn report_retention_plan(plan: &RetentionPlan, dry_run: bool) {
 }
 
 /// Lists again (the new snapshot included) and deletes beyond `snapshot-retention`. Failures are reported, not
-/// fatal: the snapshot the phase exists for is available.
+/// fatal: the snapshot the phase exists for is available. A signal stops it before the next deletion.
 async fn apply_retention(
     client: &aws_sdk_rds::Client,
     db: &Database,
     current: &str,
-) -> (Vec<String>, Vec<String>) {
+    ctx: &Ctx,
+) -> Result<(Vec<String>, Vec<String>), WaitError> {
     if db.snapshot_retention.is_none() {
-        return (vec![], vec![]);
+        return Ok((vec![], vec![]));
     }
     let snaps = match rds::manual_snapshots(client, db).await {
         Ok(s) => s,
         Err(e) => {
             let note = format!("retention skipped: {e}");
             tracing::warn!("{note}");
-            return (vec![], vec![note]);
+            return Ok((vec![], vec![note]));
         }
     };
     let plan = retention_plan(&snaps, db.snapshot_retention, current);
@@ -470,6 +486,7 @@ async fn apply_retention(
     let mut deleted = Vec::new();
     let mut notes = plan.notes;
     for id in plan.delete {
+        ctx.stop_if_cancelled(&format!("deleting snapshot {id} (retention)"))?;
         match rds::delete_snapshot(client, db, &id).await {
             Ok(()) => deleted.push(id),
             Err(e) => {
@@ -479,7 +496,7 @@ async fn apply_retention(
             }
         }
     }
-    (deleted, notes)
+    Ok((deleted, notes))
 }
 
 impl Outcome for SnapshotOutcome {
@@ -815,14 +832,14 @@ mod tests {
     #[test]
     fn snapshot_statuses() {
         let cases = [
-            ("available", Progress::Available),
-            ("creating", Progress::Creating),
-            ("copying", Progress::Creating),
-            ("pending", Progress::Creating),
-            ("failed", Progress::Failed),
-            ("deleting", Progress::Failed),
-            ("incompatible-restore", Progress::Failed),
-            ("something-new", Progress::Unknown),
+            ("available", SnapshotProgress::Available),
+            ("creating", SnapshotProgress::Creating),
+            ("copying", SnapshotProgress::Creating),
+            ("pending", SnapshotProgress::Creating),
+            ("failed", SnapshotProgress::Failed),
+            ("deleting", SnapshotProgress::Failed),
+            ("incompatible-restore", SnapshotProgress::Failed),
+            ("something-new", SnapshotProgress::Unknown),
         ];
         for (status, want) in cases {
             assert_eq!(progress(status), want, "{status}");

@@ -9,7 +9,7 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use crate::config::{day_name, hhmm, Freeze};
-use crate::github::deployments::{Seen, StatusState};
+use crate::github::deployments::{DeploymentSeen, StatusState};
 use crate::inputs::Phase;
 
 /// Which gates apply to a phase. `None` for phases that change nothing (no gate, no deployment record).
@@ -161,7 +161,11 @@ pub fn freeze_gate(
 
 /// Active deployments that are not this run's: the candidates that may block. Runs known to have finished
 /// (`finished_runs`) left stale records behind and do not block.
-pub fn blockers<'a>(seen: &'a [Seen], this_run: &str, finished_runs: &[String]) -> Vec<&'a Seen> {
+pub fn blockers<'a>(
+    seen: &'a [DeploymentSeen],
+    this_run: &str,
+    finished_runs: &[String],
+) -> Vec<&'a DeploymentSeen> {
     seen.iter()
         .filter(|d| d.is_active())
         .filter(|d| d.run_id.as_deref() != Some(this_run))
@@ -170,7 +174,7 @@ pub fn blockers<'a>(seen: &'a [Seen], this_run: &str, finished_runs: &[String]) 
 }
 
 /// The one-at-a-time gate from the blockers left after the stale check.
-pub fn one_at_a_time_gate(environment: &str, blockers: &[&Seen]) -> GateVerdict {
+pub fn one_at_a_time_gate(environment: &str, blockers: &[&DeploymentSeen]) -> GateVerdict {
     match blockers.first() {
         None => GateVerdict::Pass(format!("no other deployment of {environment} is in progress")),
         Some(other) => GateVerdict::Refuse(format!(
@@ -181,14 +185,17 @@ pub fn one_at_a_time_gate(environment: &str, blockers: &[&Seen]) -> GateVerdict 
 }
 
 /// The deployment GitHub made for this job's own `environment:` (active, not ours, this run), if any.
-pub fn this_jobs_record<'a>(seen: &'a [Seen], this_run: &str) -> Option<&'a Seen> {
+pub fn this_jobs_record<'a>(
+    seen: &'a [DeploymentSeen],
+    this_run: &str,
+) -> Option<&'a DeploymentSeen> {
     seen.iter()
         .find(|d| !d.ours && d.is_active() && d.run_id.as_deref() == Some(this_run))
 }
 
 /// Whether `d` deployed `version` (at commit `sha`, when known): our records by their payload's version and the
 /// deploy phase; others (a job's `environment:` record) by ref or commit.
-pub fn deployed_version(d: &Seen, version: &str, sha: Option<&str>) -> bool {
+pub fn deployed_version(d: &DeploymentSeen, version: &str, sha: Option<&str>) -> bool {
     if d.ours {
         d.phase.as_deref() == Some("deploy") && d.version.as_deref() == Some(version)
     } else {
@@ -197,7 +204,7 @@ pub fn deployed_version(d: &Seen, version: &str, sha: Option<&str>) -> bool {
 }
 
 /// A deployment succeeded when any of its statuses is success and it did not fail after.
-pub fn succeeded(d: &Seen) -> bool {
+pub fn succeeded(d: &DeploymentSeen) -> bool {
     for s in &d.states {
         match s {
             StatusState::Success => return true,
@@ -219,7 +226,7 @@ pub fn promotion_gate(
     environment: &str,
     required: &str,
     version: &str,
-    candidates: &[Seen],
+    candidates: &[DeploymentSeen],
     looked_at: usize,
 ) -> GateVerdict {
     match candidates.iter().find(|d| succeeded(d)) {
@@ -357,8 +364,8 @@ mod tests {
         assert_eq!(g(Phase::Deploy), Some((true, true, true)));
     }
 
-    fn seen(id: u64, ours: bool, run: Option<&str>, states: &[&str]) -> Seen {
-        Seen {
+    fn seen(id: u64, ours: bool, run: Option<&str>, states: &[&str]) -> DeploymentSeen {
+        DeploymentSeen {
             id,
             ours,
             task: if ours {
@@ -397,7 +404,7 @@ mod tests {
     fn one_at_a_time() {
         let this = "4242";
         // name, deployments, runs known to have finished, the blocker expected
-        type Case<'a> = (&'a str, Vec<Seen>, &'a [&'a str], Option<u64>);
+        type Case<'a> = (&'a str, Vec<DeploymentSeen>, &'a [&'a str], Option<u64>);
         let cases: &[Case] = &[
             ("nothing deployed", vec![], &[], None),
             (
@@ -506,7 +513,7 @@ mod tests {
         failed_after.id = 3;
         let mut snapshot_only = seen(4, true, Some("1"), &["success"]);
         snapshot_only.phase = Some("snapshot".into());
-        let cases: &[(&str, Seen, Option<&str>, bool, bool)] = &[
+        let cases: &[(&str, DeploymentSeen, Option<&str>, bool, bool)] = &[
             // name, deployment, sha of the version, deployed this version, succeeded
             (
                 "ours, success",

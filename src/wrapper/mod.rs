@@ -31,8 +31,8 @@ use crate::config::{Config, Environment};
 use crate::error::UsageError;
 use crate::github::api::{Api, ApiError, Commit, Deployment, DeploymentStatus, WorkflowRun};
 use crate::github::deployments::{
-    bounded, connect, deactivate, query_value, recent_deployments, seen, with_statuses, Mode, Seen,
-    StatusState, TOOL,
+    bounded, connect, deactivate, query_value, recent_deployments, seen, with_statuses,
+    DeploymentSeen, Mode, StatusState, TOOL,
 };
 
 use crate::domain::Ctx;
@@ -549,7 +549,7 @@ async fn check_gates(
     api: Option<&Api>,
     this_run: &str,
     now: OffsetDateTime,
-) -> anyhow::Result<(Vec<GateResult>, Vec<Seen>)> {
+) -> anyhow::Result<(Vec<GateResult>, Vec<DeploymentSeen>)> {
     let mut results = Vec::new();
     if plan.gates.freeze {
         let verdict = gates::freeze_gate(
@@ -622,7 +622,7 @@ async fn refuse(
 }
 
 /// Pure: the version of the environment's newest successful `deploy` of ours (for the changelog).
-fn deployed_before(recent: &[Seen]) -> Option<String> {
+fn deployed_before(recent: &[DeploymentSeen]) -> Option<String> {
     recent
         .iter()
         .find(|d| {
@@ -638,7 +638,7 @@ async fn start_record(
     plan: &Plan,
     api: Option<&Api>,
     github: &GithubEnv,
-    recent: &[Seen],
+    recent: &[DeploymentSeen],
     this_run: &str,
     steps: &mut Vec<(String, Duration, bool)>,
 ) -> anyhow::Result<Record> {
@@ -690,7 +690,12 @@ fn gate_error(e: &ApiError, gate: &str) -> anyhow::Error {
 
 /// The one-at-a-time verdict. A blocker whose workflow run has finished left a stale record (its runner died):
 /// warned about, not waited for.
-async fn one_at_a_time(api: &Api, plan: &Plan, recent: &[Seen], this_run: &str) -> GateVerdict {
+async fn one_at_a_time(
+    api: &Api,
+    plan: &Plan,
+    recent: &[DeploymentSeen],
+    this_run: &str,
+) -> GateVerdict {
     let mut finished = Vec::new();
     for d in gates::blockers(recent, this_run, &[]) {
         let Some(run) = &d.run_id else { continue };
@@ -727,7 +732,7 @@ async fn promotion(api: &Api, plan: &Plan) -> Result<GateVerdict, ApiError> {
             )),
         )
         .await?;
-    let bare: Vec<Seen> = list.iter().map(|d| seen(d, &[])).collect();
+    let bare: Vec<DeploymentSeen> = list.iter().map(|d| seen(d, &[])).collect();
     // Records made by a job's `environment:` name a branch or tag; the version's commit matches them too.
     let sha = if bare.iter().any(|d| !d.ours && d.git_ref != *version) {
         let route = api.route(&format!("commits/{}", query_value(version)));

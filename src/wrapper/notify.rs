@@ -1,5 +1,7 @@
 //! The optional `webhook-url` notification: one Slack-compatible JSON message (`{"text": "..."}`) with the outcome.
-//! Failures only warn, and the URL (a secret) is never logged.
+//! Failures only warn, and the URL (a secret) is never logged. Every text from outside (version, environment, error
+//! messages with service names, AWS and task text, the freeze override reason, the run URL) goes through
+//! [`mrkdwn`], so none of it becomes a Slack link, mention or command (`<!channel>`, `<https://evil|click>`).
 
 use std::time::Duration;
 
@@ -25,26 +27,44 @@ pub struct Message {
 }
 
 impl Message {
-    /// One line: result, phase, version, environment, duration, run.
+    /// One line: result, phase, version, environment, duration, run. Every value in it escaped by [`mrkdwn`].
     pub fn text(&self) -> String {
+        let (phase, env) = (mrkdwn(&self.phase), mrkdwn(&self.environment));
         let what = match &self.version {
-            Some(v) => format!("{} {v} to {}", self.phase, self.environment),
-            None => format!("{} on {}", self.phase, self.environment),
+            Some(v) => format!("{phase} {} to {env}", mrkdwn(v)),
+            None => format!("{phase} on {env}"),
         };
         let took = crate::wait::human(self.duration);
         let mut s = match &self.ending {
             Ending::Succeeded => format!("✅ {what} succeeded in {took}"),
-            Ending::Failed(why) => format!("❌ {what} failed after {took}: {}", short(why)),
-            Ending::Refused(why) => format!("🚫 {what} refused: {}", short(why)),
+            Ending::Failed(why) => {
+                format!("❌ {what} failed after {took}: {}", mrkdwn(&short(why)))
+            }
+            Ending::Refused(why) => format!("🚫 {what} refused: {}", mrkdwn(&short(why))),
         };
         if let Some(reason) = &self.freeze_override {
-            s.push_str(&format!(" (freeze overridden: {reason})"));
+            s.push_str(&format!(" (freeze overridden: {})", mrkdwn(reason)));
         }
         if let Some(url) = &self.run_url {
-            s.push_str(&format!(" · {url}"));
+            s.push_str(&format!(" · {}", mrkdwn(url)));
         }
         s
     }
+}
+
+/// Text from outside as Slack shows it literally: `&`, `<` and `>` escaped as `&amp;`, `&lt;` and `&gt;` (Slack's
+/// rule for message text; the three characters its links, mentions and commands are made of), nothing else changed.
+pub fn mrkdwn(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn short(s: &str) -> String {
@@ -137,6 +157,58 @@ mod tests {
         assert!(m
             .text()
             .contains("(freeze overridden: INC-42 hotfix) · https://"));
+    }
+
+    #[test]
+    fn mrkdwn_escapes_what_slack_reads_as_links_mentions_and_commands() {
+        for (hostile, shown) in [
+            ("<!channel>", "&lt;!channel&gt;"),
+            ("<!here|here>", "&lt;!here|here&gt;"),
+            ("<@U0123ABC>", "&lt;@U0123ABC&gt;"),
+            ("<#C0123|general>", "&lt;#C0123|general&gt;"),
+            (
+                "<https://evil.example|click>",
+                "&lt;https://evil.example|click&gt;",
+            ),
+            ("<!subteam^S0123|@oncall>", "&lt;!subteam^S0123|@oncall&gt;"),
+            ("<!date^0^{date}|x>", "&lt;!date^0^{date}|x&gt;"),
+            // Already escaped text stays literal: shown as typed, not decoded into a `<`.
+            ("&lt;!channel&gt;", "&amp;lt;!channel&amp;gt;"),
+            ("a && b >> c << d", "a &amp;&amp; b &gt;&gt; c &lt;&lt; d"),
+            ("<<!everyone>>", "&lt;&lt;!everyone&gt;&gt;"),
+            (
+                "plain text, *bold* and `code`",
+                "plain text, *bold* and `code`",
+            ),
+            ("ünïcödé ＜!channel＞", "ünïcödé ＜!channel＞"),
+            ("", ""),
+        ] {
+            let got = mrkdwn(hostile);
+            assert_eq!(got, shown, "{hostile:?}");
+            assert!(!got.contains(['<', '>']), "{got:?}");
+        }
+    }
+
+    #[test]
+    fn every_outside_value_of_the_message_is_escaped() {
+        let hostile = "<!channel> <https://evil.example|click> & more";
+        let escaped = "&lt;!channel&gt; &lt;https://evil.example|click&gt; &amp; more";
+        let m = Message {
+            phase: "deploy".into(),
+            environment: format!("prod {hostile}"),
+            version: Some(format!("v1 {hostile}")),
+            ending: Ending::Failed(format!("ECS service core: {hostile}")),
+            duration: Duration::from_secs(3),
+            run_url: Some("https://github.example/acme/b/actions/runs/1?a=1&b=<2>".into()),
+            freeze_override: Some(hostile.into()),
+        };
+        let text = m.text();
+        assert!(!text.contains(['<', '>']), "{text}");
+        assert_eq!(text.matches(escaped).count(), 4, "{text}");
+        assert!(text.ends_with("runs/1?a=1&amp;b=&lt;2&gt;"), "{text}");
+        let mut r = m.clone();
+        r.ending = Ending::Refused(format!("freeze gate: {hostile}"));
+        assert!(!r.text().contains(['<', '>']), "{}", r.text());
     }
 
     #[test]

@@ -1150,3 +1150,133 @@ async fn deploy_and_rollback_refuse_a_code_deploy_service_before_any_change() {
         }
     }
 }
+
+/// Issue 20, "between changes": SIGINT while rollback's first UpdateService (core's) is in flight. That call
+/// finishes; workers' UpdateService never starts, nothing is tagged or deregistered, exit 130; the rerun the message
+/// suggests finishes the rollback (core is only checked settled then).
+#[tokio::test]
+async fn sigint_after_the_first_update_service_of_a_rollback_stops_before_the_next_service() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    deploy(&ctx, "v1.1.0", &[]).await.assert_code(0);
+    ctx.clear_calls().await;
+    crate::hostile::hold_next_call(&ctx, "UpdateService", 3000).await;
+    let mut cmd = ctx.base_command();
+    cmd.args([
+        "rollback",
+        "--env",
+        "stage",
+        "-c",
+        "deploy.toml",
+        "--version",
+        "v1.0.0",
+    ]);
+    let child = cmd.spawn().unwrap();
+    crate::hostile::wait_until_held(&ctx).await;
+    let (code, stderr) = crate::hostile::sigint_and_wait(child).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped before UpdateService of workers")
+            && stderr
+                .contains("UpdateService sent for core (to stage-core:1); not started: workers"),
+        "{stderr}"
+    );
+    assert_eq!(
+        ctx.mutating_calls().await,
+        vec!["ecs:UpdateService".to_string()],
+        "only core's change"
+    );
+    assert_eq!(service_td(&ctx, "core").await, td_arn("core", 1));
+    assert_eq!(service_td(&ctx, "workers").await, td_arn("workers", 2));
+
+    let r = rollback(&ctx, &[("version", "v1.0.0")]).await;
+    r.assert_code(0);
+    for s in ["core", "workers"] {
+        assert_eq!(service_td(&ctx, s).await, td_arn(s, 1));
+    }
+    assert!(
+        r.summary
+            .contains("| core | stage-core:1 (v1.0.0) | stage-core:1 (v1.0.0) | already on it |")
+            && r.summary.contains(
+                "| workers | stage-workers:2 (v1.1.0) | stage-workers:1 (v1.0.0) | rolled back |"
+            ),
+        "{}",
+        r.summary
+    );
+}
+
+/// Issue 17: rollback deregisters only revisions of its own that no service, deployment or running task uses. A bad
+/// revision of ours (newer than the known-good one, never known good) that a one-off task of the family still runs
+/// stays registered; once that task stopped, the next rollback deregisters it.
+#[tokio::test]
+async fn rollback_never_deregisters_a_revision_a_running_task_uses() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    deploy(&ctx, "v1.1.0", &[]).await.assert_code(0);
+    let ecs = ctx.ecs().await;
+    let (td, _) = describe(&ctx, &td_arn("core", 2)).await;
+    let ours = deploy_action::aws::ecs::ecs_tags(&[(
+        "deploy-action:version".to_string(),
+        "v1.2.0".to_string(),
+    )]);
+    let bad = deploy_action::aws::ecs::register_input_from(td, ours)
+        .send_with(&ecs)
+        .await
+        .unwrap()
+        .task_definition()
+        .unwrap()
+        .task_definition_arn()
+        .unwrap()
+        .to_string();
+    assert_eq!(bad, td_arn("core", 3));
+    ctx.post(
+        "/_test/ecs/task-rules",
+        json!({"match": "stage-core:3", "neverStop": true}),
+    )
+    .await;
+    let svc = ecs
+        .describe_services()
+        .cluster("app-stage")
+        .services("core")
+        .send()
+        .await
+        .unwrap();
+    let net = svc.services()[0].network_configuration().cloned().unwrap();
+    let task = ecs
+        .run_task()
+        .cluster("app-stage")
+        .task_definition(&bad)
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(net)
+        .send()
+        .await
+        .unwrap();
+    let task = task.tasks()[0].task_arn().unwrap().to_string();
+
+    let r = rollback(&ctx, &[]).await;
+    r.assert_code(0);
+    let (td, _) = describe(&ctx, &bad).await;
+    assert_eq!(
+        td.status(),
+        Some(&TaskDefinitionStatus::Active),
+        "a running task uses it: {}",
+        r.stderr
+    );
+
+    ecs.stop_task()
+        .cluster("app-stage")
+        .task(&task)
+        .send()
+        .await
+        .unwrap();
+    let r = rollback(&ctx, &[]).await;
+    r.assert_code(0);
+    let (td, _) = describe(&ctx, &bad).await;
+    assert_eq!(
+        td.status(),
+        Some(&TaskDefinitionStatus::Inactive),
+        "nothing uses it any more: {}",
+        r.stderr
+    );
+    assert_eq!(r.outputs["rolled-back"], "false");
+}

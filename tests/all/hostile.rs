@@ -239,7 +239,7 @@ async fn hostile_inputs_are_neither_commands_nor_markup() {
 // ---------------------------------------------------------------------------------------------------------------
 
 /// Holds the next call of `operation` for `ms` and waits until it is in flight (the emulator has taken the fault).
-async fn hold_next_call(ctx: &TestContext, operation: &str, ms: u64) {
+pub(crate) async fn hold_next_call(ctx: &TestContext, operation: &str, ms: u64) {
     ctx.post(
         "/_test/faults",
         json!({"kind": "latency", "operation": operation, "latencyMs": ms, "count": 1}),
@@ -247,7 +247,7 @@ async fn hold_next_call(ctx: &TestContext, operation: &str, ms: u64) {
     .await;
 }
 
-async fn wait_until_held(ctx: &TestContext) {
+pub(crate) async fn wait_until_held(ctx: &TestContext) {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         let faults = ctx.get("/_test/faults").await;
@@ -265,7 +265,7 @@ async fn wait_until_held(ctx: &TestContext) {
     }
 }
 
-async fn sigint_and_wait(child: tokio::process::Child) -> (Option<i32>, String) {
+pub(crate) async fn sigint_and_wait(child: tokio::process::Child) -> (Option<i32>, String) {
     let pid = child.id().unwrap();
     let status = std::process::Command::new("kill")
         .args(["-INT", &pid.to_string()])
@@ -490,4 +490,292 @@ async fn a_rerun_after_a_cancelled_drain_finishes_the_drain() {
         "{}",
         third.stderr
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The webhook and the logs: outside text never becomes Slack markup, secrets never reach a log line.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A GitHub server whose deployment of stage is in progress, with a version and a log URL made of Slack markup; it
+/// also takes the webhook's message at `/hooks/T1/B2`.
+async fn github_with_hostile_deployment() -> wiremock::MockServer {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let payload = json!({"tool": "deploy-action", "phase": "deploy", "version": SLACK_HOSTILE,
+                         "run_id": "99", "run_attempt": "1"});
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/backend/deployments"))
+        .and(query_param("environment", "stage"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{
+            "id": 12, "ref": "v1.2.2", "sha": "0123abc", "task": "deploy:deploy", "environment": "stage",
+            "payload": payload, "created_at": "2026-07-01T10:00:00Z", "creator": {"login": "github-actions[bot]"}
+        }])))
+        .mount(&server)
+        .await;
+    let url = "https://github.com/acme/backend/actions/runs/99?<!here>";
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/backend/deployments/12/statuses"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": 1, "state": "in_progress", "log_url": url, "target_url": url}
+        ])))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/hooks/T1/B2"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&server)
+        .await;
+    server
+}
+
+/// What a Slack message must never carry from outside: a broadcast, a link with a label of its choosing.
+const SLACK_HOSTILE: &str = "v1.2.2 <!channel> & <https://evil.example|click here>";
+
+/// The webhook's message about a refusal carries the GitHub server's text (another run's version and log URL):
+/// Slack gets it with `&`, `<` and `>` escaped, so it is shown as typed and is no mention, broadcast or link.
+#[tokio::test]
+async fn the_webhook_message_shows_outside_text_literally_in_slack() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    let server = github_with_hostile_deployment().await;
+    let uri = server.uri();
+    let hook = format!("{uri}/hooks/T1/B2");
+    let r = ctx
+        .action_with_env(
+            &[
+                ("phase", "snapshot"),
+                ("environment", "stage"),
+                ("config", "deploy.toml"),
+                ("version", "v1.2.3"),
+                ("github-token", "ghs_test_token"),
+                ("webhook-url", hook.as_str()),
+            ],
+            &[("GITHUB_API_URL", uri.as_str()), ("GITHUB_SHA", "0123abc")],
+        )
+        .await;
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    let hooks: Vec<serde_json::Value> = server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|q| q.url.path() == "/hooks/T1/B2")
+        .map(|q| q.body_json().unwrap())
+        .collect();
+    assert_eq!(hooks.len(), 1, "one message: {hooks:?}");
+    let text = hooks[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("🚫 snapshot v1.2.3 to stage refused: one-at-a-time gate"),
+        "{text}"
+    );
+    assert!(
+        text.contains("&lt;!channel&gt; &amp; &lt;https://evil.example|click here&gt;"),
+        "the version from GitHub is shown, escaped: {text}"
+    );
+    assert!(text.contains("runs/99?&lt;!here&gt;"), "{text}");
+    assert!(
+        !text.contains(['<', '>']),
+        "no Slack markup from outside: {text}"
+    );
+}
+
+/// Issue 20, secrets: with every log line on (`DEPLOY_ACTION_LOG=trace`: the AWS SDK's, hyper's and octocrab's),
+/// a `state restricted` that puts the bypass header's value into listener rules (and reads it back) and talks to a
+/// GitHub server that repeats the token in an error body prints neither the value nor the token, in any encoding a
+/// log line could carry them (as is, URL-encoded as in an AWS query body, XML-escaped as in its answer, escaped as
+/// `Debug` and JSON print them). The only place they appear is the `::add-mask::` command that hides them.
+#[tokio::test]
+async fn trace_logging_never_prints_the_bypass_header_value_or_the_token() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    // Base64-like (`+`, `/`, `=` change when URL-encoded) with a quote, `&` and `<` (changed by XML, JSON, Debug).
+    const VALUE: &str = "Zm9v+YmFy/b4z=\"q\"&<x>";
+    const TOKEN: &str = "ghs_Tr4ceT0kenNeverPrinted";
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/backend/deployments"))
+        .and(query_param("environment", "stage"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/backend/deployments"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(json!({
+            "id": 77, "ref": "v1.2.3", "sha": "0123abc", "task": "deploy:state", "environment": "stage",
+            "payload": {}, "created_at": "2026-07-01T10:00:00Z", "creator": {"login": "github-actions[bot]"}
+        })))
+        .mount(&server)
+        .await;
+    // The record's first status is taken; the final one is refused by a server that repeats the credentials it got
+    // in its error (as some proxies do): a warning at the end, the run itself goes on.
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/backend/deployments/77/statuses"))
+        .respond_with(
+            ResponseTemplate::new(201).set_body_json(json!({"id": 5, "state": "in_progress"})),
+        )
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/backend/deployments/77/statuses"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({
+            "message": format!("Validation failed for token {TOKEN} (Authorization: Bearer {TOKEN})")
+        })))
+        .mount(&server)
+        .await;
+    let uri = server.uri();
+    let r = ctx
+        .action_with_env(
+            &[
+                ("phase", "state"),
+                ("environment", "stage"),
+                ("config", "deploy.toml"),
+                ("state", "restricted"),
+                ("skip-drain", "true"),
+                ("maintenance-header-name", "x-bypass"),
+                ("maintenance-header-value", VALUE),
+                ("github-token", TOKEN),
+            ],
+            &[
+                ("GITHUB_API_URL", uri.as_str()),
+                ("GITHUB_SHA", "0123abc"),
+                ("DEPLOY_ACTION_LOG", "trace"),
+            ],
+        )
+        .await;
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    // Not vacuous: trace lines were printed, the value went to AWS, the token to GitHub.
+    let trace_lines = r
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("::debug::"))
+        .count();
+    assert!(
+        trace_lines > 100,
+        "trace logging is on: {trace_lines} debug lines"
+    );
+    assert!(
+        r.stderr.contains("aws_smithy")
+            || r.stderr.contains("send_operation")
+            || r.stderr.contains("dispatch"),
+        "the SDK's own trace lines are there:\n{}",
+        &r.stderr[..r.stderr.len().min(4000)]
+    );
+    let rules = ctx
+        .elb()
+        .await
+        .describe_rules()
+        .listener_arn(listener_arn(&ctx))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        rules
+            .rules()
+            .iter()
+            .any(|rule| rule.conditions().iter().any(|c| c
+                .http_header_config()
+                .is_some_and(|h| h.values() == [VALUE.to_string()]))),
+        "the bypass rule holds the value"
+    );
+    let posted = server.received_requests().await.unwrap();
+    assert!(
+        posted.iter().any(|q| q
+            .headers
+            .get("authorization")
+            .is_some_and(|a| a.to_str().unwrap_or_default().contains(TOKEN))),
+        "the token was sent to GitHub"
+    );
+    let masks = |text: &str| {
+        text.lines()
+            .filter(|l| l.starts_with("::add-mask::"))
+            .count()
+    };
+    assert!(
+        masks(&r.stdout) + masks(&r.stderr) >= 2,
+        "both secrets are masked first"
+    );
+    assert!(
+        r.stderr.contains("Validation failed for token ***"),
+        "the GitHub error is shown, redacted"
+    );
+    for (stream, text) in [
+        ("stdout", &r.stdout),
+        ("stderr", &r.stderr),
+        ("summary", &r.summary),
+    ] {
+        for (i, line) in text.lines().enumerate() {
+            if line.starts_with("::add-mask::") {
+                continue;
+            }
+            // As the runner shows it: a command's data unescaped.
+            let shown = line
+                .replace("%0A", "\n")
+                .replace("%0D", "\r")
+                .replace("%3A", ":")
+                .replace("%2C", ",")
+                .replace("%25", "%");
+            for secret in [VALUE, TOKEN] {
+                for form in encodings(secret) {
+                    assert!(
+                        !shown.contains(&form),
+                        "{stream} line {i} prints a secret ({form:?}): {line}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The forms a secret can take in a log line (written here independently of `text::secret_forms`, which the log
+/// redacts with): as is, URL-encoded, XML-escaped, and escaped as Rust's `Debug` and JSON print strings.
+fn encodings(secret: &str) -> Vec<String> {
+    let url = |upper: bool| -> String {
+        secret
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ if upper => format!("%{b:02X}"),
+                _ => format!("%{b:02x}"),
+            })
+            .collect()
+    };
+    let xml_text = secret
+        .replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;");
+    let xml = xml_text.replace('"', "&quot;");
+    let debug = format!("{secret:?}").trim_matches('"').to_string();
+    let json = serde_json::to_string(secret)
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    let mut forms = vec![
+        secret.to_string(),
+        url(true),
+        url(false),
+        xml_text,
+        xml,
+        debug,
+        json,
+    ];
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// The seeded listener's ARN (from the config the seed wrote).
+fn listener_arn(ctx: &TestContext) -> String {
+    std::fs::read_to_string(ctx.config_path())
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("listener-arn"))
+        .and_then(|l| l.split('"').nth(1))
+        .expect("listener-arn in the seeded config")
+        .to_string()
 }

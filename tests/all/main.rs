@@ -19,6 +19,7 @@ mod run;
 mod safety;
 mod secrets;
 mod shapes;
+mod signals;
 mod snapshot;
 mod state;
 mod state_now;

@@ -651,3 +651,25 @@ async fn rollback_to_a_version_whose_image_is_gone_stops_before_any_change() {
         "image of service core, container core (stage-core:1)",
     );
 }
+
+#[tokio::test]
+async fn a_check_the_role_may_not_read_fails_naming_the_permission_and_changes_nothing() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    push(&ctx, &["core-v9.0.0", "workers-v9.0.0"]).await;
+    // IAM refuses ecr:BatchGetImage (the emulator answers AccessDeniedException, as ECR does).
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "BatchGetImage", "service": "ecr", "kind": "denied", "count": -1}),
+    )
+    .await;
+    ctx.clear_calls().await;
+    let r = phase(&ctx, "deploy", &[("version", "v9.0.0")]).await;
+    r.assert_code(1);
+    assert_contains(
+        &r.stderr,
+        "access denied: the role needs ecr:BatchGetImage (see `deploy-action iam-policy`)",
+    );
+    assert_contains(&r.stdout, "image of service core, container core");
+    assert_nothing_changed(&ctx).await;
+}

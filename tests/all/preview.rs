@@ -884,7 +884,8 @@ async fn preview_a_seed_family_that_does_not_exist_names_its_config_key() {
     );
     std::fs::write(&path, text).unwrap();
     let r = cli_up(&ctx).await;
-    r.assert_code(1);
+    // The preflight: the config is at fault (exit 2), and nothing was made.
+    r.assert_code(2);
     assert!(
         r.stderr.contains(
             "task definition family review-seeed has no ACTIVE revision; register one, or correct environments.review.preview.seed.family in the config"
@@ -892,8 +893,51 @@ async fn preview_a_seed_family_that_does_not_exist_names_its_config_key() {
         "{}",
         r.stderr
     );
+    assert!(r.stdout.contains("preflight (preview):"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("task seed task definition"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        ctx.mutating_calls().await.is_empty(),
+        "{:?}",
+        ctx.mutating_calls().await
+    );
     assert!(service(&ctx, "core-pr-12").await.is_none());
     assert!(target_group(&ctx, "core-pr-12").await.is_none());
+}
+
+#[tokio::test]
+async fn preview_down_with_a_teardown_container_that_does_not_exist_removes_nothing() {
+    let ctx = TestContext::new().await;
+    let path = seed_template(&ctx, BY_HOST).await;
+    cli_up(&ctx).await.assert_code(0);
+    let text = std::fs::read_to_string(&path).unwrap().replacen(
+        "[environments.review.preview.teardown]\nfamily = \"review-seed\"\ncontainer = \"seed\"",
+        "[environments.review.preview.teardown]\nfamily = \"review-seed\"\ncontainer = \"sed\"",
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    ctx.clear_calls().await;
+    let mut down: Vec<&str> = CLI_UP.to_vec();
+    down.extend(["--state", "stopped"]);
+    let r = ctx.cli(&down).await;
+    r.assert_code(2);
+    assert!(
+        r.stderr
+            .contains("has no container \"sed\" (it has: seed); correct environments.review.preview.teardown.container in the config"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stdout.contains("task teardown container"), "{}", r.stdout);
+    assert!(
+        ctx.mutating_calls().await.is_empty(),
+        "{:?}",
+        ctx.mutating_calls().await
+    );
+    assert!(service(&ctx, "core-pr-12").await.is_some());
+    assert!(target_group(&ctx, "core-pr-12").await.is_some());
 }
 
 #[tokio::test]
@@ -1264,4 +1308,47 @@ async fn preview_teardown_right_after_the_seed_never_runs_the_inactive_seed_revi
         .collect();
     assert!(refused.is_empty(), "no RunTask refused: {refused:?}");
     assert_no_review_app(&ctx).await;
+}
+
+/// Issue 20, "between steps": SIGINT while an up creates the target group (its CreateTargetGroup held). The step
+/// finishes; the listener rule and the service are never made, exit 130, the error says what was done; the rerun
+/// finishes the review app.
+#[tokio::test]
+async fn sigint_between_preview_up_steps_stops_before_the_next_step_and_the_rerun_converges() {
+    let ctx = TestContext::new().await;
+    seed_template(&ctx, BY_HOST).await;
+    crate::hostile::hold_next_call(&ctx, "CreateTargetGroup", 3000).await;
+    let mut cmd = ctx.base_command();
+    cmd.args(CLI_UP);
+    let child = cmd.spawn().unwrap();
+    crate::hostile::wait_until_held(&ctx).await;
+    let (code, stderr) = crate::hostile::sigint_and_wait(child).await;
+    assert_eq!(code, Some(130), "{stderr}");
+    assert!(
+        stderr.contains("stopped before the listener rule")
+            && stderr
+                .contains("created target group core-pr-12; run the same phase again to finish"),
+        "{stderr}"
+    );
+    let changed = ctx.mutating_calls().await;
+    assert!(
+        changed.iter().any(|c| c == "elbv2:CreateTargetGroup")
+            && !changed
+                .iter()
+                .any(|c| c.ends_with(":CreateRule") || c.ends_with(":CreateService")),
+        "{changed:?}"
+    );
+    assert!(target_group(&ctx, "core-pr-12").await.is_some());
+    assert!(service(&ctx, "core-pr-12").await.is_none());
+
+    cli_up(&ctx).await.assert_code(0);
+    assert!(service(&ctx, "core-pr-12").await.is_some());
+    assert_eq!(
+        rules(&ctx)
+            .await
+            .iter()
+            .filter(|(_, c, _, _)| *c == host_rule(HOST))
+            .count(),
+        1
+    );
 }
