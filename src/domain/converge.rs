@@ -482,7 +482,7 @@ impl Running {
         out: &mut StateOutcome,
     ) -> Result<String> {
         match step {
-            Step::MaintenanceOn => self.maintenance_on(env, opts, c, out).await,
+            Step::MaintenanceOn => self.maintenance_on(env, opts, c, ctx, out).await,
             Step::DrainWait => self.drain_wait(env, opts, c, ctx).await,
             Step::ScaleDown => scale_down(env, c, ctx).await,
             Step::ScaleUp => scale_up(env, c, ctx).await,
@@ -494,7 +494,7 @@ impl Running {
                 move_database(db, DbWant::Available, c, ctx).await
             }
             Step::StopDatabase => stop_database(env, c, ctx, out).await,
-            Step::MaintenanceOff => maintenance_off(env, c).await,
+            Step::MaintenanceOff => maintenance_off(env, c, ctx).await,
         }
     }
 
@@ -503,6 +503,7 @@ impl Running {
         env: &Environment,
         opts: &StateOptions,
         c: &Clients,
+        ctx: &Ctx,
         out: &mut StateOutcome,
     ) -> Result<String> {
         let cfg = env
@@ -514,7 +515,7 @@ impl Running {
                 .push("maintenance went on without bypass inputs: nobody gets through".into());
             BypassHeader::locked()
         });
-        let applied = maintenance::turn_on(&c.elb, cfg, &header, self.drain_follows).await?;
+        let applied = maintenance::turn_on(&c.elb, cfg, &header, self.drain_follows, ctx).await?;
         let detail = match applied.changes.len() {
             0 => "already on".to_string(),
             n => format!("{n} change(s) on listener {}", short_arn(&cfg.listener_arn)),
@@ -597,12 +598,12 @@ async fn stop_database(
     Ok(format!("{detail}; AWS starts it again on {at}"))
 }
 
-async fn maintenance_off(env: &Environment, c: &Clients) -> Result<String> {
+async fn maintenance_off(env: &Environment, c: &Clients, ctx: &Ctx) -> Result<String> {
     let cfg = env
         .maintenance
         .as_ref()
         .ok_or_else(|| anyhow!("no maintenance configured"))?;
-    let applied = maintenance::turn_off(&c.elb, cfg).await?;
+    let applied = maintenance::turn_off(&c.elb, cfg, ctx).await?;
     Ok(match applied.changes.len() {
         0 => "already off".to_string(),
         n => format!(

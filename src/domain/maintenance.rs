@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::elb::{self, ListenerView, NewRule};
 use crate::config::{Maintenance, MaintenanceResponse};
+use crate::domain::ctx::Ctx;
 
 /// Tag on the listener: `on` once maintenance is fully on; `turning-on` / `turning-off` while a run is changing it.
 pub const TAG_STATE: &str = "deploy-action:maintenance";
@@ -1026,9 +1027,17 @@ fn free_priority(rules: &[RuleSnapshot]) -> Result<i32> {
 }
 
 /// Applies changes in order, logging each. Returns the drain's start if a [`ChangeKind::MarkOn`] recorded one.
-pub async fn apply(elb: &Client, listener_arn: &str, changes: &[Change]) -> Result<Option<i64>> {
+///
+/// A signal stops it before the next change (each change is recorded, so the rerun converges from where it stopped).
+pub async fn apply(
+    elb: &Client,
+    listener_arn: &str,
+    changes: &[Change],
+    ctx: &Ctx,
+) -> Result<Option<i64>> {
     let mut drain_from = None;
     for c in changes {
+        ctx.stop_if_cancelled(&format!("maintenance: {}", c.what))?;
         tracing::info!("maintenance: {}", c.what);
         match &c.kind {
             ChangeKind::TagListener(tags) => elb::add_tags(elb, listener_arn, tags).await?,
@@ -1113,11 +1122,12 @@ pub async fn turn_on(
     cfg: &Maintenance,
     header: &BypassHeader,
     drain: bool,
+    ctx: &Ctx,
 ) -> Result<Applied> {
     let response = RecordedAction::maintenance(&cfg.response)?;
     let snap = inspect(elb, &cfg.listener_arn).await?;
     let changes = plan_on(&snap, &response, header, drain)?;
-    let recorded = apply(elb, &cfg.listener_arn, &changes).await?;
+    let recorded = apply(elb, &cfg.listener_arn, &changes, ctx).await?;
     Ok(Applied {
         changes: changes.into_iter().map(|c| c.what).collect(),
         target_groups: forwarding_target_groups(&snap)?,
@@ -1127,11 +1137,11 @@ pub async fn turn_on(
 }
 
 /// Takes maintenance off, putting back exactly what was recorded.
-pub async fn turn_off(elb: &Client, cfg: &Maintenance) -> Result<Applied> {
+pub async fn turn_off(elb: &Client, cfg: &Maintenance, ctx: &Ctx) -> Result<Applied> {
     let response = RecordedAction::maintenance(&cfg.response)?;
     let snap = inspect(elb, &cfg.listener_arn).await?;
     let changes = plan_off(&snap, &response)?;
-    apply(elb, &cfg.listener_arn, &changes).await?;
+    apply(elb, &cfg.listener_arn, &changes, ctx).await?;
     Ok(Applied {
         changes: changes.into_iter().map(|c| c.what).collect(),
         target_groups: forwarding_target_groups(&snap)?,
