@@ -302,6 +302,7 @@ class Bench:
         self.emu_python = args.emulator_python
         self.aws = LocalAws(self.emu_python, self.work / "local-aws.log")
         self.version_n = 0
+        self.services: set[str] = set()
         self.samples: dict = {}
         self.notes: list[str] = []
         home = self.work / "home"
@@ -331,6 +332,7 @@ class Bench:
             argv.append("--no-database")
         subprocess.run(argv, check=True, capture_output=True)
         self.configs[env] = cfg
+        self.services.update(services)
         # The AWS CLI script registers from a task definition file, as a repository would keep it.
         for svc in services:
             s = self.ecs.describe_services(cluster=f"app-{env}", services=[svc])["services"][0]
@@ -345,8 +347,13 @@ class Bench:
             path.write_text(json.dumps(td, indent=2))
 
     def next_version(self) -> str:
+        """A new version, its images pushed to the local AWS's ECR first, as the release's build would (deploy-action's
+        preflight checks them; the peers do not)."""
         self.version_n += 1
-        return f"v2.{self.version_n}.0"
+        version = f"v2.{self.version_n}.0"
+        tags = [f"{s}-{version}" for s in sorted(self.services | {"migrate"})]
+        self.aws.ctl("POST", "/_test/ecr/images", {"repository": "app", "tags": tags, "region": REGION})
+        return version
 
     def image(self, svc: str, version: str) -> str:
         return f"{REPO}:{svc}-{version}"

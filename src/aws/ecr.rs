@@ -75,17 +75,40 @@ pub enum Presence {
     Missing(String),
 }
 
-/// BatchGetImage for one image: found, missing (with ECR's reason), or the AWS error (AccessDenied, ...).
-pub async fn presence(client: &Client, image: &EcrImage) -> Result<Presence, AwsError> {
-    let id = match &image.reference {
+fn identifier(reference: &ImageRef) -> ImageIdentifier {
+    match reference {
         ImageRef::Tag(t) => ImageIdentifier::builder().image_tag(t).build(),
         ImageRef::Digest(d) => ImageIdentifier::builder().image_digest(d).build(),
+    }
+}
+
+/// Pure: whether ECR's image id names this reference.
+fn names(id: Option<&ImageIdentifier>, reference: &ImageRef) -> bool {
+    match (id, reference) {
+        (Some(id), ImageRef::Tag(t)) => id.image_tag() == Some(t.as_str()),
+        (Some(id), ImageRef::Digest(d)) => id.image_digest() == Some(d.as_str()),
+        (None, _) => false,
+    }
+}
+
+/// BatchGetImage for the images of one repository in one call (ECR takes up to 100 ids): for each image, in order,
+/// found or missing (with ECR's reason); or the AWS error (AccessDenied, ...). All images must share account,
+/// region and repository.
+pub async fn presences(client: &Client, images: &[EcrImage]) -> Result<Vec<Presence>, AwsError> {
+    let Some(first) = images.first() else {
+        return Ok(Vec::new());
     };
+    let mut refs: Vec<&ImageRef> = Vec::new();
+    for i in images {
+        if !refs.contains(&&i.reference) {
+            refs.push(&i.reference);
+        }
+    }
     let out = client
         .batch_get_image()
-        .registry_id(&image.account)
-        .repository_name(&image.repository)
-        .image_ids(id)
+        .registry_id(&first.account)
+        .repository_name(&first.repository)
+        .set_image_ids(Some(refs.iter().map(|r| identifier(r)).collect()))
         .accepted_media_types("application/vnd.docker.distribution.manifest.v2+json")
         .accepted_media_types("application/vnd.oci.image.manifest.v1+json")
         .accepted_media_types("application/vnd.oci.image.index.v1+json")
@@ -95,33 +118,41 @@ pub async fn presence(client: &Client, image: &EcrImage) -> Result<Presence, Aws
     let out = match out {
         Ok(out) => out,
         Err(e) => {
-            let e = AwsError::from_sdk("ECR BatchGetImage", image.to_string(), e);
+            let e = AwsError::from_sdk("ECR BatchGetImage", first.to_string(), e);
             if is_repository_not_found(&e) {
-                return Ok(Presence::Missing(format!(
+                let why = format!(
                     "repository {} does not exist in registry {}",
-                    image.repository, image.account
-                )));
+                    first.repository, first.account
+                );
+                return Ok(images
+                    .iter()
+                    .map(|_| Presence::Missing(why.clone()))
+                    .collect());
             }
             return Err(e);
         }
     };
-    if !out.images().is_empty() {
-        return Ok(Presence::Found);
-    }
-    let why = out
-        .failures()
-        .first()
-        .map(|f| {
-            format!(
-                "{}{}",
-                f.failure_code().map(|c| c.as_str()).unwrap_or("not found"),
-                f.failure_reason()
-                    .map(|r| format!(": {r}"))
-                    .unwrap_or_default()
-            )
-        })
-        .unwrap_or_else(|| "not found".to_string());
-    Ok(Presence::Missing(why))
+    let presence = |reference: &ImageRef| {
+        if out.images().iter().any(|i| names(i.image_id(), reference)) {
+            return Presence::Found;
+        }
+        let why = out
+            .failures()
+            .iter()
+            .find(|f| names(f.image_id(), reference))
+            .map(|f| {
+                format!(
+                    "{}{}",
+                    f.failure_code().map(|c| c.as_str()).unwrap_or("not found"),
+                    f.failure_reason()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                )
+            })
+            .unwrap_or_else(|| "not found".to_string());
+        Presence::Missing(why)
+    };
+    Ok(images.iter().map(|i| presence(&i.reference)).collect())
 }
 
 pub fn is_repository_not_found(e: &AwsError) -> bool {
@@ -136,6 +167,25 @@ pub fn is_access_denied(e: &AwsError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_id_names_its_tag_or_digest() {
+        let tag = ImageRef::Tag("core-v1".into());
+        let digest = ImageRef::Digest("sha256:ab".into());
+        let by_tag = ImageIdentifier::builder().image_tag("core-v1").build();
+        let by_digest = ImageIdentifier::builder().image_digest("sha256:ab").build();
+        let other = ImageIdentifier::builder().image_tag("core-v2").build();
+        let cases = [
+            (Some(&by_tag), &tag, true),
+            (Some(&other), &tag, false),
+            (Some(&by_digest), &digest, true),
+            (Some(&by_tag), &digest, false),
+            (None, &tag, false),
+        ];
+        for (id, reference, want) in cases {
+            assert_eq!(names(id, reference), want, "{id:?} {reference:?}");
+        }
+    }
 
     #[test]
     fn ecr_images_and_others() {

@@ -15,6 +15,7 @@
 //! A check that cannot read (AccessDenied) fails and names the permission it needs. A failed check whose fix is in
 //! the config exits 2; any other exits 1.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -250,16 +251,52 @@ impl Clients {
     }
 }
 
-async fn image_state(c: &Clients, image: &str) -> ImageState {
-    let parsed = match ecr::parse(image) {
-        Ok(p) => p,
-        Err(why) => return ImageState::NotChecked(format!("{why}; only ECR images are checked")),
-    };
-    match ecr::presence(&c.ecr(&parsed.region), &parsed).await {
-        Ok(Presence::Found) => ImageState::Found,
-        Ok(Presence::Missing(why)) => ImageState::Missing(why),
-        Err(e) => ImageState::Unreadable(unreadable(&e, "ecr:BatchGetImage")),
+/// Looks every image up once: one BatchGetImage per repository (same account and region), in the order wanted.
+async fn image_states(c: &Clients, wanted: &[Wanted]) -> Vec<(Wanted, ImageState)> {
+    let mut states: Vec<Option<ImageState>> = wanted.iter().map(|_| None).collect();
+    let mut groups: BTreeMap<(String, String, String), Vec<(usize, ecr::EcrImage)>> =
+        BTreeMap::new();
+    for (i, w) in wanted.iter().enumerate() {
+        match ecr::parse(&w.image) {
+            Ok(p) => groups
+                .entry((p.account.clone(), p.region.clone(), p.repository.clone()))
+                .or_default()
+                .push((i, p)),
+            Err(why) => {
+                states[i] = Some(ImageState::NotChecked(format!(
+                    "{why}; only ECR images are checked"
+                )))
+            }
+        }
     }
+    for ((_, region, _), members) in groups {
+        let images: Vec<ecr::EcrImage> = members.iter().map(|(_, p)| p.clone()).collect();
+        match ecr::presences(&c.ecr(&region), &images).await {
+            Ok(found) => {
+                for ((i, _), presence) in members.iter().zip(found) {
+                    states[*i] = Some(match presence {
+                        Presence::Found => ImageState::Found,
+                        Presence::Missing(why) => ImageState::Missing(why),
+                    });
+                }
+            }
+            Err(e) => {
+                let why = unreadable(&e, "ecr:BatchGetImage");
+                for (i, _) in &members {
+                    states[*i] = Some(ImageState::Unreadable(why.clone()));
+                }
+            }
+        }
+    }
+    wanted
+        .iter()
+        .cloned()
+        .zip(
+            states
+                .into_iter()
+                .map(|s| s.unwrap_or(ImageState::NotChecked("not looked up".into()))),
+        )
+        .collect()
 }
 
 /// The error of a read the preflight could not make, naming the permission when it was AccessDenied.
@@ -279,13 +316,7 @@ pub async fn images(
     wait: Duration,
     poller: Poller,
 ) -> Vec<(Wanted, ImageState)> {
-    let look = || async {
-        let mut out = Vec::new();
-        for w in wanted {
-            out.push((w.clone(), image_state(c, &w.image).await));
-        }
-        out
-    };
+    let look = || image_states(c, wanted);
     if wait.is_zero() {
         return look().await;
     }
