@@ -958,7 +958,9 @@ def report(b, info: dict) -> tuple[str, dict]:
     if c5 > 14 or ("P9" in S and st(S["P9"]["deploy-action"]["calls"]).median > 6):
         why.append(
             "P5c/P9 calls: besides what the peers do, deploy-action makes one ListTasks before the first change (a "
-            "migration task still running refuses the deploy: new code must not meet a half-migrated database) and "
+            "migration task still running refuses the deploy: new code must not meet a half-migrated database), one "
+            "ECR BatchGetImage per repository (the preflight: every image of the version is pushed, checked before "
+            "anything changes; the peers find a missing image only when the roll-out fails to pull it) and "
             "one DescribeTaskDefinition per service (it copies the running revision; the peers' script registers "
             "from a kept file). With the service's history the watch skips the look that could only say 'not yet' "
             "and looks every 0.5 s in a window of ±max(5 %, 0.5 s) around the usual duration, so a 3-s roll-out takes "

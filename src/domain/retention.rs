@@ -25,6 +25,27 @@ pub fn to_deregister(revisions: &[RevisionInfo], in_use: &[String], keep: usize)
         .collect()
 }
 
+/// Pure: whether a family whose newest revision is `task_definition` can hold more than `keep` ACTIVE revisions.
+/// ECS numbers a family's revisions 1, 2, 3, … and never reuses a number, so a family whose newest is revision
+/// `keep` or lower has at most `keep`: nothing to read, nothing to prune.
+pub fn may_exceed(task_definition: &str, keep: usize) -> bool {
+    ecs::td_revision(task_definition).is_none_or(|n| usize::try_from(n).map_or(true, |n| n > keep))
+}
+
+/// Pure: the revisions beyond the newest `keep` (the only ones retention could deregister), newest first.
+pub fn beyond_keep(arns: &[String], keep: usize) -> Vec<String> {
+    let mut numbered: Vec<(i32, &String)> = arns
+        .iter()
+        .map(|a| (ecs::td_revision(a).unwrap_or(i32::MAX), a))
+        .collect();
+    numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
+    numbered
+        .into_iter()
+        .skip(keep)
+        .map(|(_, a)| a.clone())
+        .collect()
+}
+
 /// The ACTIVE revisions of a family with the tags this action reads, newest first.
 pub async fn revisions(
     ecs_client: &aws_sdk_ecs::Client,
@@ -93,11 +114,27 @@ pub async fn after_deploy(
     families: &[&str],
     keep: usize,
 ) -> Result<Pruned> {
-    let used = in_use(ecs_client, cluster, services, families).await?;
-    let mut out = Pruned::default();
+    // Cheap first: one listing per family; tags only of the revisions beyond the newest `keep`; what is in use only
+    // once there is a candidate.
+    let mut candidates: Vec<RevisionInfo> = Vec::new();
     for family in families {
-        let revs = revisions(ecs_client, family).await?;
-        for arn in to_deregister(&revs, &used, keep) {
+        let arns = ecs::active_revisions(ecs_client, family).await?;
+        for arn in beyond_keep(&arns, keep) {
+            let tags = ecs::tags(ecs_client, &arn).await?;
+            candidates.push(RevisionInfo::new(&arn, &tags));
+        }
+    }
+    let ours = candidates
+        .iter()
+        .any(|r| r.version.is_some() || r.known_good.is_some());
+    let used = if ours {
+        in_use(ecs_client, cluster, services, families).await?
+    } else {
+        Vec::new()
+    };
+    let mut out = Pruned::default();
+    {
+        for arn in to_deregister(&candidates, &used, 0) {
             match ecs::deregister_task_definition(ecs_client, &arn).await {
                 Ok(()) => {
                     tracing::info!("keep-revisions {keep}: deregistered {}", td_short(&arn));
@@ -134,6 +171,31 @@ mod tests {
             known_good: good.then(|| "2026-12-02T15:00:00Z".to_string()),
             version: ours.then(|| format!("v1.{n}.0")),
         }
+    }
+
+    #[test]
+    fn a_family_can_exceed_keep_only_past_revision_keep() {
+        let td = |n: &str| format!("arn:aws:ecs:r:1:task-definition/stage-core:{n}");
+        let cases = [
+            ("1", 10, false),
+            ("10", 10, false),
+            ("11", 10, true),
+            ("3", 2, true),
+            ("1", 0, true),
+            ("x", 10, true),
+        ];
+        for (n, keep, want) in cases {
+            assert_eq!(may_exceed(&td(n), keep), want, "{n} keep {keep}");
+        }
+    }
+
+    #[test]
+    fn only_the_revisions_past_the_newest_keep_are_read() {
+        let td = |n: i32| format!("arn:aws:ecs:r:1:task-definition/stage-core:{n}");
+        let arns: Vec<String> = [3, 12, 7, 11, 9].into_iter().map(td).collect();
+        assert_eq!(beyond_keep(&arns, 3), vec![td(7), td(3)]);
+        assert_eq!(beyond_keep(&arns, 5), Vec::<String>::new());
+        assert_eq!(beyond_keep(&arns, 0).len(), 5);
     }
 
     #[test]

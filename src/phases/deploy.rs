@@ -991,12 +991,17 @@ async fn prune(
 ) {
     let env = &req.common.environment;
     let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
+    // A family whose new revision is number `keep` or lower cannot hold more than `keep`: no call for it.
     let mut families: Vec<&str> = targets
         .iter()
+        .filter(|t| retention::may_exceed(&t.task_definition, req.keep_revisions))
         .map(|t| ecs::td_family(&t.task_definition))
         .collect();
     families.sort_unstable();
     families.dedup();
+    if families.is_empty() {
+        return;
+    }
     match retention::after_deploy(&c.ecs, &env.cluster, &names, &families, req.keep_revisions).await
     {
         Ok(p) => {
