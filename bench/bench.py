@@ -963,7 +963,7 @@ def report(b, info: dict) -> tuple[str, dict]:
             "anything changes; the peers find a missing image only when the roll-out fails to pull it), `keep-revisions` "
             "after the deploy (once a family is past revision 10: one ListTaskDefinitions per family and the tags of "
             "every revision past the newest 10 — here the peers' revisions pile up there, never pruned since they are "
-            "not this action's, so these reads grow from run to run: the 27–37 and 12–16 ranges) and "
+            "not this action's, so these reads grow from run to run: the ranges of P5b, P8b and P9 above) and "
             "one DescribeTaskDefinition per service (it copies the running revision; the peers' script registers "
             "from a kept file). With the service's history the watch skips the look that could only say 'not yet' "
             "and looks every 0.5 s in a window of ±max(5 %, 0.5 s) around the usual duration, so a 3-s roll-out takes "
