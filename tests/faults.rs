@@ -1289,19 +1289,24 @@ fn tg_name(arn: &str) -> &str {
     arn.rsplit('/').nth(1).unwrap_or(arn)
 }
 
-/// The template's services as they are configured: revision and desired count.
-async fn template_services(w: &World) -> String {
-    let ecs = aws_sdk_ecs::Client::new(&w.sdk);
-    let described = ecs
+/// The template's services (`core`, `workers` of `app-stage`) as DescribeServices returns them.
+async fn describe_template(w: &World) -> Vec<aws_sdk_ecs::types::Service> {
+    aws_sdk_ecs::Client::new(&w.sdk)
         .describe_services()
         .cluster("app-stage")
         .services("core")
         .services("workers")
         .send()
         .await
-        .expect("DescribeServices");
-    described
+        .expect("DescribeServices")
         .services()
+        .to_vec()
+}
+
+/// The template's services as they are configured: revision and desired count.
+async fn template_services(w: &World) -> String {
+    describe_template(w)
+        .await
         .iter()
         .map(|s| {
             format!(
@@ -1959,17 +1964,8 @@ fn is_change(call: &str) -> bool {
 
 /// The template's services and the revision each is on (before a run: what "pointed back" means).
 async fn service_revisions(w: &World) -> BTreeMap<String, String> {
-    let ecs = aws_sdk_ecs::Client::new(&w.sdk);
-    let described = ecs
-        .describe_services()
-        .cluster("app-stage")
-        .services("core")
-        .services("workers")
-        .send()
+    describe_template(w)
         .await
-        .expect("DescribeServices");
-    described
-        .services()
         .iter()
         .map(|s| {
             (

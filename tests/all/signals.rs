@@ -30,19 +30,11 @@ async fn calls(ctx: &TestContext) -> Vec<Call> {
         .collect()
 }
 
-/// Anything but Describe*, List*, Get*, BatchGet* (as `TestContext::mutating_calls`).
-fn mutating(op: &str) -> bool {
-    !(op.starts_with("Describe")
-        || op.starts_with("List")
-        || op.starts_with("Get")
-        || op.starts_with("BatchGet"))
-}
-
 /// The mutating calls recorded after `seq`, as `service:Operation`.
 fn mutating_after(calls: &[Call], seq: u64) -> Vec<String> {
     calls
         .iter()
-        .filter(|(n, _, op)| *n > seq && mutating(op))
+        .filter(|(n, _, op)| *n > seq && crate::support::is_mutating(op))
         .map(|(_, s, op)| format!("{s}:{op}"))
         .collect()
 }
@@ -201,7 +193,7 @@ async fn sigint_after_the_first_new_revision_stops_before_any_service_changes() 
     let seen = calls(&ctx).await;
     let all: Vec<&str> = seen
         .iter()
-        .filter(|(_, _, op)| mutating(op))
+        .filter(|(_, _, op)| crate::support::is_mutating(op))
         .map(|(_, _, op)| op.as_str())
         .collect();
     assert_eq!(

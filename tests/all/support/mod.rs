@@ -358,12 +358,7 @@ impl TestContext {
         self.calls()
             .await
             .into_iter()
-            .filter(|(_, op)| {
-                !(op.starts_with("Describe")
-                    || op.starts_with("List")
-                    || op.starts_with("Get")
-                    || op.starts_with("BatchGet"))
-            })
+            .filter(|(_, op)| is_mutating(op))
             .map(|(s, op)| format!("{s}:{op}"))
             .collect()
     }
@@ -623,4 +618,12 @@ pub fn parse_outputs(text: &str) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+/// Whether an operation of the call log changes something: anything but Describe*, List*, Get*, BatchGet*.
+pub fn is_mutating(op: &str) -> bool {
+    !(op.starts_with("Describe")
+        || op.starts_with("List")
+        || op.starts_with("Get")
+        || op.starts_with("BatchGet"))
 }
