@@ -133,15 +133,13 @@ pub async fn after_deploy(
         Vec::new()
     };
     let mut out = Pruned::default();
-    {
-        for arn in to_deregister(&candidates, &used, 0) {
-            match ecs::deregister_task_definition(ecs_client, &arn).await {
-                Ok(()) => {
-                    tracing::info!("keep-revisions {keep}: deregistered {}", td_short(&arn));
-                    out.deregistered.push(arn);
-                }
-                Err(e) => out.notes.push(format!("keep-revisions: {e}")),
+    for arn in to_deregister(&candidates, &used, 0) {
+        match ecs::deregister_task_definition(ecs_client, &arn).await {
+            Ok(()) => {
+                tracing::info!("keep-revisions {keep}: deregistered {}", td_short(&arn));
+                out.deregistered.push(arn);
             }
+            Err(e) => out.notes.push(format!("keep-revisions: {e}")),
         }
     }
     out.notes.push(if out.deregistered.is_empty() {
