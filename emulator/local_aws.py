@@ -865,13 +865,49 @@ def snapshot_step(snap) -> None:
 
 
 def instance_step(obj) -> None:
+    """One describe that includes `obj`: a start/stop ends after `left` more describes or at `until` (epoch s),
+    and then records its completion event (see `record_rds_event`) dated when it ended."""
     tr = getattr(obj, "_emu_transition", None)
     if not tr:
         return
-    tr["left"] -= 1
-    if tr["left"] < 0:
-        obj.status = tr["target"]
-        obj._emu_transition = None
+    if "until" in tr:
+        if time.time() < tr["until"]:
+            return
+        ended = tr["until"]
+    else:
+        tr["left"] -= 1
+        if tr["left"] >= 0:
+            return
+        ended = time.time()
+    obj.status = tr["target"]
+    obj._emu_transition = None
+    record_rds_event(obj, tr["event"], ended)
+
+
+# The completion events of a start/stop, as the RDS event catalogue lists them (RDS-EVENT-0088/0087 for a DB
+# instance, RDS-EVENT-0151/0150 for a DB cluster: https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/
+# USER_Events.Messages.html and .../AuroraUserGuide/USER_Events.Messages.html). moto 5.2.5 records none.
+RDS_DONE_EVENTS = {
+    ("DBInstance", "available"): "DB instance started",
+    ("DBInstance", "stopped"): "DB instance stopped",
+    ("DBCluster", "available"): "DB cluster started",
+    ("DBCluster", "stopped"): "DB cluster stopped",
+}
+
+
+def record_rds_event(obj, message: str, at: float) -> None:
+    """Appends an event of DB instance or cluster `obj` to moto's event list (what DescribeEvents returns), dated
+    `at` (epoch seconds)."""
+    ev = rds_models.Event.__new__(rds_models.Event)
+    cluster = isinstance(obj, rds_models.DBCluster)
+    ev.source_identifier = obj.db_cluster_identifier if cluster else obj.db_instance_identifier
+    ev.source_type = "db-cluster" if cluster else "db-instance"
+    ev.message = message
+    ev.event_categories = ["notification"]
+    ev.source_arn = obj.arn
+    ev.date = datetime.fromtimestamp(at, timezone.utc).replace(tzinfo=None)  # naive UTC, as moto's own
+    obj.backend.events.append(ev)
+    obj.backend.events.sort(key=lambda e: e.date)
 
 
 def _after(cls, name: str, fn) -> None:
@@ -899,12 +935,19 @@ def _transition(key: str, real_of, shown: str, target: str):
     def fn(handler, res):
         real = real_of(handler)
         n = int(S.instance_rule.get("transitionDescribes", 0) or 0)
+        secs = float(S.instance_rule.get("transitionSeconds", 0) or 0)
         view = copy.copy(res.result[key]) if res.result[key] is real else res.result[key]
         view.status = shown
         res.result[key] = view
-        if n > 0:
+        event = RDS_DONE_EVENTS[(key, target)]
+        if secs > 0:
             real.status = shown
-            real._emu_transition = {"target": target, "left": n}
+            real._emu_transition = {"target": target, "until": time.time() + secs, "event": event}
+        elif n > 0:
+            real.status = shown
+            real._emu_transition = {"target": target, "left": n, "event": event}
+        else:
+            record_rds_event(real, event, time.time())
 
     return fn
 
@@ -921,6 +964,23 @@ _after(RDSResponse, "stop_db_instance", _transition("DBInstance", _db, "stopping
 _after(RDSResponse, "start_db_instance", _transition("DBInstance", _db, "starting", "available"))
 _after(RDSResponse, "stop_db_cluster", _transition("DBCluster", _cl, "stopping", "stopped"))
 _after(RDSResponse, "start_db_cluster", _transition("DBCluster", _cl, "starting", "available"))
+
+def seed_rds_events(body: dict):
+    """POST /_test/rds/events: past events of an existing DB instance (`dbInstanceIdentifier`) or cluster
+    (`dbClusterIdentifier`), each `{"message", "secondsAgo"}`: a history DescribeEvents returns."""
+    region = body.get("region") or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    backend = rds_models.rds_backends[body.get("account", DEFAULT_ACCOUNT)][region]
+    if body.get("dbClusterIdentifier"):
+        obj = backend.clusters.get(body["dbClusterIdentifier"])
+    else:
+        obj = backend.databases.get(body.get("dbInstanceIdentifier", ""))
+    if obj is None:
+        return 404, {"error": "no such DB instance or cluster"}
+    now_s = time.time()
+    for e in body.get("events", []):
+        record_rds_event(obj, str(e["message"]), now_s - float(e["secondsAgo"]))
+    return 200, {"events": len(body.get("events", []))}
+
 
 # Creation/restore that takes a while, renames, modifications refused while busy: emulator/rds_lifecycle.py.
 rds_lifecycle.install(RDSResponse, rds_models, lambda: S.instance_rule)
@@ -1291,6 +1351,8 @@ def control(method: str, path: str, query: dict, body: Any) -> tuple[int, Any]:
     if path == "/_test/rds/snapshot-rules" and method == "POST":
         S.snapshot_rule = dict(body)
         return 200, S.snapshot_rule
+    if route == ("POST", "/_test/rds/events"):
+        return seed_rds_events(body)
     if path == "/_test/rds/instance-rules" and method == "POST":
         S.instance_rule = dict(body)
         return 200, S.instance_rule

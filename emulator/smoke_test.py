@@ -401,6 +401,43 @@ def rds_stop_start_transitions():
 
 
 @check
+def rds_start_stop_record_their_completion_events_and_can_take_seconds():
+    rds = rds_fixture()
+    rds.describe_db_clusters(DBClusterIdentifier="cl1")  # creating -> available
+
+    def messages(**src):
+        return [e["Message"] for e in rds.describe_events(**src, Duration=20160)["Events"]
+                if "started" in e["Message"] or "stopped" in e["Message"]]
+
+    db, cl = dict(SourceIdentifier="db1", SourceType="db-instance"), dict(SourceIdentifier="cl1", SourceType="db-cluster")
+    rds.stop_db_instance(DBInstanceIdentifier="db1")
+    eq(messages(**db), ["DB instance stopped"], "N=0: done at once, event recorded")
+    ctl("POST", "/_test/rds/instance-rules", {"transitionSeconds": 0.6})
+    t0 = time.time()
+    rds.start_db_instance(DBInstanceIdentifier="db1")
+    eq(rds.describe_db_instances(DBInstanceIdentifier="db1")["DBInstances"][0]["DBInstanceStatus"], "starting",
+       "within the seconds")
+    eq(messages(**db), ["DB instance stopped"], "no completion event before the end")
+    time.sleep(0.7)
+    eq(rds.describe_db_instances(DBInstanceIdentifier="db1")["DBInstances"][0]["DBInstanceStatus"], "available",
+       "after the seconds")
+    events = rds.describe_events(**db, Duration=20160)["Events"]
+    started = [e for e in events if e["Message"] == "DB instance started"]
+    eq(len(started), 1, "one start event")
+    took = started[0]["Date"].timestamp() - t0
+    assert 0.5 <= took <= 0.7, f"start event dated at the end of the transition, {took:.2f}s after the call"
+    rds.stop_db_cluster(DBClusterIdentifier="cl1")
+    time.sleep(0.7)
+    rds.describe_db_clusters(DBClusterIdentifier="cl1")
+    eq(messages(**cl), ["DB cluster stopped"], "cluster stop event")
+    ctl("POST", "/_test/rds/events", {"dbClusterIdentifier": "cl1", "region": REGION, "events": [
+        {"message": "DB cluster is being started due to it exceeding the maximum allowed time being stopped.",
+         "secondsAgo": 100}, {"message": "DB cluster started", "secondsAgo": 90}]})
+    eq(messages(**cl)[:2], ["DB cluster is being started due to it exceeding the maximum allowed time being stopped.",
+                            "DB cluster started"], "seeded history, oldest first")
+
+
+@check
 def rds_restore_takes_describes_and_renames_move_the_endpoint():
     rds = rds_fixture()
     rds.create_db_snapshot(DBInstanceIdentifier="db1", DBSnapshotIdentifier="s1")
