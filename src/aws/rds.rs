@@ -314,6 +314,39 @@ pub async fn stop(rds: &Client, db: &Database) -> Result<(), AwsError> {
     Ok(())
 }
 
+/// The longest history DescribeEvents keeps: 14 days, in minutes (its `Duration`).
+const EVENTS_KEPT_MINUTES: i32 = 14 * 24 * 60;
+
+/// The database's own RDS events of the last 14 days (DescribeEvents, SourceType `db-instance` or `db-cluster`),
+/// as `(epoch milliseconds, message)`, in the order AWS lists them. Their messages are the ones of the RDS event
+/// catalogue (<https://docs.aws.amazon.com/AmazonRDS/latest/UserGuide/USER_Events.Messages.html>, for Aurora
+/// <https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/USER_Events.Messages.html>): e.g. "DB instance
+/// started" (RDS-EVENT-0088), "DB instance stopped" (RDS-EVENT-0087), "DB cluster started" / "DB cluster stopped"
+/// (RDS-EVENT-0151 / 0150).
+pub async fn recent_events(rds: &Client, db: &Database) -> Result<Vec<(i64, String)>, AwsError> {
+    let source_type = match db.kind {
+        DatabaseKind::Instance => aws_sdk_rds::types::SourceType::DbInstance,
+        DatabaseKind::Cluster => aws_sdk_rds::types::SourceType::DbCluster,
+    };
+    let mut pages = rds
+        .describe_events()
+        .source_type(source_type)
+        .source_identifier(&db.identifier)
+        .duration(EVENTS_KEPT_MINUTES)
+        .into_paginator()
+        .send();
+    let mut events = Vec::new();
+    while let Some(page) = pages.next().await {
+        let page = page.aws("RDS DescribeEvents", &db.identifier)?;
+        events.extend(
+            page.events()
+                .iter()
+                .filter_map(|e| Some((e.date()?.to_millis().ok()?, e.message()?.to_string()))),
+        );
+    }
+    Ok(events)
+}
+
 /// The error codes RDS answers when a start/stop races with another state change.
 pub fn is_invalid_state(err: &AwsError) -> bool {
     err.is("InvalidDBInstanceState")

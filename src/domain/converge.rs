@@ -23,12 +23,13 @@ use crate::aws::ecs::{self, Rollout};
 use crate::aws::{rds, AwsError};
 use crate::config::{Database, Environment};
 use crate::domain::autoscaling;
+use crate::domain::db_history;
 use crate::domain::drain::{self, QuietReport};
 use crate::domain::environment::{self, EnvState, Observed, ServiceObs};
 use crate::domain::maintenance::{self, MaintenanceState};
 use crate::domain::Ctx;
 use crate::error::UsageError;
-use crate::wait::{human, Backoff, Check};
+use crate::wait::{human, Backoff, Check, Expected};
 
 pub use crate::domain::maintenance::BypassHeader;
 
@@ -885,44 +886,136 @@ async fn move_database(db: &Database, want: DbWant, c: &Clients, ctx: &Ctx) -> R
         DbWant::Available => "available",
         DbWant::Stopped => "stopped",
     };
-    let called = std::cell::Cell::new(false);
-    ctx.poller(format!("database {} {target}", db.identifier), Backoff::SLOW)
-        .run(|| {
-            let called = &called;
-            async move {
-                let status = rds::db_status(&c.rds, db).await?;
-                let call = match db_move(&status, want) {
-                    DbMove::Done => return Ok(Check::Done(())),
-                    DbMove::Wait => return Ok(Check::Pending(format!("database {} is {status}", db.identifier))),
-                    DbMove::Refuse => bail!(
-                        "database {} is {status}, which will not become {target} by itself; fix it in the RDS console, then re-run",
-                        db.identifier
-                    ),
-                    DbMove::Start => rds::start(&c.rds, db).await,
-                    DbMove::Stop => rds::stop(&c.rds, db).await,
-                };
-                match call {
-                    Ok(()) => {
-                        called.set(true);
-                        // Look once more right away: a database that got there at once is done now.
-                        let now = rds::db_status(&c.rds, db).await?;
-                        if db_move(&now, want) == DbMove::Done {
-                            return Ok(Check::Done(()));
-                        }
-                        Ok(Check::Pending(format!("database {} was {status}, now {now}; waiting until it is {target}", db.identifier)))
-                    }
-                    Err(e) if rds::is_invalid_state(&e) => Ok(Check::Pending(format!("database {} is changing state ({})", db.identifier, code(&e)))),
-                    Err(e) => Err(e.into()),
-                }
-            }
-        })
+    // The first look through the poller too, so a throttled describe is looked at again.
+    let status = ctx
+        .poller(format!("database {} status", db.identifier), Backoff::SLOW)
+        .run(|| async { Ok(Check::Done(rds::db_status(&c.rds, db).await?)) })
         .await?;
+    let called = match db_move(&status, want) {
+        DbMove::Start | DbMove::Stop => call_move(db, want, target, &status, c).await?,
+        DbMove::Done | DbMove::Wait | DbMove::Refuse => None,
+    };
+    // Counted from the call: the poller counts from its own start, a moment later.
+    let expected = called
+        .and_then(|k| k.usual.map(|u| u.saturating_sub(k.at.elapsed())))
+        .map(|after| Expected { after });
+    let again = std::cell::Cell::new(false);
+    ctx.poller(
+        format!("database {} {target}", db.identifier),
+        Backoff::SLOW,
+    )
+    .expecting(expected)
+    .run(|| look(db, want, target, c, &again))
+    .await?;
     Ok(format!("database {} {target}", db.identifier)
-        + if called.get() {
+        + if called.is_some() || again.get() {
             ""
         } else {
             " (was already moving there)"
         })
+}
+
+/// A start or stop just made: when, and how long this database's usually take.
+#[derive(Debug, Clone, Copy)]
+struct Called {
+    at: std::time::Instant,
+    usual: Option<Duration>,
+}
+
+/// Reads how long this database's starts (stops) usually take, then calls StartDB*/StopDB*. `None` when RDS
+/// refused because the database is changing state already (the wait then looks at the backoff's pace).
+async fn call_move(
+    db: &Database,
+    want: DbWant,
+    target: &str,
+    status: &str,
+    c: &Clients,
+) -> Result<Option<Called>> {
+    let usual = usual_move(db, want, c).await;
+    let at = std::time::Instant::now();
+    let call = match want {
+        DbWant::Available => rds::start(&c.rds, db).await,
+        DbWant::Stopped => rds::stop(&c.rds, db).await,
+    };
+    match call {
+        Ok(()) => {
+            tracing::info!(
+                "database {} was {status}; asked RDS to make it {target}",
+                db.identifier
+            );
+            Ok(Some(Called { at, usual }))
+        }
+        Err(e) if rds::is_invalid_state(&e) => {
+            tracing::info!(
+                "database {} is changing state ({})",
+                db.identifier,
+                code(&e)
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// How long this database's moves towards `want` usually take, from its RDS events of the last 14 days (one line
+/// in the log either way). Events that cannot be read (no `rds:DescribeEvents`, ...) give no expectation, never a
+/// failure.
+async fn usual_move(db: &Database, want: DbWant, c: &Clients) -> Option<Duration> {
+    let events = match rds::recent_events(&c.rds, db).await {
+        Ok(events) => events,
+        Err(e) => {
+            tracing::warn!(
+                "database {}: its RDS events could not be read ({}); the wait looks every 2-15 s",
+                db.identifier,
+                crate::text::for_log(&e.to_string())
+            );
+            return None;
+        }
+    };
+    let events: Vec<(i64, &str)> = events.iter().map(|(t, m)| (*t, m.as_str())).collect();
+    let samples = db_history::samples(&events, want);
+    let usual = db_history::usual_duration(&events, want);
+    tracing::info!(
+        "{}",
+        db_history::usual_line(&db.identifier, want, usual, samples.len())
+    );
+    usual
+}
+
+/// One look of the database wait: done, still moving, or (when it settled somewhere else) the start/stop again.
+async fn look(
+    db: &Database,
+    want: DbWant,
+    target: &str,
+    c: &Clients,
+    again: &std::cell::Cell<bool>,
+) -> Result<Check<()>> {
+    let status = rds::db_status(&c.rds, db).await?;
+    let call = match db_move(&status, want) {
+        DbMove::Done => return Ok(Check::Done(())),
+        DbMove::Wait => return Ok(Check::Pending(format!("database {} is {status}", db.identifier))),
+        DbMove::Refuse => bail!(
+            "database {} is {status}, which will not become {target} by itself; fix it in the RDS console, then re-run",
+            db.identifier
+        ),
+        DbMove::Start => rds::start(&c.rds, db).await,
+        DbMove::Stop => rds::stop(&c.rds, db).await,
+    };
+    match call {
+        Ok(()) => {
+            again.set(true);
+            Ok(Check::Pending(format!(
+                "database {} was {status}; waiting until it is {target}",
+                db.identifier
+            )))
+        }
+        Err(e) if rds::is_invalid_state(&e) => Ok(Check::Pending(format!(
+            "database {} is changing state ({})",
+            db.identifier,
+            code(&e)
+        ))),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn code(e: &AwsError) -> &str {

@@ -5,6 +5,7 @@
 pub mod autoscaling;
 pub mod converge;
 mod ctx;
+pub mod db_history;
 pub mod drain;
 pub mod environment;
 pub mod maintenance;
