@@ -301,6 +301,14 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             ));
         }
         db_start.push(grant("RdsStartDatabase", &[start], vec![res]));
+        // The database's own start/stop events pace the wait after a start or stop (domain/db_history.rs).
+        let events = grant(
+            "RdsEventsNoResourceLevel",
+            &["rds:DescribeEvents"],
+            vec!["*".into()],
+        );
+        db_start_stop.push(events.clone());
+        db_start.push(events);
     }
 
     let mut elb_read: Vec<Grant> = vec![];
@@ -1200,6 +1208,46 @@ snapshot-name = "pre-{environment}-{version}"
         assert!(policy(&[&env("prod")], &[Phase::Preview])
             .statements
             .is_empty());
+    }
+
+    /// Every phase that may start or stop the database through the state change reads its RDS events (they pace the
+    /// wait); no other does.
+    #[test]
+    fn database_events_wherever_the_database_is_started_or_stopped() {
+        let stage = env("stage");
+        let prod = env("prod");
+        let cases: &[(&str, &Environment, &str)] = &[
+            ("instance", &stage, "rds:StartDBInstance"),
+            ("Aurora cluster", &prod, "rds:StartDBCluster"),
+        ];
+        for (kind, e, start) in cases {
+            let mut granted = vec![];
+            for phase in PHASES {
+                let p = policy(&[*e], &[phase]);
+                // restore starts the database it restored with a wait of its own, not paced by the events.
+                let moves = allows(&p, start, None) && phase != Phase::Restore;
+                assert_eq!(
+                    allows(&p, "rds:DescribeEvents", None),
+                    moves,
+                    "{kind}, {}: DescribeEvents exactly where {start}",
+                    phase.name()
+                );
+                if moves {
+                    granted.push(phase.name());
+                }
+            }
+            for must in ["state", "deploy", "migrate"] {
+                assert!(
+                    granted.contains(&must),
+                    "{kind}: {must} starts the database: {granted:?}"
+                );
+            }
+            let p = policy(&[*e], &[Phase::Status, Phase::Snapshot]);
+            assert!(
+                !allows(&p, "rds:DescribeEvents", None),
+                "{kind}: status and snapshot never wait for one"
+            );
+        }
     }
 
     #[test]
