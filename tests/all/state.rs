@@ -679,6 +679,30 @@ async fn a_database_start_is_paced_by_its_own_history() {
     );
 }
 
+/// Events that cannot be read (no rds:DescribeEvents in the role) never fail the run: one line, then the backoff.
+#[tokio::test]
+async fn a_database_start_without_access_to_its_events_still_succeeds() {
+    let ctx = TestContext::new().await;
+    ctx.seed("stage", &[]);
+    state(&ctx, "stopped", &[]).await.assert_code(0);
+    ctx.post(
+        "/_test/faults",
+        json!({"operation": "DescribeEvents", "kind": "denied", "count": -1}),
+    )
+    .await;
+    let r = state(&ctx, "db-only", &[]).await;
+    r.assert_code(0);
+    assert_eq!(db_status(&ctx, false).await, "available");
+    assert_eq!(
+        r.stderr
+            .matches("database app-stage: its RDS events could not be read")
+            .count(),
+        1,
+        "{}",
+        r.stderr
+    );
+}
+
 /// A run killed half-way (here: an AWS error on the 2nd rule change) leaves enough recorded that the next run
 /// converges, in either direction, and the original rules come back exactly.
 #[tokio::test]
