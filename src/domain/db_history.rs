@@ -74,15 +74,19 @@ fn median_of_last(samples: &[Duration]) -> Option<Duration> {
 
 /// `database stage-db usually starts in ~4m 10s (its last 3 starts)`, or how the wait looks without a history.
 pub fn usual_line(db: &str, want: DbWant, usual: Option<Duration>, samples: usize) -> String {
-    let (verb, noun) = match want {
-        DbWant::Available => ("starts", "starts"),
-        DbWant::Stopped => ("stops", "stops"),
+    let (verb, one) = match want {
+        DbWant::Available => ("starts", "start"),
+        DbWant::Stopped => ("stops", "stop"),
+    };
+    let noun = verb;
+    let last = match samples.min(LAST) {
+        1 => format!("its last {one}"),
+        n => format!("its last {n} {noun}"),
     };
     match usual {
         Some(d) => format!(
-            "database {db} usually {verb} in ~{} (its last {} {noun}): the wait looks often around then",
-            crate::wait::human(d),
-            samples.min(LAST)
+            "database {db} usually {verb} in ~{} ({last}): the wait looks often around then",
+            crate::wait::human(d)
         ),
         None => format!(
             "database {db}: no measured {noun} in its RDS events of the last 14 days; the wait looks every 2-15 s"
@@ -232,8 +236,9 @@ mod tests {
             usual_line("stage-db", Start, d, 5),
             "database stage-db usually starts in ~4m 10s (its last 3 starts): the wait looks often around then"
         );
-        assert!(usual_line("stage-db", Stop, d, 1)
-            .contains("usually stops in ~4m 10s (its last 1 stops)"));
+        assert!(
+            usual_line("stage-db", Stop, d, 1).contains("usually stops in ~4m 10s (its last stop)")
+        );
         assert!(usual_line("stage-db", Stop, None, 0).contains("no measured stops"));
     }
 }
