@@ -892,8 +892,15 @@ async fn move_database(db: &Database, want: DbWant, c: &Clients, ctx: &Ctx) -> R
         .run(|| async { Ok(Check::Done(rds::db_status(&c.rds, db).await?)) })
         .await?;
     let called = match db_move(&status, want) {
+        DbMove::Done => {
+            return Ok(format!(
+                "database {} {target} (was already moving there)",
+                db.identifier
+            ))
+        }
+        DbMove::Refuse => return Err(refused(db, &status, target)),
         DbMove::Start | DbMove::Stop => call_move(db, want, target, &status, c).await?,
-        DbMove::Done | DbMove::Wait | DbMove::Refuse => None,
+        DbMove::Wait => None,
     };
     // Counted from the call: the poller counts from its own start, a moment later.
     let expected = called
@@ -993,11 +1000,13 @@ async fn look(
     let status = rds::db_status(&c.rds, db).await?;
     let call = match db_move(&status, want) {
         DbMove::Done => return Ok(Check::Done(())),
-        DbMove::Wait => return Ok(Check::Pending(format!("database {} is {status}", db.identifier))),
-        DbMove::Refuse => bail!(
-            "database {} is {status}, which will not become {target} by itself; fix it in the RDS console, then re-run",
-            db.identifier
-        ),
+        DbMove::Wait => {
+            return Ok(Check::Pending(format!(
+                "database {} is {status}",
+                db.identifier
+            )))
+        }
+        DbMove::Refuse => return Err(refused(db, &status, target)),
         DbMove::Start => rds::start(&c.rds, db).await,
         DbMove::Stop => rds::stop(&c.rds, db).await,
     };
@@ -1016,6 +1025,13 @@ async fn look(
         ))),
         Err(e) => Err(e.into()),
     }
+}
+
+fn refused(db: &Database, status: &str, target: &str) -> anyhow::Error {
+    anyhow!(
+        "database {} is {status}, which will not become {target} by itself; fix it in the RDS console, then re-run",
+        db.identifier
+    )
 }
 
 fn code(e: &AwsError) -> &str {
