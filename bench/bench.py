@@ -639,6 +639,8 @@ class Bench:
         r = r[0] if isinstance(r, list) else r
         ro = [x for x in self.aws.rollouts(svc, cluster, r.spawn) if x["state"] == "COMPLETED"]
         calls = [c for c in self.aws.calls_since(seq) if r.spawn <= c["t"] <= r.exit]
+        if os.environ.get("BENCH_SHOW_CALLS"):
+            print("\n".join(f"    {c['t'] - r.spawn:7.3f} {c['operation']}" for c in calls), flush=True)
         self.aws.ctl("DELETE", "/_test/ecs/service-rules")
         self.settle(env, [svc])
         return {"lag": r.exit - ro[0]["settledAt"], "calls": len(calls), "wall": r.wall}

@@ -68,6 +68,13 @@ pub fn collides(a: &str, b: &str) -> bool {
     a != b && tag_safe(a) == tag_safe(b)
 }
 
+/// Pure: whether any other version could collide with `v` ([`collides`]). Two colliding versions differ only where
+/// one has `/`, `+` or `-` and the other another of the three, so a version with none of them (`v1.2.3`,
+/// `2026.12.05`) collides with nothing: its collision check reads nothing from AWS.
+pub fn may_collide(v: &str) -> bool {
+    v.contains(['/', '+', '-'])
+}
+
 impl std::fmt::Display for Version {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)
@@ -309,6 +316,34 @@ mod tests {
         for (a, b, want) in cases {
             assert_eq!(collides(a, b), want, "{a} / {b}");
             assert_eq!(collides(b, a), want, "{b} / {a}");
+        }
+    }
+
+    #[test]
+    fn only_a_version_with_a_slash_plus_or_dash_may_collide() {
+        let cases = [
+            ("v1.2.3", false),
+            ("2026.12.05", false),
+            ("V1_0", false),
+            ("v3.56.2-rc1", true),
+            ("api/v1", true),
+            ("v1.0.0+a", true),
+            ("drizzle-init", true),
+        ];
+        for (v, want) in cases {
+            assert_eq!(may_collide(v), want, "{v}");
+        }
+        // The skip is safe: every colliding pair is seen by both sides.
+        let all = [
+            "api/v1", "api-v1", "api+v1", "v1.0.0", "v1-0-0", "v1.0.0+a", "v1.0.0-a", "v1_0",
+            "a/b", "a-b", "ab",
+        ];
+        for a in all {
+            for b in all {
+                if collides(a, b) {
+                    assert!(may_collide(a) && may_collide(b), "{a} / {b}");
+                }
+            }
         }
     }
 

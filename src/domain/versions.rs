@@ -13,7 +13,7 @@ use crate::aws::ecs::{self, td_short};
 use crate::aws::rds::Snapshot;
 use crate::error::UsageError;
 use crate::tags;
-use crate::version::{collides, Version};
+use crate::version::{collides, may_collide, Version};
 
 /// How many of the newest ACTIVE revisions of a family are read for their version tag.
 pub const NEWEST_REVISIONS: usize = 50;
@@ -39,11 +39,16 @@ pub fn in_snapshots(snaps: &[Snapshot]) -> Vec<Known> {
 }
 
 /// The versions tagged on the newest [`NEWEST_REVISIONS`] ACTIVE revisions of each family (ListTaskDefinitions,
-/// ListTagsForResource; read only).
+/// ListTagsForResource; read only) that `version` could collide with: none, and no call, when it has no `/`, `+` or
+/// `-` ([`may_collide`]).
 pub async fn in_families(
     ecs_client: &aws_sdk_ecs::Client,
     families: &[&str],
+    version: &Version,
 ) -> Result<Vec<Known>> {
+    if !may_collide(version.as_str()) {
+        return Ok(vec![]);
+    }
     let mut arns: Vec<String> = vec![];
     for family in families {
         let mut a = ecs::active_revisions(ecs_client, family).await?;

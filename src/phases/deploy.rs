@@ -249,7 +249,7 @@ async fn plan(req: &Request<Version>, c: &Clients) -> Result<Vec<ServicePlan>> {
         .collect();
     families.sort_unstable();
     families.dedup();
-    let known = versions::in_families(&c.ecs, &families).await?;
+    let known = versions::in_families(&c.ecs, &families, &req.version).await?;
     versions::refuse_collision(&req.version, &known)?;
     // Services at 0 (the environment is db-only after a migration) come back up with the new revision.
     let scale_up = try_join_all(
@@ -465,13 +465,16 @@ impl ServicePlan {
     }
 }
 
-/// Tags of a new revision: the current revision's own tags (not this action's, not `aws:`) plus the version.
+/// Tags of a new revision: the current revision's own tags (not this action's, not `aws:`; but retention's mark,
+/// which holds for the family) plus the version.
 fn new_revision_tags(current: &[Tag], version: &Version) -> Vec<Tag> {
     let mut tags: Vec<Tag> = current
         .iter()
         .filter(|t| {
-            t.key()
-                .is_some_and(|k| !k.starts_with(rollout::TAG_PREFIX) && !k.starts_with("aws:"))
+            t.key().is_some_and(|k| {
+                k == retention::TAG_JUDGED
+                    || (!k.starts_with(rollout::TAG_PREFIX) && !k.starts_with("aws:"))
+            })
         })
         .cloned()
         .collect();
@@ -868,7 +871,7 @@ async fn finish(
                 }
             }
             Stage::TagKnownGood => tag_all_known_good(d, targets, &mut out).await,
-            Stage::Prune => prune(d.req, d.c, targets, &mut out).await,
+            Stage::Prune => prune(d.req, d.c, d.plans, targets, &mut out).await,
             Stage::RestoreAutoscaling => {
                 // Services brought back from 0: their autoscaling as it was before they went to 0.
                 match autoscaling::restore(&d.c.state.ecs, &d.c.state.aas, env_of(d.req)).await {
@@ -986,19 +989,13 @@ async fn cancelled(d: &Applied<'_>, stage: Stage, e: WaitError) -> anyhow::Error
 async fn prune(
     req: &Request<Version>,
     c: &Clients,
+    plans: &[ServicePlan],
     targets: &[RolloutTarget],
     out: &mut DeployOutcome,
 ) {
     let env = &req.common.environment;
     let names: Vec<String> = env.services.iter().map(|s| s.name.clone()).collect();
-    // A family whose new revision is number `keep` or lower cannot hold more than `keep`: no call for it.
-    let mut families: Vec<&str> = targets
-        .iter()
-        .filter(|t| retention::may_exceed(&t.task_definition, req.keep_revisions))
-        .map(|t| ecs::td_family(&t.task_definition))
-        .collect();
-    families.sort_unstable();
-    families.dedup();
+    let families = families_to_judge(plans, targets, req.keep_revisions);
     if families.is_empty() {
         return;
     }
@@ -1007,8 +1004,70 @@ async fn prune(
         Ok(p) => {
             out.deregistered.extend(p.deregistered);
             out.notes.extend(p.notes);
+            mark_judged(&c.ecs, targets, &p.judged, out).await;
         }
         Err(e) => out.notes.push(format!("keep-revisions not applied: {e:#}")),
+    }
+}
+
+/// Pure: the families retention must look at after the deploy, each with its mark (the lowest the services of the
+/// family carry; 0 when one has none): only those that may hold a revision not judged yet past the newest `keep`.
+fn families_to_judge<'a>(
+    plans: &[ServicePlan],
+    targets: &'a [RolloutTarget],
+    keep: usize,
+) -> Vec<retention::Family<'a>> {
+    let mut families: Vec<retention::Family<'a>> = Vec::new();
+    for (p, t) in plans.iter().zip(targets) {
+        let name = ecs::td_family(&t.task_definition);
+        let judged = p
+            .current_tags
+            .iter()
+            .find(|tag| tag.key() == Some(retention::TAG_JUDGED))
+            .and_then(|tag| tag.value()?.parse().ok())
+            .unwrap_or(0);
+        match families.iter_mut().find(|f| f.name == name) {
+            Some(f) => f.judged = f.judged.min(judged),
+            None => families.push(retention::Family { name, judged }),
+        }
+    }
+    families.retain(|f| {
+        let newest = targets
+            .iter()
+            .filter(|t| ecs::td_family(&t.task_definition) == f.name)
+            .filter_map(|t| ecs::td_revision(&t.task_definition))
+            .max();
+        retention::may_hold_unjudged(newest, keep, f.judged)
+    });
+    families
+}
+
+/// Writes each risen mark on the revisions the services of that family now run (the next deploy copies it on).
+async fn mark_judged(
+    ecs_client: &aws_sdk_ecs::Client,
+    targets: &[RolloutTarget],
+    judged: &[(String, i32)],
+    out: &mut DeployOutcome,
+) {
+    for (family, mark) in judged {
+        let mut arns: Vec<&str> = targets
+            .iter()
+            .map(|t| t.task_definition.as_str())
+            .filter(|td| ecs::td_family(td) == family)
+            .collect();
+        arns.dedup();
+        for arn in arns {
+            if let Err(e) = ecs::tag(
+                ecs_client,
+                arn,
+                &[(retention::TAG_JUDGED, mark.to_string())],
+            )
+            .await
+            {
+                out.notes
+                    .push(format!("keep-revisions: mark not written: {e}"));
+            }
+        }
     }
 }
 
@@ -1896,6 +1955,7 @@ mod tests {
                 .key("aws:cloudformation:stack-name")
                 .value("x")
                 .build(),
+            Tag::builder().key(retention::TAG_JUDGED).value("7").build(),
         ];
         let tags = ecs::tag_pairs(&new_revision_tags(
             &current,
@@ -1905,9 +1965,68 @@ mod tests {
             tags,
             vec![
                 ("environment".to_string(), "stage".to_string()),
+                (retention::TAG_JUDGED.to_string(), "7".to_string()),
                 (rollout::TAG_VERSION.to_string(), "v2.0.0".to_string())
             ]
         );
+    }
+
+    #[test]
+    fn retention_looks_only_at_families_that_may_hold_an_unjudged_revision() {
+        let td =
+            |f: &str, n: i32| format!("arn:aws:ecs:eu-central-1:1:task-definition/stage-{f}:{n}");
+        let with_mark = |name: &str, mark: Option<&str>| ServicePlan {
+            current_tags: mark
+                .map(|m| vec![Tag::builder().key(retention::TAG_JUDGED).value(m).build()])
+                .unwrap_or_default(),
+            ..plan(name, true, None)
+        };
+        let target = |f: &str, n: i32| RolloutTarget {
+            service: f.into(),
+            task_definition: td(f, n),
+            desired_count: None,
+        };
+        // (services: family, mark on the running revision, new revision number) → families looked at, with marks
+        type Service<'a> = (&'a str, Option<&'a str>, i32);
+        type Case<'a> = (&'a str, Vec<Service<'a>>, Vec<(&'a str, i32)>);
+        let cases: [Case; 5] = [
+            (
+                "young families: none",
+                vec![("core", None, 10), ("api", None, 3)],
+                vec![],
+            ),
+            (
+                "past keep, no mark",
+                vec![("core", None, 11)],
+                vec![("stage-core", 0)],
+            ),
+            (
+                "the mark covers all but the newest keep",
+                vec![("core", Some("1"), 11)],
+                vec![],
+            ),
+            (
+                "one new past keep",
+                vec![("core", Some("1"), 12), ("api", Some("40"), 50)],
+                vec![("stage-core", 1)],
+            ),
+            (
+                "a mark that is not a number counts as none",
+                vec![("core", Some("x"), 12)],
+                vec![("stage-core", 0)],
+            ),
+        ];
+        for (name, services, want) in cases {
+            let plans: Vec<ServicePlan> =
+                services.iter().map(|(f, m, _)| with_mark(f, *m)).collect();
+            let targets: Vec<RolloutTarget> =
+                services.iter().map(|(f, _, n)| target(f, *n)).collect();
+            let got: Vec<(&str, i32)> = families_to_judge(&plans, &targets, 10)
+                .iter()
+                .map(|f| (f.name, f.judged))
+                .collect();
+            assert_eq!(got, want, "{name}");
+        }
     }
 
     fn plan(name: &str, new_revision: bool, scale_up_to: Option<i32>) -> ServicePlan {

@@ -232,7 +232,9 @@ async fn preconditions(
         })?;
     // A version whose image tag another known version already gives is refused (exit 2) before anything changes.
     let mut known = versions::in_snapshots(&snaps);
-    known.extend(versions::in_families(&clients.task.ecs, &[req.migration.family.as_str()]).await?);
+    known.extend(
+        versions::in_families(&clients.task.ecs, &[req.migration.family.as_str()], version).await?,
+    );
     versions::refuse_collision(version, &known)?;
     let now = now_secs();
     let found = snapshot_precondition(

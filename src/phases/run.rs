@@ -171,7 +171,12 @@ pub async fn run(req: &Request, clients: &Clients, ctx: &Ctx) -> Result<RunOutco
         TaskRef::Service(s) => service_task(env, s, &clients.task.ecs).await?,
     };
     // A version whose image tag another known version already gives is refused (exit 2) before anything changes.
-    let known = versions::in_families(&clients.task.ecs, &[task.family.as_str()]).await?;
+    let known = versions::in_families(
+        &clients.task.ecs,
+        &[task.family.as_str()],
+        &resolved.version,
+    )
+    .await?;
     versions::refuse_collision(&resolved.version, &known)?;
     let launch = Launch {
         environment: env,

@@ -121,6 +121,15 @@ async fn deploy_rolls_out_a_new_version_on_three_services() {
     // Every revision is registered before any service is updated, each exactly once.
     let calls = ctx.calls().await;
     assert_eq!(count(&calls, "RegisterTaskDefinition"), 3);
+    // v1.1.0 collides with no version (no `/`, `+` or `-`) and the families are young: no revision is listed, no
+    // revision's tags are read (the services' tags are, when maintenance is lifted at the end).
+    assert_eq!(count(&calls, "ListTaskDefinitions"), 0, "{calls:?}");
+    let planning = calls
+        .iter()
+        .take_while(|(_, o)| o != "RegisterTaskDefinition")
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(count(&planning, "ListTagsForResource"), 0, "{calls:?}");
     assert_eq!(count(&calls, "UpdateService"), 3);
     let last_register = calls
         .iter()

@@ -248,6 +248,78 @@ async fn deploy_keeps_the_newest_revisions_and_never_one_in_use() {
         "{}",
         r.summary
     );
+    // What was judged is remembered on the newest revision: core's 2 (in use then) is read again, workers' 1 (not
+    // this action's, judged before) is not. Read: core 4 and 2, workers 4; three tag reads where five were made
+    // before the mark.
+    assert_eq!(
+        judged_mark(&ctx, "stage-core:5").await.as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        judged_mark(&ctx, "stage-workers:5").await.as_deref(),
+        Some("3")
+    );
+    let ecs = ctx.ecs().await;
+    for task in ecs
+        .list_tasks()
+        .cluster("app-stage")
+        .started_by("deploy-action")
+        .send()
+        .await
+        .unwrap()
+        .task_arns()
+    {
+        ecs.stop_task()
+            .cluster("app-stage")
+            .task(task)
+            .send()
+            .await
+            .unwrap();
+    }
+    ctx.clear_calls().await;
+    ctx.action(&deploy("v1.5.0")).await.assert_code(0);
+    let calls = ctx.calls().await;
+    let retention = calls
+        .iter()
+        .skip_while(|(_, o)| o != "ListTaskDefinitions")
+        .take_while(|(_, o)| o != "DeregisterTaskDefinition");
+    let tag_reads = retention
+        .filter(|(_, o)| o == "ListTagsForResource")
+        .count();
+    assert_eq!(tag_reads, 3, "{calls:?}");
+    assert_eq!(
+        active(&ctx, "stage-core").await,
+        ["stage-core:6", "stage-core:5", "stage-core:1"]
+    );
+    assert_eq!(
+        active(&ctx, "stage-workers").await,
+        ["stage-workers:6", "stage-workers:5", "stage-workers:1"]
+    );
+    assert_eq!(
+        judged_mark(&ctx, "stage-core:6").await.as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        judged_mark(&ctx, "stage-workers:6").await.as_deref(),
+        Some("4")
+    );
+}
+
+/// Retention's mark on a revision (`deploy-action:retention-judged`).
+async fn judged_mark(ctx: &TestContext, td: &str) -> Option<String> {
+    let out = ctx
+        .ecs()
+        .await
+        .describe_task_definition()
+        .task_definition(td)
+        .include(aws_sdk_ecs::types::TaskDefinitionField::Tags)
+        .send()
+        .await
+        .unwrap();
+    out.tags()
+        .iter()
+        .find(|t| t.key() == Some("deploy-action:retention-judged"))
+        .and_then(|t| t.value().map(str::to_string))
 }
 
 /// The image of a service's own container (`core` of service `core`), and its revision's version tag.
