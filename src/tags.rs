@@ -41,6 +41,14 @@ pub fn standard(environment: &str, version: &str, run: Option<&str>) -> Vec<(Str
 /// (`<seconds since the epoch> <version>`). Migrate needs a snapshot made after it.
 pub const LAST_MIGRATION: &str = "deploy-action:last-migration";
 
+/// Tag on the database: how long its last starts took (the last 3 at most, oldest first, whole seconds separated by
+/// spaces: `251 248 260`), measured by this action from its StartDBInstance / StartDBCluster call to RDS's completion event ("DB instance started" / "DB cluster started"), or to the look that
+/// saw the database available when RDS reported no such event. Paces the wait after the next start.
+pub const START_SECONDS: &str = "deploy-action:start-seconds";
+/// Tag on the database: how long its last stops took, as [`START_SECONDS`] (StopDBInstance / StopDBCluster to "DB
+/// instance stopped" / "DB cluster stopped").
+pub const STOP_SECONDS: &str = "deploy-action:stop-seconds";
+
 /// The last migration recorded on the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LastMigration {

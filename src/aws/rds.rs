@@ -20,8 +20,23 @@ pub struct Snapshot {
     pub tags: Vec<(String, String)>,
 }
 
+/// What one DescribeDBInstances / DescribeDBClusters says of the database: its status, ARN and tags.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DbState {
+    /// `available`, `stopped`, `starting`, ... (`unknown` when RDS said none).
+    pub status: String,
+    /// Empty when RDS said none.
+    pub arn: String,
+    pub tags: Vec<(String, String)>,
+}
+
 /// The database's status string (`available`, `stopped`, `starting`, ...).
 pub async fn db_status(rds: &Client, db: &Database) -> Result<String, AwsError> {
+    Ok(db_state(rds, db).await?.status)
+}
+
+/// The database's status, ARN and tags (one DescribeDBInstances / DescribeDBClusters: the tags come with it).
+pub async fn db_state(rds: &Client, db: &Database) -> Result<DbState, AwsError> {
     match db.kind {
         DatabaseKind::Instance => {
             let out = rds
@@ -33,9 +48,12 @@ pub async fn db_status(rds: &Client, db: &Database) -> Result<String, AwsError> 
             Ok(out
                 .db_instances()
                 .first()
-                .and_then(|i| i.db_instance_status())
-                .unwrap_or("unknown")
-                .to_string())
+                .map(|i| DbState {
+                    status: i.db_instance_status().unwrap_or("unknown").to_string(),
+                    arn: i.db_instance_arn().unwrap_or_default().to_string(),
+                    tags: tag_pairs(i.tag_list()),
+                })
+                .unwrap_or_else(DbState::unknown))
         }
         DatabaseKind::Cluster => {
             let out = rds
@@ -47,9 +65,21 @@ pub async fn db_status(rds: &Client, db: &Database) -> Result<String, AwsError> 
             Ok(out
                 .db_clusters()
                 .first()
-                .and_then(|c| c.status())
-                .unwrap_or("unknown")
-                .to_string())
+                .map(|c| DbState {
+                    status: c.status().unwrap_or("unknown").to_string(),
+                    arn: c.db_cluster_arn().unwrap_or_default().to_string(),
+                    tags: tag_pairs(c.tag_list()),
+                })
+                .unwrap_or_else(DbState::unknown))
+        }
+    }
+}
+
+impl DbState {
+    fn unknown() -> DbState {
+        DbState {
+            status: "unknown".into(),
+            ..DbState::default()
         }
     }
 }
@@ -324,17 +354,36 @@ const EVENTS_KEPT_MINUTES: i32 = 14 * 24 * 60;
 /// started" (RDS-EVENT-0088), "DB instance stopped" (RDS-EVENT-0087), "DB cluster started" / "DB cluster stopped"
 /// (RDS-EVENT-0151 / 0150).
 pub async fn recent_events(rds: &Client, db: &Database) -> Result<Vec<(i64, String)>, AwsError> {
+    events(rds, db, None).await
+}
+
+/// As [`recent_events`], the events dated from `since_ms` (epoch milliseconds, DescribeEvents `StartTime`) on.
+pub async fn events_since(
+    rds: &Client,
+    db: &Database,
+    since_ms: i64,
+) -> Result<Vec<(i64, String)>, AwsError> {
+    events(rds, db, Some(since_ms)).await
+}
+
+async fn events(
+    rds: &Client,
+    db: &Database,
+    since_ms: Option<i64>,
+) -> Result<Vec<(i64, String)>, AwsError> {
     let source_type = match db.kind {
         DatabaseKind::Instance => aws_sdk_rds::types::SourceType::DbInstance,
         DatabaseKind::Cluster => aws_sdk_rds::types::SourceType::DbCluster,
     };
-    let mut pages = rds
+    let req = rds
         .describe_events()
         .source_type(source_type)
-        .source_identifier(&db.identifier)
-        .duration(EVENTS_KEPT_MINUTES)
-        .into_paginator()
-        .send();
+        .source_identifier(&db.identifier);
+    let req = match since_ms {
+        Some(ms) => req.start_time(aws_sdk_rds::primitives::DateTime::from_millis(ms)),
+        None => req.duration(EVENTS_KEPT_MINUTES),
+    };
+    let mut pages = req.into_paginator().send();
     let mut events = Vec::new();
     while let Some(page) = pages.next().await {
         let page = page.aws("RDS DescribeEvents", &db.identifier)?;

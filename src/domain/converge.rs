@@ -886,25 +886,27 @@ async fn move_database(db: &Database, want: DbWant, c: &Clients, ctx: &Ctx) -> R
         DbWant::Available => "available",
         DbWant::Stopped => "stopped",
     };
-    // The first look through the poller too, so a throttled describe is looked at again.
-    let status = ctx
+    // The first look through the poller too, so a throttled describe is looked at again. It brings the database's
+    // ARN and tags (this action's record of its starts and stops) along.
+    let first = ctx
         .poller(format!("database {} status", db.identifier), Backoff::SLOW)
-        .run(|| async { Ok(Check::Done(rds::db_status(&c.rds, db).await?)) })
+        .run(|| async { Ok(Check::Done(rds::db_state(&c.rds, db).await?)) })
         .await?;
-    let called = match db_move(&status, want) {
+    let called = match db_move(&first.status, want) {
         DbMove::Done => {
             return Ok(format!(
                 "database {} {target} (was already moving there)",
                 db.identifier
             ))
         }
-        DbMove::Refuse => return Err(refused(db, &status, target)),
-        DbMove::Start | DbMove::Stop => call_move(db, want, target, &status, c).await?,
+        DbMove::Refuse => return Err(refused(db, &first.status, target)),
+        DbMove::Start | DbMove::Stop => call_move(db, want, target, &first, c).await?,
         DbMove::Wait => None,
     };
     // Counted from the call: the poller counts from its own start, a moment later.
     let expected = called
-        .and_then(|k| k.usual.map(|u| u.saturating_sub(k.at.elapsed())))
+        .as_ref()
+        .and_then(|k| k.usual.map(|u| u.duration.saturating_sub(k.at.elapsed())))
         .map(|after| Expected { after });
     let again = std::cell::Cell::new(false);
     ctx.poller(
@@ -914,6 +916,12 @@ async fn move_database(db: &Database, want: DbWant, c: &Clients, ctx: &Ctx) -> R
     .expecting(expected)
     .run(|| look(db, want, target, c, &again))
     .await?;
+    let seen_ms = epoch_ms(SystemTime::now());
+    match &called {
+        // Started again by the wait (it had settled elsewhere): the call's time no longer measures this move.
+        Some(k) if !again.get() => record_move(db, want, &first.arn, k, seen_ms, c).await,
+        _ => {}
+    }
     Ok(format!("database {} {target}", db.identifier)
         + if called.is_some() || again.get() {
             ""
@@ -922,24 +930,43 @@ async fn move_database(db: &Database, want: DbWant, c: &Clients, ctx: &Ctx) -> R
         })
 }
 
-/// A start or stop just made: when, and how long this database's usually take.
-#[derive(Debug, Clone, Copy)]
+/// A start or stop just made: when, and what was known of this database's earlier ones.
+#[derive(Debug, Clone)]
 struct Called {
     at: std::time::Instant,
-    usual: Option<Duration>,
+    /// The same moment, epoch milliseconds (matched against the dates of RDS's events).
+    at_ms: i64,
+    usual: Option<db_history::Usual>,
+    /// This action's record of the earlier ones (see [`db_history::record_key`]).
+    recorded: Vec<Duration>,
+    /// The events could not be read before the call: not tried again after the wait.
+    events_unreadable: bool,
 }
 
-/// Reads how long this database's starts (stops) usually take, then calls StartDB*/StopDB*. `None` when RDS
+/// Finds how long this database's starts (stops) usually take, then calls StartDB*/StopDB*. `None` when RDS
 /// refused because the database is changing state already (the wait then looks at the backoff's pace).
 async fn call_move(
     db: &Database,
     want: DbWant,
     target: &str,
-    status: &str,
+    first: &rds::DbState,
     c: &Clients,
 ) -> Result<Option<Called>> {
-    let usual = usual_move(db, want, c).await;
-    let at = std::time::Instant::now();
+    let recorded = crate::tags::get(&first.tags, db_history::record_key(want))
+        .map(db_history::parse_record)
+        .unwrap_or_default();
+    let (events, events_unreadable) = if recorded.is_empty() {
+        match database_events(db, c, None).await {
+            Some(events) => (events, false),
+            None => (vec![], true),
+        }
+    } else {
+        (vec![], false)
+    };
+    let events: Vec<(i64, &str)> = events.iter().map(|(t, m)| (*t, m.as_str())).collect();
+    let usual = db_history::usual(&recorded, &events, want);
+    tracing::info!("{}", db_history::usual_line(&db.identifier, want, usual));
+    let (at, at_ms) = (std::time::Instant::now(), epoch_ms(SystemTime::now()));
     let call = match want {
         DbWant::Available => rds::start(&c.rds, db).await,
         DbWant::Stopped => rds::stop(&c.rds, db).await,
@@ -947,10 +974,17 @@ async fn call_move(
     match call {
         Ok(()) => {
             tracing::info!(
-                "database {} was {status}; asked RDS to make it {target}",
-                db.identifier
+                "database {} was {}; asked RDS to make it {target}",
+                db.identifier,
+                first.status
             );
-            Ok(Some(Called { at, usual }))
+            Ok(Some(Called {
+                at,
+                at_ms,
+                usual,
+                recorded,
+                events_unreadable,
+            }))
         }
         Err(e) if rds::is_invalid_state(&e) => {
             tracing::info!(
@@ -964,29 +998,82 @@ async fn call_move(
     }
 }
 
-/// How long this database's moves towards `want` usually take, from its RDS events of the last 14 days (one line
-/// in the log either way). Events that cannot be read (no `rds:DescribeEvents`, ...) give no expectation, never a
-/// failure.
-async fn usual_move(db: &Database, want: DbWant, c: &Clients) -> Option<Duration> {
-    let events = match rds::recent_events(&c.rds, db).await {
-        Ok(events) => events,
-        Err(e) => {
-            tracing::warn!(
-                "database {}: its RDS events could not be read ({}); the wait looks every 2-15 s",
-                db.identifier,
-                crate::text::for_log(&e.to_string())
-            );
-            return None;
-        }
+/// The database's RDS events: of the last 14 days, or from `since_ms` on. Events that cannot be read (no
+/// `rds:DescribeEvents`, ...) are one warning line, never a failure: `None`.
+async fn database_events(
+    db: &Database,
+    c: &Clients,
+    since_ms: Option<i64>,
+) -> Option<Vec<(i64, String)>> {
+    let read = match since_ms {
+        None => rds::recent_events(&c.rds, db).await,
+        Some(ms) => rds::events_since(&c.rds, db, ms).await,
     };
-    let events: Vec<(i64, &str)> = events.iter().map(|(t, m)| (*t, m.as_str())).collect();
-    let samples = db_history::samples(&events, want);
-    let usual = db_history::usual_duration(&events, want);
-    tracing::info!(
-        "{}",
-        db_history::usual_line(&db.identifier, want, usual, samples.len())
-    );
-    usual
+    read.map_err(|e| {
+        tracing::warn!(
+            "database {}: its RDS events could not be read ({}); {}",
+            db.identifier,
+            crate::text::for_log(&e.to_string()),
+            if since_ms.is_none() {
+                "the wait looks every 2-15 s"
+            } else {
+                "the move is recorded as long as the wait saw it"
+            }
+        )
+    })
+    .ok()
+}
+
+/// Records how long the start (stop) called at `k` took on the database ([`db_history::record_key`]): to RDS's
+/// completion event (one DescribeEvents from the call on), else to `seen_ms`, when the wait saw it done. Neither a
+/// failure to read the events nor to write the tag fails the run: one warning line.
+async fn record_move(
+    db: &Database,
+    want: DbWant,
+    arn: &str,
+    k: &Called,
+    seen_ms: i64,
+    c: &Clients,
+) {
+    let events = if k.events_unreadable {
+        None
+    } else {
+        database_events(db, c, Some(k.at_ms)).await
+    };
+    let events: Vec<(i64, &str)> = events
+        .iter()
+        .flatten()
+        .map(|(t, m)| (*t, m.as_str()))
+        .collect();
+    let completed = db_history::completion_after(&events, want, k.at_ms);
+    let Some(took) = db_history::measured(k.at_ms, completed, seen_ms) else {
+        return;
+    };
+    let key = db_history::record_key(want);
+    let value = db_history::format_record(&db_history::append_record(&k.recorded, took));
+    if arn.is_empty() {
+        return;
+    }
+    match rds::add_tags(&c.rds, arn, &[(key.to_string(), value.clone())]).await {
+        Ok(()) => tracing::info!(
+            "database {} took {} (recorded on it: {key}={value})",
+            db.identifier,
+            human(took)
+        ),
+        Err(e) => tracing::warn!(
+            "database {}: how long it took ({}) could not be recorded in its tag {key} ({}); the next wait is paced \
+             by its RDS events or looks every 2-15 s",
+            db.identifier,
+            human(took),
+            crate::text::for_log(&e.to_string())
+        ),
+    }
+}
+
+fn epoch_ms(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// One look of the database wait: done, still moving, or (when it settled somewhere else) the start/stop again.
