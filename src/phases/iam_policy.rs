@@ -289,7 +289,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
             vec![res.clone()],
         ));
         db_record.push(grant(
-            "RdsRecordMigration",
+            "RdsRecordOnDatabase",
             &["rds:AddTagsToResource"],
             vec![res.clone()],
         ));
@@ -300,7 +300,7 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
                 vec!["*".into()],
             ));
         }
-        db_start.push(grant("RdsStartDatabase", &[start], vec![res]));
+        db_start.push(grant("RdsStartDatabase", &[start], vec![res.clone()]));
         // The database's own start/stop events pace the wait after a start or stop (domain/db_history.rs).
         let events = grant(
             "RdsEventsNoResourceLevel",
@@ -309,6 +309,11 @@ pub fn grants(env: &Environment, phase: Phase) -> Vec<Grant> {
         );
         db_start_stop.push(events.clone());
         db_start.push(events);
+        // How long each start/stop took, recorded on the database (tags START_SECONDS / STOP_SECONDS): paces the
+        // next one's wait. One Sid with the migration record: the same action on the same database.
+        let record = grant("RdsRecordOnDatabase", &["rds:AddTagsToResource"], vec![res]);
+        db_start_stop.push(record.clone());
+        db_start.push(record);
     }
 
     let mut elb_read: Vec<Grant> = vec![];
@@ -1210,17 +1215,27 @@ snapshot-name = "pre-{environment}-{version}"
             .is_empty());
     }
 
-    /// Every phase that may start or stop the database through the state change reads its RDS events (they pace the
-    /// wait); no other does.
+    /// Every phase that may start or stop the database through the state change reads its RDS events and tags it with
+    /// how long the move took (they pace the wait); no other does.
     #[test]
     fn database_events_wherever_the_database_is_started_or_stopped() {
         let stage = env("stage");
         let prod = env("prod");
-        let cases: &[(&str, &Environment, &str)] = &[
-            ("instance", &stage, "rds:StartDBInstance"),
-            ("Aurora cluster", &prod, "rds:StartDBCluster"),
+        let cases: &[(&str, &Environment, &str, &str)] = &[
+            (
+                "instance",
+                &stage,
+                "rds:StartDBInstance",
+                "arn:aws:rds:eu-central-1:123456789012:db:app-stage",
+            ),
+            (
+                "Aurora cluster",
+                &prod,
+                "rds:StartDBCluster",
+                "arn:aws:rds:eu-central-1:9:cluster:aurora-prod",
+            ),
         ];
-        for (kind, e, start) in cases {
+        for (kind, e, start, db_arn) in cases {
             let mut granted = vec![];
             for phase in PHASES {
                 let p = policy(&[*e], &[phase]);
@@ -1230,6 +1245,13 @@ snapshot-name = "pre-{environment}-{version}"
                     allows(&p, "rds:DescribeEvents", None),
                     moves,
                     "{kind}, {}: DescribeEvents exactly where {start}",
+                    phase.name()
+                );
+                // The start/stop record (restore tags the database it restored anyway).
+                assert_eq!(
+                    allows(&p, "rds:AddTagsToResource", Some(db_arn)),
+                    moves || phase == Phase::Restore,
+                    "{kind}, {}: tags on the database exactly where {start}",
                     phase.name()
                 );
                 if moves {
@@ -1246,6 +1268,10 @@ snapshot-name = "pre-{environment}-{version}"
             assert!(
                 !allows(&p, "rds:DescribeEvents", None),
                 "{kind}: status and snapshot never wait for one"
+            );
+            assert!(
+                !allows(&p, "rds:AddTagsToResource", Some(db_arn)),
+                "{kind}: status and snapshot never tag the database"
             );
         }
     }
