@@ -919,7 +919,7 @@ async fn move_database(db: &Database, want: DbWant, c: &Clients, ctx: &Ctx) -> R
     let seen_ms = epoch_ms(SystemTime::now());
     match &called {
         // Started again by the wait (it had settled elsewhere): the call's time no longer measures this move.
-        Some(k) if !again.get() => record_move(db, want, &first.arn, k, seen_ms, c).await,
+        Some(k) if !again.get() => record_move(db, want, &first.arn, k, seen_ms, c, ctx).await,
         _ => {}
     }
     Ok(format!("database {} {target}", db.identifier)
@@ -1026,7 +1026,8 @@ async fn database_events(
 
 /// Records how long the start (stop) called at `k` took on the database ([`db_history::record_key`]): to RDS's
 /// completion event (one DescribeEvents from the call on), else to `seen_ms`, when the wait saw it done. Neither a
-/// failure to read the events nor to write the tag fails the run: one warning line.
+/// failure to read the events nor to write the tag fails the run: one warning line. After a signal nothing is
+/// written (no change after it).
 async fn record_move(
     db: &Database,
     want: DbWant,
@@ -1034,6 +1035,7 @@ async fn record_move(
     k: &Called,
     seen_ms: i64,
     c: &Clients,
+    ctx: &Ctx,
 ) {
     let events = if k.events_unreadable {
         None
@@ -1051,7 +1053,7 @@ async fn record_move(
     };
     let key = db_history::record_key(want);
     let value = db_history::format_record(&db_history::append_record(&k.recorded, took));
-    if arn.is_empty() {
+    if arn.is_empty() || ctx.cancel.is_cancelled() {
         return;
     }
     match rds::add_tags(&c.rds, arn, &[(key.to_string(), value.clone())]).await {
