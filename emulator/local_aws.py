@@ -929,6 +929,26 @@ _after(RDSResponse, "describe_db_instances", lambda h, r: [instance_step(d) for 
 _after(RDSResponse, "describe_db_clusters", lambda h, r: [instance_step(c) for c in r.result["DBClusters"]])
 
 
+def _naive_utc(t: datetime) -> datetime:
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+
+
+def events_in_window(handler, res) -> None:
+    """DescribeEvents answers the events of its time window only (moto 5.2.5 answers them all). The API reference
+    (https://docs.aws.amazon.com/AmazonRDS/latest/APIReference/API_DescribeEvents.html): `StartTime` "The beginning
+    of the time interval to retrieve events for", `EndTime` "The end of the time interval for which to retrieve
+    events", `Duration` "The number of minutes to retrieve events for. Default: 60". Without `EndTime` the window ends
+    now; without `StartTime` it starts `Duration` minutes before its end."""
+    p = handler.params
+    end = _naive_utc(p["end_time"]) if p.get("end_time") else datetime.now(timezone.utc).replace(tzinfo=None)
+    start = (_naive_utc(p["start_time"]) if p.get("start_time")
+             else end - timedelta(minutes=int(p.get("duration") or 60)))
+    res.result["Events"] = [e for e in res.result["Events"] if start <= e.date <= end]
+
+
+_after(RDSResponse, "describe_events", events_in_window)
+
+
 def _transition(key: str, real_of, shown: str, target: str):
     """Responses say stopping/starting (as AWS); describes follow instance-rules."""
 

@@ -438,6 +438,26 @@ def rds_start_stop_record_their_completion_events_and_can_take_seconds():
 
 
 @check
+def rds_describe_events_answers_its_time_window():
+    rds = rds_fixture()
+    db = dict(SourceIdentifier="db1", SourceType="db-instance")
+    ctl("POST", "/_test/rds/events", {"dbInstanceIdentifier": "db1", "region": REGION, "events": [
+        {"message": "two hours ago", "secondsAgo": 7200}, {"message": "ten minutes ago", "secondsAgo": 600}]})
+    now = dtm.datetime.now(dtm.timezone.utc)
+
+    def seen(**window):
+        return [e["Message"] for e in rds.describe_events(**db, **window)["Events"] if "ago" in e["Message"]]
+
+    eq(seen(), ["ten minutes ago"], "default: the last 60 minutes")
+    eq(seen(Duration=180), ["two hours ago", "ten minutes ago"], "Duration in minutes")
+    eq(seen(StartTime=now - dtm.timedelta(minutes=5), EndTime=now + dtm.timedelta(seconds=5)), [],
+       "StartTime..EndTime: neither")
+    eq(seen(StartTime=now - dtm.timedelta(minutes=15), EndTime=now), ["ten minutes ago"], "StartTime..EndTime")
+    eq(seen(StartTime=now - dtm.timedelta(hours=3), EndTime=now - dtm.timedelta(hours=1)), ["two hours ago"],
+       "a window in the past")
+
+
+@check
 def rds_restore_takes_describes_and_renames_move_the_endpoint():
     rds = rds_fixture()
     rds.create_db_snapshot(DBInstanceIdentifier="db1", DBSnapshotIdentifier="s1")

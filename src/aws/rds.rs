@@ -357,7 +357,8 @@ pub async fn recent_events(rds: &Client, db: &Database) -> Result<Vec<(i64, Stri
     events(rds, db, None).await
 }
 
-/// As [`recent_events`], the events dated from `since_ms` (epoch milliseconds, DescribeEvents `StartTime`) on.
+/// As [`recent_events`], the events dated from `since_ms` (epoch milliseconds) until now (DescribeEvents `StartTime`
+/// and `EndTime`: both, as the API names a `Duration` default of 60 minutes besides them).
 pub async fn events_since(
     rds: &Client,
     db: &Database,
@@ -380,7 +381,11 @@ async fn events(
         .source_type(source_type)
         .source_identifier(&db.identifier);
     let req = match since_ms {
-        Some(ms) => req.start_time(aws_sdk_rds::primitives::DateTime::from_millis(ms)),
+        Some(ms) => req
+            .start_time(aws_sdk_rds::primitives::DateTime::from_millis(ms))
+            .end_time(aws_sdk_rds::primitives::DateTime::from(
+                std::time::SystemTime::now(),
+            )),
         None => req.duration(EVENTS_KEPT_MINUTES),
     };
     let mut pages = req.into_paginator().send();
