@@ -1058,9 +1058,14 @@ async fn record_move(
     }
     match rds::add_tags(&c.rds, arn, &[(key.to_string(), value.clone())]).await {
         Ok(()) => tracing::info!(
-            "database {} took {} (recorded on it: {key}={value})",
+            "database {} took {} {} (recorded on it: {key}={value})",
             db.identifier,
-            human(took)
+            human(took),
+            if completed.is_some() {
+                "until RDS's completion event"
+            } else {
+                "until the wait saw it (no completion event from RDS)"
+            }
         ),
         Err(e) => tracing::warn!(
             "database {}: how long it took ({}) could not be recorded in its tag {key} ({}); the next wait is paced \

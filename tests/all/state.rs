@@ -764,6 +764,12 @@ async fn a_database_start_is_paced_by_its_own_record() {
         "{}",
         r.stderr
     );
+    assert!(
+        r.stderr
+            .contains("until RDS's completion event (recorded on it: deploy-action:start-seconds="),
+        "measured to the event dated when the start ended: {}",
+        r.stderr
+    );
     let seconds = START_SECONDS.round().to_string();
     let tags = db_tags(&ctx, false).await;
     assert_eq!(
