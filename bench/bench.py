@@ -594,6 +594,8 @@ class Bench:
         runs = r if isinstance(r, list) else [r]
         spawn, end = min(x.spawn for x in runs), max(x.exit for x in runs)
         calls = [c for c in self.aws.calls_since(seq) if spawn <= c["t"] <= end]
+        if os.environ.get("BENCH_SHOW_CALLS") and tool == "deploy-action":
+            print("\n".join(f"    {c['t'] - spawn:7.3f} {c['operation']}" for c in calls), flush=True)
         ops: dict[str, int] = {}
         for c in calls:
             ops[c["operation"]] = ops.get(c["operation"], 0) + 1
