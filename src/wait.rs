@@ -116,10 +116,13 @@ impl Expected {
     pub const FINE: Duration = Duration::from_millis(500);
     /// The longest sleep before the window: an early failure is still seen within this.
     pub const RARE: Duration = Duration::from_secs(10);
+    /// The widest half window: a long wait (a 10-min database start) gets at most 20 fine looks, not 120.
+    pub const MAX_HALF_WINDOW: Duration = Duration::from_secs(5);
 
-    /// Half the width of the window of fine looks: a twentieth of the expected duration, at least [`Expected::FINE`].
+    /// Half the width of the window of fine looks: a twentieth of the expected duration, at least [`Expected::FINE`]
+    /// and at most [`Expected::MAX_HALF_WINDOW`].
     pub fn half_window(&self) -> Duration {
-        (self.after / 20).max(Expected::FINE)
+        (self.after / 20).clamp(Expected::FINE, Expected::MAX_HALF_WINDOW)
     }
 
     /// Pure: how long to wait before the first look. A wait that cannot end before the window opens does not look
@@ -148,6 +151,21 @@ pub fn next_sleep(elapsed: Duration, interval: Duration, expected: Option<Expect
         Expected::FINE
     } else {
         interval
+    }
+}
+
+/// Pure: the backoff's interval after a look made `elapsed` into the wait. With an expected end the backoff starts
+/// over once the window around it has passed (a wait that runs late is seen within `first`, then growing), instead of
+/// having grown to `max` unused during the rare and fine looks.
+pub fn next_interval(
+    backoff: Backoff,
+    interval: Duration,
+    elapsed: Duration,
+    expected: Option<Expected>,
+) -> Duration {
+    match expected {
+        Some(e) if elapsed < e.after + e.half_window() => backoff.first,
+        _ => backoff.next(interval),
     }
 }
 
@@ -224,7 +242,8 @@ impl Poller {
                 });
             }
             let result = check().await;
-            let paced = next_sleep(start.elapsed(), interval, self.expected);
+            let elapsed = start.elapsed();
+            let paced = next_sleep(elapsed, interval, self.expected);
             let cap = match &result {
                 Ok(Check::PendingUntil { within, .. }) => (*within).min(paced),
                 _ => paced,
@@ -262,7 +281,7 @@ impl Poller {
                     return Err(WaitError::Cancelled { what: self.what.clone(), waited: start.elapsed(), last });
                 }
             }
-            interval = self.backoff.next(interval);
+            interval = next_interval(self.backoff, interval, elapsed, self.expected);
         }
     }
 }
@@ -312,6 +331,10 @@ mod tests {
 
     /// The looks a wait makes (ms from its start) until `done_at`, per [`Expected::first_sleep`] and [`next_sleep`]
     /// with the FAST backoff: the poller's schedule, without a clock.
+    fn t_look(out: &[u128]) -> Duration {
+        Duration::from_millis(u64::try_from(*out.last().unwrap()).unwrap())
+    }
+
     fn looks(expected: Option<Expected>, done_at: Duration) -> Vec<u128> {
         let mut t = Expected::first_sleep(expected);
         let mut interval = Backoff::FAST.first;
@@ -322,7 +345,7 @@ mod tests {
                 return out;
             }
             t += next_sleep(t, interval, expected);
-            interval = Backoff::FAST.next(interval);
+            interval = next_interval(Backoff::FAST, interval, t_look(&out), expected);
         }
     }
 
@@ -342,11 +365,12 @@ mod tests {
             (s(19), exp(20), Expected::FINE),
             (ms(20_900), exp(20), Expected::FINE),
             (s(21), exp(20), fast),
-            // 4 min expected: window ±12 s.
+            // 4 min expected: window ±5 s (a twentieth would be ±12 s: capped).
             (s(200), exp(240), s(10)),
-            (s(225), exp(240), s(3)),
-            (s(228), exp(240), Expected::FINE),
-            (s(252), exp(240), fast),
+            (s(228), exp(240), s(7)),
+            (s(235), exp(240), Expected::FINE),
+            (s(244), exp(240), Expected::FINE),
+            (s(245), exp(240), fast),
             // 3 s expected: window 2.5–3.5 s.
             (ms(2_000), exp(3), ms(500)),
             (ms(2_500), exp(3), Expected::FINE),
@@ -379,8 +403,18 @@ mod tests {
             looks(None, s(20)),
             vec![0, 1_000, 2_500, 4_750, 7_750, 10_750, 13_750, 16_750, 19_750, 22_750]
         );
-        // Later than expected: fine looks through the window, then the backoff (grown meanwhile: 2.25 s, 3 s).
-        assert_eq!(looks(exp(3), s(6)), vec![2_500, 3_000, 3_500, 5_750, 8_750]);
+        // Later than expected: fine looks through the window, then the backoff from its start (1 s, 1.5 s, ...).
+        assert_eq!(looks(exp(3), s(6)), vec![2_500, 3_000, 3_500, 4_500, 6_000]);
+        // A 4-min wait that is exactly on time: 23 rare looks, then 11 fine ones (±5 s), not 24 (±12 s).
+        let on_time = looks(exp(240), s(240));
+        assert_eq!(on_time.iter().filter(|t| **t < 235_000).count(), 23);
+        assert_eq!(on_time.iter().filter(|t| **t >= 235_000).count(), 11);
+        // 10 s late: after the window (to 245 s) the looks come 1 s, 1.5 s, 2.25 s, 3 s apart: seen 2.75 s late.
+        let late = looks(exp(240), s(250));
+        assert_eq!(
+            &late[late.len() - 5..],
+            &[245_000, 246_000, 247_500, 249_750, 252_750]
+        );
     }
 
     #[test]

@@ -412,6 +412,32 @@ async fn run_steps(
     Ok(())
 }
 
+/// Pure: whether an environment whose services all just completed a roll-out is `running` already, from the two
+/// things a deploy does not look at: the maintenance listener (off, or not configured) and the database (available,
+/// or none). Anything else (maintenance on or half-way, the database stopped or moving) goes through [`converge`].
+pub fn running_after_rollout(maintenance: MaintenanceState, database: Option<&str>) -> bool {
+    matches!(
+        maintenance,
+        MaintenanceState::Off | MaintenanceState::NotConfigured
+    ) && database.is_none_or(|s| s == "available")
+}
+
+/// [`running_after_rollout`] from three reads (the listener, its tags, the database's status) instead of the whole
+/// environment: what a deploy looks at before it lifts maintenance.
+pub async fn is_running_after_rollout(env: &Environment, c: &Clients) -> Result<bool> {
+    let db = async {
+        match &env.database {
+            Some(db) => rds::db_status(&c.rds, db).await.map(Some),
+            None => Ok(None),
+        }
+    };
+    let (maintenance, database) = tokio::try_join!(
+        maintenance::observe(&c.elb, env.maintenance.as_ref()),
+        async { db.await.map_err(anyhow::Error::from) }
+    )?;
+    Ok(running_after_rollout(maintenance, database.as_deref()))
+}
+
 /// Pure: the note that visitors see the load balancer's own error while services are at 0 without maintenance.
 fn no_maintenance_note(env: &Environment, target: EnvState, steps: &[Step]) -> Option<String> {
     (env.maintenance.is_none()
@@ -1228,6 +1254,23 @@ mod tests {
             }
         }
         o
+    }
+
+    #[test]
+    fn after_a_rollout_only_maintenance_and_the_database_can_be_left() {
+        use MaintenanceState::{NotConfigured, Off, On, Partial};
+        let cases = [
+            (Off, Some("available"), true),
+            (Off, None, true),
+            (NotConfigured, Some("available"), true),
+            (On, Some("available"), false),
+            (Partial, None, false),
+            (Off, Some("stopped"), false),
+            (Off, Some("starting"), false),
+        ];
+        for (m, db, want) in cases {
+            assert_eq!(running_after_rollout(m, db), want, "{m:?} {db:?}");
+        }
     }
 
     #[test]

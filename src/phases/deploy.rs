@@ -1709,6 +1709,13 @@ async fn lift_maintenance(req: &Request<Version>, c: &Clients, ctx: &Ctx) -> Res
             req.common.environment.name
         ));
     }
+    // Cheap first: three reads say whether anything is left to lift (the whole environment is read only then).
+    if converge::is_running_after_rollout(&req.common.environment, &c.state).await? {
+        return Ok(format!(
+            "environment {} was running already (maintenance off)",
+            req.common.environment.name
+        ));
+    }
     let opts = StateOptions {
         bypass_header: req.bypass.clone(),
         skip_drain: true,

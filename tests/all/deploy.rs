@@ -130,6 +130,10 @@ async fn deploy_rolls_out_a_new_version_on_three_services() {
         .cloned()
         .collect::<Vec<_>>();
     assert_eq!(count(&planning, "ListTagsForResource"), 0, "{calls:?}");
+    // Maintenance is off and the database available: three reads decide there is nothing to lift, the whole
+    // environment (its snapshots, task definitions, service tags) is not read again.
+    assert_eq!(count(&calls, "DescribeDBSnapshots"), 0, "{calls:?}");
+    assert_eq!(count(&calls, "DescribeListeners"), 1, "{calls:?}");
     assert_eq!(count(&calls, "UpdateService"), 3);
     let last_register = calls
         .iter()
