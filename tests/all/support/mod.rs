@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod sigint;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
