@@ -5,7 +5,8 @@ use std::time::Duration;
 use aws_sdk_ecs::types::{TaskDefinition, TaskDefinitionStatus};
 use serde_json::{json, Value};
 
-use crate::support::{RunResult, TestContext};
+use crate::support::sigint::{hold_next_call, sigint_when_held};
+use crate::support::{finish, RunResult, TestContext};
 
 const THREE: &[&str] = &["--services", "core,workers,scheduler"];
 const SERVICES: [&str; 3] = ["core", "scheduler", "workers"];
@@ -1173,7 +1174,7 @@ async fn sigint_after_the_first_update_service_of_a_rollback_stops_before_the_ne
     ctx.seed("stage", &[]);
     deploy(&ctx, "v1.1.0", &[]).await.assert_code(0);
     ctx.clear_calls().await;
-    crate::hostile::hold_next_call(&ctx, "UpdateService", 3000).await;
+    hold_next_call(&ctx, "UpdateService", 3000).await;
     let mut cmd = ctx.base_command();
     cmd.args([
         "rollback",
@@ -1185,14 +1186,15 @@ async fn sigint_after_the_first_update_service_of_a_rollback_stops_before_the_ne
         "v1.0.0",
     ]);
     let child = cmd.spawn().unwrap();
-    crate::hostile::wait_until_held(&ctx).await;
-    let (code, stderr) = crate::hostile::sigint_and_wait(child).await;
-    assert_eq!(code, Some(130), "{stderr}");
+    sigint_when_held(&ctx, &child, "UpdateService").await;
+    let r = finish(child).await;
+    r.assert_code(130);
     assert!(
-        stderr.contains("stopped before UpdateService of workers")
-            && stderr
+        r.stderr.contains("stopped before UpdateService of workers")
+            && r.stderr
                 .contains("UpdateService sent for core (to stage-core:1); not started: workers"),
-        "{stderr}"
+        "{}",
+        r.stderr
     );
     assert_eq!(
         ctx.mutating_calls().await,

@@ -3,7 +3,8 @@
 
 use serde_json::json;
 
-use crate::support::{RunResult, TestContext};
+use crate::support::sigint::{hold_next_call, sigint_when_held};
+use crate::support::{finish, RunResult, TestContext};
 
 /// What a container could print: every workflow command form, HTML, markdown, a line that closes a code fence.
 const HOSTILE_LINES: &[&str] = &[
@@ -238,50 +239,6 @@ async fn hostile_inputs_are_neither_commands_nor_markup() {
 // Cancellation: a signal stops the phase before its next change.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// Holds the next call of `operation` for `ms` and waits until it is in flight (the emulator has taken the fault).
-pub(crate) async fn hold_next_call(ctx: &TestContext, operation: &str, ms: u64) {
-    ctx.post(
-        "/_test/faults",
-        json!({"kind": "latency", "operation": operation, "latencyMs": ms, "count": 1}),
-    )
-    .await;
-}
-
-pub(crate) async fn wait_until_held(ctx: &TestContext) {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-    loop {
-        let faults = ctx.get("/_test/faults").await;
-        if faults
-            .as_array()
-            .is_some_and(|f| f.iter().any(|f| f["hits"].as_u64() == Some(1)))
-        {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the held call never came"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
-pub(crate) async fn sigint_and_wait(child: tokio::process::Child) -> (Option<i32>, String) {
-    let pid = child.id().unwrap();
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
-        .await
-        .expect("the phase ends after the signal")
-        .unwrap();
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// "Just started": SIGINT while migrate still checks its preconditions (a read held by the local AWS). Before, the
 /// phase went on to maintenance on and scaling to 0 (14 mutating calls); now not one change, exit 130.
 #[tokio::test]
@@ -310,12 +267,14 @@ async fn sigint_while_migrate_checks_its_preconditions_changes_nothing() {
         "--skip-drain",
     ]);
     let child = cmd.spawn().unwrap();
-    wait_until_held(&ctx).await;
-    let (code, stderr) = sigint_and_wait(child).await;
-    assert_eq!(code, Some(130), "{stderr}");
+    sigint_when_held(&ctx, &child, "DescribeDBSnapshots").await;
+    let r = finish(child).await;
+    r.assert_code(130);
     assert!(
-        stderr.contains("stopped before bringing the environment to db-only"),
-        "{stderr}"
+        r.stderr
+            .contains("stopped before bringing the environment to db-only"),
+        "{}",
+        r.stderr
     );
     assert_eq!(
         ctx.mutating_calls().await,
@@ -349,10 +308,10 @@ async fn sigint_between_state_steps_stops_before_the_next_step_and_the_rerun_con
     let mut cmd = ctx.base_command();
     cmd.args(args);
     let child = cmd.spawn().unwrap();
-    wait_until_held(&ctx).await;
-    let (code, stderr) = sigint_and_wait(child).await;
-    assert_eq!(code, Some(130), "{stderr}");
-    assert!(stderr.contains("stopped by a signal"), "{stderr}");
+    sigint_when_held(&ctx, &child, "AddTags").await;
+    let r = finish(child).await;
+    r.assert_code(130);
+    assert!(r.stderr.contains("stopped by a signal"), "{}", r.stderr);
     // The signal came while maintenance's first change (recording the listener) was in flight: nothing after it,
     // not even the rest of the maintenance step (each of its changes is recorded; the rerun converges).
     let changed = ctx.mutating_calls().await;
@@ -428,12 +387,14 @@ async fn a_rerun_after_a_cancelled_drain_finishes_the_drain() {
     let mut cmd = ctx.base_command();
     cmd.args(args);
     let child = cmd.spawn().unwrap();
-    wait_until_held(&ctx).await;
-    let (code, stderr) = sigint_and_wait(child).await;
-    assert_eq!(code, Some(130), "{stderr}");
+    sigint_when_held(&ctx, &child, "GetMetricStatistics").await;
+    let r = finish(child).await;
+    r.assert_code(130);
     assert!(
-        stderr.contains("(wait for traffic to drain) stopped by a signal"),
-        "{stderr}"
+        r.stderr
+            .contains("(wait for traffic to drain) stopped by a signal"),
+        "{}",
+        r.stderr
     );
     let tags = listener_tags(&ctx).await;
     assert_eq!(

@@ -9,7 +9,8 @@ use serde_json::{json, Value};
 
 use deploy_action::phases::iam_policy::{allows, wildcard_match};
 
-use crate::support::TestContext;
+use crate::support::sigint::send_sigint;
+use crate::support::{finish, TestContext};
 
 fn inputs<'a>(phase: &'a str, extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     let mut v = vec![
@@ -390,13 +391,8 @@ async fn every_call_of_every_phase_is_allowed_by_its_policy() {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let pid = child.id().unwrap().to_string();
-    std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().await.unwrap();
-    assert_eq!(out.status.code(), Some(130));
+    send_sigint(&child);
+    finish(child).await.assert_code(130);
     ctx.action(&migrate).await.assert_code(0);
     let called = actions_since(&ctx, from).await;
     assert!(

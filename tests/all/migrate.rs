@@ -5,7 +5,8 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use crate::snapshot::lib_ctx;
-use crate::support::TestContext;
+use crate::support::sigint::send_sigint;
+use crate::support::{finish, TestContext};
 
 const MIGRATE: &[(&str, &str)] = &[
     ("phase", "migrate"),
@@ -365,19 +366,11 @@ async fn sigint_stops_the_migration_task_and_exits_130() {
         "--skip-drain",
     ]);
     let child = cmd.spawn().unwrap();
-    let pid = child.id().unwrap();
     let task = wait_for_running_migration(&ctx).await;
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    send_sigint(&child);
+    let r = finish(child).await;
+    r.assert_code(130);
+    let stderr = &r.stderr;
     assert!(stderr.contains("SIGINT received"), "{stderr}");
     assert!(
         stderr.contains("cancelled by workflow: migration task") && stderr.contains("stopped"),

@@ -13,7 +13,8 @@ use serde_json::{json, Value};
 use wiremock::matchers::any;
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
-use crate::support::{RunResult, TestContext};
+use crate::support::sigint::{hold_next_call, sigint_when_held};
+use crate::support::{finish, RunResult, TestContext};
 
 const ENV: &str = "review";
 const CLUSTER: &str = "app-review";
@@ -1317,18 +1318,19 @@ async fn preview_teardown_right_after_the_seed_never_runs_the_inactive_seed_revi
 async fn sigint_between_preview_up_steps_stops_before_the_next_step_and_the_rerun_converges() {
     let ctx = TestContext::new().await;
     seed_template(&ctx, BY_HOST).await;
-    crate::hostile::hold_next_call(&ctx, "CreateTargetGroup", 3000).await;
+    hold_next_call(&ctx, "CreateTargetGroup", 3000).await;
     let mut cmd = ctx.base_command();
     cmd.args(CLI_UP);
     let child = cmd.spawn().unwrap();
-    crate::hostile::wait_until_held(&ctx).await;
-    let (code, stderr) = crate::hostile::sigint_and_wait(child).await;
-    assert_eq!(code, Some(130), "{stderr}");
+    sigint_when_held(&ctx, &child, "CreateTargetGroup").await;
+    let r = finish(child).await;
+    r.assert_code(130);
     assert!(
-        stderr.contains("stopped before the listener rule")
-            && stderr
+        r.stderr.contains("stopped before the listener rule")
+            && r.stderr
                 .contains("created target group core-pr-12; run the same phase again to finish"),
-        "{stderr}"
+        "{}",
+        r.stderr
     );
     let changed = ctx.mutating_calls().await;
     assert!(

@@ -3,7 +3,8 @@
 
 use serde_json::{json, Value};
 
-use crate::support::{RunResult, TestContext, REGION};
+use crate::support::sigint::send_sigint;
+use crate::support::{finish, RunResult, TestContext, REGION};
 
 const GROUP: &str = "deploy-action:stage:seed";
 /// Where the second environment of the promotion tests lives: another region than the one the phase runs in.
@@ -363,7 +364,6 @@ async fn sigint_stops_the_run_task_and_exits_130() {
         "v1.0.0",
     ]);
     let child = cmd.spawn().unwrap();
-    let pid = child.id().unwrap();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
     while !tasks_in(&ctx, GROUP)
         .await
@@ -376,17 +376,10 @@ async fn sigint_stops_the_run_task_and_exits_130() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
-    let killed = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let out = tokio::time::timeout(std::time::Duration::from_secs(30), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    send_sigint(&child);
+    let r = finish(child).await;
+    r.assert_code(130);
+    let stderr = &r.stderr;
     assert!(
         stderr.contains("cancelled by workflow: task seed task") && stderr.contains("stopped"),
         "{stderr}"

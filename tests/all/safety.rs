@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{RunResult, TestContext};
+use crate::support::{finish, TestContext};
 
 const GROUP: &str = "deploy-action:stage:migration";
 const HEADER: [(&str, &str); 2] = [
@@ -96,20 +96,6 @@ fn spawn_action(ctx: &TestContext, inputs: &[(&str, &str)]) -> tokio::process::C
         cmd.env(format!("INPUT_{}", k.to_uppercase()), v);
     }
     cmd.spawn().expect("spawn deploy-action")
-}
-
-async fn finish(child: tokio::process::Child) -> RunResult {
-    let out = tokio::time::timeout(Duration::from_secs(120), child.wait_with_output())
-        .await
-        .expect("deploy-action did not finish within 120 s")
-        .unwrap();
-    RunResult {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        outputs: Default::default(),
-        summary: String::new(),
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -7,8 +7,8 @@
 
 use serde_json::json;
 
-use crate::support::sigint::{calls, clear_faults, finish, held, mutating_after, sigint_when};
-use crate::support::{RunResult, TestContext, REGION};
+use crate::support::sigint::{calls, clear_faults, held, mutating_after, sigint_when};
+use crate::support::{finish, RunResult, TestContext, REGION};
 
 fn deploy_cli(ctx: &TestContext, version: &str, extra: &[&str]) -> tokio::process::Child {
     let mut cmd = ctx.base_command();

@@ -1,12 +1,11 @@
 //! Issue 21: every failure ends with a "state now" block (stdout, summary, outputs `state` and `next-steps`), and a
 //! rollback with nothing to do says so with the earlier known-good versions.
 
-use std::time::Duration;
-
 use serde_json::json;
 
 use crate::state::{requests_metric, with_drain};
-use crate::support::{RunResult, TestContext};
+use crate::support::sigint::sigint_when;
+use crate::support::{finish, RunResult, TestContext};
 
 const HEADER: [(&str, &str); 2] = [
     ("maintenance-header-name", "X-Bypass-Token"),
@@ -189,32 +188,13 @@ async fn a_cancelled_state_change_ends_with_the_state_now() {
         HEADER[1].1,
     ]);
     let child = cmd.spawn().unwrap();
-    let pid = child.id().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while !ctx
-        .calls()
-        .await
-        .iter()
-        .any(|(_, op)| op == "GetMetricStatistics")
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the drain wait never started"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let out = tokio::time::timeout(Duration::from_secs(60), child.wait_with_output())
-        .await
-        .unwrap()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    sigint_when(&ctx, &child, "the drain wait", |calls, _| {
+        calls.iter().any(|(_, _, op)| op == "GetMetricStatistics")
+    })
+    .await;
+    let r = finish(child).await;
+    r.assert_code(130);
+    let (stdout, stderr) = (&r.stdout, &r.stderr);
     let at = stdout
         .rfind("state now: ")
         .unwrap_or_else(|| panic!("{stdout}\n{stderr}"));

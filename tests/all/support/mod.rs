@@ -286,24 +286,7 @@ impl TestContext {
         files: Option<(PathBuf, PathBuf)>,
     ) -> RunResult {
         let child = cmd.spawn().expect("spawn deploy-action");
-        let res = tokio::time::timeout(Duration::from_secs(180), child.wait_with_output())
-            .await
-            .expect("deploy-action did not finish within 180 s")
-            .expect("wait for deploy-action");
-        let (outputs, summary) = match files {
-            Some((o, s)) => (
-                parse_outputs(&std::fs::read_to_string(o).unwrap()),
-                std::fs::read_to_string(s).unwrap(),
-            ),
-            None => (BTreeMap::new(), String::new()),
-        };
-        RunResult {
-            code: res.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&res.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&res.stderr).into_owned(),
-            outputs,
-            summary,
-        }
+        wait_for_exit(child, files).await
     }
 
     /// POST to the emulator's control API.
@@ -473,6 +456,60 @@ impl TestContext {
         let text = text.replacen(after, &format!("{after}\nssm-path = \"{path}\""), 1);
         std::fs::write(self.config_path(), text).unwrap();
     }
+}
+
+/// The harness's guard against a run that hangs: a run (or a library call, [`guarded`]) still going after this is
+/// killed and fails its test with a message saying so. A guard, not a measure of speed: no test asserts on how long
+/// something took (the benchmarks measure that); a test asserts on what the run printed, output and called.
+pub const HANG_GUARD: Duration = Duration::from_secs(180);
+
+/// Waits for a spawned run of the binary to exit (at most [`HANG_GUARD`]) and collects what it left; `files` are its
+/// `$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY` (Action runs).
+pub async fn wait_for_exit(
+    child: tokio::process::Child,
+    files: Option<(PathBuf, PathBuf)>,
+) -> RunResult {
+    let res = tokio::time::timeout(HANG_GUARD, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "deploy-action did not exit within {} s (the harness's hang guard): it hangs",
+                HANG_GUARD.as_secs()
+            )
+        })
+        .expect("wait for deploy-action");
+    let (outputs, summary) = match files {
+        Some((o, s)) => (
+            parse_outputs(&std::fs::read_to_string(o).unwrap()),
+            std::fs::read_to_string(s).unwrap(),
+        ),
+        None => (BTreeMap::new(), String::new()),
+    };
+    RunResult {
+        code: res.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&res.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&res.stderr).into_owned(),
+        outputs,
+        summary,
+    }
+}
+
+/// Waits for a run spawned with [`TestContext::base_command`] to exit (at most [`HANG_GUARD`]): its exit code, stdout
+/// and stderr.
+pub async fn finish(child: tokio::process::Child) -> RunResult {
+    wait_for_exit(child, None).await
+}
+
+/// [`HANG_GUARD`] for a run through the library: `what` that has not ended by then fails the test, saying it hangs.
+pub async fn guarded<F: std::future::Future>(what: &str, run: F) -> F::Output {
+    tokio::time::timeout(HANG_GUARD, run)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{what} did not end within {} s (the harness's hang guard): it hangs",
+                HANG_GUARD.as_secs()
+            )
+        })
 }
 
 /// An untracked, manual deploy on `app-stage`: registers a revision like `from` (default: the service's current
