@@ -1563,34 +1563,18 @@ async fn files_that_are_not_files_and_bytes_that_are_not_text_are_refused_at_onc
         .unwrap()
         .success());
     ctx.clear_calls().await;
-    let timed = |r: RunResult, started: std::time::Instant, what: &str| {
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(20),
-            "{what}: took {:?}",
-            started.elapsed()
-        );
-        r
-    };
+    // A run that opens the FIFO blocks forever: the harness's hang guard (support::HANG_GUARD) fails the test then,
+    // naming the hang. Refused "at once" is the refusal itself: exit 2, the reason, and no AWS call (at the end).
     for (config, needle) in [
         ("fifo.toml", "a FIFO is not a regular file"),
         ("/dev/zero", "a device is not a regular file"),
         ("/dev/stdin", "not a regular file"),
         (".", "a directory is not a regular file"),
     ] {
-        let started = std::time::Instant::now();
-        let r = timed(
-            ctx.cli(&["status", "--env", "stage", "-c", config]).await,
-            started,
-            config,
-        );
+        let r = ctx.cli(&["status", "--env", "stage", "-c", config]).await;
         r.assert_code(2);
         assert!(r.stderr.contains(needle), "{config}: {}", r.stderr);
-        let started = std::time::Instant::now();
-        let r = timed(
-            ctx.cli(&["check-config", "-c", config]).await,
-            started,
-            config,
-        );
+        let r = ctx.cli(&["check-config", "-c", config]).await;
         r.assert_code(2);
         assert!(
             r.stderr.contains(needle),
@@ -1599,9 +1583,8 @@ async fn files_that_are_not_files_and_bytes_that_are_not_text_are_refused_at_onc
         );
     }
     // The event payload of phase preview, read when pr-number is not given.
-    let started = std::time::Instant::now();
-    let r = timed(
-        ctx.action_with_env(
+    let r = ctx
+        .action_with_env(
             &[
                 ("phase", "preview"),
                 ("environment", "stage"),
@@ -1610,10 +1593,7 @@ async fn files_that_are_not_files_and_bytes_that_are_not_text_are_refused_at_onc
             ],
             &[("GITHUB_EVENT_PATH", fifo.to_str().unwrap())],
         )
-        .await,
-        started,
-        "event FIFO",
-    );
+        .await;
     r.assert_code(2);
     assert!(
         r.stderr.contains("pr-number") || r.stderr.contains("preview"),

@@ -126,7 +126,9 @@ async fn wait_for_images_is_bounded() {
     let ctx = TestContext::new().await;
     ctx.seed("stage", &[]);
     ctx.clear_calls().await;
-    let started = std::time::Instant::now();
+    // The images never come: a wait that ignored its bound would run to the phase's timeout (its default is far
+    // longer than the harness's hang guard, which then fails the test naming the hang). Bounded means: it waited
+    // (looked again), gave up, and failed the preflight on what it saw last.
     let r = phase(
         &ctx,
         "deploy",
@@ -134,8 +136,19 @@ async fn wait_for_images_is_bounded() {
     )
     .await;
     r.assert_code(1);
-    assert!(started.elapsed() < Duration::from_secs(30));
+    assert_contains(&r.stderr, "waiting for 2 of 2 image(s) to be pushed");
     assert_contains(&r.stderr, "app:core-v3.0.0 is not in ECR");
+    let looks = ctx
+        .calls()
+        .await
+        .iter()
+        .filter(|(s, o)| s == "ecr" && o == "BatchGetImage")
+        .count();
+    // Without the wait: one look (or, with a bound of 0 given to the wait, the wait's one look and the last one).
+    assert!(
+        looks >= 3,
+        "looked again while it waited, then once more: {looks} BatchGetImage"
+    );
     assert_nothing_changed(&ctx).await;
 }
 

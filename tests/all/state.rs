@@ -1112,6 +1112,18 @@ pub(crate) async fn requests_metric(
            "values": [{"value": value, "secondsAgo": seconds_ago}]})
 }
 
+/// The time of day `HH:MM:SS` that follows the first `marker` in `text`, in seconds since midnight.
+#[track_caller]
+fn clock_after(text: &str, marker: &str) -> i64 {
+    let at = text
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker:?} not in:\n{text}"));
+    let hms = text[at + marker.len()..].get(..8).unwrap_or_default();
+    let parts: Vec<i64> = hms.split(':').filter_map(|p| p.parse().ok()).collect();
+    assert_eq!(parts.len(), 3, "a time HH:MM:SS after {marker:?}: {hms:?}");
+    parts[0] * 3600 + parts[1] * 60 + parts[2]
+}
+
 async fn seed_requests(ctx: &TestContext, value: f64, seconds_ago: i64) {
     let body = requests_metric(ctx, value, seconds_ago).await;
     ctx.post("/_test/cloudwatch/metric", body).await;
@@ -1132,17 +1144,23 @@ async fn drain_waits_for_the_window_and_ignores_traffic_from_before() {
         json!({"operation": "GetMetricStatistics", "kind": "throttle", "count": 2}),
     )
     .await;
-    let started = std::time::Instant::now();
     let r = state(&ctx, "restricted", &[("skip-drain", "")]).await;
     r.assert_code(0);
-    assert!(
-        started.elapsed().as_secs() >= 3,
-        "waited the window: {}",
-        r.stderr
-    );
     let steps = r.outputs["steps"].clone();
     assert_eq!(steps, "maintenance on\nwait for traffic to drain");
-    assert!(r.summary.contains("quiet since"), "{}", r.summary);
+    // Waited the window, as the run reports it (not a clock): a look said "not yet" ("quiet from T, done at T+4 if it
+    // stays so") and the end says "quiet since T". T is when maintenance went on: the busy minute before it does not
+    // count (it would make the wait end at its first look), and the window is the configured 4 s.
+    let from = clock_after(&r.stderr, "quiet from ");
+    let done_at = clock_after(&r.stderr, ", done at ");
+    assert_eq!((done_at - from).rem_euclid(86_400), 4, "{}", r.stderr);
+    assert_eq!(
+        clock_after(&r.summary, "quiet since "),
+        from,
+        "the window counted from the same moment: {}\n{}",
+        r.stderr,
+        r.summary
+    );
     let gets = ctx
         .calls()
         .await
@@ -1266,20 +1284,29 @@ async fn db_settle_waits_for_cpu_under_the_threshold() {
                "dimensions": {"DBInstanceIdentifier": "app-stage"}, "unit": "Percent",
                "values": [{"value": value, "secondsAgo": 0}]})
     };
-    // Quiet CPU: settled at once.
+    // Quiet CPU: settled at once, i.e. at the first look (one metric read).
     ctx.post("/_test/cloudwatch/metric", cpu(12.0)).await;
+    ctx.clear_calls().await;
     let report = deploy_action::domain::drain::wait_db_settled(&cw, &db, &phase(30))
         .await
         .unwrap();
-    assert!(
-        report.skipped.is_none() && report.waited_seconds < 2,
-        "{report:?}"
-    );
-    // Busy CPU: bounded by the phase deadline, and the error says what was seen.
-    ctx.post("/_test/cloudwatch/metric", cpu(85.0)).await;
-    let e = deploy_action::domain::drain::wait_db_settled(&cw, &db, &phase(3))
+    assert!(report.skipped.is_none(), "{report:?}");
+    let reads = ctx
+        .calls()
         .await
-        .unwrap_err();
+        .iter()
+        .filter(|(_, op)| op == "GetMetricStatistics")
+        .count();
+    assert_eq!(reads, 1, "settled at the first look: {report:?}");
+    // Busy CPU: bounded by the phase deadline (a wait that ignored it would hang: the hang guard), and the error
+    // says what was seen.
+    ctx.post("/_test/cloudwatch/metric", cpu(85.0)).await;
+    let e = crate::support::guarded(
+        "a settle wait on a busy database, with a 3 s deadline",
+        deploy_action::domain::drain::wait_db_settled(&cw, &db, &phase(3)),
+    )
+    .await
+    .unwrap_err();
     let msg = format!("{e:#}");
     assert!(
         msg.contains("database app-stage did not settle")

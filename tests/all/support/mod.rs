@@ -285,8 +285,13 @@ impl TestContext {
         mut cmd: tokio::process::Command,
         files: Option<(PathBuf, PathBuf)>,
     ) -> RunResult {
+        let args: Vec<String> = cmd
+            .as_std()
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         let child = cmd.spawn().expect("spawn deploy-action");
-        wait_for_exit(child, files).await
+        wait_for_exit(child, files, &args.join(" ")).await
     }
 
     /// POST to the emulator's control API.
@@ -463,17 +468,18 @@ impl TestContext {
 /// something took (the benchmarks measure that); a test asserts on what the run printed, output and called.
 pub const HANG_GUARD: Duration = Duration::from_secs(180);
 
-/// Waits for a spawned run of the binary to exit (at most [`HANG_GUARD`]) and collects what it left; `files` are its
-/// `$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY` (Action runs).
+/// Waits for a spawned run of the binary (`args`, for the message) to exit (at most [`HANG_GUARD`]) and collects what
+/// it left; `files` are its `$GITHUB_OUTPUT` and `$GITHUB_STEP_SUMMARY` (Action runs).
 pub async fn wait_for_exit(
     child: tokio::process::Child,
     files: Option<(PathBuf, PathBuf)>,
+    args: &str,
 ) -> RunResult {
     let res = tokio::time::timeout(HANG_GUARD, child.wait_with_output())
         .await
         .unwrap_or_else(|_| {
             panic!(
-                "deploy-action did not exit within {} s (the harness's hang guard): it hangs",
+                "deploy-action {args} did not exit within {} s (the harness's hang guard): it hangs",
                 HANG_GUARD.as_secs()
             )
         })
@@ -497,7 +503,7 @@ pub async fn wait_for_exit(
 /// Waits for a run spawned with [`TestContext::base_command`] to exit (at most [`HANG_GUARD`]): its exit code, stdout
 /// and stderr.
 pub async fn finish(child: tokio::process::Child) -> RunResult {
-    wait_for_exit(child, None).await
+    wait_for_exit(child, None, "(spawned by the test)").await
 }
 
 /// [`HANG_GUARD`] for a run through the library: `what` that has not ended by then fails the test, saying it hangs.
@@ -630,6 +636,12 @@ pub async fn next_second() {
     while second() == start {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `HH:MM:SS UTC` of a time in seconds since the epoch, as the action prints a moment of the day.
+pub fn utc_clock(secs: i64) -> String {
+    let day = secs.rem_euclid(86_400);
+    format!("{:02}:{:02}:{:02} UTC", day / 3600, day / 60 % 60, day % 60)
 }
 
 fn rand_suffix() -> u64 {
