@@ -37,7 +37,7 @@ async fn ready(ctx: &TestContext) {
 }
 
 /// The emulator's view of the migration tasks (those started in the migration group).
-async fn migration_tasks(ctx: &TestContext) -> Vec<Value> {
+pub(crate) async fn migration_tasks(ctx: &TestContext) -> Vec<Value> {
     let all = ctx.get("/_test/ecs/tasks").await;
     all.as_array()
         .unwrap()
@@ -47,7 +47,9 @@ async fn migration_tasks(ctx: &TestContext) -> Vec<Value> {
         .collect()
 }
 
-async fn wait_for_running_migration(ctx: &TestContext) -> Value {
+/// The first migration task the emulator runs, once it is RUNNING (a guard of a minute: "no migration task reached
+/// RUNNING").
+pub(crate) async fn wait_for_running_migration(ctx: &TestContext) -> Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(t) = migration_tasks(ctx)

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::migrate::{migration_tasks, wait_for_running_migration};
 use crate::support::{finish, TestContext};
 
-const GROUP: &str = "deploy-action:stage:migration";
 const HEADER: [(&str, &str); 2] = [
     ("maintenance-header-name", "x-bypass"),
     ("maintenance-header-value", "s3cret-bypass"),
@@ -54,35 +54,6 @@ async fn status(ctx: &TestContext) -> Value {
         .await;
     r.assert_code(0);
     r.json()["outcome"].clone()
-}
-
-/// The emulator's view of the migration tasks of `stage`.
-async fn migration_tasks(ctx: &TestContext) -> Vec<Value> {
-    let all = ctx.get("/_test/ecs/tasks").await;
-    all.as_array()
-        .unwrap()
-        .iter()
-        .filter(|t| t["group"] == GROUP)
-        .cloned()
-        .collect()
-}
-
-async fn wait_for_running_migration(ctx: &TestContext) -> Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(t) = migration_tasks(ctx)
-            .await
-            .into_iter()
-            .find(|t| t["lastStatus"] == "RUNNING")
-        {
-            return t;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no migration task reached RUNNING"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// Spawns the Action front end without waiting for it (for runs that overlap).
