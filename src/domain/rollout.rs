@@ -396,14 +396,38 @@ pub fn usual_duration(events: &[(i64, &str)]) -> Option<Duration> {
     last.get(last.len().checked_sub(1)? / 2).copied()
 }
 
-/// [`usual_duration`] of a described service.
+/// The longest believable delay from an UpdateService to its first "has started" event: a longer one means the
+/// roll-out's own event is no longer among the service's events (ECS keeps the latest 100).
+const LONGEST_START_DELAY: Duration = Duration::from_secs(120);
+
+/// Pure: how long ECS took from the last roll-out's UpdateService (its deployment's `created_ms`) to that roll-out's
+/// first "has started N tasks" event. [`usual_duration`] measures from that event; the watch counts from the call,
+/// so the delay is added to the expectation. `None` when no such event is seen, or only one too late to be it.
+pub fn start_delay(created_ms: i64, events: &[(i64, &str)]) -> Option<Duration> {
+    let first = events
+        .iter()
+        .filter(|(t, m)| *t >= created_ms && m.contains(" has started "))
+        .map(|(t, _)| *t)
+        .min()?;
+    Some(Duration::from_millis(
+        u64::try_from(first - created_ms).ok()?,
+    ))
+    .filter(|d| *d <= LONGEST_START_DELAY)
+}
+
+/// [`usual_duration`] of a described service, counted from the UpdateService: plus the [`start_delay`] of its last
+/// roll-out (the PRIMARY deployment).
 pub fn usual_duration_of(service: &Service) -> Option<Duration> {
     let events: Vec<(i64, &str)> = service
         .events()
         .iter()
         .filter_map(|e| Some((e.created_at()?.to_millis().ok()?, e.message()?)))
         .collect();
-    usual_duration(&events)
+    let delay = ecs::primary(service)
+        .and_then(|d| d.created_at()?.to_millis().ok())
+        .and_then(|created| start_delay(created, &events))
+        .unwrap_or_default();
+    usual_duration(&events).map(|u| u + delay)
 }
 
 /// When a watch of several services is expected to end: they all must finish, so the slowest usual duration; `None` when any
@@ -1268,6 +1292,41 @@ mod tests {
         ];
         for (name, events, want) in cases {
             assert_eq!(usual_duration(&events), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_delay_from_the_update_to_the_first_started_task() {
+        let started = "(service core) has started 2 tasks: (task a) (task b).";
+        let done = "(service core) (deployment ecs-svc/1) deployment completed.";
+        let ms = Duration::from_millis;
+        type Case<'a> = (&'a str, Vec<(i64, &'a str)>, Option<Duration>);
+        let cases: Vec<Case> = vec![
+            ("no events", vec![], None),
+            (
+                "started 4 s after the update",
+                vec![(104_000, started), (130_000, done)],
+                Some(ms(4_000)),
+            ),
+            (
+                "the first start after the update counts",
+                vec![(110_000, started), (103_500, started)],
+                Some(ms(3_500)),
+            ),
+            (
+                "an earlier roll-out's start does not",
+                vec![(90_000, started), (100_000, done)],
+                None,
+            ),
+            ("at once", vec![(100_000, started)], Some(ms(0))),
+            (
+                "too late to be the roll-out's own",
+                vec![(400_000, started)],
+                None,
+            ),
+        ];
+        for (name, events, want) in cases {
+            assert_eq!(start_delay(100_000, &events), want, "{name}");
         }
     }
 
