@@ -369,10 +369,20 @@ impl WatchReport {
 /// "steady state" hours later).
 const LONGEST_ROLLOUT: Duration = Duration::from_secs(3600);
 
+/// How long a service's roll-outs usually take, and how far its recent ones strayed from that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutTime {
+    /// The median of the last five.
+    pub typical: Duration,
+    /// The largest distance of one of them from the median; `None` with a single roll-out.
+    pub spread: Option<Duration>,
+}
+
 /// Pure: how long this service's roll-outs usually take, from its own events (`(epoch milliseconds, message)`, any
 /// order). A roll-out starts at the first "has started N tasks" after the previous one ended and ends at the next
-/// "deployment completed" (or "has reached a steady state"). The median of the last five; `None` without history.
-pub fn usual_duration(events: &[(i64, &str)]) -> Option<Duration> {
+/// "deployment completed" (or "has reached a steady state"). The median of the last five and their spread; `None`
+/// without history.
+pub fn usual_duration(events: &[(i64, &str)]) -> Option<RolloutTime> {
     let mut events = events.to_vec();
     events.sort_by_key(|(t, _)| *t);
     let mut samples = Vec::new();
@@ -393,7 +403,14 @@ pub fn usual_duration(events: &[(i64, &str)]) -> Option<Duration> {
     }
     let mut last: Vec<Duration> = samples.into_iter().rev().take(5).collect();
     last.sort();
-    last.get(last.len().checked_sub(1)? / 2).copied()
+    let typical = *last.get(last.len().checked_sub(1)? / 2)?;
+    let spread = (last.len() >= 2).then(|| {
+        last.iter()
+            .map(|d| d.abs_diff(typical))
+            .max()
+            .unwrap_or_default()
+    });
+    Some(RolloutTime { typical, spread })
 }
 
 /// The longest believable delay from an UpdateService to its first "has started" event: a longer one means the
@@ -417,7 +434,7 @@ pub fn start_delay(created_ms: i64, events: &[(i64, &str)]) -> Option<Duration> 
 
 /// [`usual_duration`] of a described service, counted from the UpdateService: plus the [`start_delay`] of its last
 /// roll-out (the PRIMARY deployment).
-pub fn usual_duration_of(service: &Service) -> Option<Duration> {
+pub fn usual_duration_of(service: &Service) -> Option<RolloutTime> {
     let events: Vec<(i64, &str)> = service
         .events()
         .iter()
@@ -427,17 +444,26 @@ pub fn usual_duration_of(service: &Service) -> Option<Duration> {
         .and_then(|d| d.created_at()?.to_millis().ok())
         .and_then(|created| start_delay(created, &events))
         .unwrap_or_default();
-    usual_duration(&events).map(|u| u + delay)
+    usual_duration(&events).map(|u| RolloutTime {
+        typical: u.typical + delay,
+        ..u
+    })
 }
 
-/// When a watch of several services is expected to end: they all must finish, so the slowest usual duration; `None` when any
-/// of them has no history (the backoff alone then).
-pub fn expected_end(usual: &[Option<Duration>]) -> Option<crate::wait::Expected> {
+/// When a watch of several services is expected to end: they all must finish, so the slowest usual duration, with
+/// the widest spread (unknown when one is); `None` when any of them has no history (the backoff alone then).
+pub fn expected_end(usual: &[Option<RolloutTime>]) -> Option<crate::wait::Expected> {
     let mut slowest = Duration::ZERO;
+    let mut spread = Some(Duration::ZERO);
     for u in usual {
-        slowest = slowest.max((*u)?);
+        let u = (*u)?;
+        slowest = slowest.max(u.typical);
+        spread = spread.zip(u.spread).map(|(a, b)| a.max(b));
     }
-    (!usual.is_empty()).then_some(crate::wait::Expected { after: slowest })
+    (!usual.is_empty()).then_some(crate::wait::Expected {
+        after: slowest,
+        spread,
+    })
 }
 
 /// Event ids a service shows now: the watch prints only events that appear after these.
@@ -1291,7 +1317,7 @@ mod tests {
             ),
         ];
         for (name, events, want) in cases {
-            assert_eq!(usual_duration(&events), want, "{name}");
+            assert_eq!(usual_duration(&events).map(|u| u.typical), want, "{name}");
         }
     }
 
@@ -1331,14 +1357,59 @@ mod tests {
     }
 
     #[test]
+    fn the_spread_of_the_last_roll_outs() {
+        let started = "(service core) has started 1 tasks: (task a).";
+        let done = "(service core) (deployment ecs-svc/1) deployment completed.";
+        let ms = Duration::from_millis;
+        let runs = |durations: &[i64]| -> Vec<(i64, &str)> {
+            durations
+                .iter()
+                .enumerate()
+                .flat_map(|(i, d)| {
+                    let t = i as i64 * 1_000_000;
+                    [(t, started), (t + d, done)]
+                })
+                .collect()
+        };
+        let cases: [(&[i64], Option<Duration>); 4] = [
+            (&[20_000], None),
+            (&[20_000, 20_030], Some(ms(30))),
+            (&[3_000, 3_000, 3_000], Some(ms(0))),
+            (&[2_000, 7_200, 4_600], Some(ms(2_600))),
+        ];
+        for (durations, want) in cases {
+            let events = runs(durations);
+            assert_eq!(
+                usual_duration(&events).and_then(|u| u.spread),
+                want,
+                "{durations:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_watch_is_paced_by_its_slowest_service() {
-        let s = |n| Some(Duration::from_secs(n));
+        let s = Duration::from_secs;
+        let time = |typical, spread: Option<u64>| {
+            Some(RolloutTime {
+                typical: s(typical),
+                spread: spread.map(s),
+            })
+        };
         assert_eq!(expected_end(&[]), None);
-        assert_eq!(expected_end(&[s(3), None]), None);
+        assert_eq!(expected_end(&[time(3, Some(0)), None]), None);
         assert_eq!(
-            expected_end(&[s(3), s(20)]),
+            expected_end(&[time(3, Some(1)), time(20, Some(0))]),
             Some(crate::wait::Expected {
-                after: Duration::from_secs(20)
+                after: s(20),
+                spread: Some(s(1))
+            })
+        );
+        assert_eq!(
+            expected_end(&[time(3, None), time(20, Some(0))]),
+            Some(crate::wait::Expected {
+                after: s(20),
+                spread: None
             })
         );
     }
