@@ -947,8 +947,9 @@ def report(b, info: dict) -> tuple[str, dict]:
             f"no tool can finish sooner than that. The fastest peer, {TOOLS[fastest]}, finished in "
             f"{wall[fastest].median:.1f} s; 3× faster would be {wall[fastest].median / 3:.1f} s, before the "
             f"roll-outs end. deploy-action took {da_wall:.1f} s: {da_wall - floor:.1f} s after the roll-outs "
-            "settled (with the services' history it looks at 2.5 s and 3 s after the updates; the first run, "
-            "without history, backs off from 0.5 s). Against a peer that updates one service after the other the parallel roll-out counts "
+            "settled (with the services' history it looks when the roll-outs are due, 3 s after the updates, or "
+            "from 2.5 s while the history still holds the seed's instant roll-out; the first run, without history, "
+            "backs off from 0.5 s). Against a peer that updates one service after the other the parallel roll-out counts "
             f"({ratios}). On real ECS, where a roll-out takes minutes, all of these converge on the roll-out's own "
             "duration plus each tool's poll lag (P1).")
     if calls["deploy-action"].median >= calls[fewest].median:
@@ -973,15 +974,17 @@ def report(b, info: dict) -> tuple[str, dict]:
             "`keep-revisions` reads nothing while a family is at revision 10 or lower, or when every revision past "
             "the newest 10 was judged before (the mark `deploy-action:retention-judged` on the newest revision), and "
             "otherwise only the revisions registered since; lifting maintenance reads the listener and the database "
-            "(3 calls), not the whole environment. With the service's history the watch skips the look that could "
-            "only say 'not yet' and looks every 0.5 s in a window of ±max(5 %, 0.5 s) (at most ±5 s) around the "
-            "usual duration, so a 3-s roll-out takes two looks and an instant one takes one.")
+            "(3 calls), not the whole environment. With the service's history the watch skips the looks that could "
+            "only say 'not yet' and looks every 0.5 s in a window around the usual duration as wide as the last "
+            "roll-outs strayed from it (at most ±max(5 %, 0.5 s), capped at ±5 s), so a service whose roll-outs keep "
+            "their time is looked at once, when due.")
     if "P8" in S and st(S["P8"]["deploy-action"]["calls"]).median > 10:
         why.append(
             "P8b: the watch of a 20-s roll-out with a history of 20 s looks once at 10 s (an early failure, such as "
-            "the circuit breaker, is seen within 10 s: `wait::Expected::RARE`), then at 19, 19.5 and 20 s; with the "
-            "migration check (ListTasks) and the image check (BatchGetImage) before the first change, 11 calls: "
-            "without those two checks it would be 9, within the target of 10.")
+            "the circuit breaker, is seen within 10 s: `wait::Expected::RARE`), then when due; while the history "
+            "still holds the seed's instant roll-out (the first round) its spread opens the window at 19 s (looks at "
+            "19, 19.5 and 20 s). With the migration check (ListTasks) and the image check (BatchGetImage) before the "
+            "first change that is 9 or 11 calls.")
     if mem is not None and mem > 25:
         anon = st([x.get("anon_mb") for x in p6["deploy-action"]]).median
         musl_rss = rss["deploy-action (musl)"].median if "deploy-action (musl)" in rss else None

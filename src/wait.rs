@@ -109,6 +109,9 @@ impl Pace {
 pub struct Expected {
     /// When the wait is expected to end, counted from its start.
     pub after: Duration,
+    /// How far the history's samples strayed from `after` (the largest distance), when there were several: a
+    /// history that keeps its time gets a narrower window.
+    pub spread: Option<Duration>,
 }
 
 impl Expected {
@@ -119,17 +122,48 @@ impl Expected {
     /// The widest half window: a long wait (a 10-min database start) gets at most 20 fine looks, not 120.
     pub const MAX_HALF_WINDOW: Duration = Duration::from_secs(5);
 
-    /// Half the width of the window of fine looks: a twentieth of the expected duration, at least [`Expected::FINE`]
-    /// and at most [`Expected::MAX_HALF_WINDOW`].
+    /// Expected at `after`, the spread of its history unknown.
+    pub fn at(after: Duration) -> Expected {
+        Expected {
+            after,
+            spread: None,
+        }
+    }
+
+    /// Half the width of the window of fine looks by rule: a twentieth of the expected duration, at least
+    /// [`Expected::FINE`] and at most [`Expected::MAX_HALF_WINDOW`].
     pub fn half_window(&self) -> Duration {
         (self.after / 20).clamp(Expected::FINE, Expected::MAX_HALF_WINDOW)
+    }
+
+    /// How long before `after` the fine looks begin: the half window; with a known spread, the spread (never more
+    /// than the half window) in whole [`Expected::FINE`] steps, so that a look falls on `after` itself and a history
+    /// that keeps its time is looked at once, when it is due.
+    pub fn early(&self) -> Duration {
+        let half = self.half_window();
+        let Some(spread) = self.spread else {
+            return half;
+        };
+        let fine = Expected::FINE.as_millis();
+        let steps = (spread.min(half).as_millis() + fine / 2) / fine;
+        Expected::FINE * u32::try_from(steps).unwrap_or(u32::MAX)
+    }
+
+    /// When the window of fine looks opens, counted from the wait's start.
+    pub fn opens(&self) -> Duration {
+        self.after.saturating_sub(self.early())
+    }
+
+    /// When it closes: as far after `after` as it opened before, at least [`Expected::FINE`].
+    pub fn closes(&self) -> Duration {
+        self.after + self.early().max(Expected::FINE)
     }
 
     /// Pure: how long to wait before the first look. A wait that cannot end before the window opens does not look
     /// at once (the look could only say "not yet"); it looks when the window opens, or after [`Expected::RARE`].
     pub fn first_sleep(expected: Option<Expected>) -> Duration {
         match expected {
-            Some(e) => e.after.saturating_sub(e.half_window()).min(Expected::RARE),
+            Some(e) => e.opens().min(Expected::RARE),
             None => Duration::ZERO,
         }
     }
@@ -143,8 +177,7 @@ pub fn next_sleep(elapsed: Duration, interval: Duration, expected: Option<Expect
     let Some(e) = expected else {
         return interval;
     };
-    let opens = e.after.saturating_sub(e.half_window());
-    let closes = e.after + e.half_window();
+    let (opens, closes) = (e.opens(), e.closes());
     if elapsed < opens {
         (opens - elapsed).min(Expected::RARE)
     } else if elapsed < closes {
@@ -164,7 +197,7 @@ pub fn next_interval(
     expected: Option<Expected>,
 ) -> Duration {
     match expected {
-        Some(e) if elapsed < e.after + e.half_window() => backoff.first,
+        Some(e) if elapsed < e.closes() => backoff.first,
         _ => backoff.next(interval),
     }
 }
@@ -354,7 +387,7 @@ mod tests {
         let s = Duration::from_secs;
         let ms = Duration::from_millis;
         let fast = s(3);
-        let exp = |secs| Some(Expected { after: s(secs) });
+        let exp = |secs| Some(Expected::at(s(secs)));
         // (elapsed, expected, sleep)
         let cases = [
             // No estimate: the backoff decides.
@@ -391,7 +424,7 @@ mod tests {
     #[test]
     fn the_schedule_of_looks_around_the_expected_end() {
         let s = Duration::from_secs;
-        let exp = |secs| Some(Expected { after: s(secs) });
+        let exp = |secs| Some(Expected::at(s(secs)));
         // No look at once (it could only say "not yet"), one after 10 s (an early failure), then around 20 s.
         assert_eq!(looks(exp(20), s(20)), vec![10_000, 19_000, 19_500, 20_000]);
         // Three services that settle at 3 s: two looks.
@@ -418,9 +451,48 @@ mod tests {
     }
 
     #[test]
+    fn a_history_that_keeps_its_time_gets_a_narrow_window() {
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        let with = |after, spread| {
+            Some(Expected {
+                after,
+                spread: Some(spread),
+            })
+        };
+        // Two 20-s roll-outs 30 ms apart: one rare look, then one at 20 s (due), then 20.5 s.
+        assert_eq!(looks(with(s(20), ms(30)), s(20)), vec![10_000, 20_000]);
+        assert_eq!(
+            looks(with(s(20), ms(30)), ms(20_400)),
+            vec![10_000, 20_000, 20_500]
+        );
+        // Three at 3 s: one look.
+        assert_eq!(looks(with(s(3), ms(0)), s(3)), vec![3_000]);
+        // Spread 0.8 s: the window opens 1 s early (two fine steps), a look still falls on 20 s.
+        assert_eq!(
+            looks(with(s(20), ms(800)), s(20)),
+            vec![10_000, 19_000, 19_500, 20_000]
+        );
+        // A spread wider than the rule is capped by it (a twentieth, at most 5 s).
+        let wide = Expected {
+            after: s(240),
+            spread: Some(s(30)),
+        };
+        assert_eq!((wide.opens(), wide.closes()), (s(235), s(245)));
+        // Unknown spread: the rule, as before.
+        let rule = Expected::at(s(20));
+        assert_eq!((rule.opens(), rule.closes()), (s(19), s(21)));
+        // Early or late, the first look after the window comes from the backoff's start.
+        assert_eq!(
+            looks(with(s(3), ms(0)), s(5)),
+            vec![3_000, 3_500, 4_500, 6_000]
+        );
+    }
+
+    #[test]
     fn the_first_look_waits_for_the_window_when_the_end_is_known() {
         let s = Duration::from_secs;
-        let exp = |secs| Some(Expected { after: s(secs) });
+        let exp = |secs| Some(Expected::at(s(secs)));
         assert_eq!(Expected::first_sleep(None), Duration::ZERO);
         assert_eq!(Expected::first_sleep(exp(0)), Duration::ZERO);
         assert_eq!(Expected::first_sleep(exp(3)), Duration::from_millis(2_500));

@@ -933,7 +933,7 @@ async fn move_database(db: &Database, want: DbWant, c: &Clients, ctx: &Ctx) -> R
     let expected = called
         .as_ref()
         .and_then(|k| k.usual.map(|u| u.duration.saturating_sub(k.at.elapsed())))
-        .map(|after| Expected { after });
+        .map(Expected::at);
     let again = std::cell::Cell::new(false);
     ctx.poller(
         format!("database {} {target}", db.identifier),

@@ -369,10 +369,20 @@ impl WatchReport {
 /// "steady state" hours later).
 const LONGEST_ROLLOUT: Duration = Duration::from_secs(3600);
 
+/// How long a service's roll-outs usually take, and how far its recent ones strayed from that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RolloutTime {
+    /// The median of the last five.
+    pub typical: Duration,
+    /// The largest distance of one of them from the median; `None` with a single roll-out.
+    pub spread: Option<Duration>,
+}
+
 /// Pure: how long this service's roll-outs usually take, from its own events (`(epoch milliseconds, message)`, any
 /// order). A roll-out starts at the first "has started N tasks" after the previous one ended and ends at the next
-/// "deployment completed" (or "has reached a steady state"). The median of the last five; `None` without history.
-pub fn usual_duration(events: &[(i64, &str)]) -> Option<Duration> {
+/// "deployment completed" (or "has reached a steady state"). The median of the last five and their spread; `None`
+/// without history.
+pub fn usual_duration(events: &[(i64, &str)]) -> Option<RolloutTime> {
     let mut events = events.to_vec();
     events.sort_by_key(|(t, _)| *t);
     let mut samples = Vec::new();
@@ -393,27 +403,67 @@ pub fn usual_duration(events: &[(i64, &str)]) -> Option<Duration> {
     }
     let mut last: Vec<Duration> = samples.into_iter().rev().take(5).collect();
     last.sort();
-    last.get(last.len().checked_sub(1)? / 2).copied()
+    let typical = *last.get(last.len().checked_sub(1)? / 2)?;
+    let spread = (last.len() >= 2).then(|| {
+        last.iter()
+            .map(|d| d.abs_diff(typical))
+            .max()
+            .unwrap_or_default()
+    });
+    Some(RolloutTime { typical, spread })
 }
 
-/// [`usual_duration`] of a described service.
-pub fn usual_duration_of(service: &Service) -> Option<Duration> {
+/// The longest believable delay from an UpdateService to its first "has started" event: a longer one means the
+/// roll-out's own event is no longer among the service's events (ECS keeps the latest 100).
+const LONGEST_START_DELAY: Duration = Duration::from_secs(120);
+
+/// Pure: how long ECS took from the last roll-out's UpdateService (its deployment's `created_ms`) to that roll-out's
+/// first "has started N tasks" event. [`usual_duration`] measures from that event; the watch counts from the call,
+/// so the delay is added to the expectation. `None` when no such event is seen, or only one too late to be it.
+pub fn start_delay(created_ms: i64, events: &[(i64, &str)]) -> Option<Duration> {
+    let first = events
+        .iter()
+        .filter(|(t, m)| *t >= created_ms && m.contains(" has started "))
+        .map(|(t, _)| *t)
+        .min()?;
+    Some(Duration::from_millis(
+        u64::try_from(first - created_ms).ok()?,
+    ))
+    .filter(|d| *d <= LONGEST_START_DELAY)
+}
+
+/// [`usual_duration`] of a described service, counted from the UpdateService: plus the [`start_delay`] of its last
+/// roll-out (the PRIMARY deployment).
+pub fn usual_duration_of(service: &Service) -> Option<RolloutTime> {
     let events: Vec<(i64, &str)> = service
         .events()
         .iter()
         .filter_map(|e| Some((e.created_at()?.to_millis().ok()?, e.message()?)))
         .collect();
-    usual_duration(&events)
+    let delay = ecs::primary(service)
+        .and_then(|d| d.created_at()?.to_millis().ok())
+        .and_then(|created| start_delay(created, &events))
+        .unwrap_or_default();
+    usual_duration(&events).map(|u| RolloutTime {
+        typical: u.typical + delay,
+        ..u
+    })
 }
 
-/// When a watch of several services is expected to end: they all must finish, so the slowest usual duration; `None` when any
-/// of them has no history (the backoff alone then).
-pub fn expected_end(usual: &[Option<Duration>]) -> Option<crate::wait::Expected> {
+/// When a watch of several services is expected to end: they all must finish, so the slowest usual duration, with
+/// the widest spread (unknown when one is); `None` when any of them has no history (the backoff alone then).
+pub fn expected_end(usual: &[Option<RolloutTime>]) -> Option<crate::wait::Expected> {
     let mut slowest = Duration::ZERO;
+    let mut spread = Some(Duration::ZERO);
     for u in usual {
-        slowest = slowest.max((*u)?);
+        let u = (*u)?;
+        slowest = slowest.max(u.typical);
+        spread = spread.zip(u.spread).map(|(a, b)| a.max(b));
     }
-    (!usual.is_empty()).then_some(crate::wait::Expected { after: slowest })
+    (!usual.is_empty()).then_some(crate::wait::Expected {
+        after: slowest,
+        spread,
+    })
 }
 
 /// Event ids a service shows now: the watch prints only events that appear after these.
@@ -1267,19 +1317,99 @@ mod tests {
             ),
         ];
         for (name, events, want) in cases {
-            assert_eq!(usual_duration(&events), want, "{name}");
+            assert_eq!(usual_duration(&events).map(|u| u.typical), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_delay_from_the_update_to_the_first_started_task() {
+        let started = "(service core) has started 2 tasks: (task a) (task b).";
+        let done = "(service core) (deployment ecs-svc/1) deployment completed.";
+        let ms = Duration::from_millis;
+        type Case<'a> = (&'a str, Vec<(i64, &'a str)>, Option<Duration>);
+        let cases: Vec<Case> = vec![
+            ("no events", vec![], None),
+            (
+                "started 4 s after the update",
+                vec![(104_000, started), (130_000, done)],
+                Some(ms(4_000)),
+            ),
+            (
+                "the first start after the update counts",
+                vec![(110_000, started), (103_500, started)],
+                Some(ms(3_500)),
+            ),
+            (
+                "an earlier roll-out's start does not",
+                vec![(90_000, started), (100_000, done)],
+                None,
+            ),
+            ("at once", vec![(100_000, started)], Some(ms(0))),
+            (
+                "too late to be the roll-out's own",
+                vec![(400_000, started)],
+                None,
+            ),
+        ];
+        for (name, events, want) in cases {
+            assert_eq!(start_delay(100_000, &events), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_spread_of_the_last_roll_outs() {
+        let started = "(service core) has started 1 tasks: (task a).";
+        let done = "(service core) (deployment ecs-svc/1) deployment completed.";
+        let ms = Duration::from_millis;
+        let runs = |durations: &[i64]| -> Vec<(i64, &str)> {
+            durations
+                .iter()
+                .enumerate()
+                .flat_map(|(i, d)| {
+                    let t = i as i64 * 1_000_000;
+                    [(t, started), (t + d, done)]
+                })
+                .collect()
+        };
+        let cases: [(&[i64], Option<Duration>); 4] = [
+            (&[20_000], None),
+            (&[20_000, 20_030], Some(ms(30))),
+            (&[3_000, 3_000, 3_000], Some(ms(0))),
+            (&[2_000, 7_200, 4_600], Some(ms(2_600))),
+        ];
+        for (durations, want) in cases {
+            let events = runs(durations);
+            assert_eq!(
+                usual_duration(&events).and_then(|u| u.spread),
+                want,
+                "{durations:?}"
+            );
         }
     }
 
     #[test]
     fn a_watch_is_paced_by_its_slowest_service() {
-        let s = |n| Some(Duration::from_secs(n));
+        let s = Duration::from_secs;
+        let time = |typical, spread: Option<u64>| {
+            Some(RolloutTime {
+                typical: s(typical),
+                spread: spread.map(s),
+            })
+        };
         assert_eq!(expected_end(&[]), None);
-        assert_eq!(expected_end(&[s(3), None]), None);
+        assert_eq!(expected_end(&[time(3, Some(0)), None]), None);
         assert_eq!(
-            expected_end(&[s(3), s(20)]),
+            expected_end(&[time(3, Some(1)), time(20, Some(0))]),
             Some(crate::wait::Expected {
-                after: Duration::from_secs(20)
+                after: s(20),
+                spread: Some(s(1))
+            })
+        );
+        assert_eq!(
+            expected_end(&[time(3, None), time(20, Some(0))]),
+            Some(crate::wait::Expected {
+                after: s(20),
+                spread: None
             })
         );
     }

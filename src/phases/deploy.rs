@@ -226,7 +226,7 @@ pub struct ServicePlan {
     /// The new revision against the current one, field by field (set with `new_containers`).
     pub diff: Option<RevisionDiff>,
     /// How long this service's roll-outs usually take (from its own events); paces the watch.
-    pub usual: Option<Duration>,
+    pub usual: Option<rollout::RolloutTime>,
     /// Secrets leaving the new revision because their parameters were deleted from `ssm-path` (one line each).
     pub removed_secrets: Vec<String>,
 }
@@ -419,11 +419,15 @@ fn plan_service(
 }
 
 /// `core usually completes in ~4m 10s` (from its history), or how the watch looks without one.
-fn usual_line(service: &str, usual: Option<Duration>) -> String {
+fn usual_line(service: &str, usual: Option<rollout::RolloutTime>) -> String {
     match usual {
-        Some(d) => format!(
-            "{service} usually completes in ~{} (its last roll-outs): the watch looks often around then",
-            crate::wait::human(d)
+        Some(u) => format!(
+            "{service} usually completes in ~{} (its last roll-outs{}): the watch looks often around then",
+            crate::wait::human(u.typical),
+            match u.spread {
+                Some(d) => format!(", within {} of it", crate::wait::human(d)),
+                None => String::new(),
+            }
         ),
         None => format!("{service}: no roll-out history in its events; the watch looks every 1–3 s"),
     }
@@ -827,7 +831,7 @@ async fn watch(
         d.req.version,
         targets.len()
     ));
-    let usual: Vec<Option<Duration>> = d
+    let usual: Vec<Option<rollout::RolloutTime>> = d
         .plans
         .iter()
         .filter(|p| changed.iter().any(|t| t.service == p.name))

@@ -230,7 +230,7 @@ struct RollbackPlan {
     /// The images of the target revision's configured containers, `(container, image)`: the preflight's.
     images: Vec<(String, String)>,
     /// How long this service's roll-outs usually take (from its own events); paces the watch.
-    usual: Option<Duration>,
+    usual: Option<rollout::RolloutTime>,
     /// The primary deployment runs `current` and its roll-out FAILED (a circuit breaker without rollback): when
     /// `current` is the target too, the roll-out is started again, or no rerun could ever settle the service.
     failed_primary: bool,
@@ -736,7 +736,7 @@ async fn watch(
         let _g = ctx
             .runner
             .group(&rollout_title(moving.len(), targets.len()));
-        let usual: Vec<Option<Duration>> = plans
+        let usual: Vec<Option<rollout::RolloutTime>> = plans
             .iter()
             .filter(|p| p.moves())
             .map(|p| p.usual)
