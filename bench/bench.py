@@ -217,6 +217,12 @@ class Proc:
         return self.run
 
 
+def show_calls(calls: list[dict], spawn: float) -> None:
+    """With BENCH_SHOW_CALLS set: one run's call log, seconds after its spawn (to see where the calls go)."""
+    if os.environ.get("BENCH_SHOW_CALLS"):
+        print("\n".join(f"    {c['t'] - spawn:7.3f} {c['operation']}" for c in calls), flush=True)
+
+
 def run(argv, env, mode=None, timeout=300.0, cwd=None) -> Run:
     return Proc(argv, env, mode, timeout, cwd).wait()
 
@@ -594,8 +600,8 @@ class Bench:
         runs = r if isinstance(r, list) else [r]
         spawn, end = min(x.spawn for x in runs), max(x.exit for x in runs)
         calls = [c for c in self.aws.calls_since(seq) if spawn <= c["t"] <= end]
-        if os.environ.get("BENCH_SHOW_CALLS") and tool == "deploy-action":
-            print("\n".join(f"    {c['t'] - spawn:7.3f} {c['operation']}" for c in calls), flush=True)
+        if tool == "deploy-action":
+            show_calls(calls, spawn)
         ops: dict[str, int] = {}
         for c in calls:
             ops[c["operation"]] = ops.get(c["operation"], 0) + 1
@@ -641,8 +647,7 @@ class Bench:
         r = r[0] if isinstance(r, list) else r
         ro = [x for x in self.aws.rollouts(svc, cluster, r.spawn) if x["state"] == "COMPLETED"]
         calls = [c for c in self.aws.calls_since(seq) if r.spawn <= c["t"] <= r.exit]
-        if os.environ.get("BENCH_SHOW_CALLS"):
-            print("\n".join(f"    {c['t'] - r.spawn:7.3f} {c['operation']}" for c in calls), flush=True)
+        show_calls(calls, r.spawn)
         self.aws.ctl("DELETE", "/_test/ecs/service-rules")
         self.settle(env, [svc])
         return {"lag": r.exit - ro[0]["settledAt"], "calls": len(calls), "wall": r.wall}

@@ -425,15 +425,15 @@ pub fn running_after_rollout(maintenance: MaintenanceState, database: Option<&st
 /// [`running_after_rollout`] from three reads (the listener, its tags, the database's status) instead of the whole
 /// environment: what a deploy looks at before it lifts maintenance.
 pub async fn is_running_after_rollout(env: &Environment, c: &Clients) -> Result<bool> {
-    let db = async {
-        match &env.database {
-            Some(db) => rds::db_status(&c.rds, db).await.map(Some),
-            None => Ok(None),
-        }
+    let database = async {
+        Ok::<_, anyhow::Error>(match &env.database {
+            Some(db) => Some(rds::db_status(&c.rds, db).await?),
+            None => None,
+        })
     };
     let (maintenance, database) = tokio::try_join!(
         maintenance::observe(&c.elb, env.maintenance.as_ref()),
-        async { db.await.map_err(anyhow::Error::from) }
+        database
     )?;
     Ok(running_after_rollout(maintenance, database.as_deref()))
 }

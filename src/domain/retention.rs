@@ -28,7 +28,7 @@ pub fn to_deregister(revisions: &[RevisionInfo], in_use: &[String], keep: usize)
     newest_first
         .into_iter()
         .skip(keep)
-        .filter(|r| (r.version.is_some() || r.known_good.is_some()) && !in_use.contains(&r.arn))
+        .filter(|r| r.is_ours() && !in_use.contains(&r.arn))
         .map(|r| r.arn.clone())
         .collect()
 }
@@ -175,8 +175,7 @@ pub async fn after_deploy(
         looked.push((*family, unjudged(ecs_client, *family, keep).await?));
     }
     let candidates: Vec<RevisionInfo> = looked.iter().flat_map(|(_, (_, r))| r.clone()).collect();
-    let ours = |r: &&RevisionInfo| r.version.is_some() || r.known_good.is_some();
-    let used = if candidates.iter().any(|r| ours(&r)) {
+    let used = if candidates.iter().any(RevisionInfo::is_ours) {
         let names: Vec<&str> = families.iter().map(|f| f.name).collect();
         in_use(ecs_client, cluster, services, &names).await?
     } else {
@@ -195,8 +194,7 @@ pub async fn after_deploy(
     for (family, (beyond, read)) in &looked {
         let left: Vec<i32> = read
             .iter()
-            .filter(ours)
-            .filter(|r| !out.deregistered.contains(&r.arn))
+            .filter(|r| r.is_ours() && !out.deregistered.contains(&r.arn))
             .map(|r| r.revision)
             .collect();
         if let Some(mark) = judged_through(beyond, &left, family.judged) {

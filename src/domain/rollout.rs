@@ -176,6 +176,12 @@ pub struct RevisionInfo {
 }
 
 impl RevisionInfo {
+    /// Registered or marked by this action (a `deploy-action:version` or `deploy-action:known-good` tag): the only
+    /// revisions retention and rollback ever deregister.
+    pub fn is_ours(&self) -> bool {
+        self.version.is_some() || self.known_good.is_some()
+    }
+
     pub fn new(arn: &str, tags: &[(String, String)]) -> RevisionInfo {
         let tag = |k: &str| {
             tags.iter()
@@ -245,9 +251,8 @@ pub fn revisions_to_deregister(
         KnownGood::AlreadyOn(r) | KnownGood::RollTo(r) => r.arn.clone(),
     });
     // A revision this action did not register (no `deploy-action:*` tag) is never touched.
-    let ours = |r: &RevisionInfo| r.version.is_some() || r.known_good.is_some();
     let protected = |r: &RevisionInfo| {
-        !ours(r)
+        !r.is_ours()
             || r.arn == target
             || in_use.contains(&r.arn)
             || last_good.as_deref() == Some(r.arn.as_str())

@@ -1059,6 +1059,7 @@ async fn mark_judged(
             .map(|t| t.task_definition.as_str())
             .filter(|td| ecs::td_family(td) == family)
             .collect();
+        arns.sort_unstable();
         arns.dedup();
         for arn in arns {
             if let Err(e) = ecs::tag(
